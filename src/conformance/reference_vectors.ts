@@ -1,0 +1,202 @@
+/**
+ * Runs reference cases in the `gta-refvec-1` format (see `../shared/reference/README.md`): builds the
+ * layer a case describes, imports its torch-named weights, and compares the output and the gradients
+ * of `sum(output * loss_weights)` (with respect to `x` and every weight) with the float64 reference.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
+import { AttentionLayer } from '../layers/attention_base.js';
+import { GroupedQueryAttention } from '../layers/gqa_attention.js';
+import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
+import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
+import { importTorchWeights, torchToLayer } from '../io/torch_weights.js';
+import type { TorchMappable } from '../io/torch_layout.js';
+
+export interface RefTensor {
+  shape: number[];
+  data: number[];
+}
+
+export interface ReferenceCase {
+  name: string;
+  mechanism: 'gta' | 'gqa' | 'mla';
+  config: Record<string, unknown>;
+  rope?: { convention?: string; theta?: number; positions?: string };
+  inputs: { x: RefTensor; attention_mask?: RefTensor; padding_mask?: RefTensor };
+  weights: Record<string, RefTensor>;
+  output: RefTensor;
+  loss_weights: RefTensor;
+  grads: Record<string, RefTensor>;
+}
+
+export interface ReferenceFile {
+  format: string;
+  cases: ReferenceCase[];
+}
+
+/** How a case's masks are given to the layer. */
+export type MaskMode = 'attentionMask' | 'causalPadding';
+
+export interface CaseResult {
+  name: string;
+  mechanism: string;
+  /** Norm-relative error of the output. */
+  outputError: number;
+  /** Norm-relative error of each gradient, by torch name (`x` for the input). */
+  gradErrors: Record<string, number>;
+  maxGradError: number;
+}
+
+/** `||a - b|| / ||b||` in float64. */
+export function normRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) {
+    throw new ValueError(`normRelativeError: length ${actual.length} vs ${expected.length}.`);
+  }
+  let diff = 0;
+  let ref = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const d = actual[i] - expected[i];
+    diff += d * d;
+    ref += expected[i] * expected[i];
+  }
+  return ref === 0 ? Math.sqrt(diff) : Math.sqrt(diff / ref);
+}
+
+/** Parses and checks a reference file's text. */
+export function parseReferenceFile(text: string, source = 'reference file'): ReferenceFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new ValueError(`${source} is not valid JSON: ${(e as Error).message}`);
+  }
+  const file = parsed as ReferenceFile;
+  if (!file || file.format !== 'gta-refvec-1' || !Array.isArray(file.cases)) {
+    throw new ValueError(`${source} is not in the gta-refvec-1 format (expected {"format": "gta-refvec-1", "cases": [...]}).`);
+  }
+  for (const c of file.cases) {
+    for (const key of ['name', 'mechanism', 'config', 'inputs', 'weights', 'output', 'loss_weights', 'grads']) {
+      if (!(key in c)) throw new ValueError(`${source}: case ${c.name ?? '?'} has no "${key}".`);
+    }
+  }
+  return file;
+}
+
+function num(c: ReferenceCase, key: string): number {
+  const v = c.config[key];
+  if (typeof v !== 'number') throw new ValueError(`case ${c.name}: config.${key} must be a number, got ${JSON.stringify(v)}.`);
+  return v;
+}
+
+function checkScale(c: ReferenceCase, expected: number): void {
+  const s = c.config.softmax_scale;
+  if (typeof s === 'number' && Math.abs(s - expected) > 1e-12 * expected) {
+    throw new ValueError(`case ${c.name}: softmax_scale ${s} differs from the layer's ${expected}; custom scales ` +
+      '(e.g. YaRN mscale) are not supported.');
+  }
+}
+
+/** Builds (unbuilt) the layer a reference case describes. */
+export function layerForCase(c: ReferenceCase): AttentionLayer & TorchMappable {
+  const convention = c.rope?.convention ?? 'rotate_half';
+  if (convention !== 'rotate_half') {
+    throw new ValueError(`case ${c.name}: RoPE convention ${JSON.stringify(convention)} is not supported (rotate_half only).`);
+  }
+  if (c.rope?.positions !== undefined && c.rope.positions !== '0..T-1') {
+    throw new ValueError(`case ${c.name}: RoPE positions ${JSON.stringify(c.rope.positions)} are not supported (0..T-1 only).`);
+  }
+  const theta = (c.config.rope_theta as number | undefined) ?? c.rope?.theta ?? 10000;
+  const hasBias = (name: string) => name in c.weights;
+  switch (c.mechanism) {
+    case 'gqa': {
+      const headDim = num(c, 'head_dim');
+      checkScale(c, 1 / Math.sqrt(headDim));
+      return new GroupedQueryAttention({
+        headDim, numQueryHeads: num(c, 'num_query_heads'), numKeyValueHeads: num(c, 'num_key_value_heads'),
+        useBias: (c.config.use_bias as boolean | undefined) ?? hasBias('q_proj.bias'), ropeMaxWavelength: theta,
+      });
+    }
+    case 'gta': {
+      const headDim = num(c, 'head_dim');
+      for (const key of ['query_dim', 'key_dim']) {
+        if (c.config[key] !== undefined && c.config[key] !== headDim) {
+          throw new ValueError(`case ${c.name}: ${key} (${c.config[key]}) must equal head_dim (${headDim}).`);
+        }
+      }
+      const layer = new GroupedHeadLatentAttention({
+        numHeads: num(c, 'num_attention_heads'), headDim, numQueryHeads: num(c, 'num_query_heads'),
+        numKeyHeads: num(c, 'num_key_heads'), numValueHeads: num(c, 'num_value_heads'), valueDim: num(c, 'value_dim'),
+        useBias: hasBias('q_proj.bias'), ropeMaxWavelength: theta,
+      });
+      const r = c.config.expand_rate;
+      if (typeof r === 'number' && r !== layer.expandRate) {
+        throw new ValueError(`case ${c.name}: expand_rate ${r} differs from the derived ${layer.expandRate}.`);
+      }
+      return layer;
+    }
+    case 'mla': {
+      if (c.config.rope_interleave === true) {
+        throw new ValueError(`case ${c.name}: interleaved RoPE is not supported (rotate_half only).`);
+      }
+      const nope = num(c, 'qk_nope_head_dim');
+      const rope = num(c, 'qk_rope_head_dim');
+      checkScale(c, 1 / Math.sqrt(nope + rope));
+      return new MultiHeadLatentAttention({
+        numHeads: num(c, 'num_heads'), qLoraRank: (c.config.q_lora_rank as number | null | undefined) ?? null,
+        kvLoraRank: num(c, 'kv_lora_rank'), qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim: num(c, 'v_head_dim'),
+        rmsNormEpsilon: (c.config.rms_norm_eps as number | undefined) ?? 1e-6, useBias: hasBias('o_proj.bias'),
+        ropeMaxWavelength: theta,
+      });
+    }
+    default:
+      throw new ValueError(`case ${(c as ReferenceCase).name}: unknown mechanism ${JSON.stringify((c as ReferenceCase).mechanism)}.`);
+  }
+}
+
+function tensorOf(t: RefTensor): tf.Tensor {
+  return tf.tensor(Float32Array.from(t.data), t.shape, 'float32');
+}
+
+/**
+ * Runs one case on the current backend. `maskMode` 'attentionMask' passes the case's `[B, T, T]` mask;
+ * 'causalPadding' passes its padding mask with causal masking instead (the same mask, built by the layer).
+ */
+export function runReferenceCase(c: ReferenceCase, maskMode: MaskMode = 'attentionMask'): CaseResult {
+  const layer = layerForCase(c);
+  try {
+    importTorchWeights(layer, c.weights);
+    const specs = layer.torchWeightSpecs();
+    return tf.tidy(() => {
+      const x = tf.variable(tensorOf(c.inputs.x), true, `refcase_x_${c.name}_${Date.now()}`);
+      const lossWeights = tensorOf(c.loss_weights);
+      const opts: Record<string, unknown> = {};
+      if (maskMode === 'attentionMask' && c.inputs.attention_mask) opts.attentionMask = tensorOf(c.inputs.attention_mask);
+      if (maskMode === 'causalPadding') {
+        opts.useCausalMask = true;
+        if (c.inputs.padding_mask) opts.paddingMask = tensorOf(c.inputs.padding_mask);
+      }
+      let output: tf.Tensor | null = null;
+      const vars = [...specs.map((s) => s.variable.read() as tf.Variable), x];
+      const { grads } = tf.variableGrads(() => {
+        output = tf.keep(layer.call(x, opts) as tf.Tensor);
+        return tf.sum(tf.mul(output, lossWeights)) as tf.Scalar;
+      }, vars);
+      const outputError = normRelativeError(output!.dataSync(), c.output.data);
+      (output as tf.Tensor | null)?.dispose();
+      const gradErrors: Record<string, number> = {};
+      for (const spec of specs) {
+        const expected = c.grads[spec.torchName];
+        if (expected === undefined) continue;
+        const refInLayout = torchToLayer(spec, tensorOf(expected));
+        gradErrors[spec.torchName] = normRelativeError(grads[(spec.variable.read() as tf.Variable).name].dataSync(),
+          refInLayout.dataSync());
+      }
+      if (c.grads.x) gradErrors.x = normRelativeError(grads[x.name].dataSync(), c.grads.x.data);
+      x.dispose();
+      const maxGradError = Math.max(0, ...Object.values(gradErrors));
+      return { name: c.name, mechanism: c.mechanism, outputError, gradErrors, maxGradError };
+    });
+  } finally {
+    layer.dispose();
+  }
+}

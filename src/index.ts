@@ -1,0 +1,35 @@
+/**
+ * tfjs-gta: Keras-style TensorFlow.js layers for efficient attention.
+ * Importing this module registers every layer class for (de)serialization.
+ */
+export { ValueError } from './utils/errors.js';
+export type {
+  InitializerIdentifier, RegularizerIdentifier, ConstraintIdentifier, SerializedObject,
+} from './utils/serialization.js';
+export {
+  AttentionLayer, type AttentionBaseArgs, type AttentionCallOptions, type CachedCallOptions, type CachedCallResult,
+} from './layers/attention_base.js';
+export {
+  GroupedQueryAttention, groupedQueryAttention, multiHeadAttention, multiQueryAttention,
+  type GroupedQueryAttentionArgs, type MultiHeadAttentionArgs,
+} from './layers/gqa_attention.js';
+export {
+  GroupedHeadLatentAttention, groupedHeadLatentAttention, type GroupedHeadLatentAttentionArgs,
+} from './layers/gta_attention.js';
+export {
+  MultiHeadLatentAttention, multiHeadLatentAttention, type MultiHeadLatentAttentionArgs,
+} from './layers/mla_attention.js';
+export { RotaryEmbedding, rotaryEmbedding, type RotaryEmbeddingArgs } from './layers/rotary_embedding.js';
+export { RMSNormalization, rmsNormalization, type RMSNormalizationArgs } from './layers/rms_normalization.js';
+export { AttentionCache, type AttentionKind } from './cache/attention_cache.js';
+export {
+  importTorchWeights, exportTorchWeights, type TorchTensorLike, type ImportTorchOptions,
+} from './io/torch_weights.js';
+export type { TorchMappable, TorchWeightSpec, TorchLayout } from './io/torch_layout.js';
+export {
+  kvCacheElementsPerToken, kvCacheBytesPerToken, attentionCoefficient, linearMacsPerToken, attentionMacs,
+  attentionParams, mlaReexpansionPerCachedToken, specOf,
+  type AttentionSpec, type GqaSpec, type GtaSpec, type MlaSpec, type Costs, type CostOptions,
+} from './analysis/costs.js';
+export { applyRotary, rotaryRange, rotaryAt } from './ops/rope.js';
+export { MASK_VALUE } from './ops/masks.js';

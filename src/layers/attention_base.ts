@@ -1,0 +1,417 @@
+/**
+ * What GQA, GTA and MLA have in common: Keras-style arguments (dropout, biases, initializers,
+ * regularizers, constraints, seed, causal masking as a constructor option), input checking, masks,
+ * RoPE angles, and the two entry points:
+ *
+ * - `call(x | [x, mask], kwargs)`: the Keras path used by `apply`, `predict` and `fit`. Padding masks
+ *   arrive as Keras masks (`kwargs.mask`), as a second input `[B, S]`, or as an attention mask
+ *   `[B, T, S]` (second input or `kwargs.attentionMask`). With `returnAttentionScores` (eager only)
+ *   it returns `[output, scores]`.
+ * - `callWithCache(x, {cache})`: eager incremental decoding; returns the output and a new cache.
+ *
+ * Notation: B batch, T query length, S key length (cached + new), D model width.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
+import * as check from '../utils/errors.js';
+import { ValueError } from '../utils/errors.js';
+import { attentionMaskBias, causalBias, combineBiases, paddingBias } from '../ops/masks.js';
+import { RotaryAngles, rotaryAt, rotaryRange } from '../ops/rope.js';
+import {
+  ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer,
+  getRegularizer, serializeIdentifier,
+} from '../utils/serialization.js';
+
+export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
+export type Kwargs = Record<string, unknown>;
+
+/** Keys every tfjs layer accepts. */
+export const LAYER_ARG_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype',
+  'weights', 'inputDType'] as const;
+
+export interface AttentionBaseArgs extends LayerArgs {
+  /** Dropout rate on the attention probabilities (applied when `training`). Default 0. */
+  dropout?: number;
+  /** Whether projections have biases (which ones is mechanism-specific). */
+  useBias?: boolean;
+  /** Mask future keys (decoder self-attention). Default false, as in Keras. */
+  useCausalMask?: boolean;
+  /** RoPE base (Keras `max_wavelength`). Default 10000. */
+  ropeMaxWavelength?: number;
+  /** RoPE position scaling (positions are divided by it). Default 1. */
+  ropeScalingFactor?: number;
+  kernelInitializer?: InitializerIdentifier;
+  biasInitializer?: InitializerIdentifier;
+  kernelRegularizer?: RegularizerIdentifier | null;
+  biasRegularizer?: RegularizerIdentifier | null;
+  kernelConstraint?: ConstraintIdentifier | null;
+  biasConstraint?: ConstraintIdentifier | null;
+  /** Seed for initializers and dropout; null = nondeterministic. */
+  seed?: number | null;
+}
+
+export const BASE_ARG_KEYS = [...LAYER_ARG_KEYS, 'dropout', 'useBias', 'useCausalMask', 'ropeMaxWavelength',
+  'ropeScalingFactor', 'kernelInitializer', 'biasInitializer', 'kernelRegularizer', 'biasRegularizer',
+  'kernelConstraint', 'biasConstraint', 'seed'] as const;
+
+/** Options of eager calls. */
+export interface AttentionCallOptions {
+  /** `[B, T, S]`, 1/true where query t may attend to key s (S counts cached keys too). */
+  attentionMask?: tf.Tensor | null;
+  /** `[B, T]` (new tokens) or `[B, S]` (cached + new), 1/true for real tokens; masks padded keys. */
+  paddingMask?: tf.Tensor | null;
+  /** Overrides the constructor's `useCausalMask` for this call. */
+  useCausalMask?: boolean;
+  /** Also return the attention probabilities `[B, maps, T, S]`. */
+  returnAttentionScores?: boolean;
+  training?: boolean;
+  /** `[B, T]` int32 RoPE positions; default `cache.length + 0..T-1` for every row. */
+  positions?: tf.Tensor | null;
+}
+
+export interface CachedCallOptions extends AttentionCallOptions {
+  /** The cache from the previous call; null/undefined starts a new one. */
+  cache?: AttentionCache | null;
+}
+
+export interface CachedCallResult {
+  output: tf.Tensor3D; // [B, T, D]
+  cache: AttentionCache;
+  scores?: tf.Tensor4D; // [B, maps, T, S]
+}
+
+/** What a mechanism's forward pass receives. */
+export interface ForwardContext {
+  rope: (dim: number) => RotaryAngles;
+  bias: tf.Tensor | null;
+  training: boolean;
+  /** Tensors of the previous cache, or null. */
+  past: Record<string, tf.Tensor> | null;
+  /** Use the decode-optimised form (MLA absorbed) where the mechanism has one. */
+  decode: boolean;
+  dropoutSeed?: number;
+}
+
+export interface ForwardResult {
+  output: tf.Tensor; // [B, T, D]
+  scores: tf.Tensor; // [B, maps, T, S]
+  /** Full (past + new) cache tensors. */
+  cache: Record<string, tf.Tensor>;
+}
+
+interface ParsedInputs {
+  x: tf.Tensor3D;
+  attentionMask: tf.Tensor | null;
+  paddingMask: tf.Tensor | null;
+}
+
+export abstract class AttentionLayer extends tf.layers.Layer {
+  readonly dropout: number;
+  readonly useBias: boolean;
+  readonly useCausalMask: boolean;
+  readonly ropeMaxWavelength: number;
+  readonly ropeScalingFactor: number;
+  readonly seed: number | null;
+  protected readonly kernelInitializer: InitializerIdentifier;
+  protected readonly biasInitializer: InitializerIdentifier;
+  protected readonly kernelRegularizer: RegularizerIdentifier | null;
+  protected readonly biasRegularizer: RegularizerIdentifier | null;
+  protected readonly kernelConstraint: ConstraintIdentifier | null;
+  protected readonly biasConstraint: ConstraintIdentifier | null;
+  /** Input (and output) width D, known after `build`. */
+  protected inputDim = -1;
+  private weightCounter = 0;
+  private dropoutCounter = 0;
+
+  /** Which mechanism this layer implements (names the cache). */
+  abstract readonly kind: AttentionKind;
+
+  constructor(args: AttentionBaseArgs, defaultUseBias: boolean) {
+    super(args);
+    const owner = this.getClassName();
+    this.dropout = check.rate(owner, 'dropout', args.dropout);
+    this.useBias = check.bool(owner, 'useBias', args.useBias, defaultUseBias);
+    this.useCausalMask = check.bool(owner, 'useCausalMask', args.useCausalMask, false);
+    this.ropeMaxWavelength = check.positiveNumber(owner, 'ropeMaxWavelength', args.ropeMaxWavelength, 10000);
+    this.ropeScalingFactor = check.positiveNumber(owner, 'ropeScalingFactor', args.ropeScalingFactor, 1);
+    this.seed = check.seed(owner, args.seed);
+    this.kernelInitializer = args.kernelInitializer ?? 'glorotUniform';
+    this.biasInitializer = args.biasInitializer ?? 'zeros';
+    this.kernelRegularizer = args.kernelRegularizer ?? null;
+    this.biasRegularizer = args.biasRegularizer ?? null;
+    this.kernelConstraint = args.kernelConstraint ?? null;
+    this.biasConstraint = args.biasConstraint ?? null;
+    // Resolve once so that a bad identifier fails at construction, not at build.
+    getInitializer(owner, 'kernelInitializer', this.kernelInitializer);
+    getInitializer(owner, 'biasInitializer', this.biasInitializer);
+    getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer);
+    getRegularizer(owner, 'biasRegularizer', this.biasRegularizer);
+    getConstraint(owner, 'kernelConstraint', this.kernelConstraint);
+    getConstraint(owner, 'biasConstraint', this.biasConstraint);
+    this.supportsMasking = true;
+  }
+
+  // ---------------------------------------------------------------- weights
+
+  private nextSeed(): number | null {
+    const s = this.seed === null ? null : this.seed + this.weightCounter;
+    this.weightCounter += 1;
+    return s;
+  }
+
+  /** Adds a kernel with the layer's kernel initializer/regularizer/constraint. */
+  protected addKernel(name: string, shape: number[], initializer?: InitializerIdentifier): tf.LayerVariable {
+    const owner = this.getClassName();
+    return this.addWeight(name, shape, 'float32',
+      getInitializer(owner, 'kernelInitializer', initializer ?? this.kernelInitializer, this.nextSeed()),
+      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
+      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
+  }
+
+  /** Adds a bias with the layer's bias initializer/regularizer/constraint. */
+  protected addBias(name: string, shape: number[]): tf.LayerVariable {
+    const owner = this.getClassName();
+    return this.addWeight(name, shape, 'float32',
+      getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed()),
+      getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never, true,
+      getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined);
+  }
+
+  /** Adds a weight of ones with no regularizer (RMSNorm gains). */
+  protected addScale(name: string, size: number): tf.LayerVariable {
+    return this.addWeight(name, [size], 'float32', tf.initializers.ones());
+  }
+
+  // ---------------------------------------------------------------- mechanism hooks
+
+  /** Creates the weights for input width `inputDim`. */
+  protected abstract buildWeights(inputDim: number): void;
+
+  /** The forward pass on `x [B, T, D]`. */
+  protected abstract forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult;
+
+  /** Sequence axis of each cache tensor. */
+  protected abstract cacheAxes(): Record<string, number>;
+
+  /** Elements per token per layer the cache stores (analytic). */
+  abstract kvCacheElementsPerToken(): number;
+
+  /** Number of attention maps (score matrices) per token pair: heads for GQA/MLA, query groups for GTA. */
+  abstract numAttentionMaps(): number;
+
+  // ---------------------------------------------------------------- Keras API
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const owner = this.getClassName();
+    if (shape.length !== 3) {
+      throw new ValueError(`${owner}: expected input of rank 3 [batch, sequence, features], got shape ` +
+        `[${shape.map((d) => (d === null ? 'null' : d)).join(', ')}].`);
+    }
+    const dim = shape[2];
+    if (dim === null || dim === undefined) {
+      throw new ValueError(`${owner}: the last input dimension (features) must be defined.`);
+    }
+    this.inputDim = dim;
+    this.buildWeights(dim);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return shape.slice();
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    // The output keeps the (first) input's padding mask; tfjs expects null when there is none.
+    const m = Array.isArray(mask) ? mask[0] : mask;
+    return (m ?? null) as unknown as tf.Tensor;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
+    const parsed = this.parseInputs(inputs, kwargs);
+    const opts = kwargs as AttentionCallOptions;
+    const returnScores = opts.returnAttentionScores === true;
+    return tf.tidy(() => {
+      const { result } = this.run(parsed, opts, null, false);
+      return returnScores ? [result.output, result.scores] : result.output;
+    });
+  }
+
+  /**
+   * Eager incremental call: attends over `cache` plus `x`, returns the output and the extended cache.
+   * The cache passed in is left unchanged (dispose it when you no longer need it).
+   */
+  callWithCache(x: tf.Tensor, options: CachedCallOptions = {}): CachedCallResult {
+    const cache = options.cache ?? null;
+    const parsed = this.parseInputs(x, options as Kwargs);
+    if (!this.built) this.build(parsed.x.shape);
+    if (cache !== null) this.checkCache(cache, parsed.x.shape[0]);
+    const t = parsed.x.shape[1];
+    const decode = t === 1;
+    type Out = { output: tf.Tensor; scores: tf.Tensor; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
+    const out = tf.tidy(() => {
+      const { result, keyMask } = this.run(parsed, options, cache, decode);
+      const kept: Out = { output: result.output, scores: result.scores, cache: result.cache, keyMask };
+      return kept as unknown as tf.TensorContainer;
+    }) as unknown as Out;
+    const axes = this.cacheAxes();
+    const entries: Record<string, CacheEntry> = {};
+    for (const [name, tensor] of Object.entries(out.cache)) entries[name] = { tensor, seqAxis: axes[name] };
+    const newCache = new AttentionCache(this.kind, this.name, entries, out.keyMask as tf.Tensor2D | null);
+    let scores: tf.Tensor4D | undefined;
+    if (options.returnAttentionScores) scores = out.scores as tf.Tensor4D;
+    else out.scores.dispose();
+    return { output: out.output as tf.Tensor3D, cache: newCache, scores };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private run(parsed: ParsedInputs, opts: AttentionCallOptions, cache: AttentionCache | null,
+    decode: boolean): { result: ForwardResult; keyMask: tf.Tensor | null } {
+    const { x } = parsed;
+    const [b, t] = x.shape;
+    const offset = cache === null ? 0 : cache.length;
+    const s = offset + t;
+    const causal = opts.useCausalMask ?? this.useCausalMask;
+    const biases: Array<tf.Tensor | null> = [];
+    if (causal && t > 1) biases.push(causalBias(t, s, offset));
+    const keyMask = this.fullKeyMask(cache, parsed.paddingMask, b, t);
+    if (keyMask !== null) biases.push(paddingBias(keyMask));
+    if (parsed.attentionMask !== null) {
+      this.expectShape('attentionMask', parsed.attentionMask, [b, t, s]);
+      biases.push(attentionMaskBias(parsed.attentionMask));
+    }
+    const positions = opts.positions ?? null;
+    if (positions !== null) this.expectShape('positions', positions, [b, t]);
+    const rope = (dim: number): RotaryAngles => (positions === null
+      ? rotaryRange(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset, t)
+      : rotaryAt(dim, this.ropeMaxWavelength, this.ropeScalingFactor, positions, s));
+    const training = opts.training === true;
+    let dropoutSeed: number | undefined;
+    if (training && this.dropout > 0 && this.seed !== null) {
+      dropoutSeed = this.seed + 7919 * (1 + this.dropoutCounter);
+      this.dropoutCounter += 1;
+    }
+    const past = cache === null ? null : Object.fromEntries(
+      Object.entries(cache.entries).map(([name, e]) => [name, e.tensor]));
+    const result = this.forward(x, { rope, bias: combineBiases(biases), training, past, decode, dropoutSeed });
+    return { result, keyMask };
+  }
+
+  /** Key padding mask over all S keys, or null when every key is real. */
+  private fullKeyMask(cache: AttentionCache | null, paddingMask: tf.Tensor | null, b: number,
+    t: number): tf.Tensor | null {
+    const offset = cache === null ? 0 : cache.length;
+    if (paddingMask !== null && paddingMask.shape[1] !== t && paddingMask.shape[1] !== offset + t) {
+      throw new ValueError(`${this.getClassName()}: paddingMask must cover the ${t} new tokens or all ` +
+        `${offset + t} keys, got shape [${paddingMask.shape}].`);
+    }
+    if (paddingMask !== null && paddingMask.shape[1] === offset + t && offset > 0) {
+      return tf.cast(paddingMask, 'float32'); // already covers cached + new keys
+    }
+    const past = cache?.keyMask ?? null;
+    if (past === null && paddingMask === null) return null;
+    const pastMask = past ?? (offset > 0 ? tf.ones([b, offset]) : null);
+    const newMask = paddingMask === null ? tf.ones([b, t]) : tf.cast(paddingMask, 'float32');
+    return pastMask === null ? newMask : tf.concat([pastMask, newMask], 1); // [B, S]
+  }
+
+  private parseInputs(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): ParsedInputs {
+    const owner = this.getClassName();
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    if (list.length < 1 || list.length > 2) {
+      throw new ValueError(`${owner}: expected an input tensor or [input, mask], got a list of ${list.length}.`);
+    }
+    const x = list[0];
+    if (!(x instanceof tf.Tensor)) throw new ValueError(`${owner}: the input must be a tf.Tensor.`);
+    if (x.rank !== 3) {
+      throw new ValueError(`${owner}: expected input of rank 3 [batch, sequence, features], got shape [${x.shape}].`);
+    }
+    if (x.dtype !== 'float32') {
+      throw new ValueError(`${owner}: expected a float32 input, got dtype ${x.dtype}.`);
+    }
+    if (this.built && x.shape[2] !== this.inputDim) {
+      throw new ValueError(`${owner}: expected input features (last dimension) ${this.inputDim}, got ` +
+        `${x.shape[2]} (input shape [${x.shape}]).`);
+    }
+    let attentionMask = (kwargs.attentionMask as tf.Tensor | null | undefined) ?? null;
+    let paddingMask = (kwargs.paddingMask as tf.Tensor | null | undefined) ?? null;
+    const second = list[1];
+    if (second !== undefined) {
+      if (second.rank === 3) attentionMask = second;
+      else if (second.rank === 2) paddingMask = second;
+      else {
+        throw new ValueError(`${owner}: the second input must be a padding mask [batch, keys] or an ` +
+          `attention mask [batch, queries, keys], got shape [${second.shape}].`);
+      }
+    }
+    const kerasMask = kwargs.mask as tf.Tensor | tf.Tensor[] | null | undefined;
+    const firstMask = Array.isArray(kerasMask) ? kerasMask[0] : kerasMask;
+    if (paddingMask === null && firstMask) paddingMask = firstMask;
+    if (paddingMask !== null) {
+      if (paddingMask.rank !== 2 || paddingMask.shape[0] !== x.shape[0]) {
+        throw new ValueError(`${owner}: paddingMask must have shape [batch, keys] = [${x.shape[0]}, keys], ` +
+          `got [${paddingMask.shape}].`);
+      }
+    }
+    return { x: x as tf.Tensor3D, attentionMask, paddingMask };
+  }
+
+  private expectShape(arg: string, tensor: tf.Tensor, shape: number[]): void {
+    if (tensor.rank !== shape.length || tensor.shape.some((d, i) => d !== shape[i])) {
+      throw new ValueError(`${this.getClassName()}: ${arg} must have shape [${shape}], got [${tensor.shape}].`);
+    }
+  }
+
+  private checkCache(cache: AttentionCache, batch: number): void {
+    const owner = this.getClassName();
+    if (cache.isDisposed) throw new ValueError(`${owner}: the cache passed in has been disposed.`);
+    if (cache.owner !== this.name || cache.kind !== this.kind) {
+      throw new ValueError(`${owner}: the cache belongs to layer ${JSON.stringify(cache.owner)} (${cache.kind}), ` +
+        `not to this layer ${JSON.stringify(this.name)} (${this.kind}).`);
+    }
+    if (cache.batchSize !== batch) {
+      throw new ValueError(`${owner}: the cache holds batch size ${cache.batchSize} but the input has batch ` +
+        `size ${batch}.`);
+    }
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    markUsed(this);
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      dropout: this.dropout,
+      useBias: this.useBias,
+      useCausalMask: this.useCausalMask,
+      ropeMaxWavelength: this.ropeMaxWavelength,
+      ropeScalingFactor: this.ropeScalingFactor,
+      kernelInitializer: serializeIdentifier(this.kernelInitializer),
+      biasInitializer: serializeIdentifier(this.biasInitializer),
+      kernelRegularizer: serializeIdentifier(this.kernelRegularizer),
+      biasRegularizer: serializeIdentifier(this.biasRegularizer),
+      kernelConstraint: serializeIdentifier(this.kernelConstraint),
+      biasConstraint: serializeIdentifier(this.biasConstraint),
+      seed: this.seed,
+    } as tf.serialization.ConfigDict;
+  }
+}
+
+/**
+ * tfjs only lets a layer be disposed after `apply()` has run (it counts references from there). Layers
+ * built directly with `build()` (weight import, cached calls) are marked as used once, so `dispose()`
+ * frees their weights instead of throwing.
+ */
+export function markUsed(layer: tf.layers.Layer): void {
+  const counted = layer as unknown as { _refCount: number | null };
+  if (layer.built && counted._refCount === null) counted._refCount = 1;
+}
+
+/** Reads a LayerVariable as a tensor (for brevity inside forward passes). */
+export function read(v: tf.LayerVariable | null): tf.Tensor | null {
+  return v === null ? null : v.read();
+}

@@ -1,0 +1,168 @@
+/**
+ * GroupedQueryAttention: grouped-query attention (GQA) with RoPE; MHA (numKeyValueHeads ==
+ * numQueryHeads) and MQA (numKeyValueHeads == 1) are settings of it.
+ *
+ * Paper: Ainslie et al. 2023, arXiv 2305.13245. Reference: Hugging Face transformers `LlamaAttention`
+ * (eager path); argument names from `keras.layers.GroupQueryAttention`.
+ *
+ * Notation:
+ *   B   batch                      T    query length (new tokens)
+ *   S   key length (cache + T)     D    model width (input = output features)
+ *   Hq  query heads                Hkv  key/value heads (Hq % Hkv == 0)
+ *   Dh  head dim
+ *
+ * Query head i reads KV head floor(i / (Hq/Hkv)). Scores are scaled by Dh^-1/2. RoPE (rotate-half)
+ * is applied to q and k, never to v; keys are cached after RoPE.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { groupedAttention } from '../ops/attention_core.js';
+import { project } from '../ops/dense.js';
+import { applyRotary } from '../ops/rope.js';
+import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
+import {
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+} from './attention_base.js';
+
+export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
+  /** Size of each attention head (Keras `head_dim`). Must be even (RoPE). */
+  headDim: number;
+  /** Number of query heads (Keras `num_query_heads`). */
+  numQueryHeads: number;
+  /** Number of key/value heads; must divide `numQueryHeads` (Keras `num_key_value_heads`). */
+  numKeyValueHeads: number;
+}
+
+const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads'];
+
+export class GroupedQueryAttention extends AttentionLayer implements TorchMappable {
+  static className = 'GroupedQueryAttention';
+  readonly kind = 'gqa' as const;
+  readonly headDim: number;
+  readonly numQueryHeads: number;
+  readonly numKeyValueHeads: number;
+  readonly torchInputWeight = 'q_proj.weight';
+  private queryKernel: tf.LayerVariable | null = null;
+  private keyKernel: tf.LayerVariable | null = null;
+  private valueKernel: tf.LayerVariable | null = null;
+  private outputKernel: tf.LayerVariable | null = null;
+  private queryBias: tf.LayerVariable | null = null;
+  private keyBias: tf.LayerVariable | null = null;
+  private valueBias: tf.LayerVariable | null = null;
+  private outputBias: tf.LayerVariable | null = null;
+
+  constructor(args: GroupedQueryAttentionArgs) {
+    super(args, true);
+    const owner = GroupedQueryAttention.className;
+    check.knownKeys(owner, args, ARG_KEYS);
+    this.headDim = check.positiveInt(owner, 'headDim', args.headDim);
+    this.numQueryHeads = check.positiveInt(owner, 'numQueryHeads', args.numQueryHeads);
+    this.numKeyValueHeads = check.positiveInt(owner, 'numKeyValueHeads', args.numKeyValueHeads);
+    check.divisible(owner, 'numQueryHeads', this.numQueryHeads, 'numKeyValueHeads', this.numKeyValueHeads);
+    check.even(owner, 'headDim', this.headDim, 'rotary embedding rotates pairs of dimensions');
+  }
+
+  protected buildWeights(d: number): void {
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    this.queryKernel = this.addKernel('query/kernel', [d, hq, dh]);
+    this.keyKernel = this.addKernel('key/kernel', [d, hkv, dh]);
+    this.valueKernel = this.addKernel('value/kernel', [d, hkv, dh]);
+    this.outputKernel = this.addKernel('attention_output/kernel', [hq, dh, d]);
+    if (this.useBias) {
+      this.queryBias = this.addBias('query/bias', [hq, dh]);
+      this.keyBias = this.addBias('key/bias', [hkv, dh]);
+      this.valueBias = this.addBias('value/bias', [hkv, dh]);
+      this.outputBias = this.addBias('attention_output/bias', [d]);
+    }
+  }
+
+  protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
+    const [b, t] = x.shape;
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    const angles = ctx.rope(dh);
+    const heads = (kernel: tf.LayerVariable | null, bias: tf.LayerVariable | null, n: number) =>
+      tf.reshape(project(x, read(kernel)!, read(bias)), [b, t, n, dh]); // [B, T, D] @ [D, n*Dh] -> [B, T, n, Dh]
+    const q = tf.transpose(applyRotary(heads(this.queryKernel, this.queryBias, hq), angles),
+      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, Hq, Dh] -> [B, Hq, T, Dh]
+    let k = tf.transpose(applyRotary(heads(this.keyKernel, this.keyBias, hkv), angles),
+      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, Hkv, Dh] -> [B, Hkv, T, Dh]
+    let v = tf.transpose(heads(this.valueKernel, this.valueBias, hkv), [0, 2, 1, 3]) as tf.Tensor4D; // -> [B, Hkv, T, Dh]
+    if (ctx.past !== null) {
+      k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hkv, S, Dh]
+      v = tf.concat([ctx.past.value as tf.Tensor4D, v], 2); // [B, Hkv, S, Dh]
+    }
+    const { output, probs } = groupedAttention(q, k, v, {
+      scale: 1 / Math.sqrt(dh), bias: ctx.bias,
+      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+    }); // [B, Hq, T, Dh], [B, Hq, T, S]
+    const merged = tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b, t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq*Dh]
+    const wo = tf.reshape(read(this.outputKernel)!, [hq * dh, this.inputDim]); // [Hq, Dh, D] -> [Hq*Dh, D]
+    const out = project(merged, wo, read(this.outputBias)); // [B, T, Hq*Dh] @ [Hq*Dh, D] -> [B, T, D]
+    return { output: out, scores: probs, cache: { key: k, value: v } };
+  }
+
+  protected cacheAxes(): Record<string, number> {
+    return { key: 2, value: 2 };
+  }
+
+  kvCacheElementsPerToken(): number {
+    return 2 * this.numKeyValueHeads * this.headDim;
+  }
+
+  numAttentionMaps(): number {
+    return this.numQueryHeads;
+  }
+
+  torchWeightSpecs(): TorchWeightSpec[] {
+    const d = this.inputDim;
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    const specs: TorchWeightSpec[] = [
+      { torchName: 'q_proj.weight', torchShape: [hq * dh, d], variable: this.queryKernel!, layout: 'linear' },
+      { torchName: 'k_proj.weight', torchShape: [hkv * dh, d], variable: this.keyKernel!, layout: 'linear' },
+      { torchName: 'v_proj.weight', torchShape: [hkv * dh, d], variable: this.valueKernel!, layout: 'linear' },
+      { torchName: 'o_proj.weight', torchShape: [d, hq * dh], variable: this.outputKernel!, layout: 'linear' },
+    ];
+    if (this.useBias) {
+      specs.push(
+        { torchName: 'q_proj.bias', torchShape: [hq * dh], variable: this.queryBias!, layout: 'vector' },
+        { torchName: 'k_proj.bias', torchShape: [hkv * dh], variable: this.keyBias!, layout: 'vector' },
+        { torchName: 'v_proj.bias', torchShape: [hkv * dh], variable: this.valueBias!, layout: 'vector' },
+        { torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
+    }
+    return specs;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      headDim: this.headDim,
+      numQueryHeads: this.numQueryHeads,
+      numKeyValueHeads: this.numKeyValueHeads,
+    };
+  }
+}
+tf.serialization.registerClass(GroupedQueryAttention);
+
+/** Arguments of the MHA/MQA factories (Keras `MultiHeadAttention` naming for the head count). */
+export type MultiHeadAttentionArgs = Omit<GroupedQueryAttentionArgs, 'numQueryHeads' | 'numKeyValueHeads'> & {
+  numHeads: number;
+};
+
+/** `new GroupedQueryAttention(args)`, like `tf.layers.*` factories. */
+export function groupedQueryAttention(args: GroupedQueryAttentionArgs): GroupedQueryAttention {
+  return new GroupedQueryAttention(args);
+}
+
+/** Multi-head attention: GQA with one KV head per query head. */
+export function multiHeadAttention(args: MultiHeadAttentionArgs): GroupedQueryAttention {
+  const { numHeads, ...rest } = args;
+  check.positiveInt('multiHeadAttention', 'numHeads', numHeads);
+  return new GroupedQueryAttention({ ...rest, numQueryHeads: numHeads, numKeyValueHeads: numHeads });
+}
+
+/** Multi-query attention: GQA with a single KV head shared by all query heads. */
+export function multiQueryAttention(args: MultiHeadAttentionArgs): GroupedQueryAttention {
+  const { numHeads, ...rest } = args;
+  check.positiveInt('multiQueryAttention', 'numHeads', numHeads);
+  return new GroupedQueryAttention({ ...rest, numQueryHeads: numHeads, numKeyValueHeads: 1 });
+}

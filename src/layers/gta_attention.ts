@@ -1,0 +1,250 @@
+/**
+ * GroupedHeadLatentAttention (GTA): grouped-head latent attention.
+ *
+ * Paper: Sun et al. 2025, "GTA: Grouped-head latenT Attention", arXiv 2506.17286.
+ * Reference: plm-team/GTA `gta/gta_modeling.py` (`GTAAttention`, eager path), whose semantics we follow
+ * where it and the paper differ (ATTENTION_SPEC section 7).
+ *
+ * Notation:
+ *   B   batch                      T    query length (new tokens)
+ *   S   key length (cache + T)     D    model width (input = output features)
+ *   Hh  output heads (numHeads)    Dh   head dim (also the query/key dim)
+ *   W   = Hh * Dh, width of the gate and of the output projection's input
+ *   Hq  query heads = shared attention maps (numQueryHeads); each is used by Hh/Hq output heads
+ *   Hk  key heads (numKeyHeads)    Hc   latent value heads (numValueHeads)
+ *   Dl  value latent dim (valueDim)
+ *   r   = W / (Hq * Dl), the decoder's expansion rate (must be a positive integer)
+ *
+ * Forward (G1-G9 of ATTENTION_SPEC 4.3):
+ *   q = RoPE(x Wq + bq) [B,Hq,T,Dh]; k = RoPE(x Wk + bk) [B,Hk,T,Dh]; c = x Wc + bc [B,Hc,T,Dl] (no RoPE)
+ *   map g reads key head floor(g*Hk/Hq) and latent head floor(g*Hc/Hq) (contiguous blocks)
+ *   o_g = softmax(q_g k^T / sqrt(Dh) + mask) c        -> one attention-weighted latent per map [T, Dl]
+ *   u_g = o_g (R + Delta_g), R = [I_Dl ... I_Dl] (r copies side by side), Delta_g [Dl, r*Dl]
+ *   out = (sigmoid(x Wg + bg) * concat_g(u_g)) Wo     (gate from the query token; Wo has no bias)
+ * The cache holds k (post-RoPE) and the latent c: Hk*Dh + Hc*Dl elements per token.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { ValueError } from '../utils/errors.js';
+import { groupedAttention } from '../ops/attention_core.js';
+import { groupMatMul, project } from '../ops/dense.js';
+import { applyRotary } from '../ops/rope.js';
+import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
+import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
+import {
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+} from './attention_base.js';
+
+export interface GroupedHeadLatentAttentionArgs extends AttentionBaseArgs {
+  /** Output heads (`num_attention_heads`); with `headDim` sets the gate/output width W. */
+  numHeads: number;
+  /** Head dim, also the query/key dim (`head_dim`). Must be even (RoPE). */
+  headDim: number;
+  /** Query heads = shared attention maps (`num_query_heads`). */
+  numQueryHeads: number;
+  /** Key heads (`num_key_heads`); must divide `numQueryHeads`. */
+  numKeyHeads: number;
+  /** Latent value heads (`num_value_heads`); must divide `numQueryHeads`. */
+  numValueHeads: number;
+  /** Width of each value latent (`value_dim`); `numHeads*headDim / (numQueryHeads*valueDim)` must be a positive integer. */
+  valueDim: number;
+  /** Initializer of the learned decoder delta (`v_b_proj`). Default N(0, 0.02) as in the released code. */
+  valueDecoderInitializer?: InitializerIdentifier;
+}
+
+const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'headDim', 'numQueryHeads', 'numKeyHeads', 'numValueHeads',
+  'valueDim', 'valueDecoderInitializer'];
+
+const DEFAULT_DECODER_INIT: InitializerIdentifier = { className: 'RandomNormal', config: { mean: 0, stddev: 0.02 } };
+
+export class GroupedHeadLatentAttention extends AttentionLayer implements TorchMappable {
+  static className = 'GroupedHeadLatentAttention';
+  readonly kind = 'gta' as const;
+  readonly numHeads: number;
+  readonly headDim: number;
+  readonly numQueryHeads: number;
+  readonly numKeyHeads: number;
+  readonly numValueHeads: number;
+  readonly valueDim: number;
+  /** Decoder expansion rate r = numHeads*headDim / (numQueryHeads*valueDim). */
+  readonly expandRate: number;
+  readonly torchInputWeight = 'q_proj.weight';
+  private readonly valueDecoderInitializer: InitializerIdentifier;
+  private queryKernel: tf.LayerVariable | null = null;
+  private keyKernel: tf.LayerVariable | null = null;
+  private valueKernel: tf.LayerVariable | null = null;
+  private gateKernel: tf.LayerVariable | null = null;
+  private decoderKernel: tf.LayerVariable | null = null;
+  private outputKernel: tf.LayerVariable | null = null;
+  private queryBias: tf.LayerVariable | null = null;
+  private keyBias: tf.LayerVariable | null = null;
+  private valueBias: tf.LayerVariable | null = null;
+  private gateBias: tf.LayerVariable | null = null;
+  /** The fixed tiling R [Dl, r*Dl], created once. */
+  private tiling: tf.Tensor2D | null = null;
+  /** R + Delta for decoding, folded once per value of Delta (keyed by its data id). */
+  private foldedDecoder: { dataId: object; weight: tf.Tensor3D } | null = null;
+
+  constructor(args: GroupedHeadLatentAttentionArgs) {
+    super(args, true);
+    const owner = GroupedHeadLatentAttention.className;
+    check.knownKeys(owner, args, ARG_KEYS);
+    this.numHeads = check.positiveInt(owner, 'numHeads', args.numHeads);
+    this.headDim = check.positiveInt(owner, 'headDim', args.headDim);
+    this.numQueryHeads = check.positiveInt(owner, 'numQueryHeads', args.numQueryHeads);
+    this.numKeyHeads = check.positiveInt(owner, 'numKeyHeads', args.numKeyHeads);
+    this.numValueHeads = check.positiveInt(owner, 'numValueHeads', args.numValueHeads);
+    this.valueDim = check.positiveInt(owner, 'valueDim', args.valueDim);
+    check.even(owner, 'headDim', this.headDim, 'rotary embedding rotates pairs of dimensions');
+    check.divisible(owner, 'numQueryHeads', this.numQueryHeads, 'numKeyHeads', this.numKeyHeads);
+    check.divisible(owner, 'numQueryHeads', this.numQueryHeads, 'numValueHeads', this.numValueHeads);
+    const width = this.numHeads * this.headDim;
+    const r = width / (this.numQueryHeads * this.valueDim);
+    if (!Number.isInteger(r) || r < 1) {
+      throw new ValueError(`${owner}: numHeads*headDim / (numQueryHeads*valueDim) must be a positive integer ` +
+        `(the value decoder's expansion rate), got ${width} / (${this.numQueryHeads}*${this.valueDim}) = ` +
+        `${+r.toFixed(4)}.`);
+    }
+    this.expandRate = r;
+    this.valueDecoderInitializer = args.valueDecoderInitializer ?? DEFAULT_DECODER_INIT;
+  }
+
+  /** Gate/output width W = numHeads * headDim. */
+  get width(): number {
+    return this.numHeads * this.headDim;
+  }
+
+  protected buildWeights(d: number): void {
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
+    const w = this.width;
+    this.queryKernel = this.addKernel('query/kernel', [d, hq, dh]);
+    this.keyKernel = this.addKernel('key/kernel', [d, hk, dh]);
+    this.valueKernel = this.addKernel('value/kernel', [d, hc, dl]);
+    this.gateKernel = this.addKernel('gate/kernel', [d, w]);
+    this.decoderKernel = this.addKernel('value_decoder/kernel', [hq, dl, this.expandRate * dl],
+      this.valueDecoderInitializer);
+    this.outputKernel = this.addKernel('attention_output/kernel', [this.numHeads, dh, d]);
+    if (this.useBias) {
+      this.queryBias = this.addBias('query/bias', [hq, dh]);
+      this.keyBias = this.addBias('key/bias', [hk, dh]);
+      this.valueBias = this.addBias('value/bias', [hc, dl]);
+      this.gateBias = this.addBias('gate/bias', [w]);
+    }
+  }
+
+  /** R = [I I ... I] (r identity blocks side by side) `[Dl, r*Dl]`, built once and kept. */
+  private getTiling(): tf.Tensor2D {
+    if (this.tiling === null) {
+      this.tiling = tf.keep(tf.tile(tf.eye(this.valueDim), [1, this.expandRate]) as tf.Tensor2D); // [Dl, r*Dl]
+    }
+    return this.tiling;
+  }
+
+  /**
+   * Effective decoder `[Hq, Dl, r*Dl]` = R + Delta. Training differentiates through Delta, so it is
+   * added per call; cached decoding reuses one folded copy until Delta's value changes.
+   */
+  private decoderWeight(decode: boolean): tf.Tensor3D {
+    const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
+    if (!decode) return tf.add(delta, this.getTiling()); // [Hq, Dl, r*Dl] + [Dl, r*Dl] (broadcast add)
+    const dataId = (delta as unknown as { dataId: object }).dataId;
+    if (this.foldedDecoder === null || this.foldedDecoder.dataId !== dataId) {
+      this.foldedDecoder?.weight.dispose();
+      this.foldedDecoder = { dataId, weight: tf.keep(tf.add(delta, this.getTiling())) };
+    }
+    return this.foldedDecoder.weight;
+  }
+
+  protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
+    const [b, t] = x.shape;
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
+    const angles = ctx.rope(dh);
+    const q = tf.transpose(applyRotary(
+      tf.reshape(project(x, read(this.queryKernel)!, read(this.queryBias)), [b, t, hq, dh]), angles),
+    [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hq*Dh] -> [B, T, Hq, Dh] -> [B, Hq, T, Dh]
+    let k = tf.transpose(applyRotary(
+      tf.reshape(project(x, read(this.keyKernel)!, read(this.keyBias)), [b, t, hk, dh]), angles),
+    [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hk*Dh] -> [B, T, Hk, Dh] -> [B, Hk, T, Dh]
+    let c = tf.transpose(
+      tf.reshape(project(x, read(this.valueKernel)!, read(this.valueBias)), [b, t, hc, dl]),
+      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hc*Dl] -> [B, T, Hc, Dl] -> [B, Hc, T, Dl]
+    if (ctx.past !== null) {
+      k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hk, S, Dh]
+      c = tf.concat([ctx.past.latent as tf.Tensor4D, c], 2); // [B, Hc, S, Dl]
+    }
+    const { output: o, probs } = groupedAttention(q, k, c, {
+      scale: 1 / Math.sqrt(dh), bias: ctx.bias,
+      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+    }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
+    const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
+    const decoded = groupMatMul(rows, this.decoderWeight(ctx.decode)); // [Hq, B*T, Dl] @ [Hq, Dl, r*Dl] -> [Hq, B*T, r*Dl]
+    const u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
+      [b, t, this.width]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [B, T, W] (group-major)
+    const gate = tf.sigmoid(project(x, read(this.gateKernel)!, read(this.gateBias))); // [B, T, D] @ [D, W] -> [B, T, W]
+    const wo = tf.reshape(read(this.outputKernel)!, [this.width, this.inputDim]); // [Hh, Dh, D] -> [W, D]
+    const out = project(tf.mul(gate, u), wo); // [B, T, W] @ [W, D] -> [B, T, D]
+    return { output: out, scores: probs, cache: { key: k, latent: c } };
+  }
+
+  protected cacheAxes(): Record<string, number> {
+    return { key: 2, latent: 2 };
+  }
+
+  kvCacheElementsPerToken(): number {
+    return this.numKeyHeads * this.headDim + this.numValueHeads * this.valueDim;
+  }
+
+  numAttentionMaps(): number {
+    return this.numQueryHeads;
+  }
+
+  torchWeightSpecs(): TorchWeightSpec[] {
+    const d = this.inputDim;
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
+    const w = this.width;
+    const specs: TorchWeightSpec[] = [
+      { torchName: 'q_proj.weight', torchShape: [hq * dh, d], variable: this.queryKernel!, layout: 'linear' },
+      { torchName: 'k_proj.weight', torchShape: [hk * dh, d], variable: this.keyKernel!, layout: 'linear' },
+      { torchName: 'v_proj.weight', torchShape: [hc * dl, d], variable: this.valueKernel!, layout: 'linear' },
+      { torchName: 'g_proj.weight', torchShape: [w, d], variable: this.gateKernel!, layout: 'linear' },
+      { torchName: 'v_b_proj.weight', torchShape: [this.expandRate * dl, hq * dl], variable: this.decoderKernel!,
+        layout: 'raw' },
+      { torchName: 'o_proj.weight', torchShape: [d, w], variable: this.outputKernel!, layout: 'linear' },
+    ];
+    if (this.useBias) {
+      specs.push(
+        { torchName: 'q_proj.bias', torchShape: [hq * dh], variable: this.queryBias!, layout: 'vector' },
+        { torchName: 'k_proj.bias', torchShape: [hk * dh], variable: this.keyBias!, layout: 'vector' },
+        { torchName: 'v_proj.bias', torchShape: [hc * dl], variable: this.valueBias!, layout: 'vector' },
+        { torchName: 'g_proj.bias', torchShape: [w], variable: this.gateBias!, layout: 'vector' });
+    }
+    return specs;
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    this.tiling?.dispose();
+    this.tiling = null;
+    this.foldedDecoder?.weight.dispose();
+    this.foldedDecoder = null;
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      numHeads: this.numHeads,
+      headDim: this.headDim,
+      numQueryHeads: this.numQueryHeads,
+      numKeyHeads: this.numKeyHeads,
+      numValueHeads: this.numValueHeads,
+      valueDim: this.valueDim,
+      valueDecoderInitializer: serializeIdentifier(this.valueDecoderInitializer),
+    } as tf.serialization.ConfigDict;
+  }
+}
+tf.serialization.registerClass(GroupedHeadLatentAttention);
+
+/** `new GroupedHeadLatentAttention(args)`, like `tf.layers.*` factories. */
+export function groupedHeadLatentAttention(args: GroupedHeadLatentAttentionArgs): GroupedHeadLatentAttention {
+  return new GroupedHeadLatentAttention(args);
+}

@@ -1,0 +1,285 @@
+/**
+ * MultiHeadLatentAttention (MLA), DeepSeek-V2 multi-head latent attention with decoupled RoPE, and the
+ * absorbed decode form.
+ *
+ * Paper: DeepSeek-AI 2024, arXiv 2405.04434 (section 2.1). Reference: Hugging Face transformers
+ * `DeepseekV3Attention` (eager), RoPE in the rotate-half layout.
+ *
+ * Notation:
+ *   B   batch                      T    query length (new tokens)
+ *   S   key length (cache + T)     D    model width (input = output features)
+ *   H   heads                      Dn   no-RoPE query/key dim per head (qkNopeHeadDim)
+ *   Dr  RoPE dim (qkRopeHeadDim), one RoPE key shared by all heads
+ *   Dqk = Dn + Dr                  Dv   value dim per head (vHeadDim)
+ *   Dc  KV latent dim (kvLoraRank)  Dq  optional query latent dim (qLoraRank)
+ *
+ * Naive (training) form:
+ *   q = x Wq (or RMSNorm(x Wqa) Wqb) -> per head [q_nope (Dn) ; RoPE(q_rope) (Dr)]
+ *   [c_raw ; k_rope_raw] = x Wkva;  c = RMSNorm(c_raw) (cached);  k_rope = RoPE(k_rope_raw) (cached, no norm)
+ *   [k_nope_i ; v_i] = c Wkvb_i;  k_i = [k_nope_i ; k_rope]
+ *   o_i = softmax(q_i k_i^T / sqrt(Dqk) + mask) v_i;  out = concat_i(o_i) Wo
+ * Absorbed decode form (exact): fold W_UK into the query and apply W_UV after attention, so attention
+ * runs in latent space as MQA with key [c ; k_rope] and value c, and the cache is never expanded:
+ *   q~_i = q_nope_i W_UK_i^T (Dc);  o~_i = softmax([q~_i ; q_rope_i] [c ; k_rope]^T / sqrt(Dqk)) c;  o_i = o~_i W_UV_i
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { groupedAttention } from '../ops/attention_core.js';
+import { groupMatMul, project } from '../ops/dense.js';
+import { applyRotary } from '../ops/rope.js';
+import { rmsNorm } from '../ops/rms_norm.js';
+import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
+import {
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+} from './attention_base.js';
+
+export interface MultiHeadLatentAttentionArgs extends AttentionBaseArgs {
+  /** Number of heads (`num_attention_heads`). */
+  numHeads: number;
+  /** Query compression rank (`q_lora_rank`); null/undefined = plain query projection. */
+  qLoraRank?: number | null;
+  /** KV latent width (`kv_lora_rank`); what the cache stores per token, with the RoPE key. */
+  kvLoraRank: number;
+  /** No-RoPE query/key dims per head (`qk_nope_head_dim`). */
+  qkNopeHeadDim: number;
+  /** RoPE dims per head, shared key (`qk_rope_head_dim`). Must be even. */
+  qkRopeHeadDim: number;
+  /** Value dims per head (`v_head_dim`). */
+  vHeadDim: number;
+  /** Epsilon of the RMSNorms on the latents (`rms_norm_eps`). Default 1e-6. */
+  rmsNormEpsilon?: number;
+  /** Decode single tokens in the absorbed form (attention in latent space). Default true. */
+  absorbForDecode?: boolean;
+}
+
+const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'qLoraRank', 'kvLoraRank', 'qkNopeHeadDim', 'qkRopeHeadDim',
+  'vHeadDim', 'rmsNormEpsilon', 'absorbForDecode'];
+
+export class MultiHeadLatentAttention extends AttentionLayer implements TorchMappable {
+  static className = 'MultiHeadLatentAttention';
+  readonly kind = 'mla' as const;
+  readonly numHeads: number;
+  readonly qLoraRank: number | null;
+  readonly kvLoraRank: number;
+  readonly qkNopeHeadDim: number;
+  readonly qkRopeHeadDim: number;
+  readonly vHeadDim: number;
+  readonly rmsNormEpsilon: number;
+  readonly absorbForDecode: boolean;
+  readonly torchInputWeight = 'kv_a_proj_with_mqa.weight';
+  private queryKernel: tf.LayerVariable | null = null;
+  private queryAKernel: tf.LayerVariable | null = null;
+  private queryABias: tf.LayerVariable | null = null;
+  private queryANorm: tf.LayerVariable | null = null;
+  private queryBKernel: tf.LayerVariable | null = null;
+  private kvAKernel: tf.LayerVariable | null = null;
+  private kvABias: tf.LayerVariable | null = null;
+  private kvANorm: tf.LayerVariable | null = null;
+  private kvBKernel: tf.LayerVariable | null = null;
+  private outputKernel: tf.LayerVariable | null = null;
+  private outputBias: tf.LayerVariable | null = null;
+  /** W_UK [H, Dn, Dc] and W_UV [H, Dc, Dv] split from Wkvb once per value of Wkvb. */
+  private absorbed: { dataId: object; uk: tf.Tensor3D; uv: tf.Tensor3D } | null = null;
+
+  constructor(args: MultiHeadLatentAttentionArgs) {
+    super(args, false);
+    const owner = MultiHeadLatentAttention.className;
+    check.knownKeys(owner, args, ARG_KEYS);
+    this.numHeads = check.positiveInt(owner, 'numHeads', args.numHeads);
+    this.qLoraRank = check.optionalPositiveInt(owner, 'qLoraRank', args.qLoraRank);
+    this.kvLoraRank = check.positiveInt(owner, 'kvLoraRank', args.kvLoraRank);
+    this.qkNopeHeadDim = check.positiveInt(owner, 'qkNopeHeadDim', args.qkNopeHeadDim);
+    this.qkRopeHeadDim = check.positiveInt(owner, 'qkRopeHeadDim', args.qkRopeHeadDim);
+    this.vHeadDim = check.positiveInt(owner, 'vHeadDim', args.vHeadDim);
+    this.rmsNormEpsilon = check.positiveNumber(owner, 'rmsNormEpsilon', args.rmsNormEpsilon, 1e-6);
+    this.absorbForDecode = check.bool(owner, 'absorbForDecode', args.absorbForDecode, true);
+    check.even(owner, 'qkRopeHeadDim', this.qkRopeHeadDim, 'rotary embedding rotates pairs of dimensions');
+  }
+
+  /** Query/key dim per head, Dn + Dr. */
+  get qkHeadDim(): number {
+    return this.qkNopeHeadDim + this.qkRopeHeadDim;
+  }
+
+  protected buildWeights(d: number): void {
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    if (this.qLoraRank === null) {
+      this.queryKernel = this.addKernel('query/kernel', [d, h, this.qkHeadDim]);
+    } else {
+      this.queryAKernel = this.addKernel('query_a/kernel', [d, this.qLoraRank]);
+      if (this.useBias) this.queryABias = this.addBias('query_a/bias', [this.qLoraRank]);
+      this.queryANorm = this.addScale('query_a_norm/scale', this.qLoraRank);
+      this.queryBKernel = this.addKernel('query_b/kernel', [this.qLoraRank, h, this.qkHeadDim]);
+    }
+    this.kvAKernel = this.addKernel('key_value_a/kernel', [d, dc + dr]);
+    if (this.useBias) this.kvABias = this.addBias('key_value_a/bias', [dc + dr]);
+    this.kvANorm = this.addScale('key_value_a_norm/scale', dc);
+    this.kvBKernel = this.addKernel('key_value_b/kernel', [dc, h, dn + dv]);
+    this.outputKernel = this.addKernel('attention_output/kernel', [h, dv, d]);
+    if (this.useBias) this.outputBias = this.addBias('attention_output/bias', [d]);
+  }
+
+  private queries(x: tf.Tensor3D): tf.Tensor {
+    if (this.qLoraRank === null) return project(x, read(this.queryKernel)!); // [B, T, D] @ [D, H*Dqk] -> [B, T, H*Dqk]
+    const cq = rmsNorm(project(x, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm),
+      this.rmsNormEpsilon); // [B, T, D] @ [D, Dq] -> [B, T, Dq]
+    return project(cq, read(this.queryBKernel)!); // [B, T, Dq] @ [Dq, H*Dqk] -> [B, T, H*Dqk]
+  }
+
+  protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
+    const [b, t] = x.shape;
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const angles = ctx.rope(dr);
+    const q = tf.reshape(this.queries(x), [b, t, h, this.qkHeadDim]); // [B, T, H*Dqk] -> [B, T, H, Dqk]
+    const [qNope, qRopeRaw] = tf.split(q, [dn, dr], -1); // [B, T, H, Dn], [B, T, H, Dr]
+    const qRope = applyRotary(qRopeRaw, angles); // [B, T, H, Dr]
+    const a = project(x, read(this.kvAKernel)!, read(this.kvABias)); // [B, T, D] @ [D, Dc+Dr] -> [B, T, Dc+Dr]
+    const [cRaw, kRopeRaw] = tf.split(a, [dc, dr], -1); // [B, T, Dc], [B, T, Dr]
+    let latent = rmsNorm(cRaw, read(this.kvANorm), this.rmsNormEpsilon); // [B, T, Dc]
+    let keyRope = tf.reshape(applyRotary(tf.reshape(kRopeRaw, [b, t, 1, dr]), angles), [b, t, dr]); // [B, T, Dr]
+    if (ctx.past !== null) {
+      latent = tf.concat([ctx.past.latent, latent], 1); // [B, S, Dc]
+      keyRope = tf.concat([ctx.past.keyRope, keyRope], 1); // [B, S, Dr]
+    }
+    const opts = {
+      scale: 1 / Math.sqrt(this.qkHeadDim), bias: ctx.bias,
+      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+    };
+    const attend = ctx.decode && this.absorbForDecode ? this.attendAbsorbed : this.attendNaive;
+    const { merged, probs } = attend.call(this, qNope, qRope, latent, keyRope, opts);
+    const wo = tf.reshape(read(this.outputKernel)!, [h * dv, this.inputDim]); // [H, Dv, D] -> [H*Dv, D]
+    const out = project(merged, wo, read(this.outputBias)); // [B, T, H*Dv] @ [H*Dv, D] -> [B, T, D]
+    return { output: out, scores: probs, cache: { latent, keyRope } };
+  }
+
+  /** Expands the latent into per-head keys and values, then ordinary multi-head attention. */
+  private attendNaive(qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
+    opts: Parameters<typeof groupedAttention>[3]): { merged: tf.Tensor; probs: tf.Tensor } {
+    const [b, t] = qNope.shape as number[];
+    const s = (latent.shape as number[])[1];
+    const { numHeads: h, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const kv = tf.reshape(project(latent, read(this.kvBKernel)!), [b, s, h, dn + dv]); // [B, S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
+    const [kNope, v] = tf.split(kv, [dn, dv], -1); // [B, S, H, Dn], [B, S, H, Dv]
+    const kRope = tf.tile(tf.reshape(keyRope, [b, s, 1, dr]), [1, 1, h, 1]); // [B, S, Dr] -> [B, S, H, Dr]
+    const key = tf.transpose(tf.concat([kNope, kRope], -1), [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dqk] -> [B, H, S, Dqk]
+    const value = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dv] -> [B, H, S, Dv]
+    const query = tf.transpose(tf.concat([qNope, qRope], -1), [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, H, Dqk] -> [B, H, T, Dqk]
+    const { output, probs } = groupedAttention(query, key, value, opts); // [B, H, T, Dv]
+    const merged = tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b, t, h * dv]); // -> [B, T, H, Dv] -> [B, T, H*Dv]
+    return { merged, probs };
+  }
+
+  /** W_UK [H, Dn, Dc] and W_UV [H, Dc, Dv], split from Wkvb once per value of Wkvb. */
+  private absorbedWeights(): { uk: tf.Tensor3D; uv: tf.Tensor3D } {
+    const wkvb = read(this.kvBKernel)!; // [Dc, H, Dn+Dv]
+    const dataId = (wkvb as unknown as { dataId: object }).dataId;
+    if (this.absorbed === null || this.absorbed.dataId !== dataId) {
+      this.disposeAbsorbed();
+      const [uk, uv] = tf.split(wkvb, [this.qkNopeHeadDim, this.vHeadDim], -1); // [Dc, H, Dn], [Dc, H, Dv]
+      this.absorbed = {
+        dataId,
+        uk: tf.keep(tf.transpose(uk, [1, 2, 0]) as tf.Tensor3D), // [Dc, H, Dn] -> [H, Dn, Dc]
+        uv: tf.keep(tf.transpose(uv, [1, 0, 2]) as tf.Tensor3D), // [Dc, H, Dv] -> [H, Dc, Dv]
+      };
+    }
+    return this.absorbed;
+  }
+
+  /** Attention in latent space: MQA with key [c ; k_rope] and value c. */
+  private attendAbsorbed(qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
+    opts: Parameters<typeof groupedAttention>[3]): { merged: tf.Tensor; probs: tf.Tensor } {
+    const [b, t] = qNope.shape as number[];
+    const s = (latent.shape as number[])[1];
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const { uk, uv } = this.absorbedWeights();
+    const qn = tf.reshape(tf.transpose(qNope, [2, 0, 1, 3]), [h, b * t, dn]) as tf.Tensor3D; // [B, T, H, Dn] -> [H, B*T, Dn]
+    const qLatent = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]); // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
+    const query = tf.concat([qLatent, tf.transpose(qRope, [0, 2, 1, 3])], -1) as tf.Tensor4D; // [B, H, T, Dc+Dr]
+    const key = tf.reshape(tf.concat([latent, keyRope], -1), [b, 1, s, dc + dr]) as tf.Tensor4D; // [B, S, Dc+Dr] -> [B, 1, S, Dc+Dr]
+    const value = tf.reshape(latent, [b, 1, s, dc]) as tf.Tensor4D; // [B, S, Dc] -> [B, 1, S, Dc]
+    const { output, probs } = groupedAttention(query, key, value, opts); // [B, H, T, Dc]
+    const rows = tf.reshape(tf.transpose(output, [1, 0, 2, 3]), [h, b * t, dc]) as tf.Tensor3D; // [B, H, T, Dc] -> [H, B*T, Dc]
+    const heads = tf.reshape(groupMatMul(rows, uv), [h, b, t, dv]); // [H, B*T, Dc] @ [H, Dc, Dv] -> [H, B, T, Dv]
+    const merged = tf.reshape(tf.transpose(heads, [1, 2, 0, 3]), [b, t, h * dv]); // -> [B, T, H, Dv] -> [B, T, H*Dv]
+    return { merged, probs };
+  }
+
+  private disposeAbsorbed(): void {
+    if (this.absorbed !== null) {
+      this.absorbed.uk.dispose();
+      this.absorbed.uv.dispose();
+      this.absorbed = null;
+    }
+  }
+
+  protected cacheAxes(): Record<string, number> {
+    return { latent: 1, keyRope: 1 };
+  }
+
+  kvCacheElementsPerToken(): number {
+    return this.kvLoraRank + this.qkRopeHeadDim;
+  }
+
+  numAttentionMaps(): number {
+    return this.numHeads;
+  }
+
+  torchWeightSpecs(): TorchWeightSpec[] {
+    const d = this.inputDim;
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const specs: TorchWeightSpec[] = [];
+    if (this.qLoraRank === null) {
+      specs.push({ torchName: 'q_proj.weight', torchShape: [h * this.qkHeadDim, d], variable: this.queryKernel!,
+        layout: 'linear' });
+    } else {
+      const dq = this.qLoraRank;
+      specs.push({ torchName: 'q_a_proj.weight', torchShape: [dq, d], variable: this.queryAKernel!, layout: 'linear' });
+      if (this.useBias) {
+        specs.push({ torchName: 'q_a_proj.bias', torchShape: [dq], variable: this.queryABias!, layout: 'vector' });
+      }
+      specs.push(
+        { torchName: 'q_a_layernorm.weight', torchShape: [dq], variable: this.queryANorm!, layout: 'vector' },
+        { torchName: 'q_b_proj.weight', torchShape: [h * this.qkHeadDim, dq], variable: this.queryBKernel!,
+          layout: 'linear' });
+    }
+    specs.push({ torchName: 'kv_a_proj_with_mqa.weight', torchShape: [dc + dr, d], variable: this.kvAKernel!,
+      layout: 'linear' });
+    if (this.useBias) {
+      specs.push({ torchName: 'kv_a_proj_with_mqa.bias', torchShape: [dc + dr], variable: this.kvABias!,
+        layout: 'vector' });
+    }
+    specs.push(
+      { torchName: 'kv_a_layernorm.weight', torchShape: [dc], variable: this.kvANorm!, layout: 'vector' },
+      { torchName: 'kv_b_proj.weight', torchShape: [h * (dn + dv), dc], variable: this.kvBKernel!, layout: 'linear' },
+      { torchName: 'o_proj.weight', torchShape: [d, h * dv], variable: this.outputKernel!, layout: 'linear' });
+    if (this.useBias) {
+      specs.push({ torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
+    }
+    return specs;
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    this.disposeAbsorbed();
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      numHeads: this.numHeads,
+      qLoraRank: this.qLoraRank,
+      kvLoraRank: this.kvLoraRank,
+      qkNopeHeadDim: this.qkNopeHeadDim,
+      qkRopeHeadDim: this.qkRopeHeadDim,
+      vHeadDim: this.vHeadDim,
+      rmsNormEpsilon: this.rmsNormEpsilon,
+      absorbForDecode: this.absorbForDecode,
+    };
+  }
+}
+tf.serialization.registerClass(MultiHeadLatentAttention);
+
+/** `new MultiHeadLatentAttention(args)`, like `tf.layers.*` factories. */
+export function multiHeadLatentAttention(args: MultiHeadLatentAttentionArgs): MultiHeadLatentAttention {
+  return new MultiHeadLatentAttention(args);
+}

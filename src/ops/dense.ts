@@ -1,0 +1,30 @@
+/**
+ * Projections as reshape -> 2-D matMul -> reshape. tfjs's broadcasting matMul has a broken gradient
+ * (TFJS_NOTES finding 3), so every projection in the package goes through `project`.
+ *
+ * Notation: N = product of the leading (batch, sequence) dims, Din input features, Dout output features.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * `x [..., Din] @ kernel [Din, ...out] (+ bias [...out])`, returned as `[..., prod(out)]`.
+ * The kernel may be stored with a Keras-style multi-dimensional output shape (e.g. `[D, heads, headDim]`).
+ */
+export function project(x: tf.Tensor, kernel: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
+  const din = kernel.shape[0];
+  const dout = kernel.size / din;
+  const lead = x.shape.slice(0, -1);
+  const x2 = tf.reshape(x, [-1, din]); // [N, Din]
+  const k2 = kernel.rank === 2 ? kernel : tf.reshape(kernel, [din, dout]); // [Din, Dout]
+  let y = tf.matMul(x2, k2); // [N, Din] @ [Din, Dout] -> [N, Dout]
+  if (bias) y = tf.add(y, bias.rank === 1 ? bias : tf.reshape(bias, [dout]));
+  return tf.reshape(y, [...lead, dout]); // [..., Dout]
+}
+
+/**
+ * Per-group matrices: `x [G, N, Din] @ w [G, Din, Dout] -> [G, N, Dout]`. Equal batch dims, so the
+ * gradient is the ordinary batched one (no broadcasting).
+ */
+export function groupMatMul(x: tf.Tensor3D, w: tf.Tensor3D): tf.Tensor3D {
+  return tf.matMul(x, w); // [G, N, Din] @ [G, Din, Dout] -> [G, N, Dout]
+}
