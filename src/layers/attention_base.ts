@@ -27,7 +27,7 @@ export type Kwargs = Record<string, unknown>;
 
 /** Keys every tfjs layer accepts. */
 export const LAYER_ARG_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype',
-  'weights', 'inputDType'] as const;
+  'weights', 'inputDType', 'customObjects'] as const;
 
 export interface AttentionBaseArgs extends LayerArgs {
   /** Dropout rate on the attention probabilities (applied when `training`). Default 0. */
@@ -122,6 +122,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   protected inputDim = -1;
   private weightCounter = 0;
   private dropoutCounter = 0;
+  /** Whether the latest `call` returned [output, scores] (so `computeMask` returns two masks). */
+  private returnedScores = false;
 
   /** Which mechanism this layer implements (names the cache). */
   abstract readonly kind: AttentionKind;
@@ -224,14 +226,15 @@ export abstract class AttentionLayer extends tf.layers.Layer {
 
   override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
     // The output keeps the (first) input's padding mask; tfjs expects null when there is none.
-    const m = Array.isArray(mask) ? mask[0] : mask;
-    return (m ?? null) as unknown as tf.Tensor;
+    const m = (Array.isArray(mask) ? mask[0] : mask) ?? null;
+    return (this.returnedScores ? [m, null] : m) as unknown as tf.Tensor;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const parsed = this.parseInputs(inputs, kwargs);
     const opts = kwargs as AttentionCallOptions;
     const returnScores = opts.returnAttentionScores === true;
+    this.returnedScores = returnScores;
     return tf.tidy(() => {
       const { result } = this.run(parsed, opts, null, false);
       return returnScores ? [result.output, result.scores] : result.output;

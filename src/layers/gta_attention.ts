@@ -80,8 +80,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   private keyBias: tf.LayerVariable | null = null;
   private valueBias: tf.LayerVariable | null = null;
   private gateBias: tf.LayerVariable | null = null;
-  /** The fixed tiling R [Dl, r*Dl], created once. */
-  private tiling: tf.Tensor2D | null = null;
   /** R + Delta for decoding, folded once per value of Delta (keyed by its data id). */
   private foldedDecoder: { dataId: object; weight: tf.Tensor3D } | null = null;
 
@@ -132,27 +130,25 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
     }
   }
 
-  /** R = [I I ... I] (r identity blocks side by side) `[Dl, r*Dl]`, built once and kept. */
-  private getTiling(): tf.Tensor2D {
-    if (this.tiling === null) {
-      this.tiling = tf.keep(tf.tile(tf.eye(this.valueDim), [1, this.expandRate]) as tf.Tensor2D); // [Dl, r*Dl]
-    }
-    return this.tiling;
-  }
-
   /**
-   * Effective decoder `[Hq, Dl, r*Dl]` = R + Delta. Training differentiates through Delta, so it is
-   * added per call; cached decoding reuses one folded copy until Delta's value changes.
+   * The value decoder on per-map latents `rows [Hq, N, Dl]` -> `[Hq, N, r*Dl]`: `tile_r(o) + o Delta`.
+   * Training differentiates through Delta and uses that form; cached decoding folds the fixed tiling
+   * into Delta once (W_eff = R + Delta, R = [I ... I]) and reuses it until Delta's value changes.
    */
-  private decoderWeight(decode: boolean): tf.Tensor3D {
+  private decodeValues(rows: tf.Tensor3D, decode: boolean): tf.Tensor3D {
     const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
-    if (!decode) return tf.add(delta, this.getTiling()); // [Hq, Dl, r*Dl] + [Dl, r*Dl] (broadcast add)
+    if (!decode) {
+      const tiled = tf.tile(rows, [1, 1, this.expandRate]); // [Hq, N, Dl] -> [Hq, N, r*Dl] (block copies [o, o])
+      return tf.add(tiled, groupMatMul(rows, delta)); // + [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
+    }
     const dataId = (delta as unknown as { dataId: object }).dataId;
     if (this.foldedDecoder === null || this.foldedDecoder.dataId !== dataId) {
       this.foldedDecoder?.weight.dispose();
-      this.foldedDecoder = { dataId, weight: tf.keep(tf.add(delta, this.getTiling())) };
+      const tiling = tf.tile(tf.eye(this.valueDim), [1, this.expandRate]); // R [Dl, r*Dl]
+      this.foldedDecoder = { dataId, weight: tf.keep(tf.add(delta, tiling)) }; // [Hq, Dl, r*Dl] + [Dl, r*Dl]
+      tiling.dispose();
     }
-    return this.foldedDecoder.weight;
+    return groupMatMul(rows, this.foldedDecoder.weight); // [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
@@ -177,7 +173,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
       dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
     }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
     const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
-    const decoded = groupMatMul(rows, this.decoderWeight(ctx.decode)); // [Hq, B*T, Dl] @ [Hq, Dl, r*Dl] -> [Hq, B*T, r*Dl]
+    const decoded = this.decodeValues(rows, ctx.decode); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
     const u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
       [b, t, this.width]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [B, T, W] (group-major)
     const gate = tf.sigmoid(project(x, read(this.gateKernel)!, read(this.gateBias))); // [B, T, D] @ [D, W] -> [B, T, W]
@@ -222,8 +218,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   }
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
-    this.tiling?.dispose();
-    this.tiling = null;
     this.foldedDecoder?.weight.dispose();
     this.foldedDecoder = null;
     return super.dispose();

@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { describeBackends, it } from '../kit/index.js';
+import { parseReferenceFile, runReferenceCase } from '../../src/conformance/reference_vectors.js';
+
+const file = parseReferenceFile(readFileSync(new URL('../fixtures/reference_vectors.json', import.meta.url), 'utf8'));
+
+describe('reference vector file', () => {
+  it('holds GTA, GQA and MLA cases', () => {
+    const kinds = new Set(file.cases.map((c) => c.mechanism));
+    expect([...kinds].sort()).to.deep.equal(['gqa', 'gta', 'mla']);
+  });
+});
+
+describeBackends('reference vectors', ({ tol }) => {
+  for (const c of file.cases) {
+    for (const mode of ['attentionMask', 'causalPadding'] as const) {
+      it(`${c.name} (${c.mechanism}) matches the reference with ${mode}`, () => {
+        const before = tf.memory().numTensors;
+        const r = runReferenceCase(c, mode);
+        expect(tf.memory().numTensors, 'tensors left by the case').to.equal(before);
+        expect(r.outputError, 'output error').to.be.at.most(tol.output);
+        expect(Object.keys(r.gradErrors)).to.have.members(Object.keys(c.grads));
+        for (const [name, err] of Object.entries(r.gradErrors)) {
+          expect(err, `gradient ${name}`).to.be.at.most(tol.grad);
+        }
+      });
+    }
+  }
+});
