@@ -7,7 +7,7 @@ export type {
   InitializerIdentifier, RegularizerIdentifier, ConstraintIdentifier, SerializedObject,
 } from './utils/serialization.js';
 export {
-  AttentionLayer, type AttentionBaseArgs, type AttentionCallOptions, type CachedCallOptions, type CachedCallResult,
+  AttentionLayer, buildLayer, type AttentionBaseArgs, type AttentionCallOptions, type CachedCallOptions, type CachedCallResult,
 } from './layers/attention_base.js';
 export {
   GroupedQueryAttention, groupedQueryAttention, multiHeadAttention, multiQueryAttention,

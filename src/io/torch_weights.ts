@@ -11,6 +11,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { TorchMappable, TorchWeightSpec } from './torch_layout.js';
+import { buildLayer } from '../layers/attention_base.js';
+import { RMSNormalization } from '../layers/rms_normalization.js';
 
 /** A torch tensor: a tf.Tensor in torch layout, or `{shape, data}` with row-major data. */
 export type TorchTensorLike = tf.Tensor | { shape: number[]; data: ArrayLike<number> };
@@ -70,7 +72,8 @@ function ensureBuilt(layer: MappableLayer, weights: Record<string, TorchTensorLi
       'input width is unknown.');
   }
   const shape = shapeOf(w);
-  layer.build([null, null, shape.length === 2 ? shape[1] : shape[0]]);
+  const dim = shape.length === 2 ? shape[1] : shape[0];
+  buildLayer(layer, layer instanceof RMSNormalization ? [1, dim] : [1, 1, dim]);
 }
 
 /**

@@ -248,7 +248,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   callWithCache(x: tf.Tensor, options: CachedCallOptions = {}): CachedCallResult {
     const cache = options.cache ?? null;
     const parsed = this.parseInputs(x, options as Kwargs);
-    if (!this.built) this.build(parsed.x.shape);
+    if (!this.built) buildLayer(this, [1, 1, parsed.x.shape[2]]);
     if (cache !== null) this.checkCache(cache, parsed.x.shape[0]);
     const t = parsed.x.shape[1];
     const decode = t === 1;
@@ -402,6 +402,18 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       seed: this.seed,
     } as tf.serialization.ConfigDict;
   }
+}
+
+/**
+ * Builds a layer the way Keras does, through `apply()` on a small zero input, so that its weights
+ * get names scoped by the layer (`layer_name/query/kernel`; a bare `build()` would create unscoped,
+ * colliding names) and tfjs counts the layer as used. `inputShape` may contain nulls (taken as 1).
+ */
+export function buildLayer(layer: tf.layers.Layer, inputShape: Array<number | null>): void {
+  if (layer.built) return;
+  tf.tidy(() => {
+    layer.apply(tf.zeros(inputShape.map((d) => d ?? 1)));
+  });
 }
 
 /**

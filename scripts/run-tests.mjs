@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// `npm test`: runs the Node suites (mocha, every available Node backend), then the browser suite when
+// one is set up, and ends with the plain line `N passed, N failed` summed over all suites.
+// Exits non-zero if any suite fails or cannot run.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const work = mkdtempSync(join(tmpdir(), 'tfjs-gta-tests-'));
+const totals = { passed: 0, failed: 0 };
+const notes = [];
+
+function runSuite(name, command, args, env = {}) {
+  const resultsFile = join(work, `${name}.json`);
+  const started = Date.now();
+  const r = spawnSync(command, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env, RESULTS_FILE: resultsFile } });
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (!existsSync(resultsFile)) {
+    totals.failed += 1;
+    notes.push(`${name}: did not report results (exit ${r.status ?? r.signal}) after ${seconds}s - counted as 1 failure`);
+    return;
+  }
+  const { passed, failed } = JSON.parse(readFileSync(resultsFile, 'utf8'));
+  totals.passed += passed;
+  totals.failed += failed;
+  if (r.status !== 0 && failed === 0) {
+    totals.failed += 1;
+    notes.push(`${name}: exited with ${r.status} although no test failed - counted as 1 failure`);
+  }
+  notes.push(`${name}: ${passed} passed, ${failed} failed in ${seconds}s`);
+}
+
+runSuite('node', process.execPath, [join(root, 'node_modules/mocha/bin/mocha.js')]);
+
+const browserRunner = join(root, 'scripts/browser-tests.mjs');
+if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRunner]);
+
+rmSync(work, { recursive: true, force: true });
+console.log('\nsuites:');
+for (const n of notes) console.log(`  ${n}`);
+console.log(`${totals.passed} passed, ${totals.failed} failed`);
+process.exit(totals.failed > 0 ? 1 : 0);
