@@ -33,3 +33,10 @@ export {
 } from './analysis/costs.js';
 export { applyRotary, rotaryRange, rotaryAt } from './ops/rope.js';
 export { MASK_VALUE } from './ops/masks.js';
+export {
+  useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice,
+} from './backend.js';
+export {
+  parseReferenceFile, runReferenceCase, layerForCase, normRelativeError,
+  type ReferenceFile, type ReferenceCase, type CaseResult, type MaskMode,
+} from './conformance/reference_vectors.js';
