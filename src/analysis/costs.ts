@@ -21,7 +21,7 @@ export interface GqaSpec {
   numQueryHeads: number;
   numKeyValueHeads: number;
   headDim: number;
-  /** Biases on q/k/v (and on the output unless `useOutputBias` is false). Default false. */
+  /** Biases on q/k/v (and on the output unless `useOutputBias` is false). Default true, as the layer. */
   useBias?: boolean;
   /** Bias on the output projection; defaults to `useBias`. */
   useOutputBias?: boolean;
@@ -156,7 +156,7 @@ export function attentionParams(spec: AttentionSpec, hiddenSize: number): number
     case 'gqa': {
       const hq = spec.numQueryHeads * spec.headDim;
       const hkv = spec.numKeyValueHeads * spec.headDim;
-      const bias = spec.useBias ?? false;
+      const bias = spec.useBias ?? true;
       const outBias = spec.useOutputBias ?? bias;
       return d * hq + 2 * d * hkv + hq * d + (bias ? hq + 2 * hkv : 0) + (outBias ? d : 0);
     }
@@ -188,7 +188,7 @@ export function attentionParams(spec: AttentionSpec, hiddenSize: number): number
 export function specOf(layer: AttentionLayer): AttentionSpec {
   if (layer instanceof GroupedQueryAttention) {
     return { kind: 'gqa', numQueryHeads: layer.numQueryHeads, numKeyValueHeads: layer.numKeyValueHeads,
-      headDim: layer.headDim, useBias: layer.useBias };
+      headDim: layer.headDim, useBias: layer.useBias, useOutputBias: layer.useOutputBias };
   }
   if (layer instanceof GroupedHeadLatentAttention) {
     return { kind: 'gta', numHeads: layer.numHeads, headDim: layer.headDim, numQueryHeads: layer.numQueryHeads,

@@ -105,7 +105,11 @@ interface ParsedInputs {
   paddingMask: tf.Tensor | null;
 }
 
+let instanceCounter = 0;
+
 export abstract class AttentionLayer extends tf.layers.Layer {
+  /** Identifies this layer instance as the owner of the caches it creates. */
+  readonly cacheOwner = `${++instanceCounter}`;
   readonly dropout: number;
   readonly useBias: boolean;
   readonly useCausalMask: boolean;
@@ -261,7 +265,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const axes = this.cacheAxes();
     const entries: Record<string, CacheEntry> = {};
     for (const [name, tensor] of Object.entries(out.cache)) entries[name] = { tensor, seqAxis: axes[name] };
-    const newCache = new AttentionCache(this.kind, this.name, entries, out.keyMask as tf.Tensor2D | null);
+    const newCache = new AttentionCache(this.kind, `${this.name}#${this.cacheOwner}`, entries, out.keyMask as tf.Tensor2D | null);
     let scores: tf.Tensor4D | undefined;
     if (options.returnAttentionScores) scores = out.scores as tf.Tensor4D;
     else out.scores.dispose();
@@ -370,9 +374,10 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   private checkCache(cache: AttentionCache, batch: number): void {
     const owner = this.getClassName();
     if (cache.isDisposed) throw new ValueError(`${owner}: the cache passed in has been disposed.`);
-    if (cache.owner !== this.name || cache.kind !== this.kind) {
-      throw new ValueError(`${owner}: the cache belongs to layer ${JSON.stringify(cache.owner)} (${cache.kind}), ` +
-        `not to this layer ${JSON.stringify(this.name)} (${this.kind}).`);
+    const me = `${this.name}#${this.cacheOwner}`;
+    if (cache.owner !== me || cache.kind !== this.kind) {
+      throw new ValueError(`${owner}: the cache belongs to another layer (${cache.owner}, ${cache.kind}), ` +
+        `not to this layer (${me}, ${this.kind}).`);
     }
     if (cache.batchSize !== batch) {
       throw new ValueError(`${owner}: the cache holds batch size ${cache.batchSize} but the input has batch ` +
@@ -382,8 +387,16 @@ export abstract class AttentionLayer extends tf.layers.Layer {
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
     markUsed(this);
-    return super.dispose();
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0) this.releaseDerivedTensors();
+    return result;
   }
+
+  /**
+   * Frees tensors derived from the weights and kept between calls (folded decode weights). Called by
+   * `dispose()`, and by composite layers that dispose this layer's weights themselves.
+   */
+  releaseDerivedTensors(): void {}
 
   override getConfig(): tf.serialization.ConfigDict {
     return {

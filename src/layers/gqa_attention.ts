@@ -31,9 +31,14 @@ export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
   numQueryHeads: number;
   /** Number of key/value heads; must divide `numQueryHeads` (Keras `num_key_value_heads`). */
   numKeyValueHeads: number;
+  /**
+   * Bias on the output projection; defaults to `useBias`. The GTA paper's 160M/500M baselines used
+   * q/k/v biases without an output bias (Qwen2-style), i.e. `useBias: true, useOutputBias: false`.
+   */
+  useOutputBias?: boolean;
 }
 
-const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads'];
+const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads', 'useOutputBias'];
 
 export class GroupedQueryAttention extends AttentionLayer implements TorchMappable {
   static className = 'GroupedQueryAttention';
@@ -41,6 +46,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
   readonly headDim: number;
   readonly numQueryHeads: number;
   readonly numKeyValueHeads: number;
+  readonly useOutputBias: boolean;
   readonly torchInputWeight = 'q_proj.weight';
   private queryKernel: tf.LayerVariable | null = null;
   private keyKernel: tf.LayerVariable | null = null;
@@ -60,6 +66,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     this.numKeyValueHeads = check.positiveInt(owner, 'numKeyValueHeads', args.numKeyValueHeads);
     check.divisible(owner, 'numQueryHeads', this.numQueryHeads, 'numKeyValueHeads', this.numKeyValueHeads);
     check.even(owner, 'headDim', this.headDim, 'rotary embedding rotates pairs of dimensions');
+    this.useOutputBias = check.bool(owner, 'useOutputBias', args.useOutputBias, this.useBias);
   }
 
   protected buildWeights(d: number): void {
@@ -72,8 +79,8 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
       this.queryBias = this.addBias('query/bias', [hq, dh]);
       this.keyBias = this.addBias('key/bias', [hkv, dh]);
       this.valueBias = this.addBias('value/bias', [hkv, dh]);
-      this.outputBias = this.addBias('attention_output/bias', [d]);
     }
+    if (this.useOutputBias) this.outputBias = this.addBias('attention_output/bias', [d]);
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
@@ -126,8 +133,10 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
       specs.push(
         { torchName: 'q_proj.bias', torchShape: [hq * dh], variable: this.queryBias!, layout: 'vector' },
         { torchName: 'k_proj.bias', torchShape: [hkv * dh], variable: this.keyBias!, layout: 'vector' },
-        { torchName: 'v_proj.bias', torchShape: [hkv * dh], variable: this.valueBias!, layout: 'vector' },
-        { torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
+        { torchName: 'v_proj.bias', torchShape: [hkv * dh], variable: this.valueBias!, layout: 'vector' });
+    }
+    if (this.useOutputBias) {
+      specs.push({ torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
     }
     return specs;
   }
@@ -138,6 +147,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
       headDim: this.headDim,
       numQueryHeads: this.numQueryHeads,
       numKeyValueHeads: this.numKeyValueHeads,
+      useOutputBias: this.useOutputBias,
     };
   }
 }

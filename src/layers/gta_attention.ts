@@ -217,10 +217,9 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
     return specs;
   }
 
-  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+  override releaseDerivedTensors(): void {
     this.foldedDecoder?.weight.dispose();
     this.foldedDecoder = null;
-    return super.dispose();
   }
 
   override getConfig(): tf.serialization.ConfigDict {

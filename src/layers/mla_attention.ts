@@ -258,9 +258,8 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     return specs;
   }
 
-  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+  override releaseDerivedTensors(): void {
     this.disposeAbsorbed();
-    return super.dispose();
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -1,0 +1,122 @@
+/**
+ * Import of PyTorch / Hugging Face causal-LM checkpoints into a `CausalLM`: Llama-style GQA,
+ * DeepSeek-V3-style MLA (dense MLPs) and the GTA authors' `GTAForCausalLM` layout. The model config
+ * comes from the checkpoint's `config.json`; weights from safetensors or a JSON of arrays.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
+import { CausalLM } from '../models/causal_lm.js';
+import { CausalLMConfig } from '../models/config.js';
+import { AttentionConfig } from '../layers/decoder_block.js';
+import { importTorchWeights, TorchTensorLike } from './torch_weights.js';
+
+type HFConfig = Record<string, unknown>;
+
+function int(hf: HFConfig, key: string, fallback?: number): number {
+  const v = hf[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ValueError(`HF config: ${key} must be an integer, got ${JSON.stringify(hf[key])}.`);
+  return v;
+}
+
+/** The mechanism a config describes: GTA (num_query_heads + value_dim), MLA (kv_lora_rank) or GQA. */
+export function detectMechanism(hf: HFConfig): 'gqa' | 'gta' | 'mla' {
+  if (hf.num_query_heads !== undefined && hf.value_dim !== undefined) return 'gta';
+  if (hf.kv_lora_rank !== undefined) return 'mla';
+  return 'gqa';
+}
+
+/** Maps a Hugging Face config (Llama, DeepSeek-V3 dense, GTA) to a `CausalLMConfig`. */
+export function causalLMConfigFromHF(hf: HFConfig, weightNames: string[] = []): CausalLMConfig {
+  if (hf.hidden_act !== undefined && hf.hidden_act !== 'silu') throw new ValueError(`HF config: hidden_act ${JSON.stringify(hf.hidden_act)} is not supported (silu only).`);
+  if (hf.mlp_bias === true) throw new ValueError('HF config: mlp_bias is not supported.');
+  if (hf.rope_scaling !== undefined && hf.rope_scaling !== null) throw new ValueError('HF config: rope_scaling is not supported.');
+  if (hf.rope_interleave === true) throw new ValueError('HF config: interleaved RoPE (rope_interleave) is not supported.');
+  const hidden = int(hf, 'hidden_size');
+  const heads = int(hf, 'num_attention_heads');
+  const rope = { ropeMaxWavelength: (hf.rope_theta as number | undefined) ?? 10000 };
+  const eps = (hf.rms_norm_eps as number | undefined) ?? 1e-6;
+  const hasBias = (suffix: string) => weightNames.some((n) => n.endsWith(suffix));
+  let attention: AttentionConfig;
+  switch (detectMechanism(hf)) {
+    case 'gta': {
+      const headDim = int(hf, 'head_dim', hidden / heads);
+      for (const k of ['query_dim', 'key_dim']) {
+        if (hf[k] !== undefined && hf[k] !== headDim) throw new ValueError(`HF config: ${k} must equal head_dim (${headDim}).`);
+      }
+      attention = {
+        kind: 'gta', numHeads: heads, headDim, numQueryHeads: int(hf, 'num_query_heads'), numKeyHeads: int(hf, 'num_key_heads'),
+        numValueHeads: int(hf, 'num_value_heads'), valueDim: int(hf, 'value_dim'),
+        useBias: weightNames.length === 0 ? true : hasBias('self_attn.q_proj.bias'), ...rope,
+      };
+      break;
+    }
+    case 'mla':
+      attention = {
+        kind: 'mla', numHeads: heads, qLoraRank: (hf.q_lora_rank as number | null | undefined) ?? null,
+        kvLoraRank: int(hf, 'kv_lora_rank'), qkNopeHeadDim: int(hf, 'qk_nope_head_dim'), qkRopeHeadDim: int(hf, 'qk_rope_head_dim'),
+        vHeadDim: int(hf, 'v_head_dim'), rmsNormEpsilon: eps, useBias: hf.attention_bias === true, ...rope,
+      };
+      break;
+    default:
+      attention = {
+        kind: 'gqa', headDim: int(hf, 'head_dim', hidden / heads), numQueryHeads: heads,
+        numKeyValueHeads: int(hf, 'num_key_value_heads', heads), useBias: hf.attention_bias === true, ...rope,
+      };
+  }
+  return {
+    vocabSize: int(hf, 'vocab_size'), hiddenSize: hidden, numLayers: int(hf, 'num_hidden_layers'),
+    intermediateSize: int(hf, 'intermediate_size'), maxSequenceLength: int(hf, 'max_position_embeddings', 2048),
+    normEpsilon: eps, tieWordEmbeddings: hf.tie_word_embeddings === true, attention,
+  };
+}
+
+/** Buffers that checkpoints may carry and that the model does not use. */
+const IGNORED = /(rotary_emb\.inv_freq|\.masked_bias|\.attn\.bias)$/;
+
+/** Writes a checkpoint's tensors (HF names) into `lm`. Fails on missing, mis-shaped or unused tensors. */
+export function importHFWeights(lm: CausalLM, tensors: Record<string, TorchTensorLike>): void {
+  const shapeOf = (v: TorchTensorLike) => (v instanceof tf.Tensor ? v.shape : v.shape);
+  const used = new Set<string>();
+  const take = (name: string): TorchTensorLike => {
+    const v = tensors[name];
+    if (v === undefined) throw new ValueError(`HF checkpoint: ${name} is missing.`);
+    used.add(name);
+    return v;
+  };
+  const writeMatrix = (variable: tf.LayerVariable, name: string, transpose: boolean) => {
+    const v = take(name);
+    const [r, c] = shapeOf(v);
+    const expected = transpose ? [variable.shape[1], variable.shape[0]] : variable.shape;
+    if (r !== expected[0] || c !== expected[1]) {
+      throw new ValueError(`HF checkpoint: ${name} has shape [${shapeOf(v)}], expected [${expected}].`);
+    }
+    tf.tidy(() => {
+      const t = v instanceof tf.Tensor ? v : tf.tensor2d(Float32Array.from(v.data), [r, c]);
+      variable.write(transpose ? tf.transpose(t) : t);
+    });
+  };
+  writeMatrix(lm.embedding.embeddings, 'model.embed_tokens.weight', false);
+  lm.blocks.forEach((block, i) => {
+    const prefix = `model.layers.${i}.`;
+    const local = Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix)));
+    importTorchWeights(block, local, { prefix, strict: false });
+    for (const s of block.torchWeightSpecs()) used.add(prefix + s.torchName);
+  });
+  importTorchWeights(lm.finalNorm, { weight: take('model.norm.weight') });
+  if (lm.head) writeMatrix(lm.head.weight, 'lm_head.weight', true);
+  else if (tensors['lm_head.weight'] !== undefined) used.add('lm_head.weight'); // tied: a copy of the embeddings
+  const unused = Object.keys(tensors).filter((k) => !used.has(k) && !IGNORED.test(k));
+  if (unused.length > 0) throw new ValueError(`HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`);
+}
+
+/** Builds a `CausalLM` from an HF config and its tensors. */
+export function causalLMFromHF(hfConfig: HFConfig, tensors: Record<string, TorchTensorLike>): CausalLM {
+  const lm = CausalLM.create(causalLMConfigFromHF(hfConfig, Object.keys(tensors)));
+  try {
+    importHFWeights(lm, tensors);
+  } catch (e) {
+    lm.dispose();
+    throw e;
+  }
+  return lm;
+}

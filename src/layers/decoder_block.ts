@@ -1,0 +1,209 @@
+/**
+ * TransformerDecoderBlock: the pre-norm Llama-style block shared by the GTA paper's models and the
+ * reference checkpoints, with any attention mechanism chosen by config:
+ *
+ *   h   = x + Attention(RMSNorm(x))        (causal self-attention: GQA/MHA/MQA, GTA or MLA)
+ *   out = h + SwiGLU(RMSNorm(h))
+ *
+ * It is a composite layer. tfjs does not track nested layers' weights by itself (TFJS_NOTES finding 4),
+ * so the block builds each sublayer through its own `apply()` inside the block's `build()` (giving
+ * unique weight names such as `block_0/attention/query/kernel`) and overrides the weight getters so
+ * that `fit()`, optimizers, `countParams()` and save/load see every sublayer weight.
+ *
+ * Notation: B batch, T new tokens, D model width.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { ValueError } from '../utils/errors.js';
+import { AttentionCache } from '../cache/attention_cache.js';
+import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
+import { AttentionLayer, Kwargs, LAYER_ARG_KEYS, LayerArgs, buildLayer, markUsed } from './attention_base.js';
+import { GroupedQueryAttention, GroupedQueryAttentionArgs } from './gqa_attention.js';
+import { GroupedHeadLatentAttention, GroupedHeadLatentAttentionArgs } from './gta_attention.js';
+import { MultiHeadLatentAttention, MultiHeadLatentAttentionArgs } from './mla_attention.js';
+import { RMSNormalization } from './rms_normalization.js';
+import { SwiGLUFeedForward } from './swiglu_mlp.js';
+
+type LayerKeys = 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype' | 'weights' |
+  'inputDType' | 'useCausalMask';
+
+/** Attention by config: `kind` plus the mechanism's arguments (causal masking is always on in a block). */
+export type AttentionConfig =
+  | ({ kind: 'gqa' } & Omit<GroupedQueryAttentionArgs, LayerKeys>)
+  | ({ kind: 'gta' } & Omit<GroupedHeadLatentAttentionArgs, LayerKeys>)
+  | ({ kind: 'mla' } & Omit<MultiHeadLatentAttentionArgs, LayerKeys>);
+
+/** Builds an attention layer from an `AttentionConfig`. */
+export function createAttention(config: AttentionConfig, extra: { name?: string; useCausalMask?: boolean } = {}): AttentionLayer {
+  if (config === null || typeof config !== 'object') {
+    throw new ValueError(`attention config must be an object with a "kind" ('gqa', 'gta' or 'mla'), got ${JSON.stringify(config)}.`);
+  }
+  const { kind, ...args } = config as AttentionConfig & Record<string, unknown>;
+  switch (kind) {
+    case 'gqa': return new GroupedQueryAttention({ ...(args as GroupedQueryAttentionArgs), ...extra });
+    case 'gta': return new GroupedHeadLatentAttention({ ...(args as GroupedHeadLatentAttentionArgs), ...extra });
+    case 'mla': return new MultiHeadLatentAttention({ ...(args as MultiHeadLatentAttentionArgs), ...extra });
+    default:
+      throw new ValueError(`attention kind must be 'gqa', 'gta' or 'mla', got ${JSON.stringify(kind)}.`);
+  }
+}
+
+export interface TransformerDecoderBlockArgs extends LayerArgs {
+  /** The attention mechanism and its arguments. */
+  attention: AttentionConfig;
+  /** Width of the SwiGLU hidden layer. */
+  intermediateDim: number;
+  /** Epsilon of both RMSNorms. Default 1e-6. */
+  normEpsilon?: number;
+  /** Dropout on each residual branch (training only). Default 0. */
+  dropout?: number;
+  /** Seed for the sublayers' initializers and dropout. */
+  seed?: number | null;
+}
+
+export interface BlockCachedResult {
+  output: tf.Tensor3D;
+  cache: AttentionCache;
+}
+
+export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMappable {
+  static className = 'TransformerDecoderBlock';
+  readonly attentionConfig: AttentionConfig;
+  readonly intermediateDim: number;
+  readonly normEpsilon: number;
+  readonly dropout: number;
+  readonly seed: number | null;
+  readonly attentionNorm: RMSNormalization;
+  readonly attention: AttentionLayer;
+  readonly mlpNorm: RMSNormalization;
+  readonly mlp: SwiGLUFeedForward;
+  readonly torchInputWeight = 'input_layernorm.weight';
+  private dropoutCalls = 0;
+
+  constructor(args: TransformerDecoderBlockArgs) {
+    super(args);
+    const owner = TransformerDecoderBlock.className;
+    check.knownKeys(owner, args, [...LAYER_ARG_KEYS, 'attention', 'intermediateDim', 'normEpsilon', 'dropout', 'seed']);
+    this.intermediateDim = check.positiveInt(owner, 'intermediateDim', args.intermediateDim);
+    this.normEpsilon = check.positiveNumber(owner, 'normEpsilon', args.normEpsilon, 1e-6);
+    this.dropout = check.rate(owner, 'dropout', args.dropout);
+    this.seed = check.seed(owner, args.seed);
+    const seeded = this.seed === null ? {} : { seed: this.seed };
+    this.attentionConfig = { ...seeded, ...args.attention } as AttentionConfig;
+    this.attentionNorm = new RMSNormalization({ name: 'attention_norm', epsilon: this.normEpsilon });
+    this.attention = createAttention(this.attentionConfig, { name: 'attention', useCausalMask: true });
+    this.mlpNorm = new RMSNormalization({ name: 'mlp_norm', epsilon: this.normEpsilon });
+    this.mlp = new SwiGLUFeedForward({
+      name: 'mlp', intermediateDim: this.intermediateDim, ...(this.seed === null ? {} : { seed: this.seed + 1000 }),
+    });
+    this.supportsMasking = true;
+  }
+
+  private get sublayers(): tf.layers.Layer[] {
+    return [this.attentionNorm, this.attention, this.mlpNorm, this.mlp];
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const d = shape[shape.length - 1];
+    if (shape.length !== 3 || d === null || d === undefined) {
+      throw new ValueError(`${TransformerDecoderBlock.className}: expected input [batch, sequence, features] with known features, got [${shape}].`);
+    }
+    // Each sublayer is built through its own apply() so that its weights are scoped under this block.
+    for (const layer of this.sublayers) buildLayer(layer, [1, 1, d]);
+    this.built = true;
+  }
+
+  override get trainableWeights(): tf.LayerVariable[] {
+    return this.trainable ? this.sublayers.flatMap((l) => l.trainableWeights) : [];
+  }
+
+  override set trainableWeights(_weights: tf.LayerVariable[]) {
+    throw new ValueError(`${TransformerDecoderBlock.className}: trainableWeights come from the sublayers and cannot be set.`);
+  }
+
+  override get nonTrainableWeights(): tf.LayerVariable[] {
+    const frozen = this.trainable ? [] : this.sublayers.flatMap((l) => l.trainableWeights);
+    return [...frozen, ...this.sublayers.flatMap((l) => l.nonTrainableWeights)];
+  }
+
+  override set nonTrainableWeights(_weights: tf.LayerVariable[]) {
+    throw new ValueError(`${TransformerDecoderBlock.className}: nonTrainableWeights come from the sublayers and cannot be set.`);
+  }
+
+  private residualDropout(y: tf.Tensor, training: boolean): tf.Tensor {
+    if (!training || this.dropout === 0) return y;
+    const seed = this.seed === null ? undefined : this.seed + 15485863 * (1 + this.dropoutCalls++);
+    return tf.dropout(y, this.dropout, undefined, seed);
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    const training = kwargs.training === true;
+    return tf.tidy(() => {
+      const attended = this.attention.call(this.attentionNorm.call(x, {}), { mask: kwargs.mask, training }) as tf.Tensor;
+      const h = tf.add(x, this.residualDropout(attended, training)); // [B, T, D]
+      const fed = this.mlp.call(this.mlpNorm.call(h, {}), { training });
+      return tf.add(h, this.residualDropout(fed, training)); // [B, T, D]
+    });
+  }
+
+  /** Eager incremental call through the attention layer's cache (inference: no dropout). */
+  callWithCache(x: tf.Tensor, options: { cache?: AttentionCache | null; paddingMask?: tf.Tensor | null;
+    positions?: tf.Tensor | null } = {}): BlockCachedResult {
+    if (!this.built) buildLayer(this, [1, 1, x.shape[x.rank - 1]]);
+    let cache: AttentionCache | null = null;
+    const output = tf.tidy(() => {
+      const normed = this.attentionNorm.call(x, {});
+      const r = this.attention.callWithCache(normed, options);
+      cache = r.cache;
+      for (const t of (cache as AttentionCache).tensors()) tf.keep(t);
+      const h = tf.add(x, r.output);
+      return tf.add(h, this.mlp.call(this.mlpNorm.call(h, {}), {})) as tf.Tensor3D;
+    });
+    return { output, cache: cache! };
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+  }
+
+  override computeMask(_inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return ((Array.isArray(mask) ? mask[0] : mask) ?? null) as unknown as tf.Tensor;
+  }
+
+  torchWeightSpecs(): TorchWeightSpec[] {
+    const prefixed = (prefix: string, layer: TorchMappable) =>
+      layer.torchWeightSpecs().map((s) => ({ ...s, torchName: prefix + s.torchName }));
+    return [
+      ...prefixed('input_layernorm.', this.attentionNorm),
+      ...prefixed('self_attn.', this.attention as unknown as TorchMappable),
+      ...prefixed('post_attention_layernorm.', this.mlpNorm),
+      ...prefixed('mlp.', this.mlp),
+    ];
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    markUsed(this);
+    const result = super.dispose(); // disposes every sublayer weight through the weight getters
+    if (result.refCountAfterDispose === 0) this.attention.releaseDerivedTensors();
+    return result;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      attention: { ...this.attentionConfig } as unknown as tf.serialization.ConfigDict,
+      intermediateDim: this.intermediateDim,
+      normEpsilon: this.normEpsilon,
+      dropout: this.dropout,
+      seed: this.seed,
+    };
+  }
+}
+tf.serialization.registerClass(TransformerDecoderBlock);
+
+/** `new TransformerDecoderBlock(args)`. */
+export function transformerDecoderBlock(args: TransformerDecoderBlockArgs): TransformerDecoderBlock {
+  return new TransformerDecoderBlock(args);
+}

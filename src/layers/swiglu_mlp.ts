@@ -1,0 +1,149 @@
+/**
+ * SwiGLUFeedForward: the Llama-style gated MLP `down(silu(x Wgate) * (x Wup))`, used by every block
+ * of the GTA paper's models (and HF Llama/DeepSeek/GTA references).
+ *
+ * Notation: D model width, I intermediate width (`intermediateDim`).
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { ValueError } from '../utils/errors.js';
+import { project } from '../ops/dense.js';
+import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
+import {
+  ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer, getRegularizer,
+  serializeIdentifier,
+} from '../utils/serialization.js';
+import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
+
+export interface SwiGLUFeedForwardArgs extends LayerArgs {
+  /** Width of the hidden (gated) layer. */
+  intermediateDim: number;
+  /** Biases on the three projections (`mlp_bias`). Default false. */
+  useBias?: boolean;
+  /** Dropout on the output (training only). Default 0. */
+  dropout?: number;
+  kernelInitializer?: InitializerIdentifier;
+  kernelRegularizer?: RegularizerIdentifier | null;
+  kernelConstraint?: ConstraintIdentifier | null;
+  seed?: number | null;
+}
+
+export class SwiGLUFeedForward extends tf.layers.Layer implements TorchMappable {
+  static className = 'SwiGLUFeedForward';
+  readonly intermediateDim: number;
+  readonly useBias: boolean;
+  readonly dropout: number;
+  readonly seed: number | null;
+  readonly torchInputWeight = 'gate_proj.weight';
+  private readonly kernelInitializer: InitializerIdentifier;
+  private readonly kernelRegularizer: RegularizerIdentifier | null;
+  private readonly kernelConstraint: ConstraintIdentifier | null;
+  private gate: tf.LayerVariable | null = null;
+  private up: tf.LayerVariable | null = null;
+  private down: tf.LayerVariable | null = null;
+  private gateBias: tf.LayerVariable | null = null;
+  private upBias: tf.LayerVariable | null = null;
+  private downBias: tf.LayerVariable | null = null;
+  private dim = -1;
+  private dropoutCalls = 0;
+
+  constructor(args: SwiGLUFeedForwardArgs) {
+    super(args);
+    const owner = SwiGLUFeedForward.className;
+    check.knownKeys(owner, args, [...LAYER_ARG_KEYS, 'intermediateDim', 'useBias', 'dropout', 'kernelInitializer',
+      'kernelRegularizer', 'kernelConstraint', 'seed']);
+    this.intermediateDim = check.positiveInt(owner, 'intermediateDim', args.intermediateDim);
+    this.useBias = check.bool(owner, 'useBias', args.useBias, false);
+    this.dropout = check.rate(owner, 'dropout', args.dropout);
+    this.seed = check.seed(owner, args.seed);
+    this.kernelInitializer = args.kernelInitializer ?? 'glorotUniform';
+    this.kernelRegularizer = args.kernelRegularizer ?? null;
+    this.kernelConstraint = args.kernelConstraint ?? null;
+    getInitializer(owner, 'kernelInitializer', this.kernelInitializer);
+    this.supportsMasking = true;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const d = shape[shape.length - 1];
+    if (d === null || d === undefined) throw new ValueError(`${SwiGLUFeedForward.className}: the last input dimension must be defined.`);
+    this.dim = d;
+    const owner = SwiGLUFeedForward.className;
+    const kernel = (name: string, shape2: number[], k: number) => this.addWeight(name, shape2, 'float32',
+      getInitializer(owner, 'kernelInitializer', this.kernelInitializer, this.seed === null ? null : this.seed + k),
+      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
+      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
+    const i = this.intermediateDim;
+    this.gate = kernel('gate/kernel', [d, i], 0);
+    this.up = kernel('up/kernel', [d, i], 1);
+    this.down = kernel('down/kernel', [i, d], 2);
+    if (this.useBias) {
+      this.gateBias = this.addWeight('gate/bias', [i], 'float32', tf.initializers.zeros());
+      this.upBias = this.addWeight('up/bias', [i], 'float32', tf.initializers.zeros());
+      this.downBias = this.addWeight('down/bias', [d], 'float32', tf.initializers.zeros());
+    }
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (x.shape[x.rank - 1] !== this.dim) {
+      throw new ValueError(`${SwiGLUFeedForward.className}: expected last dimension ${this.dim}, got input shape [${x.shape}].`);
+    }
+    return tf.tidy(() => {
+      const g = project(x, this.gate!.read(), this.gateBias?.read()); // [..., D] @ [D, I] -> [..., I]
+      const u = project(x, this.up!.read(), this.upBias?.read()); // [..., D] @ [D, I] -> [..., I]
+      let y = project(tf.mul(tf.mul(g, tf.sigmoid(g)), u), this.down!.read(), this.downBias?.read()); // [..., I] @ [I, D] -> [..., D]
+      if (kwargs.training === true && this.dropout > 0) {
+        const seed = this.seed === null ? undefined : this.seed + 104729 * (1 + this.dropoutCalls++);
+        y = tf.dropout(y, this.dropout, undefined, seed);
+      }
+      return y;
+    });
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+  }
+
+  torchWeightSpecs(): TorchWeightSpec[] {
+    const d = this.dim;
+    const i = this.intermediateDim;
+    const specs: TorchWeightSpec[] = [
+      { torchName: 'gate_proj.weight', torchShape: [i, d], variable: this.gate!, layout: 'linear' },
+      { torchName: 'up_proj.weight', torchShape: [i, d], variable: this.up!, layout: 'linear' },
+      { torchName: 'down_proj.weight', torchShape: [d, i], variable: this.down!, layout: 'linear' },
+    ];
+    if (this.useBias) {
+      specs.push(
+        { torchName: 'gate_proj.bias', torchShape: [i], variable: this.gateBias!, layout: 'vector' },
+        { torchName: 'up_proj.bias', torchShape: [i], variable: this.upBias!, layout: 'vector' },
+        { torchName: 'down_proj.bias', torchShape: [d], variable: this.downBias!, layout: 'vector' });
+    }
+    return specs;
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    markUsed(this);
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      intermediateDim: this.intermediateDim,
+      useBias: this.useBias,
+      dropout: this.dropout,
+      kernelInitializer: serializeIdentifier(this.kernelInitializer),
+      kernelRegularizer: serializeIdentifier(this.kernelRegularizer),
+      kernelConstraint: serializeIdentifier(this.kernelConstraint),
+      seed: this.seed,
+    } as tf.serialization.ConfigDict;
+  }
+}
+tf.serialization.registerClass(SwiGLUFeedForward);
+
+/** `new SwiGLUFeedForward(args)`. */
+export function swiGLUFeedForward(args: SwiGLUFeedForwardArgs): SwiGLUFeedForward {
+  return new SwiGLUFeedForward(args);
+}

@@ -1,0 +1,160 @@
+/**
+ * TokenEmbedding: a token table `[V, D]` usable in both directions, like Keras `ReversibleEmbedding`.
+ * Called on int32 ids `[B, T]` it returns vectors `[B, T, D]`; called on float32 hidden states
+ * `[B, T, D]` it returns logits `[B, T, V] = h E^T` (tied output head). The direction is chosen by the
+ * input's dtype, so one shared layer instance serves as embedding and head in a functional model
+ * (tfjs does not replay call options such as Keras's `reverse=True` in fit/predict).
+ *
+ * LMHead: an untied output projection `[D, V]` without bias.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
+import { ValueError } from '../utils/errors.js';
+import { project } from '../ops/dense.js';
+import { InitializerIdentifier, getInitializer, serializeIdentifier } from '../utils/serialization.js';
+import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
+
+export interface TokenEmbeddingArgs extends LayerArgs {
+  /** Vocabulary size V. */
+  inputDim: number;
+  /** Embedding width D. */
+  outputDim: number;
+  /** Default: normal with stddev 0.02. */
+  embeddingsInitializer?: InitializerIdentifier;
+  seed?: number | null;
+}
+
+const DEFAULT_EMBEDDING_INIT: InitializerIdentifier = { className: 'RandomNormal', config: { mean: 0, stddev: 0.02 } };
+
+export class TokenEmbedding extends tf.layers.Layer {
+  static className = 'TokenEmbedding';
+  readonly inputDim: number;
+  readonly outputDim: number;
+  readonly seed: number | null;
+  private readonly embeddingsInitializer: InitializerIdentifier;
+  private table: tf.LayerVariable | null = null;
+
+  constructor(args: TokenEmbeddingArgs) {
+    super(args);
+    const owner = TokenEmbedding.className;
+    check.knownKeys(owner, args, [...LAYER_ARG_KEYS, 'inputDim', 'outputDim', 'embeddingsInitializer', 'seed']);
+    this.inputDim = check.positiveInt(owner, 'inputDim', args.inputDim);
+    this.outputDim = check.positiveInt(owner, 'outputDim', args.outputDim);
+    this.seed = check.seed(owner, args.seed);
+    this.embeddingsInitializer = args.embeddingsInitializer ?? DEFAULT_EMBEDDING_INIT;
+    getInitializer(owner, 'embeddingsInitializer', this.embeddingsInitializer);
+  }
+
+  override build(): void {
+    this.table = this.addWeight('embeddings', [this.inputDim, this.outputDim], 'float32',
+      getInitializer(TokenEmbedding.className, 'embeddingsInitializer', this.embeddingsInitializer, this.seed));
+    this.built = true;
+  }
+
+  /** The `[V, D]` table. */
+  get embeddings(): tf.LayerVariable {
+    if (this.table === null) throw new ValueError(`${TokenEmbedding.className}: the layer is not built.`);
+    return this.table;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    return tf.tidy(() => {
+      if (x.dtype === 'float32') {
+        if (x.shape[x.rank - 1] !== this.outputDim) {
+          throw new ValueError(`${TokenEmbedding.className}: hidden states must have last dimension ${this.outputDim}, got [${x.shape}].`);
+        }
+        const lead = x.shape.slice(0, -1);
+        const logits = tf.matMul(tf.reshape(x, [-1, this.outputDim]), this.table!.read(), false, true); // [N, D] @ [V, D]^T -> [N, V]
+        return tf.reshape(logits, [...lead, this.inputDim]); // [..., V]
+      }
+      if (x.dtype !== 'int32') throw new ValueError(`${TokenEmbedding.className}: token ids must be int32, got ${x.dtype}.`);
+      return tf.gather(this.table!.read(), x); // [..., D]
+    });
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    // Hidden states (last dim D, rank 3) map to logits; ids map to vectors.
+    if (shape.length === 3 && shape[2] === this.outputDim) return [...shape.slice(0, -1), this.inputDim];
+    return [...shape, this.outputDim];
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    markUsed(this);
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      inputDim: this.inputDim,
+      outputDim: this.outputDim,
+      embeddingsInitializer: serializeIdentifier(this.embeddingsInitializer),
+      seed: this.seed,
+    } as tf.serialization.ConfigDict;
+  }
+}
+tf.serialization.registerClass(TokenEmbedding);
+
+export interface LMHeadArgs extends LayerArgs {
+  /** Vocabulary size V. */
+  units: number;
+  kernelInitializer?: InitializerIdentifier;
+  seed?: number | null;
+}
+
+export class LMHead extends tf.layers.Layer {
+  static className = 'LMHead';
+  readonly units: number;
+  readonly seed: number | null;
+  private readonly kernelInitializer: InitializerIdentifier;
+  private kernel: tf.LayerVariable | null = null;
+
+  constructor(args: LMHeadArgs) {
+    super(args);
+    check.knownKeys(LMHead.className, args, [...LAYER_ARG_KEYS, 'units', 'kernelInitializer', 'seed']);
+    this.units = check.positiveInt(LMHead.className, 'units', args.units);
+    this.seed = check.seed(LMHead.className, args.seed);
+    this.kernelInitializer = args.kernelInitializer ?? DEFAULT_EMBEDDING_INIT;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const d = shape[shape.length - 1] as number;
+    this.kernel = this.addWeight('kernel', [d, this.units], 'float32',
+      getInitializer(LMHead.className, 'kernelInitializer', this.kernelInitializer, this.seed));
+    this.built = true;
+  }
+
+  /** The `[D, V]` kernel. */
+  get weight(): tf.LayerVariable {
+    if (this.kernel === null) throw new ValueError(`${LMHead.className}: the layer is not built.`);
+    return this.kernel;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    return tf.tidy(() => project(x, this.kernel!.read())); // [..., D] @ [D, V] -> [..., V]
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return [...shape.slice(0, -1), this.units];
+  }
+
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    markUsed(this);
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      units: this.units,
+      kernelInitializer: serializeIdentifier(this.kernelInitializer),
+      seed: this.seed,
+    } as tf.serialization.ConfigDict;
+  }
+}
+tf.serialization.registerClass(LMHead);

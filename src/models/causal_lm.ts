@@ -1,0 +1,208 @@
+/**
+ * CausalLM: token embedding, N pre-norm decoder blocks (any attention mechanism), final RMSNorm and a
+ * tied or untied output head. `model` is an ordinary functional `tf.LayersModel` (fit, predict,
+ * save, load); the class adds eager cached decoding and generation.
+ *
+ * Notation: B batch, T new tokens, S cached + new tokens, V vocabulary, D width.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
+import { AttentionCache } from '../cache/attention_cache.js';
+import { TransformerDecoderBlock } from '../layers/decoder_block.js';
+import { RMSNormalization } from '../layers/rms_normalization.js';
+import { LMHead, TokenEmbedding } from '../layers/token_embedding.js';
+import { GenerateOptions, GenerateResult, generate } from './generate.js';
+import { ModelCache } from './model_cache.js';
+import { CausalLMConfig, ResolvedCausalLMConfig, resolveCausalLMConfig } from './config.js';
+
+/** Token ids: a tensor `[B, T]` int32 or nested arrays. */
+export type TokenIds = tf.Tensor | number[][];
+
+export interface CachedForwardOptions {
+  /** `[B, T]` 1 for real tokens, 0 for (left) padding; only for the first call on a new cache. */
+  paddingMask?: number[][] | null;
+}
+
+export interface CachedForwardResult {
+  logits: tf.Tensor3D; // [B, T, V]
+  cache: ModelCache;
+}
+
+const METADATA_KEY = 'tfjsGta';
+let modelCounter = 0;
+
+export class CausalLM {
+  readonly model: tf.LayersModel;
+  readonly config: ResolvedCausalLMConfig;
+  readonly embedding: TokenEmbedding;
+  readonly blocks: TransformerDecoderBlock[];
+  readonly finalNorm: RMSNormalization;
+  readonly head: LMHead | null;
+  /** Identifies this model as the owner of its caches. */
+  readonly id = `causal_lm#${++modelCounter}`;
+
+  private constructor(model: tf.LayersModel, config: ResolvedCausalLMConfig) {
+    this.model = model;
+    this.config = config;
+    this.embedding = model.getLayer('token_embedding') as TokenEmbedding;
+    this.blocks = Array.from({ length: config.numLayers }, (_, i) => model.getLayer(`block_${i}`) as TransformerDecoderBlock);
+    this.finalNorm = model.getLayer('final_norm') as RMSNormalization;
+    this.head = config.tieWordEmbeddings ? null : model.getLayer('lm_head') as LMHead;
+  }
+
+  /** Builds a new model with freshly initialised weights. */
+  static create(config: CausalLMConfig, name = 'causal_lm'): CausalLM {
+    const c = resolveCausalLMConfig(config);
+    const seed = (k: number) => (c.seed === null ? {} : { seed: c.seed + k });
+    const ids = tf.input({ shape: [null], dtype: 'int32', name: 'token_ids' });
+    const embedding = new TokenEmbedding({ name: 'token_embedding', inputDim: c.vocabSize, outputDim: c.hiddenSize, ...seed(0) });
+    let h = embedding.apply(ids) as tf.SymbolicTensor;
+    for (let i = 0; i < c.numLayers; i++) {
+      const attention = { ...c.attention, ...(c.dropout > 0 ? { dropout: c.dropout } : {}) };
+      const block = new TransformerDecoderBlock({
+        name: `block_${i}`, attention, intermediateDim: c.intermediateSize, normEpsilon: c.normEpsilon, dropout: c.dropout,
+        ...seed(100 * (i + 1)),
+      });
+      h = block.apply(h) as tf.SymbolicTensor;
+    }
+    h = new RMSNormalization({ name: 'final_norm', epsilon: c.normEpsilon }).apply(h) as tf.SymbolicTensor;
+    const logits = c.tieWordEmbeddings
+      ? embedding.apply(h) as tf.SymbolicTensor
+      : new LMHead({ name: 'lm_head', units: c.vocabSize, ...seed(1) }).apply(h) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: ids, outputs: logits, name });
+    model.setUserDefinedMetadata({ [METADATA_KEY]: { config: c } });
+    return new CausalLM(model, c);
+  }
+
+  /** Wraps a `LayersModel` built by `CausalLM.create` (e.g. after `tf.loadLayersModel`). */
+  static fromModel(model: tf.LayersModel): CausalLM {
+    const meta = model.getUserDefinedMetadata() as Record<string, { config?: CausalLMConfig }> | undefined;
+    const config = meta?.[METADATA_KEY]?.config;
+    if (!config) throw new ValueError('CausalLM.fromModel: the model has no tfjs-gta metadata (was it built by CausalLM.create?).');
+    return new CausalLM(model, resolveCausalLMConfig(config));
+  }
+
+  /** Saves through any tfjs handler or URL (`file://dir`, `indexeddb://name`, `downloads://name`). */
+  async save(handlerOrUrl: string | tf.io.IOHandler): Promise<tf.io.SaveResult> {
+    return this.model.save(handlerOrUrl);
+  }
+
+  /** Loads a model saved by `save()`. */
+  static async load(handlerOrUrl: string | tf.io.IOHandler): Promise<CausalLM> {
+    return CausalLM.fromModel(await tf.loadLayersModel(handlerOrUrl));
+  }
+
+  countParams(): number {
+    return this.model.countParams();
+  }
+
+  /** Checks ids and returns them as an int32 tensor (the caller disposes it if it was created here). */
+  private idsTensor(ids: TokenIds, what: string): tf.Tensor2D {
+    const v = this.config.vocabSize;
+    if (ids instanceof tf.Tensor) {
+      if (ids.dtype !== 'int32') throw new ValueError(`CausalLM: ${what} must be an int32 tensor of token ids, got dtype ${ids.dtype}.`);
+      if (ids.rank !== 2) throw new ValueError(`CausalLM: ${what} must have shape [batch, tokens], got [${ids.shape}].`);
+      const [lo, hi] = tf.tidy(() => [tf.min(ids).dataSync()[0], tf.max(ids).dataSync()[0]]);
+      if (ids.size > 0 && (lo < 0 || hi >= v)) {
+        throw new ValueError(`CausalLM: ${what} must be in [0, ${v}), got values in [${lo}, ${hi}].`);
+      }
+      return ids as tf.Tensor2D;
+    }
+    if (!Array.isArray(ids) || ids.length === 0 || !ids.every((row) => Array.isArray(row) && row.length === ids[0].length)) {
+      throw new ValueError(`CausalLM: ${what} must be a non-empty [batch][tokens] array with equal row lengths.`);
+    }
+    for (const row of ids) {
+      for (const id of row) {
+        if (!Number.isInteger(id) || id < 0 || id >= v) {
+          throw new ValueError(`CausalLM: ${what} must be integers in [0, ${v}), got ${id}.`);
+        }
+      }
+    }
+    return tf.tensor2d(ids, [ids.length, ids[0].length], 'int32');
+  }
+
+  /** Logits `[B, T, V]` of a full forward pass (no cache). */
+  logits(ids: TokenIds): tf.Tensor3D {
+    const t = this.idsTensor(ids, 'ids');
+    if (t.shape[1] > this.config.maxSequenceLength) {
+      if (t !== ids) t.dispose();
+      throw new ValueError(`CausalLM: ${t.shape[1]} tokens exceed maxSequenceLength ${this.config.maxSequenceLength}.`);
+    }
+    const out = tf.tidy(() => this.model.apply(t, { training: false }) as tf.Tensor3D);
+    if (t !== ids) t.dispose();
+    return out;
+  }
+
+  /**
+   * Runs `ids` after `cache` (null = empty) and returns their logits and the extended cache. The cache
+   * passed in is not modified: dispose it when you no longer need it.
+   */
+  callWithCache(ids: TokenIds, cache: ModelCache | null, options: CachedForwardOptions = {}): CachedForwardResult {
+    const t = this.idsTensor(ids, 'ids');
+    try {
+      const [b, n] = t.shape;
+      if (cache !== null) this.checkCache(cache, b);
+      const past = cache?.length ?? 0;
+      if (past + n > this.config.maxSequenceLength) {
+        throw new ValueError(`CausalLM: ${past} cached + ${n} new tokens exceed maxSequenceLength ${this.config.maxSequenceLength}.`);
+      }
+      const mask = options.paddingMask ?? null;
+      if (mask !== null && cache !== null) throw new ValueError('CausalLM: paddingMask is only accepted on the first call (an empty cache).');
+      if (mask !== null && (mask.length !== b || mask.some((row) => row.length !== n))) {
+        throw new ValueError(`CausalLM: paddingMask must have shape [${b}, ${n}].`);
+      }
+      const start = cache?.positions ?? new Array<number>(b).fill(0);
+      const realTokens = mask === null ? new Array<number>(b).fill(n) : mask.map((row) => row.reduce((s, m) => s + (m ? 1 : 0), 0));
+      const padded = (cache?.padded ?? false) || (mask !== null && realTokens.some((r) => r !== n));
+      // Per-row RoPE positions: count real tokens only (left padding keeps its positions at 0).
+      const positionRows = Array.from({ length: b }, (_, r) => {
+        let p = start[r];
+        return Array.from({ length: n }, (_, j) => {
+          const isReal = mask === null || mask[r][j];
+          const pos = isReal ? p : Math.max(0, p - 1);
+          if (isReal) p += 1;
+          return pos;
+        });
+      });
+      const layerCaches: AttentionCache[] = [];
+      const logits = tf.tidy(() => {
+        const positions = padded ? tf.tensor2d(positionRows, [b, n], 'int32') : null;
+        const paddingMask = mask === null ? null : tf.tensor2d(mask, [b, n], 'float32');
+        let h = this.embedding.call(t, {}) as tf.Tensor; // [B, T, D]
+        this.blocks.forEach((block, i) => {
+          const r = block.callWithCache(h, { cache: cache?.layers[i] ?? null, paddingMask, positions });
+          for (const x of r.cache.tensors()) tf.keep(x);
+          layerCaches.push(r.cache);
+          h = r.output;
+        });
+        h = this.finalNorm.call(h, {}) as tf.Tensor;
+        return (this.head ? this.head.call(h, {}) : this.embedding.call(h, {})) as tf.Tensor3D; // [B, T, V]
+      });
+      const positionsAfter = start.map((p, r) => p + realTokens[r]);
+      return { logits, cache: new ModelCache(this.id, layerCaches, positionsAfter, padded) };
+    } finally {
+      if (t !== ids) t.dispose();
+    }
+  }
+
+  private checkCache(cache: ModelCache, batch: number): void {
+    if (cache.isDisposed) throw new ValueError('CausalLM: the cache passed in has been disposed.');
+    if (cache.owner !== this.id) throw new ValueError(`CausalLM: the cache belongs to another model (${cache.owner}), not ${this.id}.`);
+    if (cache.batchSize !== batch) {
+      throw new ValueError(`CausalLM: the cache holds batch size ${cache.batchSize} but the ids have batch size ${batch}.`);
+    }
+  }
+
+  /**
+   * Generates up to `maxNewTokens` tokens after each prompt: one prefill over the (left-padded) prompts,
+   * then cached decoding one token at a time. See `GenerateOptions`.
+   */
+  generate(prompts: number[] | number[][], options: GenerateOptions): Promise<GenerateResult> {
+    return generate(this, prompts, options);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    for (const block of this.blocks) block.attention.releaseDerivedTensors();
+  }
+}
