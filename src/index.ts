@@ -40,3 +40,29 @@ export {
   parseReferenceFile, runReferenceCase, layerForCase, normRelativeError,
   type ReferenceFile, type ReferenceCase, type CaseResult, type MaskMode,
 } from './conformance/reference_vectors.js';
+export {
+  SwiGLUFeedForward, swiGLUFeedForward, type SwiGLUFeedForwardArgs,
+} from './layers/swiglu_mlp.js';
+export {
+  TransformerDecoderBlock, transformerDecoderBlock, createAttention, type TransformerDecoderBlockArgs, type AttentionConfig,
+} from './layers/decoder_block.js';
+export { TokenEmbedding, LMHead, type TokenEmbeddingArgs, type LMHeadArgs } from './layers/token_embedding.js';
+export { CausalLM, type TokenIds, type CachedForwardOptions, type CachedForwardResult } from './models/causal_lm.js';
+export { ModelCache } from './models/model_cache.js';
+export { generate, sampleToken, type GenerateOptions, type GenerateResult } from './models/generate.js';
+export {
+  resolveCausalLMConfig, causalLMParams, causalLMCacheElementsPerToken, attentionSpec, smallAttention, smallPreset,
+  PAPER_PRESETS, type CausalLMConfig, type ResolvedCausalLMConfig,
+} from './models/config.js';
+export { sparseCrossEntropyFromLogits } from './models/losses.js';
+export { parseSafetensors, parseTensorJSON, type NamedTensor } from './io/safetensors.js';
+export { causalLMConfigFromHF, causalLMFromHF, importHFWeights, detectMechanism } from './io/hf_checkpoint.js';
+export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.js';
+export {
+  parseReferenceModelFile, runReferenceModelCase, type ReferenceModelFile, type ReferenceModelCase, type ModelCaseResult,
+} from './conformance/reference_models.js';
+export { SeededRandom } from './utils/random.js';
+
+import { registerFileSystemRouter as registerFileRouterOnImport } from './io/file_handler.js';
+
+registerFileRouterOnImport();
