@@ -167,7 +167,11 @@ function failDetail(r, what) {
   const why = r.error ? `could not start: ${r.error.message}` : r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
   let msg = `${what} failed (${why})`;
   if (r.logFile && fs.existsSync(r.logFile)) {
-    msg += `\n--- last lines of ${r.logFile} ---\n${tail(r.logFile)}\n--- end of log ---`;
+    // compiler / pip errors first (the tail is mostly the tools' own stack traces)
+    const lines = fs.readFileSync(r.logFile, 'utf8').split('\n');
+    const errors = lines.filter((l) => /\berror\b/i.test(l) && !/^(gyp|node-pre-gyp) ERR!/.test(l)).slice(0, 12);
+    if (errors.length) msg += `\n--- error lines from ${r.logFile} ---\n${errors.join('\n')}`;
+    msg += `\n--- last lines of ${r.logFile} ---\n${tail(r.logFile, errors.length ? 15 : 40)}\n--- end of log ---`;
   }
   return msg;
 }
@@ -364,6 +368,21 @@ function firstLine(s) {
 // ---------------------------------------------------------------------------------------------
 // step 2: the package
 
+/** What `npm <args> --dry-run --json` would do: { add, remove, change } lists. */
+function npmPlan(npm, args) {
+  const dry = capture(npm.cmd, [...npm.pre, ...args, '--dry-run', '--json']);
+  if (dry.status !== 0) {
+    throw new StepError('package', `npm ${args.join(' ')} --dry-run failed (exit ${dry.status}):\n${(dry.stderr || '').trim().split('\n').slice(-15).join('\n')}`);
+  }
+  const jsonStart = dry.stdout.search(/^\{\s*$/m); // the JSON follows the plain "add ..." lines
+  try {
+    if (jsonStart < 0) throw new Error('no JSON');
+    return JSON.parse(dry.stdout.slice(jsonStart));
+  } catch {
+    throw new StepError('package', `could not read the plan of npm ${args.join(' ')} --dry-run --json`);
+  }
+}
+
 function ensurePackage(opts, logs) {
   step('package', `${TFJS_NODE}@${TFJS_NODE_VERSION} in node_modules`);
   let dir = tfjsNodeDir();
@@ -388,25 +407,26 @@ function ensurePackage(opts, logs) {
   const spec = `${TFJS_NODE}@${TFJS_NODE_VERSION}`;
   const args = ['install', '--no-save', '--ignore-scripts', '--no-audit', '--no-fund', spec];
 
-  // Dry run first: refuse if npm would remove or change anything (an out-of-sync node_modules).
-  const dry = capture(npm.cmd, [...npm.pre, ...args, '--dry-run', '--json']);
-  if (dry.status !== 0) {
-    throw new StepError('package', `npm ${args.join(' ')} --dry-run failed (exit ${dry.status}):\n${(dry.stderr || '').trim().split('\n').slice(-15).join('\n')}`);
-  }
-  const jsonStart = dry.stdout.search(/^\{\s*$/m);
-  let plan;
-  try {
-    plan = JSON.parse(dry.stdout.slice(jsonStart));
-  } catch {
-    throw new StepError('package', `could not read the plan of npm ${args.join(' ')} --dry-run --json`);
+  // Dry run first. npm prunes packages that are in node_modules but not in package.json/lockfile
+  // (earlier --no-save installs): name such top-level packages in the same install so they stay.
+  // Refuse if npm would still remove or change anything (node_modules out of sync with the lock).
+  let extra = [];
+  let plan = npmPlan(npm, [...args, ...extra]);
+  const topLevel = path.join(ROOT, 'node_modules');
+  const keepable = (p) => p.path && p.version && path.dirname(p.name.startsWith('@') ? path.dirname(p.path) : p.path) === topLevel;
+  if ((plan.remove || []).some(keepable) && !(plan.change || []).length) {
+    extra = plan.remove.filter(keepable).map((p) => `${p.name}@${p.version}`);
+    say(`  keeping packages npm would otherwise prune: ${extra.join(', ')}`);
+    plan = npmPlan(npm, [...args, ...extra]);
   }
   const removes = plan.remove || [];
   const changes = plan.change || [];
   if (removes.length || changes.length) {
-    const list = [...removes.map((p) => `remove ${p.name}@${p.version}`), ...changes.map((p) => `change ${p.name ?? p.to?.name ?? JSON.stringify(p)}`)];
+    const list = [...removes.map((p) => `remove ${p.name}@${p.version}`), ...changes.map((p) => `change ${p.to?.name ?? p.from?.name ?? p.name} ${p.from?.version ?? '?'} -> ${p.to?.version ?? '?'}`)];
     throw new StepError('package', `npm would not only add packages but also:\n  ${list.slice(0, 20).join('\n  ')}`,
       'node_modules is out of sync with package-lock.json. Run `npm install` (or `npm ci`) first, then rerun this script.');
   }
+  args.push(...extra);
   say(`  npm ${args.join(' ')}  (dry run: adds ${(plan.add || []).length} packages, removes none)`);
 
   const guarded = ['package.json', 'package-lock.json', 'npm-shrinkwrap.json'].map((f) => [path.join(ROOT, f), readFileOrNull(path.join(ROOT, f))]);
@@ -721,7 +741,7 @@ function main() {
       `Use the ordinary install of ${TFJS_NODE} (it downloads a prebuilt libtensorflow and addon), or the wasm backend.`);
   }
   const tools = buildTools();
-  if (!findPython()) tools.push('python3');
+  if (!findPython()) tools.push(process.env.PYTHON ? `Python 3 at $PYTHON (${process.env.PYTHON})` : 'python3');
   if (tools.length) {
     throw new StepError('check', `missing build tools: ${tools.join(', ')}`, 'Debian/Ubuntu: apt-get install -y build-essential python3 python3-pip');
   }

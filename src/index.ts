@@ -61,7 +61,8 @@ export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.j
 export {
   parseReferenceModelFile, runReferenceModelCase, type ReferenceModelFile, type ReferenceModelCase, type ModelCaseResult,
 } from './conformance/reference_models.js';
-export { SeededRandom } from './utils/random.js';
+
+export * from './data/index.js';
 
 import { registerFileSystemRouter as registerFileRouterOnImport } from './io/file_handler.js';
 

@@ -24,6 +24,27 @@ export interface TokenEmbeddingArgs extends LayerArgs {
   seed?: number | null;
 }
 
+/**
+ * `gather(table, ids)` whose gradient also works where tfjs's does not: gather's gradient uses the
+ * UnsortedSegmentSum kernel, which the wasm backend lacks, so there the table gradient is computed as
+ * `oneHot(ids)^T @ dy` (a matMul every backend has).
+ */
+export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
+  const [v, d] = table.shape as [number, number];
+  const lookup = tf.customGrad(((t: tf.Tensor) => ({
+    value: tf.gather(t, ids), // [..., D]
+    gradFunc: (dy: tf.Tensor) => {
+      const flatIds = tf.reshape(ids, [-1]); // [N]
+      const flatDy = tf.reshape(dy, [-1, d]); // [N, D]
+      if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) {
+        return tf.unsortedSegmentSum(flatDy, flatIds as tf.Tensor1D, v); // [V, D]
+      }
+      return tf.matMul(tf.oneHot(flatIds as tf.Tensor1D, v), flatDy, true, false); // [N, V]^T @ [N, D] -> [V, D]
+    },
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return lookup(table);
+}
+
 const DEFAULT_EMBEDDING_INIT: InitializerIdentifier = { className: 'RandomNormal', config: { mean: 0, stddev: 0.02 } };
 
 export class TokenEmbedding extends tf.layers.Layer {
@@ -69,7 +90,7 @@ export class TokenEmbedding extends tf.layers.Layer {
         return tf.reshape(logits, [...lead, this.inputDim]); // [..., V]
       }
       if (x.dtype !== 'int32') throw new ValueError(`${TokenEmbedding.className}: token ids must be int32, got ${x.dtype}.`);
-      return tf.gather(this.table!.read(), x); // [..., D]
+      return embeddingLookup(this.table!.read(), x); // [..., D]
     });
   }
 

@@ -87,9 +87,13 @@ export class CausalLM {
     return this.model.save(handlerOrUrl);
   }
 
-  /** Loads a model saved by `save()`. */
+  /** Loads a model saved by `save()`; a `file://` URL may name the folder or its `model.json`. */
   static async load(handlerOrUrl: string | tf.io.IOHandler): Promise<CausalLM> {
-    return CausalLM.fromModel(await tf.loadLayersModel(handlerOrUrl));
+    let source = handlerOrUrl;
+    if (typeof source === 'string' && source.startsWith('file://') && !source.endsWith('.json')) {
+      source = `${source.replace(/\/+$/, '')}/model.json`; // tfjs-node's handler wants the file
+    }
+    return CausalLM.fromModel(await tf.loadLayersModel(source));
   }
 
   countParams(): number {

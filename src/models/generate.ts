@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
-import { SeededRandom } from '../utils/random.js';
+import { Mulberry32 } from '../data/prng.js';
 import type { CausalLM } from './causal_lm.js';
 import type { ModelCache } from './model_cache.js';
 
@@ -60,7 +60,7 @@ function checkOptions(lm: CausalLM, longest: number, o: GenerateOptions): void {
 
 /** Picks the next token from one row of logits. */
 export function sampleToken(logits: ArrayLike<number>, o: Pick<GenerateOptions, 'temperature' | 'topK' | 'topP'>,
-  rng: SeededRandom): number {
+  rng: Mulberry32): number {
   const temperature = o.temperature ?? 0;
   if (temperature === 0 && o.topK === undefined && o.topP === undefined) {
     let best = 0;
@@ -111,7 +111,7 @@ export async function generate(lm: CausalLM, promptsIn: number[] | number[][], o
   const ragged = prompts.some((p) => p.length !== longest);
   const ids = prompts.map((p) => [...new Array<number>(longest - p.length).fill(pad), ...p]);
   const mask = ragged ? prompts.map((p) => [...new Array<number>(longest - p.length).fill(0), ...new Array<number>(p.length).fill(1)]) : null;
-  const rng = new SeededRandom(options.seed ?? 0);
+  const rng = new Mulberry32(options.seed ?? 0);
   const stop = new Set(options.stopTokens ?? []);
   const tokens: number[][] = prompts.map(() => []);
   const finished = prompts.map(() => false);

@@ -1,0 +1,225 @@
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  CausalLM, ModelCache, PAPER_PRESETS, causalLMCacheElementsPerToken, causalLMParams, smallPreset,
+  sparseCrossEntropyFromLogits,
+} from '../../src/index.js';
+import { describeBackends, expectClose, expectThrows, it, normRelativeError } from '../kit/index.js';
+
+const KINDS = ['gta', 'gqa', 'mla', 'mha'] as const;
+const V = 37;
+
+function tinyModel(kind: (typeof KINDS)[number], extra: Record<string, unknown> = {}): CausalLM {
+  return CausalLM.create({ ...smallPreset('tiny', kind, V), seed: 11, ...extra });
+}
+
+function randomIds(b: number, t: number, seed: number): number[][] {
+  let s = seed;
+  return Array.from({ length: b }, () => Array.from({ length: t }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % V;
+  }));
+}
+
+function lastRow(logits: tf.Tensor, row: number, t: number): Float32Array {
+  const v = logits.shape[2] as number;
+  return logits.slice([row, t, 0], [1, 1, v]).dataSync() as Float32Array;
+}
+
+describe('paper presets', () => {
+  it('reproduce Table 5 parameter counts (units of 2^20, to 0.01) for all twelve models', () => {
+    expect(Object.keys(PAPER_PRESETS)).to.have.length(12);
+    for (const [name, p] of Object.entries(PAPER_PRESETS)) {
+      const millions = causalLMParams(p.config) / 2 ** 20;
+      expect(Math.round(millions * 100) / 100, name).to.equal(p.table5);
+    }
+  });
+
+  it('give the per-layer cache sizes of the paper (GTA-1B 192 vs GQA-1B 640 per layer)', () => {
+    expect(causalLMCacheElementsPerToken(PAPER_PRESETS['GTA-1B'].config) / 54).to.equal(192);
+    expect(causalLMCacheElementsPerToken(PAPER_PRESETS['GQA-1B'].config) / 54).to.equal(640);
+    expect(causalLMCacheElementsPerToken(PAPER_PRESETS['500M-MLA'].config) / 24).to.equal(352);
+  });
+});
+
+describeBackends('CausalLM', ({ tol }) => {
+  for (const kind of KINDS) {
+    describe(kind, () => {
+      it('counts its parameters like the analytic formula and names every weight uniquely', () => {
+        const lm = tinyModel(kind);
+        expect(lm.countParams()).to.equal(causalLMParams(lm.config));
+        const names = lm.model.weights.map((w) => w.name);
+        expect(new Set(names).size).to.equal(names.length);
+        expect(names.some((n) => n.startsWith('block_1/attention/'))).to.equal(true);
+        expect(names.some((n) => n.startsWith('block_0/mlp/'))).to.equal(true);
+        expect(lm.model.trainableWeights.length).to.equal(names.length);
+        lm.dispose();
+      });
+
+      it('decodes 64 tokens with the cache, each step equal to the full forward pass', () => {
+        const lm = tinyModel(kind);
+        const ids = randomIds(2, 72, 5);
+        const full = lm.logits(ids);
+        let r = lm.callWithCache(ids.map((row) => row.slice(0, 8)), null);
+        expectClose(r.logits, full.slice([0, 0, 0], [2, 8, V]), tol.same, 'prefill');
+        r.logits.dispose();
+        let worst = 0;
+        for (let t = 8; t < 72; t++) {
+          const next = lm.callWithCache(ids.map((row) => [row[t]]), r.cache);
+          r.cache.dispose();
+          r = next;
+          worst = Math.max(worst, normRelativeError(r.logits.dataSync(), full.slice([0, t, 0], [2, 1, V]).dataSync()));
+          r.logits.dispose();
+        }
+        expect(worst).to.be.at.most(tol.same);
+        expect(r.cache.length).to.equal(72);
+        expect(r.cache.bytesPerToken()).to.equal(4 * causalLMCacheElementsPerToken(lm.config));
+        r.cache.dispose();
+        lm.dispose();
+      });
+
+      it('decodes a batch of prompts of different lengths like each prompt alone', async () => {
+        const lm = tinyModel(kind);
+        const prompts = [randomIds(1, 5, 1)[0], randomIds(1, 9, 2)[0], randomIds(1, 3, 3)[0]];
+        const result = await lm.generate(prompts, { maxNewTokens: 10 });
+        for (let r = 0; r < 3; r++) {
+          const alone = await lm.generate(prompts[r], { maxNewTokens: 10 });
+          expect(result.tokens[r], `row ${r}`).to.deep.equal(alone.tokens[0]);
+        }
+        // And the logits: the padded batch's last-step logits equal each row's own full forward.
+        const longest = 9;
+        const ids = prompts.map((p) => [...new Array(longest - p.length).fill(0), ...p]);
+        const mask = prompts.map((p) => [...new Array(longest - p.length).fill(0), ...new Array(p.length).fill(1)]);
+        const { logits, cache } = lm.callWithCache(ids, null, { paddingMask: mask });
+        for (let r = 0; r < 3; r++) {
+          const own = lm.logits([prompts[r]]);
+          expectClose(lastRow(logits, r, longest - 1), lastRow(own, 0, prompts[r].length - 1), tol.same, `row ${r}`);
+        }
+        cache.dispose();
+        lm.dispose();
+      });
+
+      it('generates greedily the argmax of full forward passes and reports its speed', async () => {
+        const lm = tinyModel(kind);
+        const prompt = randomIds(1, 6, 9)[0];
+        const g = await lm.generate(prompt, { maxNewTokens: 8 });
+        const seq = [...prompt];
+        for (let i = 0; i < 8; i++) {
+          const logits = lm.logits([seq]);
+          const next = tf.argMax(logits.slice([0, seq.length - 1, 0], [1, 1, V]), -1).dataSync()[0];
+          seq.push(next);
+        }
+        expect(g.sequences[0]).to.deep.equal(seq);
+        expect(g.prefillMs).to.be.greaterThan(0);
+        expect(g.decodeTokensPerSecond).to.be.greaterThan(0);
+        lm.dispose();
+      });
+
+      it('saves and loads (memory and file://) with identical logits', async () => {
+        const lm = tinyModel(kind);
+        const ids = randomIds(2, 7, 4);
+        const before = lm.logits(ids);
+        let artifacts: tf.io.ModelArtifacts | null = null;
+        await lm.save(tf.io.withSaveHandler(async (a) => {
+          artifacts = a;
+          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+        }));
+        const fromMemory = await CausalLM.load(tf.io.fromMemory(artifacts!));
+        expect(Array.from(fromMemory.logits(ids).dataSync())).to.deep.equal(Array.from(before.dataSync()));
+        const dir = mkdtempSync(join(tmpdir(), 'tfjs-gta-lm-'));
+        try {
+          await lm.save(`file://${dir}`);
+          const fromFile = await CausalLM.load(`file://${dir}`);
+          expect(fromFile.config).to.deep.equal(lm.config);
+          expect(Array.from(fromFile.logits(ids).dataSync())).to.deep.equal(Array.from(before.dataSync()));
+          const plain = await tf.loadLayersModel(`file://${dir}/model.json`);
+          const p = plain.predict(tf.tensor2d(ids, [2, 7], 'int32')) as tf.Tensor;
+          expect(Array.from(p.dataSync())).to.deep.equal(Array.from(before.dataSync()));
+          fromFile.dispose();
+          plain.dispose();
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+        fromMemory.dispose();
+        lm.dispose();
+      });
+    });
+  }
+
+  it('trains with fit() and a logits cross-entropy: the loss goes down', async () => {
+    const lm = tinyModel('gta');
+    lm.model.compile({ optimizer: tf.train.adam(0.01), loss: sparseCrossEntropyFromLogits });
+    const ids = randomIds(8, 17, 3);
+    const x = tf.tensor2d(ids.map((r) => r.slice(0, 16)), [8, 16], 'int32');
+    const y = tf.oneHot(tf.tensor2d(ids.map((r) => r.slice(1)), [8, 16], 'int32'), V); // fit() checks targets against [B, T, V]
+    const h = await lm.model.fit(x, y, { epochs: 15, batchSize: 8, verbose: 0 });
+    const loss = h.history.loss as number[];
+    expect(loss[loss.length - 1]).to.be.lessThan(0.8 * loss[0]);
+    lm.dispose();
+  });
+
+  it('samples reproducibly with a seed, honours top-k, stop tokens and the streaming callback', async () => {
+    const lm = tinyModel('gqa');
+    const prompt = randomIds(1, 4, 8)[0];
+    const a = await lm.generate(prompt, { maxNewTokens: 12, temperature: 1.2, topP: 0.9, seed: 5 });
+    const b = await lm.generate(prompt, { maxNewTokens: 12, temperature: 1.2, topP: 0.9, seed: 5 });
+    expect(a.tokens).to.deep.equal(b.tokens);
+    const greedy = await lm.generate(prompt, { maxNewTokens: 12 });
+    const top1 = await lm.generate(prompt, { maxNewTokens: 12, temperature: 2, topK: 1, seed: 9 });
+    expect(top1.tokens).to.deep.equal(greedy.tokens);
+    const stopAt = greedy.tokens[0][3];
+    const seen: number[] = [];
+    const stopped = await lm.generate(prompt, { maxNewTokens: 12, stopTokens: [stopAt], onToken: (e) => { seen.push(e.tokens[0]); } });
+    const firstStop = greedy.tokens[0].indexOf(stopAt);
+    expect(stopped.tokens[0]).to.deep.equal(greedy.tokens[0].slice(0, firstStop + 1));
+    expect(stopped.finishReasons).to.deep.equal(['stop']);
+    expect(seen).to.deep.equal(stopped.tokens[0]);
+    lm.dispose();
+  });
+
+  it('rejects bad input with clear errors and leaves the cache usable', async () => {
+    const lm = tinyModel('mla');
+    const other = tinyModel('mla');
+    const { cache, logits } = lm.callWithCache([[1, 2, 3]], null);
+    logits.dispose();
+    const foreign = other.callWithCache([[1]], null);
+    expectThrows(() => lm.callWithCache([[1]], foreign.cache), /belongs to another model/);
+    foreign.cache.dispose();
+    expectThrows(() => lm.callWithCache([[1], [2]], cache), /batch size 1 but the ids have batch size 2/);
+    expectThrows(() => lm.callWithCache([[V]], cache), new RegExp(`in \\[0, ${V}\\)`));
+    expectThrows(() => lm.callWithCache([[1.5]], cache), /integers/);
+    expectThrows(() => lm.callWithCache(tf.tensor2d([[1]], [1, 1], 'float32'), cache), /int32/);
+    expectThrows(() => lm.logits([new Array(300).fill(1)]), /exceed maxSequenceLength 256/);
+    let error: Error | null = null;
+    await lm.generate(new Array(250).fill(1), { maxNewTokens: 10 }).catch((e: Error) => { error = e; });
+    expect(String(error)).to.match(/plus maxNewTokens \(10\) exceeds maxSequenceLength 256/);
+    const ok = lm.callWithCache([[4]], cache);
+    expect(ok.cache.length).to.equal(4);
+    ok.logits.dispose();
+    for (const c of [cache, ok.cache]) c.dispose();
+    expect(cache).to.be.instanceOf(ModelCache);
+    lm.dispose();
+    other.dispose();
+  });
+
+  it('holds no extra tensors after 200 decode steps beyond the cache', () => {
+    const lm = tinyModel('gta');
+    let r = lm.callWithCache([[1, 2]], null);
+    const step = () => {
+      const next = lm.callWithCache([[3]], r.cache);
+      r.cache.dispose();
+      r.logits.dispose();
+      r = next;
+    };
+    step();
+    const afterOne = tf.memory().numTensors;
+    for (let i = 0; i < 199; i++) step();
+    expect(tf.memory().numTensors).to.equal(afterOne);
+    r.cache.dispose();
+    r.logits.dispose();
+    lm.dispose();
+  });
+});
