@@ -1,0 +1,252 @@
+#!/usr/bin/env node
+/**
+ * The tfjs-gta command line (`npm start` runs `compare` with the default preset).
+ *
+ *   compare   train GTA, GQA, MLA and MHA side by side and write a report (default command)
+ *   train     train one variant with checkpoints; --resume continues a run exactly
+ *   generate  generate text from a trained checkpoint
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
+import { backendLoadError, setBackendStrict, useBestBackend } from '../backend.js';
+import { COMPARE_PRESETS, ComparePreset, VARIANTS, VariantName, compare, makeTokenizer, variantConfig } from '../train/compare.js';
+import { comparisonTable, writeReport } from '../report/report.js';
+import { createProgress } from './progress.js';
+import { CausalLM } from '../models/causal_lm.js';
+import { loadCorpus } from '../data/corpus.js';
+import { splitTokens } from '../data/dataset.js';
+import { tokenizerFromJSON } from '../data/tokenizer.js';
+import { resumeTraining, train } from '../train/trainer.js';
+
+process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+
+function int(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer.`);
+    return n;
+  };
+}
+
+function num(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number.`);
+    return n;
+  };
+}
+
+function variantList(value: string): VariantName[] {
+  const list = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const v of list) {
+    if (!(VARIANTS as readonly string[]).includes(v)) {
+      throw new InvalidArgumentError(`unknown variant "${v}"; choose from ${VARIANTS.join(', ')}.`);
+    }
+  }
+  if (list.length === 0) throw new InvalidArgumentError('give at least one variant.');
+  return list as VariantName[];
+}
+
+async function chooseBackend(name?: string): Promise<string> {
+  if (name) {
+    await setBackendStrict(name);
+  } else {
+    const choice = await useBestBackend();
+    for (const s of choice.skipped) {
+      const why = backendLoadError(s.backend) ?? s.reason;
+      console.log(`note: backend ${s.backend} unavailable (${why.split('\n')[0]})` +
+        (s.backend === 'tensorflow' ? '; run `npm run setup:tfjs-node` for the fast native backend' : ''));
+    }
+  }
+  console.log(`backend: ${tf.getBackend()}`);
+  return tf.getBackend();
+}
+
+interface StopFlag {
+  requested: boolean;
+}
+
+function installInterrupt(onFirst: string): StopFlag {
+  const flag = { requested: false };
+  process.on('SIGINT', () => {
+    if (flag.requested) {
+      console.log('\ninterrupted again: exiting now');
+      process.exit(130);
+    }
+    flag.requested = true;
+    console.log(`\n${onFirst} (Ctrl-C again to exit immediately)`);
+  });
+  return flag;
+}
+
+function overrides(o: Record<string, unknown>): Partial<ComparePreset> {
+  const out: Partial<ComparePreset> = {};
+  if (o.steps !== undefined) out.steps = o.steps as number;
+  if (o.batchSize !== undefined) out.batchSize = o.batchSize as number;
+  if (o.seqLen !== undefined) out.sequenceLength = o.seqLen as number;
+  if (o.lr !== undefined) out.learningRate = o.lr as number;
+  if (o.evalEvery !== undefined) out.evalEvery = o.evalEvery as number;
+  return out;
+}
+
+function commonOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--preset <name>', 'model size and token budget').choices(Object.keys(COMPARE_PRESETS)).default('default'))
+    .option('--quick', 'the ~1 minute smoke-test preset (same as --preset quick)')
+    .option('--steps <n>', 'training steps per variant', int('--steps'))
+    .option('--batch-size <n>', 'sequences per batch', int('--batch-size'))
+    .option('--seq-len <n>', 'tokens per training sequence', int('--seq-len'))
+    .option('--lr <x>', 'peak learning rate', num('--lr'))
+    .option('--eval-every <n>', 'evaluate every n steps', int('--eval-every'))
+    .option('--seed <n>', 'seed of weights and data order', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n)) throw new InvalidArgumentError('--seed must be an integer.');
+      return n;
+    }, 0)
+    .option('--text <path>', 'UTF-8 text file or directory to train on (default: the built-in Moby-Dick)')
+    .addOption(new Option('--tokenizer <kind>', 'tokenizer').choices(['char', 'byte', 'bpe']).default('char'))
+    .option('--bpe-vocab <n>', 'BPE vocabulary size', int('--bpe-vocab'), 1024)
+    .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
+    .option('--max-memory <MiB>', 'refuse models whose training needs more memory than this', num('--max-memory'));
+}
+
+async function runCompare(o: Record<string, unknown>): Promise<void> {
+  await chooseBackend(o.backend as string | undefined);
+  const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
+  const out = (o.out as string) ?? 'results';
+  const progress = createProgress();
+  const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${o.checkpointDir}`);
+  const started = Date.now();
+  const report = await compare({
+    variants: o.variants as VariantName[], preset, overrides: overrides(o), source: o.text as string | undefined,
+    tokenizer: o.tokenizer as 'char', bpeVocabSize: o.bpeVocab as number, seed: o.seed as number,
+    checkpointDir: o.checkpointDir as string, maxMemoryBytes: o.maxMemory ? (o.maxMemory as number) * 2 ** 20 : undefined,
+    shouldStop: () => stop.requested,
+    onVariantStart: (v, i, n, total) => progress.start(`${v} (${i + 1}/${n})`, total),
+    onStep: (_v, r) => progress.step(r),
+    onEval: (_v, e) => progress.evaluation(e),
+    onLog: (line) => progress.log(line),
+  });
+  progress.stop();
+  if (report.stopped) {
+    console.log(`stopped: checkpoint of the interrupted variant saved under ${o.checkpointDir}; no report written.`);
+    process.exitCode = 130;
+    return;
+  }
+  const files = await writeReport(report, out);
+  console.log('');
+  console.log(comparisonTable(report));
+  console.log('');
+  console.log(`unigram baseline ${report.baseline.unigramLoss.toFixed(4)} nats/token; backend ${report.backend}; ` +
+    `wall time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`report: ${files[0]}`);
+}
+
+async function runTrain(o: Record<string, unknown>): Promise<void> {
+  await chooseBackend(o.backend as string | undefined);
+  const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
+  const p = { ...COMPARE_PRESETS[preset], ...overrides(o) };
+  const dir = o.checkpointDir as string;
+  const progress = createProgress();
+  const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${dir}`);
+  const fs = await import('node:fs/promises');
+  const path = await import('node:path');
+  const corpus = await loadCorpus(o.text as string | undefined);
+  let tokenizer;
+  if (o.resume) {
+    tokenizer = tokenizerFromJSON(JSON.parse(await fs.readFile(path.join(dir, 'tokenizer.json'), 'utf8').catch(() => {
+      throw new ValueError(`--resume: ${dir} holds no checkpoint (tokenizer.json missing).`);
+    })));
+  } else {
+    tokenizer = await makeTokenizer(o.tokenizer as 'char', corpus.text, o.bpeVocab as number);
+  }
+  const ids = Int32Array.from(tokenizer.encode(corpus.text));
+  const { train: trainIds, validation } = splitTokens(ids, { validationFraction: 0.05, sequenceLength: p.sequenceLength });
+  const common = {
+    train: trainIds, validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength, steps: p.steps, learningRate: p.learningRate,
+    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: o.seed as number, checkpointDir: dir,
+    checkpointEvery: o.checkpointEvery as number | undefined, shouldStop: () => stop.requested,
+    onStep: (r: Parameters<typeof progress.step>[0]) => progress.step(r), onEval: (e: Parameters<typeof progress.evaluation>[0]) => progress.evaluation(e),
+  };
+  let lm: CausalLM;
+  let result;
+  progress.start(String(o.variant), p.steps);
+  if (o.resume) {
+    ({ model: lm, result } = await resumeTraining(dir, common));
+  } else {
+    lm = CausalLM.create(variantConfig(o.variant as VariantName, p, tokenizer.vocabSize, o.seed as number), `lm_${o.variant}`);
+    result = await train({ model: lm, ...common });
+  }
+  progress.stop();
+  await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()));
+  console.log(`${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${p.steps}: validation loss ` +
+    `${result.finalValidationLoss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s; checkpoint ${dir}`);
+  if (result.stopped) process.exitCode = 130;
+  lm.dispose();
+}
+
+async function runGenerate(o: Record<string, unknown>): Promise<void> {
+  await chooseBackend(o.backend as string | undefined);
+  const fs = await import('node:fs/promises');
+  const path = await import('node:path');
+  const dir = o.checkpoint as string;
+  const tokenizerText = await fs.readFile(path.join(dir, 'tokenizer.json'), 'utf8').catch(() => {
+    throw new ValueError(`${dir} holds no trained model (tokenizer.json missing); train one with \`npm start -- train\`.`);
+  });
+  const tokenizer = tokenizerFromJSON(JSON.parse(tokenizerText));
+  const lm = await CausalLM.load(`file://${path.resolve(dir, 'model')}`);
+  const prompt = Array.from(tokenizer.encode(o.prompt as string));
+  if (prompt.length === 0) throw new ValueError('--prompt must not be empty.');
+  process.stdout.write(o.prompt as string);
+  const g = await lm.generate(prompt, {
+    maxNewTokens: o.tokens as number, temperature: o.temperature as number, topK: o.topK as number | undefined, seed: o.seed as number,
+    onToken: (e) => { process.stdout.write(tokenizer.decode([e.tokens[0]])); },
+  });
+  console.log(`\n\nprefill ${g.prefillMs.toFixed(1)} ms, decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s`);
+  lm.dispose();
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tfjs-gta')
+    .description('Train and compare GTA, GQA, MLA and MHA language models with TensorFlow.js')
+    .showHelpAfterError();
+  commonOptions(program.command('compare', { isDefault: true }).description('train the variants side by side and write a report'))
+    .option('--variants <list>', `comma-separated, from ${VARIANTS.join(', ')}`, variantList, ['gta', 'gqa', 'mla', 'mha'])
+    .option('--out <dir>', 'results folder', 'results')
+    .option('--checkpoint-dir <dir>', 'per-variant checkpoints (written at the end and on Ctrl-C)', 'checkpoints/compare')
+    .action((o) => runCompare(o));
+  commonOptions(program.command('train').description('train one variant; --resume continues from its checkpoint'))
+    .addOption(new Option('--variant <name>', 'attention variant').choices([...VARIANTS]).default('gta'))
+    .option('--checkpoint-dir <dir>', 'checkpoint folder', 'checkpoints/train')
+    .option('--checkpoint-every <n>', 'also checkpoint every n steps', int('--checkpoint-every'))
+    .option('--resume', 'continue the run saved in --checkpoint-dir')
+    .action((o) => runTrain(o));
+  program.command('generate').description('generate text from a checkpoint written by `train`')
+    .option('--checkpoint <dir>', 'checkpoint folder', 'checkpoints/train')
+    .option('--prompt <text>', 'prompt', 'Call me Ishmael.')
+    .option('--tokens <n>', 'tokens to generate', int('--tokens'), 200)
+    .option('--temperature <x>', 'sampling temperature (0 = greedy)', (v) => Number(v), 0)
+    .option('--top-k <n>', 'sample among the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'sampler seed', (v) => Number(v), 0)
+    .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
+    .action((o) => runGenerate(o));
+  return program;
+}
+
+/** Runs the CLI; user mistakes print one line without a stack trace and exit with status 2. */
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof ValueError) {
+      console.error(`error: ${e.message}`);
+      process.exitCode = 2;
+    } else {
+      throw e;
+    }
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
+if (invokedDirectly) await main();

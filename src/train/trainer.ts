@@ -1,0 +1,199 @@
+/**
+ * The training loop for `CausalLM`: AdamW, linear warm-up plus cosine learning rate, gradient
+ * clipping by global norm, evaluation every N steps, seeded data order, checkpoints that resume
+ * exactly (model, optimizer moments, data order, history) and a stop request (Ctrl-C) that saves a
+ * checkpoint before returning.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
+import * as check from '../utils/errors.js';
+import { CausalLM } from '../models/causal_lm.js';
+import { sparseCrossEntropyFromLogits } from '../models/losses.js';
+import { Batcher, BatcherState } from '../data/dataset.js';
+import type { TokenIds } from '../data/ids.js';
+import { AdamW, AdamWState, clipByGlobalNorm } from './adamw.js';
+import { warmupCosine } from './schedule.js';
+import { evaluate } from './evaluate.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+
+export interface StepRecord {
+  step: number;
+  loss: number;
+  learningRate: number;
+  gradNorm: number;
+  /** Training tokens per second of this step. */
+  tokensPerSecond: number;
+  /** Seconds since the run (or the resumed run) started. */
+  elapsed: number;
+  /** Estimated seconds to finish. */
+  eta: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  loss: number;
+  perplexity: number;
+}
+
+export interface TrainOptions {
+  model: CausalLM;
+  train: TokenIds;
+  validation: TokenIds;
+  batchSize: number;
+  sequenceLength: number;
+  /** Total optimizer steps (a resumed run continues up to this). */
+  steps: number;
+  /** Peak learning rate. Default 3e-3. */
+  learningRate?: number;
+  /** Default: 10% of the steps, at most 100. */
+  warmupSteps?: number;
+  /** Default: learningRate / 10. */
+  minLearningRate?: number;
+  /** Default 0.1 (matrices only). */
+  weightDecay?: number;
+  beta1?: number;
+  /** Default 0.95. */
+  beta2?: number;
+  /** Clip gradients to this global norm (0 disables). Default 1. */
+  gradClip?: number;
+  /** Evaluate every N steps (and at the end). Default: steps / 5. */
+  evalEvery?: number;
+  /** Validation batches per evaluation (default 8; 0 = all windows). */
+  evalBatches?: number;
+  /** Seed of the data order. Default 0. */
+  seed?: number;
+  /** Save checkpoints here (Node). */
+  checkpointDir?: string;
+  /** Checkpoint every N steps (default: only at the end and on stop). */
+  checkpointEvery?: number;
+  /** Polled after every step; returning true saves a checkpoint (if configured) and stops. */
+  shouldStop?: () => boolean;
+  onStep?: (record: StepRecord) => void;
+  onEval?: (record: EvalRecord) => void;
+  /** Internal: state to continue from (see `resumeTraining`). */
+  resumeState?: { step: number; batcher: BatcherState; optimizer: AdamWState; history: StepRecord[]; evals: EvalRecord[] };
+}
+
+export interface TrainResult {
+  /** Steps completed (including those before a resume). */
+  steps: number;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  finalValidationLoss: number;
+  /** Mean training tokens per second over this run. */
+  tokensPerSecond: number;
+  wallSeconds: number;
+  /** True when `shouldStop` ended the run early. */
+  stopped: boolean;
+  checkpointDir?: string;
+}
+
+function resolve(o: TrainOptions) {
+  const owner = 'train';
+  const steps = check.positiveInt(owner, 'steps', o.steps);
+  return {
+    steps,
+    batchSize: check.positiveInt(owner, 'batchSize', o.batchSize),
+    sequenceLength: check.positiveInt(owner, 'sequenceLength', o.sequenceLength),
+    learningRate: check.positiveNumber(owner, 'learningRate', o.learningRate, 3e-3),
+    warmupSteps: o.warmupSteps ?? Math.min(100, Math.floor(steps / 10)),
+    minLearningRate: o.minLearningRate,
+    weightDecay: o.weightDecay ?? 0.1,
+    gradClip: o.gradClip ?? 1,
+    evalEvery: o.evalEvery ?? Math.max(1, Math.floor(steps / 5)),
+    evalBatches: o.evalBatches ?? 8,
+    seed: o.seed ?? 0,
+  };
+}
+
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const o = resolve(options);
+  const lm = options.model;
+  if (o.sequenceLength > lm.config.maxSequenceLength) {
+    throw new ValueError(`train: sequenceLength ${o.sequenceLength} exceeds the model's maxSequenceLength ${lm.config.maxSequenceLength}.`);
+  }
+  const batcher = new Batcher(options.train, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, seed: o.seed });
+  const variables = lm.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const optimizer = new AdamW(variables, { weightDecay: o.weightDecay, beta1: options.beta1, beta2: options.beta2 ?? 0.95 });
+  const history: StepRecord[] = [...(options.resumeState?.history ?? [])];
+  const evals: EvalRecord[] = [...(options.resumeState?.evals ?? [])];
+  let step = 0;
+  if (options.resumeState) {
+    batcher.restore(options.resumeState.batcher);
+    optimizer.setState(options.resumeState.optimizer);
+    step = options.resumeState.step;
+  }
+  const schedule = { peakLearningRate: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps, minLearningRate: o.minLearningRate };
+  const runEval = () => {
+    const r = evaluate(lm, options.validation, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, maxBatches: o.evalBatches || undefined });
+    const record = { step, loss: r.loss, perplexity: r.perplexity };
+    evals.push(record);
+    options.onEval?.(record);
+    return record;
+  };
+  const checkpoint = async () => {
+    if (!options.checkpointDir) return;
+    await saveCheckpoint(options.checkpointDir, lm, optimizer.getState(), { step, batcher: batcher.state(), history, evals });
+  };
+  const started = performance.now();
+  const firstStep = step;
+  let stopped = false;
+  try {
+    while (step < o.steps) {
+      const t0 = performance.now();
+      const lr = warmupCosine(step, schedule);
+      const { inputs, targets } = batcher.next();
+      const { value, grads } = tf.variableGrads(
+        () => sparseCrossEntropyFromLogits(targets, lm.model.apply(inputs, { training: true }) as tf.Tensor), variables);
+      const ordered = variables.map((v) => grads[v.name]);
+      const clipped = clipByGlobalNorm(ordered, o.gradClip);
+      optimizer.apply(clipped.grads, lr);
+      const loss = value.dataSync()[0];
+      tf.dispose([value, inputs, targets, clipped.grads, ordered]);
+      if (!Number.isFinite(loss)) throw new ValueError(`train: the loss became ${loss} at step ${step} (try a lower learningRate).`);
+      step += 1;
+      const seconds = (performance.now() - t0) / 1000;
+      const elapsed = (performance.now() - started) / 1000;
+      const perStep = elapsed / (step - firstStep);
+      const record: StepRecord = {
+        step, loss, learningRate: lr, gradNorm: clipped.norm, tokensPerSecond: (o.batchSize * o.sequenceLength) / seconds,
+        elapsed, eta: perStep * (o.steps - step),
+      };
+      history.push(record);
+      options.onStep?.(record);
+      if (step % o.evalEvery === 0 && step < o.steps) runEval();
+      if (options.checkpointEvery && step % options.checkpointEvery === 0 && step < o.steps) await checkpoint();
+      if (options.shouldStop?.()) {
+        stopped = true;
+        break;
+      }
+      await new Promise((r) => setImmediate ? setImmediate(r) : setTimeout(r, 0)); // let signals and UI run
+    }
+    const final = evals.length > 0 && evals[evals.length - 1].step === step ? evals[evals.length - 1] : runEval();
+    await checkpoint();
+    const wallSeconds = (performance.now() - started) / 1000;
+    return {
+      steps: step, history, evals, finalValidationLoss: final.loss,
+      tokensPerSecond: ((step - firstStep) * o.batchSize * o.sequenceLength) / Math.max(1e-9, wallSeconds),
+      wallSeconds, stopped, checkpointDir: options.checkpointDir,
+    };
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+/**
+ * Continues a run from a checkpoint written by `train`: same model weights, optimizer moments, data
+ * order and history. `options` are those of the original run (minus `model`).
+ */
+export async function resumeTraining(checkpointDir: string, options: Omit<TrainOptions, 'model' | 'resumeState'>): Promise<{ model: CausalLM; result: TrainResult }> {
+  const loaded = await loadCheckpoint(checkpointDir);
+  const result = await train({
+    ...options, model: loaded.lm, checkpointDir: options.checkpointDir ?? checkpointDir,
+    resumeState: {
+      step: loaded.state.step, batcher: loaded.state.batcher as BatcherState, optimizer: loaded.optimizer,
+      history: loaded.state.history as StepRecord[], evals: loaded.state.evals as EvalRecord[],
+    },
+  });
+  return { model: loaded.lm, result };
+}
