@@ -63,6 +63,18 @@ export {
 } from './conformance/reference_models.js';
 
 export * from './data/index.js';
+export {
+  train, resumeTraining, type TrainOptions, type TrainResult, type StepRecord, type EvalRecord,
+} from './train/trainer.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
+export {
+  compare, variantConfig, makeTokenizer, estimateTrainingBytes, COMPARE_PRESETS, VARIANTS,
+  type CompareOptions, type CompareReport, type VariantReport, type ComparePreset, type VariantName, type TokenizerKind,
+} from './train/compare.js';
+export { AdamW, clipByGlobalNorm, type AdamWOptions, type AdamWState } from './train/adamw.js';
+export { warmupCosine, type ScheduleOptions } from './train/schedule.js';
+export { saveCheckpoint, loadCheckpoint } from './train/checkpoint.js';
+export { writeReport, comparisonTable, reportMarkdown } from './report/report.js';
 
 import { registerFileSystemRouter as registerFileRouterOnImport } from './io/file_handler.js';
 
