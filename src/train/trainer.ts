@@ -167,7 +167,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         stopped = true;
         break;
       }
-      await new Promise((r) => setImmediate ? setImmediate(r) : setTimeout(r, 0)); // let signals and UI run
+      await new Promise((r) => setTimeout(r, 0)); // let signal handlers and the UI run
     }
     const final = evals.length > 0 && evals[evals.length - 1].step === step ? evals[evals.length - 1] : runEval();
     await checkpoint();

@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { describeBackends, it } from '../kit/index.js';
+import { describeBackends, it, recordError } from '../kit/index.js';
+import { readFixtureText } from '../kit/fixtures.js';
 import { parseReferenceFile, runReferenceCase } from '../../src/conformance/reference_vectors.js';
 
-const file = parseReferenceFile(readFileSync(new URL('../fixtures/reference_vectors.json', import.meta.url), 'utf8'));
+const file = parseReferenceFile(await readFixtureText('reference_vectors.json'));
 
 describe('reference vector file', () => {
   it('holds GTA, GQA and MLA cases', () => {
@@ -20,6 +20,8 @@ describeBackends('reference vectors', ({ tol }) => {
         const before = tf.memory().numTensors;
         const r = runReferenceCase(c, mode);
         expect(tf.memory().numTensors, 'tensors left by the case').to.equal(before);
+        recordError(`${c.name} output`, r.outputError, tol.output);
+        recordError(`${c.name} gradients (max)`, Math.max(...Object.values(r.gradErrors)), tol.grad);
         expect(r.outputError, 'output error').to.be.at.most(tol.output);
         expect(Object.keys(r.gradErrors)).to.have.members(Object.keys(c.grads));
         for (const [name, err] of Object.entries(r.gradErrors)) {

@@ -63,7 +63,7 @@ describe('checkpoint formats', () => {
     const tensors = weightsOf(gqa.weights_file);
     const { ['model.norm.weight']: _n, ...missing } = tensors;
     expectThrows(() => causalLMFromHF(gqa.config, missing), /model\.norm\.weight is missing/);
-    expectThrows(() => causalLMFromHF(gqa.config, { ...tensors, 'model.extra.weight': { shape: [1], dtype: 'F32', data: new Float32Array(1) } }),
+    expectThrows(() => causalLMFromHF(gqa.config, { ...tensors, 'model.extra.weight': { shape: [1], data: new Float32Array(1) } }),
       /not used by the model: model\.extra\.weight/);
   });
 });

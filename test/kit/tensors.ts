@@ -18,8 +18,18 @@ export function expectClose(actual: tf.Tensor | ArrayLike<number>, expected: tf.
     if (!Number.isFinite(a[i])) throw new Error(`${what}: non-finite value ${a[i]} at ${i}`);
   }
   const err = normRelativeError(a, e);
+  recordError(what, err, tol);
   if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
   return err;
+}
+
+/**
+ * Records a measured error while a runner collects them (scripts/browser-tests.mjs sets
+ * `globalThis.__TFJS_GTA_ERRORS__` and prints the maxima); does nothing otherwise.
+ */
+export function recordError(what: string, err: number, tol: number): void {
+  const g = globalThis as { __TFJS_GTA_ERRORS__?: unknown[]; __currentTest?: string };
+  g.__TFJS_GTA_ERRORS__?.push({ test: g.__currentTest ?? '', what, err, tol });
 }
 
 /** Asserts the shape of a tensor. */
