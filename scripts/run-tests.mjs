@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm test`: runs the Node suites (mocha, every available Node backend), then the browser suite when
-// one is set up, and ends with the plain line `N passed, N failed` summed over all suites.
+// `npm test`: runs the Node suites (mocha, every available Node backend), then the browser suite
+// (the same specs in headless Chromium) and the demo page's end-to-end test, and ends with the plain line `N passed, N failed` summed over all suites.
 // Exits non-zero if any suite fails or cannot run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -36,6 +36,9 @@ runSuite('node', process.execPath, [join(root, 'node_modules/mocha/bin/mocha.js'
 
 const browserRunner = join(root, 'scripts/browser-tests.mjs');
 if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRunner]);
+
+const demoRunner = join(root, 'scripts/demo-e2e.mjs');
+if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);
 
 rmSync(work, { recursive: true, force: true });
 console.log('\nsuites:');

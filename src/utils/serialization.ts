@@ -50,6 +50,15 @@ function fromClassName<T>(kind: string, owner: string, arg: string, className: s
   return fromConfig(cls, config as tf.serialization.ConfigDict) as T;
 }
 
+/**
+ * tfjs treats a seed of 0 as "no seed" (`seed ? seed : Math.random()` in its random utilities), so
+ * seeds are shifted into a range without 0: s >= 0 maps to s + 1, negative seeds stay. The map is
+ * one-to-one, so distinct seeds still give distinct initial weights, and seed 0 is reproducible.
+ */
+export function tfjsSeed(seed: number): number {
+  return seed >= 0 ? seed + 1 : seed;
+}
+
 function resolve<T>(kind: string, factories: Record<string, Factory<T>>, owner: string, arg: string,
   id: unknown, seed: number | null): T {
   if (id instanceof tf.serialization.Serializable) return id as unknown as T;
@@ -57,13 +66,13 @@ function resolve<T>(kind: string, factories: Record<string, Factory<T>>, owner: 
     const factory = factories[camel(id)];
     if (factory !== undefined) {
       // Random initializers take a seed; the others ignore unknown args.
-      return factory(seed === null ? {} : { seed });
+      return factory(seed === null ? {} : { seed: tfjsSeed(seed) });
     }
-    return fromClassName<T>(kind, owner, arg, pascal(id), seed === null ? {} : { seed });
+    return fromClassName<T>(kind, owner, arg, pascal(id), seed === null ? {} : { seed: tfjsSeed(seed) });
   }
   if (isSerializedObject(id)) {
     const config = { ...(id.config ?? {}) };
-    if (seed !== null && !('seed' in config)) config.seed = seed;
+    if (seed !== null && !('seed' in config)) config.seed = tfjsSeed(seed);
     return fromClassName<T>(kind, owner, arg, id.className, config);
   }
   throw new ValueError(`${owner}: ${arg} must be a ${kind} name, a {className, config} object or a ${kind} ` +
