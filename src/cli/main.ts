@@ -111,9 +111,21 @@ function commonOptions(cmd: Command): Command {
     .option('--max-memory <MiB>', 'refuse models whose training needs more memory than this', num('--max-memory'));
 }
 
+/**
+ * Steps of the default comparison on backends slower than tfjs-node: the default budget (400 steps)
+ * takes about 6 minutes on 2 cores with tfjs-node but would take over half an hour on wasm, so without
+ * it the default run trains fewer steps to finish within about 20 minutes (an explicit --steps wins).
+ */
+export const DEFAULT_STEPS_WITHOUT_TFJS_NODE = 180;
+
 async function runCompare(o: Record<string, unknown>): Promise<void> {
-  await chooseBackend(o.backend as string | undefined);
+  const backend = await chooseBackend(o.backend as string | undefined);
   const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
+  if (preset === 'default' && o.steps === undefined && backend !== 'tensorflow') {
+    o.steps = DEFAULT_STEPS_WITHOUT_TFJS_NODE;
+    console.log(`note: without tfjs-node the default run trains ${DEFAULT_STEPS_WITHOUT_TFJS_NODE} steps per variant instead of ` +
+      `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`);
+  }
   const out = (o.out as string) ?? 'results';
   const progress = createProgress();
   const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${o.checkpointDir}`);
