@@ -43,7 +43,10 @@ export interface ComparePreset {
   sampleTokens: number;
 }
 
-/** `default` fits in about 10 minutes on 2 cores with tfjs-node; `quick` is a ~1 minute smoke test. */
+/**
+ * `default` takes about 6 minutes on 2 cores with tfjs-node; `quick` is a smoke test of seconds to a
+ * minute; `small` (width 192, 2M tokens per variant) about half an hour with tfjs-node.
+ */
 export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePreset> = {
   quick: {
     hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 160, batchSize: 8, sequenceLength: 64, steps: 40,
@@ -54,8 +57,8 @@ export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePrese
     learningRate: 3e-3, evalEvery: 100, evalBatches: 8, finalEvalBatches: 32, speedContext: 256, speedTokens: 64, sampleTokens: 200,
   },
   small: {
-    hiddenSize: 256, numLayers: 6, numHeads: 8, intermediateSize: 688, batchSize: 16, sequenceLength: 256, steps: 3000,
-    learningRate: 2e-3, evalEvery: 250, evalBatches: 16, finalEvalBatches: 0, speedContext: 512, speedTokens: 64, sampleTokens: 300,
+    hiddenSize: 192, numLayers: 4, numHeads: 8, intermediateSize: 512, batchSize: 16, sequenceLength: 128, steps: 1000,
+    learningRate: 2.5e-3, evalEvery: 100, evalBatches: 16, finalEvalBatches: 0, speedContext: 512, speedTokens: 64, sampleTokens: 300,
   },
 };
 
