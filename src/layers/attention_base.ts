@@ -15,8 +15,10 @@ import * as tf from '@tensorflow/tfjs';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
-import { attentionMaskBias, causalBias, combineBiases, paddingBias } from '../ops/masks.js';
-import { RotaryAngles, rotaryAt, rotaryRange } from '../ops/rope.js';
+import { attentionMaskBias, combineBiases, paddingBias } from '../ops/masks.js';
+import { RotaryFactors, applyRotaryFactors, rotaryFactorsAt, rotaryFactorsRange, rotaryMatrix } from '../ops/rope.js';
+import { project } from '../ops/dense.js';
+import { matMul2d } from '../ops/matmul.js';
 import {
   ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer,
   getRegularizer, serializeIdentifier,
@@ -82,19 +84,40 @@ export interface CachedCallResult {
 
 /** What a mechanism's forward pass receives. */
 export interface ForwardContext {
-  rope: (dim: number) => RotaryAngles;
+  /**
+   * RoPE factors `[B|1, T, 1|heads, dim]` for the call's positions (see `applyRotaryFactors`); `heads`
+   * repeats them per head (for consecutive positions only).
+   */
+  rotary: (dim: number, heads?: number) => RotaryFactors;
+  /**
+   * For one new token at the same position in every row (T = 1, no per-row positions): RoPE as a
+   * `[dim, dim]` matrix (`rotaryMatrix`), else null.
+   */
+  rotation: (dim: number) => tf.Tensor2D | null;
   bias: tf.Tensor | null;
   training: boolean;
   /** Tensors of the previous cache, or null. */
   past: Record<string, tf.Tensor> | null;
   /** Use the decode-optimised form (MLA absorbed) where the mechanism has one. */
   decode: boolean;
+  /**
+   * An inference call (`callWithCache` outside a gradient tape): tensors derived from the weights
+   * (2-D and fused kernels) may be kept between calls (`derivedWeight`).
+   */
+  inference: boolean;
+  /**
+   * Causal masking, applied by `groupedAttention`: the cache length (position of the first query among
+   * the keys), or null when the call is not causal (or has a single query). `bias` holds the other masks.
+   */
+  causalOffset: number | null;
+  /** Whether the caller wants the attention probabilities (`scores`). */
+  wantScores: boolean;
   dropoutSeed?: number;
 }
 
 export interface ForwardResult {
   output: tf.Tensor; // [B, T, D]
-  scores: tf.Tensor; // [B, maps, T, S]
+  scores: tf.Tensor | null; // [B, maps, T, S] when `wantScores`
   /** Full (past + new) cache tensors. */
   cache: Record<string, tf.Tensor>;
 }
@@ -128,6 +151,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   private dropoutCounter = 0;
   /** Whether the latest `call` returned [output, scores] (so `computeMask` returns two masks). */
   private returnedScores = false;
+  /** Tensors derived from weights for inference calls, with the data ids of the weights they came from. */
+  private readonly derived = new Map<string, { ids: Array<object | null>; tensor: tf.Tensor }>();
 
   /** Which mechanism this layer implements (names the cache). */
   abstract readonly kind: AttentionKind;
@@ -181,6 +206,92 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed()),
       getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never, true,
       getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined);
+  }
+
+  /**
+   * A tensor computed from weights by `make` (a 2-D view, a fused or scaled kernel). In inference calls
+   * it is kept and reused until one of `sources` changes value (a new data id after `assign`, e.g. an
+   * optimizer step or `setWeights`); otherwise it is computed in the call (and differentiable).
+   * `make` must return a new tensor, never a weight itself.
+   */
+  protected derivedWeight(ctx: ForwardContext, key: string, sources: Array<tf.LayerVariable | null>,
+    make: () => tf.Tensor): tf.Tensor {
+    if (!ctx.inference) return make();
+    const ids = sources.map((v) => (v === null ? null : (v.read() as unknown as { dataId: object }).dataId));
+    const have = this.derived.get(key);
+    if (have !== undefined && have.ids.every((id, i) => id === ids[i])) return have.tensor;
+    have?.tensor.dispose();
+    const tensor = tf.keep(make());
+    this.derived.set(key, { ids, tensor });
+    return tensor;
+  }
+
+  /**
+   * A `[D, heads, dim]` kernel (and `[heads, dim]` bias) as 2-D `[D, heads*dim]` (and `[heads*dim]`), times
+   * `scale` when it is not 1; kept between inference calls (`derivedWeight`).
+   */
+  protected kernel2d(ctx: ForwardContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null,
+    scale = 1): { kernel: tf.Tensor; bias: tf.Tensor | null } {
+    const [d, ...out] = kernel.shape as number[];
+    const width = out.reduce((p, x) => p * x, 1);
+    const scaled = (w: tf.Tensor) => (scale === 1 ? w : tf.mul(w, scale));
+    return {
+      kernel: this.derivedWeight(ctx, `${kernel.name}#2d*${scale}`, [kernel],
+        () => scaled(tf.reshape(read(kernel)!, [d, width]))), // [D, ...out] -> [D, prod(out)]
+      bias: bias === null ? null : this.derivedWeight(ctx, `${bias.name}#1d*${scale}`, [bias],
+        () => scaled(tf.reshape(read(bias)!, [width]))), // [...out] -> [prod(out)]
+    };
+  }
+
+  /**
+   * `x2 [N, D]` projected to `heads` heads of `dim` with RoPE, in the attention layout `[B, heads, T, dim]`.
+   * One token per row (T = 1, no per-row positions) rotates all heads with one `[dim, dim]` product.
+   */
+  protected ropeHeads(ctx: ForwardContext, x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null },
+    b: number, t: number, heads: number, dim: number): tf.Tensor4D {
+    const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
+    const rotation = ctx.rotation(dim);
+    if (rotation !== null) {
+      return tf.reshape(matMul2d(tf.reshape(y, [b * heads, dim]), rotation), [b, heads, 1, dim]) as tf.Tensor4D; // T = 1: [B*heads, dim] @ [dim, dim] -> [B, heads, 1, dim]
+    }
+    // cpu multiplies by broadcast several times slower than element by element: repeat the factors per head.
+    const factors = ctx.rotary(dim, tf.getBackend() === 'cpu' ? heads : 1);
+    const roped = applyRotaryFactors(tf.reshape(y, [b, t, heads, dim]), factors); // [N, heads*dim] -> [B, T, heads, dim]
+    return tf.transpose(roped, [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, heads, dim] -> [B, heads, T, dim]
+  }
+
+  /**
+   * Queries and keys with RoPE, `[B, hq, T, dim]` and `[B, hk, T, dim]`, from `x2 [N, D]`. On backends with
+   * cheap slicing (tensorflow, webgl) both come from one product with the concatenated kernel (kept in
+   * inference calls) and are rotated together, which halves the kernel launches that dominate short
+   * sequences; on cpu and wasm, whose Slice copies through JavaScript, they are projected and rotated
+   * separately so that nothing is split.
+   */
+  protected queryKeyHeads(ctx: ForwardContext, x2: tf.Tensor, wq: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null },
+    wk: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null }, qScale: number, b: number, t: number, hq: number,
+    hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
+    const qw = this.kernel2d(ctx, wq.kernel, wq.bias, qScale);
+    const kw = this.kernel2d(ctx, wk.kernel, wk.bias);
+    const backend = tf.getBackend();
+    if (backend === 'cpu' || backend === 'wasm') {
+      return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
+    }
+    const sources = [wq.kernel, wk.kernel];
+    const kernel = this.derivedWeight(ctx, `${wq.kernel.name}|${wk.kernel.name}*${qScale}`, sources,
+      () => tf.concat([qw.kernel, kw.kernel], 1)); // [D, hq*dim + hk*dim]
+    const bias = qw.bias === null ? null : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`,
+      [wq.bias, wk.bias], () => tf.concat([qw.bias!, kw.bias!], 0)); // [hq*dim + hk*dim]
+    const qk = this.ropeHeads(ctx, x2, { kernel, bias }, b, t, hq + hk, dim); // [B, hq+hk, T, dim]
+    const [q, k] = tf.split(qk, [hq, hk], 1); // [B, hq, T, dim], [B, hk, T, dim]
+    return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
+  }
+
+  /** `x2 [N, D]` projected to `heads` heads of `dim` (no RoPE), in the layout `[B, heads, T, dim]`. */
+  protected plainHeads(x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null }, b: number, t: number,
+    heads: number, dim: number): tf.Tensor4D {
+    const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
+    if (t === 1) return tf.reshape(y, [b, heads, 1, dim]) as tf.Tensor4D; // [B, heads*dim] -> [B, heads, 1, dim] (T = 1)
+    return tf.transpose(tf.reshape(y, [b, t, heads, dim]), [0, 2, 1, 3]) as tf.Tensor4D; // [N, heads*dim] -> [B, T, heads, dim] -> [B, heads, T, dim]
   }
 
   /** Adds a weight of ones with no regularizer (RMSNorm gains). */
@@ -240,8 +351,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const returnScores = opts.returnAttentionScores === true;
     this.returnedScores = returnScores;
     return tf.tidy(() => {
-      const { result } = this.run(parsed, opts, null, false);
-      return returnScores ? [result.output, result.scores] : result.output;
+      const { result } = this.run(parsed, opts, null, false, false);
+      return returnScores ? [result.output, result.scores!] : result.output;
     });
   }
 
@@ -256,9 +367,10 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     if (cache !== null) this.checkCache(cache, parsed.x.shape[0]);
     const t = parsed.x.shape[1];
     const decode = t === 1;
-    type Out = { output: tf.Tensor; scores: tf.Tensor; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
+    type Out = { output: tf.Tensor; scores: tf.Tensor | null; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
+    const inference = !tf.engine().isTapeOn();
     const out = tf.tidy(() => {
-      const { result, keyMask } = this.run(parsed, options, cache, decode);
+      const { result, keyMask } = this.run(parsed, options, cache, decode, inference);
       const kept: Out = { output: result.output, scores: result.scores, cache: result.cache, keyMask };
       return kept as unknown as tf.TensorContainer;
     }) as unknown as Out;
@@ -268,21 +380,20 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const newCache = new AttentionCache(this.kind, `${this.name}#${this.cacheOwner}`, entries, out.keyMask as tf.Tensor2D | null);
     let scores: tf.Tensor4D | undefined;
     if (options.returnAttentionScores) scores = out.scores as tf.Tensor4D;
-    else out.scores.dispose();
+    else out.scores?.dispose();
     return { output: out.output as tf.Tensor3D, cache: newCache, scores };
   }
 
   // ---------------------------------------------------------------- internals
 
   private run(parsed: ParsedInputs, opts: AttentionCallOptions, cache: AttentionCache | null,
-    decode: boolean): { result: ForwardResult; keyMask: tf.Tensor | null } {
+    decode: boolean, inference: boolean): { result: ForwardResult; keyMask: tf.Tensor | null } {
     const { x } = parsed;
     const [b, t] = x.shape;
     const offset = cache === null ? 0 : cache.length;
     const s = offset + t;
     const causal = opts.useCausalMask ?? this.useCausalMask;
     const biases: Array<tf.Tensor | null> = [];
-    if (causal && t > 1) biases.push(causalBias(t, s, offset));
     const keyMask = this.fullKeyMask(cache, parsed.paddingMask, b, t);
     if (keyMask !== null) biases.push(paddingBias(keyMask));
     if (parsed.attentionMask !== null) {
@@ -291,9 +402,16 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     }
     const positions = opts.positions ?? null;
     if (positions !== null) this.expectShape('positions', positions, [b, t]);
-    const rope = (dim: number): RotaryAngles => (positions === null
-      ? rotaryRange(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset, t)
-      : rotaryAt(dim, this.ropeMaxWavelength, this.ropeScalingFactor, positions, s));
+    const factors = new Map<string, RotaryFactors>();
+    const rotary = (dim: number, heads = 1): RotaryFactors => {
+      const key = positions === null ? `${dim}x${heads}` : `${dim}`;
+      if (!factors.has(key)) {
+        factors.set(key, positions === null
+          ? rotaryFactorsRange(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset, t, heads)
+          : rotaryFactorsAt(dim, this.ropeMaxWavelength, this.ropeScalingFactor, positions, s));
+      }
+      return factors.get(key)!;
+    };
     const training = opts.training === true;
     let dropoutSeed: number | undefined;
     if (training && this.dropout > 0 && this.seed !== null) {
@@ -302,7 +420,16 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     }
     const past = cache === null ? null : Object.fromEntries(
       Object.entries(cache.entries).map(([name, e]) => [name, e.tensor]));
-    const result = this.forward(x, { rope, bias: combineBiases(biases), training, past, decode, dropoutSeed });
+    const matrices = new Map<number, tf.Tensor2D>();
+    const rotation = (dim: number): tf.Tensor2D | null => {
+      if (positions !== null || t !== 1) return null;
+      if (!matrices.has(dim)) matrices.set(dim, rotaryMatrix(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset));
+      return matrices.get(dim)!;
+    };
+    const result = this.forward(x, {
+      rotary, rotation, bias: combineBiases(biases), training, past, decode, inference, dropoutSeed,
+      causalOffset: causal && t > 1 ? offset : null, wantScores: opts.returnAttentionScores === true,
+    });
     return { result, keyMask };
   }
 
@@ -396,7 +523,10 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * Frees tensors derived from the weights and kept between calls (folded decode weights). Called by
    * `dispose()`, and by composite layers that dispose this layer's weights themselves.
    */
-  releaseDerivedTensors(): void {}
+  releaseDerivedTensors(): void {
+    for (const { tensor } of this.derived.values()) tensor.dispose();
+    this.derived.clear();
+  }
 
   override getConfig(): tf.serialization.ConfigDict {
     return {

@@ -18,7 +18,6 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { project } from '../ops/dense.js';
-import { applyRotary } from '../ops/rope.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
   AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
@@ -84,27 +83,31 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
-    const [b, t] = x.shape;
+    const [b, t, d] = x.shape;
     const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
-    const angles = ctx.rope(dh);
-    const heads = (kernel: tf.LayerVariable | null, bias: tf.LayerVariable | null, n: number) =>
-      tf.reshape(project(x, read(kernel)!, read(bias)), [b, t, n, dh]); // [B, T, D] @ [D, n*Dh] -> [B, T, n, Dh]
-    const q = tf.transpose(applyRotary(heads(this.queryKernel, this.queryBias, hq), angles),
-      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, Hq, Dh] -> [B, Hq, T, Dh]
-    let k = tf.transpose(applyRotary(heads(this.keyKernel, this.keyBias, hkv), angles),
-      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, Hkv, Dh] -> [B, Hkv, T, Dh]
-    let v = tf.transpose(heads(this.valueKernel, this.valueBias, hkv), [0, 2, 1, 3]) as tf.Tensor4D; // -> [B, Hkv, T, Dh]
+    // Inference calls fold the score scale Dh^-1/2 into the kept query kernel.
+    const scale = 1 / Math.sqrt(dh);
+    const qScale = ctx.inference ? scale : 1;
+    const x2 = tf.reshape(x, [b * t, d]); // [B, T, D] -> [N, D]
+    const heads = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
+      { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hkv, dh);
+    const q = heads.q; // [B, Hq, T, Dh]
+    let k = heads.k; // [B, Hkv, T, Dh]
+    let v = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh); // [B, Hkv, T, Dh]
     if (ctx.past !== null) {
       k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hkv, S, Dh]
       v = tf.concat([ctx.past.value as tf.Tensor4D, v], 2); // [B, Hkv, S, Dh]
     }
     const { output, probs } = groupedAttention(q, k, v, {
-      scale: 1 / Math.sqrt(dh), bias: ctx.bias,
-      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+      scale: scale / qScale, bias: ctx.bias, causalOffset: ctx.causalOffset,
+      returnProbs: ctx.wantScores, dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
     }); // [B, Hq, T, Dh], [B, Hq, T, S]
-    const merged = tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b, t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq*Dh]
-    const wo = tf.reshape(read(this.outputKernel)!, [hq * dh, this.inputDim]); // [Hq, Dh, D] -> [Hq*Dh, D]
-    const out = project(merged, wo, read(this.outputBias)); // [B, T, Hq*Dh] @ [Hq*Dh, D] -> [B, T, D]
+    const merged = t === 1
+      ? tf.reshape(output, [b, hq * dh]) // [B, Hq, 1, Dh] -> [B, Hq*Dh] (T = 1)
+      : tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq, Dh] -> [N, Hq*Dh]
+    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
+      () => tf.reshape(read(this.outputKernel)!, [hq * dh, d])); // [Hq, Dh, D] -> [Hq*Dh, D]
+    const out = tf.reshape(project(merged, wo, read(this.outputBias)), [b, t, d]); // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
     return { output: out, scores: probs, cache: { key: k, value: v } };
   }
 

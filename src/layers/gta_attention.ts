@@ -28,7 +28,7 @@ import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
-import { applyRotary } from '../ops/rope.js';
+import { matMul2d } from '../ops/matmul.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
 import {
@@ -80,8 +80,8 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   private keyBias: tf.LayerVariable | null = null;
   private valueBias: tf.LayerVariable | null = null;
   private gateBias: tf.LayerVariable | null = null;
-  /** R + Delta for decoding, folded once per value of Delta (keyed by its data id). */
-  private foldedDecoder: { dataId: object; weight: tf.Tensor3D } | null = null;
+  /** blockdiag(R + Delta) `[Hq*Dl, W]` for decoding, folded once per value of Delta (keyed by its data id). */
+  private foldedDecoder: { dataId: object; weight: tf.Tensor } | null = null;
 
   constructor(args: GroupedHeadLatentAttentionArgs) {
     super(args, true);
@@ -132,54 +132,73 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
 
   /**
    * The value decoder on per-map latents `rows [Hq, N, Dl]` -> `[Hq, N, r*Dl]`: `tile_r(o) + o Delta`.
-   * Training differentiates through Delta and uses that form; cached decoding folds the fixed tiling
-   * into Delta once (W_eff = R + Delta, R = [I ... I]) and reuses it until Delta's value changes.
+   * Training differentiates through Delta and uses that form.
    */
-  private decodeValues(rows: tf.Tensor3D, decode: boolean): tf.Tensor3D {
+  private decodeValues(rows: tf.Tensor3D): tf.Tensor3D {
     const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
-    if (!decode) {
-      const tiled = tf.tile(rows, [1, 1, this.expandRate]); // [Hq, N, Dl] -> [Hq, N, r*Dl] (block copies [o, o])
-      return tf.add(tiled, groupMatMul(rows, delta)); // + [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
-    }
+    const tiled = tf.tile(rows, [1, 1, this.expandRate]); // [Hq, N, Dl] -> [Hq, N, r*Dl] (block copies [o, o])
+    return tf.add(tiled, groupMatMul(rows, delta)); // + [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
+  }
+
+  /**
+   * Cached decoding folds the fixed tiling into Delta once (W_eff = R + Delta, R = [I ... I]) and lays
+   * the Hq per-map matrices on the diagonal of one `[Hq*Dl, W]` matrix, so decoding a token's Hq latents
+   * is a single 2-D product `[B, Hq*Dl] @ [Hq*Dl, W]` (the zero blocks add exact zeros). Rebuilt only when
+   * Delta's value changes.
+   */
+  private foldedDecoderWeight(): tf.Tensor {
+    const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
     const dataId = (delta as unknown as { dataId: object }).dataId;
     if (this.foldedDecoder === null || this.foldedDecoder.dataId !== dataId) {
       this.foldedDecoder?.weight.dispose();
-      const tiling = tf.tile(tf.eye(this.valueDim), [1, this.expandRate]); // R [Dl, r*Dl]
-      this.foldedDecoder = { dataId, weight: tf.keep(tf.add(delta, tiling)) }; // [Hq, Dl, r*Dl] + [Dl, r*Dl]
-      tiling.dispose();
+      const { numQueryHeads: hq, valueDim: dl } = this;
+      const w = this.expandRate * dl;
+      const weight = tf.keep(tf.tidy(() => {
+        const tiling = tf.tile(tf.eye(dl), [1, this.expandRate]); // R [Dl, r*Dl]
+        const folded = tf.add(delta, tiling); // [Hq, Dl, r*Dl] + [Dl, r*Dl]
+        const blocks = tf.unstack(folded).map((m, g) => tf.pad(m, [[0, 0], [g * w, (hq - 1 - g) * w]])); // Hq x [Dl, W]
+        return tf.concat(blocks, 0); // [Hq*Dl, W], block g on rows g*Dl.., columns g*r*Dl..
+      }));
+      this.foldedDecoder = { dataId, weight };
     }
-    return groupMatMul(rows, this.foldedDecoder.weight); // [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
+    return this.foldedDecoder.weight;
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
-    const [b, t] = x.shape;
+    const [b, t, d] = x.shape;
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
-    const angles = ctx.rope(dh);
-    const q = tf.transpose(applyRotary(
-      tf.reshape(project(x, read(this.queryKernel)!, read(this.queryBias)), [b, t, hq, dh]), angles),
-    [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hq*Dh] -> [B, T, Hq, Dh] -> [B, Hq, T, Dh]
-    let k = tf.transpose(applyRotary(
-      tf.reshape(project(x, read(this.keyKernel)!, read(this.keyBias)), [b, t, hk, dh]), angles),
-    [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hk*Dh] -> [B, T, Hk, Dh] -> [B, Hk, T, Dh]
-    let c = tf.transpose(
-      tf.reshape(project(x, read(this.valueKernel)!, read(this.valueBias)), [b, t, hc, dl]),
-      [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, D] @ [D, Hc*Dl] -> [B, T, Hc, Dl] -> [B, Hc, T, Dl]
+    const w = this.width;
+    // Inference calls fold the score scale Dh^-1/2 into the kept query kernel.
+    const scale = 1 / Math.sqrt(dh);
+    const qScale = ctx.inference ? scale : 1;
+    const x2 = tf.reshape(x, [b * t, d]); // [B, T, D] -> [N, D]
+    const heads = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
+      { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hk, dh);
+    const q = heads.q; // [B, Hq, T, Dh]
+    let k = heads.k; // [B, Hk, T, Dh]
+    let c = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hc, dl); // [B, Hc, T, Dl]
+    const g2 = project(x2, read(this.gateKernel)!, read(this.gateBias)); // [N, D] @ [D, W] -> [N, W]
     if (ctx.past !== null) {
       k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hk, S, Dh]
       c = tf.concat([ctx.past.latent as tf.Tensor4D, c], 2); // [B, Hc, S, Dl]
     }
     const { output: o, probs } = groupedAttention(q, k, c, {
-      scale: 1 / Math.sqrt(dh), bias: ctx.bias,
-      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+      scale: scale / qScale, bias: ctx.bias, causalOffset: ctx.causalOffset,
+      returnProbs: ctx.wantScores, dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
     }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
-    const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
-    const decoded = this.decodeValues(rows, ctx.decode); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
-    const u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
-      [b, t, this.width]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [B, T, W] (group-major)
-    const gate = tf.sigmoid(project(x, read(this.gateKernel)!, read(this.gateBias))); // [B, T, D] @ [D, W] -> [B, T, W]
-    const wo = tf.reshape(read(this.outputKernel)!, [this.width, this.inputDim]); // [Hh, Dh, D] -> [W, D]
-    const out = project(tf.mul(gate, u), wo); // [B, T, W] @ [W, D] -> [B, T, D]
-    return { output: out, scores: probs, cache: { key: k, latent: c } };
+    let u: tf.Tensor;
+    if (ctx.decode) {
+      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight()); // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
+    } else {
+      const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
+      const decoded = this.decodeValues(rows); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
+      u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
+        [b * t, w]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [N, W] (group-major)
+    }
+    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
+      () => tf.reshape(read(this.outputKernel)!, [w, d])); // [Hh, Dh, D] -> [W, D]
+    const out = project(tf.mul(tf.sigmoid(g2), u), wo); // sigmoid([N, W]) * [N, W] @ [W, D] -> [N, D]
+    return { output: tf.reshape(out, [b, t, d]), scores: probs, cache: { key: k, latent: c } }; // [N, D] -> [B, T, D]
   }
 
   protected cacheAxes(): Record<string, number> {
@@ -218,6 +237,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   }
 
   override releaseDerivedTensors(): void {
+    super.releaseDerivedTensors();
     this.foldedDecoder?.weight.dispose();
     this.foldedDecoder = null;
   }

@@ -24,9 +24,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
-import { groupedAttention } from '../ops/attention_core.js';
+import { GroupedAttentionOptions, groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
-import { applyRotary } from '../ops/rope.js';
+import { matMul2d } from '../ops/matmul.js';
+import { applyRotaryFactors } from '../ops/rope.js';
 import { rmsNorm } from '../ops/rms_norm.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
@@ -119,53 +120,84 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     if (this.useBias) this.outputBias = this.addBias('attention_output/bias', [d]);
   }
 
-  private queries(x: tf.Tensor3D): tf.Tensor {
-    if (this.qLoraRank === null) return project(x, read(this.queryKernel)!); // [B, T, D] @ [D, H*Dqk] -> [B, T, H*Dqk]
-    const cq = rmsNorm(project(x, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm),
-      this.rmsNormEpsilon); // [B, T, D] @ [D, Dq] -> [B, T, Dq]
-    return project(cq, read(this.queryBKernel)!); // [B, T, Dq] @ [Dq, H*Dqk] -> [B, T, H*Dqk]
+  /** `x2 [N, D]` -> queries `[N, H*Dqk]` and the KV-A output `[N, Dc+Dr]` (one product without query compression). */
+  private projections(x2: tf.Tensor, ctx: ForwardContext): { q2: tf.Tensor; a2: tf.Tensor } {
+    const d = this.inputDim;
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr } = this;
+    if (this.qLoraRank === null) {
+      const hq = h * this.qkHeadDim;
+      const kernel = this.derivedWeight(ctx, 'q+kva/kernel', [this.queryKernel, this.kvAKernel], () => tf.concat([
+        tf.reshape(read(this.queryKernel)!, [d, hq]), // [D, H, Dqk] -> [D, H*Dqk]
+        read(this.kvAKernel)!, // [D, Dc+Dr]
+      ], 1)); // [D, H*Dqk + Dc+Dr]
+      const bias = !this.useBias ? null : this.derivedWeight(ctx, 'q+kva/bias', [this.kvABias],
+        () => tf.concat([tf.zeros([hq]), read(this.kvABias)!], 0)); // [H*Dqk + Dc+Dr]
+      const [q2, a2] = tf.split(project(x2, kernel, bias), [hq, dc + dr], 1); // [N, D] @ [D, H*Dqk + Dc+Dr] -> [N, H*Dqk], [N, Dc+Dr]
+      return { q2, a2 };
+    }
+    const cq = rmsNorm(project(x2, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm),
+      this.rmsNormEpsilon); // [N, D] @ [D, Dq] -> [N, Dq]
+    const wqb = this.derivedWeight(ctx, 'query_b/kernel', [this.queryBKernel],
+      () => tf.reshape(read(this.queryBKernel)!, [this.qLoraRank!, h * this.qkHeadDim])); // [Dq, H, Dqk] -> [Dq, H*Dqk]
+    return {
+      q2: project(cq, wqb), // [N, Dq] @ [Dq, H*Dqk] -> [N, H*Dqk]
+      a2: project(x2, read(this.kvAKernel)!, read(this.kvABias)), // [N, D] @ [D, Dc+Dr] -> [N, Dc+Dr]
+    };
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
-    const [b, t] = x.shape;
+    const [b, t, d] = x.shape;
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const angles = ctx.rope(dr);
-    const q = tf.reshape(this.queries(x), [b, t, h, this.qkHeadDim]); // [B, T, H*Dqk] -> [B, T, H, Dqk]
-    const [qNope, qRopeRaw] = tf.split(q, [dn, dr], -1); // [B, T, H, Dn], [B, T, H, Dr]
-    const qRope = applyRotary(qRopeRaw, angles); // [B, T, H, Dr]
-    const a = project(x, read(this.kvAKernel)!, read(this.kvABias)); // [B, T, D] @ [D, Dc+Dr] -> [B, T, Dc+Dr]
-    const [cRaw, kRopeRaw] = tf.split(a, [dc, dr], -1); // [B, T, Dc], [B, T, Dr]
-    let latent = rmsNorm(cRaw, read(this.kvANorm), this.rmsNormEpsilon); // [B, T, Dc]
-    let keyRope = tf.reshape(applyRotary(tf.reshape(kRopeRaw, [b, t, 1, dr]), angles), [b, t, dr]); // [B, T, Dr]
+    const { q2, a2 } = this.projections(tf.reshape(x, [b * t, d]), ctx); // [B, T, D] -> [N, D]
+    const [qNope, qRopeRaw] = tf.split(tf.reshape(q2, [b, t, h, this.qkHeadDim]), [dn, dr], -1); // [N, H*Dqk] -> [B, T, H, Dqk] -> [B, T, H, Dn], [B, T, H, Dr]
+    const [cRaw, kRopeRaw] = tf.split(a2, [dc, dr], -1); // [N, Dc], [N, Dr]
+    let latent = tf.reshape(rmsNorm(cRaw, read(this.kvANorm), this.rmsNormEpsilon), [b, t, dc]); // [N, Dc] -> [B, T, Dc]
+    // RoPE on the per-head query parts and the shared key at once: [B, T, H+1, Dr].
+    const ropeIn = tf.concat([qRopeRaw, tf.reshape(kRopeRaw, [b, t, 1, dr])], 2); // [B, T, H+1, Dr]
+    const rotation = ctx.rotation(dr);
+    const roped = rotation !== null
+      ? tf.reshape(matMul2d(tf.reshape(ropeIn, [b * (h + 1), dr]), rotation), [b, t, h + 1, dr]) // T = 1: [B*(H+1), Dr] @ [Dr, Dr] -> [B, 1, H+1, Dr]
+      : applyRotaryFactors(ropeIn, ctx.rotary(dr)); // [B, T, H+1, Dr]
+    const [qRope, kRope] = tf.split(roped, [h, 1], 2); // [B, T, H, Dr], [B, T, 1, Dr]
+    let keyRope = tf.reshape(kRope, [b, t, dr]); // [B, T, 1, Dr] -> [B, T, Dr]
     if (ctx.past !== null) {
       latent = tf.concat([ctx.past.latent, latent], 1); // [B, S, Dc]
       keyRope = tf.concat([ctx.past.keyRope, keyRope], 1); // [B, S, Dr]
     }
-    const opts = {
-      scale: 1 / Math.sqrt(this.qkHeadDim), bias: ctx.bias,
+    const opts: GroupedAttentionOptions = {
+      scale: 1 / Math.sqrt(this.qkHeadDim), bias: ctx.bias, causalOffset: ctx.causalOffset, returnProbs: ctx.wantScores,
       dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
     };
     const attend = ctx.decode && this.absorbForDecode ? this.attendAbsorbed : this.attendNaive;
-    const { merged, probs } = attend.call(this, qNope, qRope, latent, keyRope, opts);
-    const wo = tf.reshape(read(this.outputKernel)!, [h * dv, this.inputDim]); // [H, Dv, D] -> [H*Dv, D]
-    const out = project(merged, wo, read(this.outputBias)); // [B, T, H*Dv] @ [H*Dv, D] -> [B, T, D]
+    const { merged, probs } = attend.call(this, ctx, qNope, qRope, latent, keyRope, opts); // merged [N, H*Dv]
+    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
+      () => tf.reshape(read(this.outputKernel)!, [h * dv, d])); // [H, Dv, D] -> [H*Dv, D]
+    const out = tf.reshape(project(merged, wo, read(this.outputBias)), [b, t, d]); // [N, H*Dv] @ [H*Dv, D] -> [N, D] -> [B, T, D]
     return { output: out, scores: probs, cache: { latent, keyRope } };
   }
 
-  /** Expands the latent into per-head keys and values, then ordinary multi-head attention. */
-  private attendNaive(qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
-    opts: Parameters<typeof groupedAttention>[3]): { merged: tf.Tensor; probs: tf.Tensor } {
+  /**
+   * Expands the latent into per-head keys and values, then multi-head attention whose scores are
+   * `q_nope k_nope^T + q_rope k_rope^T` (the shared RoPE key is never repeated per head).
+   */
+  private attendNaive(ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
+    opts: GroupedAttentionOptions): { merged: tf.Tensor; probs: tf.Tensor | null } {
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
-    const { numHeads: h, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const kv = tf.reshape(project(latent, read(this.kvBKernel)!), [b, s, h, dn + dv]); // [B, S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const wkvb = this.derivedWeight(ctx, 'key_value_b/kernel', [this.kvBKernel],
+      () => tf.reshape(read(this.kvBKernel)!, [dc, h * (dn + dv)])); // [Dc, H, Dn+Dv] -> [Dc, H*(Dn+Dv)]
+    const kv = tf.reshape(project(tf.reshape(latent, [b * s, dc]), wkvb), [b, s, h, dn + dv]); // [B*S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
     const [kNope, v] = tf.split(kv, [dn, dv], -1); // [B, S, H, Dn], [B, S, H, Dv]
-    const kRope = tf.tile(tf.reshape(keyRope, [b, s, 1, dr]), [1, 1, h, 1]); // [B, S, Dr] -> [B, S, H, Dr]
-    const key = tf.transpose(tf.concat([kNope, kRope], -1), [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dqk] -> [B, H, S, Dqk]
+    const key = tf.transpose(kNope, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dn] -> [B, H, S, Dn]
     const value = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dv] -> [B, H, S, Dv]
-    const query = tf.transpose(tf.concat([qNope, qRope], -1), [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, H, Dqk] -> [B, H, T, Dqk]
-    const { output, probs } = groupedAttention(query, key, value, opts); // [B, H, T, Dv]
-    const merged = tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b, t, h * dv]); // -> [B, T, H, Dv] -> [B, T, H*Dv]
+    const query = tf.transpose(qNope, [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, H, Dn] -> [B, H, T, Dn]
+    const extra = {
+      query: tf.transpose(qRope, [0, 2, 1, 3]) as tf.Tensor4D, // [B, T, H, Dr] -> [B, H, T, Dr]
+      key: tf.reshape(keyRope, [b, 1, s, dr]) as tf.Tensor4D, // [B, S, Dr] -> [B, 1, S, Dr]
+    };
+    const { output, probs } = groupedAttention(query, key, value, { ...opts, extra }); // [B, H, T, Dv]
+    const merged = tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, h * dv]); // -> [B, T, H, Dv] -> [N, H*Dv]
     return { merged, probs };
   }
 
@@ -185,22 +217,27 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     return this.absorbed;
   }
 
-  /** Attention in latent space: MQA with key [c ; k_rope] and value c. */
-  private attendAbsorbed(qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
-    opts: Parameters<typeof groupedAttention>[3]): { merged: tf.Tensor; probs: tf.Tensor } {
+  /**
+   * Attention in latent space: MQA with key [c ; k_rope] and value c, scored as
+   * `q~ c^T + q_rope k_rope^T` so the cache is never copied into a concatenated key.
+   */
+  private attendAbsorbed(_ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
+    opts: GroupedAttentionOptions): { merged: tf.Tensor; probs: tf.Tensor | null } {
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
     const { uk, uv } = this.absorbedWeights();
     const qn = tf.reshape(tf.transpose(qNope, [2, 0, 1, 3]), [h, b * t, dn]) as tf.Tensor3D; // [B, T, H, Dn] -> [H, B*T, Dn]
-    const qLatent = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]); // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
-    const query = tf.concat([qLatent, tf.transpose(qRope, [0, 2, 1, 3])], -1) as tf.Tensor4D; // [B, H, T, Dc+Dr]
-    const key = tf.reshape(tf.concat([latent, keyRope], -1), [b, 1, s, dc + dr]) as tf.Tensor4D; // [B, S, Dc+Dr] -> [B, 1, S, Dc+Dr]
-    const value = tf.reshape(latent, [b, 1, s, dc]) as tf.Tensor4D; // [B, S, Dc] -> [B, 1, S, Dc]
-    const { output, probs } = groupedAttention(query, key, value, opts); // [B, H, T, Dc]
+    const query = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]) as tf.Tensor4D; // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
+    const value = tf.reshape(latent, [b, 1, s, dc]) as tf.Tensor4D; // [B, S, Dc] -> [B, 1, S, Dc] (also the key)
+    const extra = {
+      query: tf.transpose(qRope, [0, 2, 1, 3]) as tf.Tensor4D, // [B, T, H, Dr] -> [B, H, T, Dr]
+      key: tf.reshape(keyRope, [b, 1, s, dr]) as tf.Tensor4D, // [B, S, Dr] -> [B, 1, S, Dr]
+    };
+    const { output, probs } = groupedAttention(query, value, value, { ...opts, extra }); // [B, H, T, Dc]
     const rows = tf.reshape(tf.transpose(output, [1, 0, 2, 3]), [h, b * t, dc]) as tf.Tensor3D; // [B, H, T, Dc] -> [H, B*T, Dc]
     const heads = tf.reshape(groupMatMul(rows, uv), [h, b, t, dv]); // [H, B*T, Dc] @ [H, Dc, Dv] -> [H, B, T, Dv]
-    const merged = tf.reshape(tf.transpose(heads, [1, 2, 0, 3]), [b, t, h * dv]); // -> [B, T, H, Dv] -> [B, T, H*Dv]
+    const merged = tf.reshape(tf.transpose(heads, [1, 2, 0, 3]), [b * t, h * dv]); // -> [B, T, H, Dv] -> [N, H*Dv]
     return { merged, probs };
   }
 
@@ -259,6 +296,7 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
   }
 
   override releaseDerivedTensors(): void {
+    super.releaseDerivedTensors();
     this.disposeAbsorbed();
   }
 

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
+import { batchedMatMul, matMul2d, useTwoDimProducts } from '../ops/matmul.js';
 import { InitializerIdentifier, getInitializer, serializeIdentifier } from '../utils/serialization.js';
 import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
 
@@ -39,7 +40,10 @@ export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
       if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) {
         return tf.unsortedSegmentSum(flatDy, flatIds as tf.Tensor1D, v); // [V, D]
       }
-      return tf.matMul(tf.oneHot(flatIds as tf.Tensor1D, v), flatDy, true, false); // [N, V]^T @ [N, D] -> [V, D]
+      const hot = tf.oneHot(flatIds as tf.Tensor1D, v); // [N, V]
+      // wasm runs transposed products in a scalar loop: transpose first, then a plain 2-D product.
+      return useTwoDimProducts() ? matMul2d(tf.transpose(hot), flatDy) // [V, N] @ [N, D] -> [V, D]
+        : tf.matMul(hot, flatDy, true, false); // [N, V]^T @ [N, D] -> [V, D]
     },
   })) as unknown as Parameters<typeof tf.customGrad>[0]);
   return lookup(table);
@@ -86,7 +90,7 @@ export class TokenEmbedding extends tf.layers.Layer {
           throw new ValueError(`${TokenEmbedding.className}: hidden states must have last dimension ${this.outputDim}, got [${x.shape}].`);
         }
         const lead = x.shape.slice(0, -1);
-        const logits = tf.matMul(tf.reshape(x, [-1, this.outputDim]), this.table!.read(), false, true); // [N, D] @ [V, D]^T -> [N, V]
+        const logits = batchedMatMul(tf.reshape(x, [-1, this.outputDim]), this.table!.read(), true); // [N, D] @ [V, D]^T -> [N, V]
         return tf.reshape(logits, [...lead, this.inputDim]); // [..., V]
       }
       if (x.dtype !== 'int32') throw new ValueError(`${TokenEmbedding.className}: token ids must be int32, got ${x.dtype}.`);

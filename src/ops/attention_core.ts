@@ -7,23 +7,113 @@
  *
  * Instead of repeating K/V per query head (copies) or broadcasting matMul (broken gradient in tfjs),
  * the query heads that share a key head are folded into the row axis:
- * `[B, nQ, T, Dk] -> [B*nK, (nQ/nK)*T, Dk]`, one plain batched matMul per product.
+ * `[B, nQ, T, Dk] -> [B, nK, (nQ/nK)*T, Dk]`, one batched matMul per product (equal batch dims).
+ *
+ * Long sequences are processed in blocks of query rows, so that no score tensor exceeds a few MiB
+ * (the whole `[B, nQ, T, S]` tensor at T = 4096 is 1 GiB and runs several times slower than the same
+ * work in blocks). When the bias masks causally (`causalOffset`), each block also skips the keys after
+ * its last query: those are masked to exactly zero weight, so the result is the same up to float
+ * rounding order. Blocks are not used when the probabilities are returned or dropout is active.
  */
 import * as tf from '@tensorflow/tfjs';
+import { batchedMatMul } from './matmul.js';
+import { causalBias } from './masks.js';
 
 export interface GroupedAttentionOptions {
-  /** Multiplies the scores (applied to the queries, which is cheaper and equal up to rounding). */
+  /** Multiplies the scores (applied to the queries, which is cheaper and equal up to rounding); 1 = none. */
   scale: number;
-  /** Additive bias broadcastable to `[B, nQ, T, S]` (usually `[B|1, 1, T, S]`). */
+  /** Additive bias broadcastable to `[B, nQ, T, S]`: `[B|1, 1, T|1, S]` (padding and attention masks). */
   bias?: tf.Tensor | null;
   /** Dropout on the attention probabilities (training only). */
   dropoutRate?: number;
   dropoutSeed?: number;
+  /**
+   * Causal masking: the key index of the first query (the cache length); query t may see keys up to
+   * `causalOffset + t`. Later keys get MASK_VALUE (built per block, `causalBias`), and query blocks skip
+   * the keys after their last query. null = not causal.
+   */
+  causalOffset?: number | null;
+  /** Also return the probabilities `[B, nQ, T, S]`. Default true. */
+  returnProbs?: boolean;
+  /**
+   * A second query/key pair whose scores are added: `query [B, nQ, T, De]`, `key [B, nE, S, De]` with its
+   * own number of key heads nE (MLA's decoupled RoPE part, one key shared by all heads). Saves
+   * concatenating (and repeating) keys.
+   */
+  extra?: { query: tf.Tensor4D; key: tf.Tensor4D } | null;
 }
 
 export interface GroupedAttentionResult {
   output: tf.Tensor4D; // [B, nQ, T, Dv]
-  probs: tf.Tensor4D; // [B, nQ, T, S]
+  probs: tf.Tensor4D | null; // [B, nQ, T, S], null unless requested
+}
+
+/** Block sizing (internal; exported for experiments). */
+export const BLOCKING = {
+  /** Score elements per block outside a gradient tape. */
+  elements: 2 ** 23,
+  /** Score elements per block under a gradient tape (fewer, larger blocks: slices cost pads in backward). */
+  tapeElements: 2 ** 25,
+  /** Minimum folded rows ((nQ/nK) * block rows) per block. */
+  minFoldedRows: 128,
+};
+
+/** Query rows per block (a multiple of 16), or `t` for a single block. */
+function blockRows(b: number, nQ: number, nK: number, t: number, s: number): number {
+  const budget = tf.engine().isTapeOn() ? BLOCKING.tapeElements : BLOCKING.elements;
+  let rows = Math.floor(budget / (b * nQ * s));
+  rows = Math.max(rows, Math.ceil(BLOCKING.minFoldedRows / (nQ / nK)), 16);
+  if (rows >= t) return t;
+  return rows - (rows % 16);
+}
+
+/** `q [B, nQ, T, D] @ k [B, nK, S, D]^T` with query heads folded per key head: `[B, nK, (nQ/nK)*T, S]`. */
+function foldedScores(q: tf.Tensor, k: tf.Tensor): tf.Tensor {
+  const [b, nQ, t, dk] = q.shape;
+  const nK = k.shape[1] as number;
+  const qf = nQ === nK ? q : tf.reshape(q, [b, nK, (nQ / nK) * t, dk]); // [B, nQ, T, D] -> [B, nK, (nQ/nK)*T, D]
+  return batchedMatMul(qf, k, true); // [B, nK, (nQ/nK)*T, D] @ [B, nK, S, D]^T -> [B, nK, (nQ/nK)*T, S]
+}
+
+/**
+ * One block: queries `q [B, nQ, Tq, Dk]` over keys `[B, nK, Sk, Dk]`, bias `[B|1, 1, Tq|1, Sk]`, optional
+ * extra pair `{query [B, nQ, Tq, De], key [B, nE, Sk, De]}`.
+ */
+function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Tensor | null | undefined,
+  causalFrom: number | null, extra: { query: tf.Tensor; key: tf.Tensor } | null | undefined,
+  options: GroupedAttentionOptions, wantProbs: boolean): { output: tf.Tensor; probs: tf.Tensor | null } {
+  const [b, nQ, t] = q.shape;
+  const [, nK, s] = key.shape;
+  const [, nV, , dv] = value.shape;
+  const rk = nQ / nK;
+  const rv = nQ / nV;
+  let scores = foldedScores(q, key); // [B, nK, rk*T, S]
+  if (extra) {
+    const more = foldedScores(extra.query, extra.key); // [B, nE, (nQ/nE)*T, S]
+    scores = tf.add(scores, more.shape[1] === nK ? more : tf.reshape(more, [b, nK, rk * t, s])); // rows (head, t) in both
+  }
+  for (const m of [bias, causalFrom === null ? null : causalBias(t, s, causalFrom)]) {
+    if (!m) continue;
+    if (rk === 1 || m.shape[2] === 1) {
+      scores = tf.add(scores, m); // [B, nK, rk*T, S] + [B|1, 1, T|1, S]
+    } else {
+      // Rows of a folded block are (head in group, t): view them as [B, nK, rk, T, S] to broadcast.
+      const [mb, , mt, ms] = m.shape;
+      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), tf.reshape(m, [mb, 1, 1, mt, ms])),
+        [b, nK, rk * t, s]); // [B, nK, rk, T, S] + [B|1, 1, 1, T, S] -> [B, nK, rk*T, S]
+    }
+  }
+  const probs = tf.softmax(scores); // [B, nK, rk*T, S]
+  let weights: tf.Tensor = probs;
+  if (options.dropoutRate && options.dropoutRate > 0) {
+    weights = tf.dropout(probs, options.dropoutRate, undefined, options.dropoutSeed); // same elements, same order as [B, nQ, T, S]
+  }
+  const pf = rv === rk ? weights : tf.reshape(weights, [b, nV, rv * t, s]); // [B, nK, rk*T, S] -> [B, nV, rv*T, S]
+  const out = batchedMatMul(pf, value); // [B, nV, rv*T, S] @ [B, nV, S, Dv] -> [B, nV, rv*T, Dv]
+  return {
+    output: rv === 1 ? out : tf.reshape(out, [b, nQ, t, dv]), // [B, nV, rv*T, Dv] -> [B, nQ, T, Dv]
+    probs: wantProbs ? (rk === 1 ? probs : tf.reshape(probs, [b, nQ, t, s])) : null, // -> [B, nQ, T, S]
+  };
 }
 
 /** `softmax(scale * Q K^T + bias) V` with grouped key/value heads. */
@@ -32,19 +122,44 @@ export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
-  const q = tf.mul(query, options.scale);
-  const qf = tf.reshape(q, [b * nK, (nQ / nK) * t, dk]); // [B*nK, (nQ/nK)*T, Dk]
-  const kf = tf.reshape(key, [b * nK, s, dk]); // [B*nK, S, Dk]
-  let scores: tf.Tensor = tf.matMul(qf, kf, false, true); // [B*nK, (nQ/nK)*T, Dk] @ [B*nK, S, Dk]^T -> [B*nK, (nQ/nK)*T, S]
-  scores = tf.reshape(scores, [b, nQ, t, s]); // [B, nQ, T, S]
-  if (options.bias) scores = tf.add(scores, options.bias);
-  const probs = tf.softmax(scores) as tf.Tensor4D; // [B, nQ, T, S]
-  let weights: tf.Tensor = probs;
-  if (options.dropoutRate && options.dropoutRate > 0) {
-    weights = tf.dropout(probs, options.dropoutRate, undefined, options.dropoutSeed);
+  const q = options.scale === 1 ? query : tf.mul(query, options.scale);
+  const wantProbs = options.returnProbs !== false;
+  const dropping = (options.dropoutRate ?? 0) > 0;
+  const rows = wantProbs || dropping ? t : blockRows(b, nQ, nK, t, s);
+  const offset = options.causalOffset ?? null;
+  const extra = options.extra
+    ? { query: options.scale === 1 ? options.extra.query : tf.mul(options.extra.query, options.scale), key: options.extra.key }
+    : null;
+  if (rows >= t) {
+    const r = attendBlock(q, key, value, options.bias, offset, extra, options, wantProbs);
+    return { output: r.output as tf.Tensor4D, probs: r.probs as tf.Tensor4D | null };
   }
-  const pf = tf.reshape(weights, [b * nV, (nQ / nV) * t, s]); // [B*nV, (nQ/nV)*T, S]
-  const vf = tf.reshape(value, [b * nV, s, dv]); // [B*nV, S, Dv]
-  const out = tf.matMul(pf, vf); // [B*nV, (nQ/nV)*T, S] @ [B*nV, S, Dv] -> [B*nV, (nQ/nV)*T, Dv]
-  return { output: tf.reshape(out, [b, nQ, t, dv]) as tf.Tensor4D, probs }; // [B, nQ, T, Dv]
+  const bias = options.bias ?? null;
+  const outputs: tf.Tensor[] = [];
+  for (let t0 = 0; t0 < t; t0 += rows) {
+    const tb = Math.min(rows, t - t0);
+    const keys = offset === null ? s : Math.min(s, offset + t0 + tb); // keys after the block's last query are masked
+    const qb = tf.slice(q, [0, 0, t0, 0], [b, nQ, tb, dk]); // [B, nQ, Tb, Dk]
+    const kb = keys === s ? key : tf.slice(key, [0, 0, 0, 0], [b, nK, keys, dk]); // [B, nK, Sb, Dk]
+    const vb = keys === s ? value : tf.slice(value, [0, 0, 0, 0], [b, nV, keys, dv]); // [B, nV, Sb, Dv]
+    let biasb: tf.Tensor | null = null;
+    if (bias !== null) {
+      const [bb, , bt, bs] = bias.shape;
+      const rowsOf = bt === 1 ? [0, 1] : [t0, tb];
+      biasb = tf.slice(bias, [0, 0, rowsOf[0], 0], [bb, 1, rowsOf[1], bs === 1 ? 1 : keys]); // [B|1, 1, Tb|1, Sb]
+    }
+    let extrab: { query: tf.Tensor; key: tf.Tensor } | null = null;
+    if (extra !== null) {
+      const [, , , de] = extra.query.shape;
+      const nE = extra.key.shape[1];
+      extrab = {
+        query: tf.slice(extra.query, [0, 0, t0, 0], [b, nQ, tb, de]), // [B, nQ, Tb, De]
+        key: keys === s ? extra.key : tf.slice(extra.key, [0, 0, 0, 0], [b, nE, keys, de]), // [B, nE, Sb, De]
+      };
+    }
+    // Each block in its own scope, so that its scores and probabilities are freed before the next block.
+    outputs.push(tf.tidy(() => attendBlock(qb, kb, vb, biasb, offset === null ? null : offset + t0, extrab, options, false)
+      .output)); // [B, nQ, Tb, Dv]
+  }
+  return { output: tf.concat(outputs, 2) as tf.Tensor4D, probs: null }; // [B, nQ, T, Dv]
 }

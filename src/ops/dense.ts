@@ -5,20 +5,22 @@
  * Notation: N = product of the leading (batch, sequence) dims, Din input features, Dout output features.
  */
 import * as tf from '@tensorflow/tfjs';
+import { batchedMatMul, matMul2d } from './matmul.js';
 
 /**
- * `x [..., Din] @ kernel [Din, ...out] (+ bias [...out])`, returned as `[..., prod(out)]`.
+ * `x [..., Din] @ kernel [Din, ...out] (+ bias [...out])`, returned as `[..., prod(out)]` (2-D inputs stay
+ * 2-D, without reshapes).
  * The kernel may be stored with a Keras-style multi-dimensional output shape (e.g. `[D, heads, headDim]`).
  */
 export function project(x: tf.Tensor, kernel: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
   const din = kernel.shape[0];
   const dout = kernel.size / din;
   const lead = x.shape.slice(0, -1);
-  const x2 = tf.reshape(x, [-1, din]); // [N, Din]
+  const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, din]); // [N, Din]
   const k2 = kernel.rank === 2 ? kernel : tf.reshape(kernel, [din, dout]); // [Din, Dout]
-  let y = tf.matMul(x2, k2); // [N, Din] @ [Din, Dout] -> [N, Dout]
+  let y = matMul2d(x2, k2); // [N, Din] @ [Din, Dout] -> [N, Dout]
   if (bias) y = tf.add(y, bias.rank === 1 ? bias : tf.reshape(bias, [dout]));
-  return tf.reshape(y, [...lead, dout]); // [..., Dout]
+  return x.rank === 2 ? y : tf.reshape(y, [...lead, dout]); // [..., Dout]
 }
 
 /**
@@ -26,5 +28,5 @@ export function project(x: tf.Tensor, kernel: tf.Tensor, bias?: tf.Tensor | null
  * gradient is the ordinary batched one (no broadcasting).
  */
 export function groupMatMul(x: tf.Tensor3D, w: tf.Tensor3D): tf.Tensor3D {
-  return tf.matMul(x, w); // [G, N, Din] @ [G, Din, Dout] -> [G, N, Dout]
+  return batchedMatMul(x, w) as tf.Tensor3D; // [G, N, Din] @ [G, Din, Dout] -> [G, N, Dout]
 }

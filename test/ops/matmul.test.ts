@@ -1,0 +1,48 @@
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { batchedMatMul, matMul2d, useTwoDimProducts, WASM_SPLIT_MIN_ROWS } from '../../src/ops/matmul.js';
+import { describeBackends, expectClose, expectShape, it, randomTensor } from '../kit/index.js';
+
+/** Forward values and both gradients of `f(a, b)` weighted by a fixed cotangent. */
+function valueAndGrads(f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.Tensor, b: tf.Tensor, dy: tf.Tensor) {
+  const y = f(a, b);
+  const [ga, gb] = tf.grads((x: tf.Tensor, w: tf.Tensor) => f(x, w))([a, b], dy);
+  return { y, ga, gb };
+}
+
+describeBackends('matrix products (ops/matmul)', ({ backend, tol }) => {
+  it('uses the 2-D decomposition on wasm only', () => {
+    expect(useTwoDimProducts()).to.equal(backend === 'wasm');
+  });
+
+  it('matMul2d matches tf.matMul in value and gradients', () => {
+    const a = randomTensor([WASM_SPLIT_MIN_ROWS + 3, 24], 1);
+    const b = randomTensor([24, 40], 2);
+    const dy = randomTensor([WASM_SPLIT_MIN_ROWS + 3, 40], 3);
+    const ours = valueAndGrads(matMul2d, a, b, dy);
+    const ref = valueAndGrads((x, w) => tf.matMul(x, w), a, b, dy);
+    expectClose(ours.y, ref.y, tol.same, 'value');
+    expectClose(ours.ga, ref.ga, tol.same, 'grad a');
+    expectClose(ours.gb, ref.gb, tol.same, 'grad b');
+  });
+
+  for (const transposeB of [false, true]) {
+    for (const batch of [[1], [2, 3]]) {
+      for (const m of [7, WASM_SPLIT_MIN_ROWS]) {
+        it(`batchedMatMul matches tf.matMul: batch [${batch}], ${m} rows, transposeB=${transposeB}`, () => {
+          const k = 16;
+          const n = 20;
+          const a = randomTensor([...batch, m, k], 4);
+          const b = randomTensor(transposeB ? [...batch, n, k] : [...batch, k, n], 5);
+          const dy = randomTensor([...batch, m, n], 6);
+          const ours = valueAndGrads((x, w) => batchedMatMul(x, w, transposeB), a, b, dy);
+          const ref = valueAndGrads((x, w) => tf.matMul(x, w, false, transposeB), a, b, dy);
+          expectShape(ours.y, [...batch, m, n], 'value');
+          expectClose(ours.y, ref.y, tol.same, 'value');
+          expectClose(ours.ga, ref.ga, tol.same, 'grad a');
+          expectClose(ours.gb, ref.gb, tol.same, 'grad b');
+        });
+      }
+    }
+  }
+});
