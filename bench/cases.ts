@@ -1,0 +1,481 @@
+/**
+ * Setting up and running one cell: what a timed unit is for each phase and implementation.
+ *
+ * | phase | timed unit (ends with `await data()`) |
+ * |---|---|
+ * | prefill | L1: `layer.callWithCache(x [B, T, D])` (output read, cache disposed); L2: `lm.callWithCache(ids)` (last-position logits read) |
+ * | decode | one token with a cache of S + i tokens: call, read the output (L2: logits), dispose the previous cache; a run is `steps` consecutive tokens starting from a prefilled cache of S tokens, and each step is one sample |
+ * | train | forward + backward + Adam (`optimizer.minimize`), loss read; L1 uses an MSE loss, L2 cross-entropy on next-token ids |
+ * | matmul | `tf.matMul([M, D], [D, D])`, result read |
+ * | read | `tf.sum` over M MiB, result read |
+ *
+ * Decode caches are filled with random values of the exact shapes (per-entry shapes come from a
+ * one-token call of the same layer/model): decode time does not depend on the values, and a real
+ * prefill of 4096 tokens at batch 8 would exceed the score-memory budget for GQA/MHA/MLA.
+ *
+ * Peak memory: the first warm-up unit runs under `tf.profile`, which snapshots the engine's tensor
+ * bytes (`tf.memory().numBytes`) after every kernel; the peak is the largest snapshot, reported both
+ * absolute and minus the bytes held before the unit (transient). Tensors a backend allocates and frees
+ * inside a single kernel are not seen.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  AttentionCache, AttentionLayer, CausalLM, ModelCache, buildLayer, createAttention, sparseCrossEntropyFromLogits,
+} from '../src/index.js';
+import type { CellSpec } from './matrix.js';
+import { PlainAttentionPeer, PlainCache, TfjsMhaPeer, checkSameEngine, loadTfjsMultiHeadAttention } from './peers.js';
+import { OurImpl, VOCAB, attentionConfig, heads, HEAD_DIM, l2Config } from './variants.js';
+
+export interface ProfileInfo {
+  /** Kernels launched by one unit (one decode step for decode cells). */
+  kernels: number;
+  peakBytes: number;
+  transientBytes: number;
+  /** Kernel time by kernel name from the profiled run (approximate: profiling adds overhead). */
+  byKernel: Record<string, { count: number; ms: number }>;
+}
+
+export interface Case {
+  /** One timed run; returns its samples (ms). */
+  run(): Promise<number[]>;
+  /** One untimed unit under tf.profile (also serves as the first warm-up). */
+  profile(): Promise<ProfileInfo>;
+  /** One more untimed unit (decode: two steps) before timing. */
+  warmup?(): Promise<void>;
+  /** Cache bytes from the cache object (`bytes()`), when the cell has a cache. */
+  cacheBytes?: number;
+  /** Notes (e.g. the engine check of the tfjs-layers peer). */
+  notes: string[];
+  dispose(): void;
+}
+
+const now = () => performance.now();
+
+async function profiled(unit: () => Promise<void>): Promise<ProfileInfo> {
+  const start = tf.memory().numBytes;
+  const info = await tf.profile(async () => {
+    await unit();
+    return null as unknown as tf.Tensor;
+  });
+  const byKernel: ProfileInfo['byKernel'] = {};
+  for (const k of info.kernels) {
+    const e = (byKernel[k.name] ??= { count: 0, ms: 0 });
+    e.count += 1;
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+  }
+  for (const e of Object.values(byKernel)) e.ms = Math.round(e.ms * 1000) / 1000;
+  const peak = info.kernels.length > 0 ? info.peakBytes : start;
+  return { kernels: info.kernels.length, peakBytes: peak, transientBytes: Math.max(0, peak - start), byKernel };
+}
+
+function randomIds(b: number, t: number, seed: number): number[][] {
+  let s = seed;
+  return Array.from({ length: b }, () => Array.from({ length: t }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % VOCAB;
+  }));
+}
+
+/** A cache like `template` but holding `s` random tokens per sequence. */
+function syntheticCache(template: AttentionCache, s: number): AttentionCache {
+  const entries: Record<string, { tensor: tf.Tensor; seqAxis: number }> = {};
+  for (const [name, e] of Object.entries(template.entries)) {
+    const shape = e.tensor.shape.slice();
+    shape[e.seqAxis] = s;
+    entries[name] = { tensor: tf.randomNormal(shape, 0, 1, 'float32', 7), seqAxis: e.seqAxis };
+  }
+  return new AttentionCache(template.kind, template.owner, entries, null);
+}
+
+function trainableVariables(weights: tf.LayerVariable[]): tf.Variable[] {
+  return weights.map((w) => w.read() as tf.Variable);
+}
+
+/**
+ * Decode warm-up steps: two, or a whole run on webgl, whose Softmax and Concat shaders are compiled per
+ * shape (even with WEBGL_USE_SHAPES_UNIFORMS), so every cache length not seen before costs 10-50 ms of
+ * compilation; the warm-up run compiles the lengths the timed runs use.
+ */
+function warmupSteps(cell: CellSpec): number {
+  return tf.getBackend() === 'webgl' ? (cell.steps ?? 32) : 2;
+}
+
+/** Times `steps` decode steps from `start`; `step` returns the output to read and the next cache. */
+async function decodeRun<C>(start: C, steps: number, step: (cache: C) => { out: tf.Tensor; next: C },
+  disposeCache: (c: C) => void): Promise<number[]> {
+  const samples: number[] = [];
+  let cache = start;
+  for (let i = 0; i < steps; i++) {
+    const t0 = now();
+    const { out, next } = step(cache);
+    await out.data();
+    out.dispose();
+    if (cache !== start) disposeCache(cache);
+    cache = next;
+    samples.push(now() - t0);
+  }
+  if (cache !== start) disposeCache(cache);
+  return samples;
+}
+
+// ------------------------------------------------------------------ L1: our layers
+
+function l1Case(cell: CellSpec, impl: OurImpl): Case {
+  const { d, batch: b, t, s } = cell;
+  const layer: AttentionLayer = createAttention(attentionConfig(impl, d), { name: `bench_${impl.replace('-', '_')}`, useCausalMask: true });
+  buildLayer(layer, [1, 1, d]);
+  const notes: string[] = [];
+  if (cell.phase === 'prefill') {
+    const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 1);
+    const c: Case = {
+      notes,
+      async run() {
+        const t0 = now();
+        const r = layer.callWithCache(x);
+        await r.output.data();
+        c.cacheBytes ??= r.cache.bytes();
+        r.output.dispose();
+        r.cache.dispose();
+        return [now() - t0];
+      },
+      profile: () => profiled(async () => {
+        const r = layer.callWithCache(x);
+        await r.output.data();
+        r.output.dispose();
+        r.cache.dispose();
+      }),
+      dispose() {
+        x.dispose();
+        layer.dispose();
+      },
+    };
+    return c;
+  }
+  if (cell.phase === 'decode') {
+    const zeros = tf.zeros([b, 1, d]);
+    const template = layer.callWithCache(zeros);
+    zeros.dispose();
+    template.output.dispose();
+    const start = syntheticCache(template.cache, s);
+    template.cache.dispose();
+    const x = tf.randomNormal([b, 1, d], 0, 1, 'float32', 2);
+    const step = (cache: AttentionCache) => {
+      const r = layer.callWithCache(x, { cache });
+      return { out: r.output, next: r.cache };
+    };
+    return {
+      notes,
+      cacheBytes: start.bytes(),
+      run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
+      warmup: async () => {
+        await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
+      },
+      profile: () => profiled(async () => {
+        const { out, next } = step(start);
+        await out.data();
+        out.dispose();
+        next.dispose();
+      }),
+      dispose() {
+        start.dispose();
+        x.dispose();
+        layer.dispose();
+      },
+    };
+  }
+  // train: MSE to a random target, Adam over the layer's weights
+  const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 3);
+  const target = tf.randomNormal([b, t, d], 0, 1, 'float32', 4);
+  const optimizer = tf.train.adam(1e-4);
+  const vars = trainableVariables(layer.trainableWeights);
+  const unit = async () => {
+    const loss = optimizer.minimize(() => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+      true, vars);
+    await loss!.data();
+    loss!.dispose();
+  };
+  return {
+    notes,
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose() {
+      x.dispose();
+      target.dispose();
+      optimizer.dispose();
+      layer.dispose();
+    },
+  };
+}
+
+// ------------------------------------------------------------------ L2: the small causal LM
+
+/**
+ * `lm.dispose()`, then any weight it left: with tied embeddings the embedding layer is applied twice,
+ * and `CausalLM.dispose()` (tfjs-gta 0.1.0) leaves its table alive.
+ */
+function disposeModel(lm: CausalLM): void {
+  lm.dispose();
+  for (const w of lm.model.weights) {
+    try {
+      if (!w.read().isDisposed) w.dispose();
+    } catch {
+      /* already disposed */
+    }
+  }
+}
+
+function l2Case(cell: CellSpec, impl: OurImpl): Case {
+  const { d, batch: b, t, s } = cell;
+  const maxLen = Math.max(t, s + (cell.steps ?? 0) + 8, 16);
+  const lm = CausalLM.create(l2Config(impl, d, maxLen), `bench_lm_${impl.replace('-', '_')}`);
+  const notes: string[] = [];
+  if (cell.phase === 'prefill') {
+    const ids = randomIds(b, t, 11);
+    const unit = async (c?: Case) => {
+      const r = lm.callWithCache(ids, null);
+      const last = tf.slice(r.logits, [0, t - 1, 0], [b, 1, VOCAB]); // [B, 1, V]
+      await last.data();
+      if (c) c.cacheBytes ??= r.cache.bytes();
+      last.dispose();
+      r.logits.dispose();
+      r.cache.dispose();
+    };
+    const c: Case = {
+      notes,
+      async run() {
+        const t0 = now();
+        await unit(c);
+        return [now() - t0];
+      },
+      profile: () => profiled(() => unit()),
+      dispose: () => disposeModel(lm),
+    };
+    return c;
+  }
+  if (cell.phase === 'decode') {
+    const template = lm.callWithCache(randomIds(b, 1, 12), null);
+    template.logits.dispose();
+    const layers = template.cache.layers.map((c) => syntheticCache(c, s));
+    template.cache.dispose();
+    const start = new ModelCache(lm.id, layers, new Array<number>(b).fill(s), false);
+    const ids = randomIds(b, 1, 13);
+    const step = (cache: ModelCache) => {
+      const r = lm.callWithCache(ids, cache);
+      return { out: r.logits as tf.Tensor, next: r.cache };
+    };
+    return {
+      notes,
+      cacheBytes: start.bytes(),
+      run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
+      warmup: async () => {
+        await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
+      },
+      profile: () => profiled(async () => {
+        const { out, next } = step(start);
+        await out.data();
+        out.dispose();
+        next.dispose();
+      }),
+      dispose() {
+        start.dispose();
+        disposeModel(lm);
+      },
+    };
+  }
+  const ids = tf.tensor2d(randomIds(b, t, 14), [b, t], 'int32');
+  const targets = tf.tensor2d(randomIds(b, t, 15), [b, t], 'int32');
+  const optimizer = tf.train.adam(1e-4);
+  const vars = trainableVariables(lm.model.trainableWeights);
+  const unit = async () => {
+    const loss = optimizer.minimize(
+      () => sparseCrossEntropyFromLogits(targets, lm.model.apply(ids, { training: true }) as tf.Tensor), true, vars);
+    await loss!.data();
+    loss!.dispose();
+  };
+  return {
+    notes,
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose() {
+      ids.dispose();
+      targets.dispose();
+      optimizer.dispose();
+      disposeModel(lm);
+    },
+  };
+}
+
+// ------------------------------------------------------------------ peers (L1, MHA shapes)
+
+async function peerCase(cell: CellSpec): Promise<Case> {
+  const { d, batch: b, t, s } = cell;
+  const notes: string[] = [];
+  const x = tf.randomNormal([b, cell.phase === 'decode' ? 1 : t, d], 0, 1, 'float32', 5);
+  const target = cell.phase === 'train' ? tf.randomNormal([b, t, d], 0, 1, 'float32', 6) : null;
+  const optimizer = cell.phase === 'train' ? tf.train.adam(1e-4) : null;
+  let forward: (x: tf.Tensor) => tf.Tensor;
+  let variables: tf.Variable[];
+  let disposePeer: () => void;
+  let plain: PlainAttentionPeer | null = null;
+  if (cell.impl === 'peer-tfjs-mha') {
+    const { ctor, error } = await loadTfjsMultiHeadAttention();
+    if (ctor === null) {
+      tf.dispose(target ? [x, target] : [x]);
+      optimizer?.dispose();
+      throw new Error(`could not load tfjs-layers MultiHeadAttention: ${error}`);
+    }
+    const peer = new TfjsMhaPeer(ctor, d);
+    let mismatch: string | null;
+    try {
+      const probe = tf.tidy(() => peer.forward(tf.slice(x, [0, 0, 0], [1, 1, d]))); // builds the layer
+      mismatch = checkSameEngine(probe);
+      probe.dispose();
+    } catch (e) {
+      peer.dispose();
+      tf.dispose(target ? [x, target] : [x]);
+      optimizer?.dispose();
+      throw e;
+    }
+    if (mismatch !== null) throw new Error(mismatch);
+    notes.push(`same tfjs-core engine and backend as @tensorflow/tfjs (${tf.getBackend()})`);
+    forward = (input) => peer.forward(input);
+    variables = peer.variables();
+    disposePeer = () => peer.dispose();
+  } else {
+    plain = new PlainAttentionPeer(d, cell.impl === 'peer-plain-rope');
+    const p = plain;
+    forward = (input) => tf.tidy(() => p.forward(input).y);
+    variables = p.variables();
+    disposePeer = () => p.dispose();
+  }
+  const disposeAll = () => {
+    x.dispose();
+    target?.dispose();
+    optimizer?.dispose();
+    disposePeer();
+  };
+  if (cell.phase === 'prefill') {
+    const unit = async () => {
+      const y = forward(x);
+      await y.data();
+      y.dispose();
+    };
+    return {
+      notes,
+      async run() {
+        const t0 = now();
+        await unit();
+        return [now() - t0];
+      },
+      profile: () => profiled(unit),
+      dispose: disposeAll,
+    };
+  }
+  if (cell.phase === 'decode') {
+    const p = plain!;
+    const h = heads(d);
+    const start: PlainCache = {
+      k: tf.randomNormal([b, h, s, HEAD_DIM], 0, 1, 'float32', 8) as tf.Tensor4D,
+      v: tf.randomNormal([b, h, s, HEAD_DIM], 0, 1, 'float32', 9) as tf.Tensor4D,
+    };
+    const step = (cache: PlainCache) => {
+      const r = tf.tidy(() => {
+        const o = p.forward(x, cache);
+        return { y: o.y, k: o.cache.k, v: o.cache.v };
+      });
+      return { out: r.y, next: { k: r.k, v: r.v } as PlainCache };
+    };
+    const disposeCache = (c: PlainCache) => tf.dispose([c.k, c.v]);
+    return {
+      notes,
+      cacheBytes: (start.k.size + start.v.size) * 4,
+      run: () => decodeRun(start, cell.steps ?? 32, step, disposeCache),
+      warmup: async () => {
+        await decodeRun(start, warmupSteps(cell), step, disposeCache);
+      },
+      profile: () => profiled(async () => {
+        const { out, next } = step(start);
+        await out.data();
+        out.dispose();
+        disposeCache(next);
+      }),
+      dispose() {
+        disposeCache(start);
+        disposeAll();
+      },
+    };
+  }
+  const unit = async () => {
+    const loss = optimizer!.minimize(() => tf.losses.meanSquaredError(target!, forward(x)) as tf.Scalar, true, variables);
+    await loss!.data();
+    loss!.dispose();
+  };
+  return {
+    notes,
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose: disposeAll,
+  };
+}
+
+// ------------------------------------------------------------------ references
+
+function matmulCase(cell: CellSpec): Case {
+  const a = tf.randomNormal([cell.m!, cell.d], 0, 1, 'float32', 20);
+  const w = tf.randomNormal([cell.d, cell.d], 0, 1, 'float32', 21);
+  const unit = async () => {
+    const c = tf.matMul(a, w); // [M, D] @ [D, D] -> [M, D]
+    await c.data();
+    c.dispose();
+  };
+  return {
+    notes: [],
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose: () => tf.dispose([a, w]),
+  };
+}
+
+function readCase(cell: CellSpec): Case {
+  const x = tf.randomNormal([(cell.m! * 2 ** 20) / 4], 0, 1, 'float32', 22);
+  const unit = async () => {
+    const r = tf.sum(x);
+    await r.data();
+    r.dispose();
+  };
+  return {
+    notes: [],
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose: () => x.dispose(),
+  };
+}
+
+/** Builds the case of a cell on the active backend (weights and inputs are created here, untimed). */
+export async function makeCase(cell: CellSpec): Promise<Case> {
+  if (cell.impl === 'matmul') return matmulCase(cell);
+  if (cell.impl === 'read') return readCase(cell);
+  if (cell.impl.startsWith('peer-')) return peerCase(cell);
+  const impl = cell.impl as OurImpl;
+  return cell.level === 'L1' ? l1Case(cell, impl) : l2Case(cell, impl);
+}
