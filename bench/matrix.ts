@@ -60,9 +60,9 @@ export interface Grid {
 const cross = (lens: number[], batches: number[]): Array<[number, number]> =>
   lens.flatMap((l) => batches.map((b) => [l, b] as [number, number]));
 
-const PREFILL_IMPLS: Impl[] = ['gqa', 'mha', 'gta', 'mla', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
-const DECODE_IMPLS: Impl[] = ['gqa', 'mha', 'gta', 'mla-naive', 'mla-abs', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
-const TRAIN_IMPLS: Impl[] = ['gqa', 'mha', 'gta', 'mla', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
+const PREFILL_IMPLS: Impl[] = ['gqa', 'mha', 'mha-norope', 'gta', 'mla', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
+const DECODE_IMPLS: Impl[] = ['gqa', 'mha', 'mha-norope', 'gta', 'mla-naive', 'mla-abs', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
+const TRAIN_IMPLS: Impl[] = ['gqa', 'mha', 'mha-norope', 'gta', 'mla', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'];
 const L2_PREFILL: Impl[] = ['gqa', 'mha', 'gta', 'mla'];
 const L2_DECODE: Impl[] = ['gqa', 'mha', 'gta', 'mla-naive', 'mla-abs'];
 

@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MachineInfo, Versions } from './machine.js';
 import type { CellResult } from './worker.js';
+import { oursForPeer, type PeerImpl } from './variants.js';
 
 export const SCHEMA = 'tfjs-gta-bench/1';
 
@@ -178,10 +179,10 @@ function derive(json: BenchJson): void {
       });
     }
   }
-  // Peers against our MHA setting.
+  // Peers against our MHA setting doing the same work (with RoPE against plain+RoPE, without against the others).
   for (const c of cells) {
     if (!c.impl.startsWith('peer-')) continue;
-    const ours = index.get(`${c.backend}|${c.group}/mha`);
+    const ours = index.get(`${c.backend}|${c.group}/${oursForPeer(c.impl as PeerImpl)}`);
     const oursMs = ours?.status === 'ok' ? ours.timeMs!.median : null;
     const peerMs = c.status === 'ok' ? c.timeMs!.median : null;
     json.peers.push({
@@ -282,13 +283,14 @@ export function renderMarkdown(json: BenchJson): string {
 
   if (json.peers.length > 0) {
     out.push('## Peers: our MHA setting against tfjs-layers MultiHeadAttention and a plain matMul attention', '');
-    out.push('Ratio = our time / peer time (< 1: ours is faster). Our MHA is GQA with numKeyValueHeads = numQueryHeads and ' +
-      'applies RoPE to q and k; `plain` and tfjs-layers do not, `plain+RoPE` does (the same work as ours).', '');
+    out.push('Ratio = our time / peer time (< 1: ours is faster), at equal work. Our MHA is GQA with numKeyValueHeads = ' +
+      'numQueryHeads; `plain` and tfjs-layers apply no RoPE and are compared with our MHA built with `useRope: false` ' +
+      '(`mha-norope`); `plain+RoPE` rotates q and k like ours and is compared with `mha`.', '');
     const cellOf = (r: PeerRow | undefined) => (r === undefined ? '-' : r.ratio !== null ? fmtR(r.ratio) : (r.note ?? '-'));
-    out.push(table(['backend', 'cell group', 'ours ms', 'plain ms', 'ours/plain', 'plain+RoPE ms', 'ours/plain+RoPE',
-      'tfjs-layers ms', 'ours/tfjs-layers'],
-    groupPeers(json.peers).map((g) => [g.backend, g.group, fmtMs(g.ours), fmtMs(g.plain?.peerMs), cellOf(g.plain),
-      fmtMs(g.rope?.peerMs), cellOf(g.rope), fmtMs(g.tfjs?.peerMs), cellOf(g.tfjs)])));
+    out.push(table(['backend', 'cell group', 'ours (no RoPE) ms', 'plain ms', 'ours/plain', 'tfjs-layers ms', 'ours/tfjs-layers',
+      'ours (RoPE) ms', 'plain+RoPE ms', 'ours/plain+RoPE'],
+    groupPeers(json.peers).map((g) => [g.backend, g.group, fmtMs(g.plain?.oursMs ?? g.tfjs?.oursMs), fmtMs(g.plain?.peerMs),
+      cellOf(g.plain), fmtMs(g.tfjs?.peerMs), cellOf(g.tfjs), fmtMs(g.rope?.oursMs), fmtMs(g.rope?.peerMs), cellOf(g.rope)])));
     out.push('');
   }
 
@@ -346,13 +348,13 @@ export function renderMarkdown(json: BenchJson): string {
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(100 * v).toFixed(0)}%`);
 const timeCell = (c: CellResult) => (c.timeMs ? `${fmtMs(c.timeMs.median)} (${fmtMs(c.timeMs.p10)}-${fmtMs(c.timeMs.p90)})` : '-');
 
-interface PeerGroup { backend: string; group: string; ours: number | null; plain?: PeerRow; rope?: PeerRow; tfjs?: PeerRow }
+interface PeerGroup { backend: string; group: string; plain?: PeerRow; rope?: PeerRow; tfjs?: PeerRow }
 
 function groupPeers(rows: PeerRow[]): PeerGroup[] {
   const map = new Map<string, PeerGroup>();
   for (const r of rows) {
     const key = `${r.backend}|${r.group}`;
-    const g = map.get(key) ?? { backend: r.backend, group: r.group, ours: r.oursMs };
+    const g = map.get(key) ?? { backend: r.backend, group: r.group };
     if (r.peer === 'peer-plain') g.plain = r;
     else if (r.peer === 'peer-plain-rope') g.rope = r;
     else g.tfjs = r;

@@ -5,7 +5,8 @@
  * | impl | layer |
  * |---|---|
  * | gqa | GQA, numKeyValueHeads = heads / 4 |
- * | mha | GQA with numKeyValueHeads = numQueryHeads (our MHA setting, compared with the peers) |
+ * | mha | GQA with numKeyValueHeads = numQueryHeads (our MHA setting, compared with `peer-plain-rope`) |
+ * | mha-norope | the same with `useRope: false` (compared with `peer-plain` and `peer-tfjs-mha`, which have no RoPE) |
  * | gta | GTA: numQueryHeads = heads / 4 shared maps, one 64-d key head, one 128-d latent (r = 2) |
  * | mla | MLA, kvLoraRank 256, qkRopeHeadDim 32, qkNopeHeadDim 64, vHeadDim 64 (prefill and training) |
  * | mla-naive / mla-abs | the same MLA decoding with `absorbForDecode: false` / `true` |
@@ -16,7 +17,7 @@ import {
   AttentionConfig, AttentionSpec, attentionMacs, attentionParams, attentionSpec, kvCacheBytesPerToken,
 } from '../src/index.js';
 
-export const OUR_IMPLS = ['gqa', 'mha', 'gta', 'mla', 'mla-naive', 'mla-abs'] as const;
+export const OUR_IMPLS = ['gqa', 'mha', 'mha-norope', 'gta', 'mla', 'mla-naive', 'mla-abs'] as const;
 export type OurImpl = (typeof OUR_IMPLS)[number];
 export const PEER_IMPLS = ['peer-plain', 'peer-plain-rope', 'peer-tfjs-mha'] as const;
 export type PeerImpl = (typeof PEER_IMPLS)[number];
@@ -35,7 +36,9 @@ export function attentionConfig(impl: OurImpl, d: number): AttentionConfig {
   const h = heads(d);
   switch (impl) {
     case 'gqa': return { kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h / 4, useBias: false };
-    case 'mha': return { kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h, useBias: false };
+    case 'mha': case 'mha-norope': return {
+      kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h, useBias: false, useRope: impl === 'mha',
+    };
     case 'gta': return {
       kind: 'gta', numHeads: h, headDim: HEAD_DIM, numQueryHeads: h / 4, numKeyHeads: 1, numValueHeads: 1, valueDim: 128,
       useBias: false,
@@ -67,6 +70,11 @@ export function l2Config(impl: OurImpl, d: number, maxSequenceLength: number) {
     vocabSize: VOCAB, hiddenSize: d, numLayers: L2_LAYERS, intermediateSize: intermediateSize(d), maxSequenceLength,
     attention: attentionConfig(impl, d), tieWordEmbeddings: true, seed: 1,
   };
+}
+
+/** Our implementation a peer is compared with at equal work: RoPE against RoPE, none against none. */
+export function oursForPeer(peer: PeerImpl): OurImpl {
+  return peer === 'peer-plain-rope' ? 'mha' : 'mha-norope';
 }
 
 /** The equivalent analytic spec of a peer (both peers are plain MHA without biases). */

@@ -243,12 +243,18 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     };
   }
 
+  /** Whether `ropeHeads` applies RoPE (GQA's `useRope: false` turns it off). */
+  protected rotates(): boolean {
+    return true;
+  }
+
   /**
    * `x2 [N, D]` projected to `heads` heads of `dim` with RoPE, in the attention layout `[B, heads, T, dim]`.
    * One token per row (T = 1, no per-row positions) rotates all heads with one `[dim, dim]` product.
    */
   protected ropeHeads(ctx: ForwardContext, x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null },
     b: number, t: number, heads: number, dim: number): tf.Tensor4D {
+    if (!this.rotates()) return this.plainHeads(x2, w, b, t, heads, dim); // [B, heads, T, dim] without RoPE
     const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
     const rotation = ctx.rotation(dim);
     if (rotation !== null) {

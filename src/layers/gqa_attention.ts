@@ -12,7 +12,8 @@
  *   Dh  head dim
  *
  * Query head i reads KV head floor(i / (Hq/Hkv)). Scores are scaled by Dh^-1/2. RoPE (rotate-half)
- * is applied to q and k, never to v; keys are cached after RoPE.
+ * is applied to q and k, never to v; keys are cached after RoPE. `useRope: false` leaves q and k
+ * unrotated (models with learned or no position embeddings, e.g. GPT-2 style).
  */
 import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
@@ -24,7 +25,7 @@ import {
 } from './attention_base.js';
 
 export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
-  /** Size of each attention head (Keras `head_dim`). Must be even (RoPE). */
+  /** Size of each attention head (Keras `head_dim`). Must be even when `useRope` (RoPE rotates pairs). */
   headDim: number;
   /** Number of query heads (Keras `num_query_heads`). */
   numQueryHeads: number;
@@ -35,9 +36,11 @@ export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
    * q/k/v biases without an output bias (Qwen2-style), i.e. `useBias: true, useOutputBias: false`.
    */
   useOutputBias?: boolean;
+  /** Apply RoPE to queries and keys (default true); false gives position-free attention. */
+  useRope?: boolean;
 }
 
-const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads', 'useOutputBias'];
+const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads', 'useOutputBias', 'useRope'];
 
 export class GroupedQueryAttention extends AttentionLayer implements TorchMappable {
   static className = 'GroupedQueryAttention';
@@ -46,6 +49,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
   readonly numQueryHeads: number;
   readonly numKeyValueHeads: number;
   readonly useOutputBias: boolean;
+  readonly useRope: boolean;
   readonly torchInputWeight = 'q_proj.weight';
   private queryKernel: tf.LayerVariable | null = null;
   private keyKernel: tf.LayerVariable | null = null;
@@ -64,7 +68,8 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     this.numQueryHeads = check.positiveInt(owner, 'numQueryHeads', args.numQueryHeads);
     this.numKeyValueHeads = check.positiveInt(owner, 'numKeyValueHeads', args.numKeyValueHeads);
     check.divisible(owner, 'numQueryHeads', this.numQueryHeads, 'numKeyValueHeads', this.numKeyValueHeads);
-    check.even(owner, 'headDim', this.headDim, 'rotary embedding rotates pairs of dimensions');
+    this.useRope = check.bool(owner, 'useRope', args.useRope, true);
+    if (this.useRope) check.even(owner, 'headDim', this.headDim, 'rotary embedding rotates pairs of dimensions');
     this.useOutputBias = check.bool(owner, 'useOutputBias', args.useOutputBias, this.useBias);
   }
 
@@ -111,6 +116,10 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     return { output: out, scores: probs, cache: { key: k, value: v } };
   }
 
+  protected override rotates(): boolean {
+    return this.useRope;
+  }
+
   protected cacheAxes(): Record<string, number> {
     return { key: 2, value: 2 };
   }
@@ -151,6 +160,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
       numQueryHeads: this.numQueryHeads,
       numKeyValueHeads: this.numKeyValueHeads,
       useOutputBias: this.useOutputBias,
+      useRope: this.useRope,
     };
   }
 }

@@ -121,6 +121,9 @@ describe('npm run bench (quick smoke test)', function () {
     }
     expect(json.peers.length).to.be.greaterThan(0);
     for (const p of json.peers) {
+      // Equal work: plain+RoPE against our MHA, the RoPE-free peers against our MHA with useRope: false.
+      const ours = p.peer === 'peer-plain-rope' ? 'mha' : 'mha-norope';
+      if (p.oursMs !== null) expect(p.oursMs, p.group).to.equal(median(p.backend, `${p.group}/${ours}`));
       if (p.ratio !== null) expect(close(p.ratio, p.oursMs! / p.peerMs!)).to.equal(true);
       else expect(p.note ?? (p.oursMs === null ? 'ours missing' : ''), p.group).to.not.equal('');
     }

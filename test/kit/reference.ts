@@ -75,7 +75,8 @@ export interface GqaWeights {
 }
 
 /** GQA on one sequence `x [T, D]`. Query head i reads KV head floor(i / (hq/hkv)). */
-export function gqaReference(x: Mat, w: GqaWeights, cfg: { hq: number; hkv: number; dh: number; base?: number },
+export function gqaReference(x: Mat, w: GqaWeights,
+  cfg: { hq: number; hkv: number; dh: number; base?: number; useRope?: boolean },
   allowed: boolean[][]): { out: Mat; probs: Mat[] } {
   const pos = x.map((_, t) => t);
   const q = addBias(matmul(x, w.wq), w.bq);
@@ -85,8 +86,9 @@ export function gqaReference(x: Mat, w: GqaWeights, cfg: { hq: number; hkv: numb
   const probs: Mat[] = [];
   for (let i = 0; i < cfg.hq; i++) {
     const kv = Math.floor(i / (cfg.hq / cfg.hkv));
-    const qi = rope(cols(q, i * cfg.dh, (i + 1) * cfg.dh), pos, cfg.base);
-    const ki = rope(cols(k, kv * cfg.dh, (kv + 1) * cfg.dh), pos, cfg.base);
+    const rotate = (m: Mat) => (cfg.useRope === false ? m : rope(m, pos, cfg.base));
+    const qi = rotate(cols(q, i * cfg.dh, (i + 1) * cfg.dh));
+    const ki = rotate(cols(k, kv * cfg.dh, (kv + 1) * cfg.dh));
     const vi = cols(v, kv * cfg.dh, (kv + 1) * cfg.dh);
     const r = attendHead(qi, ki, vi, 1 / Math.sqrt(cfg.dh), allowed);
     heads.push(r.out);

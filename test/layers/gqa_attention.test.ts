@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention } from '../../src/index.js';
+import { AttentionCache, GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention } from '../../src/index.js';
 import { describeBackends, expectClose, expectThrows, it, randomTensor } from '../kit/index.js';
 import { causalAllowed, gqaReference } from '../kit/reference.js';
 import { randomizeWeights } from '../kit/layers.js';
@@ -20,7 +20,7 @@ function referenceOutput(layer: GroupedQueryAttention, x: tf.Tensor, b: number) 
       bo: weightVec(layer, 'attention_output/bias'),
     } : {}),
   };
-  return gqaReference(rowOf(x, b), w, { hq, hkv: layer.numKeyValueHeads, dh }, causalAllowed(T));
+  return gqaReference(rowOf(x, b), w, { hq, hkv: layer.numKeyValueHeads, dh, useRope: layer.useRope }, causalAllowed(T));
 }
 
 describeBackends('GroupedQueryAttention', ({ tol }) => {
@@ -48,6 +48,35 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     const ref = referenceOutput(mha, x, 0).out.flat();
     expectClose((mha.apply(x) as tf.Tensor).dataSync(), ref, tol.output, 'MHA');
     mha.dispose();
+  });
+
+  it('useRope: false leaves queries and keys unrotated (reference, decoding, config, odd headDim)', () => {
+    const layer = new GroupedQueryAttention({ headDim: 3, numQueryHeads: 4, numKeyValueHeads: 2, useRope: false, useCausalMask: true });
+    const x = randomTensor([2, T, D], 9);
+    layer.apply(x);
+    randomizeWeights(layer, 5);
+    const out = layer.apply(x) as tf.Tensor;
+    for (let b = 0; b < 2; b++) {
+      expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), referenceOutput(layer, x, b).out.flat(), tol.output, `batch ${b}`);
+    }
+    // Token-by-token decoding (the T = 1 path) gives the same outputs.
+    let cache: AttentionCache | null = null;
+    const steps: tf.Tensor[] = [];
+    for (let t = 0; t < T; t++) {
+      const r: { output: tf.Tensor; cache: AttentionCache } = layer.callWithCache(x.slice([0, t, 0], [2, 1, D]), { cache });
+      cache?.dispose();
+      cache = r.cache;
+      steps.push(r.output);
+    }
+    cache?.dispose();
+    expectClose(tf.concat(steps, 1), out, tol.same, 'decoded');
+    expect(layer.getConfig().useRope).to.equal(false);
+    expect(new GroupedQueryAttention(layer.getConfig() as never).useRope).to.equal(false);
+    const rotated = new GroupedQueryAttention({ ...(layer.getConfig() as object), useRope: true, headDim: 4 } as never);
+    expect(rotated.useRope).to.equal(true);
+    expectThrows(() => new GroupedQueryAttention({ headDim: 3, numQueryHeads: 2, numKeyValueHeads: 1 }), /headDim/);
+    expectThrows(() => new GroupedQueryAttention({ headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1, useRope: 1 as never }), /useRope/);
+    layer.dispose();
   });
 
   it('MQA factory shares one KV head', () => {
