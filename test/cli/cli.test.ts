@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,27 @@ function cli(args: string[], cwd: string) {
   const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args],
     { cwd, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' }, timeout: 240000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Starts the CLI, sends SIGINT a few seconds after training has started, and resolves with its output. */
+function cliInterrupted(args: string[], cwd: string): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args],
+      { cwd, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } });
+    let out = '';
+    let err = '';
+    let sent = false;
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`the run did not end in time:\n${out}\n${err}`)); }, 200000);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!sent && /training \d+ steps/.test(out)) {
+        sent = true;
+        setTimeout(() => child.kill('SIGINT'), 4000);
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out, err }); });
+  });
 }
 
 describe('command line', function () {
@@ -57,6 +78,20 @@ describe('command line', function () {
     const report = JSON.parse(readFileSync(join(dir, 'out', 'report.json'), 'utf8'));
     expect(report.variants.map((v: { name: string }) => v.name)).to.deep.equal(['gta', 'gqa']);
     expect(existsSync(join(dir, 'out', 'loss.png'))).to.equal(true);
+  });
+
+  it('Ctrl-C during training saves a checkpoint that --resume continues', async () => {
+    const args = ['train', '--quick', '--steps', '5000', '--eval-every', '1000', '--text', 'text.txt', '--backend', 'cpu',
+      '--checkpoint-dir', 'ck-int', '--variant', 'gqa'];
+    const r = await cliInterrupted(args, dir);
+    expect(r.code, r.err).to.equal(130);
+    expect(r.out).to.match(/stopping after this step/);
+    const stoppedAt = Number(/stopped at step (\d+)\/5000/.exec(r.out)?.[1]);
+    expect(stoppedAt).to.be.within(1, 4999);
+    expect(existsSync(join(dir, 'ck-int', 'tokenizer.json'))).to.equal(true);
+    const more = cli([...args.map((a) => (a === '5000' ? String(stoppedAt + 2) : a)), '--resume'], dir);
+    expect(more.code, more.err).to.equal(0);
+    expect(more.out).to.match(new RegExp(`finished at step ${stoppedAt + 2}/${stoppedAt + 2}`));
   });
 
   it('trains, resumes and generates from a checkpoint', () => {
