@@ -5,10 +5,12 @@
  * transpose flag is set; every other call (batched, `transposeA`, `transposeB`) runs a scalar loop
  * (tfjs-backend-wasm `batch_mat_mul_impl.cc`), about 1.5 GMAC/s against about 10 for XNNPACK on one
  * core. So on wasm:
- *   - a batched product with at least `WASM_SPLIT_MIN_ROWS` rows per entry is split into one 2-D
- *     product per batch entry, with transposes materialized. Below that, the copies (slices,
- *     transposes, XNNPACK's packing of a new right operand, all O(K N) per entry) cost more than the
- *     scalar loop saves (measured: break-even near 128 rows), so decoding keeps the batched call;
+ *   - a batched product with at least `WASM_SPLIT_MIN_ROWS` rows and `WASM_SPLIT_MIN_COLS` columns per
+ *     entry is split into one 2-D product per batch entry, with transposes materialized. Below that, the
+ *     copies (gathers, transposes, XNNPACK's packing of a new right operand) cost more than the scalar
+ *     loop saves, so decoding keeps the batched call. Measured on one core (G entries, ms): [256,64]x[64,128]
+ *     G=8 11.3 batched / 6.3 split; [128,64]x[64,128] G=8 5.6 / 5.9; [256,128]x[128,16] G=64 20.5 / 61.3
+ *     (narrow outputs lose); [512,128]x[128,64] G=4 9.8 / 8.6. The same rule picks each gradient product;
  *   - 2-D products carry a custom gradient whose two products also run without transpose flags
  *     (tfjs's own BatchMatMul gradient uses transposeA/transposeB).
  * Other backends get a single `tf.matMul`. Batch dims must be equal: tfjs's broadcasting matMul has a
@@ -25,6 +27,18 @@ export function useTwoDimProducts(): boolean {
 
 /** Rows per batch entry from which a batched product is split into 2-D products on wasm. */
 export const WASM_SPLIT_MIN_ROWS = 256;
+/** Columns per batch entry from which a batched product is split into 2-D products on wasm. */
+export const WASM_SPLIT_MIN_COLS = 64;
+
+/** Whether a product with `m` rows and `n` columns per entry runs faster as per-entry 2-D products (wasm). */
+function splits(m: number, n: number): boolean {
+  return useTwoDimProducts() && m >= WASM_SPLIT_MIN_ROWS && n >= WASM_SPLIT_MIN_COLS;
+}
+
+/** `a [G, M, K] @ b [G, K, N]`, split per entry when that is faster (transposes already materialized). */
+function products(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return splits(a.shape[1] as number, b.shape[2] as number) ? perEntryProducts(a, b) : tf.matMul(a, b); // [G, M, K] @ [G, K, N] -> [G, M, N]
+}
 
 /** `a [M, K] @ b [K, N]` with both backward products free of transpose flags. */
 const matMul2dNoFlags = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -62,15 +76,15 @@ function perEntryProducts(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return tf.stack(ys); // G x [M, N] -> [G, M, N]
 }
 
-/** `perEntryProducts` with a gradient made of the same transpose-free per-entry products. */
+/** `perEntryProducts` with a gradient made of transpose-free products, each split when that is faster. */
 const perEntryProductsNoFlags = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [a, b, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
   save([a, b]);
   return {
     value: perEntryProducts(a, b), // [G, M, K] @ [G, K, N] -> [G, M, N]
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-      perEntryProducts(dy, tf.transpose(saved[1], [0, 2, 1])), // [G, M, N] @ [G, N, K] -> [G, M, K]
-      perEntryProducts(tf.transpose(saved[0], [0, 2, 1]), dy), // [G, K, M] @ [G, M, N] -> [G, K, N]
+      products(dy, tf.transpose(saved[1], [0, 2, 1])), // [G, M, N] @ [G, N, K] -> [G, M, K]
+      products(tf.transpose(saved[0], [0, 2, 1]), dy), // [G, K, M] @ [G, M, N] -> [G, K, N]
     ],
   };
 });
@@ -81,10 +95,10 @@ const perEntryProductsNoFlags = tf.customGrad((...args: Array<tf.Tensor | tf.Gra
 export function batchedMatMul(a: tf.Tensor, b: tf.Tensor, transposeB = false): tf.Tensor {
   const rank = a.rank;
   const [m, k] = a.shape.slice(-2);
-  if (!useTwoDimProducts() || m < WASM_SPLIT_MIN_ROWS) return tf.matMul(a, b, false, transposeB); // [..., M, K] @ [..., K, N] -> [..., M, N]
+  const n = transposeB ? b.shape[rank - 2] : b.shape[rank - 1];
+  if (!splits(m, n)) return tf.matMul(a, b, false, transposeB); // [..., M, K] @ [..., K, N] -> [..., M, N]
   const batch = a.shape.slice(0, -2);
   const g = batch.reduce((p, x) => p * x, 1);
-  const n = transposeB ? b.shape[rank - 2] : b.shape[rank - 1];
   const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
   const bkn = transposeB ? tf.transpose(b, perm) : b; // [..., N, K] -> [..., K, N] (materialized)
   if (g === 1) {

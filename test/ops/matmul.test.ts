@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { batchedMatMul, matMul2d, useTwoDimProducts, WASM_SPLIT_MIN_ROWS } from '../../src/ops/matmul.js';
+import { batchedMatMul, matMul2d, useTwoDimProducts, WASM_SPLIT_MIN_COLS, WASM_SPLIT_MIN_ROWS } from '../../src/ops/matmul.js';
 import { describeBackends, expectClose, expectShape, it, randomTensor } from '../kit/index.js';
 
 /** Forward values and both gradients of `f(a, b)` weighted by a fixed cotangent. */
@@ -26,12 +26,24 @@ describeBackends('matrix products (ops/matmul)', ({ backend, tol }) => {
     expectClose(ours.gb, ref.gb, tol.same, 'grad b');
   });
 
+  it('splits batched products into 2-D products on wasm only when they are large enough', async () => {
+    const kernelsOf = async (m: number, n: number) => {
+      const a = randomTensor([3, m, 8], 1);
+      const b = randomTensor([3, 8, n], 2);
+      const info = await tf.profile(() => batchedMatMul(a, b));
+      return info.kernelNames;
+    };
+    const split = backend === 'wasm';
+    expect((await kernelsOf(WASM_SPLIT_MIN_ROWS, WASM_SPLIT_MIN_COLS)).includes('GatherV2')).to.equal(split);
+    expect((await kernelsOf(WASM_SPLIT_MIN_ROWS - 1, WASM_SPLIT_MIN_COLS)).includes('GatherV2')).to.equal(false);
+    expect((await kernelsOf(WASM_SPLIT_MIN_ROWS, WASM_SPLIT_MIN_COLS - 1)).includes('GatherV2')).to.equal(false);
+  });
+
   for (const transposeB of [false, true]) {
     for (const batch of [[1], [2, 3]]) {
-      for (const m of [7, WASM_SPLIT_MIN_ROWS]) {
-        it(`batchedMatMul matches tf.matMul: batch [${batch}], ${m} rows, transposeB=${transposeB}`, () => {
+      for (const [m, n] of [[7, 20], [WASM_SPLIT_MIN_ROWS, WASM_SPLIT_MIN_COLS], [WASM_SPLIT_MIN_ROWS, 20]]) {
+        it(`batchedMatMul matches tf.matMul: batch [${batch}], [${m}, K] x [K, ${n}], transposeB=${transposeB}`, () => {
           const k = 16;
-          const n = 20;
           const a = randomTensor([...batch, m, k], 4);
           const b = randomTensor(transposeB ? [...batch, n, k] : [...batch, k, n], 5);
           const dy = randomTensor([...batch, m, n], 6);
