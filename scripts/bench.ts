@@ -21,7 +21,7 @@ training, against a plain matMul reference and two peer MHA implementations, on 
 
 Options:
   --quick               the smoke subset (under 2 minutes on one backend)
-  --backends <list>     comma-separated: tensorflow, wasm, cpu, webgl (default: tensorflow,wasm,cpu;
+  --backends <list>     comma-separated: tensorflow, wasm, cpu, webgl (default: tensorflow,wasm,cpu,webgl;
                         backends that cannot start are reported and skipped)
   --out <dir>           output folder (default: bench-results); writes bench.json and summary.md
   --filter <pattern>    run only cells whose name contains the pattern, or matches /regex/;
@@ -54,7 +54,7 @@ function parseCli(argv: string[]): Cli | null {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
-      backends: { type: 'string', default: 'tensorflow,wasm,cpu' },
+      backends: { type: 'string', default: 'tensorflow,wasm,cpu,webgl' },
       out: { type: 'string', default: 'bench-results' },
       filter: { type: 'string', multiple: true, default: [] },
       list: { type: 'boolean', default: false },
