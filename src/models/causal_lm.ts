@@ -209,8 +209,14 @@ export class CausalLM {
     return generate(this, prompts, options);
   }
 
+  /** Frees every weight and kept tensor of the model. */
   dispose(): void {
     this.model.dispose();
     for (const block of this.blocks) block.attention.releaseDerivedTensors();
+    // A layer applied twice (the tied embedding: lookup and output projection) keeps a reference count
+    // that LayersModel.dispose() decrements only once, so its weights would outlive the model.
+    for (const w of this.model.weights) {
+      if (!(w as unknown as { val: tf.Variable }).val.isDisposed) w.dispose(); // LayerVariable.val: its tf.Variable
+    }
   }
 }

@@ -57,6 +57,21 @@ describeBackends('CausalLM', ({ tol }) => {
         lm.dispose();
       });
 
+      for (const tieWordEmbeddings of [true, false]) {
+        it(`dispose() frees every tensor it made (tieWordEmbeddings ${tieWordEmbeddings})`, () => {
+          const before = tf.memory().numTensors;
+          const lm = tinyModel(kind, { tieWordEmbeddings });
+          tf.dispose(lm.logits(randomIds(2, 5, 3)));
+          const r = lm.callWithCache(randomIds(2, 4, 4), null);
+          const step = lm.callWithCache([[1], [2]], r.cache);
+          tf.dispose([r.logits, step.logits]);
+          r.cache.dispose();
+          step.cache.dispose();
+          lm.dispose();
+          expect(tf.memory().numTensors - before).to.equal(0);
+        });
+      }
+
       it('decodes 64 tokens with the cache, each step equal to the full forward pass', () => {
         const lm = tinyModel(kind);
         const ids = randomIds(2, 72, 5);
