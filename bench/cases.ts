@@ -213,21 +213,6 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
 
 // ------------------------------------------------------------------ L2: the small causal LM
 
-/**
- * `lm.dispose()`, then any weight it left: with tied embeddings the embedding layer is applied twice,
- * and `CausalLM.dispose()` (tfjs-gta 0.1.0) leaves its table alive.
- */
-function disposeModel(lm: CausalLM): void {
-  lm.dispose();
-  for (const w of lm.model.weights) {
-    try {
-      if (!w.read().isDisposed) w.dispose();
-    } catch {
-      /* already disposed */
-    }
-  }
-}
-
 function l2Case(cell: CellSpec, impl: OurImpl): Case {
   const { d, batch: b, t, s } = cell;
   const maxLen = Math.max(t, s + (cell.steps ?? 0) + 8, 16);
@@ -252,7 +237,7 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
         return [now() - t0];
       },
       profile: () => profiled(() => unit()),
-      dispose: () => disposeModel(lm),
+      dispose: () => lm.dispose(),
     };
     return c;
   }
@@ -282,7 +267,7 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
       }),
       dispose() {
         start.dispose();
-        disposeModel(lm);
+        lm.dispose();
       },
     };
   }
@@ -308,7 +293,7 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
       ids.dispose();
       targets.dispose();
       optimizer.dispose();
-      disposeModel(lm);
+      lm.dispose();
     },
   };
 }
