@@ -113,7 +113,7 @@ function commonOptions(cmd: Command): Command {
 
 /**
  * Steps of the default comparison on backends slower than tfjs-node: the default budget (400 steps)
- * takes about 6 minutes on 2 cores with tfjs-node but would take over half an hour on wasm, so without
+ * takes about 4 minutes on 2 cores with tfjs-node but would take about half an hour on wasm, so without
  * it the default run trains fewer steps to finish within about 20 minutes (an explicit --steps wins).
  */
 export const DEFAULT_STEPS_WITHOUT_TFJS_NODE = 180;

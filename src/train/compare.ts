@@ -44,8 +44,8 @@ export interface ComparePreset {
 }
 
 /**
- * `default` takes about 6 minutes on 2 cores with tfjs-node; `quick` is a smoke test of seconds to a
- * minute; `small` (width 192, 2M tokens per variant) about half an hour with tfjs-node.
+ * Measured on 2 cores with tfjs-node: `default` about 4 minutes, `small` (width 192, 2M tokens per
+ * variant) about 14 minutes; `quick` is a smoke test of seconds to a minute.
  */
 export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePreset> = {
   quick: {
