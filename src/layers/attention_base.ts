@@ -270,8 +270,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * Queries and keys with RoPE, `[B, hq, T, dim]` and `[B, hk, T, dim]`, from `x2 [N, D]`. On backends with
    * cheap slicing (tensorflow, webgl) both come from one product with the concatenated kernel (kept in
    * inference calls) and are rotated together, which halves the kernel launches that dominate short
-   * sequences; on cpu and wasm, whose Slice copies through JavaScript, they are projected and rotated
-   * separately so that nothing is split.
+   * sequences; on cpu and wasm, whose Slice copies through JavaScript, and without RoPE, they are
+   * projected (and rotated) separately so that nothing is split.
    */
   protected queryKeyHeads(ctx: ForwardContext, x2: tf.Tensor, wq: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null },
     wk: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null }, qScale: number, b: number, t: number, hq: number,
@@ -279,7 +279,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const qw = this.kernel2d(ctx, wq.kernel, wq.bias, qScale);
     const kw = this.kernel2d(ctx, wk.kernel, wk.bias);
     const backend = tf.getBackend();
-    if (backend === 'cpu' || backend === 'wasm') {
+    // Without RoPE the fused product saves no rotation, only costing a concat and a split.
+    if (backend === 'cpu' || backend === 'wasm' || !this.rotates()) {
       return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
     }
     const sources = [wq.kernel, wk.kernel];
