@@ -69,8 +69,11 @@ const L2_DECODE: Impl[] = ['gqa', 'mha', 'gta', 'mla-naive', 'mla-abs'];
 /** The grid of one backend; `quick` is the smoke subset. */
 export function gridFor(backend: string, quick: boolean): Grid {
   if (quick) {
-    // cpu (pure JavaScript) is ~100x slower than tensorflow: shorter sequences keep it near 30 s.
-    const len = backend === 'cpu' ? 32 : 128;
+    // Sized so that all four backends finish in under 2 minutes: cpu (pure JavaScript, ~100x slower than
+    // tensorflow, with a very slow Einsum for the tfjs-layers peer) takes short sequences, and webgl
+    // (a software GL here, shaders compiled per shape) skips the L2 model.
+    const len = backend === 'cpu' ? 16 : 128;
+    const l2 = backend !== 'webgl';
     return {
       matmul: { d: [512], m: [128, 512] },
       readMiB: [16],
@@ -80,12 +83,13 @@ export function gridFor(backend: string, quick: boolean): Grid {
         train: { d: [512], shapes: [[len / 2, 1]], impls: TRAIN_IMPLS },
       },
       l2: {
-        prefill: { d: [512], shapes: [[len / 2, 1]], impls: L2_PREFILL },
-        decode: { d: [512], shapes: [[len / 2, 1]], impls: L2_DECODE },
+        prefill: { d: l2 ? [512] : [], shapes: l2 ? [[len / 2, 1]] : [], impls: l2 ? L2_PREFILL : [] },
+        decode: { d: l2 ? [512] : [], shapes: l2 ? [[len / 2, 1]] : [], impls: l2 ? L2_DECODE : [] },
         train: { d: [], shapes: [], impls: [] },
       },
       decodeSteps: 8,
-      trims: [`quick subset: D=512, one small shape per phase (T=S=${len}, L2 and training ${len / 2}), 8 decode steps per run, no L2 training`],
+      trims: [`quick subset: D=512, one small shape per phase (T=S=${len}, ${l2 ? `L2 and ` : ''}training ${len / 2}), ` +
+        `8 decode steps per run, ${l2 ? 'no L2 training' : 'no L2 model'}`],
     };
   }
   if (backend === 'tensorflow') {

@@ -20,7 +20,7 @@ Benchmarks GTA, GQA/MHA and MLA (one layer, L1; a 4-layer causal LM, L2) in pref
 training, against a plain matMul reference and two peer MHA implementations, on each backend.
 
 Options:
-  --quick               the smoke subset (under 2 minutes on one backend)
+  --quick               the smoke subset (80 s for all four backends on 2 cores)
   --backends <list>     comma-separated: tensorflow, wasm, cpu, webgl (default: tensorflow,wasm,cpu,webgl;
                         backends that cannot start are reported and skipped)
   --out <dir>           output folder (default: bench-results); writes bench.json and summary.md
