@@ -100,6 +100,32 @@ function warmupSteps(cell: CellSpec): number {
   return tf.getBackend() === 'webgl' ? (cell.steps ?? 32) : 2;
 }
 
+/**
+ * A decode case: runs of `cell.steps` consecutive `step` calls from the cache `start` (kept; each step's
+ * new cache is disposed once the next one exists); `release` frees the rest of the case.
+ */
+function decodeCase<C extends { bytes(): number; dispose(): void }>(cell: CellSpec, notes: string[], start: C,
+  step: (cache: C) => { out: tf.Tensor; next: C }, release: () => void): Case {
+  return {
+    notes,
+    cacheBytes: start.bytes(),
+    run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
+    warmup: async () => {
+      await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
+    },
+    profile: () => profiled(async () => {
+      const { out, next } = step(start);
+      await out.data();
+      out.dispose();
+      next.dispose();
+    }),
+    dispose() {
+      start.dispose();
+      release();
+    },
+  };
+}
+
 /** Times `steps` decode steps from `start`; `step` returns the output to read and the next cache. */
 async function decodeRun<C>(start: C, steps: number, step: (cache: C) => { out: tf.Tensor; next: C },
   disposeCache: (c: C) => void): Promise<number[]> {
@@ -163,25 +189,10 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
       const r = layer.callWithCache(x, { cache });
       return { out: r.output, next: r.cache };
     };
-    return {
-      notes,
-      cacheBytes: start.bytes(),
-      run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
-      warmup: async () => {
-        await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
-      },
-      profile: () => profiled(async () => {
-        const { out, next } = step(start);
-        await out.data();
-        out.dispose();
-        next.dispose();
-      }),
-      dispose() {
-        start.dispose();
-        x.dispose();
-        layer.dispose();
-      },
-    };
+    return decodeCase(cell, notes, start, step, () => {
+      x.dispose();
+      layer.dispose();
+    });
   }
   // train: MSE to a random target, Adam over the layer's weights
   const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 3);
@@ -252,24 +263,7 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
       const r = lm.callWithCache(ids, cache);
       return { out: r.logits as tf.Tensor, next: r.cache };
     };
-    return {
-      notes,
-      cacheBytes: start.bytes(),
-      run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
-      warmup: async () => {
-        await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
-      },
-      profile: () => profiled(async () => {
-        const { out, next } = step(start);
-        await out.data();
-        out.dispose();
-        next.dispose();
-      }),
-      dispose() {
-        start.dispose();
-        lm.dispose();
-      },
-    };
+    return decodeCase(cell, notes, start, step, () => lm.dispose());
   }
   const ids = tf.tensor2d(randomIds(b, t, 14), [b, t], 'int32');
   const targets = tf.tensor2d(randomIds(b, t, 15), [b, t], 'int32');
