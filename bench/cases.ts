@@ -100,27 +100,50 @@ function warmupSteps(cell: CellSpec): number {
   return tf.getBackend() === 'webgl' ? (cell.steps ?? 32) : 2;
 }
 
-/**
- * A decode case: runs of `cell.steps` consecutive `step` calls from the cache `start` (kept; each step's
- * new cache is disposed once the next one exists); `release` frees the rest of the case.
- */
-function decodeCase<C extends { bytes(): number; dispose(): void }>(cell: CellSpec, notes: string[], start: C,
-  step: (cache: C) => { out: tf.Tensor; next: C }, release: () => void): Case {
+/** A case whose timed run is one call of `unit`; `release` frees what the case holds. */
+function unitCase(notes: string[], unit: () => Promise<void>, release: () => void): Case {
   return {
     notes,
-    cacheBytes: start.bytes(),
-    run: () => decodeRun(start, cell.steps ?? 32, step, (c) => c.dispose()),
+    async run() {
+      const t0 = now();
+      await unit();
+      return [now() - t0];
+    },
+    profile: () => profiled(unit),
+    dispose: release,
+  };
+}
+
+/** One optimizer step that minimizes `loss` over `vars`, ending with a read of the loss. */
+function trainStep(optimizer: tf.Optimizer, loss: () => tf.Scalar, vars: tf.Variable[]): () => Promise<void> {
+  return async () => {
+    const value = optimizer.minimize(loss, true, vars);
+    await value!.data();
+    value!.dispose();
+  };
+}
+
+/**
+ * A decode case: runs of `cell.steps` consecutive `step` calls from the cache `start` (kept; each step's
+ * new cache is freed with `disposeCache` once the next one exists); `release` frees the rest of the case.
+ */
+function decodeCase<C>(cell: CellSpec, notes: string[], start: C, cacheBytes: number,
+  step: (cache: C) => { out: tf.Tensor; next: C }, disposeCache: (c: C) => void, release: () => void): Case {
+  return {
+    notes,
+    cacheBytes,
+    run: () => decodeRun(start, cell.steps ?? 32, step, disposeCache),
     warmup: async () => {
-      await decodeRun(start, warmupSteps(cell), step, (c) => c.dispose());
+      await decodeRun(start, warmupSteps(cell), step, disposeCache);
     },
     profile: () => profiled(async () => {
       const { out, next } = step(start);
       await out.data();
       out.dispose();
-      next.dispose();
+      disposeCache(next);
     }),
     dispose() {
-      start.dispose();
+      disposeCache(start);
       release();
     },
   };
@@ -189,7 +212,7 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
       const r = layer.callWithCache(x, { cache });
       return { out: r.output, next: r.cache };
     };
-    return decodeCase(cell, notes, start, step, () => {
+    return decodeCase(cell, notes, start, start.bytes(), step, (c) => c.dispose(), () => {
       x.dispose();
       layer.dispose();
     });
@@ -199,27 +222,14 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
   const target = tf.randomNormal([b, t, d], 0, 1, 'float32', 4);
   const optimizer = tf.train.adam(1e-4);
   const vars = trainableVariables(layer.trainableWeights);
-  const unit = async () => {
-    const loss = optimizer.minimize(() => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
-      true, vars);
-    await loss!.data();
-    loss!.dispose();
-  };
-  return {
-    notes,
-    async run() {
-      const t0 = now();
-      await unit();
-      return [now() - t0];
-    },
-    profile: () => profiled(unit),
-    dispose() {
-      x.dispose();
-      target.dispose();
-      optimizer.dispose();
-      layer.dispose();
-    },
-  };
+  const unit = trainStep(optimizer,
+    () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+  return unitCase(notes, unit, () => {
+    x.dispose();
+    target.dispose();
+    optimizer.dispose();
+    layer.dispose();
+  });
 }
 
 // ------------------------------------------------------------------ L2: the small causal LM
@@ -263,33 +273,20 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
       const r = lm.callWithCache(ids, cache);
       return { out: r.logits as tf.Tensor, next: r.cache };
     };
-    return decodeCase(cell, notes, start, step, () => lm.dispose());
+    return decodeCase(cell, notes, start, start.bytes(), step, (c) => c.dispose(), () => lm.dispose());
   }
   const ids = tf.tensor2d(randomIds(b, t, 14), [b, t], 'int32');
   const targets = tf.tensor2d(randomIds(b, t, 15), [b, t], 'int32');
   const optimizer = tf.train.adam(1e-4);
   const vars = trainableVariables(lm.model.trainableWeights);
-  const unit = async () => {
-    const loss = optimizer.minimize(
-      () => sparseCrossEntropyFromLogits(targets, lm.model.apply(ids, { training: true }) as tf.Tensor), true, vars);
-    await loss!.data();
-    loss!.dispose();
-  };
-  return {
-    notes,
-    async run() {
-      const t0 = now();
-      await unit();
-      return [now() - t0];
-    },
-    profile: () => profiled(unit),
-    dispose() {
-      ids.dispose();
-      targets.dispose();
-      optimizer.dispose();
-      lm.dispose();
-    },
-  };
+  const unit = trainStep(optimizer,
+    () => sparseCrossEntropyFromLogits(targets, lm.model.apply(ids, { training: true }) as tf.Tensor), vars);
+  return unitCase(notes, unit, () => {
+    ids.dispose();
+    targets.dispose();
+    optimizer.dispose();
+    lm.dispose();
+  });
 }
 
 // ------------------------------------------------------------------ peers (L1, MHA shapes)
@@ -342,21 +339,11 @@ async function peerCase(cell: CellSpec): Promise<Case> {
     disposePeer();
   };
   if (cell.phase === 'prefill') {
-    const unit = async () => {
+    return unitCase(notes, async () => {
       const y = forward(x);
       await y.data();
       y.dispose();
-    };
-    return {
-      notes,
-      async run() {
-        const t0 = now();
-        await unit();
-        return [now() - t0];
-      },
-      profile: () => profiled(unit),
-      dispose: disposeAll,
-    };
+    }, disposeAll);
   }
   if (cell.phase === 'decode') {
     const p = plain!;
@@ -373,40 +360,10 @@ async function peerCase(cell: CellSpec): Promise<Case> {
       return { out: r.y, next: { k: r.k, v: r.v } as PlainCache };
     };
     const disposeCache = (c: PlainCache) => tf.dispose([c.k, c.v]);
-    return {
-      notes,
-      cacheBytes: (start.k.size + start.v.size) * 4,
-      run: () => decodeRun(start, cell.steps ?? 32, step, disposeCache),
-      warmup: async () => {
-        await decodeRun(start, warmupSteps(cell), step, disposeCache);
-      },
-      profile: () => profiled(async () => {
-        const { out, next } = step(start);
-        await out.data();
-        out.dispose();
-        disposeCache(next);
-      }),
-      dispose() {
-        disposeCache(start);
-        disposeAll();
-      },
-    };
+    return decodeCase(cell, notes, start, (start.k.size + start.v.size) * 4, step, disposeCache, disposeAll);
   }
-  const unit = async () => {
-    const loss = optimizer!.minimize(() => tf.losses.meanSquaredError(target!, forward(x)) as tf.Scalar, true, variables);
-    await loss!.data();
-    loss!.dispose();
-  };
-  return {
-    notes,
-    async run() {
-      const t0 = now();
-      await unit();
-      return [now() - t0];
-    },
-    profile: () => profiled(unit),
-    dispose: disposeAll,
-  };
+  return unitCase(notes, trainStep(optimizer!, () => tf.losses.meanSquaredError(target!, forward(x)) as tf.Scalar, variables),
+    disposeAll);
 }
 
 // ------------------------------------------------------------------ references
@@ -419,16 +376,7 @@ function matmulCase(cell: CellSpec): Case {
     await c.data();
     c.dispose();
   };
-  return {
-    notes: [],
-    async run() {
-      const t0 = now();
-      await unit();
-      return [now() - t0];
-    },
-    profile: () => profiled(unit),
-    dispose: () => tf.dispose([a, w]),
-  };
+  return unitCase([], unit, () => tf.dispose([a, w]));
 }
 
 function readCase(cell: CellSpec): Case {
@@ -438,16 +386,7 @@ function readCase(cell: CellSpec): Case {
     await r.data();
     r.dispose();
   };
-  return {
-    notes: [],
-    async run() {
-      const t0 = now();
-      await unit();
-      return [now() - t0];
-    },
-    profile: () => profiled(unit),
-    dispose: () => x.dispose(),
-  };
+  return unitCase([], unit, () => x.dispose());
 }
 
 /** Builds the case of a cell on the active backend (weights and inputs are created here, untimed). */
