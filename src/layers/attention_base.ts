@@ -25,6 +25,7 @@ import {
 } from '../utils/serialization.js';
 
 export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
+type Initializer = ReturnType<typeof tf.initializers.zeros>;
 export type Kwargs = Record<string, unknown>;
 
 /** Keys every tfjs layer accepts. */
@@ -190,20 +191,27 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     return s;
   }
 
-  /** Adds a kernel with the layer's kernel initializer/regularizer/constraint. */
-  protected addKernel(name: string, shape: number[], initializer?: InitializerIdentifier): tf.LayerVariable {
+  /**
+   * Adds a kernel with the layer's kernel initializer/regularizer/constraint. Per-head projections are
+   * stored flat, `[D, heads*dim]` and `[heads*dim, D]` (heads major), so that no forward or backward pass
+   * reshapes them (on webgl reshaping `[D, heads, dim]` to `[D, heads*dim]` is a texture copy, on tensorflow
+   * a kernel launch); `initShape` is the Keras (EinsumDense) shape `[D, heads, dim]` / `[heads, dim, D]`,
+   * which the initializer sees, so the fan-based scales and the seeded values are those of the Keras layout.
+   */
+  protected addKernel(name: string, shape: number[], initShape?: number[],
+    initializer?: InitializerIdentifier): tf.LayerVariable {
     const owner = this.getClassName();
-    return this.addWeight(name, shape, 'float32',
-      getInitializer(owner, 'kernelInitializer', initializer ?? this.kernelInitializer, this.nextSeed()),
+    const init = getInitializer(owner, 'kernelInitializer', initializer ?? this.kernelInitializer, this.nextSeed());
+    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
       getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
       getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
   }
 
-  /** Adds a bias with the layer's bias initializer/regularizer/constraint. */
-  protected addBias(name: string, shape: number[]): tf.LayerVariable {
+  /** Adds a bias with the layer's bias initializer/regularizer/constraint (`initShape` as in `addKernel`). */
+  protected addBias(name: string, shape: number[], initShape?: number[]): tf.LayerVariable {
     const owner = this.getClassName();
-    return this.addWeight(name, shape, 'float32',
-      getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed()),
+    const init = getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed());
+    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
       getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never, true,
       getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined);
   }
@@ -234,13 +242,15 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     scale = 1): { kernel: tf.Tensor; bias: tf.Tensor | null } {
     const [d, ...out] = kernel.shape as number[];
     const width = out.reduce((p, x) => p * x, 1);
-    const scaled = (w: tf.Tensor) => (scale === 1 ? w : tf.mul(w, scale));
-    return {
-      kernel: this.derivedWeight(ctx, `${kernel.name}#2d*${scale}`, [kernel],
-        () => scaled(tf.reshape(read(kernel)!, [d, width]))), // [D, ...out] -> [D, prod(out)]
-      bias: bias === null ? null : this.derivedWeight(ctx, `${bias.name}#1d*${scale}`, [bias],
-        () => scaled(tf.reshape(read(bias)!, [width]))), // [...out] -> [prod(out)]
+    const view = (v: tf.LayerVariable, shape: number[]): tf.Tensor => {
+      const value = read(v)!;
+      if (scale === 1 && value.rank === shape.length) return value; // already flat: no kernel at all
+      return this.derivedWeight(ctx, `${v.name}#${shape.length}d*${scale}`, [v], () => {
+        const flat = value.rank === shape.length ? value : tf.reshape(value, shape); // [D, ...out] -> [D, prod(out)]
+        return scale === 1 ? flat : tf.mul(flat, scale);
+      });
     };
+    return { kernel: view(kernel, [d, width]), bias: bias === null ? null : view(bias, [width]) };
   }
 
   /** Whether `ropeHeads` applies RoPE (GQA's `useRope: false` turns it off). */
@@ -574,6 +584,17 @@ export function buildLayer(layer: tf.layers.Layer, inputShape: Array<number | nu
 export function markUsed(layer: tf.layers.Layer): void {
   const counted = layer as unknown as { _refCount: number | null };
   if (layer.built && counted._refCount === null) counted._refCount = 1;
+}
+
+/**
+ * `init` producing values for `initShape` (same count as the requested shape) reshaped to the requested
+ * shape; `init` itself when `initShape` is undefined.
+ */
+function initializeAs(init: Initializer, initShape: number[] | undefined): Initializer {
+  if (initShape === undefined) return init;
+  return {
+    apply: (shape: tf.Shape, dtype?: tf.DataType) => tf.tidy(() => tf.reshape(init.apply(initShape, dtype), shape as number[])),
+  } as unknown as Initializer;
 }
 
 /** Reads a LayerVariable as a tensor (for brevity inside forward passes). */

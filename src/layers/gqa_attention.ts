@@ -75,14 +75,15 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
 
   protected buildWeights(d: number): void {
     const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
-    this.queryKernel = this.addKernel('query/kernel', [d, hq, dh]);
-    this.keyKernel = this.addKernel('key/kernel', [d, hkv, dh]);
-    this.valueKernel = this.addKernel('value/kernel', [d, hkv, dh]);
-    this.outputKernel = this.addKernel('attention_output/kernel', [hq, dh, d]);
+    // Flat per-head kernels (see `addKernel`): [D, Hq*Dh] is Keras's [D, Hq, Dh] with the heads merged.
+    this.queryKernel = this.addKernel('query/kernel', [d, hq * dh], [d, hq, dh]);
+    this.keyKernel = this.addKernel('key/kernel', [d, hkv * dh], [d, hkv, dh]);
+    this.valueKernel = this.addKernel('value/kernel', [d, hkv * dh], [d, hkv, dh]);
+    this.outputKernel = this.addKernel('attention_output/kernel', [hq * dh, d], [hq, dh, d]);
     if (this.useBias) {
-      this.queryBias = this.addBias('query/bias', [hq, dh]);
-      this.keyBias = this.addBias('key/bias', [hkv, dh]);
-      this.valueBias = this.addBias('value/bias', [hkv, dh]);
+      this.queryBias = this.addBias('query/bias', [hq * dh], [hq, dh]);
+      this.keyBias = this.addBias('key/bias', [hkv * dh], [hkv, dh]);
+      this.valueBias = this.addBias('value/bias', [hkv * dh], [hkv, dh]);
     }
     if (this.useOutputBias) this.outputBias = this.addBias('attention_output/bias', [d]);
   }
@@ -110,9 +111,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     const merged = t === 1
       ? tf.reshape(output, [b, hq * dh]) // [B, Hq, 1, Dh] -> [B, Hq*Dh] (T = 1)
       : tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq, Dh] -> [N, Hq*Dh]
-    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
-      () => tf.reshape(read(this.outputKernel)!, [hq * dh, d])); // [Hq, Dh, D] -> [Hq*Dh, D]
-    const out = tf.reshape(project(merged, wo, read(this.outputBias)), [b, t, d]); // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
+    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]); // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
     return { output: out, scores: probs, cache: { key: k, value: v } };
   }
 

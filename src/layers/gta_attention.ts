@@ -115,17 +115,19 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   protected buildWeights(d: number): void {
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
     const w = this.width;
-    this.queryKernel = this.addKernel('query/kernel', [d, hq, dh]);
-    this.keyKernel = this.addKernel('key/kernel', [d, hk, dh]);
-    this.valueKernel = this.addKernel('value/kernel', [d, hc, dl]);
+    // Flat per-head kernels (see `addKernel`): [D, Hq*Dh] is Keras's [D, Hq, Dh] with the heads merged.
+    this.queryKernel = this.addKernel('query/kernel', [d, hq * dh], [d, hq, dh]);
+    this.keyKernel = this.addKernel('key/kernel', [d, hk * dh], [d, hk, dh]);
+    this.valueKernel = this.addKernel('value/kernel', [d, hc * dl], [d, hc, dl]);
     this.gateKernel = this.addKernel('gate/kernel', [d, w]);
-    this.decoderKernel = this.addKernel('value_decoder/kernel', [hq, dl, this.expandRate * dl],
+    // One [Dl, r*Dl] matrix per query group, used as a batch of matrices (never reshaped).
+    this.decoderKernel = this.addKernel('value_decoder/kernel', [hq, dl, this.expandRate * dl], undefined,
       this.valueDecoderInitializer);
-    this.outputKernel = this.addKernel('attention_output/kernel', [this.numHeads, dh, d]);
+    this.outputKernel = this.addKernel('attention_output/kernel', [w, d], [this.numHeads, dh, d]);
     if (this.useBias) {
-      this.queryBias = this.addBias('query/bias', [hq, dh]);
-      this.keyBias = this.addBias('key/bias', [hk, dh]);
-      this.valueBias = this.addBias('value/bias', [hc, dl]);
+      this.queryBias = this.addBias('query/bias', [hq * dh], [hq, dh]);
+      this.keyBias = this.addBias('key/bias', [hk * dh], [hk, dh]);
+      this.valueBias = this.addBias('value/bias', [hc * dl], [hc, dl]);
       this.gateBias = this.addBias('gate/bias', [w]);
     }
   }
@@ -195,9 +197,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
       u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
         [b * t, w]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [N, W] (group-major)
     }
-    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
-      () => tf.reshape(read(this.outputKernel)!, [w, d])); // [Hh, Dh, D] -> [W, D]
-    const out = project(tf.mul(tf.sigmoid(g2), u), wo); // sigmoid([N, W]) * [N, W] @ [W, D] -> [N, D]
+    const out = project(tf.mul(tf.sigmoid(g2), u), read(this.outputKernel)!); // sigmoid([N, W]) * [N, W] @ [W, D] -> [N, D]
     return { output: tf.reshape(out, [b, t, d]), scores: probs, cache: { key: k, latent: c } }; // [N, D] -> [B, T, D]
   }
 

@@ -105,31 +105,29 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
   protected buildWeights(d: number): void {
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
     if (this.qLoraRank === null) {
-      this.queryKernel = this.addKernel('query/kernel', [d, h, this.qkHeadDim]);
+      this.queryKernel = this.addKernel('query/kernel', [d, h * this.qkHeadDim], [d, h, this.qkHeadDim]);
     } else {
       this.queryAKernel = this.addKernel('query_a/kernel', [d, this.qLoraRank]);
       if (this.useBias) this.queryABias = this.addBias('query_a/bias', [this.qLoraRank]);
       this.queryANorm = this.addScale('query_a_norm/scale', this.qLoraRank);
-      this.queryBKernel = this.addKernel('query_b/kernel', [this.qLoraRank, h, this.qkHeadDim]);
+      this.queryBKernel = this.addKernel('query_b/kernel', [this.qLoraRank, h * this.qkHeadDim],
+        [this.qLoraRank, h, this.qkHeadDim]);
     }
     this.kvAKernel = this.addKernel('key_value_a/kernel', [d, dc + dr]);
     if (this.useBias) this.kvABias = this.addBias('key_value_a/bias', [dc + dr]);
     this.kvANorm = this.addScale('key_value_a_norm/scale', dc);
-    this.kvBKernel = this.addKernel('key_value_b/kernel', [dc, h, dn + dv]);
-    this.outputKernel = this.addKernel('attention_output/kernel', [h, dv, d]);
+    this.kvBKernel = this.addKernel('key_value_b/kernel', [dc, h * (dn + dv)], [dc, h, dn + dv]);
+    this.outputKernel = this.addKernel('attention_output/kernel', [h * dv, d], [h, dv, d]);
     if (this.useBias) this.outputBias = this.addBias('attention_output/bias', [d]);
   }
 
   /** `x2 [N, D]` -> queries `[N, H*Dqk]` and the KV-A output `[N, Dc+Dr]` (one product without query compression). */
   private projections(x2: tf.Tensor, ctx: ForwardContext): { q2: tf.Tensor; a2: tf.Tensor } {
-    const d = this.inputDim;
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr } = this;
     if (this.qLoraRank === null) {
       const hq = h * this.qkHeadDim;
-      const kernel = this.derivedWeight(ctx, 'q+kva/kernel', [this.queryKernel, this.kvAKernel], () => tf.concat([
-        tf.reshape(read(this.queryKernel)!, [d, hq]), // [D, H, Dqk] -> [D, H*Dqk]
-        read(this.kvAKernel)!, // [D, Dc+Dr]
-      ], 1)); // [D, H*Dqk + Dc+Dr]
+      const kernel = this.derivedWeight(ctx, 'q+kva/kernel', [this.queryKernel, this.kvAKernel],
+        () => tf.concat([read(this.queryKernel)!, read(this.kvAKernel)!], 1)); // [D, H*Dqk] | [D, Dc+Dr] -> [D, H*Dqk + Dc+Dr]
       const bias = !this.useBias ? null : this.derivedWeight(ctx, 'q+kva/bias', [this.kvABias],
         () => tf.concat([tf.zeros([hq]), read(this.kvABias)!], 0)); // [H*Dqk + Dc+Dr]
       const [q2, a2] = tf.split(project(x2, kernel, bias), [hq, dc + dr], 1); // [N, D] @ [D, H*Dqk + Dc+Dr] -> [N, H*Dqk], [N, Dc+Dr]
@@ -137,10 +135,8 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     }
     const cq = rmsNorm(project(x2, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm),
       this.rmsNormEpsilon); // [N, D] @ [D, Dq] -> [N, Dq]
-    const wqb = this.derivedWeight(ctx, 'query_b/kernel', [this.queryBKernel],
-      () => tf.reshape(read(this.queryBKernel)!, [this.qLoraRank!, h * this.qkHeadDim])); // [Dq, H, Dqk] -> [Dq, H*Dqk]
     return {
-      q2: project(cq, wqb), // [N, Dq] @ [Dq, H*Dqk] -> [N, H*Dqk]
+      q2: project(cq, read(this.queryBKernel)!), // [N, Dq] @ [Dq, H*Dqk] -> [N, H*Dqk]
       a2: project(x2, read(this.kvAKernel)!, read(this.kvABias)), // [N, D] @ [D, Dc+Dr] -> [N, Dc+Dr]
     };
   }
@@ -170,9 +166,7 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     };
     const attend = ctx.decode && this.absorbForDecode ? this.attendAbsorbed : this.attendNaive;
     const { merged, probs } = attend.call(this, ctx, qNope, qRope, latent, keyRope, opts); // merged [N, H*Dv]
-    const wo = this.derivedWeight(ctx, 'output/kernel', [this.outputKernel],
-      () => tf.reshape(read(this.outputKernel)!, [h * dv, d])); // [H, Dv, D] -> [H*Dv, D]
-    const out = tf.reshape(project(merged, wo, read(this.outputBias)), [b, t, d]); // [N, H*Dv] @ [H*Dv, D] -> [N, D] -> [B, T, D]
+    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]); // [N, H*Dv] @ [H*Dv, D] -> [N, D] -> [B, T, D]
     return { output: out, scores: probs, cache: { latent, keyRope } };
   }
 
@@ -185,9 +179,7 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const wkvb = this.derivedWeight(ctx, 'key_value_b/kernel', [this.kvBKernel],
-      () => tf.reshape(read(this.kvBKernel)!, [dc, h * (dn + dv)])); // [Dc, H, Dn+Dv] -> [Dc, H*(Dn+Dv)]
-    const kv = tf.reshape(project(tf.reshape(latent, [b * s, dc]), wkvb), [b, s, h, dn + dv]); // [B*S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
+    const kv = tf.reshape(project(tf.reshape(latent, [b * s, dc]), read(this.kvBKernel)!), [b, s, h, dn + dv]); // [B*S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
     const [kNope, v] = tf.split(kv, [dn, dv], -1); // [B, S, H, Dn], [B, S, H, Dv]
     const key = tf.transpose(kNope, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dn] -> [B, H, S, Dn]
     const value = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dv] -> [B, H, S, Dv]
@@ -203,11 +195,13 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
 
   /** W_UK [H, Dn, Dc] and W_UV [H, Dc, Dv], split from Wkvb once per value of Wkvb. */
   private absorbedWeights(): { uk: tf.Tensor3D; uv: tf.Tensor3D } {
-    const wkvb = read(this.kvBKernel)!; // [Dc, H, Dn+Dv]
+    const wkvb = read(this.kvBKernel)!; // [Dc, H*(Dn+Dv)]
     const dataId = (wkvb as unknown as { dataId: object }).dataId;
     if (this.absorbed === null || this.absorbed.dataId !== dataId) {
       this.disposeAbsorbed();
-      const [uk, uv] = tf.split(wkvb, [this.qkNopeHeadDim, this.vHeadDim], -1); // [Dc, H, Dn], [Dc, H, Dv]
+      const { kvLoraRank: dc, numHeads: h } = this;
+      const [uk, uv] = tf.split(tf.reshape(wkvb, [dc, h, this.qkNopeHeadDim + this.vHeadDim]),
+        [this.qkNopeHeadDim, this.vHeadDim], -1); // [Dc, H*(Dn+Dv)] -> [Dc, H, Dn+Dv] -> [Dc, H, Dn], [Dc, H, Dv]
       this.absorbed = {
         dataId,
         uk: tf.keep(tf.transpose(uk, [1, 2, 0]) as tf.Tensor3D), // [Dc, H, Dn] -> [H, Dn, Dc]

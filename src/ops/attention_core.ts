@@ -94,8 +94,10 @@ function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Te
   }
   for (const m of [bias, causalFrom === null ? null : causalBias(t, s, causalFrom)]) {
     if (!m) continue;
-    if (rk === 1 || m.shape[2] === 1) {
-      scores = tf.add(scores, m); // [B, nK, rk*T, S] + [B|1, 1, T|1, S]
+    if (rk === 1 || (m.rank === 4 && m.shape[2] === 1)) {
+      scores = tf.add(scores, m); // [B, nK, rk*T, S] + [B|1, 1, T|1, S] or [T, S]
+    } else if (m.rank === 2) {
+      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), m), [b, nK, rk * t, s]); // [B, nK, rk, T, S] + [T, S] -> [B, nK, rk*T, S]
     } else {
       // Rows of a folded block are (head in group, t): view them as [B, nK, rk, T, S] to broadcast.
       const [mb, , mt, ms] = m.shape;

@@ -10,7 +10,8 @@ import { batchedMatMul, matMul2d } from './matmul.js';
 /**
  * `x [..., Din] @ kernel [Din, ...out] (+ bias [...out])`, returned as `[..., prod(out)]` (2-D inputs stay
  * 2-D, without reshapes).
- * The kernel may be stored with a Keras-style multi-dimensional output shape (e.g. `[D, heads, headDim]`).
+ * A kernel with a multi-dimensional output shape (e.g. `[D, heads, headDim]`) is reshaped on every call; the
+ * attention layers store theirs flat (`[D, heads*headDim]`) to avoid that.
  */
 export function project(x: tf.Tensor, kernel: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
   const din = kernel.shape[0];

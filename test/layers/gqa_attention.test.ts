@@ -5,6 +5,7 @@ import { describeBackends, expectClose, expectThrows, it, randomTensor } from '.
 import { causalAllowed, gqaReference } from '../kit/reference.js';
 import { randomizeWeights } from '../kit/layers.js';
 import { rowOf, weightMat, weightVec } from '../kit/extract.js';
+import { tfjsSeed } from '../../src/utils/serialization.js';
 
 const D = 24;
 const T = 6;
@@ -94,8 +95,8 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     gqa.apply(x);
     mha.apply(x);
     randomizeWeights(gqa, 6);
-    const [wq, wk, wv, wo] = gqa.getWeights(); // [D,6,4], [D,2,4], [D,2,4], [6,4,D]
-    const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.expandDims(w, 2), [1, 1, 3, 1]), [D, 6, 4]); // head i -> KV head floor(i/3)
+    const [wq, wk, wv, wo] = gqa.getWeights(); // [D,6*4], [D,2*4], [D,2*4], [6*4,D]
+    const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(w, [D, 2, 1, 4]), [1, 1, 3, 1]), [D, 6 * 4]); // head i -> KV head floor(i/3)
     mha.setWeights([wq, repeat(wk), repeat(wv), wo]);
     expectClose(mha.apply(x) as tf.Tensor, gqa.apply(x) as tf.Tensor, tol.same, 'GQA vs repeated-KV MHA');
     gqa.dispose();
@@ -115,7 +116,23 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     expectThrows(() => multiHeadAttention({ headDim: 8 } as never), /multiHeadAttention: numHeads is required/);
   });
 
-  it('uses Keras kernel shapes and honours initializers, regularizers and constraints', () => {
+  it('stores per-head kernels flat, initialized as the Keras [D, heads, dim] kernels', () => {
+    const layer = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, seed: 5 });
+    layer.apply(tf.zeros([1, 2, D]));
+    // glorotUniform scales by the fans of Keras's EinsumDense shapes; the layer's k-th weight uses seed + k
+    // (passed to tfjs as tfjsSeed(seed + k), which avoids tfjs's "0 = unseeded").
+    const keras: Array<[number, number[]]> = [[0, [D, 4, 4]], [1, [D, 2, 4]], [2, [D, 2, 4]], [3, [4, 4, D]]];
+    const weights = layer.getWeights();
+    for (const [i, shape] of keras) {
+      const expected = tf.initializers.glorotUniform({ seed: tfjsSeed(5 + i) }).apply(shape);
+      expect(weights[i].shape).to.deep.equal([shape[0] * (i < 3 ? 1 : shape[1]), i < 3 ? shape[1] * shape[2] : shape[2]]);
+      expect(Array.from(weights[i].dataSync())).to.deep.equal(Array.from(expected.dataSync()));
+      expected.dispose();
+    }
+    layer.dispose();
+  });
+
+  it('uses flat kernel shapes and honours initializers, regularizers and constraints', () => {
     const layer = new GroupedQueryAttention({
       headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, kernelInitializer: 'ones', biasInitializer: { className: 'Constant', config: { value: 0.5 } },
       kernelRegularizer: 'l2', kernelConstraint: 'nonNeg',
@@ -123,8 +140,8 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     layer.apply(tf.zeros([1, 2, D]));
     const shapes = Object.fromEntries(layer.weights.map((w) => [w.name.split('/').slice(1).join('/'), w.shape]));
     expect(shapes).to.deep.equal({
-      'query/kernel': [D, 4, 4], 'key/kernel': [D, 2, 4], 'value/kernel': [D, 2, 4], 'attention_output/kernel': [4, 4, D],
-      'query/bias': [4, 4], 'key/bias': [2, 4], 'value/bias': [2, 4], 'attention_output/bias': [D],
+      'query/kernel': [D, 16], 'key/kernel': [D, 8], 'value/kernel': [D, 8], 'attention_output/kernel': [16, D],
+      'query/bias': [16], 'key/bias': [8], 'value/bias': [8], 'attention_output/bias': [D],
     });
     expect(tf.min(layer.getWeights()[0]).dataSync()[0]).to.equal(1);
     expect(tf.max(layer.getWeights()[4]).dataSync()[0]).to.equal(0.5);
