@@ -288,9 +288,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
     const qw = this.kernel2d(ctx, wq.kernel, wq.bias, qScale);
     const kw = this.kernel2d(ctx, wk.kernel, wk.bias);
-    const backend = tf.getBackend();
-    // Without RoPE the fused product saves no rotation, only costing a concat and a split.
-    if (backend === 'cpu' || backend === 'wasm' || !this.rotates()) {
+    // Without RoPE the fused product saves no rotation (see `plainHeadsFused` for inference).
+    if (!cheapSlicing() || !this.rotates()) {
       return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
     }
     const sources = [wq.kernel, wk.kernel];
@@ -301,6 +300,28 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const qk = this.ropeHeads(ctx, x2, { kernel, bias }, b, t, hq + hk, dim); // [B, hq+hk, T, dim]
     const [q, k] = tf.split(qk, [hq, hk], 1); // [B, hq, T, dim], [B, hk, T, dim]
     return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
+  }
+
+  /**
+   * Several projections of `x2 [N, D]` without RoPE (kernels `[D, heads_i*dim]`, the i-th scaled by
+   * `scale_i`), each in the layout `[B, heads_i, T, dim]`. In inference calls on backends with cheap
+   * slicing they come from one product with the concatenated kernel (kept between calls) and one split:
+   * a third of the kernel launches of separate projections, which dominate short sequences. Otherwise
+   * (training, where the concatenation would be rebuilt every step; cpu and wasm) they are separate.
+   */
+  protected plainHeadsFused(ctx: ForwardContext, x2: tf.Tensor,
+    parts: Array<{ kernel: tf.LayerVariable; bias: tf.LayerVariable | null; heads: number; scale?: number }>,
+    b: number, t: number, dim: number): tf.Tensor4D[] {
+    const views = parts.map((p) => this.kernel2d(ctx, p.kernel, p.bias, p.scale ?? 1));
+    if (!ctx.inference || !cheapSlicing()) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
+    const key = parts.map((p) => `${p.kernel.name}*${p.scale ?? 1}`).join('|');
+    const kernel = this.derivedWeight(ctx, key, parts.map((p) => p.kernel),
+      () => tf.concat(views.map((w) => w.kernel), 1)); // [D, sum(heads_i)*dim]
+    const bias = views[0].bias === null ? null : this.derivedWeight(ctx, `${key}#bias`, parts.map((p) => p.bias),
+      () => tf.concat(views.map((w) => w.bias!), 0)); // [sum(heads_i)*dim]
+    const heads = parts.map((p) => p.heads);
+    const all = this.plainHeads(x2, { kernel, bias }, b, t, heads.reduce((p, h) => p + h, 0), dim); // [B, sum(heads_i), T, dim]
+    return tf.split(all, heads, 1) as tf.Tensor4D[]; // [B, heads_i, T, dim] each
   }
 
   /** `x2 [N, D]` projected to `heads` heads of `dim` (no RoPE), in the layout `[B, heads, T, dim]`. */
@@ -584,6 +605,15 @@ export function buildLayer(layer: tf.layers.Layer, inputShape: Array<number | nu
 export function markUsed(layer: tf.layers.Layer): void {
   const counted = layer as unknown as { _refCount: number | null };
   if (layer.built && counted._refCount === null) counted._refCount = 1;
+}
+
+/**
+ * Whether slicing is cheap on the active backend (tensorflow, webgl): cpu and wasm copy slices through
+ * JavaScript, so there projections are not fused and split.
+ */
+function cheapSlicing(): boolean {
+  const backend = tf.getBackend();
+  return backend !== 'cpu' && backend !== 'wasm';
 }
 
 /**

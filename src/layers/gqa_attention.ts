@@ -95,11 +95,20 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     const scale = 1 / Math.sqrt(dh);
     const qScale = ctx.inference ? scale : 1;
     const x2 = tf.reshape(x, [b * t, d]); // [B, T, D] -> [N, D]
-    const heads = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
-      { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hkv, dh);
-    const q = heads.q; // [B, Hq, T, Dh]
-    let k = heads.k; // [B, Hkv, T, Dh]
-    let v = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh); // [B, Hkv, T, Dh]
+    let q: tf.Tensor4D; // [B, Hq, T, Dh]
+    let k: tf.Tensor4D; // [B, Hkv, T, Dh]
+    let v: tf.Tensor4D; // [B, Hkv, T, Dh]
+    if (this.useRope) {
+      ({ q, k } = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
+        { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hkv, dh));
+      v = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh);
+    } else {
+      [q, k, v] = this.plainHeadsFused(ctx, x2, [
+        { kernel: this.queryKernel!, bias: this.queryBias, heads: hq, scale: qScale },
+        { kernel: this.keyKernel!, bias: this.keyBias, heads: hkv },
+        { kernel: this.valueKernel!, bias: this.valueBias, heads: hkv },
+      ], b, t, dh);
+    }
     if (ctx.past !== null) {
       k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hkv, S, Dh]
       v = tf.concat([ctx.past.value as tf.Tensor4D, v], 2); // [B, Hkv, S, Dh]

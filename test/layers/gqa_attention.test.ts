@@ -60,7 +60,11 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     for (let b = 0; b < 2; b++) {
       expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), referenceOutput(layer, x, b).out.flat(), tol.output, `batch ${b}`);
     }
-    // Token-by-token decoding (the T = 1 path) gives the same outputs.
+    // A cached prefill (inference: one fused q|k|v product on tensorflow/webgl) and token-by-token decoding
+    // (the T = 1 path) give the same outputs.
+    const prefill = layer.callWithCache(x);
+    expectClose(prefill.output, out, tol.same, 'prefill');
+    prefill.cache.dispose();
     let cache: AttentionCache | null = null;
     const steps: tf.Tensor[] = [];
     for (let t = 0; t < T; t++) {
