@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { MachineInfo, Versions } from './machine.js';
 import type { CellResult } from './worker.js';
 import { oursForPeer, type PeerImpl } from './variants.js';
+import { ratioInterval } from './stats.js';
 
 export const SCHEMA = 'tfjs-gta-bench/1';
 
@@ -43,6 +44,13 @@ export interface PeerRow {
   peerMs: number | null;
   /** ours / peer (< 1: ours faster); null when either could not run. */
   ratio: number | null;
+  /** 95% bootstrap interval of the ratio over the cells' runs (`ratioInterval`), when both have >= 3 runs. */
+  interval?: [number, number];
+  /**
+   * `faster` / `slower` when the interval lies below / above 1, else `parity` (the difference is within
+   * run-to-run noise); absent without an interval.
+   */
+  verdict?: 'faster' | 'parity' | 'slower';
   note?: string;
 }
 
@@ -185,9 +193,11 @@ function derive(json: BenchJson): void {
     const ours = index.get(`${c.backend}|${c.group}/${oursForPeer(c.impl as PeerImpl)}`);
     const oursMs = ours?.status === 'ok' ? ours.timeMs!.median : null;
     const peerMs = c.status === 'ok' ? c.timeMs!.median : null;
+    const interval = oursMs !== null && peerMs !== null && ours?.runMs && c.runMs ? ratioInterval(ours.runMs, c.runMs) : null;
     json.peers.push({
       backend: c.backend, group: c.group, peer: c.impl, oursMs, peerMs,
       ratio: oursMs !== null && peerMs !== null ? oursMs / peerMs : null,
+      ...(interval !== null ? { interval, verdict: interval[1] < 1 ? 'faster' : interval[0] > 1 ? 'slower' : 'parity' } : {}),
       ...(c.status !== 'ok' ? { note: `${c.status}: ${c.reason}` } : {}),
     });
   }
@@ -285,8 +295,26 @@ export function renderMarkdown(json: BenchJson): string {
     out.push('## Peers: our MHA setting against tfjs-layers MultiHeadAttention and a plain matMul attention', '');
     out.push('Ratio = our time / peer time (< 1: ours is faster), at equal work. Our MHA is GQA with numKeyValueHeads = ' +
       'numQueryHeads; `plain` and tfjs-layers apply no RoPE and are compared with our MHA built with `useRope: false` ' +
-      '(`mha-norope`); `plain+RoPE` rotates q and k like ours and is compared with `mha`.', '');
-    const cellOf = (r: PeerRow | undefined) => (r === undefined ? '-' : r.ratio !== null ? fmtR(r.ratio) : (r.note ?? '-'));
+      '(`mha-norope`); `plain+RoPE` rotates q and k like ours and is compared with `mha`. In brackets: the 95% bootstrap ' +
+      'interval of the ratio over the timed runs; **slower** marks an interval entirely above 1, `=` one that contains 1 ' +
+      '(a difference within run-to-run noise).', '');
+    const counts = new Map<string, Record<string, number>>();
+    for (const r of json.peers) {
+      if (r.verdict === undefined) continue;
+      const key = `${r.backend}|${r.peer}`;
+      const c = counts.get(key) ?? { faster: 0, parity: 0, slower: 0 };
+      c[r.verdict] += 1;
+      counts.set(key, c);
+    }
+    out.push(table(['backend', 'peer', 'ours faster', 'within noise', 'ours slower'],
+      [...counts].map(([key, c]) => [...key.split('|'), String(c.faster), String(c.parity), String(c.slower)])));
+    out.push('');
+    const cellOf = (r: PeerRow | undefined) => {
+      if (r === undefined) return '-';
+      if (r.ratio === null) return r.note ?? '-';
+      const mark = r.verdict === 'slower' ? ' **slower**' : r.verdict === 'parity' ? ' =' : '';
+      return r.interval ? `${fmtR(r.ratio)} (${fmtR(r.interval[0])}-${fmtR(r.interval[1])})${mark}` : fmtR(r.ratio);
+    };
     out.push(table(['backend', 'cell group', 'ours (no RoPE) ms', 'plain ms', 'ours/plain', 'tfjs-layers ms', 'ours/tfjs-layers',
       'ours (RoPE) ms', 'plain+RoPE ms', 'ours/plain+RoPE'],
     groupPeers(json.peers).map((g) => [g.backend, g.group, fmtMs(g.plain?.oursMs ?? g.tfjs?.oursMs), fmtMs(g.plain?.peerMs),

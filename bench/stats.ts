@@ -105,6 +105,42 @@ export async function timeInterleaved(variants: Record<string, RunFn>, policy: T
   return out;
 }
 
+/** Median of unsorted values. */
+function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 0.5);
+}
+
+/**
+ * 95% bootstrap interval of `median(a) / median(b)`, resampling each side's runs (the independent units of
+ * the round-robin timing) with replacement; deterministic (seeded). Returns null with fewer than 3 runs
+ * on either side.
+ */
+export function ratioInterval(a: number[], b: number[], resamples = 2000, seed = 12345): [number, number] | null {
+  if (a.length < 3 || b.length < 3) return null;
+  let state = seed >>> 0;
+  const random = () => {
+    // mulberry32
+    state = (state + 0x6d2b79f5) >>> 0;
+    let x = state;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+  const resample = (v: number[]) => median(v.map(() => v[Math.floor(random() * v.length)]));
+  const ratios: number[] = [];
+  for (let i = 0; i < resamples; i++) ratios.push(resample(a) / resample(b));
+  ratios.sort((x, y) => x - y);
+  return [percentile(ratios, 0.025), percentile(ratios, 0.975)];
+}
+
+/** Per-run values of a cell: the samples, or for runs of `perRun` samples (decode steps) each run's median. */
+export function runValues(samples: number[], runs: number): number[] {
+  if (runs <= 0 || samples.length === runs) return samples.slice();
+  const perRun = samples.length / runs;
+  if (!Number.isInteger(perRun)) return samples.slice();
+  return Array.from({ length: runs }, (_, i) => median(samples.slice(i * perRun, (i + 1) * perRun)));
+}
+
 /** First line of an error's message (stack traces stay out of the report). */
 export function errorText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { AttentionSpec } from '../src/index.js';
 import { Case, ProfileInfo, makeCase } from './cases.js';
 import { CellSpec, Grid, buildMatrix, matchesFilter } from './matrix.js';
-import { Stats, TimingPolicy, errorText, summarize, timeInterleaved } from './stats.js';
+import { Stats, TimingPolicy, errorText, runValues, summarize, timeInterleaved } from './stats.js';
 import { Analytic, OurImpl, l1Analytic, l2Analytic, peerSpec, specFor } from './variants.js';
 
 export interface CellResult extends CellSpec {
@@ -17,6 +17,11 @@ export interface CellResult extends CellSpec {
   timeMs?: Stats;
   /** Timed runs (decode: of `steps` tokens each). */
   runs?: number;
+  /**
+   * Per-run times (ms; decode: the median step of each run), kept for the cells compared with peers (our
+   * MHA settings and the peers): the peer ratios' bootstrap intervals resample them.
+   */
+  runMs?: number[];
   analytic?: Analytic;
   /** Analytic FLOPs / median time. */
   gflops?: number;
@@ -50,6 +55,8 @@ export interface RunOptions {
 // between runs with 10), while groups of slow cells still stop at the 2 s target.
 const DEFAULT_POLICY: TimingPolicy = { warmupRuns: 0, minRuns: 3, maxRuns: 50, targetMs: 2000 };
 const QUICK_POLICY: TimingPolicy = { warmupRuns: 0, minRuns: 2, maxRuns: 3, targetMs: 150 };
+/** Implementations whose per-run times are kept (`runMs`) for the peer comparisons. */
+const PEER_COMPARED = new Set<string>(['mha', 'mha-norope', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha']);
 /** Decode runs hold `steps` samples each: a run longer than this (naive MLA at long caches) is not repeated. */
 const DECODE_SLOW_RUN_MS = 3000;
 
@@ -148,6 +155,7 @@ export async function runCells(backend: string, options: RunOptions): Promise<Ba
       } else {
         r.timeMs = summarize(t.samples);
         r.runs = t.runs;
+        if (PEER_COMPARED.has(r.impl)) r.runMs = runValues(t.samples, t.runs).map((v) => Math.round(v * 1e4) / 1e4);
         const a = r.analytic!;
         if (a.flops > 0) r.gflops = a.flops / (r.timeMs.median * 1e6);
         if (a.bytes !== undefined) r.gbps = a.bytes / (r.timeMs.median * 1e6);

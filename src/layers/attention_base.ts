@@ -297,6 +297,14 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       () => tf.concat([qw.kernel, kw.kernel], 1)); // [D, hq*dim + hk*dim]
     const bias = qw.bias === null ? null : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`,
       [wq.bias, wk.bias], () => tf.concat([qw.bias!, kw.bias!], 0)); // [hq*dim + hk*dim]
+    if (t > 1 && hq === hk) {
+      // Equal parts (MHA): rotate, then stack q and k on a leading axis and unstack them, which tensorflow
+      // does without copying (a split on the head axis copies both once more).
+      const y = project(x2, kernel, bias); // [N, D] @ [D, 2*h*dim] -> [N, 2*h*dim]
+      const roped = applyRotaryFactors(tf.reshape(y, [b, t, 2 * hq, dim]), ctx.rotary(dim)); // [N, 2*h*dim] -> [B, T, 2h, dim]
+      const [q, k] = tf.unstack(tf.transpose(tf.reshape(roped, [b, t, 2, hq, dim]), [2, 0, 3, 1, 4])); // [B, T, 2, h, dim] -> [2, B, h, T, dim] -> 2 x [B, h, T, dim]
+      return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
+    }
     const qk = this.ropeHeads(ctx, x2, { kernel, bias }, b, t, hq + hk, dim); // [B, hq+hk, T, dim]
     const [q, k] = tf.split(qk, [hq, hk], 1); // [B, hq, T, dim], [B, hk, T, dim]
     return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
@@ -307,20 +315,35 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * `scale_i`), each in the layout `[B, heads_i, T, dim]`. In inference calls on backends with cheap
    * slicing they come from one product with the concatenated kernel (kept between calls) and one split:
    * a third of the kernel launches of separate projections, which dominate short sequences. Otherwise
-   * (training, where the concatenation would be rebuilt every step; cpu and wasm) they are separate.
+   * (training, where the concatenation would be rebuilt every step; cpu and wasm; tensorflow beyond
+   * `FUSED_MAX_ROWS` rows) they are separate.
    */
   protected plainHeadsFused(ctx: ForwardContext, x2: tf.Tensor,
     parts: Array<{ kernel: tf.LayerVariable; bias: tf.LayerVariable | null; heads: number; scale?: number }>,
     b: number, t: number, dim: number): tf.Tensor4D[] {
     const views = parts.map((p) => this.kernel2d(ctx, p.kernel, p.bias, p.scale ?? 1));
-    if (!ctx.inference || !cheapSlicing()) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
+    // tensorflow (oneDNN) runs one wide product slower than three narrow ones at some larger row counts
+    // ([512, 512] x [512, 1536]: 3.04 ms against 3 x [512, 512] x [512, 512]: 2.17 ms; [1024, 1024] x
+    // [1024, 3072] inside the layer: 20.6 against 17.3 ms); with few rows the launches dominate and one
+    // product wins ([8, 1024] x [1024, 3072]: 0.32 against 0.82 ms).
+    const fuse = ctx.inference && cheapSlicing() && (tf.getBackend() !== 'tensorflow' || b * t <= FUSED_MAX_ROWS);
+    if (!fuse) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
     const key = parts.map((p) => `${p.kernel.name}*${p.scale ?? 1}`).join('|');
     const kernel = this.derivedWeight(ctx, key, parts.map((p) => p.kernel),
       () => tf.concat(views.map((w) => w.kernel), 1)); // [D, sum(heads_i)*dim]
     const bias = views[0].bias === null ? null : this.derivedWeight(ctx, `${key}#bias`, parts.map((p) => p.bias),
       () => tf.concat(views.map((w) => w.bias!), 0)); // [sum(heads_i)*dim]
     const heads = parts.map((p) => p.heads);
-    const all = this.plainHeads(x2, { kernel, bias }, b, t, heads.reduce((p, h) => p + h, 0), dim); // [B, sum(heads_i), T, dim]
+    const total = heads.reduce((p, h) => p + h, 0);
+    if (t > 1 && heads.every((h) => h === heads[0])) {
+      // Equal parts: stack them on a new leading axis, so that unstacking them is free (tensorflow shares
+      // the buffer of leading-axis slices; a split on the head axis copies everything once more).
+      const n = parts.length;
+      const y = project(x2, kernel, bias); // [N, D] @ [D, n*h*dim] -> [N, n*h*dim]
+      const stacked = tf.transpose(tf.reshape(y, [b, t, n, heads[0], dim]), [2, 0, 3, 1, 4]); // [N, n*h*dim] -> [B, T, n, h, dim] -> [n, B, h, T, dim]
+      return tf.unstack(stacked, 0) as tf.Tensor4D[]; // n x [B, h, T, dim]
+    }
+    const all = this.plainHeads(x2, { kernel, bias }, b, t, total, dim); // [B, sum(heads_i), T, dim]
     return tf.split(all, heads, 1) as tf.Tensor4D[]; // [B, heads_i, T, dim] each
   }
 
@@ -606,6 +629,9 @@ export function markUsed(layer: tf.layers.Layer): void {
   const counted = layer as unknown as { _refCount: number | null };
   if (layer.built && counted._refCount === null) counted._refCount = 1;
 }
+
+/** Rows (B*T) up to which `plainHeadsFused` uses one product on tensorflow. */
+const FUSED_MAX_ROWS = 128;
 
 /**
  * Whether slicing is cheap on the active backend (tensorflow, webgl): cpu and wasm copy slices through

@@ -56,12 +56,22 @@ export const BLOCKING = {
   tapeElements: 2 ** 25,
   /** Minimum folded rows ((nQ/nK) * block rows) per block. */
   minFoldedRows: 128,
+  /**
+   * Maximum query rows per causal block outside a gradient tape. Causal blocks skip the keys after their last
+   * query, so splitting a mid-length sequence saves score work: MHA D=512, B=4, T=512 prefill took 26.0 ms
+   * in two blocks of 256 rows against 28.5 ms in one (tensorflow); D=1024, T=1024: 47.1 (4 blocks) against
+   * 50.1 ms (2 blocks); at T=2048, 8 blocks of 256 rows beat 16 of 128 (120 against 136 ms). Longer
+   * sequences allow T/8 rows (GTA D=1024, T=4096: 154 ms in blocks of 512 rows, 170 ms in blocks of 256).
+   */
+  maxRows: 256,
 };
 
 /** Query rows per block (a multiple of 16), or `t` for a single block. */
-function blockRows(b: number, nQ: number, nK: number, t: number, s: number): number {
-  const budget = tf.engine().isTapeOn() ? BLOCKING.tapeElements : BLOCKING.elements;
+function blockRows(b: number, nQ: number, nK: number, t: number, s: number, causal: boolean): number {
+  const taping = tf.engine().isTapeOn();
+  const budget = taping ? BLOCKING.tapeElements : BLOCKING.elements;
   let rows = Math.floor(budget / (b * nQ * s));
+  if (!taping && causal) rows = Math.min(rows, Math.max(BLOCKING.maxRows, t / 8));
   rows = Math.max(rows, Math.ceil(BLOCKING.minFoldedRows / (nQ / nK)), 16);
   if (rows >= t) return t;
   return rows - (rows % 16);
@@ -127,8 +137,8 @@ export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf
   const q = options.scale === 1 ? query : tf.mul(query, options.scale);
   const wantProbs = options.returnProbs !== false;
   const dropping = (options.dropoutRate ?? 0) > 0;
-  const rows = wantProbs || dropping ? t : blockRows(b, nQ, nK, t, s);
   const offset = options.causalOffset ?? null;
+  const rows = wantProbs || dropping ? t : blockRows(b, nQ, nK, t, s, offset !== null);
   const extra = options.extra
     ? { query: options.scale === 1 ? options.extra.query : tf.mul(options.extra.query, options.scale), key: options.extra.key }
     : null;

@@ -65,6 +65,14 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     const prefill = layer.callWithCache(x);
     expectClose(prefill.output, out, tol.same, 'prefill');
     prefill.cache.dispose();
+    // MHA's equal q/k/v parts take the stacked path (one transpose, then unstack).
+    const mha = new GroupedQueryAttention({ headDim: 3, numQueryHeads: 2, numKeyValueHeads: 2, useRope: false, useCausalMask: true });
+    mha.apply(x);
+    randomizeWeights(mha, 8);
+    const mhaPrefill = mha.callWithCache(x);
+    expectClose(mhaPrefill.output, mha.apply(x) as tf.Tensor, tol.same, 'MHA prefill');
+    mhaPrefill.cache.dispose();
+    mha.dispose();
     let cache: AttentionCache | null = null;
     const steps: tf.Tensor[] = [];
     for (let t = 0; t < T; t++) {
