@@ -92,9 +92,10 @@ type Line = { type: 'backend' | 'cell' | 'done' | 'crash'; backend: string } & R
 export const METHODOLOGY = [
   'Each backend runs in its own process; each cell is built (weights, inputs, caches) untimed.',
   'Warm-up: one profiled unit (tf.profile: kernel count and peak tensor bytes) plus one more unit (decode: two steps; on webgl a whole run, so that per-shape shaders are compiled) are excluded from timing.',
-  'Cells of a group (same level, phase, width, batch and length) are timed round-robin, at least 3 runs each and until the group has run ~2 s (at most 10 runs); a decode run longer than 3 s (naive MLA at long caches) is not repeated. Every unit ends with `await data()` on its result.',
+  'Cells of a group (same level, phase, width, batch and length) are timed round-robin, at least 3 runs each and until the group has run ~2 s (at most 50 runs); a decode run longer than 3 s (naive MLA at long caches) is not repeated. Every unit ends with `await data()` on its result.',
   'Decode: a run is `steps` consecutive tokens starting from a cache of S random tokens of the exact cached shapes; every step (call, output read, disposal of the previous cache) is one sample; ms/token is the median step.',
   'Statistics: median and p10/p90 (linear interpolation) over all samples of a cell.',
+  'Peers: ratio of medians (ours / peer) with a 95% bootstrap interval (2000 resamples, fixed seed) over the timed runs of both cells (decode: each run\'s median step); an interval entirely above 1 is reported as ours slower, one containing 1 as within noise.',
   'Analytic FLOPs follow src/analysis/costs.ts (full T x S score matrix, no causal halving; FLOPs = 2 MACs; training = 3x forward); decode bytes = weights + cache read once (PERF_ANCHORS).',
   'Peak memory: max of tf.memory().numBytes sampled after every kernel of the profiled unit (tf.profile peakBytes), absolute and minus the bytes before the unit.',
   'matMul rate ("achievable"): a reference\'s FLOPs over its p10 time; a layer\'s GFLOP/s uses its median, and its fraction is taken against the reference of the matched shape [B*T, D] x [D, D] and against the best reference.',
