@@ -1,7 +1,6 @@
 /**
  * RotaryEmbedding: rotary position embedding as a weightless layer (keras-hub `RotaryEmbedding`
- * naming), rotate-half layout. The attention layers apply the same rotation internally through
- * `ops/rope.ts`.
+ * naming), rotate-half layout, computed by the same `ops/rope.ts` functions the attention layers use.
  *
  * Input `[B, T, ..., d]`: sequence on axis 1, rotated features on the last axis (d must be even).
  * `call(x, {startIndex})` rotates position `startIndex + t`; `call(x, {positions})` takes per-row
@@ -10,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
-import { applyRotary, rotaryAt, rotaryRange } from '../ops/rope.js';
+import { applyRotaryFactors, broadcastFactors, rotaryFactorsAt, rotaryFactorsRange } from '../ops/rope.js';
 import { Kwargs, LAYER_ARG_KEYS, LayerArgs } from './attention_base.js';
 
 export interface RotaryEmbeddingArgs extends LayerArgs {
@@ -56,17 +55,17 @@ export class RotaryEmbedding extends tf.layers.Layer {
       throw new ValueError(`${owner}: startIndex must be a non-negative integer, got ${startIndex}.`);
     }
     return tf.tidy(() => {
-      let angles;
+      let factors;
       if (positions) {
         if (positions.rank !== 2 || positions.shape[0] !== x.shape[0] || positions.shape[1] !== t) {
           throw new ValueError(`${owner}: positions must have shape [${x.shape[0]}, ${t}], got [${positions.shape}].`);
         }
         const bound = Math.max(...Array.from(positions.dataSync())) + 1;
-        angles = rotaryAt(d, this.maxWavelength, this.scalingFactor, positions, bound);
+        factors = rotaryFactorsAt(d, this.maxWavelength, this.scalingFactor, positions, bound); // [B, T, 1, d]
       } else {
-        angles = rotaryRange(d, this.maxWavelength, this.scalingFactor, startIndex, t);
+        factors = rotaryFactorsRange(d, this.maxWavelength, this.scalingFactor, startIndex, t); // [1, T, 1, d]
       }
-      return applyRotary(x, angles);
+      return applyRotaryFactors(x, broadcastFactors(factors, x.rank)); // the attention layers' rotation
     });
   }
 

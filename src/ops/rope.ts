@@ -79,25 +79,29 @@ export function rotaryAt(dim: number, base: number, scalingFactor: number, posit
   });
 }
 
-/** `[-x2, x1]` along the last axis. */
-function rotateHalf(x: tf.Tensor): tf.Tensor {
-  const half = x.shape[x.rank - 1] / 2;
-  const [x1, x2] = tf.split(x, [half, half], -1); // two [..., d/2]
-  return tf.concat([tf.neg(x2), x1], -1); // [..., d]
+/**
+ * Rotates `x [B, T, ..., d]` (sequence on axis 1, features last) by angles `[T, d]` or `[B, T, d]`: the
+ * factors of `applyRotaryFactors` (cos, and sin with its first half negated), shaped to broadcast over x.
+ */
+export function applyRotary(x: tf.Tensor, angles: RotaryAngles): tf.Tensor {
+  return tf.tidy(() => {
+    const d = (x.shape as number[])[x.rank - 1];
+    const sign = tf.concat([tf.fill([d / 2], -1), tf.ones([d / 2])]); // [d]: [-1.., +1..]
+    return applyRotaryFactors(x, broadcastFactors({ cos: angles.cos, sinSigned: tf.mul(angles.sin, sign) }, x.rank));
+  });
 }
 
 /**
- * Rotates `x [B, T, ..., d]` (sequence on axis 1, features last) by angles `[T, d]` or `[B, T, d]`.
+ * Factors `[T, d]`, `[B|1, T, d]` or `[B|1, T, 1, d]` reshaped to `[B|1, T, 1.., d]` of the given rank, so
+ * that they broadcast over `[B, T, ..., d]`.
  */
-export function applyRotary(x: tf.Tensor, angles: RotaryAngles): tf.Tensor {
-  const d = (x.shape as number[])[x.rank - 1];
-  const t = (x.shape as number[])[1];
-  const middle = new Array<number>(Math.max(0, x.rank - 3)).fill(1);
-  const lead = angles.cos.rank === 2 ? 1 : (angles.cos.shape as number[])[0];
-  const shape = [lead, t, ...middle, d]; // [B|1, T, 1.., d]
-  const cos = tf.reshape(angles.cos, shape);
-  const sin = tf.reshape(angles.sin, shape);
-  return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin));
+export function broadcastFactors(factors: RotaryFactors, rank: number): RotaryFactors {
+  const shape = factors.cos.shape as number[];
+  const d = shape[shape.length - 1];
+  const t = shape[shape.length === 2 ? 0 : 1];
+  const lead = shape.length === 2 ? 1 : shape[0];
+  const target = [lead, t, ...new Array<number>(Math.max(0, rank - 3)).fill(1), d]; // [B|1, T, 1.., d]
+  return { cos: tf.reshape(factors.cos, target), sinSigned: tf.reshape(factors.sinSigned, target) };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { RotaryEmbedding, rotaryEmbedding } from '../../src/index.js';
+import { RotaryEmbedding, applyRotary, rotaryAt, rotaryEmbedding, rotaryRange } from '../../src/index.js';
 import { describeBackends, expectClose, expectThrows, it, randomTensor } from '../kit/index.js';
 import { rope } from '../kit/reference.js';
 
@@ -15,6 +15,18 @@ describeBackends('RotaryEmbedding', ({ tol }) => {
       const ref = rope(rows, rows.map((_, t) => t + 5), 500);
       const got = Array.from({ length: 7 }, (_, t) => Array.from(out.dataSync().slice((t * 2 + h) * 8, (t * 2 + h + 1) * 8)));
       expectClose(got.flat(), ref.flat(), tol.output, `head ${h}`);
+    }
+  });
+
+  it('exports the same rotation as functions (applyRotary with rotaryRange / rotaryAt angles)', () => {
+    const layer = new RotaryEmbedding({ maxWavelength: 500 });
+    for (const shape of [[2, 5, 8], [2, 5, 3, 8], [1, 5, 2, 2, 8]]) {
+      const x = randomTensor(shape, 11);
+      const viaLayer = layer.apply(x, { startIndex: 2 }) as tf.Tensor;
+      const range = rotaryRange(8, 500, 1, 2, 5);
+      expectClose(applyRotary(x, range), viaLayer, tol.same, `rotaryRange, rank ${shape.length}`);
+      const positions = tf.tensor2d(Array.from({ length: shape[0] }, () => [2, 3, 4, 5, 6]), [shape[0], 5], 'int32');
+      expectClose(applyRotary(x, rotaryAt(8, 500, 1, positions, 7)), viaLayer, tol.same, `rotaryAt, rank ${shape.length}`);
     }
   });
 
