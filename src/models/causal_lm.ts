@@ -13,6 +13,7 @@ import { RMSNormalization } from '../layers/rms_normalization.js';
 import { LMHead, TokenEmbedding } from '../layers/token_embedding.js';
 import { GenerateOptions, GenerateResult, generate } from './generate.js';
 import { registerFileSystemRouter } from '../io/file_handler.js';
+import { withFlatAttentionWeights } from '../io/weight_layout.js';
 
 // file:// save/load in Node works without tfjs-node as soon as models are used.
 registerFileSystemRouter();
@@ -91,13 +92,24 @@ export class CausalLM {
     return this.model.save(handlerOrUrl);
   }
 
-  /** Loads a model saved by `save()`; a `file://` URL may name the folder or its `model.json`. */
+  /**
+   * Loads a model saved by `save()`; a `file://` URL may name the folder or its `model.json`. Models saved
+   * with the older 3-D attention kernels load too (`withFlatAttentionWeights`).
+   */
   static async load(handlerOrUrl: string | tf.io.IOHandler): Promise<CausalLM> {
     let source = handlerOrUrl;
     if (typeof source === 'string' && source.startsWith('file://') && !source.endsWith('.json')) {
       source = `${source.replace(/\/+$/, '')}/model.json`; // tfjs-node's handler wants the file
     }
-    return CausalLM.fromModel(await tf.loadLayersModel(source));
+    let handler: tf.io.IOHandler;
+    if (typeof source === 'string') {
+      const found = tf.io.getLoadHandlers(source);
+      handler = found.length > 0 ? found[0] : tf.io.http(source);
+    } else {
+      handler = source;
+    }
+    if (handler.load === undefined) throw new ValueError('CausalLM.load: the handler cannot load (it has no load()).');
+    return CausalLM.fromModel(await tf.loadLayersModel(withFlatAttentionWeights(handler)));
   }
 
   countParams(): number {

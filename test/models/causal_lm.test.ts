@@ -142,6 +142,24 @@ describeBackends('CausalLM', ({ tol }) => {
         }));
         const fromMemory = await CausalLM.load(tf.io.fromMemory(artifacts!));
         expect(Array.from(fromMemory.logits(ids).dataSync())).to.deep.equal(Array.from(before.dataSync()));
+        // A model saved with the older 3-D attention kernels (same values, rank-3/2 shapes) still loads.
+        const saved = artifacts! as tf.io.ModelArtifacts;
+        let changed = 0;
+        const legacySpecs = saved.weightSpecs!.map((spec) => {
+          const [a, b] = spec.shape;
+          if (/\/(query|key|value|query_b|key_value_b)\/kernel$/.test(spec.name)) return (changed++, { ...spec, shape: [a, b / 2, 2] });
+          if (/\/attention_output\/kernel$/.test(spec.name)) return (changed++, { ...spec, shape: [2, a / 2, b] });
+          if (/\/(query|key|value)\/bias$/.test(spec.name)) return (changed++, { ...spec, shape: [a / 2, 2] });
+          return spec;
+        });
+        expect(changed).to.be.greaterThan(2);
+        const legacy = { ...saved, weightSpecs: legacySpecs };
+        let plainError = '';
+        await tf.loadLayersModel(tf.io.fromMemory(legacy)).catch((e: Error) => { plainError = e.message; });
+        expect(plainError, 'tfjs alone rejects the legacy shapes').to.match(/shape/i);
+        const fromLegacy = await CausalLM.load(tf.io.fromMemory(legacy));
+        expect(Array.from(fromLegacy.logits(ids).dataSync())).to.deep.equal(Array.from(before.dataSync()));
+        fromLegacy.dispose();
         if (!IS_NODE) {
           fromMemory.dispose();
           lm.dispose();
