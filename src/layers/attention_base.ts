@@ -298,12 +298,11 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const bias = qw.bias === null ? null : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`,
       [wq.bias, wk.bias], () => tf.concat([qw.bias!, kw.bias!], 0)); // [hq*dim + hk*dim]
     if (t > 1 && hq === hk) {
-      // Equal parts (MHA): rotate, then stack q and k on a leading axis and unstack them, which tensorflow
-      // does without copying (a split on the head axis copies both once more).
+      // Equal parts (MHA): rotate, then unstack q and k without a copy (`unstackEqualParts`).
       const y = project(x2, kernel, bias); // [N, D] @ [D, 2*h*dim] -> [N, 2*h*dim]
       const roped = applyRotaryFactors(tf.reshape(y, [b, t, 2 * hq, dim]), ctx.rotary(dim)); // [N, 2*h*dim] -> [B, T, 2h, dim]
-      const [q, k] = tf.unstack(tf.transpose(tf.reshape(roped, [b, t, 2, hq, dim]), [2, 0, 3, 1, 4])); // [B, T, 2, h, dim] -> [2, B, h, T, dim] -> 2 x [B, h, T, dim]
-      return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
+      const [q, k] = unstackEqualParts(roped, b, t, 2, hq, dim); // 2 x [B, h, T, dim]
+      return { q, k };
     }
     const qk = this.ropeHeads(ctx, x2, { kernel, bias }, b, t, hq + hk, dim); // [B, hq+hk, T, dim]
     const [q, k] = tf.split(qk, [hq, hk], 1); // [B, hq, T, dim], [B, hk, T, dim]
@@ -336,12 +335,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const heads = parts.map((p) => p.heads);
     const total = heads.reduce((p, h) => p + h, 0);
     if (t > 1 && heads.every((h) => h === heads[0])) {
-      // Equal parts: stack them on a new leading axis, so that unstacking them is free (tensorflow shares
-      // the buffer of leading-axis slices; a split on the head axis copies everything once more).
-      const n = parts.length;
-      const y = project(x2, kernel, bias); // [N, D] @ [D, n*h*dim] -> [N, n*h*dim]
-      const stacked = tf.transpose(tf.reshape(y, [b, t, n, heads[0], dim]), [2, 0, 3, 1, 4]); // [N, n*h*dim] -> [B, T, n, h, dim] -> [n, B, h, T, dim]
-      return tf.unstack(stacked, 0) as tf.Tensor4D[]; // n x [B, h, T, dim]
+      return unstackEqualParts(project(x2, kernel, bias), b, t, parts.length, heads[0], dim); // [N, D] @ [D, n*h*dim] -> n x [B, h, T, dim]
     }
     const all = this.plainHeads(x2, { kernel, bias }, b, t, total, dim); // [B, sum(heads_i), T, dim]
     return tf.split(all, heads, 1) as tf.Tensor4D[]; // [B, heads_i, T, dim] each
@@ -628,6 +622,16 @@ export function buildLayer(layer: tf.layers.Layer, inputShape: Array<number | nu
 export function markUsed(layer: tf.layers.Layer): void {
   const counted = layer as unknown as { _refCount: number | null };
   if (layer.built && counted._refCount === null) counted._refCount = 1;
+}
+
+/**
+ * `y` holding `[B, T, n, h, dim]` values (n equal parts of h heads, any shape of that size) as n tensors
+ * `[B, h, T, dim]`: one transpose puts the parts on a leading axis, and unstacking along it is free on
+ * tensorflow (it shares the buffer of leading-axis slices), where a split on the head axis copies.
+ */
+function unstackEqualParts(y: tf.Tensor, b: number, t: number, n: number, h: number, dim: number): tf.Tensor4D[] {
+  const stacked = tf.transpose(tf.reshape(y, [b, t, n, h, dim]), [2, 0, 3, 1, 4]); // -> [B, T, n, h, dim] -> [n, B, h, T, dim]
+  return tf.unstack(stacked, 0) as tf.Tensor4D[]; // n x [B, h, T, dim]
 }
 
 /** Rows (B*T) up to which `plainHeadsFused` uses one product on tensorflow. */
