@@ -7,7 +7,7 @@ import { AttentionSpec } from '../src/index.js';
 import { Case, ProfileInfo, makeCase } from './cases.js';
 import { CellSpec, Grid, buildMatrix, matchesFilter } from './matrix.js';
 import { Stats, TimingPolicy, errorText, runValues, summarize, timeInterleaved } from './stats.js';
-import { Analytic, OurImpl, l1Analytic, l2Analytic, peerSpec, specFor } from './variants.js';
+import { Analytic, OurImpl, PEER_IMPLS, l1Analytic, l2Analytic, oursForPeer, peerSpec, specFor } from './variants.js';
 
 export interface CellResult extends CellSpec {
   backend: string;
@@ -56,7 +56,7 @@ export interface RunOptions {
 const DEFAULT_POLICY: TimingPolicy = { warmupRuns: 0, minRuns: 3, maxRuns: 50, targetMs: 2000 };
 const QUICK_POLICY: TimingPolicy = { warmupRuns: 0, minRuns: 2, maxRuns: 3, targetMs: 150 };
 /** Implementations whose per-run times are kept (`runMs`) for the peer comparisons. */
-const PEER_COMPARED = new Set<string>(['mha', 'mha-norope', 'peer-plain', 'peer-plain-rope', 'peer-tfjs-mha']);
+const PEER_COMPARED = new Set<string>([...PEER_IMPLS, ...PEER_IMPLS.map(oursForPeer)]);
 /** Decode runs hold `steps` samples each: a run longer than this (naive MLA at long caches) is not repeated. */
 const DECODE_SLOW_RUN_MS = 3000;
 

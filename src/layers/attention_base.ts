@@ -235,27 +235,14 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   }
 
   /**
-   * A `[D, heads, dim]` kernel (and `[heads, dim]` bias) as 2-D `[D, heads*dim]` (and `[heads*dim]`), times
-   * `scale` when it is not 1; kept between inference calls (`derivedWeight`).
+   * A flat projection kernel `[D, heads*dim]` and its bias (`[heads*dim]` or null), times `scale`; the scaled
+   * copies are kept between inference calls (`derivedWeight`). With `scale` 1 the weights themselves.
    */
-  protected kernel2d(ctx: ForwardContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null,
+  protected scaledWeights(ctx: ForwardContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null,
     scale = 1): { kernel: tf.Tensor; bias: tf.Tensor | null } {
-    const [d, ...out] = kernel.shape as number[];
-    const width = out.reduce((p, x) => p * x, 1);
-    const view = (v: tf.LayerVariable, shape: number[]): tf.Tensor => {
-      const value = read(v)!;
-      if (scale === 1 && value.rank === shape.length) return value; // already flat: no kernel at all
-      return this.derivedWeight(ctx, `${v.name}#${shape.length}d*${scale}`, [v], () => {
-        const flat = value.rank === shape.length ? value : tf.reshape(value, shape); // [D, ...out] -> [D, prod(out)]
-        return scale === 1 ? flat : tf.mul(flat, scale);
-      });
-    };
-    return { kernel: view(kernel, [d, width]), bias: bias === null ? null : view(bias, [width]) };
-  }
-
-  /** Whether `ropeHeads` applies RoPE (GQA's `useRope: false` turns it off). */
-  protected rotates(): boolean {
-    return true;
+    const scaled = (v: tf.LayerVariable): tf.Tensor => (scale === 1 ? read(v)!
+      : this.derivedWeight(ctx, `${v.name}*${scale}`, [v], () => tf.mul(read(v)!, scale)));
+    return { kernel: scaled(kernel), bias: bias === null ? null : scaled(bias) };
   }
 
   /**
@@ -264,7 +251,6 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    */
   protected ropeHeads(ctx: ForwardContext, x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null },
     b: number, t: number, heads: number, dim: number): tf.Tensor4D {
-    if (!this.rotates()) return this.plainHeads(x2, w, b, t, heads, dim); // [B, heads, T, dim] without RoPE
     const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
     const rotation = ctx.rotation(dim);
     if (rotation !== null) {
@@ -280,16 +266,15 @@ export abstract class AttentionLayer extends tf.layers.Layer {
    * Queries and keys with RoPE, `[B, hq, T, dim]` and `[B, hk, T, dim]`, from `x2 [N, D]`. On backends with
    * cheap slicing (tensorflow, webgl) both come from one product with the concatenated kernel (kept in
    * inference calls) and are rotated together, which halves the kernel launches that dominate short
-   * sequences; on cpu and wasm, whose Slice copies through JavaScript, and without RoPE, they are
-   * projected (and rotated) separately so that nothing is split.
+   * sequences; on cpu and wasm, whose Slice copies through JavaScript, they are projected and rotated
+   * separately so that nothing is split. (RoPE-free projections go through `plainHeadsFused`.)
    */
   protected queryKeyHeads(ctx: ForwardContext, x2: tf.Tensor, wq: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null },
     wk: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null }, qScale: number, b: number, t: number, hq: number,
     hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
-    const qw = this.kernel2d(ctx, wq.kernel, wq.bias, qScale);
-    const kw = this.kernel2d(ctx, wk.kernel, wk.bias);
-    // Without RoPE the fused product saves no rotation (see `plainHeadsFused` for inference).
-    if (!cheapSlicing() || !this.rotates()) {
+    const qw = this.scaledWeights(ctx, wq.kernel, wq.bias, qScale);
+    const kw = this.scaledWeights(ctx, wk.kernel, wk.bias);
+    if (!cheapSlicing()) {
       return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
     }
     const sources = [wq.kernel, wk.kernel];
@@ -320,7 +305,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   protected plainHeadsFused(ctx: ForwardContext, x2: tf.Tensor,
     parts: Array<{ kernel: tf.LayerVariable; bias: tf.LayerVariable | null; heads: number; scale?: number }>,
     b: number, t: number, dim: number): tf.Tensor4D[] {
-    const views = parts.map((p) => this.kernel2d(ctx, p.kernel, p.bias, p.scale ?? 1));
+    const views = parts.map((p) => this.scaledWeights(ctx, p.kernel, p.bias, p.scale ?? 1));
     // tensorflow (oneDNN) runs one wide product slower than three narrow ones at some larger row counts
     // ([512, 512] x [512, 1536]: 3.04 ms against 3 x [512, 512] x [512, 512]: 2.17 ms; [1024, 1024] x
     // [1024, 3072] inside the layer: 20.6 against 17.3 ms); with few rows the launches dominate and one

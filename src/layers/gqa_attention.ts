@@ -101,7 +101,7 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
     if (this.useRope) {
       ({ q, k } = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
         { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hkv, dh));
-      v = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh);
+      v = this.plainHeads(x2, this.scaledWeights(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh);
     } else {
       [q, k, v] = this.plainHeadsFused(ctx, x2, [
         { kernel: this.queryKernel!, bias: this.queryBias, heads: hq, scale: qScale },
@@ -122,10 +122,6 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
       : tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq, Dh] -> [N, Hq*Dh]
     const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]); // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
     return { output: out, scores: probs, cache: { key: k, value: v } };
-  }
-
-  protected override rotates(): boolean {
-    return this.useRope;
   }
 
   protected cacheAxes(): Record<string, number> {

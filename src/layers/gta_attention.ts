@@ -178,7 +178,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
       { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hk, dh);
     const q = heads.q; // [B, Hq, T, Dh]
     let k = heads.k; // [B, Hk, T, Dh]
-    let c = this.plainHeads(x2, this.kernel2d(ctx, this.valueKernel!, this.valueBias), b, t, hc, dl); // [B, Hc, T, Dl]
+    let c = this.plainHeads(x2, this.scaledWeights(ctx, this.valueKernel!, this.valueBias), b, t, hc, dl); // [B, Hc, T, Dl]
     const g2 = project(x2, read(this.gateKernel)!, read(this.gateBias)); // [N, D] @ [D, W] -> [N, W]
     if (ctx.past !== null) {
       k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hk, S, Dh]
