@@ -1,8 +1,9 @@
-// Run: npx tsx examples/compare.ts
+// Run (from the repository root): npx tsx examples/compare.ts
 // Trains GTA, GQA, MLA and MHA side by side with the quick preset (about a minute with tfjs-node)
 // and prints the comparison table (parameters, KV bytes per token, validation loss, speed), then
 // writes the full report to results/example/ (report.md, report.json, loss curves).
-import { compare, comparisonTable, useBestBackend, writeReport } from '../src/index.js';
+import { useBestBackend } from 'tfjs-gta';
+import { compare, comparisonTable, writeReport } from 'tfjs-gta/node';
 
 
 await useBestBackend();

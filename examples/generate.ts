@@ -1,8 +1,8 @@
-// Run: npx tsx examples/generate.ts
+// Run (from the repository root): npx tsx examples/generate.ts
 // Builds a tiny model of each attention kind and streams 20 greedy tokens from one prompt with the
 // KV cache, printing the tokens, the cache size per token and the decode speed, e.g.
 //   gta: 12 34 ... | cache 512 B/token | prefill 3.1 ms | 412 tokens/s
-import { CausalLM, smallPreset, useBestBackend } from '../src/index.js';
+import { CausalLM, smallPreset, useBestBackend } from 'tfjs-gta';
 
 await useBestBackend();
 for (const kind of ['gta', 'gqa', 'mla', 'mha'] as const) {

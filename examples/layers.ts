@@ -1,11 +1,11 @@
-// Run: npx tsx examples/layers.ts
+// Run (from the repository root): npx tsx examples/layers.ts
 // Prints each layer's output shape, parameter count and KV-cache values per token, e.g.
 //   GTA  [2,16,256] params 213,504 cache/token 128 maps [2,2,16,16]
 import * as tf from '@tensorflow/tfjs';
 import {
   GroupedHeadLatentAttention, GroupedQueryAttention, MultiHeadLatentAttention, RMSNormalization, RotaryEmbedding,
   multiHeadAttention, useBestBackend,
-} from '../src/index.js';
+} from 'tfjs-gta';
 
 await useBestBackend();
 const x = tf.randomNormal([2, 16, 256]);

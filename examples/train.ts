@@ -1,10 +1,11 @@
-// Run: npx tsx examples/train.ts
+// Run (from the repository root): npx tsx examples/train.ts
 // Trains a small GTA language model on the built-in Moby-Dick text (character level) for 150 steps
 // on the best backend, printing progress lines, then the validation loss against the unigram
 // baseline, e.g. "validation loss 2.2 nats/char (unigram baseline 3.07)".
 import {
-  CausalLM, CharTokenizer, loadCorpus, smallAttention, splitTokens, train, unigramBaseline, useBestBackend,
-} from '../src/index.js';
+  CausalLM, CharTokenizer, smallAttention, splitTokens, train, unigramBaseline, useBestBackend,
+} from 'tfjs-gta';
+import { loadCorpus } from 'tfjs-gta/node';
 
 
 const { backend } = await useBestBackend();

@@ -56,7 +56,14 @@ const REQUIRED_HEADERS = [
 const OFFLINE_STAMP = 'TFJS_GTA_OFFLINE_BUILD.json';
 const CACHE_FORMAT = 1;
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The project whose node_modules gets tfjs-node: `--project DIR` (what `npx tfjs-gta setup-tfjs-node`
+ * passes: the folder it runs in), else this repository.
+ */
+const projectFlag = process.argv.indexOf('--project');
+const ROOT = projectFlag > 0 && process.argv[projectFlag + 1]
+  ? path.resolve(process.argv[projectFlag + 1])
+  : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STEPS = ['check', 'package', 'libtensorflow', 'deps', 'build', 'verify'];
 const t0 = Date.now();
 
@@ -77,7 +84,10 @@ function step(name, what) {
 }
 
 function usage() {
-  console.log(`Usage: node scripts/setup-tfjs-node.mjs [--force] [--check] [--verbose]
+  console.log(`Usage: node scripts/setup-tfjs-node.mjs [--project DIR] [--force] [--check] [--verbose]
+  (in an app: npx tfjs-gta setup-tfjs-node [--force] [--check] [--verbose])
+
+  --project   the project to set up (default: this repository; npx tfjs-gta passes the current folder)
 
 Makes ${TFJS_NODE}@${TFJS_NODE_VERSION} work offline (libtensorflow from ${TF_WHEEL_PROJECT}==${TF_VERSION}).
   --force     rebuild offline even if require('${TFJS_NODE}') already works
@@ -88,8 +98,10 @@ Environment: TFJS_GTA_CACHE, TFJS_GTA_TF_WHEEL, PYTHON (see docs/TFJS_NODE.md).`
 
 function parseArgs(argv) {
   const opts = { force: false, check: false, verbose: false };
-  for (const a of argv) {
-    if (a === '--force') opts.force = true;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--project') i++; // read with ROOT
+    else if (a === '--force') opts.force = true;
     else if (a === '--check') opts.check = true;
     else if (a === '--verbose') opts.verbose = true;
     else if (a === '--help' || a === '-h') {
@@ -145,7 +157,7 @@ function tail(file, lines = 40) {
  * Runs a command synchronously. Output goes to `log` (a file, overwritten) unless verbose, in
  * which case it is shown. Returns { status, logFile }.
  */
-function run(cmd, args, { cwd = ROOT, env = process.env, log, verbose = false, timeoutMs } = {}) {
+function run(cmd, args, { cwd = ROOT, env = CHILD_ENV, log, verbose = false, timeoutMs } = {}) {
   let fd = null;
   let stdio = 'inherit';
   if (!verbose && log) {
@@ -176,8 +188,14 @@ function failDetail(r, what) {
   return msg;
 }
 
+/**
+ * The environment of the npm, pip and node-gyp children: without npm's log level, which `npm run -s`
+ * sets to silent and which would otherwise silence the inner npm whose --json output is read.
+ */
+const CHILD_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.toLowerCase() !== 'npm_config_loglevel'));
+
 function capture(cmd, args, opts = {}) {
-  return spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
+  return spawnSync(cmd, args, { cwd: ROOT, env: CHILD_ENV, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
 }
 
 function rmrf(p) {

@@ -18,7 +18,12 @@ const loaders: Record<string, () => Promise<unknown>> = {
     const name = '@tensorflow/tfjs-node';
     return import(/* @vite-ignore */ name);
   },
-  wasm: async () => import('@tensorflow/tfjs-backend-wasm'),
+  // An optional peer: a browser app that wants wasm imports '@tensorflow/tfjs-backend-wasm' itself (and
+  // sets its .wasm paths); loading it here by name serves Node, where packages resolve at run time.
+  wasm: async () => {
+    const name = '@tensorflow/tfjs-backend-wasm';
+    return import(/* @vite-ignore */ name);
+  },
   webgl: async () => undefined, // bundled with @tensorflow/tfjs
   cpu: async () => undefined,
 };

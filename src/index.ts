@@ -1,6 +1,10 @@
 /**
  * tfjs-gta: Keras-style TensorFlow.js layers for efficient attention.
- * Importing this module registers every layer class for (de)serialization.
+ *
+ * The main entry works in browsers, Node and workers: nothing reachable from it imports a Node built-in
+ * or an optional package. Its only effect on import is to register the layer classes with tfjs's
+ * serialization, so `tf.loadLayersModel` finds them. Node-only parts (file:// save/load, checkpoint
+ * folders, corpus files, comparisons, reports and plots) are in `tfjs-gta/node` (src/node.ts).
  */
 export { ValueError } from './utils/errors.js';
 export type {
@@ -57,7 +61,6 @@ export {
 export { sparseCrossEntropyFromLogits } from './models/losses.js';
 export { parseSafetensors, parseTensorJSON, type NamedTensor } from './io/safetensors.js';
 export { causalLMConfigFromHF, causalLMFromHF, importHFWeights, detectMechanism } from './io/hf_checkpoint.js';
-export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.js';
 export {
   parseReferenceModelFile, runReferenceModelCase, type ReferenceModelFile, type ReferenceModelCase, type ModelCaseResult,
 } from './conformance/reference_models.js';
@@ -65,17 +68,13 @@ export {
 export * from './data/index.js';
 export {
   train, resumeTraining, type TrainOptions, type TrainResult, type StepRecord, type EvalRecord,
+  type CheckpointStore, type TrainingCheckpoint, type TrainerCheckpointState,
 } from './train/trainer.js';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './train/evaluate.js';
 export {
-  compare, variantConfig, makeTokenizer, estimateTrainingBytes, COMPARE_PRESETS, VARIANTS,
-  type CompareOptions, type CompareReport, type VariantReport, type ComparePreset, type VariantName, type TokenizerKind,
-} from './train/compare.js';
+  variantConfig, makeTokenizer, estimateTrainingBytes, COMPARE_PRESETS, VARIANTS,
+  type ComparePreset, type VariantName, type TokenizerKind,
+} from './train/presets.js';
 export { AdamW, clipByGlobalNorm, type AdamWOptions, type AdamWState } from './train/adamw.js';
 export { warmupCosine, type ScheduleOptions } from './train/schedule.js';
-export { saveCheckpoint, loadCheckpoint } from './train/checkpoint.js';
-export { writeReport, comparisonTable, reportMarkdown } from './report/report.js';
-
-import { registerFileSystemRouter as registerFileRouterOnImport } from './io/file_handler.js';
-
-registerFileRouterOnImport();
+export { MissingPackageError } from './utils/optional.js';

@@ -10,14 +10,18 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { backendLoadError, setBackendStrict, useBestBackend } from '../backend.js';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { COMPARE_PRESETS, ComparePreset, VARIANTS, VariantName, compare, makeTokenizer, variantConfig } from '../train/compare.js';
 import { comparisonTable, writeReport } from '../report/report.js';
 import { createProgress } from './progress.js';
 import { CausalLM } from '../models/causal_lm.js';
-import { loadCorpus } from '../data/corpus.js';
+import { loadCorpus } from '../data/corpus_files.js';
 import { splitTokens } from '../data/dataset.js';
-import { tokenizerFromJSON } from '../data/tokenizer.js';
+import { TokenizerJSON, tokenizerFromJSON } from '../data/tokenizer.js';
 import { resumeTraining, train } from '../train/trainer.js';
+import { directoryCheckpoint, loadCheckpoint } from '../train/checkpoint.js';
+import { recoverOwnedDir } from '../io/owned_dir.js';
 
 process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
 
@@ -127,7 +131,7 @@ async function runCompare(o: Record<string, unknown>): Promise<void> {
       `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`);
   }
   const out = (o.out as string) ?? 'results';
-  const progress = createProgress();
+  const progress = await createProgress();
   const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${o.checkpointDir}`);
   const started = Date.now();
   const report = await compare({
@@ -156,28 +160,24 @@ async function runCompare(o: Record<string, unknown>): Promise<void> {
 }
 
 async function runTrain(o: Record<string, unknown>): Promise<void> {
+  const dir = o.checkpointDir as string;
+  const store = await directoryCheckpoint(dir); // fails now, before training, if dir is not ours to write
   await chooseBackend(o.backend as string | undefined);
   const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
   const p = { ...COMPARE_PRESETS[preset], ...overrides(o) };
-  const dir = o.checkpointDir as string;
-  const progress = createProgress();
+  const progress = await createProgress();
   const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${dir}`);
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
   const corpus = await loadCorpus(o.text as string | undefined);
-  let tokenizer;
-  if (o.resume) {
-    tokenizer = tokenizerFromJSON(JSON.parse(await fs.readFile(path.join(dir, 'tokenizer.json'), 'utf8').catch(() => {
-      throw new ValueError(`--resume: ${dir} holds no checkpoint (tokenizer.json missing).`);
-    })));
-  } else {
-    tokenizer = await makeTokenizer(o.tokenizer as 'char', corpus.text, o.bpeVocab as number);
-  }
+  // The tokenizer travels inside every checkpoint (trainer.json), so a checkpoint is complete on its own.
+  const tokenizer = o.resume
+    ? tokenizerFromJSON((await checkpointExtra(dir)).tokenizer as TokenizerJSON)
+    : await makeTokenizer(o.tokenizer as 'char', corpus.text, o.bpeVocab as number);
   const ids = Int32Array.from(tokenizer.encode(corpus.text));
   const { train: trainIds, validation } = splitTokens(ids, { validationFraction: 0.05, sequenceLength: p.sequenceLength });
   const common = {
     train: trainIds, validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength, steps: p.steps, learningRate: p.learningRate,
-    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: o.seed as number, checkpointDir: dir,
+    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: o.seed as number, checkpoint: store,
+    checkpointExtra: { tokenizer: tokenizer.toJSON(), variant: o.variant, preset },
     checkpointEvery: o.checkpointEvery as number | undefined, shouldStop: () => stop.requested,
     onStep: (r: Parameters<typeof progress.step>[0]) => progress.step(r), onEval: (e: Parameters<typeof progress.evaluation>[0]) => progress.evaluation(e),
   };
@@ -185,29 +185,35 @@ async function runTrain(o: Record<string, unknown>): Promise<void> {
   let result;
   progress.start(String(o.variant), p.steps);
   if (o.resume) {
-    ({ model: lm, result } = await resumeTraining(dir, common));
+    ({ model: lm, result } = await resumeTraining(store, common));
   } else {
     lm = CausalLM.create(variantConfig(o.variant as VariantName, p, tokenizer.vocabSize, o.seed as number), `lm_${o.variant}`);
     result = await train({ model: lm, ...common });
   }
   progress.stop();
-  await fs.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer.toJSON()));
   console.log(`${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${p.steps}: validation loss ` +
     `${result.finalValidationLoss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s; checkpoint ${dir}`);
   if (result.stopped) process.exitCode = 130;
   lm.dispose();
 }
 
+/** The `extra` that `train` stored with the checkpoint in `dir` (tokenizer, variant, preset). */
+async function checkpointExtra(dir: string): Promise<Record<string, unknown>> {
+  const found = await recoverOwnedDir(dir, 'checkpoint');
+  const text = found === null ? null : await fs.readFile(path.join(found, 'trainer.json'), 'utf8').catch(() => null);
+  const extra = text === null ? undefined : (JSON.parse(text) as { extra?: Record<string, unknown> }).extra;
+  if (!extra?.tokenizer) {
+    throw new ValueError(`${dir} holds no checkpoint written by \`tfjs-gta train\` (no trainer.json with a tokenizer); ` +
+      'train one with `tfjs-gta train --checkpoint-dir DIR`.');
+  }
+  return extra;
+}
+
 async function runGenerate(o: Record<string, unknown>): Promise<void> {
-  await chooseBackend(o.backend as string | undefined);
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
   const dir = o.checkpoint as string;
-  const tokenizerText = await fs.readFile(path.join(dir, 'tokenizer.json'), 'utf8').catch(() => {
-    throw new ValueError(`${dir} holds no trained model (tokenizer.json missing); train one with \`npm start -- train\`.`);
-  });
-  const tokenizer = tokenizerFromJSON(JSON.parse(tokenizerText));
-  const lm = await CausalLM.load(`file://${path.resolve(dir, 'model')}`);
+  const tokenizer = tokenizerFromJSON((await checkpointExtra(dir)).tokenizer as TokenizerJSON);
+  await chooseBackend(o.backend as string | undefined);
+  const lm = (await loadCheckpoint(dir)).lm;
   const prompt = Array.from(tokenizer.encode(o.prompt as string));
   if (prompt.length === 0) throw new ValueError('--prompt must not be empty.');
   process.stdout.write(o.prompt as string);

@@ -1,9 +1,10 @@
 /**
- * Training progress for the CLI: a progress bar with loss, tokens per second and ETA on a terminal,
- * plain log lines elsewhere (CI, notebooks, pipes).
+ * Training progress for the CLI: a progress bar with loss, tokens per second and ETA on a terminal
+ * (with the optional package cli-progress), plain log lines elsewhere (CI, notebooks, pipes).
  */
-import cliProgress from 'cli-progress';
+import type * as CliProgress from 'cli-progress';
 import type { EvalRecord, StepRecord } from '../train/trainer.js';
+import { MissingPackageError, importOptional } from '../utils/optional.js';
 
 export interface Progress {
   start(label: string, total: number): void;
@@ -19,9 +20,20 @@ function duration(seconds: number): string {
   return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
-export function createProgress(interactive = Boolean(process.stdout.isTTY)): Progress {
-  if (interactive) {
-    let bar: cliProgress.SingleBar | null = null;
+async function loadBars(): Promise<typeof CliProgress | null> {
+  try {
+    const mod = await importOptional<{ default: typeof CliProgress }>('cli-progress', 'progress bars');
+    return mod.default;
+  } catch (e) {
+    if (e instanceof MissingPackageError) return null; // plain lines instead
+    throw e;
+  }
+}
+
+export async function createProgress(interactive = Boolean(process.stdout.isTTY)): Promise<Progress> {
+  const cliProgress = interactive ? await loadBars() : null;
+  if (cliProgress !== null) {
+    let bar: CliProgress.SingleBar | null = null;
     return {
       start(label, total) {
         bar?.stop();

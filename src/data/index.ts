@@ -1,6 +1,6 @@
-/** The data pipeline for training small causal language models: corpus, tokenizers, batches, baseline. */
+/** The data pipeline for training small causal language models: corpus, tokenizers, batches, baseline (browser-safe; files are read by `loadCorpus` in `corpus_files.ts`). */
 export {
-  loadCorpus, countCodePoints, utf8Length, firstInvalidUtf8Offset, decodeUtf8Strict,
+  corpusFromText, countCodePoints, utf8Length, firstInvalidUtf8Offset, decodeUtf8Strict,
   CORPUS_SEPARATOR, DEFAULT_CORPUS_PACKAGE, type Corpus,
 } from './corpus.js';
 export {

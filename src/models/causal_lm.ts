@@ -12,11 +12,8 @@ import { TransformerDecoderBlock } from '../layers/decoder_block.js';
 import { RMSNormalization } from '../layers/rms_normalization.js';
 import { LMHead, TokenEmbedding } from '../layers/token_embedding.js';
 import { GenerateOptions, GenerateResult, generate } from './generate.js';
-import { registerFileSystemRouter } from '../io/file_handler.js';
 import { withFlatAttentionWeights } from '../io/weight_layout.js';
 
-// file:// save/load in Node works without tfjs-node as soon as models are used.
-registerFileSystemRouter();
 import { ModelCache } from './model_cache.js';
 import { CausalLMConfig, ResolvedCausalLMConfig, resolveCausalLMConfig } from './config.js';
 

@@ -1,7 +1,10 @@
 /**
- * Loss-curve plots rendered with Vega (SVG, no browser needed) and converted to PNG with resvg.
- * Node only (both are imported lazily).
+ * Loss-curve plots rendered with Vega (SVG, no browser needed) and converted to PNG with resvg. Both are
+ * optional packages, imported on first use (`npm install vega @resvg/resvg-js`); a missing one is a
+ * `MissingPackageError` naming it.
  */
+import { importOptional } from '../utils/optional.js';
+
 export interface Series {
   name: string;
   points: Array<{ x: number; y: number }>;
@@ -16,10 +19,13 @@ export function smooth(points: Array<{ x: number; y: number }>, alpha = 0.1): Ar
   });
 }
 
-/** A line chart of several series as an SVG string. */
+/**
+ * A line chart of several series as an SVG string, e.g. loss curves to show in a notebook cell:
+ * `lineChartSVG([{name: 'gta', points: [{x: 1, y: 4.2}, ...]}], {title, xTitle, yTitle})`.
+ */
 export async function lineChartSVG(series: Series[], opts: { title: string; xTitle: string; yTitle: string; points?: boolean;
   rule?: { y: number; label: string } }): Promise<string> {
-  const vega = await import('vega');
+  const vega = await importOptional<typeof import('vega')>('vega', 'lineChartSVG');
   const values = series.flatMap((s) => s.points.map((p) => ({ ...p, series: s.name })));
   const spec = {
     $schema: 'https://vega.github.io/schema/vega/v6.json', width: 640, height: 360, padding: 8, background: 'white',
@@ -63,6 +69,6 @@ export async function lineChartSVG(series: Series[], opts: { title: string; xTit
 
 /** Renders an SVG string to PNG bytes. */
 export async function svgToPNG(svg: string, width = 1280): Promise<Uint8Array> {
-  const { Resvg } = await import('@resvg/resvg-js');
+  const { Resvg } = await importOptional<typeof import('@resvg/resvg-js')>('@resvg/resvg-js', 'svgToPNG');
   return new Resvg(svg, { fitTo: { mode: 'width', value: width }, font: { loadSystemFonts: true } }).render().asPng();
 }

@@ -4,7 +4,11 @@
  * results folder.
  */
 import type { CompareReport } from '../train/compare.js';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { lineChartSVG, smooth, svgToPNG } from './plots.js';
+import { MissingPackageError } from '../utils/optional.js';
+import { writeOwnedDir } from '../io/owned_dir.js';
 
 const fmt = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
@@ -22,7 +26,7 @@ export function comparisonTable(report: CompareReport): string {
 }
 
 /** The whole report as markdown. */
-export function reportMarkdown(report: CompareReport, plots: string[]): string {
+export function reportMarkdown(report: CompareReport, plots: string[], notes: string[] = []): string {
   const s = report.settings;
   const d = report.data;
   const lines = [
@@ -45,6 +49,7 @@ export function reportMarkdown(report: CompareReport, plots: string[]): string {
       'KV bytes per token are float32 over all layers; "cache" is read from the KV cache after a prefill, "formula" from the analytic count.',
     '',
     ...plots.map((p) => `![${p}](${p})`),
+    ...notes,
     '',
     '## Greedy samples',
     '',
@@ -54,39 +59,45 @@ export function reportMarkdown(report: CompareReport, plots: string[]): string {
   return lines.join('\n');
 }
 
-/** Writes `report.md`, `report.json`, `loss.svg/png` and `validation.svg/png` into `dir` (Node). */
+/**
+ * Writes `report.md`, `report.json` and the loss curves (`loss.svg/png`, `validation.svg/png`) as the folder
+ * `dir` (Node). The folder is replaced atomically and only if it is missing, empty or an earlier report
+ * (see `writeOwnedDir`); anything else is refused. The plots need the optional packages `vega` (SVG) and
+ * `@resvg/resvg-js` (PNG); without them the report says how to get them and links what it has.
+ */
 export async function writeReport(report: CompareReport, dir: string): Promise<string[]> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  const target = path.resolve(dir);
-  const tmp = `${target}.tmp-${process.pid}`;
-  await fs.rm(tmp, { recursive: true, force: true });
-  await fs.mkdir(tmp, { recursive: true });
-  try {
-    const tokensPerStep = report.settings.batchSize * report.settings.sequenceLength;
-    const trainSeries = report.variants.map((v) => ({
-      name: v.name, points: smooth(v.history.map((h) => ({ x: h.step * tokensPerStep, y: h.loss }))),
-    }));
-    const validSeries = report.variants.map((v) => ({ name: v.name, points: v.evals.map((e) => ({ x: e.step * tokensPerStep, y: e.loss })) }));
-    const rule = { y: report.baseline.unigramLoss, label: 'unigram baseline' };
-    const files: string[] = [];
+  const tokensPerStep = report.settings.batchSize * report.settings.sequenceLength;
+  const trainSeries = report.variants.map((v) => ({
+    name: v.name, points: smooth(v.history.map((h) => ({ x: h.step * tokensPerStep, y: h.loss }))),
+  }));
+  const validSeries = report.variants.map((v) => ({ name: v.name, points: v.evals.map((e) => ({ x: e.step * tokensPerStep, y: e.loss })) }));
+  const rule = { y: report.baseline.unigramLoss, label: 'unigram baseline' };
+  const files: string[] = [];
+  await writeOwnedDir(dir, 'report', '--out', async (tmp) => {
+    const shown: string[] = [];
+    const missing = new Set<string>();
     for (const [name, series, title, points] of [
       ['loss', trainSeries, 'Training loss (smoothed)', false],
       ['validation', validSeries, 'Validation loss', true],
     ] as const) {
-      const svg = await lineChartSVG(series, { title, xTitle: 'training tokens', yTitle: 'nats / token', points, rule });
+      const svg = await lineChartSVG(series, { title, xTitle: 'training tokens', yTitle: 'nats / token', points, rule })
+        .catch((e) => { if (e instanceof MissingPackageError) { missing.add(e.packageName); return null; } throw e; });
+      if (svg === null) continue;
       await fs.writeFile(path.join(tmp, `${name}.svg`), svg);
-      await fs.writeFile(path.join(tmp, `${name}.png`), await svgToPNG(svg));
-      files.push(`${name}.svg`, `${name}.png`);
+      files.push(`${name}.svg`);
+      const png = await svgToPNG(svg)
+        .catch((e) => { if (e instanceof MissingPackageError) { missing.add(e.packageName); return null; } throw e; });
+      if (png !== null) {
+        await fs.writeFile(path.join(tmp, `${name}.png`), png);
+        files.push(`${name}.png`);
+      }
+      shown.push(png !== null ? `${name}.png` : `${name}.svg`);
     }
+    const note = missing.size > 0
+      ? [`_Plots need the optional package(s) ${[...missing].join(', ')}: \`npm install ${[...missing].join(' ')}\`._`] : [];
     await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 1));
-    await fs.writeFile(path.join(tmp, 'report.md'), reportMarkdown(report, ['loss.png', 'validation.png']));
-    await fs.rm(target, { recursive: true, force: true });
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.rename(tmp, target);
-    return ['report.md', 'report.json', ...files].map((f) => path.join(target, f));
-  } catch (e) {
-    await fs.rm(tmp, { recursive: true, force: true });
-    throw e;
-  }
+    await fs.writeFile(path.join(tmp, 'report.md'), reportMarkdown(report, shown, note));
+  });
+  const target = path.resolve(dir);
+  return ['report.md', 'report.json', ...files].map((f) => path.join(target, f));
 }

@@ -1,68 +1,96 @@
 /**
- * Training checkpoints on disk (Node): the model (model.json + weights.bin), the optimizer moments
- * (optimizer.bin) and the trainer state (trainer.json: step, data order, history). Written to a
- * temporary folder and renamed, so an interrupted save never leaves a half-written checkpoint.
+ * Training checkpoints in a folder (Node): the model (model/model.json + weights.bin), the optimizer
+ * moments (optimizer.bin) and the trainer state (trainer.json: step, data order, history, and the
+ * caller's `extra`, such as the tokenizer). Everything is written to a temporary folder and swapped in
+ * (`writeOwnedDir`), so a kill at any moment leaves a checkpoint that loads and resumes exactly, and a
+ * folder that tfjs-gta did not write is never replaced.
  */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { fileSystemHandler } from '../io/file_handler.js';
-import type { AdamWState } from './adamw.js';
+import { checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
+import type { CheckpointStore, TrainerCheckpointState, TrainingCheckpoint } from './trainer.js';
 
-export interface TrainerState {
-  format: 'tfjs-gta-checkpoint-1';
-  step: number;
-  batcher: unknown;
-  history: unknown[];
-  evals: unknown[];
+const FORMAT = 'tfjs-gta-checkpoint-1';
+
+interface TrainerJSON extends TrainerCheckpointState {
+  format: typeof FORMAT;
   optimizer: { step: number; sizes: number[] };
-  extra?: Record<string, unknown>;
 }
 
-export async function saveCheckpoint(dir: string, lm: CausalLM, optimizer: AdamWState, state: Omit<TrainerState, 'format' | 'optimizer'>): Promise<void> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  const tmp = `${dir.replace(/\/+$/, '')}.tmp-${process.pid}`;
-  await fs.rm(tmp, { recursive: true, force: true });
-  await fs.mkdir(tmp, { recursive: true });
-  await lm.model.save(fileSystemHandler(path.join(tmp, 'model')));
-  const sizes = optimizer.m.map((m) => m.length);
-  const total = sizes.reduce((a, b) => a + b, 0);
-  const packed = new Float32Array(2 * total);
-  let o = 0;
-  for (const m of optimizer.m) { packed.set(m, o); o += m.length; }
-  for (const v of optimizer.v) { packed.set(v, o); o += v.length; }
-  await fs.writeFile(path.join(tmp, 'optimizer.bin'), new Uint8Array(packed.buffer));
-  const full: TrainerState = { format: 'tfjs-gta-checkpoint-1', ...state, optimizer: { step: optimizer.step, sizes } };
-  await fs.writeFile(path.join(tmp, 'trainer.json'), JSON.stringify(full));
-  await fs.rm(dir, { recursive: true, force: true });
-  await fs.rename(tmp, dir);
+/** Writes `checkpoint` as a folder at `dir` (see the module comment). */
+export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint): Promise<void> {
+  const { lm, optimizer, state } = checkpoint;
+  await writeOwnedDir(dir, 'checkpoint', 'checkpoint', async (tmp) => {
+    await lm.model.save(fileSystemHandler(path.join(tmp, 'model')));
+    const sizes = optimizer.m.map((m) => m.length);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const packed = new Float32Array(2 * total);
+    let o = 0;
+    for (const m of optimizer.m) { packed.set(m, o); o += m.length; }
+    for (const v of optimizer.v) { packed.set(v, o); o += v.length; }
+    await fs.writeFile(path.join(tmp, 'optimizer.bin'), new Uint8Array(packed.buffer));
+    const full: TrainerJSON = { format: FORMAT, ...state, optimizer: { step: optimizer.step, sizes } };
+    await fs.writeFile(path.join(tmp, 'trainer.json'), JSON.stringify(full));
+  });
 }
 
-export interface LoadedCheckpoint {
-  lm: CausalLM;
-  optimizer: AdamWState;
-  state: TrainerState;
-}
-
-export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
-  const fs = await import('node:fs/promises');
-  const path = await import('node:path');
-  let state: TrainerState;
-  try {
-    state = JSON.parse(await fs.readFile(path.join(dir, 'trainer.json'), 'utf8'));
-  } catch {
-    throw new ValueError(`checkpoint: ${dir} has no readable trainer.json.`);
+function checkState(dir: string, state: TrainerJSON): void {
+  const bad = (rule: string) => new ValueError(`checkpoint: ${dir}/trainer.json is damaged: ${rule}.`);
+  if (state === null || typeof state !== 'object' || state.format !== FORMAT) throw new ValueError(`checkpoint: ${dir} is not a tfjs-gta checkpoint.`);
+  if (!Number.isInteger(state.step) || state.step < 0) throw bad(`step must be a non-negative integer, got ${JSON.stringify(state.step)}`);
+  if (!Array.isArray(state.history) || !Array.isArray(state.evals)) throw bad('history and evals must be arrays');
+  const opt = state.optimizer;
+  if (!opt || !Number.isInteger(opt.step) || opt.step < 0 || !Array.isArray(opt.sizes)
+    || !opt.sizes.every((s) => Number.isInteger(s) && s >= 0)) {
+    throw bad('optimizer must be {step, sizes} with non-negative integers');
   }
-  if (state.format !== 'tfjs-gta-checkpoint-1') throw new ValueError(`checkpoint: ${dir} is not a tfjs-gta checkpoint.`);
-  const lm = await CausalLM.load(fileSystemHandler(path.join(dir, 'model')));
-  const raw = await fs.readFile(path.join(dir, 'optimizer.bin'));
-  const packed = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+}
+
+/**
+ * Reads the checkpoint at `dir`. When a save was killed between its two renames, the previous
+ * checkpoint that it had moved aside is read instead.
+ */
+export async function loadCheckpoint(dir: string): Promise<TrainingCheckpoint> {
+  const found = await recoverOwnedDir(dir, 'checkpoint');
+  const from = found ?? path.resolve(dir);
+  let state: TrainerJSON;
+  try {
+    state = JSON.parse(await fs.readFile(path.join(from, 'trainer.json'), 'utf8'));
+  } catch {
+    throw new ValueError(`checkpoint: ${dir} holds no readable checkpoint (trainer.json missing or not JSON).`);
+  }
+  checkState(dir, state);
+  const raw = await fs.readFile(path.join(from, 'optimizer.bin')).catch(() => {
+    throw new ValueError(`checkpoint: ${dir} has no optimizer.bin.`);
+  });
   const total = state.optimizer.sizes.reduce((a, b) => a + b, 0);
-  if (packed.length !== 2 * total) throw new ValueError(`checkpoint: optimizer.bin has ${packed.length} values, expected ${2 * total}.`);
+  if (raw.byteLength !== 8 * total) {
+    throw new ValueError(`checkpoint: optimizer.bin has ${raw.byteLength} bytes, expected ${8 * total}.`);
+  }
+  const packed = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  const lm = await CausalLM.load(fileSystemHandler(path.join(from, 'model')));
   const m: Float32Array[] = [];
   const v: Float32Array[] = [];
   let o = 0;
   for (const s of state.optimizer.sizes) { m.push(packed.slice(o, o + s)); o += s; }
   for (const s of state.optimizer.sizes) { v.push(packed.slice(o, o + s)); o += s; }
-  return { lm, optimizer: { step: state.optimizer.step, m, v }, state };
+  const { format: _format, optimizer, ...rest } = state;
+  return { lm, optimizer: { step: optimizer.step, m, v }, state: rest };
+}
+
+/**
+ * A `CheckpointStore` over the folder `dir`, for `train({checkpoint})` and `resumeTraining`. Creating it
+ * checks at once that `dir` may be written (missing, empty, or a tfjs-gta checkpoint), so a run fails
+ * before training rather than at its first save.
+ */
+export async function directoryCheckpoint(dir: string): Promise<CheckpointStore> {
+  await checkWritableTarget(dir, 'checkpoint', 'checkpoint');
+  return {
+    location: path.resolve(dir),
+    save: (checkpoint) => saveCheckpoint(dir, checkpoint),
+    load: () => loadCheckpoint(dir),
+  };
 }

@@ -3,66 +3,30 @@
  * data order, token budget and seed) and measures, per variant: parameters, KV-cache bytes per token
  * (measured from the cache and from the formula), validation loss / perplexity / bits per character,
  * training throughput, prefill latency and decode speed at a stated context, and a greedy sample.
+ * Node (reads corpora from files and describes the machine); the presets are in `presets.ts`.
  */
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
-import {
-  CausalLMConfig, attentionSpec, causalLMCacheElementsPerToken, smallAttention,
-} from '../models/config.js';
+import { CausalLMConfig, attentionSpec, causalLMCacheElementsPerToken } from '../models/config.js';
 import { attentionParams } from '../analysis/costs.js';
-import { Corpus, countCodePoints, loadCorpus } from '../data/corpus.js';
-import { ByteTokenizer, CharTokenizer, Tokenizer } from '../data/tokenizer.js';
-import { BpeTokenizer } from '../data/bpe.js';
+import { Corpus, countCodePoints } from '../data/corpus.js';
+import { loadCorpus } from '../data/corpus_files.js';
 import { splitTokens } from '../data/dataset.js';
 import { unigramBaseline } from '../data/baseline.js';
 import { EvalRecord, StepRecord, train } from './trainer.js';
 import { evaluate } from './evaluate.js';
+import { directoryCheckpoint } from './checkpoint.js';
+import {
+  COMPARE_PRESETS, ComparePreset, TokenizerKind, VariantName, estimateTrainingBytes, makeTokenizer, variantConfig,
+} from './presets.js';
 
-export const VARIANTS = ['gta', 'gqa', 'mla', 'mha', 'mqa'] as const;
-export type VariantName = (typeof VARIANTS)[number];
-
-export interface ComparePreset {
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  intermediateSize: number;
-  batchSize: number;
-  sequenceLength: number;
-  steps: number;
-  learningRate: number;
-  evalEvery: number;
-  evalBatches: number;
-  /** Validation batches of the final evaluation (0 = the whole validation split). */
-  finalEvalBatches: number;
-  /** Context length at which prefill latency and decode speed are measured. */
-  speedContext: number;
-  /** Tokens decoded for the speed measurement. */
-  speedTokens: number;
-  /** Characters (tokens) of the greedy sample. */
-  sampleTokens: number;
-}
-
-/**
- * Measured on 2 cores with tfjs-node: `default` about 4 minutes, `small` (width 192, 2M tokens per
- * variant) about 14 minutes; `quick` is a smoke test of seconds to a minute.
- */
-export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePreset> = {
-  quick: {
-    hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 160, batchSize: 8, sequenceLength: 64, steps: 40,
-    learningRate: 4e-3, evalEvery: 20, evalBatches: 4, finalEvalBatches: 8, speedContext: 64, speedTokens: 16, sampleTokens: 60,
-  },
-  default: {
-    hiddenSize: 128, numLayers: 4, numHeads: 8, intermediateSize: 344, batchSize: 16, sequenceLength: 128, steps: 400,
-    learningRate: 3e-3, evalEvery: 100, evalBatches: 8, finalEvalBatches: 32, speedContext: 256, speedTokens: 64, sampleTokens: 200,
-  },
-  small: {
-    hiddenSize: 192, numLayers: 4, numHeads: 8, intermediateSize: 512, batchSize: 16, sequenceLength: 128, steps: 1000,
-    learningRate: 2.5e-3, evalEvery: 100, evalBatches: 16, finalEvalBatches: 0, speedContext: 512, speedTokens: 64, sampleTokens: 300,
-  },
-};
-
-export type TokenizerKind = 'char' | 'byte' | 'bpe';
+export {
+  COMPARE_PRESETS, VARIANTS, estimateTrainingBytes, makeTokenizer, variantConfig,
+  type ComparePreset, type TokenizerKind, type VariantName,
+} from './presets.js';
 
 export interface CompareOptions {
   variants?: VariantName[];
@@ -123,36 +87,6 @@ export interface CompareReport {
   stopped: boolean;
 }
 
-export async function makeTokenizer(kind: TokenizerKind, text: string, bpeVocabSize = 1024): Promise<Tokenizer> {
-  switch (kind) {
-    case 'char': return CharTokenizer.fromText(text);
-    case 'byte': return new ByteTokenizer();
-    case 'bpe': return BpeTokenizer.train(text, bpeVocabSize);
-    default: throw new ValueError(`tokenizer must be 'char', 'byte' or 'bpe', got ${JSON.stringify(kind)}.`);
-  }
-}
-
-/** The model config of a variant under a preset (identical except for the attention). */
-export function variantConfig(variant: VariantName, p: ComparePreset, vocabSize: number, seed: number): CausalLMConfig {
-  if (!VARIANTS.includes(variant)) {
-    throw new ValueError(`unknown variant ${JSON.stringify(variant)}; choose from ${VARIANTS.join(', ')}.`);
-  }
-  if (p.hiddenSize % p.numHeads !== 0) throw new ValueError(`hiddenSize ${p.hiddenSize} must be divisible by numHeads ${p.numHeads}.`);
-  return {
-    vocabSize, hiddenSize: p.hiddenSize, numLayers: p.numLayers, intermediateSize: p.intermediateSize,
-    maxSequenceLength: Math.max(p.sequenceLength, p.speedContext + p.speedTokens + 1, 64 + p.sampleTokens),
-    attention: smallAttention(variant, p.numHeads, p.hiddenSize / p.numHeads), seed,
-  };
-}
-
-/** Rough bytes needed to train a config: weights + grads + 2 Adam moments, plus activations and scores. */
-export function estimateTrainingBytes(config: CausalLMConfig, p: ComparePreset, params: number): number {
-  const tokens = p.batchSize * p.sequenceLength;
-  const activations = tokens * config.numLayers * (12 * config.hiddenSize + 3 * config.intermediateSize) * 4;
-  const scores = 3 * p.batchSize * p.numHeads * p.sequenceLength * p.sequenceLength * config.numLayers * 4;
-  return 4 * params * 4 + activations + scores + tokens * config.vocabSize * 4 * 3;
-}
-
 async function measureSpeed(lm: CausalLM, p: ComparePreset, ids: Int32Array): Promise<{ prefillMs: number; decodeTokensPerSecond: number; cacheBytesPerToken: number }> {
   const context = Array.from(ids.subarray(0, p.speedContext));
   // Warm up (kernels, folded decode weights), then time a prefill and a greedy decode.
@@ -181,6 +115,9 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
   for (const v of variants) variantConfig(v, p, 2, 0); // validate names and shapes before any work
   const seed = options.seed ?? 0;
   const log = options.onLog ?? (() => {});
+  // Checkpoint folders are checked before any training, so a bad --checkpoint-dir fails at once.
+  const checkpoints = await Promise.all(variants.map((v) => (options.checkpointDir
+    ? directoryCheckpoint(path.join(options.checkpointDir, v)) : Promise.resolve(undefined))));
   const corpus: Corpus = await loadCorpus(options.source);
   const tokenizerKind = options.tokenizer ?? 'char';
   const tokenizer = await makeTokenizer(tokenizerKind, corpus.text, options.bpeVocabSize);
@@ -214,7 +151,8 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
       const result = await train({
         model: lm, train: trainIds, validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength, steps: p.steps,
         learningRate: p.learningRate, evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed,
-        checkpointDir: options.checkpointDir ? `${options.checkpointDir}/${variant}` : undefined,
+        checkpoint: checkpoints[index],
+        checkpointExtra: { tokenizer: tokenizer.toJSON(), variant, preset: presetName, settings: p },
         shouldStop: options.shouldStop,
         onStep: (r) => options.onStep?.(variant, r), onEval: (r) => options.onEval?.(variant, r),
       });
@@ -244,7 +182,7 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
     createdAt: new Date().toISOString(),
     backend: tf.getBackend(),
     versions: await versions(),
-    machine: await machine(),
+    machine: machine(),
     preset: presetName,
     settings: { ...p, seed, tokenizer: tokenizerKind, validationFraction, prompt },
     data: {
@@ -266,9 +204,7 @@ async function versions(): Promise<Record<string, string>> {
   return v;
 }
 
-async function machine(): Promise<Record<string, unknown>> {
-  if (typeof process === 'undefined') return {};
-  const os = await import('node:os');
+function machine(): Record<string, unknown> {
   const cpus = os.cpus();
   return { platform: `${os.platform()} ${os.arch()}`, cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) };
 }

@@ -14,7 +14,35 @@ import type { TokenIds } from '../data/ids.js';
 import { AdamW, AdamWState, clipByGlobalNorm } from './adamw.js';
 import { warmupCosine } from './schedule.js';
 import { evaluate } from './evaluate.js';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+
+/** The training state a checkpoint holds besides the model and the optimizer moments. */
+export interface TrainerCheckpointState {
+  step: number;
+  batcher: BatcherState;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  /** What the caller asked to keep with the checkpoint (`TrainOptions.checkpointExtra`), e.g. the tokenizer. */
+  extra?: Record<string, unknown>;
+}
+
+/** A checkpoint as `train` writes and `resumeTraining` reads it. */
+export interface TrainingCheckpoint {
+  lm: CausalLM;
+  optimizer: AdamWState;
+  state: TrainerCheckpointState;
+}
+
+/**
+ * Where `train` keeps its checkpoints. In Node, `directoryCheckpoint(dir)` from `tfjs-gta/node` writes a
+ * folder; in a browser, implement these two methods over IndexedDB or anything else. `save` must replace
+ * the previous checkpoint atomically: after a failure at any moment, `load` returns the old or the new one.
+ */
+export interface CheckpointStore {
+  /** Where the checkpoint lives, for messages (a path, a key). */
+  readonly location: string;
+  save(checkpoint: TrainingCheckpoint): Promise<void>;
+  load(): Promise<TrainingCheckpoint>;
+}
 
 export interface StepRecord {
   step: number;
@@ -62,8 +90,10 @@ export interface TrainOptions {
   evalBatches?: number;
   /** Seed of the data order. Default 0. */
   seed?: number;
-  /** Save checkpoints here (Node). */
-  checkpointDir?: string;
+  /** Save checkpoints here (in Node: `directoryCheckpoint(dir)` from `tfjs-gta/node`). */
+  checkpoint?: CheckpointStore;
+  /** Kept with every checkpoint (`TrainingCheckpoint.state.extra`): e.g. the tokenizer and the run's settings. */
+  checkpointExtra?: Record<string, unknown>;
   /** Checkpoint every N steps (default: only at the end and on stop). */
   checkpointEvery?: number;
   /** Polled after every step; returning true saves a checkpoint (if configured) and stops. */
@@ -85,7 +115,8 @@ export interface TrainResult {
   wallSeconds: number;
   /** True when `shouldStop` ended the run early. */
   stopped: boolean;
-  checkpointDir?: string;
+  /** Where the last checkpoint was written, if a store was given. */
+  checkpoint?: string;
 }
 
 function resolve(o: TrainOptions) {
@@ -132,8 +163,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return record;
   };
   const checkpoint = async () => {
-    if (!options.checkpointDir) return;
-    await saveCheckpoint(options.checkpointDir, lm, optimizer.getState(), { step, batcher: batcher.state(), history, evals });
+    if (!options.checkpoint) return;
+    await options.checkpoint.save({
+      lm, optimizer: optimizer.getState(),
+      state: { step, batcher: batcher.state(), history, evals, extra: options.checkpointExtra },
+    });
   };
   const started = performance.now();
   const firstStep = step;
@@ -175,7 +209,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return {
       steps: step, history, evals, finalValidationLoss: final.loss,
       tokensPerSecond: ((step - firstStep) * o.batchSize * o.sequenceLength) / Math.max(1e-9, wallSeconds),
-      wallSeconds, stopped, checkpointDir: options.checkpointDir,
+      wallSeconds, stopped, checkpoint: options.checkpoint?.location,
     };
   } finally {
     optimizer.dispose();
@@ -184,16 +218,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
 /**
  * Continues a run from a checkpoint written by `train`: same model weights, optimizer moments, data
- * order and history. `options` are those of the original run (minus `model`).
+ * order and history. `options` are those of the original run (minus `model`); new checkpoints go to
+ * `options.checkpoint`, or back to `store`.
  */
-export async function resumeTraining(checkpointDir: string, options: Omit<TrainOptions, 'model' | 'resumeState'>): Promise<{ model: CausalLM; result: TrainResult }> {
-  const loaded = await loadCheckpoint(checkpointDir);
-  const result = await train({
-    ...options, model: loaded.lm, checkpointDir: options.checkpointDir ?? checkpointDir,
-    resumeState: {
-      step: loaded.state.step, batcher: loaded.state.batcher as BatcherState, optimizer: loaded.optimizer,
-      history: loaded.state.history as StepRecord[], evals: loaded.state.evals as EvalRecord[],
-    },
-  });
-  return { model: loaded.lm, result };
+export async function resumeTraining(store: CheckpointStore, options: Omit<TrainOptions, 'model' | 'resumeState'>): Promise<{ model: CausalLM; result: TrainResult }> {
+  const loaded = await store.load();
+  try {
+    const result = await train({
+      ...options, model: loaded.lm, checkpoint: options.checkpoint ?? store,
+      checkpointExtra: options.checkpointExtra ?? loaded.state.extra,
+      resumeState: {
+        step: loaded.state.step, batcher: loaded.state.batcher, optimizer: loaded.optimizer,
+        history: loaded.state.history, evals: loaded.state.evals,
+      },
+    });
+    return { model: loaded.lm, result };
+  } catch (e) {
+    loaded.lm.dispose();
+    throw e;
+  }
 }

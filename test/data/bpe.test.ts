@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { IS_NODE } from '../../src/backend.js';
-import { BPE_PATTERN, BpeTokenizer, loadCorpus, tokenizerFromJSON } from '../../src/data/index.js';
+import { BPE_PATTERN, BpeTokenizer, tokenizerFromJSON } from '../../src/data/index.js';
 import { expectThrows } from '../kit/index.js';
 
 /** Obviously-correct BPE training: recount every pair of every piece at every step. */
@@ -82,6 +82,7 @@ describe('data/bpe', () => {
 
   // The built-in corpus is read from node_modules: Node only.
   (IS_NODE ? it : it.skip)('trains a 2k vocabulary on Moby-Dick quickly and round-trips the book', async () => {
+    const { loadCorpus } = await import('../../src/data/corpus_files.js'); // Node-only module
     const { text } = await loadCorpus();
     const started = performance.now();
     const bpe = BpeTokenizer.train(text, 2048);

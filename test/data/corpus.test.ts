@@ -3,9 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ValueError } from '../../src/index.js';
-import {
-  CORPUS_SEPARATOR, countCodePoints, firstInvalidUtf8Offset, loadCorpus, utf8Length,
-} from '../../src/data/index.js';
+import { CORPUS_SEPARATOR, countCodePoints, firstInvalidUtf8Offset, utf8Length } from '../../src/data/index.js';
+import { loadCorpus } from '../../src/data/corpus_files.js';
 import { Mulberry32 } from '../../src/data/prng.js';
 
 /** Awaits `p`, which must reject with a ValueError whose message matches every pattern. */

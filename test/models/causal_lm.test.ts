@@ -165,6 +165,7 @@ describeBackends('CausalLM', ({ tol }) => {
           lm.dispose();
           return; // file:// is Node-only; the browser suite covers the memory handler above
         }
+        await import('../../src/node.js'); // the Node entry registers the file:// handler
         const { mkdtempSync, rmSync } = await import('node:fs');
         const { tmpdir } = await import('node:os');
         const { join } = await import('node:path');

@@ -8,6 +8,7 @@ import { AdamW, clipByGlobalNorm } from '../../src/train/adamw.js';
 import { warmupCosine } from '../../src/train/schedule.js';
 import { resumeTraining, train } from '../../src/train/trainer.js';
 import { evaluate } from '../../src/train/evaluate.js';
+import { directoryCheckpoint } from '../../src/train/checkpoint.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 
 const V = 11;
@@ -76,11 +77,12 @@ describeBackends('trainer', () => {
       const full = await train({ ...common, model: straight, steps: 8 });
       const first = tiny();
       let calls = 0;
-      const part = await train({ ...common, model: first, steps: 8, checkpointDir: join(dir, 'run'), shouldStop: () => ++calls >= 3 });
+      const store = await directoryCheckpoint(join(dir, 'run'));
+      const part = await train({ ...common, model: first, steps: 8, checkpoint: store, shouldStop: () => ++calls >= 3 });
       expect(part.stopped).to.equal(true);
       expect(part.steps).to.equal(3);
       first.dispose();
-      const { model, result } = await resumeTraining(join(dir, 'run'), { ...common, steps: 8 });
+      const { model, result } = await resumeTraining(store, { ...common, steps: 8 });
       expect(result.steps).to.equal(8);
       expect(result.history.map((h) => h.loss)).to.deep.equal(full.history.map((h) => h.loss));
       const a = straight.model.getWeights().map((w) => Array.from(w.dataSync()));
