@@ -217,10 +217,11 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   }
 
   /**
-   * A tensor computed from weights by `make` (a 2-D view, a fused or scaled kernel). In inference calls
-   * it is kept and reused until one of `sources` changes value (a new data id after `assign`, e.g. an
-   * optimizer step or `setWeights`); otherwise it is computed in the call (and differentiable).
-   * `make` must return a new tensor, never a weight itself.
+   * A tensor computed from weights by `make` (a 2-D view, a fused, scaled or folded kernel). This is the
+   * layer's only cache of such tensors: in inference calls it is kept and reused until one of `sources`
+   * changes value (a new data id after `assign`, e.g. an optimizer step or `setWeights`); under a gradient
+   * tape (and in Keras `call`s) it is computed in the call, so that gradients reach the weights.
+   * `make` must return a new tensor, never a weight itself, and must be differentiable.
    */
   protected derivedWeight(ctx: ForwardContext, key: string, sources: Array<tf.LayerVariable | null>,
     make: () => tf.Tensor): tf.Tensor {
@@ -408,7 +409,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const t = parsed.x.shape[1];
     const decode = t === 1;
     type Out = { output: tf.Tensor; scores: tf.Tensor | null; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
-    const inference = !tf.engine().isTapeOn();
+    const inference = !recordingGradients();
     const out = tf.tidy(() => {
       const { result, keyMask } = this.run(parsed, options, cache, decode, inference);
       const kept: Out = { output: result.output, scores: result.scores, cache: result.cache, keyMask };
@@ -640,6 +641,15 @@ function initializeAs(init: Initializer, initShape: number[] | undefined): Initi
   return {
     apply: (shape: tf.Shape, dtype?: tf.DataType) => tf.tidy(() => tf.reshape(init.apply(initShape, dtype), shape as number[])),
   } as unknown as Initializer;
+}
+
+/**
+ * Whether a gradient scope (`tf.grad`, `tf.variableGrads`, `optimizer.minimize`, ...) is open, also inside
+ * a kernel (a custom gradient's forward pass), where `tf.engine().isTapeOn()` is false. Calls made then
+ * are not inference calls: they keep no tensors derived from the weights.
+ */
+function recordingGradients(): boolean {
+  return tf.engine().state.gradientDepth > 0;
 }
 
 /** Reads a LayerVariable as a tensor (for brevity inside forward passes). */

@@ -80,8 +80,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   private keyBias: tf.LayerVariable | null = null;
   private valueBias: tf.LayerVariable | null = null;
   private gateBias: tf.LayerVariable | null = null;
-  /** blockdiag(R + Delta) `[Hq*Dl, W]` for decoding, folded once per value of Delta (keyed by its data id). */
-  private foldedDecoder: { dataId: object; weight: tf.Tensor } | null = null;
 
   constructor(args: GroupedHeadLatentAttentionArgs) {
     super(args, true);
@@ -143,27 +141,21 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   }
 
   /**
-   * Cached decoding folds the fixed tiling into Delta once (W_eff = R + Delta, R = [I ... I]) and lays
-   * the Hq per-map matrices on the diagonal of one `[Hq*Dl, W]` matrix, so decoding a token's Hq latents
-   * is a single 2-D product `[B, Hq*Dl] @ [Hq*Dl, W]` (the zero blocks add exact zeros). Rebuilt only when
-   * Delta's value changes.
+   * Decoding folds the fixed tiling into Delta (W_eff = R + Delta, R = [I ... I]) and lays the Hq per-map
+   * matrices on the diagonal of one `[Hq*Dl, W]` matrix, so decoding a token's Hq latents is a single 2-D
+   * product `[B, Hq*Dl] @ [Hq*Dl, W]` (the zero blocks add exact zeros). Kept between inference calls
+   * until Delta's value changes (`derivedWeight`); under a gradient tape it is rebuilt, differentiably.
    */
-  private foldedDecoderWeight(): tf.Tensor {
-    const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
-    const dataId = (delta as unknown as { dataId: object }).dataId;
-    if (this.foldedDecoder === null || this.foldedDecoder.dataId !== dataId) {
-      this.foldedDecoder?.weight.dispose();
-      const { numQueryHeads: hq, valueDim: dl } = this;
-      const w = this.expandRate * dl;
-      const weight = tf.keep(tf.tidy(() => {
-        const tiling = tf.tile(tf.eye(dl), [1, this.expandRate]); // R [Dl, r*Dl]
-        const folded = tf.add(delta, tiling); // [Hq, Dl, r*Dl] + [Dl, r*Dl]
-        const blocks = tf.unstack(folded).map((m, g) => tf.pad(m, [[0, 0], [g * w, (hq - 1 - g) * w]])); // Hq x [Dl, W]
-        return tf.concat(blocks, 0); // [Hq*Dl, W], block g on rows g*Dl.., columns g*r*Dl..
-      }));
-      this.foldedDecoder = { dataId, weight };
-    }
-    return this.foldedDecoder.weight;
+  private foldedDecoderWeight(ctx: ForwardContext): tf.Tensor {
+    return this.derivedWeight(ctx, 'value_decoder/folded', [this.decoderKernel], () => {
+      const { numQueryHeads: hq, valueDim: dl, expandRate: r } = this;
+      const delta = read(this.decoderKernel)!; // [Hq, Dl, r*Dl]
+      const folded = tf.add(delta, tf.tile(tf.eye(dl), [1, r])); // [Hq, Dl, r*Dl] + R [Dl, r*Dl]
+      // Block g at rows g*Dl.., columns g*r*Dl..: [Hq, Dl, 1, r*Dl] * I_Hq [Hq, 1, Hq, 1] -> [Hq, Dl, Hq, r*Dl].
+      const diagonal = tf.reshape(tf.eye(hq), [hq, 1, hq, 1]);
+      const blocks = tf.mul(tf.reshape(folded, [hq, dl, 1, r * dl]), diagonal);
+      return tf.reshape(blocks, [hq * dl, hq * r * dl]); // -> [Hq*Dl, W]
+    });
   }
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
@@ -190,7 +182,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
     }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
     let u: tf.Tensor;
     if (ctx.decode) {
-      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight()); // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
+      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight(ctx)); // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
     } else {
       const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
       const decoded = this.decodeValues(rows); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
@@ -234,12 +226,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
         { torchName: 'g_proj.bias', torchShape: [w], variable: this.gateBias!, layout: 'vector' });
     }
     return specs;
-  }
-
-  override releaseDerivedTensors(): void {
-    super.releaseDerivedTensors();
-    this.foldedDecoder?.weight.dispose();
-    this.foldedDecoder = null;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

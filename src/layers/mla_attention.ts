@@ -79,8 +79,6 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
   private kvBKernel: tf.LayerVariable | null = null;
   private outputKernel: tf.LayerVariable | null = null;
   private outputBias: tf.LayerVariable | null = null;
-  /** W_UK [H, Dn, Dc] and W_UV [H, Dc, Dv] split from Wkvb once per value of Wkvb. */
-  private absorbed: { dataId: object; uk: tf.Tensor3D; uv: tf.Tensor3D } | null = null;
 
   constructor(args: MultiHeadLatentAttentionArgs) {
     super(args, false);
@@ -193,34 +191,33 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     return { merged, probs };
   }
 
-  /** W_UK [H, Dn, Dc] and W_UV [H, Dc, Dv], split from Wkvb once per value of Wkvb. */
-  private absorbedWeights(): { uk: tf.Tensor3D; uv: tf.Tensor3D } {
-    const wkvb = read(this.kvBKernel)!; // [Dc, H*(Dn+Dv)]
-    const dataId = (wkvb as unknown as { dataId: object }).dataId;
-    if (this.absorbed === null || this.absorbed.dataId !== dataId) {
-      this.disposeAbsorbed();
-      const { kvLoraRank: dc, numHeads: h } = this;
-      const [uk, uv] = tf.split(tf.reshape(wkvb, [dc, h, this.qkNopeHeadDim + this.vHeadDim]),
-        [this.qkNopeHeadDim, this.vHeadDim], -1); // [Dc, H*(Dn+Dv)] -> [Dc, H, Dn+Dv] -> [Dc, H, Dn], [Dc, H, Dv]
-      this.absorbed = {
-        dataId,
-        uk: tf.keep(tf.transpose(uk, [1, 2, 0]) as tf.Tensor3D), // [Dc, H, Dn] -> [H, Dn, Dc]
-        uv: tf.keep(tf.transpose(uv, [1, 0, 2]) as tf.Tensor3D), // [Dc, H, Dv] -> [H, Dc, Dv]
-      };
-    }
-    return this.absorbed;
+  /**
+   * W_UK `[H, Dn, Dc]` and W_UV `[H, Dc, Dv]` from Wkvb, kept between inference calls until Wkvb's value
+   * changes (`derivedWeight`); under a gradient tape they are split in the call, differentiably.
+   */
+  private absorbedWeights(ctx: ForwardContext): { uk: tf.Tensor3D; uv: tf.Tensor3D } {
+    const { kvLoraRank: dc, numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const part = (index: 0 | 1) => (): tf.Tensor => {
+      const perHead = tf.reshape(read(this.kvBKernel)!, [dc, h, dn + dv]); // [Dc, H*(Dn+Dv)] -> [Dc, H, Dn+Dv]
+      const piece = tf.split(perHead, [dn, dv], -1)[index]; // [Dc, H, Dn] or [Dc, H, Dv]
+      return tf.transpose(piece, index === 0 ? [1, 2, 0] : [1, 0, 2]); // W_UK [H, Dn, Dc] or W_UV [H, Dc, Dv]
+    };
+    return {
+      uk: this.derivedWeight(ctx, 'key_value_b/uk', [this.kvBKernel], part(0)) as tf.Tensor3D,
+      uv: this.derivedWeight(ctx, 'key_value_b/uv', [this.kvBKernel], part(1)) as tf.Tensor3D,
+    };
   }
 
   /**
    * Attention in latent space: MQA with key [c ; k_rope] and value c, scored as
    * `q~ c^T + q_rope k_rope^T` so the cache is never copied into a concatenated key.
    */
-  private attendAbsorbed(_ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
+  private attendAbsorbed(ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
     opts: GroupedAttentionOptions): { merged: tf.Tensor; probs: tf.Tensor | null } {
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const { uk, uv } = this.absorbedWeights();
+    const { uk, uv } = this.absorbedWeights(ctx);
     const qn = tf.reshape(tf.transpose(qNope, [2, 0, 1, 3]), [h, b * t, dn]) as tf.Tensor3D; // [B, T, H, Dn] -> [H, B*T, Dn]
     const query = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]) as tf.Tensor4D; // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
     const value = tf.reshape(latent, [b, 1, s, dc]) as tf.Tensor4D; // [B, S, Dc] -> [B, 1, S, Dc] (also the key)
@@ -233,14 +230,6 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
     const heads = tf.reshape(groupMatMul(rows, uv), [h, b, t, dv]); // [H, B*T, Dc] @ [H, Dc, Dv] -> [H, B, T, Dv]
     const merged = tf.reshape(tf.transpose(heads, [1, 2, 0, 3]), [b * t, h * dv]); // -> [B, T, H, Dv] -> [N, H*Dv]
     return { merged, probs };
-  }
-
-  private disposeAbsorbed(): void {
-    if (this.absorbed !== null) {
-      this.absorbed.uk.dispose();
-      this.absorbed.uv.dispose();
-      this.absorbed = null;
-    }
   }
 
   protected cacheAxes(): Record<string, number> {
@@ -287,11 +276,6 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
       specs.push({ torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
     }
     return specs;
-  }
-
-  override releaseDerivedTensors(): void {
-    super.releaseDerivedTensors();
-    this.disposeAbsorbed();
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -36,8 +36,8 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.95;
     this.epsilon = options.epsilon ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.1;
-    this.m = variables.map((x) => tf.variable(tf.zerosLike(x), false));
-    this.v = variables.map((x) => tf.variable(tf.zerosLike(x), false));
+    this.m = variables.map(zerosVariable);
+    this.v = variables.map(zerosVariable);
   }
 
   /** Steps taken. */
@@ -94,6 +94,14 @@ export class AdamW {
   dispose(): void {
     tf.dispose([...this.m, ...this.v]);
   }
+}
+
+/**
+ * A non-trainable variable of zeros shaped like `x`. The zeros are made inside a tidy: the variable
+ * shares their data, so disposing the variable frees everything.
+ */
+function zerosVariable(x: tf.Variable): tf.Variable {
+  return tf.tidy(() => tf.variable(tf.zerosLike(x), false));
 }
 
 /** Scales gradients so that their global L2 norm is at most `maxNorm`; returns them and the norm before clipping. */
