@@ -1,0 +1,58 @@
+/**
+ * Training leaves nothing behind: after `train()` and `model.dispose()` the number of live tensors
+ * (counted outside any engine scope) is where it was before the model was created, for every mechanism.
+ * The counts are taken by the test itself (not only by the kit's leak check), so that the variables the
+ * run creates (weights, optimizer moments) are counted too.
+ */
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM } from '../../src/models/causal_lm.js';
+import { smallPreset } from '../../src/models/config.js';
+import { train } from '../../src/train/trainer.js';
+import { AdamW } from '../../src/train/adamw.js';
+import { describeBackends, it } from '../kit/index.js';
+
+const V = 9;
+const stream = Int32Array.from({ length: 600 }, (_, i) => (i * 5) % V);
+const trainIds = stream.subarray(0, 480);
+const validIds = stream.subarray(480);
+
+/** Live tensors; the test runs outside any scope, so this counts every tensor still allocated. */
+function liveTensors(): number {
+  return tf.memory().numTensors;
+}
+
+describeBackends('training leaks no tensors', () => {
+  for (const mechanism of ['gqa', 'gta', 'mla'] as const) {
+    it(`${mechanism}: train() for 3 steps, then model.dispose(), leaves the tensor count unchanged`, async () => {
+      const before = liveTensors();
+      const model = CausalLM.create({ ...smallPreset('tiny', mechanism, V), seed: 5 });
+      const weights = liveTensors() - before;
+      expect(weights, 'tensors of the new model').to.be.greaterThan(0);
+      const result = await train({
+        model, train: trainIds, validation: validIds, batchSize: 2, sequenceLength: 8, steps: 3, evalEvery: 2,
+        evalBatches: 1, seed: 2,
+      });
+      expect(result.steps).to.equal(3);
+      expect(result.history.map((r) => Number.isFinite(r.loss))).to.deep.equal([true, true, true]);
+      expect(liveTensors() - before, 'tensors after train(), before model.dispose()').to.equal(weights);
+      model.dispose();
+      expect(liveTensors(), 'tensors after model.dispose()').to.equal(before);
+    });
+  }
+
+  it('AdamW holds exactly its two moments per variable and frees them on dispose', () => {
+    const variables = tf.tidy(() => [tf.variable(tf.ones([3, 2])), tf.variable(tf.ones([2]))]);
+    const before = liveTensors();
+    const optimizer = new AdamW(variables);
+    expect(liveTensors() - before, 'tensors of a new AdamW').to.equal(2 * variables.length);
+    const grads = [tf.ones([3, 2]), tf.ones([2])];
+    optimizer.apply(grads, 0.1);
+    optimizer.setState(optimizer.getState());
+    optimizer.apply(grads, 0.1);
+    expect(liveTensors() - before, 'after two steps and a state restore').to.equal(2 * variables.length + grads.length);
+    optimizer.dispose();
+    tf.dispose([...grads, ...variables]);
+    expect(liveTensors()).to.equal(before - variables.length);
+  });
+});
