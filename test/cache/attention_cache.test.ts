@@ -5,7 +5,8 @@
  */
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { AttentionCache, AttentionLayer } from '../../src/index.js';
+import { AttentionCache } from '../../src/cache/attention_cache.js';
+import { AttentionLayer } from '../../src/layers/attention_base.js';
 import { describeBackends, expectClose, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
 import { LAYER_CASES, randomizeWeights } from '../kit/layers.js';
 
@@ -38,7 +39,8 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
     describe(lc.kind, () => {
       it('caches exactly what the mechanism needs, with bytes equal to the analytic formula', () => {
         const layer = lc.make({ useCausalMask: true });
-        const { output, cache } = layer.callWithCache(randomTensor([3, 5, lc.dim], 1));
+        const x = randomTensor([3, 5, lc.dim], 1);
+        const { output, cache } = layer.callWithCache(x);
         const expected = EXPECTED_ENTRIES[lc.kind](layer);
         expect(Object.keys(cache.entries).sort()).to.deep.equal(Object.keys(expected).sort());
         for (const [name, e] of Object.entries(cache.entries)) {
@@ -50,7 +52,7 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
         expect(cache.elementsPerToken()).to.equal(layer.kvCacheElementsPerToken());
         expect(cache.bytes()).to.equal(3 * 5 * 4 * layer.kvCacheElementsPerToken());
         expect(cache.bytesPerToken()).to.equal(4 * layer.kvCacheElementsPerToken());
-        output.dispose();
+        tf.dispose([x, output]);
         cache.dispose();
         layer.dispose();
       });
@@ -58,55 +60,62 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
       for (const batch of [1, 3]) {
         it(`decodes 64 steps token by token equal to the full forward pass (batch ${batch})`, () => {
           const layer = lc.make({ useCausalMask: true });
-          const x = randomTensor([batch, 72, lc.dim], 7 + batch);
-          layer.apply(x.slice([0, 0, 0], [1, 1, lc.dim]));
-          randomizeWeights(layer, 3, 0.2);
-          const full = layer.apply(x) as tf.Tensor;
-          const { outputs, cache } = decodeAll(layer, x, 8);
-          expect(cache.length).to.equal(72);
-          let worst = 0;
-          for (let t = 8; t < 72; t++) {
-            const err = normRelativeError(outputs.slice([0, t, 0], [batch, 1, lc.dim]).dataSync(),
-              full.slice([0, t, 0], [batch, 1, lc.dim]).dataSync());
-            worst = Math.max(worst, err);
-          }
-          expect(worst, 'worst per-position error').to.be.at.most(tol.same);
-          cache.dispose();
+          tf.tidy(() => {
+            const x = randomTensor([batch, 72, lc.dim], 7 + batch);
+            layer.apply(x.slice([0, 0, 0], [1, 1, lc.dim]));
+            randomizeWeights(layer, 3, 0.2);
+            const full = layer.apply(x) as tf.Tensor;
+            const { outputs, cache } = decodeAll(layer, x, 8);
+            expect(cache.length).to.equal(72);
+            let worst = 0;
+            for (let t = 8; t < 72; t++) {
+              const err = normRelativeError(outputs.slice([0, t, 0], [batch, 1, lc.dim]).dataSync(),
+                full.slice([0, t, 0], [batch, 1, lc.dim]).dataSync());
+              worst = Math.max(worst, err);
+            }
+            expect(worst, 'worst per-position error').to.be.at.most(tol.same);
+            cache.dispose();
+          });
           layer.dispose();
         });
       }
 
       it('supports chunked prefill (several tokens at once onto a cache)', () => {
         const layer = lc.make({ useCausalMask: true });
-        const x = randomTensor([2, 20, lc.dim], 5);
-        const full = layer.apply(x) as tf.Tensor;
-        const { outputs, cache } = decodeAll(layer, x, 4, [7, 3, 1, 5]);
-        expectClose(outputs, full, tol.same, 'chunked');
-        cache.dispose();
+        tf.tidy(() => {
+          const x = randomTensor([2, 20, lc.dim], 5);
+          const full = layer.apply(x) as tf.Tensor;
+          const { outputs, cache } = decodeAll(layer, x, 4, [7, 3, 1, 5]);
+          expectClose(outputs, full, tol.same, 'chunked');
+          cache.dispose();
+        });
         layer.dispose();
       });
 
       it('masks padded cached keys: a left-padded row decodes like the same row without padding', () => {
         const layer = lc.make({ useCausalMask: true });
-        const x = randomTensor([1, 6, lc.dim], 9);
-        const pad = tf.concat([randomTensor([1, 3, lc.dim], 77), x], 1); // 3 padding positions first
-        const mask = tf.tensor2d([[0, 0, 0, 1, 1, 1, 1, 1, 1]]);
-        const positions = tf.tensor2d([[0, 0, 0, 0, 1, 2, 3, 4, 5]], [1, 9], 'int32');
-        const padded = layer.callWithCache(pad, { paddingMask: mask, positions });
-        const plain = layer.apply(x) as tf.Tensor;
-        expectClose(padded.output.slice([0, 3, 0], [1, 6, lc.dim]), plain, tol.same, 'padded prefill');
-        const next = randomTensor([1, 1, lc.dim], 10);
-        const step = layer.callWithCache(next, { cache: padded.cache, positions: tf.tensor2d([[6]], [1, 1], 'int32') });
-        const ref = layer.apply(tf.concat([x, next], 1)) as tf.Tensor;
-        expectClose(step.output, ref.slice([0, 6, 0], [1, 1, lc.dim]), tol.same, 'decode after padding');
-        padded.cache.dispose();
-        step.cache.dispose();
+        tf.tidy(() => {
+          const x = randomTensor([1, 6, lc.dim], 9);
+          const pad = tf.concat([randomTensor([1, 3, lc.dim], 77), x], 1); // 3 padding positions first
+          const mask = tf.tensor2d([[0, 0, 0, 1, 1, 1, 1, 1, 1]]);
+          const positions = tf.tensor2d([[0, 0, 0, 0, 1, 2, 3, 4, 5]], [1, 9], 'int32');
+          const padded = layer.callWithCache(pad, { paddingMask: mask, positions });
+          const plain = layer.apply(x) as tf.Tensor;
+          expectClose(padded.output.slice([0, 3, 0], [1, 6, lc.dim]), plain, tol.same, 'padded prefill');
+          const next = randomTensor([1, 1, lc.dim], 10);
+          const step = layer.callWithCache(next, { cache: padded.cache, positions: tf.tensor2d([[6]], [1, 1], 'int32') });
+          const ref = layer.apply(tf.concat([x, next], 1)) as tf.Tensor;
+          expectClose(step.output, ref.slice([0, 6, 0], [1, 1, lc.dim]), tol.same, 'decode after padding');
+          padded.cache.dispose();
+          step.cache.dispose();
+        });
         layer.dispose();
       });
 
       it('does not grow memory per step: 200 decode steps hold only the cache the caller keeps', () => {
         const layer = lc.make({ useCausalMask: true });
-        let r = layer.callWithCache(randomTensor([1, 2, lc.dim], 1));
+        const prompt = randomTensor([1, 2, lc.dim], 1);
+        let r = layer.callWithCache(prompt);
         const token = randomTensor([1, 1, lc.dim], 2);
         const step = () => {
           const next = layer.callWithCache(token, { cache: r.cache });
@@ -120,22 +129,25 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
         expect(tf.memory().numTensors).to.equal(afterOne);
         expect(r.cache.length).to.equal(202);
         r.cache.dispose();
+        tf.dispose([prompt, token, r.output]);
         layer.dispose();
       });
 
       it('rejects a cache from another layer, a batch mismatch or a disposed cache, leaving the cache usable', () => {
         const layer = lc.make({ useCausalMask: true });
         const other = lc.make({ useCausalMask: true });
-        const { cache } = layer.callWithCache(randomTensor([2, 3, lc.dim], 1));
-        const { cache: otherCache } = other.callWithCache(randomTensor([2, 3, lc.dim], 1));
-        expectThrows(() => layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache: otherCache }), /belongs to another layer/);
-        expectThrows(() => layer.callWithCache(randomTensor([1, 1, lc.dim], 2), { cache }), /batch size 2 but the input has batch size 1/);
-        const ok = layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache });
-        expect(ok.cache.length).to.equal(4);
-        cache.dispose();
-        expectThrows(() => layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache }), /disposed/);
-        ok.cache.dispose();
-        otherCache.dispose();
+        tf.tidy(() => {
+          const { cache } = layer.callWithCache(randomTensor([2, 3, lc.dim], 1));
+          const { cache: otherCache } = other.callWithCache(randomTensor([2, 3, lc.dim], 1));
+          expectThrows(() => layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache: otherCache }), /belongs to another layer/);
+          expectThrows(() => layer.callWithCache(randomTensor([1, 1, lc.dim], 2), { cache }), /batch size 2 but the input has batch size 1/);
+          const ok = layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache });
+          expect(ok.cache.length).to.equal(4);
+          cache.dispose();
+          expectThrows(() => layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache }), /disposed/);
+          ok.cache.dispose();
+          otherCache.dispose();
+        });
         layer.dispose();
         other.dispose();
       });
@@ -144,10 +156,13 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
 
   it('GTA folds the decoder tiling into its weight once, not per decoded token', async () => {
     const layer = LAYER_CASES[1].make({ useCausalMask: true });
-    let r = layer.callWithCache(randomTensor([1, 4, 32], 3));
+    const prompt = randomTensor([1, 4, 32], 3);
+    const token = randomTensor([1, 1, 32], 4);
+    let r = layer.callWithCache(prompt);
     const kernelsOfStep = async () => {
       const profile = await tf.profile(() => {
-        const next = layer.callWithCache(randomTensor([1, 1, 32], 4), { cache: r.cache });
+        r.output.dispose();
+        const next = layer.callWithCache(token, { cache: r.cache });
         r.cache.dispose();
         r = next;
         return [] as tf.Tensor[];
@@ -160,7 +175,7 @@ describeBackends('attention caches and incremental decoding', ({ tol }) => {
     expect(second).to.not.include('Tile');
     expect(second).to.not.include('Eye' as never);
     r.cache.dispose();
-    r.output.dispose();
+    tf.dispose([prompt, token, r.output]);
     layer.dispose();
   });
 });

@@ -1,8 +1,9 @@
 /** Small layer configurations used across specs, one per mechanism. */
 import * as tf from '@tensorflow/tfjs';
-import {
-  AttentionLayer, GroupedHeadLatentAttention, GroupedQueryAttention, MultiHeadLatentAttention,
-} from '../../src/index.js';
+import { AttentionLayer } from '../../src/layers/attention_base.js';
+import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
+import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
+import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
 
 export interface LayerCase {
   kind: 'gqa' | 'gta' | 'mla';

@@ -1,6 +1,9 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { AttentionCache, GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention } from '../../src/index.js';
+import { AttentionCache } from '../../src/cache/attention_cache.js';
+import {
+  GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention,
+} from '../../src/layers/gqa_attention.js';
 import { describeBackends, expectClose, expectThrows, it, randomTensor } from '../kit/index.js';
 import { causalAllowed, gqaReference } from '../kit/reference.js';
 import { randomizeWeights } from '../kit/layers.js';
@@ -28,14 +31,16 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
   for (const [hq, hkv, useBias] of [[6, 2, true], [6, 6, false], [6, 1, true]] as const) {
     it(`matches the float64 loop reference (Hq=${hq}, Hkv=${hkv}, useBias=${useBias})`, () => {
       const layer = new GroupedQueryAttention({ headDim: 4, numQueryHeads: hq, numKeyValueHeads: hkv, useBias, useCausalMask: true });
-      const x = randomTensor([2, T, D], 5);
-      layer.apply(x);
-      randomizeWeights(layer, 3);
-      const out = layer.apply(x) as tf.Tensor;
-      for (let b = 0; b < 2; b++) {
-        const ref = referenceOutput(layer, x, b).out.flat();
-        expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), ref, tol.output, `batch ${b}`);
-      }
+      tf.tidy(() => {
+        const x = randomTensor([2, T, D], 5);
+        layer.apply(x);
+        randomizeWeights(layer, 3);
+        const out = layer.apply(x) as tf.Tensor;
+        for (let b = 0; b < 2; b++) {
+          const ref = referenceOutput(layer, x, b).out.flat();
+          expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), ref, tol.output, `batch ${b}`);
+        }
+      });
       layer.dispose();
     });
   }
@@ -43,46 +48,50 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
   it('MHA factory equals GQA with one KV head per query head, and an independent MHA reference', () => {
     const mha = multiHeadAttention({ numHeads: 4, headDim: 6, useCausalMask: true });
     expect(mha.numKeyValueHeads).to.equal(4);
-    const x = randomTensor([1, T, D], 8);
-    mha.apply(x);
-    randomizeWeights(mha, 4);
-    const ref = referenceOutput(mha, x, 0).out.flat();
-    expectClose((mha.apply(x) as tf.Tensor).dataSync(), ref, tol.output, 'MHA');
+    tf.tidy(() => {
+      const x = randomTensor([1, T, D], 8);
+      mha.apply(x);
+      randomizeWeights(mha, 4);
+      const ref = referenceOutput(mha, x, 0).out.flat();
+      expectClose((mha.apply(x) as tf.Tensor).dataSync(), ref, tol.output, 'MHA');
+    });
     mha.dispose();
   });
 
   it('useRope: false leaves queries and keys unrotated (reference, decoding, config, odd headDim)', () => {
     const layer = new GroupedQueryAttention({ headDim: 3, numQueryHeads: 4, numKeyValueHeads: 2, useRope: false, useCausalMask: true });
-    const x = randomTensor([2, T, D], 9);
-    layer.apply(x);
-    randomizeWeights(layer, 5);
-    const out = layer.apply(x) as tf.Tensor;
-    for (let b = 0; b < 2; b++) {
-      expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), referenceOutput(layer, x, b).out.flat(), tol.output, `batch ${b}`);
-    }
-    // A cached prefill (inference: one fused q|k|v product on tensorflow/webgl) and token-by-token decoding
-    // (the T = 1 path) give the same outputs.
-    const prefill = layer.callWithCache(x);
-    expectClose(prefill.output, out, tol.same, 'prefill');
-    prefill.cache.dispose();
-    // MHA's equal q/k/v parts take the stacked path (one transpose, then unstack).
     const mha = new GroupedQueryAttention({ headDim: 3, numQueryHeads: 2, numKeyValueHeads: 2, useRope: false, useCausalMask: true });
-    mha.apply(x);
-    randomizeWeights(mha, 8);
-    const mhaPrefill = mha.callWithCache(x);
-    expectClose(mhaPrefill.output, mha.apply(x) as tf.Tensor, tol.same, 'MHA prefill');
-    mhaPrefill.cache.dispose();
-    mha.dispose();
-    let cache: AttentionCache | null = null;
-    const steps: tf.Tensor[] = [];
-    for (let t = 0; t < T; t++) {
-      const r: { output: tf.Tensor; cache: AttentionCache } = layer.callWithCache(x.slice([0, t, 0], [2, 1, D]), { cache });
+    tf.tidy(() => {
+      const x = randomTensor([2, T, D], 9);
+      layer.apply(x);
+      randomizeWeights(layer, 5);
+      const out = layer.apply(x) as tf.Tensor;
+      for (let b = 0; b < 2; b++) {
+        expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), referenceOutput(layer, x, b).out.flat(), tol.output, `batch ${b}`);
+      }
+      // A cached prefill (inference: one fused q|k|v product on tensorflow/webgl) and token-by-token decoding
+      // (the T = 1 path) give the same outputs.
+      const prefill = layer.callWithCache(x);
+      expectClose(prefill.output, out, tol.same, 'prefill');
+      prefill.cache.dispose();
+      // MHA's equal q/k/v parts take the stacked path (one transpose, then unstack).
+      mha.apply(x);
+      randomizeWeights(mha, 8);
+      const mhaPrefill = mha.callWithCache(x);
+      expectClose(mhaPrefill.output, mha.apply(x) as tf.Tensor, tol.same, 'MHA prefill');
+      mhaPrefill.cache.dispose();
+      let cache: AttentionCache | null = null;
+      const steps: tf.Tensor[] = [];
+      for (let t = 0; t < T; t++) {
+        const r: { output: tf.Tensor; cache: AttentionCache } = layer.callWithCache(x.slice([0, t, 0], [2, 1, D]), { cache });
+        cache?.dispose();
+        cache = r.cache;
+        steps.push(r.output);
+      }
       cache?.dispose();
-      cache = r.cache;
-      steps.push(r.output);
-    }
-    cache?.dispose();
-    expectClose(tf.concat(steps, 1), out, tol.same, 'decoded');
+      expectClose(tf.concat(steps, 1), out, tol.same, 'decoded');
+    });
+    mha.dispose();
     expect(layer.getConfig().useRope).to.equal(false);
     expect(new GroupedQueryAttention(layer.getConfig() as never).useRope).to.equal(false);
     const rotated = new GroupedQueryAttention({ ...(layer.getConfig() as object), useRope: true, headDim: 4 } as never);
@@ -103,14 +112,16 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
   it('GQA equals MHA whose KV heads repeat each group', () => {
     const gqa = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 6, numKeyValueHeads: 2, useBias: false, useCausalMask: true });
     const mha = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 6, numKeyValueHeads: 6, useBias: false, useCausalMask: true });
-    const x = randomTensor([2, T, D], 9);
-    gqa.apply(x);
-    mha.apply(x);
-    randomizeWeights(gqa, 6);
-    const [wq, wk, wv, wo] = gqa.getWeights(); // [D,6*4], [D,2*4], [D,2*4], [6*4,D]
-    const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(w, [D, 2, 1, 4]), [1, 1, 3, 1]), [D, 6 * 4]); // head i -> KV head floor(i/3)
-    mha.setWeights([wq, repeat(wk), repeat(wv), wo]);
-    expectClose(mha.apply(x) as tf.Tensor, gqa.apply(x) as tf.Tensor, tol.same, 'GQA vs repeated-KV MHA');
+    tf.tidy(() => {
+      const x = randomTensor([2, T, D], 9);
+      gqa.apply(x);
+      mha.apply(x);
+      randomizeWeights(gqa, 6);
+      const [wq, wk, wv, wo] = gqa.getWeights(); // [D,6*4], [D,2*4], [D,2*4], [6*4,D]
+      const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(w, [D, 2, 1, 4]), [1, 1, 3, 1]), [D, 6 * 4]); // head i -> KV head floor(i/3)
+      mha.setWeights([wq, repeat(wk), repeat(wv), wo]);
+      expectClose(mha.apply(x) as tf.Tensor, gqa.apply(x) as tf.Tensor, tol.same, 'GQA vs repeated-KV MHA');
+    });
     gqa.dispose();
     mha.dispose();
   });
@@ -130,7 +141,9 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
 
   it('stores per-head kernels flat, initialized as the Keras [D, heads, dim] kernels', () => {
     const layer = new GroupedQueryAttention({ headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, seed: 5 });
-    layer.apply(tf.zeros([1, 2, D]));
+    tf.tidy(() => {
+      layer.apply(tf.zeros([1, 2, D]));
+    });
     // glorotUniform scales by the fans of Keras's EinsumDense shapes; the layer's k-th weight uses seed + k
     // (passed to tfjs as tfjsSeed(seed + k), which avoids tfjs's "0 = unseeded").
     const keras: Array<[number, number[]]> = [[0, [D, 4, 4]], [1, [D, 2, 4]], [2, [D, 2, 4]], [3, [4, 4, D]]];
@@ -149,14 +162,18 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
       headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, kernelInitializer: 'ones', biasInitializer: { className: 'Constant', config: { value: 0.5 } },
       kernelRegularizer: 'l2', kernelConstraint: 'nonNeg',
     });
-    layer.apply(tf.zeros([1, 2, D]));
+    tf.tidy(() => {
+      layer.apply(tf.zeros([1, 2, D]));
+    });
     const shapes = Object.fromEntries(layer.weights.map((w) => [w.name.split('/').slice(1).join('/'), w.shape]));
     expect(shapes).to.deep.equal({
       'query/kernel': [D, 16], 'key/kernel': [D, 8], 'value/kernel': [D, 8], 'attention_output/kernel': [16, D],
       'query/bias': [16], 'key/bias': [8], 'value/bias': [8], 'attention_output/bias': [D],
     });
-    expect(tf.min(layer.getWeights()[0]).dataSync()[0]).to.equal(1);
-    expect(tf.max(layer.getWeights()[4]).dataSync()[0]).to.equal(0.5);
+    tf.tidy(() => {
+      expect(tf.min(layer.getWeights()[0]).dataSync()[0]).to.equal(1);
+      expect(tf.max(layer.getWeights()[4]).dataSync()[0]).to.equal(0.5);
+    });
     expect(layer.losses.length).to.equal(4); // one L2 term per kernel
     const config = layer.getConfig();
     expect(config.kernelRegularizer).to.equal('l2');

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { GroupedHeadLatentAttention, groupedHeadLatentAttention } from '../../src/index.js';
+import { GroupedHeadLatentAttention, groupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { describeBackends, expectClose, expectShape, expectThrows, it, randomTensor } from '../kit/index.js';
 import { causalAllowed, gtaPerHeadReference, GtaShape } from '../kit/reference.js';
 import { randomizeWeights, weightValue } from '../kit/layers.js';
@@ -42,16 +42,18 @@ describeBackends('GroupedHeadLatentAttention', ({ tol }) => {
     it(`equals the paper's per-head form (Eq. 8, W_P,i = E_j + Delta_g) for ${label}`, () => {
       const layer = new GroupedHeadLatentAttention({ ...cfg, useCausalMask: true });
       const d = 20;
-      const x = randomTensor([2, T, d], 31);
-      layer.apply(x);
-      randomizeWeights(layer, 7, 0.25);
-      const [out, scores] = layer.apply(x, { returnAttentionScores: true }) as tf.Tensor[];
-      expectShape(scores, [2, cfg.numQueryHeads, T, T], 'one map per query group');
-      for (let b = 0; b < 2; b++) {
-        const ref = perHeadReference(layer, x, b);
-        expectClose(out.slice([b, 0, 0], [1, T, d]).dataSync(), ref.out.flat(), tol.output, `output batch ${b}`);
-        expectClose(scores.slice([b, 0, 0, 0], [1, cfg.numQueryHeads, T, T]).dataSync(), ref.probs.flat(2), tol.output, 'maps');
-      }
+      tf.tidy(() => {
+        const x = randomTensor([2, T, d], 31);
+        layer.apply(x);
+        randomizeWeights(layer, 7, 0.25);
+        const [out, scores] = layer.apply(x, { returnAttentionScores: true }) as tf.Tensor[];
+        expectShape(scores, [2, cfg.numQueryHeads, T, T], 'one map per query group');
+        for (let b = 0; b < 2; b++) {
+          const ref = perHeadReference(layer, x, b);
+          expectClose(out.slice([b, 0, 0], [1, T, d]).dataSync(), ref.out.flat(), tol.output, `output batch ${b}`);
+          expectClose(scores.slice([b, 0, 0, 0], [1, cfg.numQueryHeads, T, T]).dataSync(), ref.probs.flat(2), tol.output, 'maps');
+        }
+      });
       layer.dispose();
     });
   }
@@ -61,25 +63,27 @@ describeBackends('GroupedHeadLatentAttention', ({ tol }) => {
       numHeads: 4, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 8,
       valueDecoderInitializer: 'zeros', kernelInitializer: 'glorotUniform', useBias: false,
     });
-    const d = 16;
-    const x = randomTensor([1, 3, d], 41);
-    layer.apply(x);
-    // Gate ~ 1 (large positive gate kernel is not needed: set the gate to sigmoid(+inf) via a huge bias-free identity?)
-    // Instead compare against the tiled latent through the same gate and output projection.
-    const wc = tf.reshape(layer.getWeights()[2], [d, 8]);
-    const wg = layer.getWeights()[3];
-    const wo = tf.reshape(layer.getWeights()[5], [16, d]);
-    const wq = tf.reshape(layer.getWeights()[0], [d, 4]);
-    const wk = tf.reshape(layer.getWeights()[1], [d, 4]);
-    // With one query group the attention over 3 tokens without a mask; recompute with the layer's own scores.
-    const [out, scores] = layer.apply(x, { returnAttentionScores: true }) as tf.Tensor[];
-    const latent = tf.matMul(tf.reshape(scores, [3, 3]), tf.matMul(tf.reshape(x, [3, d]), wc)); // [3, 8]
-    const tiled = tf.concat([latent, latent], 1); // [3, 16]
-    const gate = tf.sigmoid(tf.matMul(tf.reshape(x, [3, d]), wg));
-    const expected = tf.matMul(tf.mul(gate, tiled), wo);
-    expectClose(tf.reshape(out, [3, d]), expected, tol.same, 'tiled decoder');
-    expect(wq.shape).to.deep.equal([d, 4]);
-    expect(wk.shape).to.deep.equal([d, 4]);
+    tf.tidy(() => {
+      const d = 16;
+      const x = randomTensor([1, 3, d], 41);
+      layer.apply(x);
+      // Gate ~ 1 (large positive gate kernel is not needed: set the gate to sigmoid(+inf) via a huge bias-free identity?)
+      // Instead compare against the tiled latent through the same gate and output projection.
+      const wc = tf.reshape(layer.getWeights()[2], [d, 8]);
+      const wg = layer.getWeights()[3];
+      const wo = tf.reshape(layer.getWeights()[5], [16, d]);
+      const wq = tf.reshape(layer.getWeights()[0], [d, 4]);
+      const wk = tf.reshape(layer.getWeights()[1], [d, 4]);
+      // With one query group the attention over 3 tokens without a mask; recompute with the layer's own scores.
+      const [out, scores] = layer.apply(x, { returnAttentionScores: true }) as tf.Tensor[];
+      const latent = tf.matMul(tf.reshape(scores, [3, 3]), tf.matMul(tf.reshape(x, [3, d]), wc)); // [3, 8]
+      const tiled = tf.concat([latent, latent], 1); // [3, 16]
+      const gate = tf.sigmoid(tf.matMul(tf.reshape(x, [3, d]), wg));
+      const expected = tf.matMul(tf.mul(gate, tiled), wo);
+      expectClose(tf.reshape(out, [3, d]), expected, tol.same, 'tiled decoder');
+      expect(wq.shape).to.deep.equal([d, 4]);
+      expect(wk.shape).to.deep.equal([d, 4]);
+    });
     layer.dispose();
   });
 

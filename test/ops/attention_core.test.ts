@@ -24,28 +24,34 @@ describeBackends('groupedAttention (ops/attention_core)', ({ tol }) => {
   const v = () => randomTensor([b, nV, s, dv], 13) as tf.Tensor4D;
 
   it('blocked causal attention (cache offset, padding bias, extra query/key pair) equals one block', () => {
-    const pad = tf.tensor2d(Array.from({ length: b * s }, (_, i) => (i % s < 2 && i >= s ? -1e9 : 0)), [b, s]);
-    const options: GroupedAttentionOptions = {
-      scale: 0.3, causalOffset: cache, returnProbs: false, bias: tf.reshape(pad, [b, 1, 1, s]),
-      extra: { query: randomTensor([b, nQ, t, 4], 14) as tf.Tensor4D, key: randomTensor([b, 1, s, 4], 15) as tf.Tensor4D },
-    };
-    const whole = groupedAttention(q(), k(), v(), options).output;
-    const blocked = withSmallBlocks(() => groupedAttention(q(), k(), v(), options).output);
-    expectShape(blocked, [b, nQ, t, dv]);
-    expectClose(blocked, whole, tol.same, 'blocked output');
+    tf.tidy(() => {
+      const pad = tf.tensor2d(Array.from({ length: b * s }, (_, i) => (i % s < 2 && i >= s ? -1e9 : 0)), [b, s]);
+      const options: GroupedAttentionOptions = {
+        scale: 0.3, causalOffset: cache, returnProbs: false, bias: tf.reshape(pad, [b, 1, 1, s]),
+        extra: { query: randomTensor([b, nQ, t, 4], 14) as tf.Tensor4D, key: randomTensor([b, 1, s, 4], 15) as tf.Tensor4D },
+      };
+      const whole = groupedAttention(q(), k(), v(), options).output;
+      const blocked = withSmallBlocks(() => groupedAttention(q(), k(), v(), options).output);
+      expectShape(blocked, [b, nQ, t, dv]);
+      expectClose(blocked, whole, tol.same, 'blocked output');
+    });
   });
 
   it('blocked attention equals the same attention with an explicit causal bias', () => {
-    const viaOffset = withSmallBlocks(() => groupedAttention(q(), k(), v(), { scale: 1, causalOffset: cache, returnProbs: false }).output);
-    const viaBias = groupedAttention(q(), k(), v(), { scale: 1, bias: tf.reshape(causalBias(t, s, cache), [1, 1, t, s]) }).output;
-    expectClose(viaOffset, viaBias, tol.same, 'causal offset vs bias');
+    tf.tidy(() => {
+      const viaOffset = withSmallBlocks(() => groupedAttention(q(), k(), v(), { scale: 1, causalOffset: cache, returnProbs: false }).output);
+      const viaBias = groupedAttention(q(), k(), v(), { scale: 1, bias: tf.reshape(causalBias(t, s, cache), [1, 1, t, s]) }).output;
+      expectClose(viaOffset, viaBias, tol.same, 'causal offset vs bias');
+    });
   });
 
   it('blocked attention has the same gradients as one block', () => {
-    const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.square(groupedAttention(qq as tf.Tensor4D,
-      kk as tf.Tensor4D, vv as tf.Tensor4D, { scale: 0.5, causalOffset: cache, returnProbs: false }).output));
-    const whole = tf.grads(loss)([q(), k(), v()]);
-    const blocked = withSmallBlocks(() => tf.grads(loss)([q(), k(), v()]));
-    ['query', 'key', 'value'].forEach((name, i) => expectClose(blocked[i], whole[i], tol.same, `grad ${name}`));
+    tf.tidy(() => {
+      const loss = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.square(groupedAttention(qq as tf.Tensor4D,
+        kk as tf.Tensor4D, vv as tf.Tensor4D, { scale: 0.5, causalOffset: cache, returnProbs: false }).output));
+      const whole = tf.grads(loss)([q(), k(), v()]);
+      const blocked = withSmallBlocks(() => tf.grads(loss)([q(), k(), v()]));
+      ['query', 'key', 'value'].forEach((name, i) => expectClose(blocked[i], whole[i], tol.same, `grad ${name}`));
+    });
   });
 });

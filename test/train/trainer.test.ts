@@ -3,7 +3,8 @@ import * as tf from '@tensorflow/tfjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CausalLM, smallPreset } from '../../src/index.js';
+import { CausalLM } from '../../src/models/causal_lm.js';
+import { smallPreset } from '../../src/models/config.js';
 import { AdamW, clipByGlobalNorm } from '../../src/train/adamw.js';
 import { warmupCosine } from '../../src/train/schedule.js';
 import { resumeTraining, train } from '../../src/train/trainer.js';
@@ -30,10 +31,10 @@ describe('learning-rate schedule and optimizer', () => {
   });
 
   it('AdamW takes the textbook step with decoupled decay on matrices only, and restores its state exactly', () => {
-    const w = tf.variable(tf.tensor2d([[1, -2]]));
-    const b = tf.variable(tf.tensor1d([0.5]));
+    const [w, b] = tf.tidy(() => [tf.variable(tf.tensor2d([[1, -2]])), tf.variable(tf.tensor1d([0.5]))]);
     const opt = new AdamW([w, b], { beta1: 0.9, beta2: 0.99, epsilon: 0, weightDecay: 0.1 });
-    opt.apply([tf.tensor2d([[0.5, 0.5]]), tf.tensor1d([-1])], 0.01);
+    const grads = [tf.tensor2d([[0.5, 0.5]]), tf.tensor1d([-1])];
+    opt.apply(grads, 0.01);
     // First step: mhat = g, vhat = g^2, so the update is sign(g) (+ decay on the matrix only).
     expect(Array.from(w.dataSync())[0]).to.be.closeTo(1 - 0.01 * (1 + 0.1 * 1), 1e-6);
     expect(Array.from(w.dataSync())[1]).to.be.closeTo(-2 - 0.01 * (1 + 0.1 * -2), 1e-6);
@@ -43,16 +44,20 @@ describe('learning-rate schedule and optimizer', () => {
     const twin = new AdamW([w, b], { beta1: 0.9, beta2: 0.99, epsilon: 0, weightDecay: 0.1 });
     twin.setState(state);
     expect(twin.getState()).to.deep.equal(state);
-    expectThrows(() => twin.apply([tf.zeros([1, 2])], 0.1), /got 1 gradients for 2 variables/);
+    const one = tf.zeros([1, 2]);
+    expectThrows(() => twin.apply([one], 0.1), /got 1 gradients for 2 variables/);
     opt.dispose();
     twin.dispose();
+    tf.dispose([...grads, one, w, b]);
   });
 
   it('clips gradients by their global norm', () => {
-    const { grads, norm } = clipByGlobalNorm([tf.tensor1d([3]), tf.tensor1d([4])], 1);
+    const inputs = [tf.tensor1d([3]), tf.tensor1d([4])];
+    const { grads, norm } = clipByGlobalNorm(inputs, 1);
     expect(norm).to.be.closeTo(5, 1e-6);
     expect(grads[0].dataSync()[0]).to.be.closeTo(0.6, 1e-5);
     expect(grads[1].dataSync()[0]).to.be.closeTo(0.8, 1e-5);
+    tf.dispose([...inputs, ...grads]);
   });
 });
 
