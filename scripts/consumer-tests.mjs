@@ -11,7 +11,8 @@
  *   - default esbuild and vite browser builds of an app that imports the main entry, with no `node:`
  *     module in them, loaded in Chromium and run on webgl;
  *   - an app on the oldest tfjs of the peer range: one tfjs-core, and the ESM app works;
- *   - the bin: `npx tfjs-gta` without the CLI packages says what to install.
+ *   - the bin: `npx tfjs-gta` without the CLI packages says what to install;
+ *   - every ```ts block of README.md runs as written in the installed app (tsx; vega added for plots).
  *
  *   node scripts/consumer-tests.mjs [--keep]      (--keep leaves the temporary apps for inspection)
  *
@@ -220,7 +221,7 @@ const TS_CONFIGS = {
 // an earlier one) and only after the size check above.
 let toolsInstalled = false;
 const installTools = () => {
-  if (!toolsInstalled) npm(['install', '--save-dev', 'typescript@5.9', 'esbuild@0.28', 'vite@8'], app);
+  if (!toolsInstalled) npm(['install', '--save-dev', 'typescript@5.9', 'esbuild@0.28', 'vite@8', 'tsx@4', 'vega@6'], app);
   toolsInstalled = true;
 };
 for (const [name, cfg] of Object.entries(TS_CONFIGS)) {
@@ -264,6 +265,25 @@ await check('a default vite build succeeds and runs on webgl in Chromium', async
   for (const f of js) assert(!/["']node:[a-z]/.test(readFileSync(join(dist, 'assets', f), 'utf8')), `${f} references a node: module`);
   checkBrowserResult(await runInChromium(dist, 'index.html'));
 });
+
+/** The ```ts blocks of README.md, in order. */
+function readmeBlocks() {
+  const text = readFileSync(join(root, 'README.md'), 'utf8');
+  return [...text.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+}
+
+const blocks = readmeBlocks();
+await check(`README.md has ts blocks to run (${blocks.length})`, () => assert(blocks.length >= 5, `only ${blocks.length} blocks`));
+for (const [i, code] of blocks.entries()) {
+  const first = code.split('\n').find((l) => l.startsWith('//') || l.startsWith('const')) ?? '';
+  await check(`README ts block ${i + 1} runs as written (${first.slice(0, 60)})`, () => {
+    installTools();
+    const file = join(app, `readme-${i + 1}.mts`);
+    writeFileSync(file, code);
+    const r = sh(join(app, 'node_modules/.bin/tsx'), [file], app, { env: { TF_CPP_MIN_LOG_LEVEL: '3' } });
+    assert(!/already registered/i.test(r.stderr), 'two copies of tfjs');
+  });
+}
 
 await check(`an app on @tensorflow/tfjs@${OLDEST_TFJS} (the oldest of the peer range ${PEER_RANGE}): one tfjs-core, the ESM app works`, () => {
   const old = newApp('oldest');

@@ -12,7 +12,10 @@ import { ValueError } from '../utils/errors.js';
 import { backendLoadError, setBackendStrict, useBestBackend } from '../backend.js';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { COMPARE_PRESETS, ComparePreset, VARIANTS, VariantName, compare, makeTokenizer, variantConfig } from '../train/compare.js';
+import {
+  COMPARE_PRESETS, ComparePreset, VARIANTS, VariantName, compare, estimateTrainingBytes, makeTokenizer, variantConfig,
+} from '../train/compare.js';
+import { causalLMParams } from '../models/config.js';
 import { comparisonTable, writeReport } from '../report/report.js';
 import { createProgress } from './progress.js';
 import { CausalLM } from '../models/causal_lm.js';
@@ -21,7 +24,7 @@ import { splitTokens } from '../data/dataset.js';
 import { TokenizerJSON, tokenizerFromJSON } from '../data/tokenizer.js';
 import { resumeTraining, train } from '../train/trainer.js';
 import { directoryCheckpoint, loadCheckpoint } from '../train/checkpoint.js';
-import { recoverOwnedDir } from '../io/owned_dir.js';
+import { checkWritableTarget, recoverOwnedDir } from '../io/owned_dir.js';
 
 process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
 
@@ -122,7 +125,12 @@ function commonOptions(cmd: Command): Command {
  */
 export const DEFAULT_STEPS_WITHOUT_TFJS_NODE = 180;
 
-async function runCompare(o: Record<string, unknown>): Promise<void> {
+async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<void> {
+  if (o.quick && cmd.getOptionValueSource('preset') === 'cli' && o.preset !== 'quick') {
+    throw new ValueError(`--quick is the quick preset; it cannot be combined with --preset ${o.preset}.`);
+  }
+  // Checked before training, so a folder we may not write costs no training time.
+  await checkWritableTarget((o.out as string) ?? 'results', 'report', '--out');
   const backend = await chooseBackend(o.backend as string | undefined);
   const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
   if (preset === 'default' && o.steps === undefined && backend !== 'tensorflow') {
@@ -159,39 +167,85 @@ async function runCompare(o: Record<string, unknown>): Promise<void> {
   console.log(`report: ${files[0]}`);
 }
 
-async function runTrain(o: Record<string, unknown>): Promise<void> {
+/** Options a resumed run takes from its checkpoint; giving a different value on the command line is an error. */
+const RESUME_KEPT = ['variant', 'preset', 'batchSize', 'seqLen', 'lr', 'seed', 'tokenizer', 'bpeVocab', 'text', 'evalEvery'] as const;
+
+function flag(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** The run's settings: from the command line, or on --resume from the checkpoint (conflicts are errors). */
+async function trainSettings(o: Record<string, unknown>, cmd: Command): Promise<Record<string, unknown>> {
+  if (o.quick && cmd.getOptionValueSource('preset') === 'cli' && o.preset !== 'quick') {
+    throw new ValueError(`--quick is the quick preset; it cannot be combined with --preset ${o.preset}.`);
+  }
+  const settings: Record<string, unknown> = { ...o, preset: o.quick ? 'quick' : o.preset };
+  delete settings.quick;
+  if (!o.resume) return settings;
+  const saved = (await checkpointExtra(o.checkpointDir as string)).settings as Record<string, unknown> | undefined;
+  if (saved === undefined) throw new ValueError(`--resume: ${o.checkpointDir} was not written by \`tfjs-gta train\` (no run settings in it).`);
+  for (const key of RESUME_KEPT) {
+    const given = key === 'preset' ? (o.quick ? 'cli' : cmd.getOptionValueSource('preset')) : cmd.getOptionValueSource(key);
+    if (given === 'cli' && JSON.stringify(settings[key]) !== JSON.stringify(saved[key])) {
+      throw new ValueError(`--resume: ${flag(key)} ${String(settings[key])} differs from the checkpoint's ${String(saved[key] ?? '(none)')}; ` +
+        `a resumed run keeps its settings (leave ${flag(key)} out, or train a new run in another folder).`);
+    }
+    settings[key] = saved[key];
+  }
+  return settings;
+}
+
+async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void> {
   const dir = o.checkpointDir as string;
   const store = await directoryCheckpoint(dir); // fails now, before training, if dir is not ours to write
-  await chooseBackend(o.backend as string | undefined);
-  const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
-  const p = { ...COMPARE_PRESETS[preset], ...overrides(o) };
-  const progress = await createProgress();
-  const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${dir}`);
-  const corpus = await loadCorpus(o.text as string | undefined);
+  const s = await trainSettings(o, cmd);
+  const preset = s.preset as keyof typeof COMPARE_PRESETS;
+  const p = { ...COMPARE_PRESETS[preset], ...overrides(s) };
+  const corpus = await loadCorpus(s.text as string | undefined);
   // The tokenizer travels inside every checkpoint (trainer.json), so a checkpoint is complete on its own.
   const tokenizer = o.resume
     ? tokenizerFromJSON((await checkpointExtra(dir)).tokenizer as TokenizerJSON)
-    : await makeTokenizer(o.tokenizer as 'char', corpus.text, o.bpeVocab as number);
+    : await makeTokenizer(s.tokenizer as 'char', corpus.text, s.bpeVocab as number);
+  const config = variantConfig(s.variant as VariantName, p, tokenizer.vocabSize, s.seed as number);
+  if (o.maxMemory !== undefined) {
+    const needed = estimateTrainingBytes(config, p, causalLMParams(config));
+    if (needed > (o.maxMemory as number) * 2 ** 20) {
+      throw new ValueError(`--max-memory: training this model needs about ${(needed / 2 ** 20).toFixed(0)} MiB, more than ` +
+        `${o.maxMemory} MiB; lower --batch-size, --seq-len or choose a smaller --preset.`);
+    }
+  }
+  await chooseBackend(o.backend as string | undefined);
+  const progress = await createProgress();
+  const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${dir}`);
   const ids = Int32Array.from(tokenizer.encode(corpus.text));
   const { train: trainIds, validation } = splitTokens(ids, { validationFraction: 0.05, sequenceLength: p.sequenceLength });
+  const settings = Object.fromEntries(RESUME_KEPT.map((k) => [k, s[k]]));
   const common = {
     train: trainIds, validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength, steps: p.steps, learningRate: p.learningRate,
-    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: o.seed as number, checkpoint: store,
-    checkpointExtra: { tokenizer: tokenizer.toJSON(), variant: o.variant, preset },
+    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: s.seed as number, checkpoint: store,
+    checkpointExtra: { tokenizer: tokenizer.toJSON(), settings },
     checkpointEvery: o.checkpointEvery as number | undefined, shouldStop: () => stop.requested,
     onStep: (r: Parameters<typeof progress.step>[0]) => progress.step(r), onEval: (e: Parameters<typeof progress.evaluation>[0]) => progress.evaluation(e),
   };
   let lm: CausalLM;
   let result;
-  progress.start(String(o.variant), p.steps);
+  progress.start(String(s.variant), p.steps);
   if (o.resume) {
     ({ model: lm, result } = await resumeTraining(store, common));
+    const mechanism = lm.config.attention.kind;
+    if (mechanism !== config.attention.kind || lm.config.vocabSize !== tokenizer.vocabSize) {
+      lm.dispose();
+      throw new ValueError(`--resume: the checkpoint's model (${mechanism}, vocabulary ${lm.config.vocabSize}) does not match its ` +
+        `settings (${config.attention.kind}, vocabulary ${tokenizer.vocabSize}); the folder is damaged.`);
+    }
   } else {
-    lm = CausalLM.create(variantConfig(o.variant as VariantName, p, tokenizer.vocabSize, o.seed as number), `lm_${o.variant}`);
+    lm = CausalLM.create(config, `lm_${s.variant}`);
     result = await train({ model: lm, ...common });
   }
   progress.stop();
-  console.log(`${result.stopped ? 'stopped' : 'finished'} at step ${result.steps}/${p.steps}: validation loss ` +
+  for (const w of result.warnings) console.log(`warning: ${w}`);
+  const outcome = result.stopped ? 'stopped' : result.warnings.length > 0 ? 'finished with warnings' : 'finished';
+  console.log(`${outcome} at step ${result.steps}/${p.steps}: validation loss ` +
     `${result.finalValidationLoss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s; checkpoint ${dir}`);
   if (result.stopped) process.exitCode = 130;
   lm.dispose();
@@ -201,7 +255,12 @@ async function runTrain(o: Record<string, unknown>): Promise<void> {
 async function checkpointExtra(dir: string): Promise<Record<string, unknown>> {
   const found = await recoverOwnedDir(dir, 'checkpoint');
   const text = found === null ? null : await fs.readFile(path.join(found, 'trainer.json'), 'utf8').catch(() => null);
-  const extra = text === null ? undefined : (JSON.parse(text) as { extra?: Record<string, unknown> }).extra;
+  let extra: Record<string, unknown> | undefined;
+  try {
+    extra = text === null ? undefined : (JSON.parse(text) as { extra?: Record<string, unknown> }).extra;
+  } catch {
+    throw new ValueError(`${dir}/trainer.json is not valid JSON; the checkpoint is damaged.`);
+  }
   if (!extra?.tokenizer) {
     throw new ValueError(`${dir} holds no checkpoint written by \`tfjs-gta train\` (no trainer.json with a tokenizer); ` +
       'train one with `tfjs-gta train --checkpoint-dir DIR`.');
@@ -228,18 +287,20 @@ async function runGenerate(o: Record<string, unknown>): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('tfjs-gta')
     .description('Train and compare GTA, GQA, MLA and MHA language models with TensorFlow.js')
+    .addHelpText('after', '\nExit status: 0 done; 1 a failure (one line; TFJS_GTA_DEBUG=1 prints the stack); 2 a usage error or ' +
+      'refused input; 130 stopped by Ctrl-C (a checkpoint was saved).')
     .showHelpAfterError();
   commonOptions(program.command('compare', { isDefault: true }).description('train the variants side by side and write a report'))
     .option('--variants <list>', `comma-separated, from ${VARIANTS.join(', ')}`, variantList, ['gta', 'gqa', 'mla', 'mha'])
     .option('--out <dir>', 'results folder', 'results')
     .option('--checkpoint-dir <dir>', 'per-variant checkpoints (written at the end and on Ctrl-C)', 'checkpoints/compare')
-    .action((o) => runCompare(o));
+    .action((o, cmd) => runCompare(o, cmd));
   commonOptions(program.command('train').description('train one variant; --resume continues from its checkpoint'))
     .addOption(new Option('--variant <name>', 'attention variant').choices([...VARIANTS]).default('gta'))
     .option('--checkpoint-dir <dir>', 'checkpoint folder', 'checkpoints/train')
     .option('--checkpoint-every <n>', 'also checkpoint every n steps', int('--checkpoint-every'))
     .option('--resume', 'continue the run saved in --checkpoint-dir')
-    .action((o) => runTrain(o));
+    .action((o, cmd) => runTrain(o, cmd));
   program.command('generate').description('generate text from a checkpoint written by `train`')
     .option('--checkpoint <dir>', 'checkpoint folder', 'checkpoints/train')
     .option('--prompt <text>', 'prompt', 'Call me Ishmael.')
@@ -252,7 +313,20 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; user mistakes print one line without a stack trace and exit with status 2. */
+/** What a failure that is not a usage error says: one line, the system's error code first when it has one. */
+function failureLine(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  const first = String(err?.message ?? e).split('\n')[0].slice(0, 300);
+  const known: Record<string, string> = {
+    ENOSPC: 'the disk is full', EACCES: 'permission denied', EROFS: 'the file system is read-only', EPERM: 'operation not permitted',
+  };
+  return err?.code && known[err.code] ? `${known[err.code]} (${first})` : first;
+}
+
+/**
+ * Runs the CLI. Exit status: 0 done, 2 a usage error or refused input (one line, no stack trace),
+ * 1 any other failure (one line; TFJS_GTA_DEBUG=1 prints the stack), 130 stopped by Ctrl-C.
+ */
 export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
@@ -261,7 +335,9 @@ export async function main(argv = process.argv): Promise<void> {
       console.error(`error: ${e.message}`);
       process.exitCode = 2;
     } else {
-      throw e;
+      console.error(`error: ${failureLine(e)}`);
+      if (process.env.TFJS_GTA_DEBUG === '1') console.error((e as Error)?.stack);
+      process.exitCode = 1;
     }
   }
 }

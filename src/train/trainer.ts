@@ -115,6 +115,8 @@ export interface TrainResult {
   wallSeconds: number;
   /** True when `shouldStop` ended the run early. */
   stopped: boolean;
+  /** Problems that did not stop the run but make its result doubtful (e.g. a gradient that was always zero). */
+  warnings: string[];
   /** Where the last checkpoint was written, if a store was given. */
   checkpoint?: string;
 }
@@ -181,10 +183,16 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         () => sparseCrossEntropyFromLogits(targets, lm.model.apply(inputs, { training: true }) as tf.Tensor), variables);
       const ordered = variables.map((v) => grads[v.name]);
       const clipped = clipByGlobalNorm(ordered, o.gradClip);
-      optimizer.apply(clipped.grads, lr);
       const loss = value.dataSync()[0];
+      // Checked before the update: a non-finite step never reaches the weights, in memory or on disk.
+      if (!Number.isFinite(loss) || !Number.isFinite(clipped.norm)) {
+        tf.dispose([value, inputs, targets, clipped.grads, ordered]);
+        throw new ValueError(`train: at step ${step + 1} the ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} became ` +
+          `${Number.isFinite(loss) ? clipped.norm : loss}; the update was not applied, so the model${options.checkpoint ? ' and the last checkpoint' : ''} ` +
+          `keep step ${step}. Lower learningRate (now ${o.learningRate}) or keep gradClip on (now ${o.gradClip}).`);
+      }
+      optimizer.apply(clipped.grads, lr);
       tf.dispose([value, inputs, targets, clipped.grads, ordered]);
-      if (!Number.isFinite(loss)) throw new ValueError(`train: the loss became ${loss} at step ${step} (try a lower learningRate).`);
       step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const elapsed = (performance.now() - started) / 1000;
@@ -206,7 +214,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const final = evals.length > 0 && evals[evals.length - 1].step === step ? evals[evals.length - 1] : runEval();
     await checkpoint();
     const wallSeconds = (performance.now() - started) / 1000;
+    const warnings: string[] = [];
+    const ran = history.slice(firstStep);
+    if (ran.length > 0 && ran.every((h) => h.gradNorm === 0)) {
+      warnings.push(`the gradient was zero at every step, so the weights never changed (loss ${final.loss.toFixed(4)}; ` +
+        `ln(vocabulary) = ${Math.log(lm.config.vocabSize).toFixed(4)}): check the data, the learning rate and the model`);
+    }
     return {
+      warnings,
       steps: step, history, evals, finalValidationLoss: final.loss,
       tokensPerSecond: ((step - firstStep) * o.batchSize * o.sequenceLength) / Math.max(1e-9, wallSeconds),
       wallSeconds, stopped, checkpoint: options.checkpoint?.location,
