@@ -1,6 +1,6 @@
 /**
  * Analytic costs per attention layer: KV-cache elements per token, multiply-accumulates (MACs) and
- * parameters. Conventions follow ATTENTION_SPEC section 5: attention MACs count the full T x S score
+ * parameters. Conventions follow docs/ATTENTION_SPEC.md section 5: attention MACs count the full T x S score
  * matrix (no causal halving); FLOPs = 2 x MACs. `D` is the layer's input/output width.
  *
  * | mechanism | cache elems/token | attention MACs per (query, key) pair |

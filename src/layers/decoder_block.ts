@@ -5,7 +5,7 @@
  *   h   = x + Attention(RMSNorm(x))        (causal self-attention: GQA/MHA/MQA, GTA or MLA)
  *   out = h + SwiGLU(RMSNorm(h))
  *
- * It is a composite layer. tfjs does not track nested layers' weights by itself (TFJS_NOTES finding 4),
+ * It is a composite layer. tfjs does not track nested layers' weights by itself (docs/TFJS_NOTES.md finding 4),
  * so the block builds each sublayer through its own `apply()` inside the block's `build()` (giving
  * unique weight names such as `block_0/attention/query/kernel`) and overrides the weight getters so
  * that `fit()`, optimizers, `countParams()` and save/load see every sublayer weight.

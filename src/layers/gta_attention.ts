@@ -3,7 +3,7 @@
  *
  * Paper: Sun et al. 2025, "GTA: Grouped-head latenT Attention", arXiv 2506.17286.
  * Reference: plm-team/GTA `gta/gta_modeling.py` (`GTAAttention`, eager path), whose semantics we follow
- * where it and the paper differ (ATTENTION_SPEC section 7).
+ * where it and the paper differ (docs/ATTENTION_SPEC.md section 7).
  *
  * Notation:
  *   B   batch                      T    query length (new tokens)
@@ -15,7 +15,7 @@
  *   Dl  value latent dim (valueDim)
  *   r   = W / (Hq * Dl), the decoder's expansion rate (must be a positive integer)
  *
- * Forward (G1-G9 of ATTENTION_SPEC 4.3):
+ * Forward (G1-G9 of docs/ATTENTION_SPEC.md section 4.3):
  *   q = RoPE(x Wq + bq) [B,Hq,T,Dh]; k = RoPE(x Wk + bk) [B,Hk,T,Dh]; c = x Wc + bc [B,Hc,T,Dl] (no RoPE)
  *   map g reads key head floor(g*Hk/Hq) and latent head floor(g*Hc/Hq) (contiguous blocks)
  *   o_g = softmax(q_g k^T / sqrt(Dh) + mask) c        -> one attention-weighted latent per map [T, Dl]

@@ -94,7 +94,7 @@ const paper500 = { vocabSize: 32000, hiddenSize: 1280, numLayers: 24, intermedia
 const paper1b = { vocabSize: 128256, hiddenSize: 1280, numLayers: 54, intermediateSize: 3584, maxSequenceLength: 2048, tieWordEmbeddings: true, normEpsilon: 1e-5 };
 
 /**
- * The GTA paper's model configurations (ATTENTION_SPEC 5.2; Table 5 parameter counts in units of 2^20).
+ * The GTA paper's model configurations (docs/ATTENTION_SPEC.md section 5.2; Table 5 parameter counts in units of 2^20).
  * Baseline internals inferred from the counts: 160M/500M MHA and GQA have q/k/v biases and no output
  * bias; MLA uses d_nope = d_v = 64, d_rope = 32 and no query compression; GQA-1B has no biases.
  */

@@ -1,6 +1,6 @@
 /**
  * Projections as reshape -> 2-D matMul -> reshape. tfjs's broadcasting matMul has a broken gradient
- * (TFJS_NOTES finding 3), so every projection in the package goes through `project`.
+ * (docs/TFJS_NOTES.md finding 3), so every projection in the package goes through `project`.
  *
  * Notation: N = product of the leading (batch, sequence) dims, Din input features, Dout output features.
  */

@@ -14,7 +14,7 @@
  *   - 2-D products carry a custom gradient whose two products also run without transpose flags
  *     (tfjs's own BatchMatMul gradient uses transposeA/transposeB).
  * Other backends get a single `tf.matMul`. Batch dims must be equal: tfjs's broadcasting matMul has a
- * broken gradient (TFJS_NOTES finding 3).
+ * broken gradient (docs/TFJS_NOTES.md finding 3).
  *
  * Notation: G product of the batch dims, M rows, K shared dim, N columns.
  */
