@@ -91,22 +91,20 @@ export class CausalLM {
 
   /**
    * Loads a model saved by `save()`; a `file://` URL may name the folder or its `model.json`. Models saved
-   * with the older 3-D attention kernels load too (`withFlatAttentionWeights`).
+   * with the older 3-D attention kernels load too (`withFlatAttentionWeights`). `file://` URLs are read by
+   * this package's handler (weight files confined to the model folder, sizes checked before reading),
+   * also when tfjs-node is loaded. A load that fails disposes everything it built.
    */
   static async load(handlerOrUrl: string | tf.io.IOHandler): Promise<CausalLM> {
-    let source = handlerOrUrl;
-    if (typeof source === 'string' && source.startsWith('file://') && !source.endsWith('.json')) {
-      source = `${source.replace(/\/+$/, '')}/model.json`; // tfjs-node's handler wants the file
+    const handler = await loadHandlerFor(handlerOrUrl);
+    const artifacts = await withFlatAttentionWeights(handler).load!();
+    const model = await modelFromArtifacts(artifacts);
+    try {
+      return CausalLM.fromModel(model);
+    } catch (e) {
+      disposeLayersModel(model);
+      throw e;
     }
-    let handler: tf.io.IOHandler;
-    if (typeof source === 'string') {
-      const found = tf.io.getLoadHandlers(source);
-      handler = found.length > 0 ? found[0] : tf.io.http(source);
-    } else {
-      handler = source;
-    }
-    if (handler.load === undefined) throw new ValueError('CausalLM.load: the handler cannot load (it has no load()).');
-    return CausalLM.fromModel(await tf.loadLayersModel(withFlatAttentionWeights(handler)));
   }
 
   countParams(): number {
@@ -226,6 +224,103 @@ export class CausalLM {
     // that LayersModel.dispose() decrements only once, so its weights would outlive the model.
     for (const w of this.model.weights) {
       if (!(w as unknown as { val: tf.Variable }).val.isDisposed) w.dispose(); // LayerVariable.val: its tf.Variable
+    }
+  }
+}
+
+// ---------------------------------------------------------------- load helpers
+
+/** The handler `CausalLM.load` reads: this package's for `file://`, else tfjs's routers, else http. */
+async function loadHandlerFor(handlerOrUrl: string | tf.io.IOHandler): Promise<tf.io.IOHandler> {
+  let handler: tf.io.IOHandler;
+  if (typeof handlerOrUrl !== 'string') {
+    handler = handlerOrUrl;
+  } else if (handlerOrUrl.startsWith('file://')) {
+    // Loaded on demand: the module reaches node:fs (dynamically) and is Node-only.
+    const { fileSystemHandler } = await import('../io/file_handler.js');
+    handler = fileSystemHandler(handlerOrUrl);
+  } else {
+    const found = tf.io.getLoadHandlers(handlerOrUrl);
+    handler = found.length > 0 ? found[0] : tf.io.http(handlerOrUrl);
+  }
+  if (handler === null || typeof handler !== 'object' || typeof handler.load !== 'function') {
+    throw new ValueError('CausalLM.load: the handler cannot load (it has no load()).');
+  }
+  return handler;
+}
+
+type VariableRegistry = Record<string, tf.Variable>;
+
+/** tfjs's registry of live variables (engine internals; null if its layout ever changes). */
+function variableRegistry(): VariableRegistry | null {
+  const engine = tf.engine() as unknown as { state?: { registeredVariables?: VariableRegistry } };
+  return engine.state?.registeredVariables ?? null;
+}
+
+/**
+ * Deserializes a topology into an uncompiled model with initial weights. `tf.models.modelFromJSON` builds
+ * the layers synchronously before its first await, so the variables registered between the two snapshots
+ * below are exactly those of this model: if deserialization fails part way, they are disposed.
+ */
+async function deserializeModel(topology: object): Promise<tf.LayersModel> {
+  const before = new Set(Object.keys(variableRegistry() ?? {}));
+  const pending = tf.models.modelFromJSON({ modelTopology: topology } as Parameters<typeof tf.models.modelFromJSON>[0]);
+  const created = Object.entries(variableRegistry() ?? {}).filter(([name]) => !before.has(name)).map(([, v]) => v);
+  try {
+    return await pending;
+  } catch (e) {
+    for (const v of created) if (!v.isDisposed) v.dispose();
+    throw e;
+  }
+}
+
+/** Writes the artifacts' weights into `model` (strict: every weight, right shapes); decoded tensors are freed. */
+async function loadWeightsInto(model: tf.LayersModel, artifacts: tf.io.ModelArtifacts): Promise<void> {
+  const specs = artifacts.weightSpecs;
+  if (artifacts.weightData === undefined) return;
+  if (specs === undefined) throw new ValueError('CausalLM.load: the artifacts hold weight data but no weight specs.');
+  const decoded = tf.tidy(() => tf.io.decodeWeights(artifacts.weightData!, specs));
+  try {
+    const isOptimizer = new Set(specs.filter((s) => s.group === 'optimizer').map((s) => s.name));
+    const modelWeights: tf.NamedTensorMap = {};
+    for (const [name, t] of Object.entries(decoded)) if (!isOptimizer.has(name)) modelWeights[name] = t;
+    model.loadWeights(modelWeights, true);
+    if (model.optimizer != null && isOptimizer.size > 0) {
+      await model.optimizer.setWeights([...isOptimizer].map((name) => ({ name, tensor: decoded[name] })));
+    }
+  } finally {
+    tf.dispose(decoded);
+  }
+}
+
+/** The `LayersModel` of loaded artifacts, with its weights; on any failure everything it built is disposed. */
+async function modelFromArtifacts(artifacts: tf.io.ModelArtifacts): Promise<tf.LayersModel> {
+  const topology = artifacts.modelTopology;
+  if (topology === undefined || topology === null || topology instanceof ArrayBuffer || typeof topology !== 'object') {
+    throw new ValueError('CausalLM.load: the artifacts have no JSON model topology.');
+  }
+  const inner = (topology as { model_config?: object }).model_config;
+  const model = await deserializeModel(inner ?? topology);
+  try {
+    if (artifacts.trainingConfig != null) {
+      model.loadTrainingConfig(artifacts.trainingConfig as unknown as Parameters<typeof model.loadTrainingConfig>[0]);
+    }
+    if (artifacts.userDefinedMetadata != null) model.setUserDefinedMetadata(artifacts.userDefinedMetadata);
+    await loadWeightsInto(model, artifacts);
+    return model;
+  } catch (e) {
+    disposeLayersModel(model);
+    throw e;
+  }
+}
+
+/** Frees a `LayersModel` that no `CausalLM` owns yet, including weights a twice-applied layer keeps. */
+function disposeLayersModel(model: tf.LayersModel): void {
+  try {
+    model.dispose();
+  } finally {
+    for (const w of model.weights) {
+      if (!(w as unknown as { val: tf.Variable }).val.isDisposed) w.dispose();
     }
   }
 }
