@@ -102,8 +102,8 @@ export interface ForwardContext {
   /** Use the decode-optimised form (MLA absorbed) where the mechanism has one. */
   decode: boolean;
   /**
-   * An inference call (`callWithCache` outside a gradient tape): tensors derived from the weights
-   * (2-D and fused kernels) may be kept between calls (`derivedWeight`).
+   * An inference call (`callWithCache` while no gradient scope is open): tensors derived from the weights
+   * (scaled, fused and folded kernels) may be kept between calls, through `derivedWeight` only.
    */
   inference: boolean;
   /**
