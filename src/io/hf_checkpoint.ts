@@ -6,9 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
-import { CausalLMConfig } from '../models/config.js';
+import { CausalLMConfig, resolveCausalLMConfig } from '../models/config.js';
 import { AttentionConfig } from '../layers/decoder_block.js';
 import { importTorchWeights, TorchTensorLike } from './torch_weights.js';
+import { hfTensorEntries } from './hf_shapes.js';
 
 type HFConfig = Record<string, unknown>;
 
@@ -109,9 +110,55 @@ export function importHFWeights(lm: CausalLM, tensors: Record<string, TorchTenso
   if (unused.length > 0) throw new ValueError(`HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`);
 }
 
-/** Builds a `CausalLM` from an HF config and its tensors. */
+function torchShape(name: string, v: TorchTensorLike): number[] {
+  const shape = v instanceof tf.Tensor ? v.shape : (v as { shape?: unknown } | null)?.shape;
+  if (!Array.isArray(shape)) throw new ValueError(`HF checkpoint: ${name} must be a tf.Tensor or {shape, data}.`);
+  return shape as number[];
+}
+
+function checkTensor(name: string, v: TorchTensorLike | undefined, expected: number[]): void {
+  if (v === undefined) throw new ValueError(`HF checkpoint: ${name} is missing (expected shape [${expected}] from the config).`);
+  const shape = torchShape(name, v);
+  if (shape.length !== expected.length || shape.some((d, k) => d !== expected[k])) {
+    throw new ValueError(`HF checkpoint: ${name} has shape [${shape}] but the config needs [${expected}].`);
+  }
+  if (!(v instanceof tf.Tensor)) {
+    const size = expected.reduce((a, b) => a * b, 1);
+    const n = (v as { data?: ArrayLike<number> }).data?.length;
+    if (n !== size) throw new ValueError(`HF checkpoint: ${name} has ${n} values but shape [${shape}] needs ${size}.`);
+  }
+}
+
+/**
+ * Checks a checkpoint's tensors against what `config` needs, without creating any weights: every
+ * tensor present with the shape the config implies (names listed by `hfTensorEntries`), and none left
+ * unused (besides buffers the model ignores and a tied `lm_head.weight` copy). Throws a `ValueError`
+ * naming the first tensor that does not fit.
+ */
+export function checkHFTensors(config: CausalLMConfig, tensors: Record<string, TorchTensorLike>): void {
+  resolveCausalLMConfig(config); // the config's own rules first (positive sizes, valid attention arguments)
+  const get = (name: string) => (Object.hasOwn(tensors, name) ? tensors[name] : undefined);
+  const used = new Set<string>();
+  for (const [name, shape] of hfTensorEntries(config)) {
+    checkTensor(name, get(name), shape);
+    used.add(name);
+  }
+  if (config.tieWordEmbeddings !== false && get('lm_head.weight') !== undefined) {
+    checkTensor('lm_head.weight', get('lm_head.weight'), [config.vocabSize, config.hiddenSize]);
+    used.add('lm_head.weight');
+  }
+  const unused = Object.keys(tensors).filter((k) => !used.has(k) && !IGNORED.test(k));
+  if (unused.length > 0) throw new ValueError(`HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`);
+}
+
+/**
+ * Builds a `CausalLM` from an HF config and its tensors. The tensors are checked against the config
+ * (`checkHFTensors`) before the model is created.
+ */
 export function causalLMFromHF(hfConfig: HFConfig, tensors: Record<string, TorchTensorLike>): CausalLM {
-  const lm = CausalLM.create(causalLMConfigFromHF(hfConfig, Object.keys(tensors)));
+  const config = causalLMConfigFromHF(hfConfig, Object.keys(tensors));
+  checkHFTensors(config, tensors);
+  const lm = CausalLM.create(config);
   try {
     importHFWeights(lm, tensors);
   } catch (e) {

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import {
-  causalLMConfigFromHF, causalLMFromHF, parseReferenceModelFile, parseSafetensors, parseTensorJSON, runReferenceModelCase,
-} from '../../src/index.js';
+import { causalLMConfigFromHF, causalLMFromHF } from '../../src/io/hf_checkpoint.js';
+import { parseSafetensors, parseTensorJSON } from '../../src/io/safetensors.js';
+import { parseReferenceModelFile, runReferenceModelCase } from '../../src/conformance/reference_models.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 
 const modelsUrl = new URL('../fixtures/models/models.json', import.meta.url);
