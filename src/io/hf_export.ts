@@ -19,7 +19,9 @@
  * computes the same function: Llama's `attention_bias` covers q, k, v and o together (so GQA with
  * `useBias !== useOutputBias` gets zeros for the missing ones), and the authors' GTA code always has
  * q/k/v/g biases (so GTA with `useBias: false` gets zero biases). Settings that the target cannot
- * express at all are rejected with a `ValueError`.
+ * express at all are rejected with a `ValueError`. transformers 5 also refuses a Llama config whose
+ * hidden_size is not a multiple of num_attention_heads (even with head_dim set), so such GQA exports
+ * load in transformers 4 and in `causalLMFromHF` only.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
@@ -121,7 +123,8 @@ function fullConfig(lm: CausalLM, layer: AttentionLayer, options: ExportHFOption
     rope_theta: layer.ropeMaxWavelength, rope_scaling: null,
     rope_parameters: { rope_type: 'default', rope_theta: layer.ropeMaxWavelength },
     hidden_act: 'silu', mlp_bias: false, attention_dropout: 0, initializer_range: 0.02,
-    tie_word_embeddings: c.tieWordEmbeddings, use_cache: true, torch_dtype: 'float32',
+    // transformers 5 reads `dtype` (and warns on `torch_dtype` alone); earlier versions read `torch_dtype`.
+    tie_word_embeddings: c.tieWordEmbeddings, use_cache: true, torch_dtype: 'float32', dtype: 'float32',
     bos_token_id: tokenId('bosTokenId', options.bosTokenId, c.vocabSize),
     eos_token_id: tokenId('eosTokenId', options.eosTokenId, c.vocabSize),
     pad_token_id: tokenId('padTokenId', options.padTokenId, c.vocabSize),
@@ -181,7 +184,7 @@ function checkBlocks(lm: CausalLM): void {
 }
 
 /**
- * The Hugging Face checkpoint of `lm`: `config` (the `config.json` object, with `torch_dtype` float32)
+ * The Hugging Face checkpoint of `lm`: `config` (the `config.json` object, with dtype float32)
  * and `tensors` (float32, torch names and `[out, in]` Linear layout; tied models have no
  * `lm_head.weight`). `serializeSafetensors(tensors)` gives `model.safetensors`. The tensors are copies:
  * later training does not change them.

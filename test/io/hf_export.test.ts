@@ -178,6 +178,7 @@ describe('exportHF config', () => {
       model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 1, head_dim: 8, attention_bias: false, hidden_size: 32,
       intermediate_size: 48, num_hidden_layers: 2, vocab_size: 45, max_position_embeddings: 64, rms_norm_eps: 1e-5,
       rope_theta: 500, rope_scaling: null, hidden_act: 'silu', mlp_bias: false, tie_word_embeddings: false, torch_dtype: 'float32',
+      dtype: 'float32',
     });
     expect(c.architectures).to.deep.equal(['LlamaForCausalLM']);
     expect(Object.keys(c)).to.deep.equal(Object.keys(c).sort());
