@@ -6,10 +6,29 @@
  * Angles are computed in float64 in JavaScript and rounded once to float32, so positions in the
  * thousands keep full float32 accuracy (computing p * w in float32 loses ~1e-4 rad at p = 4096).
  *
+ * Positions are integers in `[0, MAX_ROPE_POSITIONS)`; anything else (a fractional, negative or too
+ * large position or start index) is a `ValueError`. Cached tables never exceed `ROPE_TABLE_POSITIONS`
+ * rows per (dim, base, scaling factor).
+ *
  * Notation: B batch, T sequence, n heads, d rotary dim.
  */
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
+import { ValueError } from '../utils/errors.js';
+
+/**
+ * Largest number of RoPE positions: every position must be an integer in `[0, MAX_ROPE_POSITIONS)`
+ * (2^20 = 1,048,576). Models bound positions by their `maxSequenceLength`; this is the limit for the
+ * layers and functions used on their own (`RotaryEmbedding`'s `startIndex`, attention `positions`).
+ */
+export const MAX_ROPE_POSITIONS = 2 ** 20;
+
+/**
+ * Positions `[0, ROPE_TABLE_POSITIONS)` (16,384) are served from a table cached per (dim, base, scaling
+ * factor), grown by doubling up to this bound and never beyond; rows of later positions are computed for
+ * the call that needs them and not kept.
+ */
+export const ROPE_TABLE_POSITIONS = 2 ** 14;
 
 interface Table {
   length: number;
@@ -21,30 +40,126 @@ interface Table {
 
 const tables = new Map<string, Table>();
 
-/** cos/sin rows for positions `0..length-1`, memoized per (dim, base, scalingFactor) and grown on demand. */
+/** Writes cos/sin of `position` into row `row` of `cos`/`sin` (`[rows, dim]`), angles in float64. */
+function fillRow(cos: Float32Array, sin: Float32Array, row: number, position: number, dim: number, base: number,
+  scalingFactor: number): void {
+  const half = dim / 2;
+  const pos = position / scalingFactor;
+  const at = row * dim;
+  for (let j = 0; j < half; j++) {
+    const angle = pos * Math.pow(base, (-2 * j) / dim);
+    const c = Math.cos(angle);
+    const s = Math.sin(angle);
+    cos[at + j] = c;
+    cos[at + j + half] = c;
+    sin[at + j] = s;
+    sin[at + j + half] = s;
+  }
+}
+
+/** Throws unless `start..start+length-1` are valid positions (integers in `[0, MAX_ROPE_POSITIONS)`). */
+function checkRange(start: number, length: number): void {
+  if (!Number.isSafeInteger(start) || start < 0) {
+    throw new ValueError(`RoPE: startIndex must be a non-negative integer, got ${start}.`);
+  }
+  if (!Number.isSafeInteger(length) || length < 0) {
+    throw new ValueError(`RoPE: the sequence length must be a non-negative integer, got ${length}.`);
+  }
+  if (start + length > MAX_ROPE_POSITIONS) {
+    throw new ValueError(`RoPE: startIndex + sequence length must be at most MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), ` +
+      `got ${start} + ${length}.`);
+  }
+}
+
+/**
+ * cos/sin rows for positions `0..length-1`, memoized per (dim, base, scalingFactor) and grown on demand
+ * up to `ROPE_TABLE_POSITIONS` (a larger `length` is an error: callers compute later rows directly).
+ */
 export function rotaryTable(dim: number, base: number, scalingFactor: number, length: number): Table {
+  if (!Number.isSafeInteger(length) || length < 0 || length > ROPE_TABLE_POSITIONS) {
+    throw new ValueError(`RoPE: the cached table covers at most ROPE_TABLE_POSITIONS (${ROPE_TABLE_POSITIONS}) positions, asked for ${length}.`);
+  }
   const key = `${dim}|${base}|${scalingFactor}`;
   const have = tables.get(key);
   if (have && have.length >= length) return have;
-  const size = Math.max(length, have ? have.length * 2 : 256);
-  const half = dim / 2;
+  const size = Math.min(ROPE_TABLE_POSITIONS, Math.max(length, have ? have.length * 2 : 256));
   const cos = new Float32Array(size * dim);
   const sin = new Float32Array(size * dim);
-  for (let p = 0; p < size; p++) {
-    const pos = p / scalingFactor;
-    for (let j = 0; j < half; j++) {
-      const angle = pos * Math.pow(base, (-2 * j) / dim);
-      const c = Math.cos(angle);
-      const s = Math.sin(angle);
-      cos[p * dim + j] = c;
-      cos[p * dim + j + half] = c;
-      sin[p * dim + j] = s;
-      sin[p * dim + j + half] = s;
-    }
-  }
+  for (let p = 0; p < size; p++) fillRow(cos, sin, p, p, dim, base, scalingFactor);
   const table = { length: size, cos, sin };
   tables.set(key, table);
   return table;
+}
+
+/** Number of positions the cached tables hold, summed over every (dim, base, scaling factor) (for tests). */
+export function cachedRotaryPositions(): number {
+  let n = 0;
+  for (const t of tables.values()) n += t.length;
+  return n;
+}
+
+/**
+ * cos and sin (or sin with its first half negated, `signed`) rows `[n, dim]` for the given positions,
+ * already checked to be integers in `[0, MAX_ROPE_POSITIONS)`: cached rows below `ROPE_TABLE_POSITIONS`,
+ * computed ones above.
+ */
+function rowsAt(dim: number, base: number, scalingFactor: number, positions: ArrayLike<number>,
+  signed: boolean): { cos: Float32Array; sin: Float32Array } {
+  const n = positions.length;
+  let cachedMax = -1;
+  for (let i = 0; i < n; i++) if (positions[i] < ROPE_TABLE_POSITIONS && positions[i] > cachedMax) cachedMax = positions[i];
+  const table = cachedMax >= 0 ? rotaryTable(dim, base, scalingFactor, cachedMax + 1) : null;
+  const tableSin = table === null ? null : signed ? signedSin(table, dim) : table.sin;
+  const cos = new Float32Array(n * dim);
+  const sin = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    const p = positions[i];
+    if (table !== null && p < ROPE_TABLE_POSITIONS) {
+      cos.set(table.cos.subarray(p * dim, (p + 1) * dim), i * dim);
+      sin.set(tableSin!.subarray(p * dim, (p + 1) * dim), i * dim);
+    } else {
+      fillRow(cos, sin, i, p, dim, base, scalingFactor);
+      if (signed) for (let j = 0; j < dim / 2; j++) sin[i * dim + j] = -sin[i * dim + j];
+    }
+  }
+  return { cos, sin };
+}
+
+/** cos and (signed) sin rows `[length, dim]` for `start..start+length-1`: views of the table when it covers them. */
+function rowsRange(dim: number, base: number, scalingFactor: number, start: number, length: number,
+  signed: boolean): { cos: Float32Array; sin: Float32Array } {
+  checkRange(start, length);
+  if (start + length <= ROPE_TABLE_POSITIONS) {
+    const table = rotaryTable(dim, base, scalingFactor, start + length);
+    const sin = signed ? signedSin(table, dim) : table.sin;
+    return { cos: table.cos.subarray(start * dim, (start + length) * dim), sin: sin.subarray(start * dim, (start + length) * dim) };
+  }
+  return rowsAt(dim, base, scalingFactor, Array.from({ length }, (_, i) => start + i), signed);
+}
+
+/**
+ * The values of a `[B, T]` positions tensor, checked: integers (int32, or integer-valued float32) in
+ * `[0, min(bound, MAX_ROPE_POSITIONS))`. Read on the CPU (`dataSync`).
+ */
+function positionValues(positions: tf.Tensor, bound: number): Int32Array {
+  if (!(positions instanceof tf.Tensor)) throw new ValueError('RoPE: positions must be a tf.Tensor of integer positions [batch, sequence].');
+  if (positions.rank !== 2) throw new ValueError(`RoPE: positions must have shape [batch, sequence], got [${positions.shape}].`);
+  if (positions.dtype !== 'int32' && positions.dtype !== 'float32') {
+    throw new ValueError(`RoPE: positions must be an int32 (or integer-valued float32) tensor, got dtype ${positions.dtype}.`);
+  }
+  const values = positions.dataSync();
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < 0) throw new ValueError(`RoPE: positions must be non-negative integers, got ${v}.`);
+    if (v >= MAX_ROPE_POSITIONS) throw new ValueError(`RoPE: positions must be below MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), got ${v}.`);
+    out[i] = v;
+  }
+  if (!Number.isSafeInteger(bound) || bound < 1) throw new ValueError(`RoPE: the positions bound must be a positive integer, got ${bound}.`);
+  for (const v of out) {
+    if (v >= bound) throw new ValueError(`RoPE: positions must be below ${bound} (the bound passed; for attention, cached + new tokens), got ${v}.`);
+  }
+  return out;
 }
 
 export interface RotaryAngles {
@@ -52,31 +167,22 @@ export interface RotaryAngles {
   sin: tf.Tensor; // [T, d] or [B, T, d]
 }
 
-/** cos/sin `[T, d]` for the consecutive positions `start..start+T-1`. */
+/** cos/sin `[T, d]` for the consecutive positions `start..start+T-1` (at most `MAX_ROPE_POSITIONS`). */
 export function rotaryRange(dim: number, base: number, scalingFactor: number, start: number,
   length: number): RotaryAngles {
-  const table = rotaryTable(dim, base, scalingFactor, start + length);
-  const from = start * dim;
-  const to = (start + length) * dim;
-  return {
-    cos: tf.tensor2d(table.cos.subarray(from, to), [length, dim]),
-    sin: tf.tensor2d(table.sin.subarray(from, to), [length, dim]),
-  };
+  const rows = rowsRange(dim, base, scalingFactor, start, length, false);
+  return { cos: tf.tensor2d(rows.cos, [length, dim]), sin: tf.tensor2d(rows.sin, [length, dim]) };
 }
 
 /**
- * cos/sin `[B, T, d]` for per-row positions `[B, T]` (int32), e.g. left-padded batches.
- * `bound` must exceed every position (the cache length plus T is always enough).
+ * cos/sin `[B, T, d]` for per-row positions `[B, T]` (int32), e.g. left-padded batches. Every position
+ * must be an integer in `[0, bound)` (`bound` at most `MAX_ROPE_POSITIONS`); others are a `ValueError`.
  */
 export function rotaryAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor,
   bound: number): RotaryAngles {
-  const table = rotaryTable(dim, base, scalingFactor, bound);
-  return tf.tidy(() => {
-    const cosTable = tf.tensor2d(table.cos.subarray(0, bound * dim), [bound, dim]); // [bound, d]
-    const sinTable = tf.tensor2d(table.sin.subarray(0, bound * dim), [bound, dim]); // [bound, d]
-    const ids = tf.cast(tf.clipByValue(positions, 0, bound - 1), 'int32'); // [B, T]
-    return { cos: tf.gather(cosTable, ids), sin: tf.gather(sinTable, ids) }; // [B, T, d]
-  });
+  const [b, t] = positions.shape;
+  const rows = rowsAt(dim, base, scalingFactor, positionValues(positions, bound), false);
+  return { cos: tf.tensor3d(rows.cos, [b, t, dim]), sin: tf.tensor3d(rows.sin, [b, t, dim]) };
 }
 
 /**
@@ -130,38 +236,31 @@ function signedSin(table: Table, dim: number): Float32Array {
  */
 export function rotaryFactorsRange(dim: number, base: number, scalingFactor: number, start: number,
   length: number, heads = 1): RotaryFactors {
-  const table = rotaryTable(dim, base, scalingFactor, start + length);
-  const from = start * dim;
-  const to = (start + length) * dim;
+  const table = rowsRange(dim, base, scalingFactor, start, length, true);
   const rows = (values: Float32Array): Float32Array => {
-    if (heads === 1) return values.subarray(from, to);
+    if (heads === 1) return values;
     const out = new Float32Array(length * heads * dim);
     for (let p = 0; p < length; p++) {
-      const row = values.subarray(from + p * dim, from + (p + 1) * dim);
+      const row = values.subarray(p * dim, (p + 1) * dim);
       for (let h = 0; h < heads; h++) out.set(row, (p * heads + h) * dim);
     }
     return out;
   };
   return {
     cos: tf.tensor4d(rows(table.cos), [1, length, heads, dim]),
-    sinSigned: tf.tensor4d(rows(signedSin(table, dim)), [1, length, heads, dim]),
+    sinSigned: tf.tensor4d(rows(table.sin), [1, length, heads, dim]),
   };
 }
 
-/** Factors `[B, T, 1, d]` for per-row positions `[B, T]` (int32); `bound` must exceed every position. */
+/**
+ * Factors `[B, T, 1, d]` for per-row positions `[B, T]` (int32): every position must be an integer in
+ * `[0, bound)` (`bound` at most `MAX_ROPE_POSITIONS`; the cache length plus T for an attention call).
+ */
 export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor,
   bound: number): RotaryFactors {
-  const table = rotaryTable(dim, base, scalingFactor, bound);
   const [b, t] = positions.shape;
-  return tf.tidy(() => {
-    const cosTable = tf.tensor2d(table.cos.subarray(0, bound * dim), [bound, dim]); // [bound, d]
-    const sinTable = tf.tensor2d(signedSin(table, dim).subarray(0, bound * dim), [bound, dim]); // [bound, d]
-    const ids = tf.cast(tf.clipByValue(positions, 0, bound - 1), 'int32'); // [B, T]
-    return {
-      cos: tf.reshape(tf.gather(cosTable, ids), [b, t, 1, dim]), // [B, T, d] -> [B, T, 1, d]
-      sinSigned: tf.reshape(tf.gather(sinTable, ids), [b, t, 1, dim]), // [B, T, d] -> [B, T, 1, d]
-    };
-  });
+  const rows = rowsAt(dim, base, scalingFactor, positionValues(positions, bound), true);
+  return { cos: tf.tensor4d(rows.cos, [b, t, 1, dim]), sinSigned: tf.tensor4d(rows.sin, [b, t, 1, dim]) };
 }
 
 /**
@@ -215,14 +314,13 @@ function halfSwapMatrix(d: number): tf.Tensor2D {
  * addition may differ (fused multiply-add).
  */
 export function rotaryMatrix(dim: number, base: number, scalingFactor: number, position: number): tf.Tensor2D {
-  const table = rotaryTable(dim, base, scalingFactor, position + 1);
+  const rows = rowsRange(dim, base, scalingFactor, position, 1, false);
   const half = dim / 2;
   const m = new Float32Array(dim * dim);
-  const row = position * dim;
   for (let j = 0; j < dim; j++) {
-    m[j * dim + j] = table.cos[row + j];
-    if (j < half) m[(j + half) * dim + j] = -table.sin[row + j];
-    else m[(j - half) * dim + j] = table.sin[row + j];
+    m[j * dim + j] = rows.cos[j];
+    if (j < half) m[(j + half) * dim + j] = -rows.sin[j];
+    else m[(j - half) * dim + j] = rows.sin[j];
   }
   return tf.tensor2d(m, [dim, dim]);
 }
