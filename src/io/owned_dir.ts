@@ -157,7 +157,18 @@ async function removeLeftovers(target: string): Promise<void> {
  * then it replaces `target` as described above. The caller checks the target first
  * (`checkWritableTarget`) when it wants to fail before expensive work; this checks again.
  */
-export async function writeOwnedDir(target: string, kind: OwnedKind, what: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+/** Called between the steps of a swap; tests use them to kill a writer at each moment. */
+export interface SwapHooks {
+  /** The new folder is complete in its temporary place; the target is untouched. */
+  beforeSwap?: () => Promise<void> | void;
+  /** The old folder has been renamed aside; the target does not exist. */
+  afterAside?: () => Promise<void> | void;
+  /** The new folder is in place; the old one is still aside. */
+  afterSwap?: () => Promise<void> | void;
+}
+
+export async function writeOwnedDir(target: string, kind: OwnedKind, what: string, fill: (tmp: string) => Promise<void>,
+  hooks: SwapHooks = {}): Promise<void> {
   const abs = path.resolve(target);
   await checkWritableTarget(abs, kind, what);
   const release = await lockTarget(abs, what);
@@ -174,14 +185,17 @@ export async function writeOwnedDir(target: string, kind: OwnedKind, what: strin
       await fs.rm(tmp, { recursive: true, force: true });
       throw e;
     }
+    await hooks.beforeSwap?.();
     const existing = await statOrNull(abs);
     if (existing !== null) {
       const empty = (await fs.readdir(abs)).length === 0;
       if (empty) await fs.rmdir(abs);
       else await fs.rename(abs, aside);
     }
+    await hooks.afterAside?.();
     await fs.rename(tmp, abs);
     await fsyncPath(path.dirname(abs));
+    await hooks.afterSwap?.();
     await fs.rm(aside, { recursive: true, force: true });
     await removeLeftovers(abs); // what killed writers left, once the new folder is safely in place
   } finally {

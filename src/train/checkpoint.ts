@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { fileSystemHandler } from '../io/file_handler.js';
-import { checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
+import { SwapHooks, checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
 import type { CheckpointStore, TrainerCheckpointState, TrainingCheckpoint } from './trainer.js';
 
 const FORMAT = 'tfjs-gta-checkpoint-1';
@@ -21,7 +21,7 @@ interface TrainerJSON extends TrainerCheckpointState {
 }
 
 /** Writes `checkpoint` as a folder at `dir` (see the module comment). */
-export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint): Promise<void> {
+export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint, hooks?: SwapHooks): Promise<void> {
   const { lm, optimizer, state } = checkpoint;
   await writeOwnedDir(dir, 'checkpoint', 'checkpoint', async (tmp) => {
     await lm.model.save(fileSystemHandler(path.join(tmp, 'model')));
@@ -34,7 +34,7 @@ export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint
     await fs.writeFile(path.join(tmp, 'optimizer.bin'), new Uint8Array(packed.buffer));
     const full: TrainerJSON = { format: FORMAT, ...state, optimizer: { step: optimizer.step, sizes } };
     await fs.writeFile(path.join(tmp, 'trainer.json'), JSON.stringify(full));
-  });
+  }, hooks);
 }
 
 function checkState(dir: string, state: TrainerJSON): void {
