@@ -4,6 +4,7 @@
  * callback for streaming. Prompts of different lengths are left-padded and masked.
  */
 import * as tf from '@tensorflow/tfjs';
+import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { Mulberry32 } from '../data/prng.js';
 import type { CausalLM } from './causal_lm.js';
@@ -41,20 +42,55 @@ export interface GenerateResult {
   decodeTokensPerSecond: number;
 }
 
+/** The keys `GenerateOptions` knows; any other key (a misspelt `topp`) is an error. */
+const OPTION_KEYS = ['maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'stopTokens', 'onToken', 'padTokenId'] as const;
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(show).join(', ')}]` : String(v);
+}
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+/** Checks the sampling options (types and ranges); `undefined` means "use the default". */
+function checkSampling(o: GenerateOptions): void {
+  const { temperature, topK, topP, seed } = o;
+  if (temperature !== undefined && (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0)) {
+    throw new ValueError(`generate: temperature must be a finite number >= 0 (0 = greedy), got ${show(temperature)}.`);
+  }
+  if (topK !== undefined && (!isInt(topK) || topK < 1)) throw new ValueError(`generate: topK must be a positive integer, got ${show(topK)}.`);
+  if (topP !== undefined && (typeof topP !== 'number' || !(topP > 0 && topP <= 1))) {
+    throw new ValueError(`generate: topP must be a number in (0, 1], got ${show(topP)}.`);
+  }
+  if (seed !== undefined && !isInt(seed)) throw new ValueError(`generate: seed must be an integer, got ${show(seed)}.`);
+}
+
 function checkOptions(lm: CausalLM, longest: number, o: GenerateOptions): void {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) {
+    throw new ValueError(`generate: options must be an object such as {maxNewTokens: 16}, got ${show(o)}.`);
+  }
+  check.knownKeys('generate', o, OPTION_KEYS);
   const v = lm.config.vocabSize;
-  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) {
-    throw new ValueError(`generate: maxNewTokens must be a positive integer, got ${o.maxNewTokens}.`);
+  if (!isInt(o.maxNewTokens) || o.maxNewTokens < 1) {
+    throw new ValueError(`generate: maxNewTokens must be a positive integer, got ${show(o.maxNewTokens)}.`);
   }
   if (longest + o.maxNewTokens > lm.config.maxSequenceLength) {
     throw new ValueError(`generate: the longest prompt (${longest} tokens) plus maxNewTokens (${o.maxNewTokens}) exceeds ` +
       `maxSequenceLength ${lm.config.maxSequenceLength}.`);
   }
-  if (o.temperature !== undefined && !(o.temperature >= 0)) throw new ValueError(`generate: temperature must be >= 0, got ${o.temperature}.`);
-  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 1)) throw new ValueError(`generate: topK must be a positive integer, got ${o.topK}.`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new ValueError(`generate: topP must be in (0, 1], got ${o.topP}.`);
+  checkSampling(o);
+  if (o.stopTokens !== undefined && !Array.isArray(o.stopTokens)) {
+    throw new ValueError(`generate: stopTokens must be an array of token ids, got ${show(o.stopTokens)}.`);
+  }
   for (const s of o.stopTokens ?? []) {
-    if (!Number.isInteger(s) || s < 0 || s >= v) throw new ValueError(`generate: stop token ${s} is not in [0, ${v}).`);
+    if (!isInt(s) || s < 0 || s >= v) throw new ValueError(`generate: stop token ${show(s)} is not an integer in [0, ${v}).`);
+  }
+  if (o.padTokenId !== undefined && (!isInt(o.padTokenId) || o.padTokenId < 0 || o.padTokenId >= v)) {
+    throw new ValueError(`generate: padTokenId must be an integer in [0, ${v}), got ${show(o.padTokenId)}.`);
+  }
+  if (o.onToken !== undefined && typeof o.onToken !== 'function') {
+    throw new ValueError(`generate: onToken must be a function, got ${show(o.onToken)}.`);
   }
 }
 
@@ -100,7 +136,12 @@ async function lastLogits(logits: tf.Tensor3D): Promise<Float32Array[]> {
   return Array.from({ length: b }, (_, r) => data.subarray(r * v, (r + 1) * v));
 }
 
+/**
+ * Generates after each prompt (token ids; one prompt or a batch); see `CausalLM.generate`. Options are
+ * checked first: unknown keys, wrong types and out-of-range values are a `ValueError`.
+ */
 export async function generate(lm: CausalLM, promptsIn: number[] | number[][], options: GenerateOptions): Promise<GenerateResult> {
+  if (!Array.isArray(promptsIn)) throw new ValueError('generate: prompts must be an array of token ids or an array of such arrays.');
   const prompts = (promptsIn.length > 0 && Array.isArray(promptsIn[0]) ? promptsIn : [promptsIn]) as number[][];
   if (prompts.length === 0 || prompts.some((p) => !Array.isArray(p) || p.length === 0)) {
     throw new ValueError('generate: every prompt must be a non-empty array of token ids.');

@@ -7,8 +7,11 @@
  * Each mask is turned into its own bias of 0 (attend) or MASK_VALUE (blocked), and the biases are
  * summed. A padded query row then still prefers padded-but-earlier keys (one bias) over future keys
  * (two biases), so even fully padded rows never look ahead and never produce NaN.
+ *
+ * Padding and attention masks must hold 0/1 (or booleans): other values (0.5, 2, NaN) are a `ValueError`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../utils/errors.js';
 
 /** Large finite negative added to blocked scores (after scaling). -Infinity would give NaN rows. */
 export const MASK_VALUE = -1e9;
@@ -26,15 +29,40 @@ export function causalBias(queryLength: number, keyLength: number, offset: numbe
   return tf.tensor2d(data, [queryLength, keyLength]);
 }
 
-/** `[B, 1, 1, S]` bias from a key padding mask `[B, S]` (1/true = real token). */
-export function paddingBias(paddingMask: tf.Tensor): tf.Tensor4D {
+/**
+ * Throws a `ValueError` unless every value of `mask` is 0 or 1 (or the mask is boolean): a mask of 0.5,
+ * 2 or NaN would otherwise become a partial, amplified or NaN bias. Reads the values (`dataSync`).
+ */
+export function checkMaskValues(mask: tf.Tensor, what: string): void {
+  if (!(mask instanceof tf.Tensor)) throw new ValueError(`${what} must be a tf.Tensor of 0/1 values.`);
+  if (mask.dtype === 'bool') return;
+  if (mask.dtype !== 'float32' && mask.dtype !== 'int32') {
+    throw new ValueError(`${what} must be a bool, int32 or float32 tensor of 0/1 values, got dtype ${mask.dtype}.`);
+  }
+  const values = mask.dataSync();
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v !== 0 && v !== 1) throw new ValueError(`${what} values must be 0 or 1 (1 = attend / real token), got ${v}.`);
+  }
+}
+
+/** Options of the mask-to-bias functions. */
+export interface MaskBiasOptions {
+  /** The caller already checked the values (`checkMaskValues`), e.g. a mask kept from an earlier call. */
+  checked?: boolean;
+}
+
+/** `[B, 1, 1, S]` bias from a key padding mask `[B, S]` (1/true = real token; values must be 0/1). */
+export function paddingBias(paddingMask: tf.Tensor, options: MaskBiasOptions = {}): tf.Tensor4D {
+  if (options.checked !== true) checkMaskValues(paddingMask, 'paddingMask');
   const [b, s] = paddingMask.shape;
   const keep = tf.cast(paddingMask, 'float32'); // [B, S]
   return tf.reshape(tf.mul(tf.sub(1, keep), MASK_VALUE), [b, 1, 1, s]); // [B, 1, 1, S]
 }
 
-/** `[B, 1, T, S]` bias from an attention mask `[B, T, S]` (1/true = may attend). */
-export function attentionMaskBias(attentionMask: tf.Tensor): tf.Tensor4D {
+/** `[B, 1, T, S]` bias from an attention mask `[B, T, S]` (1/true = may attend; values must be 0/1). */
+export function attentionMaskBias(attentionMask: tf.Tensor, options: MaskBiasOptions = {}): tf.Tensor4D {
+  if (options.checked !== true) checkMaskValues(attentionMask, 'attentionMask');
   const [b, t, s] = attentionMask.shape;
   const keep = tf.cast(attentionMask, 'float32'); // [B, T, S]
   return tf.reshape(tf.mul(tf.sub(1, keep), MASK_VALUE), [b, 1, t, s]); // [B, 1, T, S]
