@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from '../kit/index.js';
@@ -88,10 +88,65 @@ describe('command line', function () {
     expect(r.out).to.match(/stopping after this step/);
     const stoppedAt = Number(/stopped at step (\d+)\/5000/.exec(r.out)?.[1]);
     expect(stoppedAt).to.be.within(1, 4999);
-    expect(existsSync(join(dir, 'ck-int', 'tokenizer.json'))).to.equal(true);
+    // The checkpoint is complete on its own: the tokenizer and the run's settings are inside trainer.json.
+    const saved = JSON.parse(readFileSync(join(dir, 'ck-int', 'trainer.json'), 'utf8'));
+    expect(saved.step).to.equal(stoppedAt);
+    expect(saved.extra.tokenizer.kind).to.equal('char');
+    expect(saved.extra.settings.variant).to.equal('gqa');
     const more = cli([...args.map((a) => (a === '5000' ? String(stoppedAt + 2) : a)), '--resume'], dir);
     expect(more.code, more.err).to.equal(0);
     expect(more.out).to.match(new RegExp(`finished at step ${stoppedAt + 2}/${stoppedAt + 2}`));
+  });
+
+  it('never writes into a folder or file it did not create, and says so before training', () => {
+    mkdirSync(join(dir, 'photos'), { recursive: true });
+    writeFileSync(join(dir, 'photos', 'a.jpg'), 'jpg');
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    for (const args of [
+      ['--quick', '--steps', '2', '--variants', 'gta', '--text', 'text.txt', '--backend', 'cpu', '--out', 'photos'],
+      ['--quick', '--steps', '2', '--variants', 'gta', '--text', 'text.txt', '--backend', 'cpu', '--out', '.'],
+      ['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'photos'],
+      ['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'notes.txt'],
+    ]) {
+      const r = cli(args, dir);
+      expect(r.code, r.out).to.equal(2);
+      expect(r.err).to.match(/refusing to replace it/);
+      expect(r.out).to.not.match(/training \d+ steps/); // refused before any training
+    }
+    expect(readFileSync(join(dir, 'photos', 'a.jpg'), 'utf8')).to.equal('jpg');
+    expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).to.equal('mine');
+    expect(existsSync(join(dir, 'text.txt'))).to.equal(true);
+  });
+
+  it('stops before applying a non-finite step; the checkpoint keeps the last good state', async () => {
+    const r = cli(['train', '--quick', '--steps', '30', '--checkpoint-every', '1', '--lr', '10000', '--text', 'text.txt',
+      '--backend', 'cpu', '--checkpoint-dir', 'ck-nan', '--variant', 'gta'], dir);
+    expect(r.code, r.out + r.err).to.equal(2);
+    expect(r.err).to.match(/became (NaN|Infinity|-Infinity); the update was not applied, so the model and the last checkpoint keep step (\d+)\. Lower learningRate/);
+    const kept = Number(/keep step (\d+)/.exec(r.err)![1]);
+    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const ck = await loadCheckpoint(join(dir, 'ck-nan'));
+    expect(ck.state.step).to.equal(kept);
+    for (const w of ck.lm.model.getWeights()) expect(Array.from(w.dataSync()).every(Number.isFinite)).to.equal(true);
+    expect(ck.optimizer.m.every((m) => m.every(Number.isFinite))).to.equal(true);
+    ck.lm.dispose();
+  });
+
+  it('refuses --resume with settings that differ from the checkpoint, and --quick with another --preset', () => {
+    const base = ['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'ck-settings'];
+    expect(cli([...base, '--variant', 'gta'], dir).code).to.equal(0);
+    for (const [extra, pattern] of [
+      [['--variant', 'mla'], /--variant mla differs from the checkpoint's gta/],
+      [['--lr', '0.01'], /--lr 0\.01 differs from the checkpoint's/],
+      [['--tokenizer', 'byte'], /--tokenizer byte differs from the checkpoint's char/],
+    ] as Array<[string[], RegExp]>) {
+      const r = cli([...base.map((a) => (a === '2' ? '3' : a)), '--resume', ...extra], dir);
+      expect(r.code, r.out).to.equal(2);
+      expect(r.err).to.match(pattern);
+    }
+    const q = cli(['--quick', '--preset', 'small', '--text', 'text.txt', '--backend', 'cpu'], dir);
+    expect(q.code).to.equal(2);
+    expect(q.err).to.match(/--quick is the quick preset; it cannot be combined with --preset small/);
   });
 
   it('trains, resumes and generates from a checkpoint', () => {
