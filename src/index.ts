@@ -61,6 +61,8 @@ export {
 export { sparseCrossEntropyFromLogits } from './models/losses.js';
 export { parseSafetensors, parseTensorJSON, type NamedTensor } from './io/safetensors.js';
 export { causalLMConfigFromHF, causalLMFromHF, importHFWeights, detectMechanism } from './io/hf_checkpoint.js';
+export { exportHF, type HFExport, type ExportHFOptions } from './io/hf_export.js';
+export { serializeSafetensors, type F32Tensor } from './io/safetensors_write.js';
 export {
   parseReferenceModelFile, runReferenceModelCase, type ReferenceModelFile, type ReferenceModelCase, type ModelCaseResult,
 } from './conformance/reference_models.js';

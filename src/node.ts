@@ -16,6 +16,7 @@ export { saveCheckpoint, loadCheckpoint, directoryCheckpoint } from './train/che
 export { compare, type CompareOptions, type CompareReport, type VariantReport } from './train/compare.js';
 export { writeReport, comparisonTable, reportMarkdown } from './report/report.js';
 export { lineChartSVG, svgToPNG, smooth, type Series } from './report/plots.js';
+export { saveHFCheckpoint, loadHFCheckpoint, type SaveHFOptions } from './io/hf_files.js';
 export { MARKER as OWNED_FOLDER_MARKER } from './io/owned_dir.js';
 
 registerFileSystemRouter();

@@ -24,7 +24,9 @@ import { splitTokens } from '../data/dataset.js';
 import { TokenizerJSON, tokenizerFromJSON } from '../data/tokenizer.js';
 import { resumeTraining, train } from '../train/trainer.js';
 import { directoryCheckpoint, loadCheckpoint } from '../train/checkpoint.js';
-import { checkWritableTarget, recoverOwnedDir } from '../io/owned_dir.js';
+import { checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
+import { loadHFCheckpoint, saveHFCheckpoint } from '../io/hf_files.js';
+import { fileSystemHandler } from '../io/file_handler.js';
 
 process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
 
@@ -268,20 +270,73 @@ async function checkpointExtra(dir: string): Promise<Record<string, unknown>> {
   return extra;
 }
 
-async function runGenerate(o: Record<string, unknown>): Promise<void> {
+/** The file beside an exported or imported model that holds our tokenizer (HF tokenizer files cannot describe it). */
+const TOKENIZER_FILE = 'tfjs-gta-tokenizer.json';
+
+/** A model and its tokenizer: from a training checkpoint (`--checkpoint`) or an imported model folder (`--model`). */
+async function modelAndTokenizer(o: Record<string, unknown>): Promise<{ lm: CausalLM; tokenizer: ReturnType<typeof tokenizerFromJSON> }> {
+  if (o.model !== undefined) {
+    const dir = o.model as string;
+    const text = await fs.readFile(path.join(dir, TOKENIZER_FILE), 'utf8').catch(() => {
+      throw new ValueError(`--model: ${dir} has no ${TOKENIZER_FILE} (folders written by \`tfjs-gta import\` carry one when the export did).`);
+    });
+    const tokenizer = tokenizerFromJSON(JSON.parse(text));
+    return { lm: await CausalLM.load(fileSystemHandler(path.resolve(dir))), tokenizer };
+  }
   const dir = o.checkpoint as string;
   const tokenizer = tokenizerFromJSON((await checkpointExtra(dir)).tokenizer as TokenizerJSON);
+  return { lm: (await loadCheckpoint(dir)).lm, tokenizer };
+}
+
+async function runGenerate(o: Record<string, unknown>): Promise<void> {
   await chooseBackend(o.backend as string | undefined);
-  const lm = (await loadCheckpoint(dir)).lm;
-  const prompt = Array.from(tokenizer.encode(o.prompt as string));
-  if (prompt.length === 0) throw new ValueError('--prompt must not be empty.');
-  process.stdout.write(o.prompt as string);
-  const g = await lm.generate(prompt, {
-    maxNewTokens: o.tokens as number, temperature: o.temperature as number, topK: o.topK as number | undefined, seed: o.seed as number,
-    onToken: (e) => { process.stdout.write(tokenizer.decode([e.tokens[0]])); },
-  });
-  console.log(`\n\nprefill ${g.prefillMs.toFixed(1)} ms, decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s`);
-  lm.dispose();
+  const { lm, tokenizer } = await modelAndTokenizer(o);
+  try {
+    const prompt = Array.from(tokenizer.encode(o.prompt as string));
+    if (prompt.length === 0) throw new ValueError('--prompt must not be empty.');
+    process.stdout.write(o.prompt as string);
+    const g = await lm.generate(prompt, {
+      maxNewTokens: o.tokens as number, temperature: o.temperature as number, topK: o.topK as number | undefined, seed: o.seed as number,
+      onToken: (e) => { process.stdout.write(tokenizer.decode([e.tokens[0]])); },
+    });
+    console.log(`\n\nprefill ${g.prefillMs.toFixed(1)} ms, decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s`);
+  } finally {
+    lm.dispose();
+  }
+}
+
+/** `export`: a training checkpoint as a Hugging Face folder (config.json, model.safetensors, our tokenizer). */
+async function runExport(o: Record<string, unknown>): Promise<void> {
+  await checkWritableTarget(o.hf as string, 'hf-checkpoint', '--hf');
+  await chooseBackend(o.backend as string | undefined);
+  const { lm, tokenizer } = await modelAndTokenizer(o);
+  try {
+    const files = await saveHFCheckpoint(lm, o.hf as string, { extraFiles: { [TOKENIZER_FILE]: JSON.stringify(tokenizer.toJSON()) } });
+    const config = JSON.parse(await fs.readFile(files[0], 'utf8')) as { architectures: string[] };
+    console.log(`exported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) as ` +
+      `${config.architectures.join(', ')}: ${files.join(', ')}`);
+  } finally {
+    lm.dispose();
+  }
+}
+
+/** `import`: a Hugging Face folder as a tfjs model folder (model.json, weights.bin) that browsers and `generate --model` load. */
+async function runImport(o: Record<string, unknown>): Promise<void> {
+  const out = o.out as string;
+  await checkWritableTarget(out, 'model', '--out');
+  await chooseBackend(o.backend as string | undefined);
+  const lm = await loadHFCheckpoint(o.hf as string);
+  try {
+    const tokenizer = await fs.readFile(path.join(o.hf as string, TOKENIZER_FILE), 'utf8').catch(() => null);
+    await writeOwnedDir(out, 'model', '--out', async (tmp) => {
+      await lm.save(fileSystemHandler(tmp));
+      if (tokenizer !== null) await fs.writeFile(path.join(tmp, TOKENIZER_FILE), tokenizer);
+    });
+    console.log(`imported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) into ${out}` +
+      (tokenizer === null ? ` (no ${TOKENIZER_FILE} in ${o.hf}: bring your own tokenizer)` : ''));
+  } finally {
+    lm.dispose();
+  }
 }
 
 export function buildProgram(): Command {
@@ -308,8 +363,20 @@ export function buildProgram(): Command {
     .option('--temperature <x>', 'sampling temperature (0 = greedy)', (v) => Number(v), 0)
     .option('--top-k <n>', 'sample among the k most likely tokens', int('--top-k'))
     .option('--seed <n>', 'sampler seed', (v) => Number(v), 0)
+    .option('--model <dir>', 'a model folder written by `import` (instead of --checkpoint)')
     .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
     .action((o) => runGenerate(o));
+  program.command('export').description('write a checkpoint as a Hugging Face folder (config.json, model.safetensors) for PyTorch')
+    .option('--checkpoint <dir>', 'checkpoint folder written by `train`', 'checkpoints/train')
+    .option('--model <dir>', 'a model folder written by `import` (instead of --checkpoint)')
+    .requiredOption('--hf <dir>', 'the Hugging Face folder to write (missing, empty, or an earlier export)')
+    .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
+    .action((o) => runExport(o));
+  program.command('import').description('read a Hugging Face folder (Llama, DeepSeek-V3 dense, GTA) into a tfjs model folder')
+    .requiredOption('--hf <dir>', 'folder with config.json and model.safetensors')
+    .requiredOption('--out <dir>', 'the model folder to write (model.json, weights.bin)')
+    .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
+    .action((o) => runImport(o));
   return program;
 }
 

@@ -21,7 +21,7 @@ import { ValueError } from '../utils/errors.js';
 export const MARKER = '.tfjs-gta';
 
 /** Kinds of folders, written on the marker's first line. */
-export type OwnedKind = 'checkpoint' | 'report' | 'hf-checkpoint';
+export type OwnedKind = 'checkpoint' | 'report' | 'hf-checkpoint' | 'model';
 
 async function statOrNull(p: string) {
   try {

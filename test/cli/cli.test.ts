@@ -149,6 +149,36 @@ describe('command line', function () {
     expect(q.err).to.match(/--quick is the quick preset; it cannot be combined with --preset small/);
   });
 
+  it('exports a checkpoint as a Hugging Face folder and imports it back with identical logits', async () => {
+    const train = cli(['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'ck-hf',
+      '--variant', 'gta'], dir);
+    expect(train.code, train.err).to.equal(0);
+    const exp = cli(['export', '--checkpoint', 'ck-hf', '--hf', 'hf-out', '--backend', 'cpu'], dir);
+    expect(exp.code, exp.err).to.equal(0);
+    expect(exp.out).to.match(/exported gta .* as GTAForCausalLM/);
+    for (const f of ['config.json', 'model.safetensors', 'tfjs-gta-tokenizer.json']) expect(existsSync(join(dir, 'hf-out', f))).to.equal(true);
+    const imp = cli(['import', '--hf', 'hf-out', '--out', 'imported', '--backend', 'cpu'], dir);
+    expect(imp.code, imp.err).to.equal(0);
+    const gen = cli(['generate', '--model', 'imported', '--prompt', 'Call me', '--tokens', '5', '--backend', 'cpu'], dir);
+    expect(gen.code, gen.err).to.equal(0);
+    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const { fileSystemHandler } = await import('../../src/io/file_handler.js');
+    const { CausalLM } = await import('../../src/models/causal_lm.js');
+    const original = (await loadCheckpoint(join(dir, 'ck-hf'))).lm;
+    const back = await CausalLM.load(fileSystemHandler(join(dir, 'imported')));
+    const ids = [[1, 2, 3, 4, 5]];
+    const a = original.logits(ids);
+    const b = back.logits(ids);
+    expect(Array.from(b.dataSync())).to.deep.equal(Array.from(a.dataSync()));
+    a.dispose();
+    b.dispose();
+    original.dispose();
+    back.dispose();
+    const again = cli(['export', '--checkpoint', 'ck-hf', '--hf', 'text.txt', '--backend', 'cpu'], dir);
+    expect(again.code).to.equal(2);
+    expect(again.err).to.match(/--hf: .*text\.txt exists and is not a folder/);
+  });
+
   it('trains, resumes and generates from a checkpoint', () => {
     const args = ['--quick', '--steps', '4', '--eval-every', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'ck'];
     const first = cli(['train', ...args, '--variant', 'mla'], dir);
