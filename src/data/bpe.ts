@@ -12,24 +12,58 @@ import type { Tokenizer } from './tokenizer.js';
 import { checkIds } from './ids.js';
 import { ValueError } from '../utils/errors.js';
 
-/** The pre-tokenizer: GPT-2's pattern without the English contraction cases. */
+/** The default pre-tokenizer's pattern: GPT-2's without the English contraction cases. */
 export const BPE_PATTERN = String.raw` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
 
+/**
+ * The pre-tokenizers a BPE tokenizer may use, by name. Patterns are never taken from files or callers
+ * (a user-supplied regular expression such as `(a+)+$` can take exponential time), only chosen from
+ * this set: `gpt2-no-contractions` (the default, `BPE_PATTERN`) and `gpt2` (GPT-2's pattern with the
+ * English contractions `'s 't 're 've 'm 'll 'd`). Both match in time linear in the piece length.
+ */
+export const BPE_PRE_TOKENIZERS: Readonly<Record<string, string>> = Object.freeze({
+  'gpt2-no-contractions': BPE_PATTERN,
+  gpt2: String.raw`'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+});
+
+/** The name of the default pre-tokenizer. */
+export const DEFAULT_PRE_TOKENIZER = 'gpt2-no-contractions';
+
+/**
+ * Longest token, in bytes, that a merge may make (256). Checked when a tokenizer is built or loaded,
+ * so a file of a few hundred bytes cannot describe tokens of gigabytes; training never makes longer ones.
+ */
+export const MAX_TOKEN_BYTES = 256;
+
+/** `toJSON()` of a BPE tokenizer (version 2): the pre-tokenizer by name and the merges. */
 export interface BpeTokenizerJSON {
   kind: 'bpe';
-  version: 1;
-  /** Pre-tokenizer regular expression, compiled with flags `gu`. */
-  pattern: string;
+  version: 2;
+  /** A name from `BPE_PRE_TOKENIZERS`. */
+  preTokenizer: string;
   /** `merges[r] = [left, right]`: the pair of ids that merge into id `256 + r`. */
+  merges: Array<[number, number]>;
+}
+
+/** Version 1 files: the pre-tokenizer as pattern text, read only when it is one of `BPE_PRE_TOKENIZERS`. */
+export interface BpeTokenizerJSONv1 {
+  kind: 'bpe';
+  version: 1;
+  pattern: string;
   merges: Array<[number, number]>;
 }
 
 export interface BpeTrainOptions {
   /** Pairs seen fewer times than this are never merged (training may stop below `vocabSize`). Default 2. */
   minFrequency?: number;
-  /** Pre-tokenizer pattern; default `BPE_PATTERN`. */
+  /** Pre-tokenizer: a name from `BPE_PRE_TOKENIZERS`. Default `DEFAULT_PRE_TOKENIZER`. */
+  preTokenizer?: string;
+  /** Deprecated: the pattern text of one of `BPE_PRE_TOKENIZERS` (other patterns are rejected). */
   pattern?: string;
 }
+
+/** Pieces of at most this many UTF-16 units are memoized by `encode` (so the memo stays small). */
+const MAX_CACHED_PIECE = 64;
 
 /** Largest vocabulary: pair keys are `left * 2^21 + right`, exact in a double. */
 const KEY = 2 ** 21;
@@ -49,12 +83,24 @@ function splitPieces(text: string, re: RegExp): string[] {
   return pieces;
 }
 
-function compile(pattern: string): RegExp {
-  try {
-    return new RegExp(pattern, 'gu');
-  } catch (e) {
-    throw new ValueError(`${OWNER}: pattern is not a valid regular expression: ${(e as Error).message}`);
+const compiled = new Map<string, RegExp>();
+
+/** The name of a known pre-tokenizer given its name or its exact pattern text; anything else is an error. */
+export function resolvePreTokenizer(nameOrPattern: unknown, owner = OWNER): string {
+  if (typeof nameOrPattern === 'string') {
+    if (Object.hasOwn(BPE_PRE_TOKENIZERS, nameOrPattern)) return nameOrPattern;
+    for (const [name, pattern] of Object.entries(BPE_PRE_TOKENIZERS)) if (pattern === nameOrPattern) return name;
   }
+  const shown = typeof nameOrPattern === 'string' && nameOrPattern.length > 80 ? `${nameOrPattern.slice(0, 80)}...` : nameOrPattern;
+  throw new ValueError(`${owner}: unknown pre-tokenizer ${JSON.stringify(shown)}; known pre-tokenizers: ` +
+    `${Object.keys(BPE_PRE_TOKENIZERS).join(', ')} (custom regular expressions are not accepted).`);
+}
+
+/** The compiled regular expression of a known pre-tokenizer (flags `gu`), compiled once. */
+function preTokenizerRegExp(name: string): RegExp {
+  let re = compiled.get(name);
+  if (re === undefined) compiled.set(name, (re = new RegExp(BPE_PRE_TOKENIZERS[name], 'gu')));
+  return re;
 }
 
 /** A binary max-heap of (count, key): larger count first, then smaller key. Stale entries are skipped by the caller. */
@@ -121,10 +167,14 @@ export class BpeTokenizer implements Tokenizer {
   readonly vocabSize: number;
   /** `merges[r]` is the pair that makes id `256 + r`. */
   readonly merges: ReadonlyArray<readonly [number, number]>;
+  /** The pre-tokenizer's name (a key of `BPE_PRE_TOKENIZERS`). */
+  readonly preTokenizer: string;
+  /** The pre-tokenizer's pattern text. */
   readonly pattern: string;
   private readonly re: RegExp;
   private readonly mergeId = new Map<number, number>();
-  private readonly bytesOf: Uint8Array[] = [];
+  /** Byte length of every id (at most `MAX_TOKEN_BYTES`); bytes are expanded from the merges when decoding. */
+  private readonly lengths: Int32Array;
   private readonly cache = new Map<string, Int32Array>();
 
   /**
@@ -140,8 +190,11 @@ export class BpeTokenizer implements Tokenizer {
     if (!Number.isInteger(minFrequency) || minFrequency < 1) {
       throw new ValueError(`${OWNER}.train: minFrequency must be a positive integer, got ${minFrequency}.`);
     }
-    const pattern = options.pattern ?? BPE_PATTERN;
-    const re = compile(pattern);
+    if (options.pattern !== undefined && options.preTokenizer !== undefined) {
+      throw new ValueError(`${OWNER}.train: pass preTokenizer or pattern, not both.`);
+    }
+    const preTokenizer = resolvePreTokenizer(options.preTokenizer ?? options.pattern ?? DEFAULT_PRE_TOKENIZER, `${OWNER}.train`);
+    const re = preTokenizerRegExp(preTokenizer);
 
     // Distinct pieces with their counts, in order of first appearance.
     const counts = new Map<string, number>();
@@ -170,6 +223,8 @@ export class BpeTokenizer implements Tokenizer {
     for (const [k, c] of pairCount) heap.push(c, k);
 
     const merges: Array<[number, number]> = [];
+    const lengths: number[] = new Array<number>(256).fill(1); // bytes per id
+    const tooLong = new Set<number>(); // pairs whose merge would exceed MAX_TOKEN_BYTES: never merged
     const stamp = new Int32Array(words.length).fill(-1);
     const touched = new Set<number>();
     const add = (k: number, delta: number): void => {
@@ -183,12 +238,17 @@ export class BpeTokenizer implements Tokenizer {
       const count = heap.peekCount();
       const key = heap.peekKey();
       heap.pop();
-      if (pairCount.get(key) !== count) continue; // stale entry
+      if (pairCount.get(key) !== count || tooLong.has(key)) continue; // stale entry
       if (count < minFrequency) break;
       const a = Math.floor(key / KEY);
       const b = key - a * KEY;
+      if (lengths[a] + lengths[b] > MAX_TOKEN_BYTES) {
+        tooLong.add(key);
+        continue;
+      }
       const id = 256 + merges.length;
       merges.push([a, b]);
+      lengths.push(lengths[a] + lengths[b]);
       touched.clear();
       const list = pairWords.get(key)!;
       pairWords.delete(key);
@@ -221,42 +281,75 @@ export class BpeTokenizer implements Tokenizer {
       }
       for (const k of touched) {
         const c = pairCount.get(k);
-        if (c !== undefined && k !== key) heap.push(c, k);
+        if (c !== undefined && k !== key && !tooLong.has(k)) heap.push(c, k);
       }
     }
-    return new BpeTokenizer(merges, pattern);
+    return new BpeTokenizer(merges, preTokenizer);
   }
 
-  static fromJSON(json: BpeTokenizerJSON): BpeTokenizer {
+  /**
+   * Rebuilds a tokenizer from `toJSON()` (version 2), or from a version 1 file whose `pattern` is the text
+   * of a known pre-tokenizer. Any other pattern is an error: patterns are never compiled from files.
+   */
+  static fromJSON(json: BpeTokenizerJSON | BpeTokenizerJSONv1): BpeTokenizer {
     if (json === null || typeof json !== 'object' || json.kind !== 'bpe') {
       throw new ValueError(`${OWNER}.fromJSON: expected {kind: "bpe", ...} from toJSON().`);
     }
     if (!Array.isArray(json.merges)) throw new ValueError(`${OWNER}.fromJSON: merges must be an array of [left, right] id pairs.`);
-    return new BpeTokenizer(json.merges, typeof json.pattern === 'string' ? json.pattern : BPE_PATTERN);
+    let preTokenizer: string;
+    if (json.version === 2) preTokenizer = resolvePreTokenizer(json.preTokenizer, `${OWNER}.fromJSON`);
+    else if (json.version === 1) preTokenizer = resolvePreTokenizer(json.pattern ?? BPE_PATTERN, `${OWNER}.fromJSON`);
+    else throw new ValueError(`${OWNER}.fromJSON: unsupported version ${JSON.stringify((json as { version?: unknown }).version)} (1 or 2).`);
+    return new BpeTokenizer(json.merges, preTokenizer);
   }
 
-  /** `merges[r] = [left, right]` makes id `256 + r`; each side must be an id defined before it. */
-  constructor(merges: ReadonlyArray<readonly [number, number]>, pattern: string = BPE_PATTERN) {
-    this.re = compile(pattern);
-    this.pattern = pattern;
-    for (let b = 0; b < 256; b++) this.bytesOf.push(Uint8Array.of(b));
-    merges.forEach((m, r) => {
-      const id = 256 + r;
-      if (!Array.isArray(m) || m.length !== 2 || !m.every((x) => Number.isInteger(x) && x >= 0 && x < id)) {
-        throw new ValueError(`${OWNER}: merges[${r}] must be a pair of ids below ${id}, got ${JSON.stringify(m)}.`);
-      }
-      const k = m[0] * KEY + m[1];
-      if (this.mergeId.has(k)) throw new ValueError(`${OWNER}: merges[${r}] repeats the pair ${JSON.stringify(m)}.`);
-      this.mergeId.set(k, id);
-      const left = this.bytesOf[m[0]];
-      const right = this.bytesOf[m[1]];
-      const joined = new Uint8Array(left.length + right.length);
-      joined.set(left);
-      joined.set(right, left.length);
-      this.bytesOf.push(joined);
-    });
+  /**
+   * `merges[r] = [left, right]` makes id `256 + r`; each side must be an id defined before it, and the
+   * token it makes at most `MAX_TOKEN_BYTES` long. `preTokenizer` is a name from `BPE_PRE_TOKENIZERS`
+   * (or, for older callers, the exact pattern text of one).
+   */
+  constructor(merges: ReadonlyArray<readonly [number, number]>, preTokenizer: string = DEFAULT_PRE_TOKENIZER) {
+    this.preTokenizer = resolvePreTokenizer(preTokenizer);
+    this.pattern = BPE_PRE_TOKENIZERS[this.preTokenizer];
+    this.re = preTokenizerRegExp(this.preTokenizer);
+    if (!Array.isArray(merges)) throw new ValueError(`${OWNER}: merges must be an array of [left, right] id pairs.`);
+    if (256 + merges.length > KEY) throw new ValueError(`${OWNER}: at most ${KEY - 256} merges, got ${merges.length}.`);
+    this.lengths = new Int32Array(256 + merges.length);
+    this.lengths.fill(1, 0, 256);
+    merges.forEach((m, r) => this.addMerge(m, r));
     this.merges = Object.freeze(merges.map((m) => Object.freeze([m[0], m[1]] as const)));
     this.vocabSize = 256 + merges.length;
+  }
+
+  /** Checks and records merge `r`: ids defined before it, a new pair, a token of at most MAX_TOKEN_BYTES. */
+  private addMerge(m: readonly [number, number], r: number): void {
+    const id = 256 + r;
+    if (!Array.isArray(m) || m.length !== 2 || !m.every((x) => Number.isInteger(x) && x >= 0 && x < id)) {
+      throw new ValueError(`${OWNER}: merges[${r}] must be a pair of ids below ${id}, got ${JSON.stringify(m)}.`);
+    }
+    const k = m[0] * KEY + m[1];
+    if (this.mergeId.has(k)) throw new ValueError(`${OWNER}: merges[${r}] repeats the pair ${JSON.stringify(m)}.`);
+    const length = this.lengths[m[0]] + this.lengths[m[1]];
+    if (length > MAX_TOKEN_BYTES) {
+      throw new ValueError(`${OWNER}: merges[${r}] makes a token of ${length} bytes; tokens are at most MAX_TOKEN_BYTES (${MAX_TOKEN_BYTES}) bytes.`);
+    }
+    this.mergeId.set(k, id);
+    this.lengths[id] = length;
+  }
+
+  /** Writes the bytes of `id` into `out` at `at` (expanding merges with an explicit stack); returns the end. */
+  private writeBytes(id: number, out: Uint8Array, at: number): number {
+    const stack = [id];
+    while (stack.length > 0) {
+      const t = stack.pop()!;
+      if (t < 256) {
+        out[at++] = t;
+      } else {
+        const [a, b] = this.merges[t - 256];
+        stack.push(b, a);
+      }
+    }
+    return at;
   }
 
   private encodePiece(piece: string, encoder: TextEncoder): Int32Array {
@@ -281,8 +374,10 @@ export class BpeTokenizer implements Tokenizer {
       ids = next;
     }
     const out = Int32Array.from(ids);
-    if (this.cache.size >= 100_000) this.cache.clear();
-    this.cache.set(piece, out);
+    if (piece.length <= MAX_CACHED_PIECE) {
+      if (this.cache.size >= 100_000) this.cache.clear();
+      this.cache.set(piece, out);
+    }
     return out;
   }
 
@@ -307,24 +402,22 @@ export class BpeTokenizer implements Tokenizer {
   decode(ids: ArrayLike<number>): string {
     checkIds(`${OWNER}.decode`, ids, this.vocabSize);
     let total = 0;
-    for (let i = 0; i < ids.length; i++) total += this.bytesOf[ids[i]].length;
+    for (let i = 0; i < ids.length; i++) total += this.lengths[ids[i]];
     const bytes = new Uint8Array(total);
     let at = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const b = this.bytesOf[ids[i]];
-      bytes.set(b, at);
-      at += b.length;
-    }
+    for (let i = 0; i < ids.length; i++) at = this.writeBytes(ids[i], bytes, at);
     return new TextDecoder('utf-8').decode(bytes);
   }
 
   /** The UTF-8 bytes of one id. */
   tokenBytes(id: number): Uint8Array {
     checkIds(`${OWNER}.tokenBytes`, [id], this.vocabSize);
-    return this.bytesOf[id].slice();
+    const out = new Uint8Array(this.lengths[id]);
+    this.writeBytes(id, out, 0);
+    return out;
   }
 
   toJSON(): BpeTokenizerJSON {
-    return { kind: 'bpe', version: 1, pattern: this.pattern, merges: this.merges.map((m) => [m[0], m[1]]) };
+    return { kind: 'bpe', version: 2, preTokenizer: this.preTokenizer, merges: this.merges.map((m) => [m[0], m[1]]) };
   }
 }

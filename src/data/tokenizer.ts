@@ -4,7 +4,7 @@
  * `tokenizerFromJSON()`.
  */
 import { ValueError } from '../utils/errors.js';
-import { BpeTokenizer, type BpeTokenizerJSON } from './bpe.js';
+import { BpeTokenizer, type BpeTokenizerJSON, type BpeTokenizerJSONv1 } from './bpe.js';
 import { checkIds } from './ids.js';
 
 export interface Tokenizer {
@@ -19,6 +19,7 @@ export interface Tokenizer {
 
 export interface CharTokenizerJSON { kind: 'char'; version: 1; symbols: string[] }
 export interface ByteTokenizerJSON { kind: 'byte'; version: 1 }
+/** What `toJSON()` returns (and `tokenizerFromJSON` reads; BPE also from its version 1 files). */
 export type TokenizerJSON = CharTokenizerJSON | ByteTokenizerJSON | BpeTokenizerJSON;
 
 /**
@@ -112,24 +113,42 @@ export class ByteTokenizer implements Tokenizer {
   }
 }
 
-/** Rebuilds a tokenizer from `tokenizer.toJSON()` (or its JSON text parsed). */
+/** The parsed object of `json` (an object, or JSON text of one). */
+function jsonObject(json: unknown): Record<string, unknown> {
+  let j = json;
+  if (typeof json === 'string') {
+    try {
+      j = JSON.parse(json);
+    } catch (e) {
+      throw new ValueError(`tokenizerFromJSON: the text is not valid JSON (${(e as Error).message}).`);
+    }
+  }
+  if (j === null || typeof j !== 'object' || Array.isArray(j)) {
+    throw new ValueError(`tokenizerFromJSON: expected an object from tokenizer.toJSON(), got ${j === null ? 'null' : Array.isArray(j) ? 'an array' : typeof j}.`);
+  }
+  return j as Record<string, unknown>;
+}
+
+/**
+ * Rebuilds a tokenizer from `tokenizer.toJSON()` (or its JSON text). A BPE tokenizer's pre-tokenizer is
+ * chosen by name among `BPE_PRE_TOKENIZERS`; files never supply a regular expression.
+ */
 export function tokenizerFromJSON(json: unknown): Tokenizer {
-  const j = (typeof json === 'string' ? JSON.parse(json) : json) as Partial<TokenizerJSON> | null;
-  if (j === null || typeof j !== 'object') {
-    throw new ValueError(`tokenizerFromJSON: expected an object from tokenizer.toJSON(), got ${j === null ? 'null' : typeof j}.`);
+  const j = jsonObject(json);
+  const known = ['char', 'byte', 'bpe'];
+  if (!known.includes(j.kind as string)) {
+    throw new ValueError(`tokenizerFromJSON: unknown kind ${JSON.stringify(j.kind)}; known kinds: ${known.join(', ')}.`);
+  }
+  if (j.kind === 'bpe') {
+    if (j.version !== 1 && j.version !== 2) {
+      throw new ValueError(`tokenizerFromJSON: unsupported version ${JSON.stringify(j.version)} of a "bpe" tokenizer (this library reads 1 and 2).`);
+    }
+    return BpeTokenizer.fromJSON(j as unknown as BpeTokenizerJSON | BpeTokenizerJSONv1);
   }
   if (j.version !== 1) {
     throw new ValueError(`tokenizerFromJSON: unsupported version ${JSON.stringify(j.version)} (this library reads version 1).`);
   }
-  switch (j.kind) {
-    case 'char':
-      if (!Array.isArray(j.symbols)) throw new ValueError('tokenizerFromJSON: a "char" tokenizer needs a symbols array.');
-      return new CharTokenizer(j.symbols);
-    case 'byte':
-      return new ByteTokenizer();
-    case 'bpe':
-      return BpeTokenizer.fromJSON(j as BpeTokenizerJSON);
-    default:
-      throw new ValueError(`tokenizerFromJSON: unknown kind ${JSON.stringify(j.kind)}; known kinds: char, byte, bpe.`);
-  }
+  if (j.kind === 'byte') return new ByteTokenizer();
+  if (!Array.isArray(j.symbols)) throw new ValueError('tokenizerFromJSON: a "char" tokenizer needs a symbols array.');
+  return new CharTokenizer(j.symbols as string[]);
 }

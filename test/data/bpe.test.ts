@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { IS_NODE } from '../../src/backend.js';
-import { BPE_PATTERN, BpeTokenizer, tokenizerFromJSON } from '../../src/data/index.js';
+import {
+  BPE_PATTERN, BPE_PRE_TOKENIZERS, BpeTokenizer, DEFAULT_PRE_TOKENIZER, MAX_TOKEN_BYTES, resolvePreTokenizer,
+} from '../../src/data/bpe.js';
+import { tokenizerFromJSON } from '../../src/data/tokenizer.js';
+import { ValueError } from '../../src/utils/errors.js';
 import { expectThrows } from '../kit/index.js';
 
 /** Obviously-correct BPE training: recount every pair of every piece at every step. */
@@ -100,7 +104,76 @@ describe('data/bpe', () => {
     expectThrows(() => BpeTokenizer.train('abc', 300, { minFrequency: 0 }), /minFrequency/);
     expectThrows(() => new BpeTokenizer([[97, 300]]), /merges\[0\]/, /below 256/);
     expectThrows(() => new BpeTokenizer([[97, 98], [97, 98]]), /repeats/);
-    expectThrows(() => new BpeTokenizer([], '('), /not a valid regular expression/);
+    expectThrows(() => new BpeTokenizer([], '('), /unknown pre-tokenizer "\("/, /custom regular expressions are not accepted/);
     expectThrows(() => BpeTokenizer.train(TEXT, 300).decode([300]), /id 300/);
+  });
+
+  it('bounds token lengths: a 300-byte file of doubling merges is rejected at once', () => {
+    const merges: Array<[number, number]> = [[97, 97]];
+    for (let r = 1; r < 28; r++) merges.push([255 + r, 255 + r]); // token 256 + r = "a" x 2^(r+1)
+    const text = JSON.stringify({ kind: 'bpe', version: 1, pattern: BPE_PATTERN, merges });
+    expect(text.length).to.be.below(400);
+    const arrayBytes = () => (IS_NODE ? process.memoryUsage().arrayBuffers : 0); // Node reports ArrayBuffer memory
+    const before = arrayBytes();
+    const started = performance.now();
+    const e = expectThrows(() => tokenizerFromJSON(text), /merges\[8\] makes a token of 512 bytes; tokens are at most MAX_TOKEN_BYTES \(256\) bytes/);
+    expect(e).to.be.instanceOf(ValueError);
+    expect(performance.now() - started, 'ms').to.be.below(200);
+    expect(arrayBytes() - before).to.be.below(1 << 20);
+    // Seven doublings (tokens of 2..256 bytes) are fine and decode to the expected run of "a".
+    const ok = new BpeTokenizer(merges.slice(0, 8));
+    expect(ok.decode([263])).to.equal('a'.repeat(256));
+    expect(ok.tokenBytes(263).length).to.equal(MAX_TOKEN_BYTES);
+  });
+
+  it('never trains a token longer than MAX_TOKEN_BYTES, and still round-trips', () => {
+    const text = `${'a'.repeat(700)} `.repeat(4);
+    const bpe = BpeTokenizer.train(text, 320, { minFrequency: 1 });
+    expect(bpe.vocabSize).to.be.greaterThan(256 + 8);
+    let longest = 0;
+    for (let id = 0; id < bpe.vocabSize; id++) longest = Math.max(longest, bpe.tokenBytes(id).length);
+    expect(longest).to.equal(MAX_TOKEN_BYTES);
+    expect(bpe.decode(bpe.encode(text))).to.equal(text);
+    expect(tokenizerFromJSON(JSON.stringify(bpe)).encode(text)).to.deep.equal(bpe.encode(text));
+  });
+
+  it('takes pre-tokenizers by name only: "(a+)+$" and other patterns are errors, never compiled', () => {
+    const started = performance.now();
+    const evil = { kind: 'bpe', version: 1, pattern: '(a+)+$', merges: [] };
+    expectThrows(() => tokenizerFromJSON(evil), /unknown pre-tokenizer "\(a\+\)\+\$"; known pre-tokenizers: gpt2-no-contractions, gpt2/);
+    expectThrows(() => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: '(a+)+$', merges: [] }), /unknown pre-tokenizer/);
+    expectThrows(() => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: 'constructor', merges: [] }), /unknown pre-tokenizer "constructor"/);
+    expectThrows(() => new BpeTokenizer([], '(a+)+$'), /unknown pre-tokenizer/);
+    expectThrows(() => BpeTokenizer.train(TEXT, 300, { pattern: '(a+)+$' }), /BpeTokenizer\.train: unknown pre-tokenizer/);
+    expectThrows(() => BpeTokenizer.train(TEXT, 300, { preTokenizer: 'gpt2', pattern: BPE_PATTERN }), /not both/);
+    expectThrows(() => tokenizerFromJSON({ kind: 'bpe', version: 3, merges: [] }), /unsupported version 3/);
+    expect(performance.now() - started, 'ms').to.be.below(500);
+    expect(resolvePreTokenizer(BPE_PATTERN)).to.equal(DEFAULT_PRE_TOKENIZER);
+    expect(resolvePreTokenizer(BPE_PRE_TOKENIZERS.gpt2)).to.equal('gpt2');
+  });
+
+  it('reads version 1 files carrying the default pattern text, and writes the name', () => {
+    const bpe = BpeTokenizer.train(TEXT, 300);
+    const json = bpe.toJSON();
+    expect(json).to.deep.include({ kind: 'bpe', version: 2, preTokenizer: DEFAULT_PRE_TOKENIZER });
+    expect(JSON.stringify(json)).to.not.contain('\\p{L}');
+    const v1 = tokenizerFromJSON({ kind: 'bpe', version: 1, pattern: BPE_PATTERN, merges: json.merges }) as BpeTokenizer;
+    expect(v1.preTokenizer).to.equal(DEFAULT_PRE_TOKENIZER);
+    expect([...v1.encode(TEXT)]).to.deep.equal([...bpe.encode(TEXT)]);
+    const noPattern = tokenizerFromJSON({ kind: 'bpe', version: 1, merges: json.merges }) as BpeTokenizer;
+    expect(noPattern.preTokenizer).to.equal(DEFAULT_PRE_TOKENIZER);
+  });
+
+  it('offers GPT-2\'s pattern with contractions as a second named pre-tokenizer', () => {
+    const text = "it's what we've done, isn't it's ".repeat(4);
+    const gpt2 = BpeTokenizer.train(text, 300, { preTokenizer: 'gpt2' });
+    const plain = BpeTokenizer.train(text, 300);
+    const hasPair = (t: BpeTokenizer, a: number, b: number) => t.merges.some((m) => m[0] === a && m[1] === b);
+    expect(hasPair(gpt2, 39, 115), "gpt2 keeps 's together").to.equal(true); // "'" + "s"
+    expect(hasPair(plain, 39, 115), 'the default splits the apostrophe from letters').to.equal(false);
+    expect(gpt2.decode(gpt2.encode(text))).to.equal(text);
+    const back = tokenizerFromJSON(JSON.stringify(gpt2)) as BpeTokenizer;
+    expect(back.preTokenizer).to.equal('gpt2');
+    expect([...back.encode(text)]).to.deep.equal([...gpt2.encode(text)]);
   });
 });
