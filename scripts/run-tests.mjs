@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: runs the Node suites (mocha, every available Node backend), then the browser suite
-// (the same specs in headless Chromium) and the demo page's end-to-end test, and ends with the plain line `N passed, N failed` summed over all suites.
+// (the same specs in headless Chromium), the demo page's end-to-end test, the consumer suite (the packed
+// package in fresh apps), the Hugging Face export check against PyTorch and the notebook, and ends with
+// the plain line `N passed, N failed` summed over all suites.
 // Exits non-zero if any suite fails or cannot run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -39,6 +41,13 @@ if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRun
 
 const demoRunner = join(root, 'scripts/demo-e2e.mjs');
 if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);
+
+// What package users get: the packed tarball in fresh apps (ESM, CommonJS, TypeScript, esbuild, vite, the
+// oldest tfjs of the peer range) and every ts block of the README run there.
+runSuite('consumer', process.execPath, [join(root, 'scripts/consumer-tests.mjs')]);
+
+// Hugging Face export against PyTorch: transformers (Llama, DeepSeek-V3) and a float64 GTA, in float64.
+runSuite('hf-export', process.execPath, [join(root, 'scripts/check-hf-export.mjs')]);
 
 rmSync(work, { recursive: true, force: true });
 console.log('\nsuites:');
