@@ -51,7 +51,8 @@ const KERNEL = 'tslab';
 const EXEC_TIMEOUT_S = Number(process.env.NOTEBOOK_TEST_TIMEOUT || 600);
 const started = Date.now();
 const keep = process.argv.includes('--keep');
-const work = mkdtempSync(join(tmpdir(), 'tfjs-gta-notebook-'));
+/** The run's temp folder (none in --check-only mode). */
+let work = null;
 const results = { passed: 0, failed: 0 };
 const timings = {};
 
@@ -73,8 +74,8 @@ function check(name, ok, detail = '') {
 function finish() {
   const failed = results.failed > 0;
   if (process.env.RESULTS_FILE) writeFileSync(process.env.RESULTS_FILE, JSON.stringify(results));
-  if (failed || keep) console.log(`work folder kept: ${work}`);
-  else rmSync(work, { recursive: true, force: true });
+  if (work && (failed || keep)) console.log(`work folder kept: ${work}`);
+  else if (work) rmSync(work, { recursive: true, force: true });
   const parts = Object.entries(timings).map(([k, ms]) => `${k} ${secs(ms)}`);
   console.log(`\ntimes: ${[...parts, `whole run ${secs(Date.now() - started)}`].join(', ')}`);
   console.log(`${results.passed} passed, ${results.failed} failed`);
@@ -271,6 +272,7 @@ if (checkOnly > 0) {
   checkNotebook(file);
   finish();
 }
+work = mkdtempSync(join(tmpdir(), 'tfjs-gta-notebook-'));
 console.log(`notebook test: ${NOTEBOOK}\nwork folder: ${work}`);
 if (!existsSync(NOTEBOOK)) {
   check('the notebook exists', false, NOTEBOOK);
