@@ -7,10 +7,13 @@
 //   40 tokens, decode 310.2 tokens/s on wasm
 // With --json it prints what the e2e test compares with the browser instead: the logits at the last prompt
 // position and a greedy continuation, plus a check that tf.loadLayersModel reads the same weights.
-// In an app, import from 'tfjs-gta' instead of '../src/index.js'.
+// A folder with config.json + model.safetensors + tfjs-gta-tokenizer.json (the page's "Download for PyTorch")
+// is read with loadHFCheckpoint instead. In an app, import from 'tfjs-gta/node' instead of '../src/node.js'.
 import * as tf from '@tensorflow/tfjs';
 import { resolve, join } from 'node:path';
-import { CausalLM, fileSystemHandler, setBackendStrict, tokenizerFromJSON } from '../src/index.js';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { CausalLM, fileSystemHandler, loadHFCheckpoint, setBackendStrict, tokenizerFromJSON } from '../src/node.js';
 
 const VALUE_OPTIONS = ['--prompt', '--tokens', '--temperature', '--backend'];
 const args = process.argv.slice(2);
@@ -33,15 +36,21 @@ const temperature = Number(option('--temperature', args.includes('--json') ? '0'
 await setBackendStrict(option('--backend', 'wasm'));
 
 const path = resolve(target);
-const lm = await CausalLM.load(`file://${path}`); // a <name>.json file, or a folder holding model.json
-const meta = (lm.model.getUserDefinedMetadata() as Record<string, { tokenizer: object; variant: string; steps: number; text: string }>).tfjsGtaDemo;
+const hf = existsSync(join(path, 'config.json'));
+// a Hugging Face folder, a <name>.json file, or a folder holding model.json
+const lm = hf ? await loadHFCheckpoint(path) : await CausalLM.load(`file://${path}`);
+type DemoMeta = { tokenizer: object; variant: string; steps: number; text: string };
+const meta = hf
+  ? { tokenizer: JSON.parse(await readFile(join(path, 'tfjs-gta-tokenizer.json'), 'utf8')), variant: lm.config.attention.kind, steps: 0,
+    text: 'the page (exported for PyTorch)' } as DemoMeta
+  : (lm.model.getUserDefinedMetadata() as Record<string, DemoMeta>).tfjsGtaDemo;
 if (!meta?.tokenizer) throw new Error(`${target} has no tokenizer in its metadata; was it downloaded from the demo page?`);
 const tokenizer = tokenizerFromJSON(meta.tokenizer);
 const promptIds = Array.from(tokenizer.encode(prompt));
 
 if (args.includes('--json')) {
   // The same files through tf.loadLayersModel and the handler directly: the weights must be identical.
-  const direct = await tf.loadLayersModel(fileSystemHandler(path.endsWith('.json') ? path : join(path, 'model.json')));
+  const direct = hf ? lm.model : await tf.loadLayersModel(fileSystemHandler(path.endsWith('.json') ? path : join(path, 'model.json')));
   const a = lm.model.getWeights();
   const b = direct.getWeights();
   let weightDiff = a.length === b.length ? 0 : Infinity;

@@ -46,6 +46,9 @@ if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);
 // oldest tfjs of the peer range) and every ts block of the README run there.
 runSuite('consumer', process.execPath, [join(root, 'scripts/consumer-tests.mjs')]);
 
+// The notebook, executed headless with the tslab kernel against the packed package and tfjs-node.
+runSuite('notebook', process.execPath, [join(root, 'scripts/notebook-test.mjs')]);
+
 // Hugging Face export against PyTorch: transformers (Llama, DeepSeek-V3) and a float64 GTA, in float64.
 runSuite('hf-export', process.execPath, [join(root, 'scripts/check-hf-export.mjs')]);
 

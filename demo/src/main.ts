@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import {
-  CausalLM, CharTokenizer, COMPARE_PRESETS, causalLMCacheElementsPerToken, decodeUtf8Strict, setBackendStrict,
+  CausalLM, CharTokenizer, COMPARE_PRESETS, exportHF, serializeSafetensors, causalLMCacheElementsPerToken, decodeUtf8Strict, setBackendStrict,
   splitTokens, tokenizerFromJSON, variantConfig, VARIANTS,
   type AttentionConfig, type CausalLMConfig, type Tokenizer, type VariantName,
 } from 'tfjs-gta';
@@ -143,10 +143,10 @@ async function task(state: string, fn: () => Promise<void>): Promise<void> {
 
 function updateControls(): void {
   const has = models.size > 0;
-  for (const id of ['train', 'maps-show', 'gen-run', 'save-idb', 'save-download', 'load-idb', 'delete-idb', 'backend', 'file', 'load-files']) {
+  for (const id of ['train', 'maps-show', 'gen-run', 'save-idb', 'save-download', 'save-hf', 'load-idb', 'delete-idb', 'backend', 'file', 'load-files']) {
     ($(id) as HTMLButtonElement).disabled = busy;
   }
-  for (const id of ['maps-show', 'gen-run', 'save-idb', 'save-download']) ($(id) as HTMLButtonElement).disabled = busy || !has;
+  for (const id of ['maps-show', 'gen-run', 'save-idb', 'save-download', 'save-hf']) ($(id) as HTMLButtonElement).disabled = busy || !has;
   ($('stop') as HTMLButtonElement).disabled = root.dataset.state !== 'training';
   const saved = $<HTMLSelectElement>('saved-list').options.length > 0;
   for (const id of ['load-idb', 'delete-idb']) ($(id) as HTMLButtonElement).disabled = busy || !saved;
@@ -548,6 +548,33 @@ async function download(): Promise<void> {
     + `<code>await CausalLM.load('file:///path/to/${name}.json')</code> (keep both files in one folder).`;
 }
 
+/** Saves a blob under `name` through a temporary link (what the browser shows as a download). */
+function saveBlob(name: string, data: BlobPart, type: string): void {
+  const url = URL.createObjectURL(new Blob([data], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** The model as a Hugging Face checkpoint for PyTorch: config.json, model.safetensors and our tokenizer. */
+async function downloadForPyTorch(): Promise<void> {
+  const entry = models.get($<HTMLSelectElement>('save-model').value);
+  if (!entry) throw new Error('choose a model to download.');
+  const { config, tensors } = exportHF(entry.lm);
+  saveBlob('config.json', JSON.stringify(config, null, 2), 'application/json');
+  saveBlob('model.safetensors', new Uint8Array(serializeSafetensors(tensors)), 'application/octet-stream');
+  saveBlob('tfjs-gta-tokenizer.json', JSON.stringify(entry.tokenizer.toJSON()), 'application/json');
+  const status = $('save-status');
+  status.dataset.download = 'hf';
+  status.innerHTML = `Downloaded <code>config.json</code>, <code>model.safetensors</code> (${String(config.architectures)}) and `
+    + '<code>tfjs-gta-tokenizer.json</code>. Put them in one folder: <code>AutoModelForCausalLM.from_pretrained(folder)</code> '
+    + 'in PyTorch (GTA needs the authors\' modeling code), or <code>npx tfjs-gta import --hf folder --out model</code>.';
+}
+
 async function loadFiles(files: FileList): Promise<void> {
   const list = [...files];
   const json = list.find((f) => f.name.endsWith('.json'));
@@ -630,6 +657,7 @@ function wire(): void {
   $('load-idb').addEventListener('click', () => void task('loading-model', loadFromIndexedDB));
   $('delete-idb').addEventListener('click', () => void task('deleting', deleteFromIndexedDB));
   $('save-download').addEventListener('click', () => void task('downloading', download));
+  $('save-hf').addEventListener('click', () => void task('downloading', downloadForPyTorch));
   $('load-files').addEventListener('change', (e) => {
     const files = (e.target as HTMLInputElement).files;
     if (files && files.length > 0) void task('loading-model', () => loadFiles(files));
