@@ -361,6 +361,24 @@ async function runChecks() {
     check('Node loads the downloaded files', false, 'no downloaded pair');
   }
 
+  // ---- download for PyTorch: a Hugging Face folder that Node's loadHFCheckpoint reads back
+  const beforeHF = downloads.length;
+  await page.click('#save-hf');
+  r = await waitIdle('download for PyTorch', 60000);
+  const hfDeadline = Date.now() + 20000;
+  while (downloads.length < beforeHF + 3 && Date.now() < hfDeadline) await new Promise((res) => setTimeout(res, 100));
+  const hfDir = join(work, 'hf-download');
+  mkdirSync(hfDir, { recursive: true });
+  for (const d of downloads.slice(beforeHF)) await d.saveAs(join(hfDir, d.suggestedFilename()));
+  const hfNames = downloads.slice(beforeHF).map((d) => d.suggestedFilename()).sort();
+  const hfOk = JSON.stringify(hfNames) === JSON.stringify(['config.json', 'model.safetensors', 'tfjs-gta-tokenizer.json']);
+  check('Download for PyTorch gives config.json, model.safetensors and the tokenizer', r.error === '' && hfOk,
+    r.error || hfNames.join(', '));
+  if (hfOk) {
+    const c3 = compareToBrowser(nodeLoad(hfDir));
+    check('Node reads that Hugging Face folder (loadHFCheckpoint): same logits and text as the browser', c3.ok, c3.detail);
+  }
+
   // ---- reload the page: the IndexedDB model is still there and generates the same text
   await page.reload();
   r = await waitIdle('reload', 60000);
