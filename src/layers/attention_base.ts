@@ -12,6 +12,7 @@
  * Notation: B batch, T query length, S key length (cached + new), D model width.
  */
 import * as tf from '@tensorflow/tfjs';
+import { broadcastsSlowly, fusedProjectionMaxRows, slicesCheaply } from '../ops/capabilities.js';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
@@ -257,8 +258,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     if (rotation !== null) {
       return tf.reshape(matMul2d(tf.reshape(y, [b * heads, dim]), rotation), [b, heads, 1, dim]) as tf.Tensor4D; // T = 1: [B*heads, dim] @ [dim, dim] -> [B, heads, 1, dim]
     }
-    // cpu multiplies by broadcast several times slower than element by element: repeat the factors per head.
-    const factors = ctx.rotary(dim, tf.getBackend() === 'cpu' ? heads : 1);
+    // Where broadcasting is slow, repeat the factors per head.
+    const factors = ctx.rotary(dim, broadcastsSlowly() ? heads : 1);
     const roped = applyRotaryFactors(tf.reshape(y, [b, t, heads, dim]), factors); // [N, heads*dim] -> [B, T, heads, dim]
     return tf.transpose(roped, [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, heads, dim] -> [B, heads, T, dim]
   }
@@ -275,7 +276,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
     const qw = this.scaledWeights(ctx, wq.kernel, wq.bias, qScale);
     const kw = this.scaledWeights(ctx, wk.kernel, wk.bias);
-    if (!cheapSlicing()) {
+    if (!slicesCheaply()) {
       return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
     }
     const sources = [wq.kernel, wk.kernel];
@@ -307,11 +308,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     parts: Array<{ kernel: tf.LayerVariable; bias: tf.LayerVariable | null; heads: number; scale?: number }>,
     b: number, t: number, dim: number): tf.Tensor4D[] {
     const views = parts.map((p) => this.scaledWeights(ctx, p.kernel, p.bias, p.scale ?? 1));
-    // tensorflow (oneDNN) runs one wide product slower than three narrow ones at some larger row counts
-    // ([512, 512] x [512, 1536]: 3.04 ms against 3 x [512, 512] x [512, 512]: 2.17 ms; [1024, 1024] x
-    // [1024, 3072] inside the layer: 20.6 against 17.3 ms); with few rows the launches dominate and one
-    // product wins ([8, 1024] x [1024, 3072]: 0.32 against 0.82 ms).
-    const fuse = ctx.inference && cheapSlicing() && (tf.getBackend() !== 'tensorflow' || b * t <= FUSED_MAX_ROWS);
+    // One wide product, then slices: only where slicing is cheap and up to the backend's row limit.
+    const fuse = ctx.inference && slicesCheaply() && b * t <= fusedProjectionMaxRows();
     if (!fuse) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
     const key = parts.map((p) => `${p.kernel.name}*${p.scale ?? 1}`).join('|');
     const kernel = this.derivedWeight(ctx, key, parts.map((p) => p.kernel),
@@ -618,18 +616,6 @@ export function markUsed(layer: tf.layers.Layer): void {
 function unstackEqualParts(y: tf.Tensor, b: number, t: number, n: number, h: number, dim: number): tf.Tensor4D[] {
   const stacked = tf.transpose(tf.reshape(y, [b, t, n, h, dim]), [2, 0, 3, 1, 4]); // -> [B, T, n, h, dim] -> [n, B, h, T, dim]
   return tf.unstack(stacked, 0) as tf.Tensor4D[]; // n x [B, h, T, dim]
-}
-
-/** Rows (B*T) up to which `plainHeadsFused` uses one product on tensorflow. */
-const FUSED_MAX_ROWS = 128;
-
-/**
- * Whether slicing is cheap on the active backend (tensorflow, webgl): cpu and wasm copy slices through
- * JavaScript, so there projections are not fused and split.
- */
-function cheapSlicing(): boolean {
-  const backend = tf.getBackend();
-  return backend !== 'cpu' && backend !== 'wasm';
 }
 
 /**

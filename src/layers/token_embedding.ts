@@ -8,6 +8,7 @@
  * LMHead: an untied output projection `[D, V]` without bias.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hasKernel } from '../ops/capabilities.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
@@ -37,7 +38,7 @@ export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
     gradFunc: (dy: tf.Tensor) => {
       const flatIds = tf.reshape(ids, [-1]); // [N]
       const flatDy = tf.reshape(dy, [-1, d]); // [N, D]
-      if (tf.getKernel('UnsortedSegmentSum', tf.getBackend()) !== undefined) {
+      if (hasKernel('UnsortedSegmentSum')) {
         return tf.unsortedSegmentSum(flatDy, flatIds as tf.Tensor1D, v); // [V, D]
       }
       const hot = tf.oneHot(flatIds as tf.Tensor1D, v); // [N, V]

@@ -19,10 +19,11 @@
  * Notation: G product of the batch dims, M rows, K shared dim, N columns.
  */
 import * as tf from '@tensorflow/tfjs';
+import { splitsBatchedProducts } from './capabilities.js';
 
-/** Whether the active backend needs the 2-D decomposition (wasm). */
+/** Whether the active backend needs the 2-D decomposition (see `splitsBatchedProducts`). */
 export function useTwoDimProducts(): boolean {
-  return tf.getBackend() === 'wasm';
+  return splitsBatchedProducts();
 }
 
 /** Rows per batch entry from which a batched product is split into 2-D products on wasm. */

@@ -1,0 +1,49 @@
+/**
+ * What the active backend does well or badly, by name: the one place where a backend's name decides
+ * how the layers compute. Each capability says what was measured; the layers and ops ask these
+ * questions instead of comparing backend names. A new backend gets the general path (all false, no
+ * limit) until it is measured.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+const active = (): string => tf.getBackend();
+
+/**
+ * Batched products are faster as per-entry 2-D products (wasm: XNNPACK runs only 2-D products fast;
+ * its batched and transposed products are scalar loops).
+ */
+export function splitsBatchedProducts(): boolean {
+  return active() === 'wasm';
+}
+
+/**
+ * Slicing and splitting tensors is cheap (tensorflow, webgl, webgpu). cpu and wasm copy slices through
+ * JavaScript element by element, so there fused projections are not split afterwards.
+ */
+export function slicesCheaply(): boolean {
+  const backend = active();
+  return backend !== 'cpu' && backend !== 'wasm';
+}
+
+/**
+ * Broadcasting multiplies and strided slices are slow (cpu: a broadcasting multiply runs several times
+ * slower than an elementwise one, and slicing a non-contiguous block costs ~50 ns per element), so RoPE
+ * factors are repeated per head and halves are swapped with a gather.
+ */
+export function broadcastsSlowly(): boolean {
+  return active() === 'cpu';
+}
+
+/**
+ * Rows (B*T) up to which one fused q|k|v product beats separate ones. tensorflow (oneDNN) runs one wide
+ * product slower than three narrow ones at larger row counts ([1024, 1024] x [1024, 3072] inside the layer:
+ * 20.6 against 17.3 ms) but faster with few rows ([8, 1024] x [1024, 3072]: 0.32 against 0.82 ms).
+ */
+export function fusedProjectionMaxRows(): number {
+  return active() === 'tensorflow' ? 128 : Number.POSITIVE_INFINITY;
+}
+
+/** Whether the active backend implements the kernel `name` (some backends lack e.g. UnsortedSegmentSum). */
+export function hasKernel(name: string): boolean {
+  return tf.getKernel(name, active()) !== undefined;
+}
