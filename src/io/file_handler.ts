@@ -21,12 +21,18 @@ export const MAX_MODEL_JSON_BYTES = 64 * 1024 * 1024;
 
 type Fs = typeof import('node:fs/promises');
 type PathMod = typeof import('node:path');
+type FsConstants = typeof import('node:fs').constants;
 type WeightGroup = tf.io.WeightsManifestConfig[number];
 
-async function nodeModules(): Promise<{ fs: Fs; path: PathMod }> {
+/**
+ * Node's fs/promises, path and fs constants. The specifiers are variables so that bundlers for the
+ * browser (`CausalLM.load` reaches this module through a dynamic import) leave them alone.
+ */
+async function nodeModules(): Promise<{ fs: Fs; path: PathMod; constants: FsConstants }> {
   if (!IS_NODE) throw new ValueError('file handler: file:// URLs are served only in Node.');
-  const [fs, path] = await Promise.all([import('node:fs/promises'), import('node:path')]);
-  return { fs, path };
+  const names = ['node:fs/promises', 'node:path', 'node:fs'];
+  const [fs, path, fsSync] = await Promise.all(names.map((name) => import(/* @vite-ignore */ name)));
+  return { fs: fs as Fs, path: path as PathMod, constants: (fsSync as { constants: FsConstants }).constants };
 }
 
 function stripScheme(url: string): string {
@@ -127,7 +133,7 @@ async function regularFileSize(fs: Fs, file: string, what: string): Promise<numb
  * without blocking (a FIFO swapped in after the checks cannot hang the read); re-checked on the handle.
  */
 async function readExactly(fs: Fs, file: string, bytes: number, what: string): Promise<Uint8Array> {
-  const c = (await import('node:fs')).constants;
+  const c = (await nodeModules()).constants;
   const handle = await fs.open(file, c.O_RDONLY | (c.O_NONBLOCK ?? 0) | (c.O_NOFOLLOW ?? 0)).catch(() => {
     throw new ValueError(`${OWNER}: cannot open ${what}.`);
   });
