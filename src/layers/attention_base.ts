@@ -12,6 +12,7 @@
  * Notation: B batch, T query length, S key length (cached + new), D model width.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ATTENTION_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
 import { broadcastsSlowly, fusedProjectionMaxRows, slicesCheaply } from '../ops/capabilities.js';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import * as check from '../utils/errors.js';
@@ -454,7 +455,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const training = opts.training === true;
     let dropoutSeed: number | undefined;
     if (training && this.dropout > 0 && this.seed !== null) {
-      dropoutSeed = this.seed + 7919 * (1 + this.dropoutCounter);
+      dropoutSeed = this.seed + ATTENTION_DROPOUT_SEED_STRIDE * (1 + this.dropoutCounter);
       this.dropoutCounter += 1;
     }
     const past = cache === null ? null : Object.fromEntries(

@@ -13,6 +13,7 @@
  * Notation: B batch, T new tokens, D model width.
  */
 import * as tf from '@tensorflow/tfjs';
+import { RESIDUAL_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { AttentionCache } from '../cache/attention_cache.js';
@@ -133,7 +134,7 @@ export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMap
 
   private residualDropout(y: tf.Tensor, training: boolean): tf.Tensor {
     if (!training || this.dropout === 0) return y;
-    const seed = this.seed === null ? undefined : this.seed + 15485863 * (1 + this.dropoutCalls++);
+    const seed = this.seed === null ? undefined : this.seed + RESIDUAL_DROPOUT_SEED_STRIDE * (1 + this.dropoutCalls++);
     return tf.dropout(y, this.dropout, undefined, seed);
   }
 
