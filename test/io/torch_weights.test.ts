@@ -1,13 +1,14 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { GroupedHeadLatentAttention, exportTorchWeights, importTorchWeights } from '../../src/index.js';
+import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
+import { exportTorchWeights, importTorchWeights } from '../../src/io/torch_weights.js';
 import { buildLayer } from '../../src/layers/attention_base.js';
 import { describeBackends, expectThrows, it, randomTensor } from '../kit/index.js';
 import { LAYER_CASES, randomizeWeights } from '../kit/layers.js';
 
 describeBackends('torch weight import/export', () => {
   for (const lc of LAYER_CASES) {
-    it(`${lc.kind}: export then import into a fresh (unbuilt) layer reproduces the outputs exactly`, () => {
+    it(`${lc.kind}: export then import into a fresh (unbuilt) layer reproduces the outputs exactly`, () => tf.tidy(() => {
       const a = lc.make({ useCausalMask: true });
       const x = randomTensor([2, 4, lc.dim], 3);
       a.apply(x);
@@ -19,10 +20,10 @@ describeBackends('torch weight import/export', () => {
       expect(Array.from((b.apply(x) as tf.Tensor).dataSync())).to.deep.equal(Array.from((a.apply(x) as tf.Tensor).dataSync()));
       a.dispose();
       b.dispose();
-    });
+    }));
   }
 
-  it('reshapes (does not transpose) GTA v_b_proj and transposes linear weights', () => {
+  it('reshapes (does not transpose) GTA v_b_proj and transposes linear weights', () => tf.tidy(() => {
     const layer = new GroupedHeadLatentAttention({ numHeads: 4, headDim: 4, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 4 });
     buildLayer(layer, [1, 1, 8]);
     const torch = exportTorchWeights(layer);
@@ -38,9 +39,9 @@ describeBackends('torch weight import/export', () => {
     const tq = torch['q_proj.weight'].arraySync() as number[][];
     expect((wq.read().reshape([8, 8]).arraySync() as number[][])[3][5]).to.equal(tq[5][3]);
     layer.dispose();
-  });
+  }));
 
-  it('fails clearly on a missing weight, a wrong shape or an unused entry, leaving the layer unchanged', () => {
+  it('fails clearly on a missing weight, a wrong shape or an unused entry, leaving the layer unchanged', () => tf.tidy(() => {
     const layer = new GroupedHeadLatentAttention({ numHeads: 4, headDim: 4, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 4 });
     buildLayer(layer, [1, 1, 8]);
     const torch = exportTorchWeights(layer);
@@ -58,14 +59,14 @@ describeBackends('torch weight import/export', () => {
       numKeyHeads: 1, numValueHeads: 1, valueDim: 4 }), {}), /not built and q_proj\.weight is missing/);
     expectThrows(() => importTorchWeights(layer, { ...torch, 'q_proj.weight': { shape: [8, 8], data: [1, 2] } }), /has 2 values/);
     layer.dispose();
-  });
+  }));
 
-  it('imports with a prefix (a layer inside a state dict)', () => {
+  it('imports with a prefix (a layer inside a state dict)', () => tf.tidy(() => {
     const layer = new GroupedHeadLatentAttention({ numHeads: 4, headDim: 4, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 4 });
     buildLayer(layer, [1, 1, 8]);
     const prefixed = exportTorchWeights(layer, 'model.layers.0.self_attn.');
     expect(Object.keys(prefixed).every((k) => k.startsWith('model.layers.0.self_attn.'))).to.equal(true);
     importTorchWeights(layer, { ...prefixed, 'model.norm.weight': tf.ones([8]) }, { prefix: 'model.layers.0.self_attn.' });
     layer.dispose();
-  });
+  }));
 });
