@@ -17,7 +17,7 @@ import { broadcastsSlowly, fusedProjectionMaxRows, slicesCheaply } from '../ops/
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
-import { attentionMaskBias, combineBiases, paddingBias } from '../ops/masks.js';
+import { attentionMaskBias, checkMaskValues, combineBiases, paddingBias } from '../ops/masks.js';
 import { RotaryFactors, applyRotaryFactors, rotaryFactorsAt, rotaryFactorsRange, rotaryMatrix } from '../ops/rope.js';
 import { project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
@@ -435,7 +435,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     const causal = opts.useCausalMask ?? this.useCausalMask;
     const biases: Array<tf.Tensor | null> = [];
     const keyMask = this.fullKeyMask(cache, parsed.paddingMask, b, t);
-    if (keyMask !== null) biases.push(paddingBias(keyMask));
+    // The caller's mask is checked once (fullKeyMask); the parts kept from earlier calls were checked then.
+    if (keyMask !== null) biases.push(paddingBias(keyMask, { checked: true }));
     if (parsed.attentionMask !== null) {
       this.expectShape('attentionMask', parsed.attentionMask, [b, t, s]);
       biases.push(attentionMaskBias(parsed.attentionMask));
@@ -477,6 +478,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   private fullKeyMask(cache: AttentionCache | null, paddingMask: tf.Tensor | null, b: number,
     t: number): tf.Tensor | null {
     const offset = cache === null ? 0 : cache.length;
+    if (paddingMask !== null) checkMaskValues(paddingMask, 'paddingMask');
     if (paddingMask !== null && paddingMask.shape[1] !== t && paddingMask.shape[1] !== offset + t) {
       throw new ValueError(`${this.getClassName()}: paddingMask must cover the ${t} new tokens or all ` +
         `${offset + t} keys, got shape [${paddingMask.shape}].`);

@@ -43,6 +43,14 @@ export function fusedProjectionMaxRows(): number {
   return active() === 'tensorflow' ? 128 : Number.POSITIVE_INFINITY;
 }
 
+/**
+ * Whether values can be read back synchronously (`dataSync`). tfjs's webgpu backend in Node cannot (it
+ * needs OffscreenCanvas); there, checks that read tensor values are skipped and reads are async.
+ */
+export function readsSynchronously(): boolean {
+  return !(active() === 'webgpu' && typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined');
+}
+
 /** Whether the active backend implements the kernel `name` (some backends lack e.g. UnsortedSegmentSum). */
 export function hasKernel(name: string): boolean {
   return tf.getKernel(name, active()) !== undefined;

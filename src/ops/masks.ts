@@ -11,6 +11,7 @@
  * Padding and attention masks must hold 0/1 (or booleans): other values (0.5, 2, NaN) are a `ValueError`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { readsSynchronously } from './capabilities.js';
 import { ValueError } from '../utils/errors.js';
 
 /** Large finite negative added to blocked scores (after scaling). -Infinity would give NaN rows. */
@@ -39,6 +40,7 @@ export function checkMaskValues(mask: tf.Tensor, what: string): void {
   if (mask.dtype !== 'float32' && mask.dtype !== 'int32') {
     throw new ValueError(`${what} must be a bool, int32 or float32 tensor of 0/1 values, got dtype ${mask.dtype}.`);
   }
+  if (!readsSynchronously()) return; // webgpu in Node cannot read values back synchronously
   const values = mask.dataSync();
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
