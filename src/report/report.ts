@@ -9,16 +9,112 @@ import * as path from 'node:path';
 import { lineChartSVG, smooth, svgToPNG } from './plots.js';
 import { MissingPackageError } from '../utils/optional.js';
 import { writeOwnedDir } from '../io/owned_dir.js';
+import { attentionSpec } from '../models/config.js';
+import type { AttentionConfig } from '../layers/decoder_block.js';
 
 const fmt = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
-/** The per-variant comparison as a markdown table. */
+const ratio = (x: number): string => {
+  const s = x.toFixed(3);
+  return s.endsWith('0') ? s.slice(0, -1) : s;
+};
+
+/** The head layout of one attention config in words, e.g. "12 query heads of 16, 3 key/value heads". */
+export function attentionLayout(attention: AttentionConfig): string {
+  const a = attentionSpec(attention);
+  switch (a.kind) {
+    case 'gqa': return `${a.numQueryHeads} query heads of ${a.headDim}, ${a.numKeyValueHeads} key/value head${a.numKeyValueHeads === 1 ? '' : 's'}`;
+    case 'gta': return `${a.numHeads} heads of ${a.headDim}, ${a.numQueryHeads} shared maps (n_q), ${a.numKeyHeads} key head${a.numKeyHeads === 1 ? '' : 's'}, ` +
+      `${a.numValueHeads} latent value head${a.numValueHeads === 1 ? '' : 's'} of ${a.valueDim} (r = ${(a.numHeads * a.headDim) / (a.numQueryHeads * a.valueDim)})`;
+    case 'mla': return `${a.numHeads} heads, latent ${a.kvLoraRank} + RoPE key ${a.qkRopeHeadDim} (nope ${a.qkNopeHeadDim}, value ${a.vHeadDim} per head)`;
+  }
+}
+
+/**
+ * One sentence per variant (MHA excepted) giving its KV-cache bytes per token as a ratio of GQA's and
+ * MHA's (those of the two that the run has), e.g. "GTA caches 0.50x GQA's bytes per token, 0.125x MHA's."
+ */
+export function cacheRatioSentences(report: CompareReport): string[] {
+  const byName = new Map(report.variants.map((v) => [v.name, v.cacheBytesPerTokenFormula]));
+  const references = (['gqa', 'mha'] as const).filter((r) => byName.has(r));
+  return report.variants.flatMap((v) => {
+    // MHA is the largest reference: it is described against nothing; GQA only against MHA.
+    const parts = references.filter((r) => r !== v.name && v.name !== 'mha').map((r) => `${ratio(v.cacheBytesPerTokenFormula / byName.get(r)!)}x ${r.toUpperCase()}'s`);
+    if (parts.length === 0) return [];
+    return [`${v.name.toUpperCase()} caches ${parts[0].replace("'s", "'s bytes per token")}${parts.slice(1).map((p) => `, ${p}`).join('')}.`];
+  });
+}
+
+/** The difference of two variants' mean validation losses against their seed-to-seed spread. */
+export interface LossDifference {
+  a: string;
+  b: string;
+  /** mean_a - mean_b (nats/token). */
+  difference: number;
+  /** 2 * sqrt(sd_a^2 / n_a + sd_b^2 / n_b): twice the standard error of the difference. */
+  threshold: number;
+  /** |difference| > threshold. */
+  exceedsSpread: boolean;
+}
+
+/**
+ * Every pairwise difference of mean validation losses, in the report's variant order, with the rule
+ * |mean_a - mean_b| > 2 * sqrt(sd_a^2/n_a + sd_b^2/n_b). Empty when any variant has a single seed
+ * (no spread to compare against).
+ */
+export function lossDifferences(report: CompareReport): LossDifference[] {
+  const stats = report.variants.map((v) => ({ name: v.name, s: v.validationLossStats }));
+  if (stats.some(({ s }) => s === undefined || s.sd === null)) return [];
+  const out: LossDifference[] = [];
+  for (let i = 0; i < stats.length; i++) {
+    for (let j = i + 1; j < stats.length; j++) {
+      const [a, b] = [stats[i], stats[j]];
+      const difference = a.s.mean - b.s.mean;
+      const threshold = 2 * Math.sqrt(a.s.sd! ** 2 / a.s.n + b.s.sd! ** 2 / b.s.n);
+      out.push({ a: a.name, b: b.name, difference, threshold, exceedsSpread: Math.abs(difference) > threshold });
+    }
+  }
+  return out;
+}
+
+/** The seed paragraph of the report: what one seed can say, or the rule and each pair against it. */
+function seedLines(report: CompareReport): string[] {
+  const seeds = report.settings.seeds ?? 1;
+  const first = report.settings.seed;
+  if (seeds === 1) {
+    return [`Validation losses come from a single seed (${first}). A single seed cannot separate small differences: ` +
+      'retrain with other seeds (`--seeds N`, `compare({seeds: N})`) to see how far the losses move from seed to seed.'];
+  }
+  const lines = [
+    `Validation loss is the mean ± sample standard deviation over ${seeds} seeds (${first} to ${first + seeds - 1}: weights and data order), ` +
+      'min-max in its own column. A difference of two means counts as larger than the seed-to-seed spread when ' +
+      '|mean_a - mean_b| > 2 * sqrt(sd_a^2/N + sd_b^2/N) (twice the standard error of the difference; a rough rule, ' +
+      'not a significance test, with few seeds).',
+  ];
+  const diffs = lossDifferences(report);
+  if (diffs.length === 0) return lines;
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [...lines, '', line(['pair', 'mean difference (nats)', '2 x std. error', 'exceeds the spread?']), line(['---', '---', '---', '---']),
+    ...diffs.map((d) => line([`${d.a} - ${d.b}`, fmt(d.difference, 4), fmt(d.threshold, 4), d.exceedsSpread ? 'yes' : 'no']))];
+}
+
+/**
+ * The per-variant comparison as a markdown table. With several seeds the loss column is the mean ±
+ * sample standard deviation over the seeds, followed by a min-max column; ppl and bits/char are of the mean.
+ */
 export function comparisonTable(report: CompareReport): string {
-  const header = ['variant', 'params', 'attn params', 'KV B/token (cache)', 'KV B/token (formula)', 'val loss', 'ppl', 'bits/char',
+  const seeds = report.settings.seeds ?? 1;
+  const lossHeader = seeds > 1 ? [`val loss (mean ± sd, ${seeds} seeds)`, 'val loss min-max'] : ['val loss'];
+  const lossCells = (v: CompareReport['variants'][number]) => {
+    const s = v.validationLossStats;
+    if (seeds === 1 || s === undefined) return [fmt(v.validationLoss, 4)];
+    return [`${fmt(s.mean, 4)} ± ${s.sd === null ? '-' : fmt(s.sd, 4)}`, `${fmt(s.min, 4)}-${fmt(s.max, 4)}`];
+  };
+  const header = ['variant', 'params', 'attn params', 'KV B/token (cache)', 'KV B/token (formula)', ...lossHeader, 'ppl', 'bits/char',
     'train tok/s', `prefill ms @${report.settings.speedContext}`, 'decode tok/s'];
   const rows = report.variants.map((v) => [
     v.name, v.params.toLocaleString('en-US'), v.attentionParams.toLocaleString('en-US'), String(v.cacheBytesPerTokenMeasured),
-    String(v.cacheBytesPerTokenFormula), fmt(v.validationLoss, 4), fmt(v.perplexity, 3), fmt(v.bitsPerCharacter, 3),
+    String(v.cacheBytesPerTokenFormula), ...lossCells(v), fmt(v.perplexity, 3), fmt(v.bitsPerCharacter, 3),
     fmt(v.trainTokensPerSecond, 0), fmt(v.prefillMs, 1), fmt(v.decodeTokensPerSecond, 1),
   ]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -29,6 +125,9 @@ export function comparisonTable(report: CompareReport): string {
 export function reportMarkdown(report: CompareReport, plots: string[], notes: string[] = []): string {
   const s = report.settings;
   const d = report.data;
+  const seeds = s.seeds ?? 1;
+  const seedRange = seeds > 1 ? `${s.seed} to ${s.seed + seeds - 1}` : String(s.seed);
+  const ratios = cacheRatioSentences(report);
   const lines = [
     '# Attention variants compared',
     '',
@@ -38,15 +137,21 @@ export function reportMarkdown(report: CompareReport, plots: string[], notes: st
     `Data: ${d.title ?? d.source} - ${d.characters.toLocaleString('en-US')} characters, ${d.tokens.toLocaleString('en-US')} ${s.tokenizer} tokens ` +
       `(vocabulary ${d.vocabSize}); ${d.trainTokens.toLocaleString('en-US')} training and ${d.validationTokens.toLocaleString('en-US')} validation tokens.`,
     `Model: ${s.numLayers} layers, width ${s.hiddenSize}, ${s.numHeads} heads, SwiGLU ${s.intermediateSize}; every variant has the same ` +
-      `non-attention architecture, data order, seed (${s.seed}) and token budget: ${s.steps} steps x ${s.batchSize} x ${s.sequenceLength} = ` +
-      `${(s.steps * s.batchSize * s.sequenceLength).toLocaleString('en-US')} tokens, AdamW, peak learning rate ${s.learningRate}.`,
+      `non-attention architecture, data order, seed${seeds > 1 ? 's' : ''} (${seedRange}) and token budget: ${s.steps} steps x ${s.batchSize} x ${s.sequenceLength} = ` +
+      `${(s.steps * s.batchSize * s.sequenceLength).toLocaleString('en-US')} tokens${seeds > 1 ? ' per run' : ''}, AdamW, peak learning rate ${s.learningRate}.`,
+    '',
+    'Attention layouts: ' + report.variants.map((v) => `${v.name}: ${attentionLayout(v.attention)}`).join('; ') + '.',
+    ...(ratios.length > 0 ? ['', `KV cache per token: ${ratios.join(' ')}`] : []),
     '',
     `Unigram baseline: ${fmt(report.baseline.unigramLoss, 4)} nats/token (${fmt(report.baseline.unigramBitsPerCharacter, 3)} bits/char).`,
     '',
     comparisonTable(report),
     '',
+    ...seedLines(report),
+    '',
     `Prefill latency and decode speed: batch 1, greedy, a ${s.speedContext}-token context, ${s.speedTokens} decoded tokens. ` +
       'KV bytes per token are float32 over all layers; "cache" is read from the KV cache after a prefill, "formula" from the analytic count.',
+    ...(seeds > 1 ? [`Loss curves, speed columns and greedy samples are those of the first seed's (${s.seed}) models.`] : []),
     '',
     ...plots.map((p) => `![${p}](${p})`),
     ...notes,
@@ -72,13 +177,14 @@ export async function writeReport(report: CompareReport, dir: string): Promise<s
   }));
   const validSeries = report.variants.map((v) => ({ name: v.name, points: v.evals.map((e) => ({ x: e.step * tokensPerStep, y: e.loss })) }));
   const rule = { y: report.baseline.unigramLoss, label: 'unigram baseline' };
+  const firstSeed = (report.settings.seeds ?? 1) > 1 ? `, seed ${report.settings.seed}` : '';
   const files: string[] = [];
   await writeOwnedDir(dir, 'report', '--out', async (tmp) => {
     const shown: string[] = [];
     const missing = new Set<string>();
     for (const [name, series, title, points] of [
-      ['loss', trainSeries, 'Training loss (smoothed)', false],
-      ['validation', validSeries, 'Validation loss', true],
+      ['loss', trainSeries, `Training loss (smoothed${firstSeed})`, false],
+      ['validation', validSeries, `Validation loss${firstSeed}`, true],
     ] as const) {
       const svg = await lineChartSVG(series, { title, xTitle: 'training tokens', yTitle: 'nats / token', points, rule })
         .catch((e) => { if (e instanceof MissingPackageError) { missing.add(e.packageName); return null; } throw e; });

@@ -33,20 +33,25 @@ export interface ComparePreset {
 }
 
 /**
- * Measured on 2 cores with tfjs-node: `default` about 4 minutes, `small` (width 192, 2M tokens per
- * variant) about 14 minutes; `quick` is a smoke test of seconds to a minute.
+ * Every preset has 12 heads, the head layout of the GTA paper's 160M models (docs/ATTENTION_SPEC.md
+ * section 5.2): GQA has 3 key/value heads (4 query heads per KV head) and GTA 3 shared attention maps
+ * (`n_q = 3`), one key head and one latent value head of `2 * headDim` (`r = 2`), so GTA caches 0.5x
+ * GQA's bytes per token and 0.125x MHA's; MLA has a latent of `4 * headDim` plus a RoPE key of
+ * `headDim / 2` (0.75x GQA's cache). `quick` (width 96, head dim 8) is a smoke test of seconds to a
+ * minute; `default` (width 144, head dim 12) takes about 4 minutes with tfjs-node on 2 cores; `small`
+ * (width 192, head dim 16, 2M tokens per variant) about 14 minutes (see docs/COMPARISON.md).
  */
 export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePreset> = {
   quick: {
-    hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 160, batchSize: 8, sequenceLength: 64, steps: 40,
+    hiddenSize: 96, numLayers: 2, numHeads: 12, intermediateSize: 240, batchSize: 8, sequenceLength: 64, steps: 40,
     learningRate: 4e-3, evalEvery: 20, evalBatches: 4, finalEvalBatches: 8, speedContext: 64, speedTokens: 16, sampleTokens: 60,
   },
   default: {
-    hiddenSize: 128, numLayers: 4, numHeads: 8, intermediateSize: 344, batchSize: 16, sequenceLength: 128, steps: 400,
+    hiddenSize: 144, numLayers: 4, numHeads: 12, intermediateSize: 384, batchSize: 16, sequenceLength: 128, steps: 400,
     learningRate: 3e-3, evalEvery: 100, evalBatches: 8, finalEvalBatches: 32, speedContext: 256, speedTokens: 64, sampleTokens: 200,
   },
   small: {
-    hiddenSize: 192, numLayers: 4, numHeads: 8, intermediateSize: 512, batchSize: 16, sequenceLength: 128, steps: 1000,
+    hiddenSize: 192, numLayers: 4, numHeads: 12, intermediateSize: 512, batchSize: 16, sequenceLength: 128, steps: 1000,
     learningRate: 2.5e-3, evalEvery: 100, evalBatches: 16, finalEvalBatches: 0, speedContext: 512, speedTokens: 64, sampleTokens: 300,
   },
 };
@@ -62,16 +67,29 @@ export async function makeTokenizer(kind: TokenizerKind, text: string, bpeVocabS
   }
 }
 
-/** The model config of a variant under a preset (identical except for the attention). */
+/**
+ * The model config of a variant under a preset (identical except for the attention, which is
+ * `smallAttention(variant, numHeads, hiddenSize / numHeads)`). `numHeads` must be a multiple of 4 (GQA
+ * gets `numHeads / 4` KV heads and GTA `numHeads / 4` maps, the paper's ratio) and the head dim a
+ * multiple of 4 (RoPE rotates pairs; MLA's RoPE part is half a head).
+ */
 export function variantConfig(variant: VariantName, p: ComparePreset, vocabSize: number, seed: number): CausalLMConfig {
   if (!VARIANTS.includes(variant)) {
     throw new ValueError(`unknown variant ${JSON.stringify(variant)}; choose from ${VARIANTS.join(', ')}.`);
   }
+  if (!Number.isInteger(p.numHeads) || p.numHeads < 4 || p.numHeads % 4 !== 0) {
+    throw new ValueError(`numHeads must be a positive multiple of 4 (GQA and GTA use numHeads / 4 key/value heads or maps), got ${p.numHeads}.`);
+  }
   if (p.hiddenSize % p.numHeads !== 0) throw new ValueError(`hiddenSize ${p.hiddenSize} must be divisible by numHeads ${p.numHeads}.`);
+  const headDim = p.hiddenSize / p.numHeads;
+  if (headDim % 4 !== 0) {
+    throw new ValueError(`hiddenSize / numHeads (the head dim) must be a multiple of 4 (RoPE rotates pairs; MLA's RoPE part is ` +
+      `half a head), got ${p.hiddenSize} / ${p.numHeads} = ${headDim}.`);
+  }
   return {
     vocabSize, hiddenSize: p.hiddenSize, numLayers: p.numLayers, intermediateSize: p.intermediateSize,
     maxSequenceLength: Math.max(p.sequenceLength, p.speedContext + p.speedTokens + 1, 64 + p.sampleTokens),
-    attention: smallAttention(variant, p.numHeads, p.hiddenSize / p.numHeads), seed,
+    attention: smallAttention(variant, p.numHeads, headDim), seed,
   };
 }
 
