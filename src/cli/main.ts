@@ -146,7 +146,7 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
   const started = Date.now();
   const report = await compare({
     variants: o.variants as VariantName[], preset, overrides: overrides(o), source: o.text as string | undefined,
-    tokenizer: o.tokenizer as 'char', bpeVocabSize: o.bpeVocab as number, seed: o.seed as number,
+    tokenizer: o.tokenizer as 'char', bpeVocabSize: o.bpeVocab as number, seed: o.seed as number, seeds: o.seeds as number,
     checkpointDir: o.checkpointDir as string, maxMemoryBytes: o.maxMemory ? (o.maxMemory as number) * 2 ** 20 : undefined,
     shouldStop: () => stop.requested,
     onVariantStart: (v, i, n, total) => progress.start(`${v} (${i + 1}/${n})`, total),
@@ -349,6 +349,7 @@ export function buildProgram(): Command {
     .option('--variants <list>', `comma-separated, from ${VARIANTS.join(', ')}`, variantList, ['gta', 'gqa', 'mla', 'mha'])
     .option('--out <dir>', 'results folder', 'results')
     .option('--checkpoint-dir <dir>', 'per-variant checkpoints (written at the end and on Ctrl-C)', 'checkpoints/compare')
+    .option('--seeds <n>', 'training runs per variant (seeds seed, seed+1, ...); the report gives mean ± sd', int('--seeds'), 1)
     .action((o, cmd) => runCompare(o, cmd));
   commonOptions(program.command('train').description('train one variant; --resume continues from its checkpoint'))
     .addOption(new Option('--variant <name>', 'attention variant').choices([...VARIANTS]).default('gta'))
