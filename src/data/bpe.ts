@@ -8,7 +8,7 @@
  * the learned merges in order, which reproduces the training segmentation, and decoding concatenates
  * bytes, so `decode(encode(s)) === s` for every well-formed string.
  */
-import type { Tokenizer } from './tokenizer.js';
+import type { Tokenizer } from './tokenizer_api.js';
 import { checkIds } from './ids.js';
 import { ValueError } from '../utils/errors.js';
 

@@ -6,16 +6,9 @@
 import { ValueError } from '../utils/errors.js';
 import { BpeTokenizer, type BpeTokenizerJSON, type BpeTokenizerJSONv1 } from './bpe.js';
 import { checkIds } from './ids.js';
+import type { Tokenizer } from './tokenizer_api.js';
 
-export interface Tokenizer {
-  /** Number of ids; every id is an integer in `[0, vocabSize)`. */
-  readonly vocabSize: number;
-  /** `"char"`, `"byte"` or `"bpe"`; the `kind` of `toJSON()`. */
-  readonly kind: string;
-  encode(text: string): Int32Array | number[];
-  decode(ids: ArrayLike<number>): string;
-  toJSON(): object;
-}
+export type { Tokenizer } from './tokenizer_api.js';
 
 export interface CharTokenizerJSON { kind: 'char'; version: 1; symbols: string[] }
 export interface ByteTokenizerJSON { kind: 'byte'; version: 1 }

@@ -11,6 +11,12 @@ import { AttentionConfig } from '../layers/decoder_block.js';
 import { importTorchWeights, TorchTensorLike } from './torch_weights.js';
 import { hfTensorEntries } from './hf_shapes.js';
 
+/**
+ * The epsilon of DeepSeek-V3's latent norms (`q_a_layernorm`, `kv_a_layernorm`): transformers builds them
+ * with its RMSNorm default, 1e-6, whatever `rms_norm_eps` says (that one is for the blocks' norms).
+ */
+export const DEEPSEEK_LATENT_EPSILON = 1e-6;
+
 type HFConfig = Record<string, unknown>;
 
 function int(hf: HFConfig, key: string, fallback?: number): number {
@@ -55,7 +61,7 @@ export function causalLMConfigFromHF(hf: HFConfig, weightNames: string[] = []): 
       attention = {
         kind: 'mla', numHeads: heads, qLoraRank: (hf.q_lora_rank as number | null | undefined) ?? null,
         kvLoraRank: int(hf, 'kv_lora_rank'), qkNopeHeadDim: int(hf, 'qk_nope_head_dim'), qkRopeHeadDim: int(hf, 'qk_rope_head_dim'),
-        vHeadDim: int(hf, 'v_head_dim'), rmsNormEpsilon: eps, useBias: hf.attention_bias === true, ...rope,
+        vHeadDim: int(hf, 'v_head_dim'), rmsNormEpsilon: DEEPSEEK_LATENT_EPSILON, useBias: hf.attention_bias === true, ...rope,
       };
       break;
     default:

@@ -33,6 +33,7 @@ import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
 import { exportTorchWeights } from './torch_weights.js';
 import { F32Tensor } from './safetensors_write.js';
+import { DEEPSEEK_LATENT_EPSILON } from './hf_checkpoint.js';
 
 export type { F32Tensor } from './safetensors_write.js';
 
@@ -49,8 +50,6 @@ export interface ExportHFOptions {
   padTokenId?: number | null;
 }
 
-/** The epsilon that transformers' DeepSeek-V3 hard-codes for the `q_a_layernorm` / `kv_a_layernorm` latents. */
-const DEEPSEEK_LATENT_EPSILON = 1e-6;
 
 const OWNER = 'exportHF';
 

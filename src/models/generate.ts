@@ -7,8 +7,17 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { Mulberry32 } from '../data/prng.js';
-import type { CausalLM } from './causal_lm.js';
 import type { ModelCache } from './model_cache.js';
+
+/**
+ * What generation needs of a model (a `CausalLM` is one): its sizes and cached calls. Declared here so
+ * that this module does not import the model class that imports it.
+ */
+export interface GenerativeModel {
+  readonly config: { readonly vocabSize: number; readonly maxSequenceLength: number };
+  callWithCache(ids: tf.Tensor | number[][], cache: ModelCache | null, options?: { paddingMask?: number[][] | null }):
+    { logits: tf.Tensor3D; cache: ModelCache };
+}
 
 export interface GenerateOptions {
   /** Tokens to generate per prompt (>= 1). */
@@ -66,7 +75,7 @@ function checkSampling(o: GenerateOptions): void {
   if (seed !== undefined && !isInt(seed)) throw new ValueError(`generate: seed must be an integer, got ${show(seed)}.`);
 }
 
-function checkOptions(lm: CausalLM, longest: number, o: GenerateOptions): void {
+function checkOptions(lm: GenerativeModel, longest: number, o: GenerateOptions): void {
   if (o === null || typeof o !== 'object' || Array.isArray(o)) {
     throw new ValueError(`generate: options must be an object such as {maxNewTokens: 16}, got ${show(o)}.`);
   }
@@ -140,7 +149,7 @@ async function lastLogits(logits: tf.Tensor3D): Promise<Float32Array[]> {
  * Generates after each prompt (token ids; one prompt or a batch); see `CausalLM.generate`. Options are
  * checked first: unknown keys, wrong types and out-of-range values are a `ValueError`.
  */
-export async function generate(lm: CausalLM, promptsIn: number[] | number[][], options: GenerateOptions): Promise<GenerateResult> {
+export async function generate(lm: GenerativeModel, promptsIn: number[] | number[][], options: GenerateOptions): Promise<GenerateResult> {
   if (!Array.isArray(promptsIn)) throw new ValueError('generate: prompts must be an array of token ids or an array of such arrays.');
   const prompts = (promptsIn.length > 0 && Array.isArray(promptsIn[0]) ? promptsIn : [promptsIn]) as number[][];
   if (prompts.length === 0 || prompts.some((p) => !Array.isArray(p) || p.length === 0)) {
