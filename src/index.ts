@@ -35,7 +35,7 @@ export {
   attentionParams, mlaReexpansionPerCachedToken, specOf,
   type AttentionSpec, type GqaSpec, type GtaSpec, type MlaSpec, type Costs, type CostOptions,
 } from './analysis/costs.js';
-export { applyRotary, rotaryRange, rotaryAt } from './ops/rope.js';
+export { applyRotary, rotaryRange, rotaryAt, MAX_ROPE_POSITIONS } from './ops/rope.js';
 export { MASK_VALUE } from './ops/masks.js';
 export {
   useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice,

@@ -7,7 +7,9 @@ export {
   CharTokenizer, ByteTokenizer, tokenizerFromJSON,
   type Tokenizer, type TokenizerJSON, type CharTokenizerJSON, type ByteTokenizerJSON,
 } from './tokenizer.js';
-export { BpeTokenizer, BPE_PATTERN, type BpeTokenizerJSON, type BpeTrainOptions } from './bpe.js';
+export {
+  BpeTokenizer, BPE_PATTERN, BPE_PRE_TOKENIZERS, DEFAULT_PRE_TOKENIZER, MAX_TOKEN_BYTES, type BpeTokenizerJSON, type BpeTrainOptions,
+} from './bpe.js';
 export {
   splitTokens, Batcher, evaluationBatches, evaluationBatchArrays, evaluationWindowStarts, windowArrays, batchTensors,
   type SplitOptions, type BatcherOptions, type BatcherState, type TokenBatch, type TokenBatchArrays,
