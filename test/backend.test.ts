@@ -32,7 +32,7 @@ describe('backend selection', () => {
       }
       if (error === null) {
         expect(tf.getBackend()).to.equal('webgpu');
-        const sum = tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4]));
+        const sum = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4])));
         expect(Array.from(await sum.data())).to.deep.equal([4, 6]);
         sum.dispose();
       } else {

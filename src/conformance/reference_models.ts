@@ -56,8 +56,12 @@ export async function runReferenceModelCase(c: ReferenceModelCase, tensors: Reco
   const lm = causalLMFromHF(c.config, tensors);
   try {
     const logits = lm.logits(c.input_ids);
-    const logitsError = normRelativeError(logits.dataSync(), c.logits.data);
-    logits.dispose();
+    let logitsError: number;
+    try {
+      logitsError = normRelativeError(await logits.data(), c.logits.data);
+    } finally {
+      logits.dispose();
+    }
     const g = await lm.generate(c.greedy.prompt_ids, { maxNewTokens: c.greedy.new_tokens });
     const matches = JSON.stringify(g.tokens) === JSON.stringify(c.greedy.continuation);
     return { name: c.name, mechanism: c.mechanism, logitsError, greedyMatches: matches, continuation: g.tokens, expected: c.greedy.continuation };

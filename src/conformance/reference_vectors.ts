@@ -157,17 +157,20 @@ function tensorOf(t: RefTensor): tf.Tensor {
   return tf.tensor(Float32Array.from(t.data), t.shape, 'float32');
 }
 
-/**
- * Runs one case on the current backend. `maskMode` 'attentionMask' passes the case's `[B, T, T]` mask;
- * 'causalPadding' passes its padding mask with causal masking instead (the same mask, built by the layer).
- */
-export function runReferenceCase(c: ReferenceCase, maskMode: MaskMode = 'attentionMask'): CaseResult {
-  const layer = layerForCase(c);
+/** A case's computed output and gradients (kept tensors) with what each is compared with. */
+interface CaseTensors {
+  output: tf.Tensor;
+  /** By torch name (`x` for the input): the gradient and the reference in the layer's layout. */
+  grads: Record<string, { actual: tf.Tensor; expected: tf.Tensor }>;
+}
+
+/** Runs the layer forward and backward on a case's inputs; returns kept tensors (nothing is read). */
+function computeCase(c: ReferenceCase, layer: AttentionLayer & TorchMappable, maskMode: MaskMode): CaseTensors {
+  importTorchWeights(layer, c.weights);
+  const specs = layer.torchWeightSpecs();
+  const x = tf.tidy(() => tf.variable(tensorOf(c.inputs.x), true, `refcase_x_${c.name}_${Date.now()}`));
   try {
-    importTorchWeights(layer, c.weights);
-    const specs = layer.torchWeightSpecs();
     return tf.tidy(() => {
-      const x = tf.variable(tensorOf(c.inputs.x), true, `refcase_x_${c.name}_${Date.now()}`);
       const lossWeights = tensorOf(c.loss_weights);
       const opts: Record<string, unknown> = {};
       if (maskMode === 'attentionMask' && c.inputs.attention_mask) opts.attentionMask = tensorOf(c.inputs.attention_mask);
@@ -181,21 +184,66 @@ export function runReferenceCase(c: ReferenceCase, maskMode: MaskMode = 'attenti
         output = tf.keep(layer.call(x, opts) as tf.Tensor);
         return tf.sum(tf.mul(output, lossWeights)) as tf.Scalar;
       }, vars);
-      const outputError = normRelativeError(output!.dataSync(), c.output.data);
-      (output as tf.Tensor | null)?.dispose();
-      const gradErrors: Record<string, number> = {};
+      const pairs: CaseTensors['grads'] = {};
       for (const spec of specs) {
         const expected = c.grads[spec.torchName];
         if (expected === undefined) continue;
-        const refInLayout = torchToLayer(spec, tensorOf(expected));
-        gradErrors[spec.torchName] = normRelativeError(grads[(spec.variable.read() as tf.Variable).name].dataSync(),
-          refInLayout.dataSync());
+        pairs[spec.torchName] = { actual: grads[(spec.variable.read() as tf.Variable).name], expected: torchToLayer(spec, tensorOf(expected)) };
       }
-      if (c.grads.x) gradErrors.x = normRelativeError(grads[x.name].dataSync(), c.grads.x.data);
-      x.dispose();
-      const maxGradError = Math.max(0, ...Object.values(gradErrors));
-      return { name: c.name, mechanism: c.mechanism, outputError, gradErrors, maxGradError };
+      if (c.grads.x) pairs.x = { actual: grads[x.name], expected: tensorOf(c.grads.x) };
+      return { output: output as unknown as tf.Tensor, grads: pairs };
     });
+  } finally {
+    x.dispose();
+  }
+}
+
+function disposeCase(t: CaseTensors): void {
+  tf.dispose([t.output, ...Object.values(t.grads).flatMap((g) => [g.actual, g.expected])]);
+}
+
+function caseResult(c: ReferenceCase, output: ArrayLike<number>, grads: Record<string, [ArrayLike<number>, ArrayLike<number>]>): CaseResult {
+  const outputError = normRelativeError(output, c.output.data);
+  const gradErrors: Record<string, number> = {};
+  for (const [name, [actual, expected]] of Object.entries(grads)) gradErrors[name] = normRelativeError(actual, expected);
+  const maxGradError = Math.max(0, ...Object.values(gradErrors));
+  return { name: c.name, mechanism: c.mechanism, outputError, gradErrors, maxGradError };
+}
+
+/**
+ * Runs one case on the current backend. `maskMode` 'attentionMask' passes the case's `[B, T, T]` mask;
+ * 'causalPadding' passes its padding mask with causal masking instead (the same mask, built by the layer).
+ * Reads the results synchronously (`dataSync`), which tfjs's webgpu backend cannot do in Node: use
+ * `runReferenceCaseAsync` there (same results).
+ */
+export function runReferenceCase(c: ReferenceCase, maskMode: MaskMode = 'attentionMask'): CaseResult {
+  const layer = layerForCase(c);
+  try {
+    const t = computeCase(c, layer, maskMode);
+    try {
+      const grads = Object.fromEntries(Object.entries(t.grads).map(([k, g]) => [k, [g.actual.dataSync(), g.expected.dataSync()]])) as
+        Record<string, [ArrayLike<number>, ArrayLike<number>]>;
+      return caseResult(c, t.output.dataSync(), grads);
+    } finally {
+      disposeCase(t);
+    }
+  } finally {
+    layer.dispose();
+  }
+}
+
+/** `runReferenceCase` with asynchronous reads: works on every backend, webgpu in Node included. */
+export async function runReferenceCaseAsync(c: ReferenceCase, maskMode: MaskMode = 'attentionMask'): Promise<CaseResult> {
+  const layer = layerForCase(c);
+  try {
+    const t = computeCase(c, layer, maskMode);
+    try {
+      const grads: Record<string, [ArrayLike<number>, ArrayLike<number>]> = {};
+      for (const [k, g] of Object.entries(t.grads)) grads[k] = await Promise.all([g.actual.data(), g.expected.data()]);
+      return caseResult(c, await t.output.data(), grads);
+    } finally {
+      disposeCase(t);
+    }
   } finally {
     layer.dispose();
   }

@@ -67,12 +67,20 @@ export class AdamW {
     });
   }
 
+  /** A copy of the state, read synchronously (not possible on webgpu in Node: use `getStateAsync`). */
   getState(): AdamWState {
     return {
       step: this.t,
       m: this.m.map((x) => x.dataSync() as Float32Array),
       v: this.v.map((x) => x.dataSync() as Float32Array),
     };
+  }
+
+  /** `getState` with asynchronous reads (works on every backend). */
+  async getStateAsync(): Promise<AdamWState> {
+    const step = this.t;
+    const [m, v] = await Promise.all([this.m, this.v].map((moments) => Promise.all(moments.map((x) => x.data() as Promise<Float32Array>))));
+    return { step, m, v };
   }
 
   setState(state: AdamWState): void {
@@ -104,10 +112,62 @@ function zerosVariable(x: tf.Variable): tf.Variable {
   return tf.tidy(() => tf.variable(tf.zerosLike(x), false));
 }
 
-/** Scales gradients so that their global L2 norm is at most `maxNorm`; returns them and the norm before clipping. */
-export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
-  if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads: grads.map((g) => tf.clone(g)), norm };
+/**
+ * Most inputs of one `tf.addN`: tfjs 4.22's webgpu AddN binds every input and its output as storage buffers
+ * in one shader and does not split, and WebGPU's default limit is 8 storage buffers per shader stage, so a
+ * larger addN fails validation there and returns garbage.
+ */
+const ADDN_MAX_INPUTS = 7;
+
+/** Sums same-shaped tensors with `tf.addN` calls of at most `ADDN_MAX_INPUTS` inputs each (call inside a tidy). */
+function addNChunked(xs: tf.Tensor[]): tf.Tensor {
+  let level = xs;
+  while (level.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < level.length; i += ADDN_MAX_INPUTS) {
+      const chunk = level.slice(i, i + ADDN_MAX_INPUTS);
+      next.push(chunk.length === 1 ? chunk[0] : tf.addN(chunk));
+    }
+    level = next;
+  }
+  return level[0];
+}
+
+/** The squared global L2 norm of `grads` (the sum of every element's square) as a scalar tensor; nothing is read. */
+export function globalNormSquared(grads: tf.Tensor[]): tf.Scalar {
+  if (grads.length === 0) return tf.scalar(0);
+  return tf.tidy(() => addNChunked(grads.map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+}
+
+/**
+ * Gradients whose global norm is `norm` (already read), scaled to `maxNorm` when the norm exceeds it; new
+ * tensors either way (copies when nothing is scaled). `maxNorm` <= 0 or a non-finite norm leaves them as they are.
+ */
+export function clipToNorm(grads: tf.Tensor[], norm: number, maxNorm: number): tf.Tensor[] {
+  if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return grads.map((g) => tf.clone(g));
   const scale = maxNorm / (norm + 1e-6);
-  return { grads: grads.map((g) => tf.mul(g, scale)), norm };
+  return grads.map((g) => tf.mul(g, scale));
+}
+
+/**
+ * Scales gradients so that their global L2 norm is at most `maxNorm`; returns them and the norm before
+ * clipping. Reads the norm synchronously (`dataSync`), which tfjs's webgpu backend cannot do in Node: use
+ * `clipByGlobalNormAsync` there.
+ */
+export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
+  const squared = globalNormSquared(grads);
+  const norm = Math.sqrt(squared.dataSync()[0]);
+  squared.dispose();
+  return { grads: clipToNorm(grads, norm, maxNorm), norm };
+}
+
+/** `clipByGlobalNorm` with an asynchronous read of the norm (works on every backend, webgpu in Node included). */
+export async function clipByGlobalNormAsync(grads: tf.Tensor[], maxNorm: number): Promise<{ grads: tf.Tensor[]; norm: number }> {
+  const squared = globalNormSquared(grads);
+  try {
+    const norm = Math.sqrt((await squared.data())[0]);
+    return { grads: clipToNorm(grads, norm, maxNorm), norm };
+  } finally {
+    squared.dispose();
+  }
 }

@@ -22,16 +22,55 @@ export interface EvaluateResult {
   tokens: number;
 }
 
+/** The mean loss of each evaluation batch (a scalar the consumer disposes) and the tokens it scores. */
+function* batchLosses(lm: CausalLM, ids: TokenIds, o: EvaluateOptions): Generator<{ loss: tf.Scalar; tokens: number }> {
+  for (const batch of evaluationBatches(ids, o.batchSize, o.sequenceLength, o.maxBatches)) {
+    const tokens = batch.targets.size;
+    try {
+      yield {
+        tokens,
+        loss: tf.tidy(() => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false }) as tf.Tensor)),
+      };
+    } finally {
+      tf.dispose([batch.inputs, batch.targets]);
+    }
+  }
+}
+
+function summary(total: number, tokens: number): EvaluateResult {
+  const mean = total / Math.max(1, tokens);
+  return { loss: mean, perplexity: Math.exp(mean), bitsPerToken: mean / Math.LN2, tokens };
+}
+
+/**
+ * Mean validation loss over deterministic windows. Reads each batch's loss synchronously (`dataSync`),
+ * which tfjs's webgpu backend cannot do in Node: use `evaluateAsync` there (same result).
+ */
 export function evaluate(lm: CausalLM, ids: TokenIds, o: EvaluateOptions): EvaluateResult {
   let total = 0;
   let tokens = 0;
-  for (const batch of evaluationBatches(ids, o.batchSize, o.sequenceLength, o.maxBatches)) {
-    const n = batch.targets.size;
-    const loss = tf.tidy(() => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false }) as tf.Tensor));
-    total += loss.dataSync()[0] * n;
-    tokens += n;
-    tf.dispose([loss, batch.inputs, batch.targets]);
+  for (const b of batchLosses(lm, ids, o)) {
+    try {
+      total += b.loss.dataSync()[0] * b.tokens;
+    } finally {
+      b.loss.dispose();
+    }
+    tokens += b.tokens;
   }
-  const mean = total / Math.max(1, tokens);
-  return { loss: mean, perplexity: Math.exp(mean), bitsPerToken: mean / Math.LN2, tokens };
+  return summary(total, tokens);
+}
+
+/** `evaluate` with asynchronous reads: works on every backend (webgpu in Node included), same numbers. */
+export async function evaluateAsync(lm: CausalLM, ids: TokenIds, o: EvaluateOptions): Promise<EvaluateResult> {
+  let total = 0;
+  let tokens = 0;
+  for (const b of batchLosses(lm, ids, o)) {
+    try {
+      total += (await b.loss.data())[0] * b.tokens;
+    } finally {
+      b.loss.dispose();
+    }
+    tokens += b.tokens;
+  }
+  return summary(total, tokens);
 }

@@ -11,9 +11,9 @@ import { CausalLM } from '../models/causal_lm.js';
 import { sparseCrossEntropyFromLogits } from '../models/losses.js';
 import { Batcher, BatcherState } from '../data/dataset.js';
 import type { TokenIds } from '../data/ids.js';
-import { AdamW, AdamWState, clipByGlobalNorm } from './adamw.js';
+import { AdamW, AdamWState, clipToNorm, globalNormSquared } from './adamw.js';
 import { warmupCosine } from './schedule.js';
-import { evaluate } from './evaluate.js';
+import { evaluateAsync } from './evaluate.js';
 
 /** The training state a checkpoint holds besides the model and the optimizer moments. */
 export interface TrainerCheckpointState {
@@ -139,6 +139,47 @@ function resolve(o: TrainOptions) {
   };
 }
 
+/**
+ * The step's loss and the gradients' global norm, read together in one asynchronous read (every backend
+ * can do it, webgpu in Node included, and it waits for the device once per step, not twice).
+ */
+async function readLossAndNorm(value: tf.Scalar, grads: tf.Tensor[]): Promise<{ loss: number; norm: number }> {
+  const both = tf.tidy(() => tf.stack([value, globalNormSquared(grads)]));
+  try {
+    const [loss, squared] = await both.data();
+    return { loss, norm: Math.sqrt(squared) };
+  } finally {
+    both.dispose();
+  }
+}
+
+/**
+ * One training step on `batch` (disposed here): forward and backward pass, one read of the loss and the
+ * gradient norm, then, only if both are finite (a non-finite step never reaches the weights, in memory
+ * or on disk), clipping to `gradClip` and the AdamW update. `applied` says whether the update was made.
+ */
+async function optimizerStep(lm: CausalLM, variables: tf.Variable[], optimizer: AdamW, batch: { inputs: tf.Tensor; targets: tf.Tensor },
+  lr: number, gradClip: number): Promise<{ loss: number; norm: number; applied: boolean }> {
+  let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  try {
+    result = tf.variableGrads(
+      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true }) as tf.Tensor), variables);
+  } finally {
+    tf.dispose([batch.inputs, batch.targets]);
+  }
+  const ordered = variables.map((v) => result.grads[v.name]);
+  try {
+    const { loss, norm } = await readLossAndNorm(result.value, ordered);
+    if (!Number.isFinite(loss) || !Number.isFinite(norm)) return { loss, norm, applied: false };
+    const scaled = gradClip > 0 && norm > gradClip ? clipToNorm(ordered, norm, gradClip) : null;
+    optimizer.apply(scaled ?? ordered, lr);
+    if (scaled !== null) tf.dispose(scaled);
+    return { loss, norm, applied: true };
+  } finally {
+    tf.dispose([result.value, ...ordered]);
+  }
+}
+
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const o = resolve(options);
   const lm = options.model;
@@ -157,8 +198,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     step = options.resumeState.step;
   }
   const schedule = { peakLearningRate: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps, minLearningRate: o.minLearningRate };
-  const runEval = () => {
-    const r = evaluate(lm, options.validation, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, maxBatches: o.evalBatches || undefined });
+  const runEval = async () => {
+    const r = await evaluateAsync(lm, options.validation, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, maxBatches: o.evalBatches || undefined });
     const record = { step, loss: r.loss, perplexity: r.perplexity };
     evals.push(record);
     options.onEval?.(record);
@@ -167,7 +208,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const checkpoint = async () => {
     if (!options.checkpoint) return;
     await options.checkpoint.save({
-      lm, optimizer: optimizer.getState(),
+      lm, optimizer: await optimizer.getStateAsync(),
       state: { step, batcher: batcher.state(), history, evals, extra: options.checkpointExtra },
     });
   };
@@ -178,32 +219,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     while (step < o.steps) {
       const t0 = performance.now();
       const lr = warmupCosine(step, schedule);
-      const { inputs, targets } = batcher.next();
-      const { value, grads } = tf.variableGrads(
-        () => sparseCrossEntropyFromLogits(targets, lm.model.apply(inputs, { training: true }) as tf.Tensor), variables);
-      const ordered = variables.map((v) => grads[v.name]);
-      const clipped = clipByGlobalNorm(ordered, o.gradClip);
-      const loss = value.dataSync()[0];
-      // Checked before the update: a non-finite step never reaches the weights, in memory or on disk.
-      if (!Number.isFinite(loss) || !Number.isFinite(clipped.norm)) {
-        tf.dispose([value, inputs, targets, clipped.grads, ordered]);
+      const { loss, norm, applied } = await optimizerStep(lm, variables, optimizer, batcher.next(), lr, o.gradClip);
+      if (!applied) {
         throw new ValueError(`train: at step ${step + 1} the ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} became ` +
-          `${Number.isFinite(loss) ? clipped.norm : loss}; the update was not applied, so the model${options.checkpoint ? ' and the last checkpoint' : ''} ` +
+          `${Number.isFinite(loss) ? norm : loss}; the update was not applied, so the model${options.checkpoint ? ' and the last checkpoint' : ''} ` +
           `keep step ${step}. Lower learningRate (now ${o.learningRate}) or keep gradClip on (now ${o.gradClip}).`);
       }
-      optimizer.apply(clipped.grads, lr);
-      tf.dispose([value, inputs, targets, clipped.grads, ordered]);
       step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const elapsed = (performance.now() - started) / 1000;
       const perStep = elapsed / (step - firstStep);
       const record: StepRecord = {
-        step, loss, learningRate: lr, gradNorm: clipped.norm, tokensPerSecond: (o.batchSize * o.sequenceLength) / seconds,
+        step, loss, learningRate: lr, gradNorm: norm, tokensPerSecond: (o.batchSize * o.sequenceLength) / seconds,
         elapsed, eta: perStep * (o.steps - step),
       };
       history.push(record);
       options.onStep?.(record);
-      if (step % o.evalEvery === 0 && step < o.steps) runEval();
+      if (step % o.evalEvery === 0 && step < o.steps) await runEval();
       if (options.checkpointEvery && step % options.checkpointEvery === 0 && step < o.steps) await checkpoint();
       if (options.shouldStop?.()) {
         stopped = true;
@@ -211,7 +243,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
       await new Promise((r) => setTimeout(r, 0)); // let signal handlers and the UI run
     }
-    const final = evals.length > 0 && evals[evals.length - 1].step === step ? evals[evals.length - 1] : runEval();
+    const final = evals.length > 0 && evals[evals.length - 1].step === step ? evals[evals.length - 1] : await runEval();
     await checkpoint();
     const wallSeconds = (performance.now() - started) / 1000;
     const warnings: string[] = [];

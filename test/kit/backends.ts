@@ -2,30 +2,22 @@
  * One spec body, every backend (like tfjs's `describeWithFlags`).
  *
  * `describeBackends(title, fn)` repeats a suite once per backend that is available in this runtime
- * (Node: cpu, wasm, tensorflow when tfjs-node is installed; browser: webgl, wasm, cpu). The set is
+ * (Node: cpu, wasm, tensorflow when tfjs-node is installed; browser: webgl, webgpu, wasm, cpu). The set is
  * chosen with `TFJS_BACKENDS=cpu,wasm` (Node) or `globalThis.__TFJS_BACKENDS__` (browser). A requested
  * backend that cannot start is reported as skipped, except under `CI=true` (or `REQUIRE_BACKENDS=1`),
  * where it becomes a failing test: CI never silently skips a backend.
  */
 import * as tf from '@tensorflow/tfjs';
 import { backendLoadError, IS_NODE, setBackendStrict } from '../../src/backend.js';
+import { BACKEND_TOLERANCES, type Tolerances } from '../../src/conformance/tolerances.js';
 
-export interface Tolerances {
-  /** Norm-relative error allowed for forward outputs against float64 references. */
-  output: number;
-  /** Norm-relative error allowed for gradients against float64 references. */
-  grad: number;
-  /** Norm-relative error allowed between two float32 computations of the same quantity. */
-  same: number;
-}
+export type { Tolerances };
 
-/** Explicit tolerances per backend (tfjs's own testEpsilon is 0.1 on WebGL, far too loose). */
-export const TOLERANCES: Record<string, Tolerances> = {
-  cpu: { output: 1e-5, grad: 1e-4, same: 1e-5 },
-  wasm: { output: 1e-5, grad: 1e-4, same: 1e-5 },
-  tensorflow: { output: 1e-5, grad: 1e-4, same: 1e-5 },
-  webgl: { output: 1e-4, grad: 1e-3, same: 1e-4 },
-};
+/**
+ * Explicit tolerances per backend (src/conformance/tolerances.ts, shared with the conformance runners;
+ * tfjs's own testEpsilon is 0.1 on WebGL, far too loose).
+ */
+export const TOLERANCES: Readonly<Record<string, Tolerances>> = BACKEND_TOLERANCES;
 
 interface RuntimeConfig {
   backends?: string[];
@@ -44,7 +36,7 @@ function runtimeConfig(): RuntimeConfig {
 
 const config = runtimeConfig();
 /** Backends the run asked for. */
-export const REQUESTED: string[] = config.backends ?? (IS_NODE ? ['cpu', 'wasm', 'tensorflow'] : ['webgl', 'wasm', 'cpu']);
+export const REQUESTED: string[] = config.backends ?? (IS_NODE ? ['cpu', 'wasm', 'tensorflow'] : ['webgl', 'webgpu', 'wasm', 'cpu']);
 /** Whether a missing backend fails the run. */
 export const REQUIRED = config.required === true;
 
