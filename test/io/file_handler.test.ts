@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { smallPreset } from '../../src/models/config.js';
 import { fileSystemHandler, MAX_MODEL_JSON_BYTES, weightSpecBytes } from '../../src/io/file_handler.js';
+import '../../src/node.js'; // registers the file:// handler that CausalLM.load uses
 import { ValueError } from '../../src/utils/errors.js';
 import { it } from '../kit/index.js';
 

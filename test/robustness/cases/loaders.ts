@@ -14,6 +14,7 @@ import { EditableJSON, once, sweepCases, tempDir } from './common.js';
 import { parseSafetensors, parseTensorJSON } from '../../../src/io/safetensors.js';
 import { F32Tensor, serializeSafetensors } from '../../../src/io/safetensors_write.js';
 import { fileSystemHandler } from '../../../src/io/file_handler.js';
+import '../../../src/node.js'; // registers the file:// handler that CausalLM.load uses
 import { loadHFCheckpoint, saveHFCheckpoint } from '../../../src/io/hf_files.js';
 import { causalLMFromHF } from '../../../src/io/hf_checkpoint.js';
 import { CausalLM } from '../../../src/models/causal_lm.js';
