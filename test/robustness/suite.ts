@@ -4,7 +4,9 @@
  * process that is killed when a case overruns, and a summary table of every outcome written at the
  * end to the path in `ROBUSTNESS_TABLE` (markdown, or JSON when the path ends in `.json`).
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fork } from 'node:child_process';
 import { expect } from 'chai';
 import { it } from '../kit/index.js';
@@ -79,9 +81,11 @@ export async function runIsolated(source: CaseSource, cases: Case[]): Promise<Ma
 /** Runs `cases[from..]` in one child until they are done or one fails it; resolves with the next index to run. */
 function runChild(source: CaseSource, cases: Case[], from: number, results: Map<string, Observation>): Promise<number> {
   return new Promise((resolve) => {
+    // The child's temporary folders go here, removed once it exits (it may be killed mid-case).
+    const work = mkdtempSync(join(tmpdir(), 'tfjs-gta-robust-child-'));
     const child = fork(new URL('./isolate.ts', import.meta.url), [], {
       execArgv: ['--import', import.meta.resolve('tsx/esm'), '--max-old-space-size=768'],
-      env: { ...process.env, ISOLATE_MODULE: source.module.href, ISOLATE_EXPORT: source.exportName },
+      env: { ...process.env, ISOLATE_MODULE: source.module.href, ISOLATE_EXPORT: source.exportName, ROBUSTNESS_TMP: work },
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';
@@ -90,12 +94,14 @@ function runChild(source: CaseSource, cases: Case[], from: number, results: Map<
     let started = performance.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
     let settled = false;
+    let next = from;
+    // Resolves once the child has exited and its folder is removed.
     const finish = (nextIndex: number) => {
       if (settled) return;
       settled = true;
+      next = nextIndex;
       clearTimeout(timer);
       child.kill('SIGKILL');
-      resolve(nextIndex);
     };
     const fail = (outcome: Outcome, detail: string) => {
       if (at < cases.length) results.set(cases[at].name, { outcome, detail, ms: Math.round(performance.now() - started) });
@@ -124,6 +130,8 @@ function runChild(source: CaseSource, cases: Case[], from: number, results: Map<
     child.on('exit', (code, signal) => {
       const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-3).join(' | ').slice(0, 300);
       if (!settled) fail('crash', `the process died (${signal ?? `exit ${code}`}) during the case: ${why}`);
+      rmSync(work, { recursive: true, force: true });
+      resolve(next);
     });
   });
 }

@@ -61,9 +61,12 @@ export type EditableJSON = Record<string, any>;
 
 const dirs: string[] = [];
 
-/** A new temporary folder, removed by `removeTempDirs`. */
+/**
+ * A new temporary folder, removed by `removeTempDirs`; inside ROBUSTNESS_TMP when set (the folder a
+ * child process of the suite works in, removed by the parent even when it kills the child).
+ */
 export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `tfjs-gta-robust-${prefix}-`));
+  const dir = mkdtempSync(join(process.env.ROBUSTNESS_TMP ?? tmpdir(), `tfjs-gta-robust-${prefix}-`));
   dirs.push(dir);
   return dir;
 }
