@@ -6,7 +6,7 @@
  *   train     train one variant with checkpoints; --resume continues a run exactly
  *   generate  generate text from a trained checkpoint
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { backendLoadError, setBackendStrict, useBestBackend } from '../backend.js';
@@ -24,7 +24,7 @@ import { splitTokens } from '../data/dataset.js';
 import { TokenizerJSON, tokenizerFromJSON } from '../data/tokenizer.js';
 import { resumeTraining, train } from '../train/trainer.js';
 import { directoryCheckpoint, loadCheckpoint } from '../train/checkpoint.js';
-import { checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
+import { checkWritableTarget, readRegularFile, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
 import { loadHFCheckpoint, saveHFCheckpoint } from '../io/hf_files.js';
 import { fileSystemHandler } from '../io/file_handler.js';
 
@@ -256,7 +256,7 @@ async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void>
 /** The `extra` that `train` stored with the checkpoint in `dir` (tokenizer, variant, preset). */
 async function checkpointExtra(dir: string): Promise<Record<string, unknown>> {
   const found = await recoverOwnedDir(dir, 'checkpoint');
-  const text = found === null ? null : await fs.readFile(path.join(found, 'trainer.json'), 'utf8').catch(() => null);
+  const text = found === null ? null : (await readRegularFile(path.join(found, 'trainer.json'), dir)).toString('utf8');
   let extra: Record<string, unknown> | undefined;
   try {
     extra = text === null ? undefined : (JSON.parse(text) as { extra?: Record<string, unknown> }).extra;
@@ -277,10 +277,17 @@ const TOKENIZER_FILE = 'tfjs-gta-tokenizer.json';
 async function modelAndTokenizer(o: Record<string, unknown>): Promise<{ lm: CausalLM; tokenizer: ReturnType<typeof tokenizerFromJSON> }> {
   if (o.model !== undefined) {
     const dir = o.model as string;
-    const text = await fs.readFile(path.join(dir, TOKENIZER_FILE), 'utf8').catch(() => {
+    const file = path.join(dir, TOKENIZER_FILE);
+    const text = (await readRegularFile(file, '--model').catch(() => {
       throw new ValueError(`--model: ${dir} has no ${TOKENIZER_FILE} (folders written by \`tfjs-gta import\` carry one when the export did).`);
-    });
-    const tokenizer = tokenizerFromJSON(JSON.parse(text));
+    })).toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new ValueError(`--model: ${file} is not valid JSON.`);
+    }
+    const tokenizer = tokenizerFromJSON(json as TokenizerJSON);
     return { lm: await CausalLM.load(fileSystemHandler(path.resolve(dir))), tokenizer };
   }
   const dir = o.checkpoint as string;
@@ -327,7 +334,9 @@ async function runImport(o: Record<string, unknown>): Promise<void> {
   await chooseBackend(o.backend as string | undefined);
   const lm = await loadHFCheckpoint(o.hf as string);
   try {
-    const tokenizer = await fs.readFile(path.join(o.hf as string, TOKENIZER_FILE), 'utf8').catch(() => null);
+    const tokenizerFile = path.join(o.hf as string, TOKENIZER_FILE);
+    const tokenizer = (await fs.stat(tokenizerFile).catch(() => null)) === null ? null
+      : (await readRegularFile(tokenizerFile, '--hf')).toString('utf8');
     await writeOwnedDir(out, 'model', '--out', async (tmp) => {
       await lm.save(fileSystemHandler(tmp));
       if (tokenizer !== null) await fs.writeFile(path.join(tmp, TOKENIZER_FILE), tokenizer);
@@ -344,7 +353,8 @@ export function buildProgram(): Command {
     .description('Train and compare GTA, GQA, MLA and MHA language models with TensorFlow.js')
     .addHelpText('after', '\nExit status: 0 done; 1 a failure (one line; TFJS_GTA_DEBUG=1 prints the stack); 2 a usage error or ' +
       'refused input; 130 stopped by Ctrl-C (a checkpoint was saved).')
-    .showHelpAfterError();
+    .showSuggestionAfterError()
+    .exitOverride(); // usage errors reach main(): one `error:` line (commander prints it), exit status 2
   commonOptions(program.command('compare', { isDefault: true }).description('train the variants side by side and write a report'))
     .option('--variants <list>', `comma-separated, from ${VARIANTS.join(', ')}`, variantList, ['gta', 'gqa', 'mla', 'mha'])
     .option('--out <dir>', 'results folder', 'results')
@@ -399,7 +409,10 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
-    if (e instanceof ValueError) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here too (exit 0); usage errors were printed by commander as one line.
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+    } else if (e instanceof ValueError) {
       console.error(`error: ${e.message}`);
       process.exitCode = 2;
     } else {

@@ -12,7 +12,7 @@ import { ExportHFOptions, exportHF } from './hf_export.js';
 import { serializeSafetensors } from './safetensors_write.js';
 import { parseSafetensors } from './safetensors.js';
 import { causalLMFromHF } from './hf_checkpoint.js';
-import { writeOwnedDir } from './owned_dir.js';
+import { readRegularFile, writeOwnedDir } from './owned_dir.js';
 
 /** Extra files an export may carry beside the checkpoint (e.g. our tokenizer, which HF tokenizers cannot describe). */
 export interface SaveHFOptions extends ExportHFOptions {
@@ -40,9 +40,7 @@ export async function saveHFCheckpoint(lm: CausalLM, dir: string, options: SaveH
 
 /** Reads a Hugging Face checkpoint folder (config.json and model.safetensors) into a `CausalLM`. */
 export async function loadHFCheckpoint(dir: string): Promise<CausalLM> {
-  const read = async (name: string) => fs.readFile(path.join(dir, name)).catch(() => {
-    throw new ValueError(`loadHFCheckpoint: ${dir} has no readable ${name}.`);
-  });
+  const read = (name: string) => readRegularFile(path.join(dir, name), 'loadHFCheckpoint');
   let config: Record<string, unknown>;
   try {
     config = JSON.parse((await read('config.json')).toString('utf8'));

@@ -221,3 +221,16 @@ export async function recoverOwnedDir(target: string, kind: OwnedKind): Promise<
   candidates.sort((a, b) => b.t - a.t);
   return candidates[0]?.p ?? null;
 }
+
+/**
+ * Reads `file` if it is a regular file (a FIFO or a device would block or never end); a missing file,
+ * or anything else, is a ValueError naming it and `what` (e.g. `checkpoint`).
+ */
+export async function readRegularFile(file: string, what: string): Promise<Buffer> {
+  const st = await fs.stat(file).catch(() => null);
+  if (st === null) throw new ValueError(`${what}: ${file} is missing or unreadable.`);
+  if (!st.isFile()) throw new ValueError(`${what}: ${file} is not a regular file.`);
+  return fs.readFile(file).catch((e: Error) => {
+    throw new ValueError(`${what}: cannot read ${file} (${e.message.split('\n')[0]}).`);
+  });
+}

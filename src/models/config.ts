@@ -4,6 +4,7 @@
  */
 import { ValueError } from '../utils/errors.js';
 import * as check from '../utils/errors.js';
+import { MAX_ROPE_POSITIONS } from '../ops/rope.js';
 import { AttentionConfig, createAttention } from '../layers/decoder_block.js';
 import { AttentionSpec, attentionParams, kvCacheElementsPerToken } from '../analysis/costs.js';
 
@@ -28,6 +29,15 @@ export interface CausalLMConfig {
 export type ResolvedCausalLMConfig = Required<Omit<CausalLMConfig, 'seed'>> & { seed: number | null };
 
 /** Fills defaults and checks every field, naming the field and the rule on error. */
+/** `maxSequenceLength`: a positive integer within RoPE's position limit. */
+function maxPositions(owner: string, value: unknown): number {
+  const n = check.positiveInt(owner, 'maxSequenceLength', value);
+  if (n > MAX_ROPE_POSITIONS) {
+    throw new ValueError(`${owner}: maxSequenceLength must be at most ${MAX_ROPE_POSITIONS} (the RoPE position limit), got ${n}.`);
+  }
+  return n;
+}
+
 export function resolveCausalLMConfig(config: CausalLMConfig): ResolvedCausalLMConfig {
   const owner = 'CausalLM';
   if (config === null || typeof config !== 'object') throw new ValueError(`${owner}: config must be an object.`);
@@ -38,7 +48,7 @@ export function resolveCausalLMConfig(config: CausalLMConfig): ResolvedCausalLMC
     hiddenSize: check.positiveInt(owner, 'hiddenSize', config.hiddenSize),
     numLayers: check.positiveInt(owner, 'numLayers', config.numLayers),
     intermediateSize: check.positiveInt(owner, 'intermediateSize', config.intermediateSize),
-    maxSequenceLength: check.positiveInt(owner, 'maxSequenceLength', config.maxSequenceLength),
+    maxSequenceLength: maxPositions(owner, config.maxSequenceLength),
     attention: config.attention,
     normEpsilon: check.positiveNumber(owner, 'normEpsilon', config.normEpsilon, 1e-6),
     tieWordEmbeddings: check.bool(owner, 'tieWordEmbeddings', config.tieWordEmbeddings, true),

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { fileSystemHandler } from '../io/file_handler.js';
-import { SwapHooks, checkWritableTarget, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
+import { SwapHooks, checkWritableTarget, readRegularFile, recoverOwnedDir, writeOwnedDir } from '../io/owned_dir.js';
 import type { CheckpointStore, TrainerCheckpointState, TrainingCheckpoint } from './trainer.js';
 
 const FORMAT = 'tfjs-gta-checkpoint-1';
@@ -40,7 +40,7 @@ export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint
 function checkState(dir: string, state: TrainerJSON): void {
   const bad = (rule: string) => new ValueError(`checkpoint: ${dir}/trainer.json is damaged: ${rule}.`);
   if (state === null || typeof state !== 'object' || state.format !== FORMAT) throw new ValueError(`checkpoint: ${dir} is not a tfjs-gta checkpoint.`);
-  if (!Number.isInteger(state.step) || state.step < 0) throw bad(`step must be a non-negative integer, got ${JSON.stringify(state.step)}`);
+  if (!Number.isSafeInteger(state.step) || state.step < 0) throw bad(`step must be a non-negative integer, got ${JSON.stringify(state.step)}`);
   if (!Array.isArray(state.history) || !Array.isArray(state.evals)) throw bad('history and evals must be arrays');
   const opt = state.optimizer;
   if (!opt || !Number.isInteger(opt.step) || opt.step < 0 || !Array.isArray(opt.sizes)
@@ -57,20 +57,20 @@ export async function loadCheckpoint(dir: string): Promise<TrainingCheckpoint> {
   const found = await recoverOwnedDir(dir, 'checkpoint');
   const from = found ?? path.resolve(dir);
   let state: TrainerJSON;
+  const text = (await readRegularFile(path.join(from, 'trainer.json'), 'checkpoint')).toString('utf8');
   try {
-    state = JSON.parse(await fs.readFile(path.join(from, 'trainer.json'), 'utf8'));
+    state = JSON.parse(text);
   } catch {
-    throw new ValueError(`checkpoint: ${dir} holds no readable checkpoint (trainer.json missing or not JSON).`);
+    throw new ValueError(`checkpoint: ${dir}/trainer.json is not valid JSON.`);
   }
   checkState(dir, state);
-  const raw = await fs.readFile(path.join(from, 'optimizer.bin')).catch(() => {
-    throw new ValueError(`checkpoint: ${dir} has no optimizer.bin.`);
-  });
+  const raw = await readRegularFile(path.join(from, 'optimizer.bin'), 'checkpoint');
   const total = state.optimizer.sizes.reduce((a, b) => a + b, 0);
   if (raw.byteLength !== 8 * total) {
     throw new ValueError(`checkpoint: optimizer.bin has ${raw.byteLength} bytes, expected ${8 * total}.`);
   }
   const packed = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  if (!packed.every(Number.isFinite)) throw new ValueError(`checkpoint: ${dir}/optimizer.bin holds non-finite values; the checkpoint is damaged.`);
   const lm = await CausalLM.load(fileSystemHandler(path.join(from, 'model')));
   const m: Float32Array[] = [];
   const v: Float32Array[] = [];

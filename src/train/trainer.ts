@@ -193,6 +193,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const evals: EvalRecord[] = [...(options.resumeState?.evals ?? [])];
   let step = 0;
   if (options.resumeState) {
+    if (options.resumeState.step > o.steps) {
+      optimizer.dispose();
+      throw new ValueError(`train: the checkpoint is at step ${options.resumeState.step}, beyond steps ${o.steps}; ` +
+        'resume with steps of at least the checkpoint\'s step.');
+    }
     batcher.restore(options.resumeState.batcher);
     optimizer.setState(options.resumeState.optimizer);
     step = options.resumeState.step;

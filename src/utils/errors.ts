@@ -19,13 +19,16 @@ function show(value: unknown): string {
   return String(value);
 }
 
-/** A required integer >= 1. */
+/** The largest size any argument may have: tensors and typed arrays are indexed by 32-bit integers. */
+export const MAX_SIZE = 2 ** 31 - 1;
+
+/** A required integer in [1, MAX_SIZE]. */
 export function positiveInt(owner: string, arg: string, value: unknown): number {
   if (value === undefined || value === null) {
     throw new ValueError(`${owner}: ${arg} is required (a positive integer).`);
   }
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new ValueError(`${owner}: ${arg} must be a positive integer, got ${show(value)}.`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_SIZE) {
+    throw new ValueError(`${owner}: ${arg} must be a positive integer up to ${MAX_SIZE}, got ${show(value)}.`);
   }
   return value;
 }

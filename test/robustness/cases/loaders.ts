@@ -352,7 +352,7 @@ function hfCases(): Case[] {
   return [
     hfCase('the exported folder as is', () => {}),
     hfCase('a config with extra HF keys', editConfig((c) => { c.transformers_version = '5.17.0'; c.custom_flag = true; })),
-    hfCase('a missing folder', (dir) => rmSync(dir, { recursive: true }), /has no readable config\.json/),
+    hfCase('a missing folder', (dir) => rmSync(dir, { recursive: true }), /config\.json is missing/),
     hfCase('config.json not JSON', (dir) => writeFileSync(join(dir, 'config.json'), '{"hidden_size": 8,'), /config\.json is not valid JSON/),
     hfCase('config.json an array', (dir) => writeFileSync(join(dir, 'config.json'), '[]'), /config\.json must hold a JSON object/),
     hfCase('config.json null', (dir) => writeFileSync(join(dir, 'config.json'), 'null'), /config\.json must hold a JSON object/),
@@ -362,7 +362,7 @@ function hfCases(): Case[] {
     hfCase('rope_interleave true', editConfig((c) => { c.rope_interleave = true; }), /rope_interleave/),
     hfCase('query_dim not head_dim', editConfig((c) => { c.query_dim = 6; }), /query_dim must equal head_dim/),
     hfCase('tie_word_embeddings "yes"', editConfig((c) => { c.tie_word_embeddings = 'yes'; }), /tie_word_embeddings/),
-    hfCase('model.safetensors missing', (dir) => rmSync(join(dir, 'model.safetensors')), /has no readable model\.safetensors/),
+    hfCase('model.safetensors missing', (dir) => rmSync(join(dir, 'model.safetensors')), /model\.safetensors is missing/),
     hfCase('model.safetensors truncated to 100 bytes', (dir) => truncateSync(join(dir, 'model.safetensors'), 100), /model\.safetensors/),
     hfCase('model.safetensors a FIFO', (dir) => {
       rmSync(join(dir, 'model.safetensors'));
