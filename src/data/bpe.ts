@@ -9,7 +9,7 @@
  * bytes, so `decode(encode(s)) === s` for every well-formed string.
  */
 import type { Tokenizer } from './tokenizer_api.js';
-import { checkIds } from './ids.js';
+import { checkIds, checkText } from './ids.js';
 import { ValueError } from '../utils/errors.js';
 
 /** The default pre-tokenizer's pattern: GPT-2's without the English contraction cases. */
@@ -382,6 +382,7 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   encode(text: string): Int32Array {
+    checkText(`${OWNER}.encode`, text);
     const encoder = new TextEncoder();
     let out = new Int32Array(Math.max(16, text.length));
     let n = 0;

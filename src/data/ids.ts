@@ -4,8 +4,16 @@ import { ValueError } from '../utils/errors.js';
 /** A sequence of token ids as accepted by the data pipeline. */
 export type TokenIds = Int32Array | ArrayLike<number>;
 
-/** Checks that every id is an integer in `[0, vocabSize)`; names the first bad one. */
+/** Checks that `text` is a string (what tokenizers encode). */
+export function checkText(owner: string, text: unknown): asserts text is string {
+  if (typeof text !== 'string') throw new ValueError(`${owner}: text must be a string, got ${text === null ? 'null' : typeof text}.`);
+}
+
+/** Checks that `ids` is an array of integers in `[0, vocabSize)`; names the first bad one. */
 export function checkIds(owner: string, ids: ArrayLike<number>, vocabSize: number): void {
+  if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') {
+    throw new ValueError(`${owner}: ids must be an array of token ids, got ${ids === null ? 'null' : typeof ids}.`);
+  }
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i];
     if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {

@@ -5,7 +5,7 @@
  */
 import { ValueError } from '../utils/errors.js';
 import { BpeTokenizer, type BpeTokenizerJSON, type BpeTokenizerJSONv1 } from './bpe.js';
-import { checkIds } from './ids.js';
+import { checkIds, checkText } from './ids.js';
 import type { Tokenizer } from './tokenizer_api.js';
 
 export type { Tokenizer } from './tokenizer_api.js';
@@ -30,6 +30,7 @@ export class CharTokenizer implements Tokenizer {
 
   /** The sorted set of code points of `text`. */
   static fromText(text: string): CharTokenizer {
+    checkText('CharTokenizer.fromText', text);
     const seen = new Set<number>();
     for (const ch of text) seen.add(ch.codePointAt(0)!);
     const cps = [...seen].sort((a, b) => a - b);
@@ -38,6 +39,7 @@ export class CharTokenizer implements Tokenizer {
 
   /** `symbols`: distinct single code points in increasing order (as `fromText` makes them). */
   constructor(symbols: readonly string[]) {
+    if (!Array.isArray(symbols)) throw new ValueError(`CharTokenizer: symbols must be an array of single code points, got ${typeof symbols}.`);
     let prev = -1;
     symbols.forEach((s, i) => {
       const cp = typeof s === 'string' ? s.codePointAt(0) : undefined;
@@ -59,6 +61,7 @@ export class CharTokenizer implements Tokenizer {
   }
 
   encode(text: string): Int32Array {
+    checkText('CharTokenizer.encode', text);
     const out = new Int32Array(text.length);
     let n = 0;
     for (let i = 0; i < text.length; i++) {
@@ -93,6 +96,7 @@ export class ByteTokenizer implements Tokenizer {
   readonly vocabSize = 256;
 
   encode(text: string): Int32Array {
+    checkText('ByteTokenizer.encode', text);
     return Int32Array.from(new TextEncoder().encode(text));
   }
 

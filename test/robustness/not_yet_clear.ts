@@ -41,21 +41,4 @@ export const NOT_YET_CLEAR: ReadonlySet<string> = new Set<string>([
   // A non-boolean tie_word_embeddings is read as false, and the message then names lm_head.weight.
   'HF config.json / tie_word_embeddings "yes"',
   // Tokenizers do not check that text is a string, ids an array-like, symbols an array.
-  'tokenizers / CharTokenizer symbols a string',
-  'tokenizers / CharTokenizer.fromText of a number',
-  'tokenizers / char encode of a number',
-  'tokenizers / char encode of null',
-  'tokenizers / char encode of undefined',
-  'tokenizers / char decode of a number',
-  'tokenizers / char decode of null',
-  'tokenizers / byte encode of a number',
-  'tokenizers / byte encode of null',
-  'tokenizers / byte encode of undefined',
-  'tokenizers / byte decode of a number',
-  'tokenizers / byte decode of null',
-  'tokenizers / bpe encode of a number',
-  'tokenizers / bpe encode of null',
-  'tokenizers / bpe encode of undefined',
-  'tokenizers / bpe decode of a number',
-  'tokenizers / bpe decode of null',
 ]);
