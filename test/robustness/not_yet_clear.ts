@@ -40,5 +40,4 @@ export const NOT_YET_CLEAR: ReadonlySet<string> = new Set<string>([
   'layer configs / GroupedQueryAttention without arguments',
   // A non-boolean tie_word_embeddings is read as false, and the message then names lm_head.weight.
   'HF config.json / tie_word_embeddings "yes"',
-  // Tokenizers do not check that text is a string, ids an array-like, symbols an array.
 ]);
