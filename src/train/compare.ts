@@ -180,9 +180,12 @@ interface RunResult {
   first?: { speed: Awaited<ReturnType<typeof measureSpeed>>; sample: string; history: StepRecord[]; evals: EvalRecord[] };
 }
 
-/** Trains, evaluates and (for the first seed) measures one variant at one seed; null when stopped. */
+/**
+ * Trains, evaluates and (for the first seed) measures one variant at one seed; null when stopped.
+ * `onStart` runs once the model is built and within the memory limit, before training.
+ */
 async function runOnce(ctx: RunContext, variant: VariantName, seed: number, first: boolean,
-  checkpoint: CheckpointStore | undefined): Promise<RunResult | null> {
+  checkpoint: CheckpointStore | undefined, onStart: () => void): Promise<RunResult | null> {
   const { options, p } = ctx;
   const config = variantConfig(variant, p, ctx.tokenizer.vocabSize, seed);
   const lm = CausalLM.create(config, `lm_${variant}`);
@@ -193,6 +196,7 @@ async function runOnce(ctx: RunContext, variant: VariantName, seed: number, firs
       throw new ValueError(`variant ${variant} needs about ${(needed / 2 ** 20).toFixed(0)} MiB to train, more than the ` +
         `allowed ${(options.maxMemoryBytes / 2 ** 20).toFixed(0)} MiB; lower batchSize, sequenceLength or the model size.`);
     }
+    onStart();
     const result = await train({
       model: lm, train: ctx.trainIds, validation: ctx.validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength,
       steps: p.steps, learningRate: p.learningRate, evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed, checkpoint,
@@ -287,8 +291,8 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
   const count = variants.length * seedCount;
   runs: for (const [k, s] of runSeeds.entries()) {
     for (const [i, variant] of variants.entries()) {
-      options.onVariantStart?.(variant, k * variants.length + i, count, p.steps, s);
-      const result = await runOnce(ctx, variant, s, k === 0, checkpoints[k][i]);
+      const result = await runOnce(ctx, variant, s, k === 0, checkpoints[k][i],
+        () => options.onVariantStart?.(variant, k * variants.length + i, count, p.steps, s));
       if (result === null) {
         stopped = true;
         break runs;
