@@ -261,6 +261,9 @@ async function buildBundle(specList, metafile = false) {
     sourcemap: 'linked',
     sourcesContent: false,
     metafile,
+    // package.json's "sideEffects" names dist/ files only, so esbuild would drop every bare
+    // `import 'x.test.ts'` of the entry (then only the kit's "test backends" suite ran): ignore it.
+    ignoreAnnotations: true,
     plugins: [harnessPlugin, nodeOnlyPlugin],
     logLevel: 'silent',
   });
