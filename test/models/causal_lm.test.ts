@@ -174,7 +174,10 @@ describeBackends('CausalLM', ({ tol }) => {
           lm.dispose();
           return; // file:// is Node-only; the browser suite covers the memory handler above
         }
-        await import('../../src/node.js'); // the Node entry registers the file:// handler
+        // The Node entry registers the file:// handler. A variable specifier keeps the browser bundle from
+        // including it (its static node: imports would be hoisted into the bundle).
+        const nodeEntry = '../../src/node.js';
+        await import(/* @vite-ignore */ nodeEntry);
         const { mkdtempSync, rmSync } = await import('node:fs');
         const { tmpdir } = await import('node:os');
         const { join } = await import('node:path');
