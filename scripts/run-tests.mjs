@@ -37,7 +37,9 @@ function runSuite(name, command, args, env = {}) {
 runSuite('node', process.execPath, [join(root, 'node_modules/mocha/bin/mocha.js')]);
 
 const browserRunner = join(root, 'scripts/browser-tests.mjs');
-if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRunner]);
+// Every spec on webgl, wasm and cpu in Chromium: on 2 cores with SwiftShader this takes minutes, so the
+// suite's own whole-run guard gets 30 of CI's 90 minutes.
+if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRunner], { BROWSER_TESTS_TIMEOUT: process.env.BROWSER_TESTS_TIMEOUT ?? '1800' });
 
 const demoRunner = join(root, 'scripts/demo-e2e.mjs');
 if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);
