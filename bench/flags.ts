@@ -33,6 +33,19 @@ export async function backendFlags(backend: string): Promise<Record<string, unkn
     await read('WEBGL_PACK');
     await read('WEBGL_USE_SHAPES_UNIFORMS');
   }
+  if (backend === 'webgpu' || backend === 'webgpu-browser') {
+    await read('WEBGPU_CPU_FORWARD');
+    await read('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+    await read('WEBGPU_USE_LOW_POWER_GPU');
+    const b = tf.backend() as unknown as {
+      adapterInfo?: { vendor?: string; architecture?: string };
+      supportTimestampQuery?: boolean;
+      device?: { limits?: { maxStorageBuffersPerShaderStage?: number; maxComputeInvocationsPerWorkgroup?: number } };
+    };
+    flags.adapter = [b.adapterInfo?.vendor, b.adapterInfo?.architecture].filter(Boolean).join(' ') || null;
+    flags.timestampQuery = b.supportTimestampQuery ?? null;
+    flags.maxStorageBuffersPerShaderStage = b.device?.limits?.maxStorageBuffersPerShaderStage ?? null;
+  }
   flags.float32Epsilon = tf.backend().epsilon();
   return flags;
 }

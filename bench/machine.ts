@@ -55,7 +55,7 @@ export interface Versions {
 
 export function versions(): Versions {
   const names = ['@tensorflow/tfjs', '@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-cpu',
-    '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgl', '@tensorflow/tfjs-node'];
+    '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgl', '@tensorflow/tfjs-backend-webgpu', 'webgpu', '@tensorflow/tfjs-node'];
   return {
     node: process.versions.node, v8: process.versions.v8,
     packages: Object.fromEntries(names.map((n) => [n, packageVersion(n)])),

@@ -66,6 +66,48 @@ const TRAIN_IMPLS: Impl[] = ['gqa', 'mha', 'mha-norope', 'gta', 'mla', 'peer-pla
 const L2_PREFILL: Impl[] = ['gqa', 'mha', 'gta', 'mla'];
 const L2_DECODE: Impl[] = ['gqa', 'mha', 'gta', 'mla-naive', 'mla-abs'];
 
+/**
+ * The benchmark's backends: tfjs backend names, run in Node, except `webgl` and `webgpu-browser`, which run
+ * in headless Chromium (tfjs's webgl and webgpu backends there). `webgpu` runs in Node through Dawn (the
+ * `webgpu` package), where it finds a GPU adapter.
+ */
+export const BENCH_BACKENDS = ['tensorflow', 'wasm', 'cpu', 'webgl', 'webgpu', 'webgpu-browser'] as const;
+
+/** The tfjs backend a benchmark backend runs on (`webgpu-browser` is tfjs's webgpu in Chromium). */
+export function tfjsBackendOf(backend: string): string {
+  return backend === 'webgpu-browser' ? 'webgpu' : backend;
+}
+
+/** Whether a benchmark backend runs in headless Chromium rather than in Node. */
+export function runsInBrowser(backend: string): boolean {
+  return backend === 'webgl' || backend === 'webgpu-browser';
+}
+
+/**
+ * webgpu in Node (Dawn) on a real GPU: the shapes of the GPU baseline (docs/benchmarks/): matMul at
+ * [1024]^3 and [4096]^3, one layer at D=1024 (prefill T 1024 and 4096 at B=1, decode at B=8 with S 1024
+ * and 4096, a training step at B=4 T=512), and the L2 model at D=512 only in small shapes.
+ */
+function gpuGrid(): Grid {
+  return {
+    matmul: { d: [1024, 4096], m: [1024, 4096] },
+    readMiB: [64],
+    l1: {
+      prefill: { d: [1024], shapes: [[1024, 1], [4096, 1]], impls: PREFILL_IMPLS },
+      decode: { d: [1024], shapes: [[1024, 8], [4096, 8]], impls: DECODE_IMPLS },
+      train: { d: [1024], shapes: [[512, 4]], impls: TRAIN_IMPLS },
+    },
+    l2: {
+      prefill: { d: [512], shapes: [[512, 1]], impls: L2_PREFILL },
+      decode: { d: [512], shapes: [[1024, 8]], impls: L2_DECODE },
+      train: { d: [512], shapes: [[128, 4]], impls: L2_PREFILL },
+    },
+    decodeSteps: 32,
+    trims: ['webgpu (GPU, Dawn in Node): matMul [1024]^3..[4096]^3; L1 at D=1024 only (prefill T 1024/4096 B=1, decode S 1024/4096 B=8, '
+      + 'training T=512 B=4); L2 at D=512 (prefill T=512, decode S=1024 B=8, training T=128 B=4)'],
+  };
+}
+
 /** The grid of one backend; `quick` is the smoke subset. */
 export function gridFor(backend: string, quick: boolean): Grid {
   if (quick) {
@@ -73,7 +115,7 @@ export function gridFor(backend: string, quick: boolean): Grid {
     // tensorflow, with a very slow Einsum for the tfjs-layers peer) takes short sequences, and webgl
     // (a software GL here, shaders compiled per shape) skips the L2 model.
     const len = backend === 'cpu' ? 16 : 128;
-    const l2 = backend !== 'webgl';
+    const l2 = !runsInBrowser(backend);
     return {
       matmul: { d: [512], m: [128, 512] },
       readMiB: [16],
@@ -92,6 +134,7 @@ export function gridFor(backend: string, quick: boolean): Grid {
         `8 decode steps per run, ${l2 ? 'no L2 training' : 'no L2 model'}`],
     };
   }
+  if (backend === 'webgpu') return gpuGrid();
   if (backend === 'tensorflow') {
     return {
       matmul: { d: [512, 1024], m: [128, 512, 1024, 2048, 4096, 8192] },
@@ -146,7 +189,7 @@ export function gridFor(backend: string, quick: boolean): Grid {
       trims: ['cpu (pure JS, about 1 GFLOP/s) runs only D=512: prefill T 128/512 at B=1, decode S=128 at B=1 and S=512 at B=2, training T=128 B=1, L2 prefill and decode at 128, no L2 training'],
     };
   }
-  // webgl (browser, SwiftShader software GL) and anything else: small cells only.
+  // webgl and webgpu-browser (headless Chromium, SwiftShader on the CPU) and anything else: small cells only.
   return {
     matmul: { d: [512], m: [128, 512] },
     readMiB: [],

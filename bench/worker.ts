@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionSpec } from '../src/index.js';
 import { Case, ProfileInfo, makeCase } from './cases.js';
-import { CellSpec, Grid, buildMatrix, matchesFilter } from './matrix.js';
+import { CellSpec, Grid, buildMatrix, matchesFilter, tfjsBackendOf } from './matrix.js';
 import { Stats, TimingPolicy, errorText, runValues, summarize, timeInterleaved } from './stats.js';
 import { Analytic, OurImpl, PEER_IMPLS, l1Analytic, l2Analytic, oursForPeer, peerSpec, specFor } from './variants.js';
 
@@ -113,7 +113,7 @@ export async function runCells(backend: string, options: RunOptions): Promise<Ba
     const cases = new Map<string, Case>();
     for (const cell of group) {
       const key = `${cell.impl}/${cell.phase}`;
-      const missing = cell.impl === 'peer-tfjs-mha' ? einsumLimit(backend, cell.phase) : undefined;
+      const missing = cell.impl === 'peer-tfjs-mha' ? einsumLimit(tfjsBackendOf(backend), cell.phase) : undefined;
       if (missing !== undefined && cell.skip === undefined) {
         results.set(cell.name, { ...cell, backend, status: 'skipped', reason: missing });
       } else if (cell.skip !== undefined) {

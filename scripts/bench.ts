@@ -21,8 +21,10 @@ training, against a plain matMul reference and two peer MHA implementations, on 
 
 Options:
   --quick               the smoke subset (80 s for all four backends on 2 cores)
-  --backends <list>     comma-separated: tensorflow, wasm, cpu, webgl (default: tensorflow,wasm,cpu,webgl;
-                        backends that cannot start are reported and skipped)
+  --backends <list>     comma-separated: tensorflow, wasm, cpu, webgl, webgpu, webgpu-browser
+                        (default: tensorflow,wasm,cpu,webgl; webgl and webgpu-browser run in headless
+                        Chromium, webgpu in Node through Dawn (the optional webgpu package) where it finds
+                        a GPU adapter; backends that cannot start are reported and skipped)
   --out <dir>           output folder (default: bench-results); writes bench.json and summary.md
   --filter <pattern>    run only cells whose name contains the pattern, or matches /regex/;
                         repeat or comma-separate for several (cell names look like
@@ -36,6 +38,9 @@ Examples:
   npm run bench
   npm run bench -- --quick --backends wasm
   npm run bench -- --backends tensorflow --filter L1/decode/d1024/b8 --out /tmp/b
+  npm run bench -- --quick --backends webgl,webgpu-browser
+
+Every cell records its time and, from one profiled unit (tf.profile), the kernels it dispatched.
 `;
 
 interface Cli {
@@ -144,7 +149,12 @@ async function main(): Promise<void> {
     await workerMain(cli);
     return;
   }
-  const { buildMatrix, matchesFilter } = await import('../bench/matrix.js');
+  const { BENCH_BACKENDS, buildMatrix, matchesFilter, runsInBrowser } = await import('../bench/matrix.js');
+  const unknown = cli.backends.filter((b) => !(BENCH_BACKENDS as readonly string[]).includes(b));
+  if (unknown.length > 0) {
+    console.error(`unknown backend ${unknown.map((b) => JSON.stringify(b)).join(', ')}; choose from ${BENCH_BACKENDS.join(', ')}\n\n${HELP}`);
+    process.exit(2);
+  }
   if (cli.list) {
     for (const backend of cli.backends) {
       const { cells, grid } = buildMatrix(backend, cli.quick);
@@ -175,7 +185,7 @@ async function main(): Promise<void> {
     const file = join(out, `.${backend}.jsonl`);
     rmSync(file, { force: true });
     const b0 = performance.now();
-    if (backend === 'webgl') {
+    if (runsInBrowser(backend)) {
       const { runBrowserBackend } = await import('../bench/browser.js');
       await runBrowserBackend(backend, { quick: cli.quick, filters: cli.filters, resultFile: file });
     } else {

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
  * The browser suite: the same mocha specs as Node (`test/**\/*.test.ts`), run in headless Chromium on the
- * browser backends (webgl, and wasm and cpu unless told otherwise).
+ * browser backends (webgl, wasm and cpu unless told otherwise; webgpu with --backends, see below).
  *
- *   node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,wasm,cpu] [--errors]
+ *   node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]
  *                                  [--webgl-defaults] [--flag NAME=VALUE]
  *
  * Steps: bundle the specs, the test kit and mocha's browser build with esbuild (in memory); serve the
@@ -19,12 +19,25 @@
  * A check at the start of the run fails if webgl is not WebGL 2 with float32 render targets, because
  * TOLERANCES.webgl (test/kit/backends.ts) assumes float32 textures.
  *
+ * WebGPU is enabled with `--enable-unsafe-webgpu`; without a GPU, Chromium's adapter is SwiftShader (Vulkan
+ * on the CPU). `--enable-features=Vulkan --use-vulkan=swiftshader` gives the GPU process a shared-image backing
+ * for WebGPU canvases, which tfjs's synchronous read (`dataSync`) on webgpu needs. As for WebGL,
+ * WEBGPU_CPU_FORWARD=false makes every op run in a compute shader. The run prints the adapter; with CI=true a
+ * webgpu backend without an adapter is a failing test. webgpu is not in the default set: on SwiftShader every
+ * kernel and every synchronous read is slow (a 64-step decode spec takes ~85 s against ~1 s on webgl), so the
+ * whole suite on webgpu takes far longer than CI's budget; `--disable-gpu-watchdog` keeps Chromium from
+ * resetting the GPU process during long software kernels (the device was lost after ~150 specs without it).
+ *
+ * The bundle ignores package.json's "sideEffects" list (esbuild's ignoreAnnotations): it names only dist/
+ * files, and esbuild would otherwise drop the spec files, which are imported only for the suites they define
+ * (then only the kit's "test backends" suite ran, with --spec or without).
+ *
  * Ends with `N passed, N failed`; with RESULTS_FILE set, writes {"passed": N, "failed": N} there (for
  * scripts/run-tests.mjs). Exits 1 on any failure. Without Chromium: CI=true fails, otherwise the suite is
  * skipped with a message (passed 0, failed 0, exit 0).
  *
  * Environment:
- *   BROWSER_BACKENDS      same as --backends (default webgl,wasm,cpu)
+ *   BROWSER_BACKENDS      same as --backends (default webgl,wasm,cpu; add webgpu to run it too)
  *   CHROMIUM_PATH         browser executable (default /usr/bin/chromium)
  *   BROWSER_TESTS_TIMEOUT whole-run timeout in seconds (default 900)
  *   CI=true, REQUIRE_BACKENDS=1  a browser backend that cannot start is a failing test, as in Node
@@ -41,15 +54,16 @@ const started = Date.now();
 
 // ---------------------------------------------------------------- arguments
 function usage(code) {
-  console.log('usage: node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,wasm,cpu] [--errors]\n'
+  console.log('usage: node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]\n'
     + '  --grep      run only tests whose full title matches the pattern (as mocha --grep)\n'
     + '  --spec      run only this spec file (repeatable; default: every test/**/*.test.ts)\n'
-    + '  --backends  browser backends to run the specs on (default webgl,wasm,cpu; env BROWSER_BACKENDS)\n'
+    + '  --backends  browser backends to run the specs on (default webgl,wasm,cpu; webgpu is opt-in; env BROWSER_BACKENDS)\n'
     + '  --errors    print every numeric error the tests measured (max per suite and backend), not only\n'
     + '              those of the reference-vector cases\n'
     + '  --webgl-defaults  keep tfjs\'s default WebGL flags (the run sets WEBGL_CPU_FORWARD=false and\n'
     + '              WEBGL_SIZE_UPLOAD_UNIFORM=0 so that every op runs in a shader, as tfjs\'s own WebGL tests do,\n'
-    + '              and WEBGL_USE_SHAPES_UNIFORMS=true so that decode steps reuse compiled shaders)\n'
+    + '              and WEBGL_USE_SHAPES_UNIFORMS=true so that decode steps reuse compiled shaders; webgpu keeps\n'
+    + '              WEBGPU_CPU_FORWARD=false either way)\n'
     + '  --flag NAME=VALUE  set a tfjs environment flag in the page before the backends start (repeatable)');
   process.exit(code);
 }
@@ -137,9 +151,10 @@ const harness = {
 import ${JSON.stringify(mochaBrowserBuild)};
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import '@tensorflow/tfjs-backend-webgpu'; // registers webgpu when the page has navigator.gpu
 setWasmPaths('/wasm/');
 const cfg = globalThis.__BROWSER_TEST_CONFIG__;
-// WebGL flags for the run (WEBGL_TEST_FLAGS in scripts/browser-tests.mjs), set before any backend starts.
+// WebGL and WebGPU flags for the run (WEBGL_TEST_FLAGS, WEBGPU_TEST_FLAGS), set before any backend starts.
 for (const [flag, value] of Object.entries(cfg.webglFlags)) tf.env().set(flag, value);
 const send = (event) => { globalThis.__mochaEvent(event); };
 const C = Mocha.Runner.constants;
@@ -196,6 +211,15 @@ if (AVAILABLE.includes('webgl')) {
       if (!info.webgl.renderFloat32Capable) throw new Error('WEBGL_RENDER_FLOAT32_CAPABLE is false: tfjs would use float16 textures');
     });
   });
+}
+if (AVAILABLE.includes('webgpu')) {
+  await setBackendStrict('webgpu');
+  const a = tf.backend().adapterInfo ?? {};
+  info.webgpu = {
+    adapter: [a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unknown',
+    flags: Object.fromEntries(['WEBGPU_CPU_FORWARD', ...Object.keys(globalThis.__BROWSER_TEST_CONFIG__.webglFlags).filter((f) => f.startsWith('WEBGPU_'))]
+      .map((f) => [f, tf.env().get(f)])),
+  };
 }
 if (AVAILABLE.length > 0) await tf.setBackend(AVAILABLE[0]);
 globalThis.__mochaEvent({ type: 'env', info });
@@ -262,7 +286,7 @@ async function buildBundle(specList, metafile = false) {
     sourcesContent: false,
     metafile,
     // package.json's "sideEffects" names dist/ files only, so esbuild would drop every bare
-    // `import 'x.test.ts'` of the entry (then only the kit's "test backends" suite ran): ignore it.
+    // `import 'x.test.ts'` of the entry (and any project file imported for its side effects): ignore it.
     ignoreAnnotations: true,
     plugins: [harnessPlugin, nodeOnlyPlugin],
     logLevel: 'silent',
@@ -330,7 +354,9 @@ const fixturesDir = join(root, 'test/fixtures');
 // 314), and the whole browser run took 126 s instead of 346 s (both passed; 2 cores, shared with other
 // jobs). `--webgl-defaults` runs with none of these flags.
 const WEBGL_TEST_FLAGS = { WEBGL_CPU_FORWARD: false, WEBGL_SIZE_UPLOAD_UNIFORM: 0, WEBGL_USE_SHAPES_UNIFORMS: true };
-const webglFlags = { ...(opts.webglDefaults ? {} : WEBGL_TEST_FLAGS), ...opts.flags };
+// WEBGPU_CPU_FORWARD=false as in tfjs's own WebGPU test environment: the small test tensors run in shaders.
+const WEBGPU_TEST_FLAGS = { WEBGPU_CPU_FORWARD: false };
+const webglFlags = { ...(opts.webglDefaults ? {} : WEBGL_TEST_FLAGS), ...WEBGPU_TEST_FLAGS, ...opts.flags };
 const config = { backends, required, grep: opts.grep, timeout: 120000, webglFlags };
 const html = `<!doctype html><html><head><meta charset="utf-8"><title>tfjs-gta browser tests</title></head><body>
 <script>
@@ -421,6 +447,9 @@ function onEvent(ev) {
           + `${opts.webglDefaults ? ' (tfjs defaults)' : ''}`);
         console.log(`webgl renderer: ${w.renderer}`);
       }
+      if (envInfo.webgpu) {
+        console.log(`webgpu adapter: ${envInfo.webgpu.adapter}; flags: ${Object.entries(envInfo.webgpu.flags).map(([f, v]) => `${f}=${v}`).join(' ')}`);
+      }
       break;
     }
     case 'defined': definedTotal = ev.total; break;
@@ -452,13 +481,19 @@ function onEvent(ev) {
   }
 }
 
+// WebGPU, and Vulkan on SwiftShader for Chromium's own compositing: without it the GPU process has no shared-image
+// backing for WebGPU canvases, so tfjs's synchronous webgpu read (dataSync draws a WebGPU canvas into a 2D canvas)
+// returns zeros and loses the device ("A valid external Instance reference no longer exists"). No GPU watchdog:
+// software kernels can run long enough for it to reset the GPU process, which loses the device the same way.
+const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--disable-gpu-watchdog'];
+
 let outcome;
 try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
     headless: true,
     args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', '--disable-quic', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'],
+      '--no-first-run', '--disable-quic', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', ...WEBGPU_ARGS],
   });
   await context.exposeFunction('__mochaEvent', onEvent);
   const page = context.pages()[0] ?? await context.newPage();

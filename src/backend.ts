@@ -87,15 +87,20 @@ const loaders: Record<string, () => Promise<unknown>> = {
   // An optional peer as well: a browser app imports '@tensorflow/tfjs-backend-webgpu' itself (its bundler
   // does not see this import); in Node, Dawn must provide navigator.gpu before the import.
   webgpu: async () => {
-    await webgpuAdapter();
+    await installWebGPU();
     return importByName(WEBGPU_BACKEND_PACKAGE);
   },
   webgl: async () => undefined, // bundled with @tensorflow/tfjs
   cpu: async () => undefined,
 };
 
-/** Checks once per process that WebGPU and an adapter exist (installing Dawn's in Node); rejects with why not. */
-function webgpuAdapter(): Promise<void> {
+/**
+ * Makes `navigator.gpu` available (in Node from Dawn, the optional `webgpu` package, with its WebGPU
+ * globals) once per process, only where an adapter exists; rejects with the reason otherwise. A program
+ * that imports '@tensorflow/tfjs-backend-webgpu' itself (a Node bundle) awaits this before that import,
+ * since the package registers its backend only if `navigator.gpu` exists when it is imported.
+ */
+export function installWebGPU(): Promise<void> {
   webgpuReady ??= provideWebGPU();
   return webgpuReady;
 }
@@ -111,7 +116,7 @@ export async function loadBackend(name: string): Promise<boolean> {
   const load = loaders[name];
   try {
     // webgpu is checked even when registered: the factory exists wherever navigator.gpu does, adapter or not.
-    if (name === 'webgpu') await webgpuAdapter();
+    if (name === 'webgpu') await installWebGPU();
     if (registered(name)) return true;
     if (load === undefined) {
       loadErrors[name] = 'unknown backend';

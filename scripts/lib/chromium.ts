@@ -42,6 +42,8 @@ export interface OpenPageOptions {
   files?: Record<string, string>;
   /** Lines the page logs (console) and page errors. */
   onLog?: (line: string) => void;
+  /** Node functions the page may call as `globalThis[name](...)` (exposed before the page loads). */
+  expose?: Record<string, (...args: never[]) => unknown>;
 }
 
 async function bundle(entry: string): Promise<string> {
@@ -93,6 +95,7 @@ export async function openBundledPage(o: OpenPageOptions): Promise<BrowserPage> 
     page.setDefaultTimeout(0);
     page.on('console', (m) => o.onLog?.(`[page] ${m.text()}`));
     page.on('pageerror', (e) => o.onLog?.(`[page error] ${e.message}`));
+    for (const [name, fn] of Object.entries(o.expose ?? {})) await page.exposeFunction(name, fn);
     await page.goto(url);
     await page.waitForFunction(() => (globalThis as { __page?: unknown }).__page !== undefined, undefined, { timeout: 60_000 });
     const opened = browser;

@@ -1,0 +1,40 @@
+/**
+ * Bundles bench/gpu_entry.ts into .gpu/gpu.mjs for the GPU device machine (Node platform, ESM, one file;
+ * the packages' versions and the commit are fixed into it, since the device has no node_modules):
+ *
+ *   ../shared/gpu/prepare.sh && npx tsx bench/gpu_bundle.ts
+ *
+ * then, with the device tool: carry [".gpu"], command
+ *   bash .gpu/on-device.sh .gpu/gpu.mjs bench --out $OUT/bench | tee $OUT/log
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { versions } from './machine.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const OUT = join(ROOT, '.gpu', 'gpu.mjs');
+
+function commit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    return `${head}${dirty ? ' (with uncommitted changes in the working tree)' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+mkdirSync(dirname(OUT), { recursive: true });
+const build = { versions: versions(), commit: commit(), builtAt: new Date().toISOString() };
+await esbuild.build({
+  entryPoints: [join(ROOT, 'bench/gpu_entry.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
+  outfile: OUT, logLevel: 'warning',
+  banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
+  define: { __GPU_BUILD__: JSON.stringify(build) },
+  // Not used on the device: the browser runners (--browser), tfjs-node, and Dawn's package (DAWN_NODE instead).
+  external: ['playwright-core', 'esbuild', '@tensorflow/tfjs-node', 'webgpu'],
+});
+console.log(`wrote ${OUT} (${(statSync(OUT).size / 2 ** 20).toFixed(1)} MiB; commit ${build.commit})`);

@@ -1,0 +1,90 @@
+/**
+ * The default `npm start` model's training on the active backend (for the GPU entry): throughput with
+ * tfjs-gta's own trainer (AdamW, clipping, one asynchronous read per step) and the kernels one training
+ * step dispatches (tf.profile), for GTA and GQA. The data are seeded pseudo-random token ids over a
+ * character-sized vocabulary: the time of a step does not depend on the values.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM } from '../src/models/causal_lm.js';
+import { COMPARE_PRESETS, variantConfig, type VariantName } from '../src/train/presets.js';
+import { train } from '../src/train/trainer.js';
+
+/** Vocabulary of the character tokenizer on the built-in Moby-Dick (about this size). */
+const VOCAB = 96;
+
+export interface LMTrainingResult {
+  variant: VariantName;
+  preset: { hiddenSize: number; numLayers: number; numHeads: number; batchSize: number; sequenceLength: number };
+  params: number;
+  steps: number;
+  /** Median over the steps after the first three (shader compilation) of tokens per second. */
+  tokensPerSecondMedian: number;
+  /** Tokens of all measured steps over their summed time. */
+  tokensPerSecondMean: number;
+  medianStepMs: number;
+  /** Kernels dispatched by one training step (forward, backward, norm, AdamW), from tf.profile. */
+  kernelsPerStep: number;
+  /** Kernels of the forward pass alone (one batch). */
+  kernelsForward: number;
+}
+
+function stream(n: number): Int32Array {
+  let s = 12345;
+  return Int32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s % VOCAB;
+  });
+}
+
+async function kernelsOf(fn: () => Promise<unknown>): Promise<number> {
+  const info = await tf.profile(async () => {
+    await fn();
+    return null as unknown as tf.Tensor;
+  });
+  return info.kernels.length;
+}
+
+async function measureVariant(variant: VariantName, steps: number): Promise<LMTrainingResult> {
+  const p = COMPARE_PRESETS.default;
+  const lm = CausalLM.create(variantConfig(variant, p, VOCAB, 0), `lm_${variant}`);
+  const ids = stream(200_000);
+  const common = { model: lm, train: ids.subarray(0, 180_000), validation: ids.subarray(180_000), batchSize: p.batchSize,
+    sequenceLength: p.sequenceLength, learningRate: p.learningRate, evalBatches: 1, seed: 0 };
+  try {
+    const r = await train({ ...common, steps, evalEvery: steps + 1 });
+    const measured = r.history.slice(3);
+    const tokens = p.batchSize * p.sequenceLength;
+    const rates = measured.map((h) => h.tokensPerSecond).sort((a, b) => a - b);
+    const seconds = measured.reduce((a, h) => a + tokens / h.tokensPerSecond, 0);
+    // One step's kernels: a run of two steps minus a run of one (both end with the same evaluation).
+    const one = await kernelsOf(() => train({ ...common, steps: 1, warmupSteps: 0 }));
+    const two = await kernelsOf(() => train({ ...common, steps: 2, warmupSteps: 0 }));
+    const batch = tf.tidy(() => tf.tensor2d(Array.from(ids.subarray(0, tokens)), [p.batchSize, p.sequenceLength], 'int32'));
+    const kernelsForward = await kernelsOf(async () => {
+      const logits = lm.model.apply(batch, { training: false }) as tf.Tensor;
+      await logits.data();
+      logits.dispose();
+    });
+    batch.dispose();
+    const median = rates[Math.floor(rates.length / 2)];
+    return {
+      variant, preset: { hiddenSize: p.hiddenSize, numLayers: p.numLayers, numHeads: p.numHeads, batchSize: p.batchSize, sequenceLength: p.sequenceLength },
+      params: lm.countParams(), steps, tokensPerSecondMedian: Math.round(median), tokensPerSecondMean: Math.round((measured.length * tokens) / seconds),
+      medianStepMs: Math.round((1000 * tokens / median) * 10) / 10, kernelsPerStep: two - one, kernelsForward,
+    };
+  } finally {
+    lm.dispose();
+  }
+}
+
+/** Measures GTA and GQA on the default preset; `log` receives one line per variant. */
+export async function measureLMTraining(steps: number, log: (line: string) => void): Promise<LMTrainingResult[]> {
+  const out: LMTrainingResult[] = [];
+  for (const v of ['gta', 'gqa'] as const) {
+    const r = await measureVariant(v, steps);
+    log(`[${tf.getBackend()}] LM training ${v}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
+      `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass`);
+    out.push(r);
+  }
+  return out;
+}
