@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import '@tensorflow/tfjs-backend-webgpu'; // registers webgpu where the browser exposes navigator.gpu
 import {
   CausalLM, CharTokenizer, COMPARE_PRESETS, exportHF, serializeSafetensors, causalLMCacheElementsPerToken, decodeUtf8Strict, setBackendStrict,
   splitTokens, tokenizerFromJSON, variantConfig, VARIANTS,
@@ -27,7 +28,7 @@ setWasmPaths(new URL('./wasm/', window.location.href).href);
 // grows by one each step) and training do not compile a new shader for each new shape.
 tf.env().set('WEBGL_USE_SHAPES_UNIFORMS', true);
 
-const BACKENDS = ['webgl', 'wasm', 'cpu'] as const;
+const BACKENDS = ['webgl', 'webgpu', 'wasm', 'cpu'] as const;
 // Not 0: tfjs's random initializers treat seed 0 as "no seed" (rand_util.js: `seed ? seed : Math.random()`),
 // and CausalLM.create gives the token embedding the model's seed itself, so seed 0 would not repeat.
 const SEED = 1;
@@ -183,6 +184,13 @@ async function switchBackend(name: string): Promise<void> {
     info = `WebGL ${tf.env().getNumber('WEBGL_VERSION')} · ${renderer}`;
     // Software WebGL (no GPU): every op is a shader run on the CPU; wasm is much faster for these small models.
     if (/swiftshader|llvmpipe|software/i.test(renderer)) info += ' · software rendering: wasm is faster on this machine';
+  }
+  else if (active === 'webgpu') {
+    const a = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string } }).adapterInfo;
+    const adapter = [a?.vendor, a?.architecture].filter(Boolean).join(' ') || 'unknown adapter';
+    info = `WebGPU · ${adapter}`;
+    // SwiftShader's WebGPU runs every kernel on the CPU; wasm is much faster for these small models.
+    if (/swiftshader/i.test(adapter)) info += ' · software WebGPU: wasm is faster on this machine';
   }
   else if (active === 'wasm') {
     const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
@@ -682,8 +690,8 @@ async function init(): Promise<void> {
   wire();
   describeCorpus();
   const gpu = 'gpu' in navigator;
-  $('webgpu-note').textContent = `WebGPU is not offered: it needs the separate package @tensorflow/tfjs-backend-webgpu, which tfjs-gta does not depend on`
-    + ` (this browser ${gpu ? 'does' : 'does not'} expose navigator.gpu).`;
+  $('webgpu-note').textContent = `WebGPU works where the browser exposes navigator.gpu with an adapter (this browser ${gpu ? 'does' : 'does not'}`
+    + ' expose navigator.gpu); the page bundles @tensorflow/tfjs-backend-webgpu, an optional package for apps.';
   const wanted = new URLSearchParams(window.location.search).get('backend') ?? 'webgl';
   const order = [wanted, ...BACKENDS.filter((b) => b !== wanted)];
   let lastError: unknown = null;
