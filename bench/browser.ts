@@ -25,7 +25,9 @@ export async function runBrowserBackend(backend: string, opts: { quick: boolean;
   try {
     page = await openBundledPage({
       entry: join(ROOT, 'bench/browser_entry.ts'),
-      onLog: (line) => { if (/page error/.test(line)) console.error(`[${backend}] ${line}`); },
+      // The tfjs-layers peer's Node loader (static node: imports); the page loads that peer another way.
+      external: ['./tfjs_mha_node.js'],
+      onLog: (line) => { if (/page error|Failed to load|blocked by CORS/.test(line)) console.error(`[${backend}] ${line}`); },
       expose: {
         __benchEmit: (line: string) => appendFileSync(opts.resultFile, `${line}\n`),
         __benchLog: (line: string) => console.log(line),

@@ -42,17 +42,19 @@ export interface OpenPageOptions {
   files?: Record<string, string>;
   /** Lines the page logs (console) and page errors. */
   onLog?: (line: string) => void;
+  /** More imports to leave out of the bundle (Node-only modules the page reaches only dynamically). */
+  external?: string[];
   /** Node functions the page may call as `globalThis[name](...)` (exposed before the page loads). */
   expose?: Record<string, (...args: never[]) => unknown>;
 }
 
-async function bundle(entry: string): Promise<string> {
+async function bundle(entry: string, more: string[] = []): Promise<string> {
   const esbuild = await import('esbuild');
   const built = await esbuild.build({
     entryPoints: [entry], bundle: true, format: 'esm', platform: 'browser', target: 'chrome120', write: false,
     logLevel: 'silent', absWorkingDir: ROOT,
     // Node-only code is reached only through dynamic imports (IS_NODE branches) that the page never runs.
-    external: [...builtinModules, ...builtinModules.map((m) => `node:${m}`), '@tensorflow/tfjs-node', 'webgpu'],
+    external: [...builtinModules, ...builtinModules.map((m) => `node:${m}`), '@tensorflow/tfjs-node', 'webgpu', ...more],
     loader: { '.node': 'empty' },
   });
   return built.outputFiles[0].text;
@@ -85,7 +87,7 @@ function serve(code: string, files: Record<string, string>): Promise<{ server: S
 export async function openBundledPage(o: OpenPageOptions): Promise<BrowserPage> {
   const executablePath = chromiumExecutable();
   if (executablePath === null) throw new Error('no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)');
-  const code = await bundle(o.entry);
+  const code = await bundle(o.entry, o.external);
   const { server, url } = await serve(code, o.files ?? {});
   const { chromium } = await import('playwright-core');
   let browser: Awaited<ReturnType<typeof chromium.launch>> | null = null;
