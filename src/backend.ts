@@ -153,10 +153,10 @@ export async function setBackendStrict(name: string): Promise<void> {
 /**
  * The default preference order for this runtime. Node: tfjs-node first (native, multi-threaded), then
  * webgpu (reached only where Dawn finds a GPU adapter), then wasm, then cpu. Browser: webgl before
- * webgpu. Measured on an H200 through Dawn (docs/benchmarks/), tfjs's webgpu backend is bound by kernel
- * dispatches, and on machines without a GPU Chromium's WebGPU runs on SwiftShader, far slower than
- * webgl on SwiftShader; webgl and webgpu were never measured side by side on one real GPU, so webgl,
- * the longer-proven backend, stays first.
+ * webgpu. On an H200 through Dawn (docs/benchmarks/2026-12-01-webgpu-h200.md) tfjs's webgpu backend is
+ * bound by kernel dispatches, and without a GPU Chromium's WebGPU runs on SwiftShader, 3-4x slower than
+ * webgl on SwiftShader (docs/PERFORMANCE.md); webgl and webgpu were not measured side by side on one real
+ * GPU, so webgl stays first.
  */
 export function defaultBackendOrder(): string[] {
   return IS_NODE ? ['tensorflow', 'webgpu', 'wasm', 'cpu'] : ['webgl', 'webgpu', 'wasm', 'cpu'];
