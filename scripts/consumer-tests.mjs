@@ -184,6 +184,8 @@ await check(`installs next to @tensorflow/tfjs@${TFJS} alone: one tfjs-core, no 
   npm(['install', `@tensorflow/tfjs@${TFJS}`], app);
   const before = new Set(readdirSync(join(app, 'node_modules')));
   npm(['install', tarball], app);
+  // The app's files go in first, so a failed check below does not fail every app test after it.
+  cpSync(fixtures, app, { recursive: true });
   const added = readdirSync(join(app, 'node_modules')).filter((n) => !before.has(n));
   assert(added.length === 1 && added[0] === 'tfjs-gta', `installing tfjs-gta added ${added.join(', ')}`);
   for (const name of FORBIDDEN) assert(!existsSync(join(app, 'node_modules', name)), `${name} was installed`);
@@ -192,7 +194,6 @@ await check(`installs next to @tensorflow/tfjs@${TFJS} alone: one tfjs-core, no 
   const bytes = duBytes(join(app, 'node_modules/tfjs-gta'));
   facts.installed = `1 package beyond tfjs (tfjs-gta), ${(bytes / 2 ** 20).toFixed(2)} MiB`;
   assert(bytes < 2 ** 20, `tfjs-gta takes ${bytes} bytes on disk`);
-  cpSync(fixtures, app, { recursive: true });
 });
 
 await check('an ESM app: tf.model with our layers, fit, file:// save, tf.loadLayersModel, identical predictions', () => {

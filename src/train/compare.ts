@@ -19,7 +19,7 @@ import { loadCorpus } from '../data/corpus_files.js';
 import { splitTokens } from '../data/dataset.js';
 import { unigramBaseline } from '../data/baseline.js';
 import { CheckpointStore, EvalRecord, StepRecord, train } from './trainer.js';
-import { evaluate } from './evaluate.js';
+import { evaluateAsync } from './evaluate.js';
 import { directoryCheckpoint } from './checkpoint.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import {
@@ -205,7 +205,7 @@ async function runOnce(ctx: RunContext, variant: VariantName, seed: number, firs
       onStep: (r) => options.onStep?.(variant, r), onEval: (r) => options.onEval?.(variant, r),
     });
     if (result.stopped) return null;
-    const final = evaluate(lm, ctx.validation, { batchSize: p.batchSize, sequenceLength: p.sequenceLength, maxBatches: p.finalEvalBatches || undefined });
+    const final = await evaluateAsync(lm, ctx.validation, { batchSize: p.batchSize, sequenceLength: p.sequenceLength, maxBatches: p.finalEvalBatches || undefined });
     const run: SeedRun = {
       seed, validationLoss: final.loss, perplexity: final.perplexity, bitsPerCharacter: final.loss / Math.LN2 / ctx.charsPerToken,
       trainTokensPerSecond: result.tokensPerSecond, trainSeconds: result.wallSeconds,
