@@ -58,7 +58,9 @@ export {
   resolveCausalLMConfig, causalLMParams, causalLMCacheElementsPerToken, attentionSpec, smallAttention, smallPreset,
   PAPER_PRESETS, type CausalLMConfig, type ResolvedCausalLMConfig,
 } from './models/config.js';
-export { sparseCrossEntropyFromLogits } from './models/losses.js';
+export {
+  sparseCrossEntropyFromLogits, sparseCategoricalCrossentropyFromLogits, compileForSparseTargets, type SparseCompileArgs,
+} from './models/losses.js';
 export { parseSafetensors, parseTensorJSON, type NamedTensor } from './io/safetensors.js';
 export { causalLMConfigFromHF, causalLMFromHF, importHFWeights, detectMechanism } from './io/hf_checkpoint.js';
 export { exportHF, type HFExport, type ExportHFOptions } from './io/hf_export.js';

@@ -14,8 +14,12 @@ export * from './index.js';
 export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.js';
 export { loadCorpus } from './data/corpus_files.js';
 export { saveCheckpoint, loadCheckpoint, directoryCheckpoint } from './train/checkpoint.js';
-export { compare, type CompareOptions, type CompareReport, type VariantReport } from './train/compare.js';
-export { writeReport, comparisonTable, reportMarkdown } from './report/report.js';
+export {
+  compare, lossStats, type CompareOptions, type CompareReport, type VariantReport, type SeedRun, type LossStats,
+} from './train/compare.js';
+export {
+  writeReport, comparisonTable, reportMarkdown, attentionLayout, cacheRatioSentences, lossDifferences, type LossDifference,
+} from './report/report.js';
 export { lineChartSVG, svgToPNG, smooth, type Series } from './report/plots.js';
 export { saveHFCheckpoint, loadHFCheckpoint, type SaveHFOptions } from './io/hf_files.js';
 export { MARKER as OWNED_FOLDER_MARKER } from './io/owned_dir.js';
