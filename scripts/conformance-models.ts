@@ -18,6 +18,7 @@ import { parseSafetensors, parseTensorJSON } from '../src/io/safetensors.js';
 import { parseReferenceModelFile, runReferenceModelCase, type ModelCaseResult } from '../src/conformance/reference_models.js';
 import { tolerancesFor } from '../src/conformance/tolerances.js';
 import { openBundledPage } from './lib/chromium.js';
+import { runCases } from './lib/run_cases.js';
 
 const USAGE = 'usage: npm run conformance:models -- <models.json> [...] [--backend cpu|wasm|tensorflow|webgpu]\n'
   + '       npm run conformance:models -- <models.json> [...] --browser [--backend webgl|webgpu|wasm|cpu]';
@@ -110,22 +111,9 @@ async function main(): Promise<number> {
     backend = tf.getBackend();
     runner = { run: runInNode, close: async () => undefined };
   }
-  try {
-    const tol = tolerancesFor(backend).logits;
-    console.log(`backend: ${backend}${runner.note ? ` (${runner.note})` : ''}  (logits tolerance ${tol}; greedy continuation must match exactly)`);
-    let failed = 0;
-    let total = 0;
-    for (const path of positionals) {
-      for (const r of await runner.run(path)) {
-        total += 1;
-        if (!report(r, tol)) failed += 1;
-      }
-    }
-    console.log(`${total - failed} passed, ${failed} failed`);
-    return failed > 0 ? 1 : 0;
-  } finally {
-    await runner.close();
-  }
+  const tol = tolerancesFor(backend).logits;
+  console.log(`backend: ${backend}${runner.note ? ` (${runner.note})` : ''}  (logits tolerance ${tol}; greedy continuation must match exactly)`);
+  return runCases(positionals, (path) => runner.run(path), (r) => report(r, tol), () => runner.close());
 }
 
 main().then((code) => process.exit(code), (e) => {

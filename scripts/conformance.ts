@@ -17,6 +17,7 @@ import { setBackendStrict, useBestBackend } from '../src/backend.js';
 import { parseReferenceFile, runReferenceCaseAsync, type CaseResult, type MaskMode } from '../src/conformance/reference_vectors.js';
 import { tolerancesFor } from '../src/conformance/tolerances.js';
 import { openBundledPage } from './lib/chromium.js';
+import { runCases } from './lib/run_cases.js';
 
 const USAGE = 'usage: npm run conformance -- <vectors.json> [...] [--backend cpu|wasm|tensorflow|webgpu] [--mask attention|causal]\n'
   + '       npm run conformance -- <vectors.json> [...] --browser [--backend webgl|webgpu|wasm|cpu] [--mask attention|causal]';
@@ -112,22 +113,10 @@ async function main(): Promise<number> {
     }
     throw e;
   }
-  try {
-    const tol = tolerancesFor(runner.backend);
-    console.log(`backend: ${runner.backend}${runner.note ? ` (${runner.note})` : ''}  (tolerances: output ${tol.output}, gradients ${tol.grad})`);
-    let failed = 0;
-    let total = 0;
-    for (let i = 0; i < positionals.length; i++) {
-      for (const r of await runner.run(positionals[i], texts[i], maskMode)) {
-        total += 1;
-        if (!report(r, tol)) failed += 1;
-      }
-    }
-    console.log(`${total - failed} passed, ${failed} failed`);
-    return failed > 0 ? 1 : 0;
-  } finally {
-    await runner.close();
-  }
+  const tol = tolerancesFor(runner.backend);
+  console.log(`backend: ${runner.backend}${runner.note ? ` (${runner.note})` : ''}  (tolerances: output ${tol.output}, gradients ${tol.grad})`);
+  const inputs = positionals.map((path, i) => ({ path, text: texts[i] }));
+  return runCases(inputs, (input) => runner.run(input.path, input.text, maskMode), (r) => report(r, tol), () => runner.close());
 }
 
 main().then((code) => process.exit(code), (e) => {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Case } from '../classify.js';
+import type { CausalLM } from '../../../src/models/causal_lm.js';
 
 /** The values every numeric argument is tried with. */
 export const SWEEP: ReadonlyArray<readonly [label: string, value: unknown]> = [
@@ -80,4 +81,16 @@ export function removeTempDirs(): void {
 export function once<T>(make: () => Promise<T> | T): () => Promise<T> {
   let value: Promise<T> | null = null;
   return () => (value ??= Promise.resolve().then(make));
+}
+
+/** The logits of the 3-token prompt [1, 2, 3] under `lm`, read as values; `lm` is disposed. */
+export function promptLogits(lm: CausalLM): Float32Array {
+  try {
+    const y = lm.logits([[1, 2, 3]]);
+    const values = y.dataSync().slice() as Float32Array;
+    y.dispose();
+    return values;
+  } finally {
+    lm.dispose();
+  }
 }

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Case } from '../classify.js';
-import { ArgKind, sweepCases } from './common.js';
+import { ArgKind, promptLogits, sweepCases } from './common.js';
 import { GroupedQueryAttention } from '../../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../../src/layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../../../src/layers/mla_attention.js';
@@ -108,15 +108,7 @@ const TINY_LM: CausalLMConfig = {
 
 /** Creates a CausalLM from `config` and returns the logits of a 3-token prompt. */
 function tryModel(config: Args): Float32Array {
-  const lm = CausalLM.create(config as unknown as CausalLMConfig);
-  try {
-    const y = lm.logits([[1, 2, 3]]);
-    const values = y.dataSync().slice() as Float32Array;
-    y.dispose();
-    return values;
-  } finally {
-    lm.dispose();
-  }
+  return promptLogits(CausalLM.create(config as unknown as CausalLMConfig));
 }
 
 function sweeps(): Case[] {

@@ -10,7 +10,7 @@ import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, trunc
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Case } from '../classify.js';
-import { EditableJSON, once, sweepCases, tempDir } from './common.js';
+import { EditableJSON, once, promptLogits, sweepCases, tempDir } from './common.js';
 import { parseSafetensors, parseTensorJSON } from '../../../src/io/safetensors.js';
 import { F32Tensor, serializeSafetensors } from '../../../src/io/safetensors_write.js';
 import { fileSystemHandler } from '../../../src/io/file_handler.js';
@@ -180,15 +180,7 @@ async function damaged(which: 'model' | 'hf', damage: (dir: string, f: Awaited<R
 
 /** Loads a model and returns the logits of a 3-token prompt (the model is disposed). */
 async function logitsOf(load: () => Promise<CausalLM>): Promise<Float32Array> {
-  const lm = await load();
-  try {
-    const y = lm.logits([[1, 2, 3]]);
-    const values = y.dataSync().slice() as Float32Array;
-    y.dispose();
-    return values;
-  } finally {
-    lm.dispose();
-  }
+  return promptLogits(await load());
 }
 
 function editJSON(file: string, edit: (j: EditableJSON) => unknown): void {
