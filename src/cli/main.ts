@@ -149,7 +149,7 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
     tokenizer: o.tokenizer as 'char', bpeVocabSize: o.bpeVocab as number, seed: o.seed as number, seeds: o.seeds as number,
     checkpointDir: o.checkpointDir as string, maxMemoryBytes: o.maxMemory ? (o.maxMemory as number) * 2 ** 20 : undefined,
     shouldStop: () => stop.requested,
-    onVariantStart: (v, i, n, total) => progress.start(`${v} (${i + 1}/${n})`, total),
+    onVariantStart: (v, i, n, total, seed) => progress.start(`${v}${(o.seeds as number) > 1 ? ` seed ${seed}` : ''} (${i + 1}/${n})`, total),
     onStep: (_v, r) => progress.step(r),
     onEval: (_v, e) => progress.evaluation(e),
     onLog: (line) => progress.log(line),
