@@ -8,13 +8,17 @@
  * | GTA | `key [B, Hk, S, Dh]` (post-RoPE), `latent [B, Hc, S, Dl]` (the value latent) |
  * | MLA | `latent [B, S, Dc]` (post-RMSNorm), `keyRope [B, S, Dr]` (post-RoPE, shared by all heads) |
  *
+ * Which tensors each mechanism keeps, and their sizes per token, is declared by its `cacheLayout` in
+ * `src/mechanisms/` (a test checks it against the caches the layers write).
+ *
  * A cache is immutable: a cached call returns a new cache and leaves the one passed in untouched,
  * so the caller disposes the old one when it no longer needs it.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
+import type { AttentionKind } from '../mechanisms/kinds.js';
 
-export type AttentionKind = 'gqa' | 'gta' | 'mla';
+export type { AttentionKind } from '../mechanisms/kinds.js';
 
 export interface CacheEntry {
   tensor: tf.Tensor;

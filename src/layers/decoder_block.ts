@@ -19,34 +19,15 @@ import { ValueError } from '../utils/errors.js';
 import { AttentionCache } from '../cache/attention_cache.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { AttentionLayer, Kwargs, LAYER_ARG_KEYS, LayerArgs, buildLayer, markUsed } from './attention_base.js';
-import { GroupedQueryAttention, GroupedQueryAttentionArgs } from './gqa_attention.js';
-import { GroupedHeadLatentAttention, GroupedHeadLatentAttentionArgs } from './gta_attention.js';
-import { MultiHeadLatentAttention, MultiHeadLatentAttentionArgs } from './mla_attention.js';
+import { AttentionConfig, createAttentionLayer } from '../mechanisms/registry.js';
 import { RMSNormalization } from './rms_normalization.js';
 import { SwiGLUFeedForward } from './swiglu_mlp.js';
 
-type LayerKeys = 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype' | 'weights' |
-  'inputDType' | 'useCausalMask';
+export type { AttentionConfig } from '../mechanisms/registry.js';
 
-/** Attention by config: `kind` plus the mechanism's arguments (causal masking is always on in a block). */
-export type AttentionConfig =
-  | ({ kind: 'gqa' } & Omit<GroupedQueryAttentionArgs, LayerKeys>)
-  | ({ kind: 'gta' } & Omit<GroupedHeadLatentAttentionArgs, LayerKeys>)
-  | ({ kind: 'mla' } & Omit<MultiHeadLatentAttentionArgs, LayerKeys>);
-
-/** Builds an attention layer from an `AttentionConfig`. */
+/** Builds an attention layer from an `AttentionConfig` (through the mechanism registry). */
 export function createAttention(config: AttentionConfig, extra: { name?: string; useCausalMask?: boolean } = {}): AttentionLayer {
-  if (config === null || typeof config !== 'object') {
-    throw new ValueError(`attention config must be an object with a "kind" ('gqa', 'gta' or 'mla'), got ${JSON.stringify(config)}.`);
-  }
-  const { kind, ...args } = config as AttentionConfig & Record<string, unknown>;
-  switch (kind) {
-    case 'gqa': return new GroupedQueryAttention({ ...(args as GroupedQueryAttentionArgs), ...extra });
-    case 'gta': return new GroupedHeadLatentAttention({ ...(args as GroupedHeadLatentAttentionArgs), ...extra });
-    case 'mla': return new MultiHeadLatentAttention({ ...(args as MultiHeadLatentAttentionArgs), ...extra });
-    default:
-      throw new ValueError(`attention kind must be 'gqa', 'gta' or 'mla', got ${JSON.stringify(kind)}.`);
-  }
+  return createAttentionLayer(config, extra);
 }
 
 export interface TransformerDecoderBlockArgs extends LayerArgs {

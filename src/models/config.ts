@@ -7,6 +7,7 @@ import * as check from '../utils/errors.js';
 import { MAX_ROPE_POSITIONS } from '../ops/rope.js';
 import { AttentionConfig, createAttention } from '../layers/decoder_block.js';
 import { AttentionSpec, attentionParams, kvCacheElementsPerToken } from '../analysis/costs.js';
+import { mechanismOfConfig } from '../mechanisms/registry.js';
 
 export interface CausalLMConfig {
   vocabSize: number;
@@ -61,21 +62,7 @@ export function resolveCausalLMConfig(config: CausalLMConfig): ResolvedCausalLMC
 
 /** The analytic spec of an attention config (defaults as the layers apply them). */
 export function attentionSpec(attention: AttentionConfig): AttentionSpec {
-  const a = attention as AttentionConfig & Record<string, unknown>;
-  switch (a.kind) {
-    case 'gqa': return {
-      kind: 'gqa', numQueryHeads: a.numQueryHeads, numKeyValueHeads: a.numKeyValueHeads, headDim: a.headDim,
-      useBias: a.useBias ?? true, useOutputBias: a.useOutputBias ?? a.useBias ?? true,
-    };
-    case 'gta': return {
-      kind: 'gta', numHeads: a.numHeads, headDim: a.headDim, numQueryHeads: a.numQueryHeads, numKeyHeads: a.numKeyHeads,
-      numValueHeads: a.numValueHeads, valueDim: a.valueDim, useBias: a.useBias ?? true,
-    };
-    case 'mla': return {
-      kind: 'mla', numHeads: a.numHeads, qLoraRank: a.qLoraRank ?? null, kvLoraRank: a.kvLoraRank,
-      qkNopeHeadDim: a.qkNopeHeadDim, qkRopeHeadDim: a.qkRopeHeadDim, vHeadDim: a.vHeadDim, useBias: a.useBias ?? false,
-    };
-  }
+  return mechanismOfConfig(attention).specOfConfig(attention);
 }
 
 /** Parameters of the whole model: embeddings, blocks (attention, SwiGLU, two norms), final norm, untied head. */

@@ -10,6 +10,7 @@ import { lineChartSVG, smooth, svgToPNG } from './plots.js';
 import { MissingPackageError } from '../utils/optional.js';
 import { writeOwnedDir } from '../io/owned_dir.js';
 import { attentionSpec } from '../models/config.js';
+import { mechanismOfConfig } from '../mechanisms/registry.js';
 import type { AttentionConfig } from '../layers/decoder_block.js';
 
 const fmt = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
@@ -21,13 +22,7 @@ const ratio = (x: number): string => {
 
 /** The head layout of one attention config in words, e.g. "12 query heads of 16, 3 key/value heads". */
 export function attentionLayout(attention: AttentionConfig): string {
-  const a = attentionSpec(attention);
-  switch (a.kind) {
-    case 'gqa': return `${a.numQueryHeads} query heads of ${a.headDim}, ${a.numKeyValueHeads} key/value head${a.numKeyValueHeads === 1 ? '' : 's'}`;
-    case 'gta': return `${a.numHeads} heads of ${a.headDim}, ${a.numQueryHeads} shared maps (n_q), ${a.numKeyHeads} key head${a.numKeyHeads === 1 ? '' : 's'}, ` +
-      `${a.numValueHeads} latent value head${a.numValueHeads === 1 ? '' : 's'} of ${a.valueDim} (r = ${(a.numHeads * a.headDim) / (a.numQueryHeads * a.valueDim)})`;
-    case 'mla': return `${a.numHeads} heads, latent ${a.kvLoraRank} + RoPE key ${a.qkRopeHeadDim} (nope ${a.qkNopeHeadDim}, value ${a.vHeadDim} per head)`;
-  }
+  return mechanismOfConfig(attention).describe(attentionSpec(attention));
 }
 
 /**
