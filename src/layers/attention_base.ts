@@ -1,7 +1,7 @@
 /**
- * What GQA, GTA and MLA have in common: Keras-style arguments (dropout, biases, initializers,
- * regularizers, constraints, seed, causal masking as a constructor option), input checking, masks,
- * RoPE angles, and the two entry points:
+ * The call/mask/cache protocol of the attention layers (GQA, GTA, MLA): their shared arguments (dropout,
+ * biases, causal masking as a constructor option, RoPE base and scaling), input checking, masks, RoPE
+ * factors for the call's positions, and the two entry points:
  *
  * - `call(x | [x, mask], kwargs)`: the Keras path used by `apply`, `predict` and `fit`. Padding masks
  *   arrive as Keras masks (`kwargs.mask`), as a second input `[B, S]`, or as an attention mask
@@ -9,32 +9,27 @@
  *   it returns `[output, scores]`.
  * - `callWithCache(x, {cache})`: eager incremental decoding; returns the output and a new cache.
  *
+ * Both take `rope`, a `RotaryStep` a model builds once per step for all its layers; without one the layer
+ * builds its own factors. Projections and kept derived weights are in `projections.ts`, the Keras weight
+ * arguments in `keras_args.ts`.
+ *
  * Notation: B batch, T query length, S key length (cached + new), D model width.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
-import { broadcastsSlowly, fusedProjectionMaxRows, slicesCheaply } from '../ops/capabilities.js';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { attentionMaskBias, checkMaskValues, combineBiases, paddingBias } from '../ops/masks.js';
-import { RotaryFactors, applyRotaryFactors, rotaryFactorsAt, rotaryFactorsRange, rotaryMatrix } from '../ops/rope.js';
-import { project } from '../ops/dense.js';
-import { matMul2d } from '../ops/matmul.js';
-import {
-  ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer,
-  getRegularizer, serializeIdentifier,
-} from '../utils/serialization.js';
+import { RotaryFactors, RotaryStep } from '../ops/rope.js';
+import { LAYER_ARG_KEYS, WEIGHT_ARG_KEYS, WeightArgs } from './keras_args.js';
+import { Kwargs, buildLayer } from './layer_utils.js';
+import { ProjectionContext, ProjectionLayer } from './projections.js';
 
-export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
-type Initializer = ReturnType<typeof tf.initializers.zeros>;
-export type Kwargs = Record<string, unknown>;
+// Re-exported for src/index.ts, which imports it from this module.
+export { buildLayer };
 
-/** Keys every tfjs layer accepts. */
-export const LAYER_ARG_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype',
-  'weights', 'inputDType', 'customObjects'] as const;
-
-export interface AttentionBaseArgs extends LayerArgs {
+export interface AttentionBaseArgs extends WeightArgs {
   /** Dropout rate on the attention probabilities (applied when `training`). Default 0. */
   dropout?: number;
   /** Whether projections have biases (which ones is mechanism-specific). */
@@ -45,19 +40,11 @@ export interface AttentionBaseArgs extends LayerArgs {
   ropeMaxWavelength?: number;
   /** RoPE position scaling (positions are divided by it). Default 1. */
   ropeScalingFactor?: number;
-  kernelInitializer?: InitializerIdentifier;
-  biasInitializer?: InitializerIdentifier;
-  kernelRegularizer?: RegularizerIdentifier | null;
-  biasRegularizer?: RegularizerIdentifier | null;
-  kernelConstraint?: ConstraintIdentifier | null;
-  biasConstraint?: ConstraintIdentifier | null;
-  /** Seed for initializers and dropout; null = nondeterministic. */
-  seed?: number | null;
 }
 
+/** The keys of `AttentionBaseArgs` (mechanisms add their own). */
 export const BASE_ARG_KEYS = [...LAYER_ARG_KEYS, 'dropout', 'useBias', 'useCausalMask', 'ropeMaxWavelength',
-  'ropeScalingFactor', 'kernelInitializer', 'biasInitializer', 'kernelRegularizer', 'biasRegularizer',
-  'kernelConstraint', 'biasConstraint', 'seed'] as const;
+  'ropeScalingFactor', ...WEIGHT_ARG_KEYS] as const;
 
 /** Options of eager calls. */
 export interface AttentionCallOptions {
@@ -72,6 +59,11 @@ export interface AttentionCallOptions {
   training?: boolean;
   /** `[B, T]` int32 RoPE positions; default `cache.length + 0..T-1` for every row. */
   positions?: tf.Tensor | null;
+  /**
+   * RoPE factors built once for the whole model step (`RotaryStep`), describing this call's positions:
+   * start = cache length, length = T, and the same `positions` tensor (or none). Default: built by the layer.
+   */
+  rope?: RotaryStep | null;
 }
 
 export interface CachedCallOptions extends AttentionCallOptions {
@@ -85,29 +77,14 @@ export interface CachedCallResult {
   scores?: tf.Tensor4D; // [B, maps, T, S]
 }
 
-/** What a mechanism's forward pass receives. */
-export interface ForwardContext {
-  /**
-   * RoPE factors `[B|1, T, 1|heads, dim]` for the call's positions (see `applyRotaryFactors`); `heads`
-   * repeats them per head (for consecutive positions only).
-   */
-  rotary: (dim: number, heads?: number) => RotaryFactors;
-  /**
-   * For one new token at the same position in every row (T = 1, no per-row positions): RoPE as a
-   * `[dim, dim]` matrix (`rotaryMatrix`), else null.
-   */
-  rotation: (dim: number) => tf.Tensor2D | null;
+/** What a mechanism's forward pass receives (`rotary`, `rotation` and `inference`: see `ProjectionContext`). */
+export interface ForwardContext extends ProjectionContext {
   bias: tf.Tensor | null;
   training: boolean;
   /** Tensors of the previous cache, or null. */
   past: Record<string, tf.Tensor> | null;
   /** Use the decode-optimised form (MLA absorbed) where the mechanism has one. */
   decode: boolean;
-  /**
-   * An inference call (`callWithCache` while no gradient scope is open): tensors derived from the weights
-   * (scaled, fused and folded kernels) may be kept between calls, through `derivedWeight` only.
-   */
-  inference: boolean;
   /**
    * Causal masking, applied by `groupedAttention`: the cache length (position of the first query among
    * the keys), or null when the call is not causal (or has a single query). `bias` holds the other masks.
@@ -133,7 +110,8 @@ interface ParsedInputs {
 
 let instanceCounter = 0;
 
-export abstract class AttentionLayer extends tf.layers.Layer {
+/** An attention mechanism as a Keras layer: subclasses supply the weights, forward pass and cache layout. */
+export abstract class AttentionLayer extends ProjectionLayer {
   /** Identifies this layer instance as the owner of the caches it creates. */
   readonly cacheOwner = `${++instanceCounter}`;
   readonly dropout: number;
@@ -141,21 +119,11 @@ export abstract class AttentionLayer extends tf.layers.Layer {
   readonly useCausalMask: boolean;
   readonly ropeMaxWavelength: number;
   readonly ropeScalingFactor: number;
-  readonly seed: number | null;
-  protected readonly kernelInitializer: InitializerIdentifier;
-  protected readonly biasInitializer: InitializerIdentifier;
-  protected readonly kernelRegularizer: RegularizerIdentifier | null;
-  protected readonly biasRegularizer: RegularizerIdentifier | null;
-  protected readonly kernelConstraint: ConstraintIdentifier | null;
-  protected readonly biasConstraint: ConstraintIdentifier | null;
   /** Input (and output) width D, known after `build`. */
   protected inputDim = -1;
-  private weightCounter = 0;
   private dropoutCounter = 0;
   /** Whether the latest `call` returned [output, scores] (so `computeMask` returns two masks). */
   private returnedScores = false;
-  /** Tensors derived from weights for inference calls, with the data ids of the weights they came from. */
-  private readonly derived = new Map<string, { ids: Array<object | null>; tensor: tf.Tensor }>();
 
   /** Which mechanism this layer implements (names the cache). */
   abstract readonly kind: AttentionKind;
@@ -168,175 +136,7 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     this.useCausalMask = check.bool(owner, 'useCausalMask', args.useCausalMask, false);
     this.ropeMaxWavelength = check.positiveNumber(owner, 'ropeMaxWavelength', args.ropeMaxWavelength, 10000);
     this.ropeScalingFactor = check.positiveNumber(owner, 'ropeScalingFactor', args.ropeScalingFactor, 1);
-    this.seed = check.seed(owner, args.seed);
-    this.kernelInitializer = args.kernelInitializer ?? 'glorotUniform';
-    this.biasInitializer = args.biasInitializer ?? 'zeros';
-    this.kernelRegularizer = args.kernelRegularizer ?? null;
-    this.biasRegularizer = args.biasRegularizer ?? null;
-    this.kernelConstraint = args.kernelConstraint ?? null;
-    this.biasConstraint = args.biasConstraint ?? null;
-    // Resolve once so that a bad identifier fails at construction, not at build.
-    getInitializer(owner, 'kernelInitializer', this.kernelInitializer);
-    getInitializer(owner, 'biasInitializer', this.biasInitializer);
-    getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer);
-    getRegularizer(owner, 'biasRegularizer', this.biasRegularizer);
-    getConstraint(owner, 'kernelConstraint', this.kernelConstraint);
-    getConstraint(owner, 'biasConstraint', this.biasConstraint);
     this.supportsMasking = true;
-  }
-
-  // ---------------------------------------------------------------- weights
-
-  private nextSeed(): number | null {
-    const s = this.seed === null ? null : this.seed + this.weightCounter;
-    this.weightCounter += 1;
-    return s;
-  }
-
-  /**
-   * Adds a kernel with the layer's kernel initializer/regularizer/constraint. Per-head projections are
-   * stored flat, `[D, heads*dim]` and `[heads*dim, D]` (heads major), so that no forward or backward pass
-   * reshapes them (on webgl reshaping `[D, heads, dim]` to `[D, heads*dim]` is a texture copy, on tensorflow
-   * a kernel launch); `initShape` is the Keras (EinsumDense) shape `[D, heads, dim]` / `[heads, dim, D]`,
-   * which the initializer sees, so the fan-based scales and the seeded values are those of the Keras layout.
-   */
-  protected addKernel(name: string, shape: number[], initShape?: number[],
-    initializer?: InitializerIdentifier): tf.LayerVariable {
-    const owner = this.getClassName();
-    const init = getInitializer(owner, 'kernelInitializer', initializer ?? this.kernelInitializer, this.nextSeed());
-    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
-      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
-      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
-  }
-
-  /** Adds a bias with the layer's bias initializer/regularizer/constraint (`initShape` as in `addKernel`). */
-  protected addBias(name: string, shape: number[], initShape?: number[]): tf.LayerVariable {
-    const owner = this.getClassName();
-    const init = getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed());
-    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
-      getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never, true,
-      getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined);
-  }
-
-  /**
-   * A tensor computed from weights by `make` (a 2-D view, a fused, scaled or folded kernel). This is the
-   * layer's only cache of such tensors: in inference calls it is kept and reused until one of `sources`
-   * changes value (a new data id after `assign`, e.g. an optimizer step or `setWeights`); under a gradient
-   * tape (and in Keras `call`s) it is computed in the call, so that gradients reach the weights.
-   * `make` must return a new tensor, never a weight itself, and must be differentiable.
-   */
-  protected derivedWeight(ctx: ForwardContext, key: string, sources: Array<tf.LayerVariable | null>,
-    make: () => tf.Tensor): tf.Tensor {
-    if (!ctx.inference) return make();
-    const ids = sources.map((v) => (v === null ? null : (v.read() as unknown as { dataId: object }).dataId));
-    const have = this.derived.get(key);
-    if (have !== undefined && have.ids.every((id, i) => id === ids[i])) return have.tensor;
-    have?.tensor.dispose();
-    const tensor = tf.keep(make());
-    this.derived.set(key, { ids, tensor });
-    return tensor;
-  }
-
-  /**
-   * A flat projection kernel `[D, heads*dim]` and its bias (`[heads*dim]` or null), times `scale`; the scaled
-   * copies are kept between inference calls (`derivedWeight`). With `scale` 1 the weights themselves.
-   */
-  protected scaledWeights(ctx: ForwardContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null,
-    scale = 1): { kernel: tf.Tensor; bias: tf.Tensor | null } {
-    const scaled = (v: tf.LayerVariable): tf.Tensor => (scale === 1 ? read(v)!
-      : this.derivedWeight(ctx, `${v.name}*${scale}`, [v], () => tf.mul(read(v)!, scale)));
-    return { kernel: scaled(kernel), bias: bias === null ? null : scaled(bias) };
-  }
-
-  /**
-   * `x2 [N, D]` projected to `heads` heads of `dim` with RoPE, in the attention layout `[B, heads, T, dim]`.
-   * One token per row (T = 1, no per-row positions) rotates all heads with one `[dim, dim]` product.
-   */
-  protected ropeHeads(ctx: ForwardContext, x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null },
-    b: number, t: number, heads: number, dim: number): tf.Tensor4D {
-    const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
-    const rotation = ctx.rotation(dim);
-    if (rotation !== null) {
-      return tf.reshape(matMul2d(tf.reshape(y, [b * heads, dim]), rotation), [b, heads, 1, dim]) as tf.Tensor4D; // T = 1: [B*heads, dim] @ [dim, dim] -> [B, heads, 1, dim]
-    }
-    // Where broadcasting is slow, repeat the factors per head.
-    const factors = ctx.rotary(dim, broadcastsSlowly() ? heads : 1);
-    const roped = applyRotaryFactors(tf.reshape(y, [b, t, heads, dim]), factors); // [N, heads*dim] -> [B, T, heads, dim]
-    return tf.transpose(roped, [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, heads, dim] -> [B, heads, T, dim]
-  }
-
-  /**
-   * Queries and keys with RoPE, `[B, hq, T, dim]` and `[B, hk, T, dim]`, from `x2 [N, D]`. On backends with
-   * cheap slicing (tensorflow, webgl) both come from one product with the concatenated kernel (kept in
-   * inference calls) and are rotated together, which halves the kernel launches that dominate short
-   * sequences; on cpu and wasm, whose Slice copies through JavaScript, they are projected and rotated
-   * separately so that nothing is split. (RoPE-free projections go through `plainHeadsFused`.)
-   */
-  protected queryKeyHeads(ctx: ForwardContext, x2: tf.Tensor, wq: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null },
-    wk: { kernel: tf.LayerVariable; bias: tf.LayerVariable | null }, qScale: number, b: number, t: number, hq: number,
-    hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
-    const qw = this.scaledWeights(ctx, wq.kernel, wq.bias, qScale);
-    const kw = this.scaledWeights(ctx, wk.kernel, wk.bias);
-    if (!slicesCheaply()) {
-      return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
-    }
-    const sources = [wq.kernel, wk.kernel];
-    const kernel = this.derivedWeight(ctx, `${wq.kernel.name}|${wk.kernel.name}*${qScale}`, sources,
-      () => tf.concat([qw.kernel, kw.kernel], 1)); // [D, hq*dim + hk*dim]
-    const bias = qw.bias === null ? null : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`,
-      [wq.bias, wk.bias], () => tf.concat([qw.bias!, kw.bias!], 0)); // [hq*dim + hk*dim]
-    if (t > 1 && hq === hk) {
-      // Equal parts (MHA): rotate, then unstack q and k without a copy (`unstackEqualParts`).
-      const y = project(x2, kernel, bias); // [N, D] @ [D, 2*h*dim] -> [N, 2*h*dim]
-      const roped = applyRotaryFactors(tf.reshape(y, [b, t, 2 * hq, dim]), ctx.rotary(dim)); // [N, 2*h*dim] -> [B, T, 2h, dim]
-      const [q, k] = unstackEqualParts(roped, b, t, 2, hq, dim); // 2 x [B, h, T, dim]
-      return { q, k };
-    }
-    const qk = this.ropeHeads(ctx, x2, { kernel, bias }, b, t, hq + hk, dim); // [B, hq+hk, T, dim]
-    const [q, k] = tf.split(qk, [hq, hk], 1); // [B, hq, T, dim], [B, hk, T, dim]
-    return { q: q as tf.Tensor4D, k: k as tf.Tensor4D };
-  }
-
-  /**
-   * Several projections of `x2 [N, D]` without RoPE (kernels `[D, heads_i*dim]`, the i-th scaled by
-   * `scale_i`), each in the layout `[B, heads_i, T, dim]`. In inference calls on backends with cheap
-   * slicing they come from one product with the concatenated kernel (kept between calls) and one split:
-   * a third of the kernel launches of separate projections, which dominate short sequences. Otherwise
-   * (training, where the concatenation would be rebuilt every step; cpu and wasm; tensorflow beyond
-   * `FUSED_MAX_ROWS` rows) they are separate.
-   */
-  protected plainHeadsFused(ctx: ForwardContext, x2: tf.Tensor,
-    parts: Array<{ kernel: tf.LayerVariable; bias: tf.LayerVariable | null; heads: number; scale?: number }>,
-    b: number, t: number, dim: number): tf.Tensor4D[] {
-    const views = parts.map((p) => this.scaledWeights(ctx, p.kernel, p.bias, p.scale ?? 1));
-    // One wide product, then slices: only where slicing is cheap and up to the backend's row limit.
-    const fuse = ctx.inference && slicesCheaply() && b * t <= fusedProjectionMaxRows();
-    if (!fuse) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
-    const key = parts.map((p) => `${p.kernel.name}*${p.scale ?? 1}`).join('|');
-    const kernel = this.derivedWeight(ctx, key, parts.map((p) => p.kernel),
-      () => tf.concat(views.map((w) => w.kernel), 1)); // [D, sum(heads_i)*dim]
-    const bias = views[0].bias === null ? null : this.derivedWeight(ctx, `${key}#bias`, parts.map((p) => p.bias),
-      () => tf.concat(views.map((w) => w.bias!), 0)); // [sum(heads_i)*dim]
-    const heads = parts.map((p) => p.heads);
-    const total = heads.reduce((p, h) => p + h, 0);
-    if (t > 1 && heads.every((h) => h === heads[0])) {
-      return unstackEqualParts(project(x2, kernel, bias), b, t, parts.length, heads[0], dim); // [N, D] @ [D, n*h*dim] -> n x [B, h, T, dim]
-    }
-    const all = this.plainHeads(x2, { kernel, bias }, b, t, total, dim); // [B, sum(heads_i), T, dim]
-    return tf.split(all, heads, 1) as tf.Tensor4D[]; // [B, heads_i, T, dim] each
-  }
-
-  /** `x2 [N, D]` projected to `heads` heads of `dim` (no RoPE), in the layout `[B, heads, T, dim]`. */
-  protected plainHeads(x2: tf.Tensor, w: { kernel: tf.Tensor; bias: tf.Tensor | null }, b: number, t: number,
-    heads: number, dim: number): tf.Tensor4D {
-    const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
-    if (t === 1) return tf.reshape(y, [b, heads, 1, dim]) as tf.Tensor4D; // [B, heads*dim] -> [B, heads, 1, dim] (T = 1)
-    return tf.transpose(tf.reshape(y, [b, t, heads, dim]), [0, 2, 1, 3]) as tf.Tensor4D; // [N, heads*dim] -> [B, T, heads, dim] -> [B, heads, T, dim]
-  }
-
-  /** Adds a weight of ones with no regularizer (RMSNorm gains). */
-  protected addScale(name: string, size: number): tf.LayerVariable {
-    return this.addWeight(name, [size], 'float32', tf.initializers.ones());
   }
 
   // ---------------------------------------------------------------- mechanism hooks
@@ -443,16 +243,8 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     }
     const positions = opts.positions ?? null;
     if (positions !== null) this.expectShape('positions', positions, [b, t]);
-    const factors = new Map<string, RotaryFactors>();
-    const rotary = (dim: number, heads = 1): RotaryFactors => {
-      const key = positions === null ? `${dim}x${heads}` : `${dim}`;
-      if (!factors.has(key)) {
-        factors.set(key, positions === null
-          ? rotaryFactorsRange(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset, t, heads)
-          : rotaryFactorsAt(dim, this.ropeMaxWavelength, this.ropeScalingFactor, positions, s));
-      }
-      return factors.get(key)!;
-    };
+    const shared = this.sharedRotaryStep(opts.rope, offset, t, positions);
+    const step = shared ?? new RotaryStep({ start: offset, length: t, positions });
     const training = opts.training === true;
     let dropoutSeed: number | undefined;
     if (training && this.dropout > 0 && this.seed !== null) {
@@ -461,17 +253,33 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     }
     const past = cache === null ? null : Object.fromEntries(
       Object.entries(cache.entries).map(([name, e]) => [name, e.tensor]));
-    const matrices = new Map<number, tf.Tensor2D>();
-    const rotation = (dim: number): tf.Tensor2D | null => {
-      if (positions !== null || t !== 1) return null;
-      if (!matrices.has(dim)) matrices.set(dim, rotaryMatrix(dim, this.ropeMaxWavelength, this.ropeScalingFactor, offset));
-      return matrices.get(dim)!;
-    };
-    const result = this.forward(x, {
-      rotary, rotation, bias: combineBiases(biases), training, past, decode, inference, dropoutSeed,
-      causalOffset: causal && t > 1 ? offset : null, wantScores: opts.returnAttentionScores === true,
-    });
-    return { result, keyMask };
+    const base = this.ropeMaxWavelength;
+    const scaling = this.ropeScalingFactor;
+    try {
+      const result = this.forward(x, {
+        rotary: (dim: number, heads = 1): RotaryFactors => step.factors(dim, base, scaling, heads),
+        rotation: (dim: number) => step.matrix(dim, base, scaling),
+        bias: combineBiases(biases), training, past, decode, inference, dropoutSeed,
+        causalOffset: causal && t > 1 ? offset : null, wantScores: opts.returnAttentionScores === true,
+      });
+      return { result, keyMask };
+    } finally {
+      if (shared === null) step.dispose(); // the layer's own factors; a shared step is its model's to free
+    }
+  }
+
+  /** The model's `RotaryStep` passed as `rope`, checked against this call's positions; null when none. */
+  private sharedRotaryStep(rope: unknown, offset: number, t: number, positions: tf.Tensor | null): RotaryStep | null {
+    if (rope === undefined || rope === null) return null;
+    const owner = this.getClassName();
+    if (!(rope instanceof RotaryStep)) throw new ValueError(`${owner}: rope must be a RotaryStep (or null), got ${typeof rope}.`);
+    if (rope.isDisposed) throw new ValueError(`${owner}: rope (a RotaryStep) has been disposed; build one per model step.`);
+    if (!rope.covers(offset, t, positions)) {
+      throw new ValueError(`${owner}: rope must describe this call's positions (start ${offset} = cached tokens, length ${t}, ` +
+        `${positions === null ? 'no' : 'the same'} positions tensor), got start ${rope.start}, length ${rope.length}` +
+        `${rope.positions === positions ? '' : ', another positions tensor'}.`);
+    }
+    return rope;
   }
 
   /** Key padding mask over all S keys, or null when every key is real. */
@@ -554,22 +362,6 @@ export abstract class AttentionLayer extends tf.layers.Layer {
     }
   }
 
-  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
-    markUsed(this);
-    const result = super.dispose();
-    if (result.refCountAfterDispose === 0) this.releaseDerivedTensors();
-    return result;
-  }
-
-  /**
-   * Frees tensors derived from the weights and kept between calls (folded decode weights). Called by
-   * `dispose()`, and by composite layers that dispose this layer's weights themselves.
-   */
-  releaseDerivedTensors(): void {
-    for (const { tensor } of this.derived.values()) tensor.dispose();
-    this.derived.clear();
-  }
-
   override getConfig(): tf.serialization.ConfigDict {
     return {
       ...super.getConfig(),
@@ -578,58 +370,9 @@ export abstract class AttentionLayer extends tf.layers.Layer {
       useCausalMask: this.useCausalMask,
       ropeMaxWavelength: this.ropeMaxWavelength,
       ropeScalingFactor: this.ropeScalingFactor,
-      kernelInitializer: serializeIdentifier(this.kernelInitializer),
-      biasInitializer: serializeIdentifier(this.biasInitializer),
-      kernelRegularizer: serializeIdentifier(this.kernelRegularizer),
-      biasRegularizer: serializeIdentifier(this.biasRegularizer),
-      kernelConstraint: serializeIdentifier(this.kernelConstraint),
-      biasConstraint: serializeIdentifier(this.biasConstraint),
-      seed: this.seed,
+      ...this.weightArgsConfig(),
     } as tf.serialization.ConfigDict;
   }
-}
-
-/**
- * Builds a layer the way Keras does, through `apply()` on a small zero input, so that its weights
- * get names scoped by the layer (`layer_name/query/kernel`; a bare `build()` would create unscoped,
- * colliding names) and tfjs counts the layer as used. `inputShape` may contain nulls (taken as 1).
- */
-export function buildLayer(layer: tf.layers.Layer, inputShape: Array<number | null>): void {
-  if (layer.built) return;
-  tf.tidy(() => {
-    layer.apply(tf.zeros(inputShape.map((d) => d ?? 1)));
-  });
-}
-
-/**
- * tfjs only lets a layer be disposed after `apply()` has run (it counts references from there). Layers
- * built directly with `build()` (weight import, cached calls) are marked as used once, so `dispose()`
- * frees their weights instead of throwing.
- */
-export function markUsed(layer: tf.layers.Layer): void {
-  const counted = layer as unknown as { _refCount: number | null };
-  if (layer.built && counted._refCount === null) counted._refCount = 1;
-}
-
-/**
- * `y` holding `[B, T, n, h, dim]` values (n equal parts of h heads, any shape of that size) as n tensors
- * `[B, h, T, dim]`: one transpose puts the parts on a leading axis, and unstacking along it is free on
- * tensorflow (it shares the buffer of leading-axis slices), where a split on the head axis copies.
- */
-function unstackEqualParts(y: tf.Tensor, b: number, t: number, n: number, h: number, dim: number): tf.Tensor4D[] {
-  const stacked = tf.transpose(tf.reshape(y, [b, t, n, h, dim]), [2, 0, 3, 1, 4]); // -> [B, T, n, h, dim] -> [n, B, h, T, dim]
-  return tf.unstack(stacked, 0) as tf.Tensor4D[]; // n x [B, h, T, dim]
-}
-
-/**
- * `init` producing values for `initShape` (same count as the requested shape) reshaped to the requested
- * shape; `init` itself when `initShape` is undefined.
- */
-function initializeAs(init: Initializer, initShape: number[] | undefined): Initializer {
-  if (initShape === undefined) return init;
-  return {
-    apply: (shape: tf.Shape, dtype?: tf.DataType) => tf.tidy(() => tf.reshape(init.apply(initShape, dtype), shape as number[])),
-  } as unknown as Initializer;
 }
 
 /**
@@ -639,9 +382,4 @@ function initializeAs(init: Initializer, initShape: number[] | undefined): Initi
  */
 function recordingGradients(): boolean {
   return tf.engine().state.gradientDepth > 0;
-}
-
-/** Reads a LayerVariable as a tensor (for brevity inside forward passes). */
-export function read(v: tf.LayerVariable | null): tf.Tensor | null {
-  return v === null ? null : v.read();
 }

@@ -21,8 +21,9 @@ import { groupedAttention } from '../ops/attention_core.js';
 import { project } from '../ops/dense.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
 } from './attention_base.js';
+import { read } from './layer_utils.js';
 
 export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
   /** Size of each attention head (Keras `head_dim`). Must be even when `useRope` (RoPE rotates pairs). */

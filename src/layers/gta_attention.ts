@@ -32,8 +32,9 @@ import { matMul2d } from '../ops/matmul.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
 import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
 } from './attention_base.js';
+import { read } from './layer_utils.js';
 
 export interface GroupedHeadLatentAttentionArgs extends AttentionBaseArgs {
   /** Output heads (`num_attention_heads`); with `headDim` sets the gate/output width W. */

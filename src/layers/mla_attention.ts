@@ -31,8 +31,9 @@ import { applyRotaryFactors } from '../ops/rope.js';
 import { rmsNorm } from '../ops/rms_norm.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult, read,
+  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
 } from './attention_base.js';
+import { read } from './layer_utils.js';
 
 export interface MultiHeadLatentAttentionArgs extends AttentionBaseArgs {
   /** Number of heads (`num_attention_heads`). */

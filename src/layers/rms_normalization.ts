@@ -8,7 +8,8 @@ import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { rmsNorm } from '../ops/rms_norm.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
-import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
+import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
+import { Kwargs, markUsed } from './layer_utils.js';
 
 export interface RMSNormalizationArgs extends LayerArgs {
   /** Axis to normalise; only the last axis (-1) is supported. */

@@ -10,7 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { applyRotaryFactors, broadcastFactors, rotaryFactorsAt, rotaryFactorsRange } from '../ops/rope.js';
-import { Kwargs, LAYER_ARG_KEYS, LayerArgs } from './attention_base.js';
+import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
+import { Kwargs } from './layer_utils.js';
 
 export interface RotaryEmbeddingArgs extends LayerArgs {
   /** RoPE base. Default 10000. */

@@ -13,7 +13,8 @@ import {
   ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer, getRegularizer,
   serializeIdentifier,
 } from '../utils/serialization.js';
-import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
+import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
+import { Kwargs, markUsed } from './layer_utils.js';
 
 export interface SwiGLUFeedForwardArgs extends LayerArgs {
   /** Width of the hidden (gated) layer. */

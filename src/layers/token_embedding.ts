@@ -14,7 +14,8 @@ import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
 import { batchedMatMul, matMul2d, useTwoDimProducts } from '../ops/matmul.js';
 import { InitializerIdentifier, getInitializer, serializeIdentifier } from '../utils/serialization.js';
-import { Kwargs, LAYER_ARG_KEYS, LayerArgs, markUsed } from './attention_base.js';
+import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
+import { Kwargs, markUsed } from './layer_utils.js';
 
 export interface TokenEmbeddingArgs extends LayerArgs {
   /** Vocabulary size V. */

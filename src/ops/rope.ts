@@ -40,6 +40,14 @@ interface Table {
 
 const tables = new Map<string, Table>();
 
+/** Factor sets and matrices built so far (`rotaryFactorsRange`, `rotaryFactorsAt`, `rotaryMatrix`). */
+let builds = 0;
+
+/** How many RoPE factor sets and matrices have been built since the module loaded (for tests and profiling). */
+export function rotaryFactorBuilds(): number {
+  return builds;
+}
+
 /** Writes cos/sin of `position` into row `row` of `cos`/`sin` (`[rows, dim]`), angles in float64. */
 function fillRow(cos: Float32Array, sin: Float32Array, row: number, position: number, dim: number, base: number,
   scalingFactor: number): void {
@@ -236,6 +244,7 @@ function signedSin(table: Table, dim: number): Float32Array {
  */
 export function rotaryFactorsRange(dim: number, base: number, scalingFactor: number, start: number,
   length: number, heads = 1): RotaryFactors {
+  builds += 1;
   const table = rowsRange(dim, base, scalingFactor, start, length, true);
   const rows = (values: Float32Array): Float32Array => {
     if (heads === 1) return values;
@@ -258,6 +267,7 @@ export function rotaryFactorsRange(dim: number, base: number, scalingFactor: num
  */
 export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor,
   bound: number): RotaryFactors {
+  builds += 1;
   const [b, t] = positions.shape;
   const rows = rowsAt(dim, base, scalingFactor, positionValues(positions, bound), true);
   return { cos: tf.tensor4d(rows.cos, [b, t, 1, dim]), sinSigned: tf.tensor4d(rows.sin, [b, t, 1, dim]) };
@@ -314,6 +324,7 @@ function halfSwapMatrix(d: number): tf.Tensor2D {
  * addition may differ (fused multiply-add).
  */
 export function rotaryMatrix(dim: number, base: number, scalingFactor: number, position: number): tf.Tensor2D {
+  builds += 1;
   const rows = rowsRange(dim, base, scalingFactor, position, 1, false);
   const half = dim / 2;
   const m = new Float32Array(dim * dim);
@@ -323,4 +334,87 @@ export function rotaryMatrix(dim: number, base: number, scalingFactor: number, p
     else m[(j - half) * dim + j] = rows.sin[j];
   }
   return tf.tensor2d(m, [dim, dim]);
+}
+
+/** Where the new tokens of one model step sit. */
+export interface RotaryStepPositions {
+  /** Tokens cached before the step: the position of its first token when `positions` is null. */
+  start: number;
+  /** New tokens per row (T). */
+  length: number;
+  /** `[B, T]` integer per-row positions, each below `start + length`; null/undefined = `start..start+T-1`. */
+  positions?: tf.Tensor | null;
+}
+
+/**
+ * The RoPE factors of one model step (a forward pass, a prefill or one decode step), shared by every
+ * attention layer of the step: each factor set (per rotary dim, base, scaling factor and head repeat) and
+ * each one-token rotation matrix is built on first request and reused by the other layers. Its tensors
+ * outlive the layers' tidy scopes; `dispose()` frees them (the positions tensor stays the caller's).
+ */
+export class RotaryStep {
+  readonly start: number;
+  readonly length: number;
+  readonly positions: tf.Tensor | null;
+  private readonly built = new Map<string, tf.Tensor[]>();
+  private disposed = false;
+
+  constructor(where: RotaryStepPositions) {
+    checkRange(where.start, where.length);
+    const positions = where.positions ?? null;
+    if (positions !== null && (!(positions instanceof tf.Tensor) || positions.rank !== 2 || positions.shape[1] !== where.length)) {
+      throw new ValueError(`RotaryStep: positions must be a tf.Tensor [batch, ${where.length}] (length = ${where.length}), ` +
+        `got ${positions instanceof tf.Tensor ? `shape [${positions.shape}]` : String(positions)}.`);
+    }
+    this.start = where.start;
+    this.length = where.length;
+    this.positions = positions;
+  }
+
+  /** Factors for `applyRotaryFactors` (as `rotaryFactorsRange`, or `rotaryFactorsAt` with bound `start + length`). */
+  factors(dim: number, base: number, scalingFactor: number, heads = 1): RotaryFactors {
+    // Per-row factors are never repeated per head, so `heads` is not part of their key.
+    const key = `f|${dim}|${base}|${scalingFactor}|${this.positions === null ? heads : 1}`;
+    const [cos, sinSigned] = this.memo(key, () => {
+      const f = this.positions === null
+        ? rotaryFactorsRange(dim, base, scalingFactor, this.start, this.length, heads)
+        : rotaryFactorsAt(dim, base, scalingFactor, this.positions, this.start + this.length);
+      return [f.cos, f.sinSigned];
+    });
+    return { cos, sinSigned };
+  }
+
+  /** The `[dim, dim]` rotation of `rotaryMatrix` for a one-token step at consecutive positions, else null. */
+  matrix(dim: number, base: number, scalingFactor: number): tf.Tensor2D | null {
+    if (this.positions !== null || this.length !== 1) return null;
+    const [m] = this.memo(`m|${dim}|${base}|${scalingFactor}`, () => [rotaryMatrix(dim, base, scalingFactor, this.start)]);
+    return m as tf.Tensor2D;
+  }
+
+  /** Whether this step describes the given call: same start and length, and the same positions tensor (or none). */
+  covers(start: number, length: number, positions: tf.Tensor | null): boolean {
+    return this.start === start && this.length === length && this.positions === positions;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Frees the factors built so far; the step cannot be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const tensors of this.built.values()) tf.dispose(tensors);
+    this.built.clear();
+  }
+
+  private memo(key: string, make: () => tf.Tensor[]): tf.Tensor[] {
+    if (this.disposed) throw new ValueError('RotaryStep: the step has been disposed (a step serves one forward pass or decode step).');
+    let tensors = this.built.get(key);
+    if (tensors === undefined) {
+      tensors = make().map((t) => tf.keep(t));
+      this.built.set(key, tensors);
+    }
+    return tensors;
+  }
 }

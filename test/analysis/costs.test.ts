@@ -4,7 +4,7 @@ import {
   AttentionSpec, GroupedHeadLatentAttention, GroupedQueryAttention, MultiHeadLatentAttention, attentionCoefficient,
   attentionMacs, attentionParams, kvCacheBytesPerToken, kvCacheElementsPerToken, linearMacsPerToken, specOf,
 } from '../../src/index.js';
-import { buildLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import { expectThrows, it } from '../kit/index.js';
 
 const gqa = (h: number, kv: number): AttentionSpec => ({ kind: 'gqa', numQueryHeads: h, numKeyValueHeads: kv, headDim: 64 });

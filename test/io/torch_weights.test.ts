@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { exportTorchWeights, importTorchWeights } from '../../src/io/torch_weights.js';
-import { buildLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import { describeBackends, expectThrows, it, randomTensor } from '../kit/index.js';
 import { LAYER_CASES, randomizeWeights } from '../kit/layers.js';
 

@@ -6,7 +6,8 @@
  */
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import { AttentionLayer, buildLayer } from '../../src/layers/attention_base.js';
+import { AttentionLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import {
   GroupedQueryAttention, multiHeadAttention, multiQueryAttention,
 } from '../../src/layers/gqa_attention.js';
