@@ -18,7 +18,10 @@ import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { AttentionCache } from '../cache/attention_cache.js';
 import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
-import { AttentionLayer, Kwargs, LAYER_ARG_KEYS, LayerArgs, buildLayer, markUsed } from './attention_base.js';
+import { AttentionLayer } from './attention_base.js';
+import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
+import { Kwargs, buildLayer, markUsed } from './layer_utils.js';
+import type { RotaryStep } from '../ops/rope.js';
 import { AttentionConfig, createAttentionLayer } from '../mechanisms/registry.js';
 import { RMSNormalization } from './rms_normalization.js';
 import { SwiGLUFeedForward } from './swiglu_mlp.js';
@@ -123,16 +126,20 @@ export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMap
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     const training = kwargs.training === true;
     return tf.tidy(() => {
-      const attended = this.attention.call(this.attentionNorm.call(x, {}), { mask: kwargs.mask, training }) as tf.Tensor;
+      // `rope`: the model step's shared RoPE factors (a RotaryStep), checked by the attention layer.
+      const attended = this.attention.call(this.attentionNorm.call(x, {}), { mask: kwargs.mask, training, rope: kwargs.rope }) as tf.Tensor;
       const h = tf.add(x, this.residualDropout(attended, training)); // [B, T, D]
       const fed = this.mlp.call(this.mlpNorm.call(h, {}), { training });
       return tf.add(h, this.residualDropout(fed, training)); // [B, T, D]
     });
   }
 
-  /** Eager incremental call through the attention layer's cache (inference: no dropout). */
+  /**
+   * Eager incremental call through the attention layer's cache (inference: no dropout). `rope` is the
+   * model step's shared RoPE factors (see `AttentionCallOptions.rope`); without it the attention builds its own.
+   */
   callWithCache(x: tf.Tensor, options: { cache?: AttentionCache | null; paddingMask?: tf.Tensor | null;
-    positions?: tf.Tensor | null } = {}): BlockCachedResult {
+    positions?: tf.Tensor | null; rope?: RotaryStep | null } = {}): BlockCachedResult {
     if (!this.built) buildLayer(this, [1, 1, x.shape[x.rank - 1]]);
     let cache: AttentionCache | null = null;
     const output = tf.tidy(() => {

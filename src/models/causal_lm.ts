@@ -15,6 +15,7 @@ import { GenerateOptions, GenerateResult, generate } from './generate.js';
 import { withFlatAttentionWeights } from '../io/weight_layout.js';
 
 import { ModelCache } from './model_cache.js';
+import { RotaryStep } from '../ops/rope.js';
 import { CausalLMConfig, ResolvedCausalLMConfig, resolveCausalLMConfig } from './config.js';
 
 /** Token ids: a tensor `[B, T]` int32 or nested arrays. */
@@ -143,9 +144,14 @@ export class CausalLM {
       if (t !== ids) t.dispose();
       throw new ValueError(`CausalLM: ${t.shape[1]} tokens exceed maxSequenceLength ${this.config.maxSequenceLength}.`);
     }
-    const out = tf.tidy(() => this.model.apply(t, { training: false }) as tf.Tensor3D);
-    if (t !== ids) t.dispose();
-    return out;
+    // One set of RoPE factors for the pass, shared by every block (tfjs hands these kwargs to each layer).
+    const rope = new RotaryStep({ start: 0, length: t.shape[1] });
+    try {
+      return tf.tidy(() => this.model.apply(t, { training: false, rope }) as tf.Tensor3D);
+    } finally {
+      rope.dispose();
+      if (t !== ids) t.dispose();
+    }
   }
 
   /**
@@ -183,13 +189,19 @@ export class CausalLM {
       const logits = tf.tidy(() => {
         const positions = padded ? tf.tensor2d(positionRows, [b, n], 'int32') : null;
         const paddingMask = mask === null ? null : tf.tensor2d(mask, [b, n], 'float32');
+        // One set of RoPE factors for the step, shared by every block.
+        const rope = new RotaryStep({ start: past, length: n, positions });
         let h = this.embedding.call(t, {}) as tf.Tensor; // [B, T, D]
-        this.blocks.forEach((block, i) => {
-          const r = block.callWithCache(h, { cache: cache?.layers[i] ?? null, paddingMask, positions });
-          for (const x of r.cache.tensors()) tf.keep(x);
-          layerCaches.push(r.cache);
-          h = r.output;
-        });
+        try {
+          this.blocks.forEach((block, i) => {
+            const r = block.callWithCache(h, { cache: cache?.layers[i] ?? null, paddingMask, positions, rope });
+            for (const x of r.cache.tensors()) tf.keep(x);
+            layerCaches.push(r.cache);
+            h = r.output;
+          });
+        } finally {
+          rope.dispose();
+        }
         h = this.finalNorm.call(h, {}) as tf.Tensor;
         return (this.head ? this.head.call(h, {}) : this.embedding.call(h, {})) as tf.Tensor3D; // [B, T, V]
       });
