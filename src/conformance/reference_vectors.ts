@@ -9,8 +9,7 @@ import { AttentionLayer } from '../layers/attention_base.js';
 import { GroupedQueryAttention } from '../layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
-import { importTorchWeights, torchToLayer } from '../io/torch_weights.js';
-import type { TorchMappable } from '../io/torch_layout.js';
+import { importTorchWeights, torchToLayer, torchWeightSpecs } from '../io/torch_weights.js';
 
 export interface RefTensor {
   shape: number[];
@@ -97,7 +96,7 @@ function checkScale(c: ReferenceCase, expected: number): void {
 }
 
 /** Builds (unbuilt) the layer a reference case describes. */
-export function layerForCase(c: ReferenceCase): AttentionLayer & TorchMappable {
+export function layerForCase(c: ReferenceCase): AttentionLayer {
   const convention = c.rope?.convention ?? 'rotate_half';
   if (convention !== 'rotate_half') {
     throw new ValueError(`case ${c.name}: RoPE convention ${JSON.stringify(convention)} is not supported (rotate_half only).`);
@@ -165,9 +164,9 @@ interface CaseTensors {
 }
 
 /** Runs the layer forward and backward on a case's inputs; returns kept tensors (nothing is read). */
-function computeCase(c: ReferenceCase, layer: AttentionLayer & TorchMappable, maskMode: MaskMode): CaseTensors {
+function computeCase(c: ReferenceCase, layer: AttentionLayer, maskMode: MaskMode): CaseTensors {
   importTorchWeights(layer, c.weights);
-  const specs = layer.torchWeightSpecs();
+  const specs = torchWeightSpecs(layer);
   const x = tf.tidy(() => tf.variable(tensorOf(c.inputs.x), true, `refcase_x_${c.name}_${Date.now()}`));
   try {
     return tf.tidy(() => {

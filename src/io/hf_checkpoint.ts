@@ -8,7 +8,7 @@ import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { CausalLMConfig, resolveCausalLMConfig } from '../models/config.js';
 import { AttentionConfig } from '../layers/decoder_block.js';
-import { importTorchWeights, TorchTensorLike } from './torch_weights.js';
+import { importTorchWeights, TorchTensorLike, torchWeightSpecs } from './torch_weights.js';
 import { hfTensorEntries } from './hf_shapes.js';
 
 /**
@@ -107,7 +107,7 @@ export function importHFWeights(lm: CausalLM, tensors: Record<string, TorchTenso
     const prefix = `model.layers.${i}.`;
     const local = Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(prefix)));
     importTorchWeights(block, local, { prefix, strict: false });
-    for (const s of block.torchWeightSpecs()) used.add(prefix + s.torchName);
+    for (const s of torchWeightSpecs(block)) used.add(prefix + s.torchName);
   });
   importTorchWeights(lm.finalNorm, { weight: take('model.norm.weight') });
   if (lm.head) writeMatrix(lm.head.weight, 'lm_head.weight', true);

@@ -31,7 +31,7 @@ import { AttentionLayer, buildLayer } from '../layers/attention_base.js';
 import { GroupedQueryAttention } from '../layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
-import { exportTorchWeights } from './torch_weights.js';
+import { exportTorchWeights, torchWeightSpecs } from './torch_weights.js';
 import { F32Tensor } from './safetensors_write.js';
 import { DEEPSEEK_LATENT_EPSILON } from './hf_checkpoint.js';
 
@@ -142,13 +142,13 @@ function zeroBiases(block: TransformerDecoderBlock, inputDim: number): Record<st
   if (layer instanceof GroupedQueryAttention && layer.useBias !== layer.useOutputBias) allOn = { useBias: true, useOutputBias: true };
   if (layer instanceof GroupedHeadLatentAttention && !layer.useBias) allOn = { useBias: true, valueDecoderInitializer: 'zeros' };
   if (allOn === null) return {};
-  const have = new Set((layer as GroupedQueryAttention | GroupedHeadLatentAttention).torchWeightSpecs().map((s) => s.torchName));
+  const have = new Set(torchWeightSpecs(layer).map((s) => s.torchName));
   const twinConfig = { ...block.attentionConfig, ...allOn, seed: null, kernelInitializer: 'zeros' } as AttentionConfig;
   const twin = createAttention(twinConfig, { name: 'bias_twin', useCausalMask: true }) as GroupedQueryAttention | GroupedHeadLatentAttention;
   const out: Record<string, F32Tensor> = {};
   try {
     buildLayer(twin, [1, 1, inputDim]);
-    for (const s of twin.torchWeightSpecs()) {
+    for (const s of torchWeightSpecs(twin)) {
       if (!have.has(s.torchName)) out[s.torchName] = { dtype: 'F32', shape: [...s.torchShape], data: new Float32Array(s.torchShape[0]) };
     }
   } finally {

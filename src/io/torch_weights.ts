@@ -6,13 +6,17 @@
  * importTorchWeights(layer, { 'q_proj.weight': {shape: [32, 128], data: [...]}, ... });
  * ```
  * Linear weights are transposed from torch's `[out, in]`; GTA's `v_b_proj.weight` is reshaped without a
- * transpose (see `torch_layout.ts`). Unbuilt layers are built from the weights' input width.
+ * transpose (see `torch_layout.ts`). Unbuilt layers are built from the weights' input width. The names
+ * come from the tables in `torch_names.ts`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
-import { TorchMappable, TorchWeightSpec } from './torch_layout.js';
+import type { TorchWeightSpec } from './torch_layout.js';
+import { torchInputWeight, torchWeightSpecs } from './torch_names.js';
+// buildLayer lives in layer_utils.ts; attention_base.ts re-exports it (before and after the split).
 import { buildLayer } from '../layers/attention_base.js';
-import { RMSNormalization } from '../layers/rms_normalization.js';
+
+export { torchWeightSpecs } from './torch_names.js';
 
 /** A torch tensor: a tf.Tensor in torch layout, or `{shape, data}` with row-major data. */
 export type TorchTensorLike = tf.Tensor | { shape: number[]; data: ArrayLike<number> };
@@ -24,7 +28,8 @@ export interface ImportTorchOptions {
   strict?: boolean;
 }
 
-type MappableLayer = tf.layers.Layer & TorchMappable;
+/** A layer of this package (attention, RMSNorm, SwiGLU, decoder block) or one that is `TorchMappable`. */
+type MappableLayer = tf.layers.Layer;
 
 function toTensor(name: string, value: TorchTensorLike): tf.Tensor {
   if (value instanceof tf.Tensor) return tf.cast(value, 'float32');
@@ -65,7 +70,8 @@ export function layerToTorch(spec: TorchWeightSpec, value: tf.Tensor): tf.Tensor
 
 function ensureBuilt(layer: MappableLayer, weights: Record<string, TorchTensorLike>, prefix: string): void {
   if (layer.built) return;
-  const name = prefix + layer.torchInputWeight;
+  const input = torchInputWeight(layer);
+  const name = prefix + input.name;
   const w = weights[name];
   if (w === undefined) {
     throw new ValueError(`importTorchWeights: layer ${layer.name} is not built and ${name} is missing, so its ` +
@@ -73,7 +79,7 @@ function ensureBuilt(layer: MappableLayer, weights: Record<string, TorchTensorLi
   }
   const shape = shapeOf(w);
   const dim = shape.length === 2 ? shape[1] : shape[0];
-  buildLayer(layer, layer instanceof RMSNormalization ? [1, dim] : [1, 1, dim]);
+  buildLayer(layer, input.inputShape(dim));
 }
 
 /**
@@ -85,7 +91,7 @@ export function importTorchWeights(layer: MappableLayer, weights: Record<string,
   const prefix = options.prefix ?? '';
   const strict = options.strict ?? true;
   ensureBuilt(layer, weights, prefix);
-  const specs = layer.torchWeightSpecs();
+  const specs = torchWeightSpecs(layer);
   const pending: Array<[TorchWeightSpec, tf.Tensor]> = [];
   try {
     for (const spec of specs) {
@@ -123,6 +129,6 @@ export function importTorchWeights(layer: MappableLayer, weights: Record<string,
 export function exportTorchWeights(layer: MappableLayer, prefix = ''): Record<string, tf.Tensor> {
   if (!layer.built) throw new ValueError(`exportTorchWeights: layer ${layer.name} is not built.`);
   const out: Record<string, tf.Tensor> = {};
-  for (const spec of layer.torchWeightSpecs()) out[prefix + spec.torchName] = layerToTorch(spec, spec.variable.read());
+  for (const spec of torchWeightSpecs(layer)) out[prefix + spec.torchName] = layerToTorch(spec, spec.variable.read());
   return out;
 }

@@ -17,7 +17,6 @@ import { RESIDUAL_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { AttentionCache } from '../cache/attention_cache.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { AttentionLayer } from './attention_base.js';
 import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
 import { Kwargs, buildLayer, markUsed } from './layer_utils.js';
@@ -51,7 +50,7 @@ export interface BlockCachedResult {
   cache: AttentionCache;
 }
 
-export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMappable {
+export class TransformerDecoderBlock extends tf.layers.Layer {
   static className = 'TransformerDecoderBlock';
   readonly attentionConfig: AttentionConfig;
   readonly intermediateDim: number;
@@ -62,7 +61,6 @@ export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMap
   readonly attention: AttentionLayer;
   readonly mlpNorm: RMSNormalization;
   readonly mlp: SwiGLUFeedForward;
-  readonly torchInputWeight = 'input_layernorm.weight';
   private dropoutCalls = 0;
 
   constructor(args: TransformerDecoderBlockArgs) {
@@ -159,17 +157,6 @@ export class TransformerDecoderBlock extends tf.layers.Layer implements TorchMap
 
   override computeMask(_inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return ((Array.isArray(mask) ? mask[0] : mask) ?? null) as unknown as tf.Tensor;
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    const prefixed = (prefix: string, layer: TorchMappable) =>
-      layer.torchWeightSpecs().map((s) => ({ ...s, torchName: prefix + s.torchName }));
-    return [
-      ...prefixed('input_layernorm.', this.attentionNorm),
-      ...prefixed('self_attn.', this.attention as unknown as TorchMappable),
-      ...prefixed('post_attention_layernorm.', this.mlpNorm),
-      ...prefixed('mlp.', this.mlp),
-    ];
   }
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {

@@ -19,7 +19,6 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { project } from '../ops/dense.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
   AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
 } from './attention_base.js';
@@ -43,7 +42,7 @@ export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
 
 const ARG_KEYS = [...BASE_ARG_KEYS, 'headDim', 'numQueryHeads', 'numKeyValueHeads', 'useOutputBias', 'useRope'];
 
-export class GroupedQueryAttention extends AttentionLayer implements TorchMappable {
+export class GroupedQueryAttention extends AttentionLayer {
   static className = 'GroupedQueryAttention';
   readonly kind = 'gqa' as const;
   readonly headDim: number;
@@ -51,7 +50,6 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
   readonly numKeyValueHeads: number;
   readonly useOutputBias: boolean;
   readonly useRope: boolean;
-  readonly torchInputWeight = 'q_proj.weight';
   private queryKernel: tf.LayerVariable | null = null;
   private keyKernel: tf.LayerVariable | null = null;
   private valueKernel: tf.LayerVariable | null = null;
@@ -135,27 +133,6 @@ export class GroupedQueryAttention extends AttentionLayer implements TorchMappab
 
   numAttentionMaps(): number {
     return this.numQueryHeads;
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    const d = this.inputDim;
-    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
-    const specs: TorchWeightSpec[] = [
-      { torchName: 'q_proj.weight', torchShape: [hq * dh, d], variable: this.queryKernel!, layout: 'linear' },
-      { torchName: 'k_proj.weight', torchShape: [hkv * dh, d], variable: this.keyKernel!, layout: 'linear' },
-      { torchName: 'v_proj.weight', torchShape: [hkv * dh, d], variable: this.valueKernel!, layout: 'linear' },
-      { torchName: 'o_proj.weight', torchShape: [d, hq * dh], variable: this.outputKernel!, layout: 'linear' },
-    ];
-    if (this.useBias) {
-      specs.push(
-        { torchName: 'q_proj.bias', torchShape: [hq * dh], variable: this.queryBias!, layout: 'vector' },
-        { torchName: 'k_proj.bias', torchShape: [hkv * dh], variable: this.keyBias!, layout: 'vector' },
-        { torchName: 'v_proj.bias', torchShape: [hkv * dh], variable: this.valueBias!, layout: 'vector' });
-    }
-    if (this.useOutputBias) {
-      specs.push({ torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
-    }
-    return specs;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

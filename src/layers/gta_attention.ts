@@ -29,7 +29,6 @@ import { ValueError } from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
 import {
   AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
@@ -58,7 +57,7 @@ const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'headDim', 'numQueryHeads', 'num
 
 const DEFAULT_DECODER_INIT: InitializerIdentifier = { className: 'RandomNormal', config: { mean: 0, stddev: 0.02 } };
 
-export class GroupedHeadLatentAttention extends AttentionLayer implements TorchMappable {
+export class GroupedHeadLatentAttention extends AttentionLayer {
   static className = 'GroupedHeadLatentAttention';
   readonly kind = 'gta' as const;
   readonly numHeads: number;
@@ -69,7 +68,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
   readonly valueDim: number;
   /** Decoder expansion rate r = numHeads*headDim / (numQueryHeads*valueDim). */
   readonly expandRate: number;
-  readonly torchInputWeight = 'q_proj.weight';
   private readonly valueDecoderInitializer: InitializerIdentifier;
   private queryKernel: tf.LayerVariable | null = null;
   private keyKernel: tf.LayerVariable | null = null;
@@ -204,29 +202,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer implements TorchM
 
   numAttentionMaps(): number {
     return this.numQueryHeads;
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    const d = this.inputDim;
-    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
-    const w = this.width;
-    const specs: TorchWeightSpec[] = [
-      { torchName: 'q_proj.weight', torchShape: [hq * dh, d], variable: this.queryKernel!, layout: 'linear' },
-      { torchName: 'k_proj.weight', torchShape: [hk * dh, d], variable: this.keyKernel!, layout: 'linear' },
-      { torchName: 'v_proj.weight', torchShape: [hc * dl, d], variable: this.valueKernel!, layout: 'linear' },
-      { torchName: 'g_proj.weight', torchShape: [w, d], variable: this.gateKernel!, layout: 'linear' },
-      { torchName: 'v_b_proj.weight', torchShape: [this.expandRate * dl, hq * dl], variable: this.decoderKernel!,
-        layout: 'raw' },
-      { torchName: 'o_proj.weight', torchShape: [d, w], variable: this.outputKernel!, layout: 'linear' },
-    ];
-    if (this.useBias) {
-      specs.push(
-        { torchName: 'q_proj.bias', torchShape: [hq * dh], variable: this.queryBias!, layout: 'vector' },
-        { torchName: 'k_proj.bias', torchShape: [hk * dh], variable: this.keyBias!, layout: 'vector' },
-        { torchName: 'v_proj.bias', torchShape: [hc * dl], variable: this.valueBias!, layout: 'vector' },
-        { torchName: 'g_proj.bias', torchShape: [w], variable: this.gateBias!, layout: 'vector' });
-    }
-    return specs;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -29,7 +29,6 @@ import { groupMatMul, project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
 import { applyRotaryFactors } from '../ops/rope.js';
 import { rmsNorm } from '../ops/rms_norm.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
   AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
 } from './attention_base.js';
@@ -57,7 +56,7 @@ export interface MultiHeadLatentAttentionArgs extends AttentionBaseArgs {
 const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'qLoraRank', 'kvLoraRank', 'qkNopeHeadDim', 'qkRopeHeadDim',
   'vHeadDim', 'rmsNormEpsilon', 'absorbForDecode'];
 
-export class MultiHeadLatentAttention extends AttentionLayer implements TorchMappable {
+export class MultiHeadLatentAttention extends AttentionLayer {
   static className = 'MultiHeadLatentAttention';
   readonly kind = 'mla' as const;
   readonly numHeads: number;
@@ -68,7 +67,6 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
   readonly vHeadDim: number;
   readonly rmsNormEpsilon: number;
   readonly absorbForDecode: boolean;
-  readonly torchInputWeight = 'kv_a_proj_with_mqa.weight';
   private queryKernel: tf.LayerVariable | null = null;
   private queryAKernel: tf.LayerVariable | null = null;
   private queryABias: tf.LayerVariable | null = null;
@@ -243,40 +241,6 @@ export class MultiHeadLatentAttention extends AttentionLayer implements TorchMap
 
   numAttentionMaps(): number {
     return this.numHeads;
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    const d = this.inputDim;
-    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const specs: TorchWeightSpec[] = [];
-    if (this.qLoraRank === null) {
-      specs.push({ torchName: 'q_proj.weight', torchShape: [h * this.qkHeadDim, d], variable: this.queryKernel!,
-        layout: 'linear' });
-    } else {
-      const dq = this.qLoraRank;
-      specs.push({ torchName: 'q_a_proj.weight', torchShape: [dq, d], variable: this.queryAKernel!, layout: 'linear' });
-      if (this.useBias) {
-        specs.push({ torchName: 'q_a_proj.bias', torchShape: [dq], variable: this.queryABias!, layout: 'vector' });
-      }
-      specs.push(
-        { torchName: 'q_a_layernorm.weight', torchShape: [dq], variable: this.queryANorm!, layout: 'vector' },
-        { torchName: 'q_b_proj.weight', torchShape: [h * this.qkHeadDim, dq], variable: this.queryBKernel!,
-          layout: 'linear' });
-    }
-    specs.push({ torchName: 'kv_a_proj_with_mqa.weight', torchShape: [dc + dr, d], variable: this.kvAKernel!,
-      layout: 'linear' });
-    if (this.useBias) {
-      specs.push({ torchName: 'kv_a_proj_with_mqa.bias', torchShape: [dc + dr], variable: this.kvABias!,
-        layout: 'vector' });
-    }
-    specs.push(
-      { torchName: 'kv_a_layernorm.weight', torchShape: [dc], variable: this.kvANorm!, layout: 'vector' },
-      { torchName: 'kv_b_proj.weight', torchShape: [h * (dn + dv), dc], variable: this.kvBKernel!, layout: 'linear' },
-      { torchName: 'o_proj.weight', torchShape: [d, h * dv], variable: this.outputKernel!, layout: 'linear' });
-    if (this.useBias) {
-      specs.push({ torchName: 'o_proj.bias', torchShape: [d], variable: this.outputBias!, layout: 'vector' });
-    }
-    return specs;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

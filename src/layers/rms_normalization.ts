@@ -7,7 +7,6 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { rmsNorm } from '../ops/rms_norm.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
 import { Kwargs, markUsed } from './layer_utils.js';
 
@@ -18,11 +17,10 @@ export interface RMSNormalizationArgs extends LayerArgs {
   epsilon?: number;
 }
 
-export class RMSNormalization extends tf.layers.Layer implements TorchMappable {
+export class RMSNormalization extends tf.layers.Layer {
   static className = 'RMSNormalization';
   readonly axis: number;
   readonly epsilon: number;
-  readonly torchInputWeight = 'weight';
   private scale: tf.LayerVariable | null = null;
   private dim = -1;
 
@@ -66,10 +64,6 @@ export class RMSNormalization extends tf.layers.Layer implements TorchMappable {
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
     markUsed(this);
     return super.dispose();
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    return [{ torchName: 'weight', torchShape: [this.dim], variable: this.scale!, layout: 'vector' }];
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -8,7 +8,6 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
-import { TorchMappable, TorchWeightSpec } from '../io/torch_layout.js';
 import {
   ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer, getRegularizer,
   serializeIdentifier,
@@ -29,13 +28,12 @@ export interface SwiGLUFeedForwardArgs extends LayerArgs {
   seed?: number | null;
 }
 
-export class SwiGLUFeedForward extends tf.layers.Layer implements TorchMappable {
+export class SwiGLUFeedForward extends tf.layers.Layer {
   static className = 'SwiGLUFeedForward';
   readonly intermediateDim: number;
   readonly useBias: boolean;
   readonly dropout: number;
   readonly seed: number | null;
-  readonly torchInputWeight = 'gate_proj.weight';
   private readonly kernelInitializer: InitializerIdentifier;
   private readonly kernelRegularizer: RegularizerIdentifier | null;
   private readonly kernelConstraint: ConstraintIdentifier | null;
@@ -105,23 +103,6 @@ export class SwiGLUFeedForward extends tf.layers.Layer implements TorchMappable 
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
     return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
-  }
-
-  torchWeightSpecs(): TorchWeightSpec[] {
-    const d = this.dim;
-    const i = this.intermediateDim;
-    const specs: TorchWeightSpec[] = [
-      { torchName: 'gate_proj.weight', torchShape: [i, d], variable: this.gate!, layout: 'linear' },
-      { torchName: 'up_proj.weight', torchShape: [i, d], variable: this.up!, layout: 'linear' },
-      { torchName: 'down_proj.weight', torchShape: [d, i], variable: this.down!, layout: 'linear' },
-    ];
-    if (this.useBias) {
-      specs.push(
-        { torchName: 'gate_proj.bias', torchShape: [i], variable: this.gateBias!, layout: 'vector' },
-        { torchName: 'up_proj.bias', torchShape: [i], variable: this.upBias!, layout: 'vector' },
-        { torchName: 'down_proj.bias', torchShape: [d], variable: this.downBias!, layout: 'vector' });
-    }
-    return specs;
   }
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {

@@ -12,7 +12,7 @@ import { TransformerDecoderBlock } from '../layers/decoder_block.js';
 import { RMSNormalization } from '../layers/rms_normalization.js';
 import { LMHead, TokenEmbedding } from '../layers/token_embedding.js';
 import { GenerateOptions, GenerateResult, generate } from './generate.js';
-import { withFlatAttentionWeights } from '../io/weight_layout.js';
+import { withFlatAttentionWeights } from './weight_layout.js';
 
 import { ModelCache } from './model_cache.js';
 import { RotaryStep } from '../ops/rope.js';

@@ -5,6 +5,7 @@ import { CausalLM } from '../../src/models/causal_lm.js';
 import type { CausalLMConfig } from '../../src/models/config.js';
 import type { AttentionConfig } from '../../src/layers/decoder_block.js';
 import { hfTensorShapes } from '../../src/io/hf_shapes.js';
+import { torchWeightSpecs } from '../../src/io/torch_weights.js';
 import { causalLMFromHF, checkHFTensors } from '../../src/io/hf_checkpoint.js';
 import { parseSafetensors } from '../../src/io/safetensors.js';
 import { parseReferenceModelFile } from '../../src/conformance/reference_models.js';
@@ -14,13 +15,13 @@ import { describeBackends, expectThrows, it } from '../kit/index.js';
 const file = parseReferenceModelFile(readFileSync(new URL('../fixtures/models/models.json', import.meta.url), 'utf8'));
 const weightsOf = (name: string) => parseSafetensors(readFileSync(new URL(`../fixtures/models/${name}`, import.meta.url)));
 
-/** HF name -> torch shape of every weight of a built model, read from its layers' `torchWeightSpecs()`. */
+/** HF name -> torch shape of every weight of a built model, read from its layers' torch weight specs. */
 function modelTorchShapes(lm: CausalLM): Map<string, number[]> {
   const out = new Map<string, number[]>([['model.embed_tokens.weight', lm.embedding.embeddings.shape as number[]]]);
   lm.blocks.forEach((block, i) => {
-    for (const s of block.torchWeightSpecs()) out.set(`model.layers.${i}.${s.torchName}`, s.torchShape);
+    for (const s of torchWeightSpecs(block)) out.set(`model.layers.${i}.${s.torchName}`, s.torchShape);
   });
-  for (const s of lm.finalNorm.torchWeightSpecs()) out.set(`model.norm.${s.torchName}`, s.torchShape);
+  for (const s of torchWeightSpecs(lm.finalNorm)) out.set(`model.norm.${s.torchName}`, s.torchShape);
   if (lm.head) out.set('lm_head.weight', [...lm.head.weight.shape].reverse() as number[]);
   return out;
 }
