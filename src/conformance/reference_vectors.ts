@@ -6,9 +6,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { AttentionLayer } from '../layers/attention_base.js';
-import { GroupedQueryAttention } from '../layers/gqa_attention.js';
-import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
-import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
+import { AttentionKind, isAttentionKind } from '../mechanisms/kinds.js';
+import { AttentionConfig, createAttentionLayer } from '../mechanisms/registry.js';
+import { gtaExpandRate } from '../mechanisms/gta.js';
+import { specOf } from '../analysis/costs.js';
 import { importTorchWeights, torchToLayer, torchWeightSpecs } from '../io/torch_weights.js';
 
 export interface RefTensor {
@@ -18,7 +19,7 @@ export interface RefTensor {
 
 export interface ReferenceCase {
   name: string;
-  mechanism: 'gta' | 'gqa' | 'mla';
+  mechanism: AttentionKind;
   config: Record<string, unknown>;
   rope?: { convention?: string; theta?: number; positions?: string };
   inputs: { x: RefTensor; attention_mask?: RefTensor; padding_mask?: RefTensor };
@@ -95,6 +96,59 @@ function checkScale(c: ReferenceCase, expected: number): void {
   }
 }
 
+type CaseConfig<K extends AttentionKind> = Extract<AttentionConfig, { kind: K }>;
+
+/**
+ * How a case's (torch-style) config maps to each mechanism's `AttentionConfig`, and the checks that need
+ * the constructed layer. Typed over every kind, so a new mechanism is a compile error until it has an entry.
+ */
+const CASE_CONFIGS: { [K in AttentionKind]: (c: ReferenceCase, theta: number) => CaseConfig<K> } = {
+  gqa: (c, theta) => {
+    const headDim = num(c, 'head_dim');
+    checkScale(c, 1 / Math.sqrt(headDim));
+    return {
+      kind: 'gqa', headDim, numQueryHeads: num(c, 'num_query_heads'), numKeyValueHeads: num(c, 'num_key_value_heads'),
+      useBias: (c.config.use_bias as boolean | undefined) ?? ('q_proj.bias' in c.weights), ropeMaxWavelength: theta,
+    };
+  },
+  gta: (c, theta) => {
+    const headDim = num(c, 'head_dim');
+    for (const key of ['query_dim', 'key_dim']) {
+      if (c.config[key] !== undefined && c.config[key] !== headDim) {
+        throw new ValueError(`case ${c.name}: ${key} (${c.config[key]}) must equal head_dim (${headDim}).`);
+      }
+    }
+    return {
+      kind: 'gta', numHeads: num(c, 'num_attention_heads'), headDim, numQueryHeads: num(c, 'num_query_heads'),
+      numKeyHeads: num(c, 'num_key_heads'), numValueHeads: num(c, 'num_value_heads'), valueDim: num(c, 'value_dim'),
+      useBias: 'q_proj.bias' in c.weights, ropeMaxWavelength: theta,
+    };
+  },
+  mla: (c, theta) => {
+    if (c.config.rope_interleave === true) {
+      throw new ValueError(`case ${c.name}: interleaved RoPE is not supported (rotate_half only).`);
+    }
+    const nope = num(c, 'qk_nope_head_dim');
+    const rope = num(c, 'qk_rope_head_dim');
+    checkScale(c, 1 / Math.sqrt(nope + rope));
+    return {
+      kind: 'mla', numHeads: num(c, 'num_heads'), qLoraRank: (c.config.q_lora_rank as number | null | undefined) ?? null,
+      kvLoraRank: num(c, 'kv_lora_rank'), qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim: num(c, 'v_head_dim'),
+      rmsNormEpsilon: (c.config.rms_norm_eps as number | undefined) ?? 1e-6, useBias: 'o_proj.bias' in c.weights,
+      ropeMaxWavelength: theta,
+    };
+  },
+};
+
+/** GTA cases may state the decoder's expansion rate: it must be the one the sizes imply. */
+function checkExpandRate(c: ReferenceCase, layer: AttentionLayer): void {
+  const r = c.config.expand_rate;
+  const spec = specOf(layer);
+  if (spec.kind === 'gta' && typeof r === 'number' && r !== gtaExpandRate(spec)) {
+    throw new ValueError(`case ${c.name}: expand_rate ${r} differs from the derived ${gtaExpandRate(spec)}.`);
+  }
+}
+
 /** Builds (unbuilt) the layer a reference case describes. */
 export function layerForCase(c: ReferenceCase): AttentionLayer {
   const convention = c.rope?.convention ?? 'rotate_half';
@@ -105,51 +159,13 @@ export function layerForCase(c: ReferenceCase): AttentionLayer {
     throw new ValueError(`case ${c.name}: RoPE positions ${JSON.stringify(c.rope.positions)} are not supported (0..T-1 only).`);
   }
   const theta = (c.config.rope_theta as number | undefined) ?? c.rope?.theta ?? 10000;
-  const hasBias = (name: string) => name in c.weights;
-  switch (c.mechanism) {
-    case 'gqa': {
-      const headDim = num(c, 'head_dim');
-      checkScale(c, 1 / Math.sqrt(headDim));
-      return new GroupedQueryAttention({
-        headDim, numQueryHeads: num(c, 'num_query_heads'), numKeyValueHeads: num(c, 'num_key_value_heads'),
-        useBias: (c.config.use_bias as boolean | undefined) ?? hasBias('q_proj.bias'), ropeMaxWavelength: theta,
-      });
-    }
-    case 'gta': {
-      const headDim = num(c, 'head_dim');
-      for (const key of ['query_dim', 'key_dim']) {
-        if (c.config[key] !== undefined && c.config[key] !== headDim) {
-          throw new ValueError(`case ${c.name}: ${key} (${c.config[key]}) must equal head_dim (${headDim}).`);
-        }
-      }
-      const layer = new GroupedHeadLatentAttention({
-        numHeads: num(c, 'num_attention_heads'), headDim, numQueryHeads: num(c, 'num_query_heads'),
-        numKeyHeads: num(c, 'num_key_heads'), numValueHeads: num(c, 'num_value_heads'), valueDim: num(c, 'value_dim'),
-        useBias: hasBias('q_proj.bias'), ropeMaxWavelength: theta,
-      });
-      const r = c.config.expand_rate;
-      if (typeof r === 'number' && r !== layer.expandRate) {
-        throw new ValueError(`case ${c.name}: expand_rate ${r} differs from the derived ${layer.expandRate}.`);
-      }
-      return layer;
-    }
-    case 'mla': {
-      if (c.config.rope_interleave === true) {
-        throw new ValueError(`case ${c.name}: interleaved RoPE is not supported (rotate_half only).`);
-      }
-      const nope = num(c, 'qk_nope_head_dim');
-      const rope = num(c, 'qk_rope_head_dim');
-      checkScale(c, 1 / Math.sqrt(nope + rope));
-      return new MultiHeadLatentAttention({
-        numHeads: num(c, 'num_heads'), qLoraRank: (c.config.q_lora_rank as number | null | undefined) ?? null,
-        kvLoraRank: num(c, 'kv_lora_rank'), qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim: num(c, 'v_head_dim'),
-        rmsNormEpsilon: (c.config.rms_norm_eps as number | undefined) ?? 1e-6, useBias: hasBias('o_proj.bias'),
-        ropeMaxWavelength: theta,
-      });
-    }
-    default:
-      throw new ValueError(`case ${(c as ReferenceCase).name}: unknown mechanism ${JSON.stringify((c as ReferenceCase).mechanism)}.`);
+  if (!isAttentionKind(c.mechanism)) {
+    throw new ValueError(`case ${(c as ReferenceCase).name}: unknown mechanism ${JSON.stringify((c as ReferenceCase).mechanism)}.`);
   }
+  const toConfig = CASE_CONFIGS[c.mechanism] as (k: ReferenceCase, theta: number) => AttentionConfig;
+  const layer = createAttentionLayer(toConfig(c, theta));
+  checkExpandRate(c, layer);
+  return layer;
 }
 
 function tensorOf(t: RefTensor): tf.Tensor {

@@ -9,27 +9,17 @@ import { CausalLM } from '../models/causal_lm.js';
 import { CausalLMConfig, resolveCausalLMConfig } from '../models/config.js';
 import { AttentionConfig } from '../layers/decoder_block.js';
 import { importTorchWeights, TorchTensorLike, torchWeightSpecs } from './torch_weights.js';
+import { detectHFMechanism, hfInt as int, hfMechanismOf } from './hf_mechanisms.js';
+import type { AttentionKind } from '../mechanisms/kinds.js';
 import { hfTensorEntries } from './hf_shapes.js';
 
-/**
- * The epsilon of DeepSeek-V3's latent norms (`q_a_layernorm`, `kv_a_layernorm`): transformers builds them
- * with its RMSNorm default, 1e-6, whatever `rms_norm_eps` says (that one is for the blocks' norms).
- */
-export const DEEPSEEK_LATENT_EPSILON = 1e-6;
+export { DEEPSEEK_LATENT_EPSILON } from './hf_mechanisms.js';
 
 type HFConfig = Record<string, unknown>;
 
-function int(hf: HFConfig, key: string, fallback?: number): number {
-  const v = hf[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ValueError(`HF config: ${key} must be an integer, got ${JSON.stringify(hf[key])}.`);
-  return v;
-}
-
 /** The mechanism a config describes: GTA (num_query_heads + value_dim), MLA (kv_lora_rank) or GQA. */
-export function detectMechanism(hf: HFConfig): 'gqa' | 'gta' | 'mla' {
-  if (hf.num_query_heads !== undefined && hf.value_dim !== undefined) return 'gta';
-  if (hf.kv_lora_rank !== undefined) return 'mla';
-  return 'gqa';
+export function detectMechanism(hf: HFConfig): AttentionKind {
+  return detectHFMechanism(hf);
 }
 
 /** Maps a Hugging Face config (Llama, DeepSeek-V3 dense, GTA) to a `CausalLMConfig`. */
@@ -40,36 +30,11 @@ export function causalLMConfigFromHF(hf: HFConfig, weightNames: string[] = []): 
   if (hf.rope_interleave === true) throw new ValueError('HF config: interleaved RoPE (rope_interleave) is not supported.');
   const hidden = int(hf, 'hidden_size');
   const heads = int(hf, 'num_attention_heads');
-  const rope = { ropeMaxWavelength: (hf.rope_theta as number | undefined) ?? 10000 };
   const eps = (hf.rms_norm_eps as number | undefined) ?? 1e-6;
-  const hasBias = (suffix: string) => weightNames.some((n) => n.endsWith(suffix));
-  let attention: AttentionConfig;
-  switch (detectMechanism(hf)) {
-    case 'gta': {
-      const headDim = int(hf, 'head_dim', hidden / heads);
-      for (const k of ['query_dim', 'key_dim']) {
-        if (hf[k] !== undefined && hf[k] !== headDim) throw new ValueError(`HF config: ${k} must equal head_dim (${headDim}).`);
-      }
-      attention = {
-        kind: 'gta', numHeads: heads, headDim, numQueryHeads: int(hf, 'num_query_heads'), numKeyHeads: int(hf, 'num_key_heads'),
-        numValueHeads: int(hf, 'num_value_heads'), valueDim: int(hf, 'value_dim'),
-        useBias: weightNames.length === 0 ? true : hasBias('self_attn.q_proj.bias'), ...rope,
-      };
-      break;
-    }
-    case 'mla':
-      attention = {
-        kind: 'mla', numHeads: heads, qLoraRank: (hf.q_lora_rank as number | null | undefined) ?? null,
-        kvLoraRank: int(hf, 'kv_lora_rank'), qkNopeHeadDim: int(hf, 'qk_nope_head_dim'), qkRopeHeadDim: int(hf, 'qk_rope_head_dim'),
-        vHeadDim: int(hf, 'v_head_dim'), rmsNormEpsilon: DEEPSEEK_LATENT_EPSILON, useBias: hf.attention_bias === true, ...rope,
-      };
-      break;
-    default:
-      attention = {
-        kind: 'gqa', headDim: int(hf, 'head_dim', hidden / heads), numQueryHeads: heads,
-        numKeyValueHeads: int(hf, 'num_key_value_heads', heads), useBias: hf.attention_bias === true, ...rope,
-      };
-  }
+  const attention: AttentionConfig = hfMechanismOf(detectMechanism(hf)).read({
+    hf, hiddenSize: hidden, numHeads: heads, rope: { ropeMaxWavelength: (hf.rope_theta as number | undefined) ?? 10000 },
+    hasTensor: (suffix) => weightNames.some((n) => n.endsWith(suffix)), namesKnown: weightNames.length > 0,
+  });
   return {
     vocabSize: int(hf, 'vocab_size'), hiddenSize: hidden, numLayers: int(hf, 'num_hidden_layers'),
     intermediateSize: int(hf, 'intermediate_size'), maxSequenceLength: int(hf, 'max_position_embeddings', 2048),

@@ -28,12 +28,11 @@ import { ValueError } from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { AttentionConfig, TransformerDecoderBlock, createAttention } from '../layers/decoder_block.js';
 import { AttentionLayer, buildLayer } from '../layers/attention_base.js';
-import { GroupedQueryAttention } from '../layers/gqa_attention.js';
-import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
-import { MultiHeadLatentAttention } from '../layers/mla_attention.js';
+import { mechanismOfLayer } from '../mechanisms/registry.js';
+import type { AttentionKind } from '../mechanisms/kinds.js';
 import { exportTorchWeights, torchWeightSpecs } from './torch_weights.js';
 import { F32Tensor } from './safetensors_write.js';
-import { DEEPSEEK_LATENT_EPSILON } from './hf_checkpoint.js';
+import { hfMechanismOf } from './hf_mechanisms.js';
 
 export type { F32Tensor } from './safetensors_write.js';
 
@@ -72,44 +71,18 @@ function checkRope(layer: AttentionLayer): void {
     throw new ValueError(`${OWNER}: ropeScalingFactor must be 1 (the exported configs carry no rope_scaling), ` +
       `got ${layer.ropeScalingFactor}.`);
   }
-  if (layer instanceof GroupedQueryAttention && !layer.useRope) {
-    throw new ValueError(`${OWNER}: useRope must be true: Llama always applies RoPE, so a RoPE-free GQA model has no ` +
-      'Hugging Face equivalent.');
-  }
+}
+
+/** The mechanism of a block's attention layer. */
+function mechanismKind(layer: AttentionLayer): AttentionKind {
+  const mechanism = mechanismOfLayer(layer);
+  if (mechanism === null) throw new ValueError(`${OWNER}: unsupported attention layer ${layer.getClassName()}.`);
+  return mechanism.kind;
 }
 
 /** The config keys of the attention mechanism (and its architecture), from the built layer. */
 function attentionConfig(layer: AttentionLayer): Record<string, unknown> {
-  if (layer instanceof GroupedQueryAttention) {
-    return {
-      architectures: ['LlamaForCausalLM'], model_type: 'llama', num_attention_heads: layer.numQueryHeads,
-      num_key_value_heads: layer.numKeyValueHeads, head_dim: layer.headDim,
-      attention_bias: layer.useBias || layer.useOutputBias, pretraining_tp: 1,
-    };
-  }
-  if (layer instanceof GroupedHeadLatentAttention) {
-    return {
-      architectures: ['GTAForCausalLM'], model_type: 'llama', num_attention_heads: layer.numHeads, head_dim: layer.headDim,
-      num_query_heads: layer.numQueryHeads, query_dim: layer.headDim, num_key_heads: layer.numKeyHeads,
-      key_dim: layer.headDim, num_value_heads: layer.numValueHeads, value_dim: layer.valueDim,
-      attention_bias: false, pretraining_tp: 1, // the authors' code hard-codes its biases and ignores attention_bias
-    };
-  }
-  if (layer instanceof MultiHeadLatentAttention) {
-    if (layer.rmsNormEpsilon !== DEEPSEEK_LATENT_EPSILON) {
-      throw new ValueError(`${OWNER}: MLA rmsNormEpsilon must be ${DEEPSEEK_LATENT_EPSILON}: transformers' DeepSeek-V3 ` +
-        `uses that epsilon for q_a_layernorm and kv_a_layernorm, got ${layer.rmsNormEpsilon}.`);
-    }
-    return {
-      architectures: ['DeepseekV3ForCausalLM'], model_type: 'deepseek_v3', num_attention_heads: layer.numHeads,
-      num_key_value_heads: layer.numHeads, q_lora_rank: layer.qLoraRank, kv_lora_rank: layer.kvLoraRank,
-      qk_nope_head_dim: layer.qkNopeHeadDim, qk_rope_head_dim: layer.qkRopeHeadDim, v_head_dim: layer.vHeadDim,
-      head_dim: layer.qkRopeHeadDim, attention_bias: layer.useBias, rope_interleave: false,
-      // No mixture of experts and no multi-token prediction: every layer keeps its dense SwiGLU MLP.
-      n_routed_experts: 0, n_shared_experts: 0, num_nextn_predict_layers: 0,
-    };
-  }
-  throw new ValueError(`${OWNER}: unsupported attention layer ${layer.getClassName()}.`);
+  return hfMechanismOf(mechanismKind(layer)).write(layer as never, OWNER);
 }
 
 /** Adds the keys every architecture shares, and the MLA rule that depends on the layer count. */
@@ -138,13 +111,11 @@ function fullConfig(lm: CausalLM, layer: AttentionLayer, options: ExportHFOption
  */
 function zeroBiases(block: TransformerDecoderBlock, inputDim: number): Record<string, F32Tensor> {
   const layer = block.attention;
-  let allOn: Partial<AttentionConfig> | null = null;
-  if (layer instanceof GroupedQueryAttention && layer.useBias !== layer.useOutputBias) allOn = { useBias: true, useOutputBias: true };
-  if (layer instanceof GroupedHeadLatentAttention && !layer.useBias) allOn = { useBias: true, valueDecoderInitializer: 'zeros' };
+  const allOn = hfMechanismOf(mechanismKind(layer)).allBiases?.(layer as never) ?? null;
   if (allOn === null) return {};
   const have = new Set(torchWeightSpecs(layer).map((s) => s.torchName));
   const twinConfig = { ...block.attentionConfig, ...allOn, seed: null, kernelInitializer: 'zeros' } as AttentionConfig;
-  const twin = createAttention(twinConfig, { name: 'bias_twin', useCausalMask: true }) as GroupedQueryAttention | GroupedHeadLatentAttention;
+  const twin = createAttention(twinConfig, { name: 'bias_twin', useCausalMask: true });
   const out: Record<string, F32Tensor> = {};
   try {
     buildLayer(twin, [1, 1, inputDim]);
