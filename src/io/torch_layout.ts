@@ -1,5 +1,6 @@
 /**
- * How a layer's weights correspond to PyTorch state-dict entries (used by `importTorchWeights`).
+ * How a layer's weights correspond to PyTorch state-dict entries (used by `importTorchWeights`). The
+ * names of this package's layers are in `torch_names.ts`.
  *
  * - `linear`: a torch `nn.Linear.weight` stored `[out, in]`; transposed to `[in, out]`, then reshaped
  *   to the variable's (possibly Keras-style 3-D) shape.
@@ -20,7 +21,11 @@ export interface TorchWeightSpec {
   layout: TorchLayout;
 }
 
-/** A layer whose weights can be imported from / exported to a PyTorch state dict. */
+/**
+ * A layer of your own whose weights can be imported from / exported to a PyTorch state dict. The
+ * package's layers do not implement it: their torch names are tables in `torch_names.ts`, and
+ * `torchWeightSpecs(layer)` (in `torch_weights.ts`) serves both kinds.
+ */
 export interface TorchMappable {
   /** Name of a torch weight whose second dimension is the layer's input width (to build the layer). */
   readonly torchInputWeight: string;
