@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The browser suite: the same mocha specs as Node (`test/**\/*.test.ts`), run in headless Chromium on the
- * browser backends (webgl, wasm and cpu unless told otherwise; webgpu with --backends, see below).
+ * browser backends (webgl, webgpu, wasm and cpu unless told otherwise).
  *
  *   node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]
  *                                  [--webgl-defaults] [--flag NAME=VALUE]
@@ -23,10 +23,10 @@
  * on the CPU). `--enable-features=Vulkan --use-vulkan=swiftshader` gives the GPU process a shared-image backing
  * for WebGPU canvases, which tfjs's synchronous read (`dataSync`) on webgpu needs. As for WebGL,
  * WEBGPU_CPU_FORWARD=false makes every op run in a compute shader. The run prints the adapter; with CI=true a
- * webgpu backend without an adapter is a failing test. webgpu is not in the default set: on SwiftShader every
- * kernel and every synchronous read is slow (a 64-step decode spec takes ~85 s against ~1 s on webgl), so the
- * whole suite on webgpu takes far longer than CI's budget; `--disable-gpu-watchdog` keeps Chromium from
- * resetting the GPU process during long software kernels (the device was lost after ~150 specs without it).
+ * webgpu backend without an adapter is a failing test. On SwiftShader every webgpu kernel and every synchronous
+ * read is slow (tens of ms per read), so the decode specs take fewer steps on the GPU backends;
+ * `--disable-gpu-watchdog` keeps Chromium from resetting the GPU process during long software kernels, and the
+ * page reuses tfjs's read canvases (see reuseReadCanvases: Chromium lost the device after ~2,490 reads).
  *
  * The bundle ignores package.json's "sideEffects" list (esbuild's ignoreAnnotations): it names only dist/
  * files, and esbuild would otherwise drop the spec files, which are imported only for the suites they define
@@ -37,7 +37,7 @@
  * skipped with a message (passed 0, failed 0, exit 0).
  *
  * Environment:
- *   BROWSER_BACKENDS      same as --backends (default webgl,wasm,cpu; add webgpu to run it too)
+ *   BROWSER_BACKENDS      same as --backends (default webgl,webgpu,wasm,cpu)
  *   CHROMIUM_PATH         browser executable (default /usr/bin/chromium)
  *   BROWSER_TESTS_TIMEOUT whole-run timeout in seconds (default 900)
  *   CI=true, REQUIRE_BACKENDS=1  a browser backend that cannot start is a failing test, as in Node
@@ -57,7 +57,7 @@ function usage(code) {
   console.log('usage: node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]\n'
     + '  --grep      run only tests whose full title matches the pattern (as mocha --grep)\n'
     + '  --spec      run only this spec file (repeatable; default: every test/**/*.test.ts)\n'
-    + '  --backends  browser backends to run the specs on (default webgl,wasm,cpu; webgpu is opt-in; env BROWSER_BACKENDS)\n'
+    + '  --backends  browser backends to run the specs on (default webgl,webgpu,wasm,cpu; env BROWSER_BACKENDS)\n'
     + '  --errors    print every numeric error the tests measured (max per suite and backend), not only\n'
     + '              those of the reference-vector cases\n'
     + '  --webgl-defaults  keep tfjs\'s default WebGL flags (the run sets WEBGL_CPU_FORWARD=false and\n'
@@ -67,7 +67,7 @@ function usage(code) {
     + '  --flag NAME=VALUE  set a tfjs environment flag in the page before the backends start (repeatable)');
   process.exit(code);
 }
-const opts = { grep: null, backends: process.env.BROWSER_BACKENDS || 'webgl,wasm,cpu', errors: false, webglDefaults: false, flags: {}, spec: [] };
+const opts = { grep: null, backends: process.env.BROWSER_BACKENDS || 'webgl,webgpu,wasm,cpu', errors: false, webglDefaults: false, flags: {}, spec: [] };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
@@ -212,8 +212,33 @@ if (AVAILABLE.includes('webgl')) {
     });
   });
 }
+// tfjs-backend-webgpu 4.22's synchronous read (dataSync) copies the tensor's buffer through three new
+// OffscreenCanvases (two WebGPU contexts and a 2D one) on every call. Chromium loses the GPU device after about
+// 2,490 such reads in one page (measured on SwiftShader: the same count with a forced GC every 200 reads, and
+// freeing tfjs's pooled GPU buffers after each spec did not help either); the whole suite reads far more, so
+// every spec after the ~150th failed. The run gives readSync the same canvases on every call (each read
+// reconfigures them): 4,000 reads in a row and a 300,000-element read came back exact and the device lived.
+function reuseReadCanvases(backend) {
+  const readSync = backend.readSync;
+  const Canvas = globalThis.OffscreenCanvas;
+  const pool = [];
+  backend.readSync = function (dataId) {
+    let next = 0;
+    globalThis.OffscreenCanvas = function (width, height) {
+      const i = next++;
+      if (!pool[i] || pool[i].width !== width || pool[i].height !== height) pool[i] = new Canvas(width, height);
+      return pool[i];
+    };
+    try {
+      return readSync.call(this, dataId);
+    } finally {
+      globalThis.OffscreenCanvas = Canvas;
+    }
+  };
+}
 if (AVAILABLE.includes('webgpu')) {
   await setBackendStrict('webgpu');
+  reuseReadCanvases(tf.backend());
   const a = tf.backend().adapterInfo ?? {};
   info.webgpu = {
     adapter: [a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unknown',
