@@ -9,9 +9,13 @@
  * 3. one registry entry: `'xyz'` in `ATTENTION_KINDS` (`kinds.ts`, a leaf so that the cache and the layers
  *    can name kinds without importing this file) and `xyz: XYZ` in `MECHANISMS` below (with its spec and
  *    config types added to the two unions);
- * 4. for PyTorch / Hugging Face interop only: its entry in `src/io/torch_names.ts` (`ATTENTION_TORCH`) and,
- *    for whole checkpoints, in `src/io/hf_mechanisms.ts`. Both tables are typed over `AttentionKind`, so
- *    TypeScript reports the missing entries once step 3 is done.
+ * 4. interop tables, which live beside their importers (layers and mechanisms know no torch names): its
+ *    torch names in `src/io/torch_names.ts` (`ATTENTION_TORCH`), its Hugging Face config keys in
+ *    `src/io/hf_mechanisms.ts` (`HF_MECHANISMS`) and its reference-case keys in
+ *    `src/conformance/reference_vectors.ts` (`CASE_CONFIGS`). All three are typed over `AttentionKind`,
+ *    so TypeScript lists the missing entries once step 3 is done.
+ * Nothing else switches on kinds: costs (`analysis/costs.ts`), `attentionSpec`, `createAttention`, the
+ * report's head layouts and the cache sizes all go through this registry.
  */
 import type { AttentionLayer } from '../layers/attention_base.js';
 import { ValueError } from '../utils/errors.js';
