@@ -14,10 +14,21 @@
  * work in blocks). When the bias masks causally (`causalOffset`), each block also skips the keys after
  * its last query: those are masked to exactly zero weight, so the result is the same up to float
  * rounding order. Blocks are not used when the probabilities are returned or dropout is active.
+ *
+ * Fused path: where the backend has a fused attention kernel (`hasFusedAttention`, webgpu: see
+ * src/kernels/webgpu/fused_attention.ts and docs/KERNELS.md) and neither probabilities nor dropout are
+ * asked for, the whole computation is one kernel (two for split decode). Its gradient is, for now, the
+ * composed path's gradient (recomputed under a tape in `tf.customGrad`). `implementation` forces either path.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedAttentionForward, fusedAttentionUnsupported } from '../kernels/webgpu/fused_attention.js';
+import { ValueError } from '../utils/errors.js';
+import { hasFusedAttention } from './capabilities.js';
 import { batchedMatMul } from './matmul.js';
 import { causalBias } from './masks.js';
+
+/** Which implementation computes the attention: 'auto' (fused where available and applicable), or one forced. */
+export type AttentionImplementation = 'auto' | 'composed' | 'fused';
 
 export interface GroupedAttentionOptions {
   /** Multiplies the scores (applied to the queries, which is cheaper and equal up to rounding); 1 = none. */
@@ -41,6 +52,12 @@ export interface GroupedAttentionOptions {
    * concatenating (and repeating) keys.
    */
   extra?: { query: tf.Tensor4D; key: tf.Tensor4D } | null;
+  /**
+   * 'auto' (default): the fused kernel when the backend has one (`hasFusedAttention()`), `returnProbs` is
+   * false and no dropout is active; else the composed ops. 'composed' always composes; 'fused' requires
+   * the fused kernel and throws a `ValueError` saying why when it cannot be used.
+   */
+  implementation?: AttentionImplementation;
 }
 
 export interface GroupedAttentionResult {
@@ -134,9 +151,90 @@ function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Te
   };
 }
 
-/** `softmax(scale * Q K^T + bias) V` with grouped key/value heads. */
+const IMPLEMENTATIONS: readonly AttentionImplementation[] = ['auto', 'composed', 'fused'];
+
+/** Why the fused kernel cannot compute this call, or null when it can. */
+function fusedUnavailable(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D, options: GroupedAttentionOptions): string | null {
+  if (!hasFusedAttention()) return `needs a backend with a fused attention kernel (webgpu); the active backend is ${tf.getBackend()}`;
+  if (options.returnProbs !== false) return 'cannot return the probabilities (pass returnProbs: false)';
+  if ((options.dropoutRate ?? 0) > 0) return 'does not apply dropout (dropoutRate must be 0)';
+  const why = fusedAttentionUnsupported(query, key, value, options.bias ?? null, options.extra ?? null);
+  return why === null ? null : `cannot take these inputs: ${why}`;
+}
+
+/** The engine's tape, which tfjs keeps in its private state. */
+interface EngineTapeState {
+  state: { activeTape: unknown[] | null };
+}
+
+/**
+ * `tf.grads(f)(xs, dy)` called from inside a gradient function. tfjs's `gradients` replaces the engine's
+ * active tape with its own and clears it when done, which would leave the enclosing backward pass (still
+ * running, it frees its saved tensors from that tape at the end) without a tape; the enclosing tape is
+ * restored afterwards.
+ */
+function nestedGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const engine = tf.engine() as unknown as EngineTapeState;
+  const outer = engine.state.activeTape;
+  try {
+    return tf.grads(f)(xs, dy);
+  } finally {
+    engine.state.activeTape = outer;
+  }
+}
+
+/**
+ * The fused forward under `tf.customGrad`; the backward recomputes the composed path under a tape and
+ * returns its gradients for query, key, value (and bias and the extra pair when given).
+ */
+function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
+  options: GroupedAttentionOptions): tf.Tensor4D {
+  const hasBias = options.bias !== undefined && options.bias !== null;
+  const hasExtra = options.extra !== undefined && options.extra !== null;
+  const inputs: tf.Tensor[] = [query, key, value];
+  if (hasBias) inputs.push(options.bias!);
+  if (hasExtra) inputs.push(options.extra!.query, options.extra!.key);
+  const unpack = (xs: tf.Tensor[]) => ({
+    q: xs[0] as tf.Tensor4D, k: xs[1] as tf.Tensor4D, v: xs[2] as tf.Tensor4D,
+    bias: hasBias ? xs[3] : null,
+    extra: hasExtra ? { query: xs[xs.length - 2] as tf.Tensor4D, key: xs[xs.length - 1] as tf.Tensor4D } : null,
+  });
+  const composed = (xs: tf.Tensor[]): tf.Tensor4D => {
+    const u = unpack(xs);
+    return groupedAttention(u.q, u.k, u.v, { ...options, bias: u.bias, extra: u.extra, implementation: 'composed', returnProbs: false })
+      .output;
+  };
+  const run = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const xs = args as tf.Tensor[];
+    const u = unpack(xs);
+    const { output } = fusedAttentionForward(u.q, u.k, u.v, { scale: options.scale, bias: u.bias,
+      causalOffset: options.causalOffset ?? null, extra: u.extra });
+    save(xs);
+    return {
+      value: output,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => nestedGrads((...ys: tf.Tensor[]) => composed(ys), saved, dy),
+    };
+  });
+  return run(...inputs) as tf.Tensor4D;
+}
+
+/**
+ * `softmax(scale * Q K^T + bias) V` with grouped key/value heads; one fused kernel where the backend has it
+ * (see `GroupedAttentionOptions.implementation`).
+ */
 export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
   options: GroupedAttentionOptions): GroupedAttentionResult {
+  const implementation = options.implementation ?? 'auto';
+  if (!IMPLEMENTATIONS.includes(implementation)) {
+    throw new ValueError(`groupedAttention: implementation must be one of ${IMPLEMENTATIONS.map((x) => `'${x}'`).join(', ')}; `
+      + `received ${JSON.stringify(implementation)}.`);
+  }
+  if (implementation !== 'composed') {
+    const why = fusedUnavailable(query, key, value, options);
+    if (why === null) return { output: fusedGroupedAttention(query, key, value, options), probs: null };
+    if (implementation === 'fused') throw new ValueError(`groupedAttention: implementation 'fused' ${why}.`);
+  }
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;

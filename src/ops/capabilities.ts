@@ -55,3 +55,11 @@ export function readsSynchronously(): boolean {
 export function hasKernel(name: string): boolean {
   return tf.getKernel(name, active()) !== undefined;
 }
+
+/**
+ * Whether the active backend runs the fused attention kernel (src/kernels/webgpu: one compute shader for
+ * scores, masks, online softmax and the value product, instead of 18-87 composed kernels per layer call).
+ */
+export function hasFusedAttention(): boolean {
+  return active() === 'webgpu';
+}

@@ -1,0 +1,159 @@
+/**
+ * The fused attention forward as a tfjs kernel on webgpu (`GtaFusedAttention`), so that `tf.profile`,
+ * the engine's memory accounting and tidy scopes see it like any other kernel.
+ *
+ * Notation as in src/ops/attention_core.ts: B batch, T query length, S key length, nQ/nK/nV/nE query,
+ * key, value and extra-key heads, Dk/De/Dv dims.
+ *   inputs   query [B, nQ, T, Dk], key [B, nK, S, Dk], value [B, nV, S, Dv],
+ *            optional bias [B|1, 1, T|1, S|1] or [T|1, S|1], optional extraQuery [B, nQ, T, De], extraKey [B, nE, S, De]
+ *   output   [B, nQ, T, Dv], or [B, nQ, T, Dv + 1] with the log-sum-exp of each row last (attr withLse)
+ *
+ * One dispatch (flash_attention.ts) when the (batch, head group, row block) workgroups fill the GPU; when
+ * they do not (decode: T = 1, few heads), the keys are split over workgroups and a second dispatch
+ * (attention_combine.ts) merges the splits (flash-decoding).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../../utils/errors.js';
+import { AttentionCombineProgram } from './attention_combine.js';
+import { chooseTiling, FlashAttentionProgram, foldedHeads, type FlashShapes, type FlashTiling } from './flash_attention.js';
+import type { WebGPUBackendLike } from './program.js';
+
+/** The registered kernel's name. */
+export const FUSED_ATTENTION_KERNEL = 'GtaFusedAttention';
+
+/** Split-of-keys tuning (internal; exported for tests and experiments). */
+export const FUSED_ATTENTION_TUNING = {
+  /** Split the keys when fewer workgroups than this would run without splitting (the H200 has 132 SMs). */
+  targetWorkgroups: 264,
+  /** Fewest keys per split. */
+  minKeysPerSplit: 64,
+  /** Most splits. */
+  maxSplits: 64,
+};
+
+/** Attributes of the kernel. */
+interface FusedAttentionAttrs {
+  scale: number;
+  causalOffset: number | null;
+  withLse: boolean;
+}
+
+/** Why the fused kernel cannot take these inputs, or null when it can. */
+export function fusedAttentionUnsupported(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Tensor | null,
+  extra: { query: tf.Tensor; key: tf.Tensor } | null): string | null {
+  const all = [query, key, value, ...(bias ? [bias] : []), ...(extra ? [extra.query, extra.key] : [])];
+  if (all.some((x) => x.dtype !== 'float32')) return 'every input must be float32';
+  if (query.rank !== 4 || key.rank !== 4 || value.rank !== 4) return 'query, key and value must be rank 4';
+  const [b, nQ, t, dk] = query.shape;
+  const [, nK, s] = key.shape;
+  const [, nV, , dv] = value.shape;
+  if (key.shape[0] !== b || value.shape[0] !== b || key.shape[3] !== dk || value.shape[2] !== s
+    || nQ % nK !== 0 || nQ % nV !== 0) return 'query, key and value shapes do not match';
+  if (bias) {
+    const bs = bias.rank === 4 ? bias.shape : bias.rank === 2 ? [1, 1, ...bias.shape] : null;
+    if (bs === null || bs[1] !== 1 || (bs[0] !== 1 && bs[0] !== b) || (bs[2] !== 1 && bs[2] !== t)
+      || (bs[3] !== 1 && bs[3] !== s)) return `bias shape [${bias.shape}] is not [B|1, 1, T|1, S|1] or [T|1, S|1]`;
+  }
+  let de = 0;
+  if (extra) {
+    const [eb, eq, et, d] = extra.query.shape;
+    const [kb, nE, ks, kd] = extra.key.shape;
+    if (extra.query.rank !== 4 || extra.key.rank !== 4 || eb !== b || eq !== nQ || et !== t || kb !== b || ks !== s
+      || kd !== d || nQ % nE !== 0) return 'extra query/key shapes do not match';
+    de = d;
+  }
+  const rf = foldedHeads({ nQ, nK, nV, nE: extra ? extra.key.shape[1] : nK, de } as FlashShapes);
+  if (chooseTiling(dk + de, dv, rf * t) === null) return `query/key dim ${dk + de} with value dim ${dv} does not fit in 16 KiB of workgroup memory`;
+  return null;
+}
+
+/** Splits of the keys and keys per split for these shapes and tiles. */
+export function keySplits(shapes: FlashShapes, tile: FlashTiling): { splits: number; chunk: number } {
+  const rf = foldedHeads(shapes);
+  const workgroups = shapes.b * (shapes.nQ / rf) * Math.ceil((rf * shapes.t) / tile.rows);
+  const { targetWorkgroups, minKeysPerSplit, maxSplits } = FUSED_ATTENTION_TUNING;
+  const splits = Math.min(Math.ceil(targetWorkgroups / workgroups), Math.floor(shapes.s / minKeysPerSplit), maxSplits);
+  if (workgroups >= targetWorkgroups || splits <= 1) return { splits: 1, chunk: Math.max(shapes.s, 1) };
+  const chunk = Math.ceil(Math.ceil(shapes.s / splits) / tile.keys) * tile.keys;
+  return { splits: Math.ceil(shapes.s / chunk), chunk };
+}
+
+function biasStrides(bias: tf.TensorInfo | undefined, b: number, t: number, s: number): [number, number, number] | null {
+  if (!bias) return null;
+  const [bb, , bt, bs] = bias.shape.length === 4 ? bias.shape : [1, 1, ...bias.shape];
+  return [bb === b && b > 1 ? bt * bs : 0, bt === t && t > 1 ? bs : 0, bs === s && s > 1 ? 1 : 0];
+}
+
+function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const attrs = args.attrs as unknown as FusedAttentionAttrs;
+  const { bias, extraQuery, extraKey } = args.inputs;
+  const [query, key, value] = [args.inputs.query!, args.inputs.key!, args.inputs.value!];
+  const [b, nQ, t, dk] = query.shape;
+  const [, nK, s] = key.shape;
+  const [, nV, , dv] = value.shape;
+  const shapes: FlashShapes = {
+    b, nQ, t, s, nK, nV, nE: extraKey ? extraKey.shape[1] : nK, dk, de: extraQuery ? extraQuery.shape[3] : 0, dv,
+    biasStrides: biasStrides(bias, b, t, s), causalOffset: attrs.causalOffset, scale: attrs.scale,
+  };
+  const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
+  if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
+  const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []),
+    ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
+  const { splits, chunk } = keySplits(shapes, tile);
+  if (splits === 1) {
+    const program = new FlashAttentionProgram(shapes, tile, 1, chunk, attrs.withLse ? 'lse' : 'final');
+    return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
+  }
+  const partialProgram = new FlashAttentionProgram(shapes, tile, splits, chunk, 'partial');
+  const partial = backend.runWebGPUProgram(partialProgram, inputs, 'float32', partialProgram.uniformValues());
+  const combine = new AttentionCombineProgram([b, nQ, t, attrs.withLse ? dv + 1 : dv], splits, dv, attrs.withLse);
+  const out = backend.runWebGPUProgram(combine, [partial], 'float32');
+  backend.disposeData(partial.dataId);
+  return out;
+}
+
+/** Registers the kernel for the webgpu backend (once). */
+export function registerFusedAttention(): void {
+  if (tf.getKernel(FUSED_ATTENTION_KERNEL, 'webgpu') !== undefined) return;
+  tf.registerKernel({ kernelName: FUSED_ATTENTION_KERNEL, backendName: 'webgpu', kernelFunc: fusedAttentionKernel as tf.KernelFunc });
+}
+
+/** Options of `fusedAttentionForward`. */
+export interface FusedAttentionOptions {
+  scale: number;
+  bias?: tf.Tensor | null;
+  causalOffset?: number | null;
+  extra?: { query: tf.Tensor4D; key: tf.Tensor4D } | null;
+  /** Also return the log-sum-exp of each row's scores `[B, nQ, T]` (for a fused backward). */
+  withLse?: boolean;
+}
+
+/**
+ * `softmax(scale q k^T [+ scale eq ek^T] + bias [+ causal]) v` in one fused kernel on webgpu, with the rows'
+ * log-sum-exp when asked. No gradient of its own: src/ops/attention_core.ts wraps it in `tf.customGrad`.
+ */
+export function fusedAttentionForward(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
+  options: FusedAttentionOptions): { output: tf.Tensor4D; lse: tf.Tensor3D | null } {
+  registerFusedAttention();
+  const bias = options.bias ?? null;
+  const extra = options.extra ?? null;
+  const why = fusedAttentionUnsupported(query, key, value, bias, extra);
+  if (why !== null) throw new ValueError(`fused attention: ${why}.`);
+  const inputs: tf.NamedTensorMap = { query, key, value };
+  if (bias) inputs.bias = bias;
+  if (extra) {
+    inputs.extraQuery = extra.query;
+    inputs.extraKey = extra.key;
+  }
+  const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset ?? null, withLse: options.withLse === true };
+  const out = tf.engine().runKernel(FUSED_ATTENTION_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+  if (!attrs.withLse) return { output: out, lse: null };
+  const [b, nQ, t, w] = out.shape;
+  const [output, lse] = tf.tidy(() => [
+    tf.slice(out, [0, 0, 0, 0], [b, nQ, t, w - 1]) as tf.Tensor4D, // [B, nQ, T, Dv + 1] -> [B, nQ, T, Dv]
+    tf.reshape(tf.slice(out, [0, 0, 0, w - 1], [b, nQ, t, 1]), [b, nQ, t]) as tf.Tensor3D, // -> [B, nQ, T]
+  ]);
+  out.dispose();
+  return { output: output as tf.Tensor4D, lse: lse as tf.Tensor3D };
+}

@@ -1,0 +1,44 @@
+/**
+ * The small part of tfjs-backend-webgpu 4.22's program interface that our kernels use, typed here so
+ * that the package stays an optional peer (nothing is imported from it at run time).
+ *
+ * A program is compiled by the backend from: a uniform struct (tfjs's NAN/INFINITY, each input's shape
+ * and strides, the output's shape and strides, then `uniforms`), `result` (the output buffer, binding 0),
+ * one `array<f32>` per name in `variableNames`, tfjs's helpers, `getUserCode()` and an entry point
+ * `_start` that stores the builtins in private variables (`localIndex`, `workgroupId`, `numWorkgroups`)
+ * and calls `main(index)` with the flat global index (for a dispatch layout over x only).
+ * The pipeline cache key is `shaderKey` plus the inputs' ranks and dtypes: every constant baked into
+ * the WGSL must be part of `shaderKey`.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+/** A WebGPU compute program as tfjs-backend-webgpu runs it. */
+export interface WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  /** Extra uniform fields, WGSL struct syntax, each ending with a comma. */
+  uniforms?: string;
+  size?: boolean;
+  getUserCode(): string;
+}
+
+/** One extra uniform value, in the order of `WebGPUProgram.uniforms`. */
+export interface ProgramUniform {
+  type: 'int32' | 'float32';
+  data: number[];
+}
+
+/** The backend methods our kernels call. */
+export interface WebGPUBackendLike {
+  runWebGPUProgram(program: WebGPUProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType,
+    uniforms?: ProgramUniform[], output?: tf.TensorInfo): tf.TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+  device?: { limits: { maxComputeWorkgroupsPerDimension: number } };
+}
+
+/** WGSL: the linear index of this workgroup in a 1-D dispatch that tfjs may have reshaped to 2-D or 3-D. */
+export const LINEAR_WORKGROUP = 'i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x)';

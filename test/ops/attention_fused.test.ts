@@ -1,0 +1,110 @@
+/**
+ * The fused attention kernel (src/kernels/webgpu) against the composed path: outputs <= 1e-5 and
+ * gradients <= 1e-4 norm-relative on webgpu for every case of attention_fused_cases.ts, the rows'
+ * log-sum-exp, kernels per call, and the refusals: on a backend without the kernel the capability is
+ * false and implementation 'fused' is a ValueError.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { FUSED_ATTENTION_KERNEL, fusedAttentionForward } from '../../src/kernels/webgpu/fused_attention.js';
+import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
+import { hasFusedAttention } from '../../src/ops/capabilities.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { caseInputs, compareFusedCase, FUSED_CASES, referenceLse } from './attention_fused_cases.js';
+
+const OUTPUT_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+
+function check(what: string, err: number, tol: number): void {
+  recordError(what, err, tol);
+  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
+
+describeBackends('fused attention (kernels/webgpu) against the composed path', ({ backend }) => {
+  if (backend !== 'webgpu') {
+    it('has no fused attention kernel, and implementation \'fused\' is refused with the reason', () => {
+      if (hasFusedAttention()) throw new Error(`hasFusedAttention() is true on ${backend}`);
+      tf.tidy(() => {
+        const q = randomTensor([1, 2, 3, 4], 1) as tf.Tensor4D;
+        const k = randomTensor([1, 1, 5, 4], 2) as tf.Tensor4D;
+        expectThrows(() => groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'fused' }),
+          /implementation 'fused' needs a backend with a fused attention kernel/, new RegExp(`active backend is ${backend}`));
+        // 'auto' falls back to the composed path.
+        const auto = groupedAttention(q, k, k, { scale: 1, returnProbs: false }).output;
+        const composed = groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'composed' }).output;
+        check('auto = composed', normRelativeError(auto.dataSync(), composed.dataSync()), 0);
+      });
+    });
+    it('rejects an unknown implementation', () => {
+      tf.tidy(() => {
+        const q = randomTensor([1, 1, 2, 4], 1) as tf.Tensor4D;
+        expectThrows(() => groupedAttention(q, q, q, { scale: 1, implementation: 'flash' as never }), /implementation must be one of 'auto', 'composed', 'fused'/);
+      });
+    });
+    return;
+  }
+
+  it('reports the capability', () => {
+    if (!hasFusedAttention()) throw new Error('hasFusedAttention() is false on webgpu');
+  });
+
+  for (const c of FUSED_CASES) {
+    it(`fused = composed: ${c.name}`, async () => {
+      const e = await compareFusedCase(c);
+      check(`${c.name}: output`, e.output, OUTPUT_TOL);
+      for (const [name, g] of Object.entries(e.grads)) check(`${c.name}: grad ${name}`, g, GRAD_TOL);
+      if (c.grads && Object.keys(e.grads).length < 3) throw new Error('gradients were not compared');
+    });
+  }
+
+  for (const c of FUSED_CASES.filter((x) => ['decode GQA T=1 S=300 (keys split over workgroups)', 'MLA-like: extra RoPE pair nE=1 De=8, causal',
+    'padding bias [B,1,1,S], GQA, causal'].includes(x.name))) {
+    it(`returns each row's log-sum-exp: ${c.name}`, async () => {
+      const inp = caseInputs(c);
+      const { output, lse } = fusedAttentionForward(inp.q, inp.k, inp.v, { scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset,
+        extra: inp.extra, withLse: true });
+      const ref = referenceLse(c, inp);
+      const plain = tf.tidy(() => groupedAttention(inp.q, inp.k, inp.v, { scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset,
+        extra: inp.extra, returnProbs: false, implementation: 'composed' }).output);
+      try {
+        check(`${c.name}: lse`, normRelativeError(await lse!.data(), await ref.data()), OUTPUT_TOL);
+        check(`${c.name}: output with lse`, normRelativeError(await output.data(), await plain.data()), OUTPUT_TOL);
+      } finally {
+        tf.dispose([output, lse!, ref, plain, inp.q, inp.k, inp.v, inp.bias!, inp.extra?.query!, inp.extra?.key!].filter(Boolean));
+      }
+    });
+  }
+
+  it('is one kernel per call (auto), against many composed kernels', async () => {
+    const c = FUSED_CASES[6]; // padding bias, GQA, causal
+    const inp = caseInputs(c);
+    const options = (implementation: GroupedAttentionOptions['implementation']): GroupedAttentionOptions => ({
+      scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset, returnProbs: false, implementation });
+    try {
+      // tf.profile returns the same object each time: read the names before the next profile.
+      const kernels = async (implementation: GroupedAttentionOptions['implementation']) => {
+        const info = await tf.profile(() => tf.tidy(() => groupedAttention(inp.q, inp.k, inp.v, options(implementation)).output));
+        tf.dispose(info.result as tf.Tensor);
+        // Only registered kernels: customGrad's own scope is recorded too, as '' or 'unnamed scope'.
+        return info.kernels.map((k) => k.name).filter((n) => tf.getKernel(n, backend) !== undefined);
+      };
+      const fused = await kernels('auto');
+      const composed = await kernels('composed');
+      if (fused.length !== 1 || fused[0] !== FUSED_ATTENTION_KERNEL) throw new Error(`fused call ran [${fused}]`);
+      if (composed.length < 5) throw new Error(`composed call ran only [${composed}]`);
+    } finally {
+      tf.dispose([inp.q, inp.k, inp.v, inp.bias!]);
+    }
+  });
+
+  it('refuses \'fused\' with probabilities or dropout, and uses the composed path for them under \'auto\'', () => {
+    tf.tidy(() => {
+      const q = randomTensor([1, 2, 3, 8], 1) as tf.Tensor4D;
+      const k = randomTensor([1, 1, 5, 8], 2) as tf.Tensor4D;
+      expectThrows(() => groupedAttention(q, k, k, { scale: 1, implementation: 'fused' }), /cannot return the probabilities/);
+      expectThrows(() => groupedAttention(q, k, k, { scale: 1, returnProbs: false, dropoutRate: 0.1, implementation: 'fused' }),
+        /does not apply dropout/);
+      const { probs } = groupedAttention(q, k, k, { scale: 1 });
+      if (probs === null) throw new Error('auto with returnProbs gave no probabilities');
+    });
+  });
+});
