@@ -26,7 +26,7 @@ import { LAYER_ARG_KEYS, WEIGHT_ARG_KEYS, WeightArgs } from './keras_args.js';
 import { Kwargs, buildLayer } from './layer_utils.js';
 import { ProjectionContext, ProjectionLayer } from './projections.js';
 
-// Re-exported for src/index.ts, which imports it from this module.
+// Re-exported for src/index.ts and src/io/torch_weights.ts, which import it from here; its home is layer_utils.ts.
 export { buildLayer };
 
 export interface AttentionBaseArgs extends WeightArgs {
