@@ -2,7 +2,7 @@
  * Bundles bench/gpu_entry.ts into .gpu/gpu.mjs for the GPU device machine (Node platform, ESM, one file;
  * the packages' versions and the commit are fixed into it, since the device has no node_modules):
  *
- *   ../shared/gpu/prepare.sh && npx tsx bench/gpu_bundle.ts
+ *   ../shared/gpu/prepare.sh && npx tsx bench/gpu_bundle.ts [--out FILE]
  *
  * then, with the device tool: carry [".gpu"], command
  *   bash .gpu/on-device.sh .gpu/gpu.mjs bench --out $OUT/bench | tee $OUT/log
@@ -15,7 +15,9 @@ import * as esbuild from 'esbuild';
 import { versions } from './machine.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = join(ROOT, '.gpu', 'gpu.mjs');
+/** `--out FILE` writes the bundle elsewhere (e.g. into another checkout's .gpu/); default .gpu/gpu.mjs. */
+const outAt = process.argv.indexOf('--out');
+const OUT = outAt > 0 && process.argv[outAt + 1] ? process.argv[outAt + 1] : join(ROOT, '.gpu', 'gpu.mjs');
 
 function commit(): string {
   try {

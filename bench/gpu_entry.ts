@@ -9,6 +9,9 @@
  *   bash .gpu/on-device.sh .gpu/gpu.mjs conformance FILE... --backend webgpu [--mask causal]
  *   bash .gpu/on-device.sh .gpu/gpu.mjs conformance-models FILE... --backend webgpu
  *   bash .gpu/on-device.sh .gpu/gpu.mjs cli ARGS...          the tfjs-gta command line (train, compare, ...)
+ *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-check          fused attention = composed (test/ops/attention_fused_cases.ts)
+ *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-bench --out DIR [--runs N] [--filter P]
+ *       fused against composed attention, layer prefill/decode/training at D=1024 (bench/gpu_fused.ts; DIR/fused.json)
  */
 // Order matters: the preload provides navigator.gpu before the webgpu backend package is evaluated.
 import { webgpuProblem } from './gpu_preload.js';
@@ -23,6 +26,7 @@ import { machineInfo, type Versions } from './machine.js';
 import { assemble, writeOutputs } from './report.js';
 import { runCells } from './worker.js';
 import { measureLMTraining } from './gpu_lm.js';
+import { fusedBench, fusedCheck } from './gpu_fused.js';
 
 /** Package versions and the commit, fixed when the bundle was built (no node_modules on the device). */
 declare const __GPU_BUILD__: { versions: Versions; commit: string; builtAt: string };
@@ -79,6 +83,27 @@ async function bench(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** `fused-check` (exit 1 on any failure) and `fused-bench` (writes DIR/fused.json) on webgpu. */
+async function fusedTool(tool: string, argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { out: { type: 'string', default: 'gpu-results' },
+    runs: { type: 'string', default: '3' }, filter: { type: 'string' } } });
+  try {
+    await setBackendStrict('webgpu');
+  } catch (e) {
+    console.error(`${tool}: ${(e as Error).message}`);
+    return 1;
+  }
+  if (tool === 'fused-check') return (await fusedCheck((line) => console.log(line))) === 0 ? 0 : 1;
+  const out = resolve(values.out!);
+  mkdirSync(out, { recursive: true });
+  const flags = await backendFlags('webgpu');
+  console.log(`webgpu: ${JSON.stringify(flags)}`);
+  const rows = await fusedBench(Number(values.runs), values.filter ?? null, (line) => console.log(line));
+  writeFileSync(join(out, 'fused.json'), JSON.stringify({ build: __GPU_BUILD__, machine: machineInfo(), flags, rows }, null, 2));
+  console.log(`wrote ${join(out, 'fused.json')}`);
+  return 0;
+}
+
 /** Runs a script that reads process.argv (the conformance runners, the CLI) with `args` as its arguments. */
 function withArgs(args: string[]): void {
   process.argv = [process.argv[0], process.argv[1], ...args];
@@ -94,12 +119,14 @@ if (tool === 'bench') {
 } else if (tool === 'conformance-models') {
   withArgs(rest);
   await import('../scripts/conformance-models.js');
+} else if (tool === 'fused-check' || tool === 'fused-bench') {
+  process.exitCode = await fusedTool(tool, rest);
 } else if (tool === 'cli') {
   // argv[1] must not name this bundle: src/cli/main.ts runs itself when argv[1] is the file that holds it.
   process.argv = [process.argv[0], 'tfjs-gta', ...rest];
   const { main } = await import('../src/cli/main.js');
   await main(process.argv);
 } else {
-  console.error('usage: node .gpu/gpu.mjs bench|conformance|conformance-models|cli ARGS (see bench/gpu_entry.ts)');
+  console.error('usage: node .gpu/gpu.mjs bench|conformance|conformance-models|cli|fused-check|fused-bench ARGS (see bench/gpu_entry.ts)');
   process.exitCode = 2;
 }

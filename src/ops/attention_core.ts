@@ -153,6 +153,12 @@ function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Te
 
 const IMPLEMENTATIONS: readonly AttentionImplementation[] = ['auto', 'composed', 'fused'];
 
+/**
+ * The implementation used when a call does not name one (the layers do not): 'auto'. Benchmarks and tests
+ * set it to 'composed' to measure or check the composed path through whole layers; restore it afterwards.
+ */
+export const ATTENTION_DEFAULTS: { implementation: AttentionImplementation } = { implementation: 'auto' };
+
 /** Why the fused kernel cannot compute this call, or null when it can. */
 function fusedUnavailable(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D, options: GroupedAttentionOptions): string | null {
   if (!hasFusedAttention()) return `needs a backend with a fused attention kernel (webgpu); the active backend is ${tf.getBackend()}`;
@@ -225,7 +231,7 @@ function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.T
  */
 export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
   options: GroupedAttentionOptions): GroupedAttentionResult {
-  const implementation = options.implementation ?? 'auto';
+  const implementation = options.implementation ?? ATTENTION_DEFAULTS.implementation;
   if (!IMPLEMENTATIONS.includes(implementation)) {
     throw new ValueError(`groupedAttention: implementation must be one of ${IMPLEMENTATIONS.map((x) => `'${x}'`).join(', ')}; `
       + `received ${JSON.stringify(implementation)}.`);

@@ -1,0 +1,114 @@
+/**
+ * Fused against composed attention on webgpu (the GPU entry's `fused-bench` and `fused-check` tools):
+ *
+ * - `fusedBench`: one attention layer (bench/variants.ts, D = 1024, head dim 64) per cell, prefill B=1
+ *   T=1024/4096 and decode B=8 S=1024/4096 (one token per step, 32 steps per run), each cell once with
+ *   `ATTENTION_DEFAULTS.implementation = 'composed'` and once with 'fused'; medians of the runs, kernels per
+ *   unit (tf.profile: registered kernels; the fused kernel counts once even when it splits the keys into
+ *   two dispatches), and the matMul reference [4096]^3 for the FLOP rate.
+ * - `fusedCheck`: the equality cases of test/ops/attention_fused_cases.ts (outputs <= 1e-5, gradients <=
+ *   1e-4 norm-relative), read asynchronously, as a real GPU finds races and limits that SwiftShader does not.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
+import { compareFusedCase, FUSED_CASES } from '../test/ops/attention_fused_cases.js';
+import { makeCase } from './cases.js';
+import type { CellSpec } from './matrix.js';
+import { l1Analytic, specFor, type OurImpl } from './variants.js';
+
+/** One measured cell and implementation. */
+export interface FusedBenchRow {
+  cell: string;
+  impl: OurImpl | 'matmul';
+  phase: string;
+  implementation: 'composed' | 'fused' | '-';
+  medianMs: number;
+  samples: number;
+  kernels: number;
+  tflops: number;
+}
+
+const D = 1024;
+
+function cells(): CellSpec[] {
+  const out: CellSpec[] = [{ name: 'matmul 4096^3', group: 'ref', level: 'L1', phase: 'prefill', impl: 'matmul', d: 4096, batch: 1, t: 1, s: 0, m: 4096 }];
+  for (const impl of ['gqa', 'gta'] as const) {
+    for (const t of [1024, 4096]) out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
+    for (const s of [1024, 4096]) out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
+  }
+  out.push({ name: 'mla-abs decode B=8 S=4096', group: 'L1', level: 'L1', phase: 'decode', impl: 'mla-abs', d: D, batch: 8, t: 1, s: 4096, steps: 32 });
+  out.push({ name: 'gqa train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gqa', d: D, batch: 4, t: 512, s: 0 });
+  out.push({ name: 'gta train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gta', d: D, batch: 4, t: 512, s: 0 });
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function flopsOf(cell: CellSpec): number {
+  if (cell.impl === 'matmul') return 2 * (cell.m ?? 0) * cell.d * cell.d;
+  const impl = cell.impl as OurImpl;
+  return l1Analytic(specFor(impl, cell.d), cell.d, cell.phase as 'prefill' | 'decode' | 'train', cell.batch, cell.t, cell.s, impl === 'mla-abs').flops;
+}
+
+async function measure(cell: CellSpec, runs: number): Promise<{ ms: number; samples: number; kernels: number }> {
+  const c = await makeCase(cell);
+  try {
+    const info = await c.profile();
+    await c.warmup?.();
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) samples.push(...(await c.run()));
+    return { ms: median(samples), samples: samples.length, kernels: info.kernels };
+  } finally {
+    c.dispose();
+  }
+}
+
+/** Runs the cells (names matching `filter`, when given) with both implementations; `log` gets one line per row. */
+export async function fusedBench(runs: number, filter: string | null, log: (line: string) => void): Promise<FusedBenchRow[]> {
+  const rows: FusedBenchRow[] = [];
+  const saved = ATTENTION_DEFAULTS.implementation;
+  try {
+    for (const cell of cells()) {
+      if (filter !== null && cell.impl !== 'matmul' && !cell.name.includes(filter)) continue;
+      const modes = cell.impl === 'matmul' ? (['-'] as const) : (['composed', 'fused'] as const);
+      for (const mode of modes) {
+        // Training goes through customGrad (fused forward, composed backward recomputed under the tape).
+        ATTENTION_DEFAULTS.implementation = mode === 'fused' ? 'fused' : 'composed';
+        try {
+          const r = await measure(cell, runs);
+          const row: FusedBenchRow = { cell: cell.name, impl: cell.impl as FusedBenchRow['impl'], phase: cell.phase, implementation: mode,
+            medianMs: r.ms, samples: r.samples, kernels: r.kernels, tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12 };
+          rows.push(row);
+          log(`${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s`);
+        } catch (e) {
+          log(`${cell.name} [${mode}]: FAILED ${(e as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    ATTENTION_DEFAULTS.implementation = saved;
+  }
+  return rows;
+}
+
+/** Runs every equality case; returns the number of failures (errors above the tolerances, or exceptions). */
+export async function fusedCheck(log: (line: string) => void): Promise<number> {
+  let failed = 0;
+  for (const c of FUSED_CASES) {
+    try {
+      const e = await compareFusedCase(c);
+      const bad = e.output > 1e-5 || Object.values(e.grads).some((g) => g > 1e-4);
+      if (bad) failed++;
+      const grads = Object.entries(e.grads).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ');
+      log(`${bad ? 'FAIL' : 'ok  '} ${c.name}: output ${e.output.toExponential(2)}${grads ? `; grads ${grads}` : ''}`);
+    } catch (e) {
+      failed++;
+      log(`FAIL ${c.name}: ${(e as Error).message}`);
+    }
+  }
+  log(`fused-check: ${FUSED_CASES.length - failed} passed, ${failed} failed (tensors alive: ${tf.memory().numTensors})`);
+  return failed;
+}
