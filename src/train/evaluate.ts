@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../models/causal_lm.js';
 import { sparseCrossEntropyFromLogits } from '../models/losses.js';
 import { evaluationBatches } from '../data/dataset.js';
+import { RotaryStep } from '../ops/rope.js';
 import type { TokenIds } from '../data/ids.js';
 
 export interface EvaluateOptions {
@@ -26,12 +27,13 @@ export interface EvaluateResult {
 function* batchLosses(lm: CausalLM, ids: TokenIds, o: EvaluateOptions): Generator<{ loss: tf.Scalar; tokens: number }> {
   for (const batch of evaluationBatches(ids, o.batchSize, o.sequenceLength, o.maxBatches)) {
     const tokens = batch.targets.size;
+    const rope = new RotaryStep({ start: 0, length: batch.inputs.shape[1] as number }); // RoPE factors built once for all blocks
     try {
-      yield {
-        tokens,
-        loss: tf.tidy(() => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false }) as tf.Tensor)),
-      };
+      const loss = tf.tidy(() => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false, rope }) as tf.Tensor));
+      rope.dispose();
+      yield { tokens, loss };
     } finally {
+      rope.dispose();
       tf.dispose([batch.inputs, batch.targets]);
     }
   }

@@ -9,6 +9,7 @@ import { ValueError } from '../utils/errors.js';
 import * as check from '../utils/errors.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { sparseCrossEntropyFromLogits } from '../models/losses.js';
+import { RotaryStep } from '../ops/rope.js';
 import { Batcher, BatcherState } from '../data/dataset.js';
 import type { TokenIds } from '../data/ids.js';
 import { AdamW, AdamWState, clipToNorm, globalNormSquared } from './adamw.js';
@@ -161,10 +162,12 @@ async function readLossAndNorm(value: tf.Scalar, grads: tf.Tensor[]): Promise<{ 
 async function optimizerStep(lm: CausalLM, variables: tf.Variable[], optimizer: AdamW, batch: { inputs: tf.Tensor; targets: tf.Tensor },
   lr: number, gradClip: number): Promise<{ loss: number; norm: number; applied: boolean }> {
   let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  const rope = new RotaryStep({ start: 0, length: batch.inputs.shape[1] as number }); // RoPE factors built once for all blocks
   try {
     result = tf.variableGrads(
-      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true }) as tf.Tensor), variables);
+      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true, rope }) as tf.Tensor), variables);
   } finally {
+    rope.dispose();
     tf.dispose([batch.inputs, batch.targets]);
   }
   const ordered = variables.map((v) => result.grads[v.name]);

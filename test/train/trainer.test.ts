@@ -10,6 +10,7 @@ import { warmupCosine } from '../../src/train/schedule.js';
 import { resumeTraining, train } from '../../src/train/trainer.js';
 import { evaluate } from '../../src/train/evaluate.js';
 import { directoryCheckpoint } from '../../src/train/checkpoint.js';
+import { rotaryFactorBuilds } from '../../src/ops/rope.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 
 const V = 11;
@@ -62,6 +63,19 @@ describe('learning-rate schedule and optimizer', () => {
 });
 
 describeBackends('trainer', () => {
+  it('builds the RoPE factors once per training and evaluation step, however many blocks the model has', async () => {
+    const builds: number[] = [];
+    for (const numLayers of [1, 4]) {
+      const lm = CausalLM.create({ ...smallPreset('tiny', 'gqa', V), numLayers, seed: 3 });
+      const before = rotaryFactorBuilds();
+      await train({ ...common, model: lm, steps: 2, evalEvery: 1, evalBatches: 1 });
+      builds.push(rotaryFactorBuilds() - before);
+      lm.dispose();
+    }
+    expect(builds[0]).to.be.greaterThan(0);
+    expect(builds[1]).to.equal(builds[0]); // 4 blocks share each step's factors
+  });
+
   it('lowers the loss on a tiny run and reports history, evaluations and throughput', async () => {
     const lm = tiny();
     const before = evaluate(lm, validIds, { batchSize: 4, sequenceLength: 16 }).loss;
