@@ -10,8 +10,9 @@ export { ValueError } from './utils/errors.js';
 export type {
   InitializerIdentifier, RegularizerIdentifier, ConstraintIdentifier, SerializedObject,
 } from './utils/serialization.js';
+export { buildLayer } from './layers/layer_utils.js';
 export {
-  AttentionLayer, buildLayer, type AttentionBaseArgs, type AttentionCallOptions, type CachedCallOptions, type CachedCallResult,
+  AttentionLayer, type AttentionBaseArgs, type AttentionCallOptions, type CachedCallOptions, type CachedCallResult,
 } from './layers/attention_base.js';
 export {
   GroupedQueryAttention, groupedQueryAttention, multiHeadAttention, multiQueryAttention,
@@ -27,7 +28,7 @@ export { RotaryEmbedding, rotaryEmbedding, type RotaryEmbeddingArgs } from './la
 export { RMSNormalization, rmsNormalization, type RMSNormalizationArgs } from './layers/rms_normalization.js';
 export { AttentionCache, type AttentionKind } from './cache/attention_cache.js';
 export {
-  importTorchWeights, exportTorchWeights, type TorchTensorLike, type ImportTorchOptions,
+  importTorchWeights, exportTorchWeights, torchWeightSpecs, type TorchTensorLike, type ImportTorchOptions,
 } from './io/torch_weights.js';
 export type { TorchMappable, TorchWeightSpec, TorchLayout } from './io/torch_layout.js';
 export {
@@ -35,7 +36,17 @@ export {
   attentionParams, mlaReexpansionPerCachedToken, specOf,
   type AttentionSpec, type GqaSpec, type GtaSpec, type MlaSpec, type Costs, type CostOptions,
 } from './analysis/costs.js';
-export { applyRotary, rotaryRange, rotaryAt, MAX_ROPE_POSITIONS } from './ops/rope.js';
+export {
+  applyRotary, rotaryRange, rotaryAt, RotaryStep, MAX_ROPE_POSITIONS, type RotaryStepPositions,
+} from './ops/rope.js';
+export {
+  MECHANISMS, mechanismOf, mechanismOfConfig, mechanismOfLayer, createAttentionLayer, type AnyMechanism,
+} from './mechanisms/registry.js';
+export type { Mechanism } from './mechanisms/mechanism.js';
+export { ATTENTION_KINDS, isAttentionKind } from './mechanisms/kinds.js';
+export type { GqaAttentionConfig } from './mechanisms/gqa.js';
+export type { GtaAttentionConfig } from './mechanisms/gta.js';
+export type { MlaAttentionConfig } from './mechanisms/mla.js';
 export { MASK_VALUE } from './ops/masks.js';
 export {
   useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice,

@@ -14,7 +14,7 @@ import { ValueError } from '../utils/errors.js';
 import type { TorchWeightSpec } from './torch_layout.js';
 import { torchInputWeight, torchWeightSpecs } from './torch_names.js';
 // buildLayer lives in layer_utils.ts; attention_base.ts re-exports it (before and after the split).
-import { buildLayer } from '../layers/attention_base.js';
+import { buildLayer } from '../layers/layer_utils.js';
 
 export { torchWeightSpecs } from './torch_names.js';
 

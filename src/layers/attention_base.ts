@@ -26,8 +26,6 @@ import { LAYER_ARG_KEYS, WEIGHT_ARG_KEYS, WeightArgs } from './keras_args.js';
 import { Kwargs, buildLayer } from './layer_utils.js';
 import { ProjectionContext, ProjectionLayer } from './projections.js';
 
-// Re-exported for src/index.ts and src/io/torch_weights.ts, which import it from here; its home is layer_utils.ts.
-export { buildLayer };
 
 export interface AttentionBaseArgs extends WeightArgs {
   /** Dropout rate on the attention probabilities (applied when `training`). Default 0. */

@@ -4,7 +4,7 @@ import { exportTorchWeights, importTorchWeights, torchWeightSpecs } from '../../
 import type { TorchMappable, TorchWeightSpec } from '../../src/io/torch_layout.js';
 import { TransformerDecoderBlock } from '../../src/layers/decoder_block.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
-import { buildLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import { ValueError } from '../../src/utils/errors.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 

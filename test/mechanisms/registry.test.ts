@@ -4,7 +4,7 @@ import { ATTENTION_KINDS } from '../../src/mechanisms/kinds.js';
 import {
   AttentionConfig, MECHANISMS, cacheElementsPerToken, createAttentionLayer, mechanismOf, mechanismOfConfig, mechanismOfLayer,
 } from '../../src/mechanisms/registry.js';
-import { buildLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import { torchWeightSpecs } from '../../src/io/torch_weights.js';
 import { ATTENTION_TORCH } from '../../src/io/torch_names.js';
 import { HF_MECHANISMS, detectHFMechanism } from '../../src/io/hf_mechanisms.js';
