@@ -8,9 +8,12 @@ import * as tf from '@tensorflow/tfjs';
 import { FUSED_ATTENTION_KERNEL, fusedAttentionForward } from '../../src/kernels/webgpu/fused_attention.js';
 import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention } from '../../src/ops/capabilities.js';
+import { parseReferenceFile, runReferenceCaseAsync } from '../../src/conformance/reference_vectors.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { readFixtureText } from '../kit/fixtures.js';
 import { caseInputs, compareFusedCase, FUSED_CASES, referenceLse } from './attention_fused_cases.js';
 
+const references = parseReferenceFile(await readFixtureText('reference_vectors.json'));
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
 
@@ -95,6 +98,19 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
       tf.dispose([inp.q, inp.k, inp.v, inp.bias!]);
     }
   });
+
+  for (const c of references.cases) {
+    it(`reference vectors through the fused kernel: ${c.name} (${c.mechanism})`, async () => {
+      const info = await tf.profile(async () => {
+        const r = await runReferenceCaseAsync(c, 'causalPadding');
+        check(`${c.name}: reference output`, r.outputError, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(r.gradErrors)) check(`${c.name}: reference grad ${name}`, g, GRAD_TOL);
+        return null as unknown as tf.Tensor;
+      });
+      const names = info.kernels.map((k) => k.name);
+      if (!names.includes(FUSED_ATTENTION_KERNEL)) throw new Error(`the case did not run the fused kernel: [${[...new Set(names)]}]`);
+    });
+  }
 
   it('refuses \'fused\' with probabilities or dropout, and uses the composed path for them under \'auto\'', () => {
     tf.tidy(() => {
