@@ -10,6 +10,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import { backendLoadError, setBackendStrict, useBestBackend } from '../backend.js';
+import { isNativeBackend } from '../ops/capabilities.js';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import {
@@ -65,7 +66,7 @@ async function chooseBackend(name?: string): Promise<string> {
     for (const s of choice.skipped) {
       const why = backendLoadError(s.backend) ?? s.reason;
       console.log(`note: backend ${s.backend} unavailable (${why.split('\n')[0]})` +
-        (s.backend === 'tensorflow' ? '; run `npm run setup:tfjs-node` for the fast native backend' : ''));
+        (isNativeBackend(s.backend) ? '; run `npm run setup:tfjs-node` for the fast native backend' : ''));
     }
   }
   console.log(`backend: ${tf.getBackend()}`);
@@ -135,7 +136,7 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
   await checkWritableTarget((o.out as string) ?? 'results', 'report', '--out');
   const backend = await chooseBackend(o.backend as string | undefined);
   const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
-  if (preset === 'default' && o.steps === undefined && backend !== 'tensorflow') {
+  if (preset === 'default' && o.steps === undefined && !isNativeBackend(backend)) {
     o.steps = DEFAULT_STEPS_WITHOUT_TFJS_NODE;
     console.log(`note: without tfjs-node the default run trains ${DEFAULT_STEPS_WITHOUT_TFJS_NODE} steps per variant instead of ` +
       `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`);

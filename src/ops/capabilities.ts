@@ -51,6 +51,14 @@ export function readsSynchronously(): boolean {
   return !(active() === 'webgpu' && typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas === 'undefined');
 }
 
+/**
+ * Whether `backend` (default: the active one) is tfjs-node's native TensorFlow backend, the one fast
+ * enough for the default comparison's full budget on a CPU.
+ */
+export function isNativeBackend(backend: string = active()): boolean {
+  return backend === 'tensorflow';
+}
+
 /** Whether the active backend implements the kernel `name` (some backends lack e.g. UnsortedSegmentSum). */
 export function hasKernel(name: string): boolean {
   return tf.getKernel(name, active()) !== undefined;

@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
+import { broadcastsSlowly } from './capabilities.js';
 import { ValueError } from '../utils/errors.js';
 
 /**
@@ -286,7 +287,7 @@ export function applyRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Ten
     // wasm implements split and concat along the last axis in JavaScript, element by element; a product
     // with the half-swap permutation runs in XNNPACK and is exact (one 1 per column).
     swapped = tf.reshape(matMul2d(tf.reshape(x, [-1, d]), halfSwapMatrix(d)), x.shape); // [rows, d] @ [d, d] -> [..., d]
-  } else if (tf.getBackend() === 'cpu') {
+  } else if (broadcastsSlowly()) {
     // cpu slices a non-contiguous block element by element (~50 ns each); a gather is 4x faster.
     swapped = swapHalvesByGather(x);
   } else {
