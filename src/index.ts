@@ -49,6 +49,10 @@ export type { GtaAttentionConfig } from './mechanisms/gta.js';
 export type { MlaAttentionConfig } from './mechanisms/mla.js';
 export { MASK_VALUE } from './ops/masks.js';
 export {
+  groupedAttention, ATTENTION_DEFAULTS, type AttentionImplementation, type GroupedAttentionOptions, type GroupedAttentionResult,
+} from './ops/attention_core.js';
+export { hasFusedAttention } from './ops/capabilities.js';
+export {
   useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice,
 } from './backend.js';
 export {
