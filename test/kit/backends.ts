@@ -2,7 +2,7 @@
  * One spec body, every backend (like tfjs's `describeWithFlags`).
  *
  * `describeBackends(title, fn)` repeats a suite once per backend that is available in this runtime
- * (Node: cpu, wasm, tensorflow when tfjs-node is installed; browser: webgl, webgpu, wasm, cpu). The set is
+ * (Node: cpu, wasm, tensorflow when tfjs-node is installed; browser: webgl, wasm, cpu; webgpu on request). The set is
  * chosen with `TFJS_BACKENDS=cpu,wasm` (Node) or `globalThis.__TFJS_BACKENDS__` (browser). A requested
  * backend that cannot start is reported as skipped, except under `CI=true` (or `REQUIRE_BACKENDS=1`),
  * where it becomes a failing test: CI never silently skips a backend.
@@ -36,7 +36,7 @@ function runtimeConfig(): RuntimeConfig {
 
 const config = runtimeConfig();
 /** Backends the run asked for. */
-export const REQUESTED: string[] = config.backends ?? (IS_NODE ? ['cpu', 'wasm', 'tensorflow'] : ['webgl', 'webgpu', 'wasm', 'cpu']);
+export const REQUESTED: string[] = config.backends ?? (IS_NODE ? ['cpu', 'wasm', 'tensorflow'] : ['webgl', 'wasm', 'cpu']);
 /** Whether a missing backend fails the run. */
 export const REQUIRED = config.required === true;
 
