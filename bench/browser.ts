@@ -18,7 +18,12 @@ export { CHROMIUM_ARGS };
 export async function runBrowserBackend(backend: string, opts: { quick: boolean; filters: string[]; resultFile: string }): Promise<void> {
   const emit = (obj: unknown) => appendFileSync(opts.resultFile, `${JSON.stringify(obj)}\n`);
   if (chromiumExecutable() === null) {
-    emit({ type: 'backend', backend, status: 'unavailable', error: 'no Chromium at /usr/bin/chromium (set CHROMIUM_PATH; browsers are never downloaded)' });
+    emit({
+      type: 'backend',
+      backend,
+      status: 'unavailable',
+      error: 'no Chromium at /usr/bin/chromium (set CHROMIUM_PATH; browsers are never downloaded)',
+    });
     return;
   }
   let page: BrowserPage | null = null;
@@ -27,7 +32,9 @@ export async function runBrowserBackend(backend: string, opts: { quick: boolean;
       entry: join(ROOT, 'bench/browser_entry.ts'),
       // The tfjs-layers peer's Node loader (static node: imports); the page loads that peer another way.
       external: ['./tfjs_mha_node.js'],
-      onLog: (line) => { if (/page error|Failed to load|blocked by CORS/.test(line)) console.error(`[${backend}] ${line}`); },
+      onLog: (line) => {
+        if (/page error|Failed to load|blocked by CORS/.test(line)) console.error(`[${backend}] ${line}`);
+      },
       expose: {
         __benchEmit: (line: string) => appendFileSync(opts.resultFile, `${line}\n`),
         __benchLog: (line: string) => console.log(line),

@@ -11,9 +11,7 @@ import { tfjsBackendOf } from './matrix.js';
 import { runCells } from './worker.js';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __benchEmit: (line: string) => Promise<void>;
-  // eslint-disable-next-line no-var
   var __benchLog: (line: string) => Promise<void>;
 }
 
@@ -40,9 +38,14 @@ async function run({ backend, quick, filters }: { backend: string; quick: boolea
   await emit({ type: 'backend', backend, status: 'ok', flags });
   const pending: Array<Promise<void>> = [];
   const info = await runCells(backend, {
-    quick, filters,
-    onResult: (r) => { pending.push(emit({ type: 'cell', ...r })); },
-    onProgress: (line) => { pending.push(globalThis.__benchLog(line)); },
+    quick,
+    filters,
+    onResult: (r) => {
+      pending.push(emit({ type: 'cell', ...r }));
+    },
+    onProgress: (line) => {
+      pending.push(globalThis.__benchLog(line));
+    },
   });
   await Promise.all(pending);
   await emit({ type: 'done', ...info, wallSeconds: (performance.now() - started) / 1000 });

@@ -3,8 +3,10 @@
  *
  * | phase | timed unit (ends with `await data()`) |
  * |---|---|
- * | prefill | L1: `layer.callWithCache(x [B, T, D])` (output read, cache disposed); L2: `lm.callWithCache(ids)` (last-position logits read) |
- * | decode | one token with a cache of S + i tokens: call, read the output (L2: logits), dispose the previous cache; a run is `steps` consecutive tokens starting from a prefilled cache of S tokens, and each step is one sample |
+ * | prefill | L1: `layer.callWithCache(x [B, T, D])` (output read, cache disposed); L2: `lm.callWithCache(ids)` (last-position logits read)
+ * |
+ * | decode | one token with a cache of S + i tokens: call, read the output (L2: logits), dispose the previous cache; a run is `steps`
+ * consecutive tokens starting from a prefilled cache of S tokens, and each step is one sample |
  * | train | forward + backward + Adam (`optimizer.minimize`), loss read; L1 uses an MSE loss, L2 cross-entropy on next-token ids |
  * | matmul | `tf.matMul([M, D], [D, D])`, result read |
  * | read | `tf.sum` over M MiB, result read |
@@ -20,7 +22,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  AttentionCache, AttentionLayer, CausalLM, ModelCache, buildLayer, createAttention, sparseCrossEntropyFromLogits,
+  AttentionCache,
+  AttentionLayer,
+  CausalLM,
+  ModelCache,
+  buildLayer,
+  createAttention,
+  sparseCrossEntropyFromLogits,
 } from '../src/index.js';
 import type { CellSpec } from './matrix.js';
 import { PlainAttentionPeer, PlainCache, TfjsMhaPeer, checkSameEngine, loadTfjsMultiHeadAttention } from './peers.js';
@@ -70,10 +78,12 @@ async function profiled(unit: () => Promise<void>): Promise<ProfileInfo> {
 
 function randomIds(b: number, t: number, seed: number): number[][] {
   let s = seed;
-  return Array.from({ length: b }, () => Array.from({ length: t }, () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % VOCAB;
-  }));
+  return Array.from({ length: b }, () =>
+    Array.from({ length: t }, () => {
+      s = (s * 1103515245 + 12345) % 2147483648;
+      return s % VOCAB;
+    }),
+  );
 }
 
 /** A cache like `template` but holding `s` random tokens per sequence. */
@@ -127,8 +137,15 @@ function trainStep(optimizer: tf.Optimizer, loss: () => tf.Scalar, vars: tf.Vari
  * A decode case: runs of `cell.steps` consecutive `step` calls from the cache `start` (kept; each step's
  * new cache is freed with `disposeCache` once the next one exists); `release` frees the rest of the case.
  */
-function decodeCase<C>(cell: CellSpec, notes: string[], start: C, cacheBytes: number,
-  step: (cache: C) => { out: tf.Tensor; next: C }, disposeCache: (c: C) => void, release: () => void): Case {
+function decodeCase<C>(
+  cell: CellSpec,
+  notes: string[],
+  start: C,
+  cacheBytes: number,
+  step: (cache: C) => { out: tf.Tensor; next: C },
+  disposeCache: (c: C) => void,
+  release: () => void,
+): Case {
   return {
     notes,
     cacheBytes,
@@ -136,12 +153,13 @@ function decodeCase<C>(cell: CellSpec, notes: string[], start: C, cacheBytes: nu
     warmup: async () => {
       await decodeRun(start, warmupSteps(cell), step, disposeCache);
     },
-    profile: () => profiled(async () => {
-      const { out, next } = step(start);
-      await out.data();
-      out.dispose();
-      disposeCache(next);
-    }),
+    profile: () =>
+      profiled(async () => {
+        const { out, next } = step(start);
+        await out.data();
+        out.dispose();
+        disposeCache(next);
+      }),
     dispose() {
       disposeCache(start);
       release();
@@ -150,8 +168,12 @@ function decodeCase<C>(cell: CellSpec, notes: string[], start: C, cacheBytes: nu
 }
 
 /** Times `steps` decode steps from `start`; `step` returns the output to read and the next cache. */
-async function decodeRun<C>(start: C, steps: number, step: (cache: C) => { out: tf.Tensor; next: C },
-  disposeCache: (c: C) => void): Promise<number[]> {
+async function decodeRun<C>(
+  start: C,
+  steps: number,
+  step: (cache: C) => { out: tf.Tensor; next: C },
+  disposeCache: (c: C) => void,
+): Promise<number[]> {
   const samples: number[] = [];
   let cache = start;
   for (let i = 0; i < steps; i++) {
@@ -187,12 +209,13 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
         r.cache.dispose();
         return [now() - t0];
       },
-      profile: () => profiled(async () => {
-        const r = layer.callWithCache(x);
-        await r.output.data();
-        r.output.dispose();
-        r.cache.dispose();
-      }),
+      profile: () =>
+        profiled(async () => {
+          const r = layer.callWithCache(x);
+          await r.output.data();
+          r.output.dispose();
+          r.cache.dispose();
+        }),
       dispose() {
         x.dispose();
         layer.dispose();
@@ -212,18 +235,29 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
       const r = layer.callWithCache(x, { cache });
       return { out: r.output, next: r.cache };
     };
-    return decodeCase(cell, notes, start, start.bytes(), step, (c) => c.dispose(), () => {
-      x.dispose();
-      layer.dispose();
-    });
+    return decodeCase(
+      cell,
+      notes,
+      start,
+      start.bytes(),
+      step,
+      (c) => c.dispose(),
+      () => {
+        x.dispose();
+        layer.dispose();
+      },
+    );
   }
   // train: MSE to a random target, Adam over the layer's weights
   const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 3);
   const target = tf.randomNormal([b, t, d], 0, 1, 'float32', 4);
   const optimizer = tf.train.adam(1e-4);
   const vars = trainableVariables(layer.trainableWeights);
-  const unit = trainStep(optimizer,
-    () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+  const unit = trainStep(
+    optimizer,
+    () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+    vars,
+  );
   return unitCase(notes, unit, () => {
     x.dispose();
     target.dispose();
@@ -273,14 +307,25 @@ function l2Case(cell: CellSpec, impl: OurImpl): Case {
       const r = lm.callWithCache(ids, cache);
       return { out: r.logits as tf.Tensor, next: r.cache };
     };
-    return decodeCase(cell, notes, start, start.bytes(), step, (c) => c.dispose(), () => lm.dispose());
+    return decodeCase(
+      cell,
+      notes,
+      start,
+      start.bytes(),
+      step,
+      (c) => c.dispose(),
+      () => lm.dispose(),
+    );
   }
   const ids = tf.tensor2d(randomIds(b, t, 14), [b, t], 'int32');
   const targets = tf.tensor2d(randomIds(b, t, 15), [b, t], 'int32');
   const optimizer = tf.train.adam(1e-4);
   const vars = trainableVariables(lm.model.trainableWeights);
-  const unit = trainStep(optimizer,
-    () => sparseCrossEntropyFromLogits(targets, lm.model.apply(ids, { training: true }) as tf.Tensor), vars);
+  const unit = trainStep(
+    optimizer,
+    () => sparseCrossEntropyFromLogits(targets, lm.model.apply(ids, { training: true }) as tf.Tensor),
+    vars,
+  );
   return unitCase(notes, unit, () => {
     ids.dispose();
     targets.dispose();
@@ -339,11 +384,15 @@ async function peerCase(cell: CellSpec): Promise<Case> {
     disposePeer();
   };
   if (cell.phase === 'prefill') {
-    return unitCase(notes, async () => {
-      const y = forward(x);
-      await y.data();
-      y.dispose();
-    }, disposeAll);
+    return unitCase(
+      notes,
+      async () => {
+        const y = forward(x);
+        await y.data();
+        y.dispose();
+      },
+      disposeAll,
+    );
   }
   if (cell.phase === 'decode') {
     const p = plain!;
@@ -362,8 +411,11 @@ async function peerCase(cell: CellSpec): Promise<Case> {
     const disposeCache = (c: PlainCache) => tf.dispose([c.k, c.v]);
     return decodeCase(cell, notes, start, (start.k.size + start.v.size) * 4, step, disposeCache, disposeAll);
   }
-  return unitCase(notes, trainStep(optimizer!, () => tf.losses.meanSquaredError(target!, forward(x)) as tf.Scalar, variables),
-    disposeAll);
+  return unitCase(
+    notes,
+    trainStep(optimizer!, () => tf.losses.meanSquaredError(target!, forward(x)) as tf.Scalar, variables),
+    disposeAll,
+  );
 }
 
 // ------------------------------------------------------------------ references

@@ -32,8 +32,13 @@ function commit(): string {
 mkdirSync(dirname(OUT), { recursive: true });
 const build = { versions: versions(), commit: commit(), builtAt: new Date().toISOString() };
 await esbuild.build({
-  entryPoints: [join(ROOT, 'bench/gpu_entry.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20',
-  outfile: OUT, logLevel: 'warning',
+  entryPoints: [join(ROOT, 'bench/gpu_entry.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: OUT,
+  logLevel: 'warning',
   banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
   define: { __GPU_BUILD__: JSON.stringify(build) },
   // Not used on the device: the browser runners (--browser), tfjs-node, and Dawn's package (DAWN_NODE instead).

@@ -33,10 +33,15 @@ declare const __GPU_BUILD__: { versions: Versions; commit: string; builtAt: stri
 
 async function bench(argv: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: argv, options: { out: { type: 'string', default: 'gpu-results' }, filter: { type: 'string', multiple: true, default: [] },
-      'lm-steps': { type: 'string', default: '24' }, 'no-lm': { type: 'boolean', default: false },
+    args: argv,
+    options: {
+      out: { type: 'string', default: 'gpu-results' },
+      filter: { type: 'string', multiple: true, default: [] },
+      'lm-steps': { type: 'string', default: '24' },
+      'no-lm': { type: 'boolean', default: false },
       // Another backend only to try the entry on a machine without a GPU.
-      backend: { type: 'string', default: 'webgpu' } },
+      backend: { type: 'string', default: 'webgpu' },
+    },
   });
   const out = resolve(values.out!);
   mkdirSync(out, { recursive: true });
@@ -66,13 +71,16 @@ async function bench(argv: string[]): Promise<number> {
     console.log(`wrote ${join(out, 'lm.json')}`);
   }
   const info = await runCells(backend, {
-    quick: false, filters: values.filter as string[],
+    quick: false,
+    filters: values.filter as string[],
     onResult: (r) => emit({ type: 'cell', ...r }),
     onProgress: (line) => console.log(line),
   });
   emit({ type: 'done', ...info, wallSeconds: (performance.now() - t0) / 1000 });
   const json = assemble(lines as never[], {
-    startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), wallSeconds: (performance.now() - t0) / 1000,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    wallSeconds: (performance.now() - t0) / 1000,
     command: `node .gpu/gpu.mjs bench ${argv.join(' ')} (bundle of ${__GPU_BUILD__.commit}, built ${__GPU_BUILD__.builtAt})`,
     options: { quick: false, backends: [backend], out: values.out!, filters: values.filter as string[] },
     machine: { ...machineInfo(), loadAverageEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
@@ -85,8 +93,10 @@ async function bench(argv: string[]): Promise<number> {
 
 /** `fused-check` (exit 1 on any failure) and `fused-bench` (writes DIR/fused.json) on webgpu. */
 async function fusedTool(tool: string, argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { out: { type: 'string', default: 'gpu-results' },
-    runs: { type: 'string', default: '3' }, filter: { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { out: { type: 'string', default: 'gpu-results' }, runs: { type: 'string', default: '3' }, filter: { type: 'string' } },
+  });
   try {
     await setBackendStrict('webgpu');
   } catch (e) {

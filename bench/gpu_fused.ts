@@ -31,12 +31,27 @@ export interface FusedBenchRow {
 const D = 1024;
 
 function cells(): CellSpec[] {
-  const out: CellSpec[] = [{ name: 'matmul 4096^3', group: 'ref', level: 'L1', phase: 'prefill', impl: 'matmul', d: 4096, batch: 1, t: 1, s: 0, m: 4096 }];
+  const out: CellSpec[] = [
+    { name: 'matmul 4096^3', group: 'ref', level: 'L1', phase: 'prefill', impl: 'matmul', d: 4096, batch: 1, t: 1, s: 0, m: 4096 },
+  ];
   for (const impl of ['gqa', 'gta'] as const) {
-    for (const t of [1024, 4096]) out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
-    for (const s of [1024, 4096]) out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
+    for (const t of [1024, 4096])
+      out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
+    for (const s of [1024, 4096])
+      out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
   }
-  out.push({ name: 'mla-abs decode B=8 S=4096', group: 'L1', level: 'L1', phase: 'decode', impl: 'mla-abs', d: D, batch: 8, t: 1, s: 4096, steps: 32 });
+  out.push({
+    name: 'mla-abs decode B=8 S=4096',
+    group: 'L1',
+    level: 'L1',
+    phase: 'decode',
+    impl: 'mla-abs',
+    d: D,
+    batch: 8,
+    t: 1,
+    s: 4096,
+    steps: 32,
+  });
   out.push({ name: 'gqa train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gqa', d: D, batch: 4, t: 512, s: 0 });
   out.push({ name: 'gta train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gta', d: D, batch: 4, t: 512, s: 0 });
   return out;
@@ -50,7 +65,15 @@ function median(xs: number[]): number {
 function flopsOf(cell: CellSpec): number {
   if (cell.impl === 'matmul') return 2 * (cell.m ?? 0) * cell.d * cell.d;
   const impl = cell.impl as OurImpl;
-  return l1Analytic(specFor(impl, cell.d), cell.d, cell.phase as 'prefill' | 'decode' | 'train', cell.batch, cell.t, cell.s, impl === 'mla-abs').flops;
+  return l1Analytic(
+    specFor(impl, cell.d),
+    cell.d,
+    cell.phase as 'prefill' | 'decode' | 'train',
+    cell.batch,
+    cell.t,
+    cell.s,
+    impl === 'mla-abs',
+  ).flops;
 }
 
 async function measure(cell: CellSpec, runs: number): Promise<{ ms: number; samples: number; kernels: number }> {
@@ -79,10 +102,20 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
         ATTENTION_DEFAULTS.implementation = mode === 'fused' ? 'fused' : 'composed';
         try {
           const r = await measure(cell, runs);
-          const row: FusedBenchRow = { cell: cell.name, impl: cell.impl as FusedBenchRow['impl'], phase: cell.phase, implementation: mode,
-            medianMs: r.ms, samples: r.samples, kernels: r.kernels, tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12 };
+          const row: FusedBenchRow = {
+            cell: cell.name,
+            impl: cell.impl as FusedBenchRow['impl'],
+            phase: cell.phase,
+            implementation: mode,
+            medianMs: r.ms,
+            samples: r.samples,
+            kernels: r.kernels,
+            tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12,
+          };
           rows.push(row);
-          log(`${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s`);
+          log(
+            `${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s`,
+          );
         } catch (e) {
           log(`${cell.name} [${mode}]: FAILED ${(e as Error).message}`);
         }
@@ -102,7 +135,9 @@ export async function fusedCheck(log: (line: string) => void): Promise<number> {
       const e = await compareFusedCase(c);
       const bad = e.output > 1e-5 || Object.values(e.grads).some((g) => g > 1e-4);
       if (bad) failed++;
-      const grads = Object.entries(e.grads).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ');
+      const grads = Object.entries(e.grads)
+        .map(([k, v]) => `${k} ${v.toExponential(2)}`)
+        .join(', ');
       log(`${bad ? 'FAIL' : 'ok  '} ${c.name}: output ${e.output.toExponential(2)}${grads ? `; grads ${grads}` : ''}`);
     } catch (e) {
       failed++;

@@ -48,8 +48,16 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
   const p = COMPARE_PRESETS.default;
   const lm = CausalLM.create(variantConfig(variant, p, VOCAB, 0), `lm_${variant}`);
   const ids = stream(200_000);
-  const common = { model: lm, train: ids.subarray(0, 180_000), validation: ids.subarray(180_000), batchSize: p.batchSize,
-    sequenceLength: p.sequenceLength, learningRate: p.learningRate, evalBatches: 1, seed: 0 };
+  const common = {
+    model: lm,
+    train: ids.subarray(0, 180_000),
+    validation: ids.subarray(180_000),
+    batchSize: p.batchSize,
+    sequenceLength: p.sequenceLength,
+    learningRate: p.learningRate,
+    evalBatches: 1,
+    seed: 0,
+  };
   try {
     const r = await train({ ...common, steps, evalEvery: steps + 1 });
     const measured = r.history.slice(3);
@@ -68,9 +76,21 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
     batch.dispose();
     const median = rates[Math.floor(rates.length / 2)];
     return {
-      variant, preset: { hiddenSize: p.hiddenSize, numLayers: p.numLayers, numHeads: p.numHeads, batchSize: p.batchSize, sequenceLength: p.sequenceLength },
-      params: lm.countParams(), steps, tokensPerSecondMedian: Math.round(median), tokensPerSecondMean: Math.round((measured.length * tokens) / seconds),
-      medianStepMs: Math.round((1000 * tokens / median) * 10) / 10, kernelsPerStep: two - one, kernelsForward,
+      variant,
+      preset: {
+        hiddenSize: p.hiddenSize,
+        numLayers: p.numLayers,
+        numHeads: p.numHeads,
+        batchSize: p.batchSize,
+        sequenceLength: p.sequenceLength,
+      },
+      params: lm.countParams(),
+      steps,
+      tokensPerSecondMedian: Math.round(median),
+      tokensPerSecondMean: Math.round((measured.length * tokens) / seconds),
+      medianStepMs: Math.round(((1000 * tokens) / median) * 10) / 10,
+      kernelsPerStep: two - one,
+      kernelsForward,
     };
   } finally {
     lm.dispose();
@@ -82,8 +102,10 @@ export async function measureLMTraining(steps: number, log: (line: string) => vo
   const out: LMTrainingResult[] = [];
   for (const v of ['gta', 'gqa'] as const) {
     const r = await measureVariant(v, steps);
-    log(`[${tf.getBackend()}] LM training ${v}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
-      `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass`);
+    log(
+      `[${tf.getBackend()}] LM training ${v}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
+        `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass`,
+    );
     out.push(r);
   }
   return out;

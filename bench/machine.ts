@@ -22,7 +22,7 @@ export interface MachineInfo {
 
 export function machineInfo(): MachineInfo {
   const list = cpus();
-  let flags: string[] = [];
+  let flags: string[];
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     const line = info.split('\n').find((l) => l.startsWith('flags')) ?? '';
@@ -32,8 +32,14 @@ export function machineInfo(): MachineInfo {
     flags = [];
   }
   return {
-    cpuModel: list[0]?.model ?? 'unknown', logicalCores: list.length, ramBytes: totalmem(), platform: platform(),
-    arch: arch(), kernel: release(), cpuFlags: flags, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
+    cpuModel: list[0]?.model ?? 'unknown',
+    logicalCores: list.length,
+    ramBytes: totalmem(),
+    platform: platform(),
+    arch: arch(),
+    kernel: release(),
+    cpuFlags: flags,
+    loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
 
@@ -54,10 +60,20 @@ export interface Versions {
 }
 
 export function versions(): Versions {
-  const names = ['@tensorflow/tfjs', '@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-cpu',
-    '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgl', '@tensorflow/tfjs-backend-webgpu', 'webgpu', '@tensorflow/tfjs-node'];
+  const names = [
+    '@tensorflow/tfjs',
+    '@tensorflow/tfjs-core',
+    '@tensorflow/tfjs-layers',
+    '@tensorflow/tfjs-backend-cpu',
+    '@tensorflow/tfjs-backend-wasm',
+    '@tensorflow/tfjs-backend-webgl',
+    '@tensorflow/tfjs-backend-webgpu',
+    'webgpu',
+    '@tensorflow/tfjs-node',
+  ];
   return {
-    node: process.versions.node, v8: process.versions.v8,
+    node: process.versions.node,
+    v8: process.versions.v8,
     packages: Object.fromEntries(names.map((n) => [n, packageVersion(n)])),
   };
 }

@@ -93,8 +93,22 @@ function gpuGrid(): Grid {
     matmul: { d: [1024, 4096], m: [1024, 4096] },
     readMiB: [64],
     l1: {
-      prefill: { d: [1024], shapes: [[1024, 1], [4096, 1]], impls: PREFILL_IMPLS },
-      decode: { d: [1024], shapes: [[1024, 8], [4096, 8]], impls: DECODE_IMPLS },
+      prefill: {
+        d: [1024],
+        shapes: [
+          [1024, 1],
+          [4096, 1],
+        ],
+        impls: PREFILL_IMPLS,
+      },
+      decode: {
+        d: [1024],
+        shapes: [
+          [1024, 8],
+          [4096, 8],
+        ],
+        impls: DECODE_IMPLS,
+      },
       train: { d: [1024], shapes: [[512, 4]], impls: TRAIN_IMPLS },
     },
     l2: {
@@ -103,8 +117,10 @@ function gpuGrid(): Grid {
       train: { d: [512], shapes: [[128, 4]], impls: L2_PREFILL },
     },
     decodeSteps: 32,
-    trims: ['webgpu (GPU, Dawn in Node): matMul [1024]^3..[4096]^3; L1 at D=1024 only (prefill T 1024/4096 B=1, decode S 1024/4096 B=8, '
-      + 'training T=512 B=4); L2 at D=512 (prefill T=512, decode S=1024 B=8, training T=128 B=4)'],
+    trims: [
+      'webgpu (GPU, Dawn in Node): matMul [1024]^3..[4096]^3; L1 at D=1024 only (prefill T 1024/4096 B=1, decode S 1024/4096 B=8, ' +
+        'training T=512 B=4); L2 at D=512 (prefill T=512, decode S=1024 B=8, training T=128 B=4)',
+    ],
   };
 }
 
@@ -130,8 +146,10 @@ export function gridFor(backend: string, quick: boolean): Grid {
         train: { d: [], shapes: [], impls: [] },
       },
       decodeSteps: 8,
-      trims: [`quick subset: D=512, one small shape per phase (T=S=${len}, ${l2 ? `L2 and ` : ''}training ${len / 2}), ` +
-        `8 decode steps per run, ${l2 ? 'no L2 training' : 'no L2 model'}`],
+      trims: [
+        `quick subset: D=512, one small shape per phase (T=S=${len}, ${l2 ? `L2 and ` : ''}training ${len / 2}), ` +
+          `8 decode steps per run, ${l2 ? 'no L2 training' : 'no L2 model'}`,
+      ],
     };
   }
   if (backend === 'webgpu') return gpuGrid();
@@ -147,10 +165,19 @@ export function gridFor(backend: string, quick: boolean): Grid {
       l2: {
         prefill: { d: [512, 1024], shapes: [...cross([128, 512], [1, 4]), [2048, 1]], impls: L2_PREFILL },
         decode: { d: [512, 1024], shapes: cross([128, 1024, 4096], [1, 8]), impls: L2_DECODE },
-        train: { d: [512], shapes: [[128, 4], [256, 8]], impls: L2_PREFILL },
+        train: {
+          d: [512],
+          shapes: [
+            [128, 4],
+            [256, 8],
+          ],
+          impls: L2_PREFILL,
+        },
       },
       decodeSteps: 32,
-      trims: ['L2 uses a reduced grid (prefill T 128/512 x B 1/4 and T 2048 at B 1, decode S 128/1024/4096 x B 1/8, training at D=512 only)'],
+      trims: [
+        'L2 uses a reduced grid (prefill T 128/512 x B 1/4 and T 2048 at B 1, decode S 128/1024/4096 x B 1/8, training at D=512 only)',
+      ],
     };
   }
   if (backend === 'wasm') {
@@ -158,17 +185,51 @@ export function gridFor(backend: string, quick: boolean): Grid {
       matmul: { d: [512, 1024], m: [128, 512, 1024, 2048] },
       readMiB: [64],
       l1: {
-        prefill: { d: [512, 1024], shapes: [[128, 1], [512, 1], [1024, 1], [512, 4]], impls: PREFILL_IMPLS },
-        decode: { d: [512, 1024], shapes: [[128, 1], [1024, 1], [4096, 1], [1024, 8]], impls: DECODE_IMPLS },
+        prefill: {
+          d: [512, 1024],
+          shapes: [
+            [128, 1],
+            [512, 1],
+            [1024, 1],
+            [512, 4],
+          ],
+          impls: PREFILL_IMPLS,
+        },
+        decode: {
+          d: [512, 1024],
+          shapes: [
+            [128, 1],
+            [1024, 1],
+            [4096, 1],
+            [1024, 8],
+          ],
+          impls: DECODE_IMPLS,
+        },
         train: { d: [512], shapes: [[128, 4]], impls: TRAIN_IMPLS },
       },
       l2: {
-        prefill: { d: [512], shapes: [[128, 1], [512, 1]], impls: L2_PREFILL },
-        decode: { d: [512], shapes: [[128, 1], [1024, 8]], impls: L2_DECODE },
+        prefill: {
+          d: [512],
+          shapes: [
+            [128, 1],
+            [512, 1],
+          ],
+          impls: L2_PREFILL,
+        },
+        decode: {
+          d: [512],
+          shapes: [
+            [128, 1],
+            [1024, 8],
+          ],
+          impls: L2_DECODE,
+        },
         train: { d: [512], shapes: [[64, 2]], impls: L2_PREFILL },
       },
       decodeSteps: 32,
-      trims: ['wasm (one thread, SIMD) grid trimmed to fit ~6 minutes: prefill T<=1024 at B=1 and T=512 at B=4; decode S 128/1024/4096 at B=1 and S=1024 at B=8; L1 training D=512 B=4 T=128; L2 at D=512 only, training B=2 T=64'],
+      trims: [
+        'wasm (one thread, SIMD) grid trimmed to fit ~6 minutes: prefill T<=1024 at B=1 and T=512 at B=4; decode S 128/1024/4096 at B=1 and S=1024 at B=8; L1 training D=512 B=4 T=128; L2 at D=512 only, training B=2 T=64',
+      ],
     };
   }
   if (backend === 'cpu') {
@@ -176,8 +237,22 @@ export function gridFor(backend: string, quick: boolean): Grid {
       matmul: { d: [512], m: [128, 512] },
       readMiB: [16],
       l1: {
-        prefill: { d: [512], shapes: [[128, 1], [512, 1]], impls: PREFILL_IMPLS },
-        decode: { d: [512], shapes: [[128, 1], [512, 2]], impls: DECODE_IMPLS },
+        prefill: {
+          d: [512],
+          shapes: [
+            [128, 1],
+            [512, 1],
+          ],
+          impls: PREFILL_IMPLS,
+        },
+        decode: {
+          d: [512],
+          shapes: [
+            [128, 1],
+            [512, 2],
+          ],
+          impls: DECODE_IMPLS,
+        },
         train: { d: [512], shapes: [[128, 1]], impls: TRAIN_IMPLS },
       },
       l2: {
@@ -186,7 +261,9 @@ export function gridFor(backend: string, quick: boolean): Grid {
         train: { d: [], shapes: [], impls: [] },
       },
       decodeSteps: 32,
-      trims: ['cpu (pure JS, about 1 GFLOP/s) runs only D=512: prefill T 128/512 at B=1, decode S=128 at B=1 and S=512 at B=2, training T=128 B=1, L2 prefill and decode at 128, no L2 training'],
+      trims: [
+        'cpu (pure JS, about 1 GFLOP/s) runs only D=512: prefill T 128/512 at B=1, decode S=128 at B=1 and S=512 at B=2, training T=128 B=1, L2 prefill and decode at 128, no L2 training',
+      ],
     };
   }
   // webgl and webgpu-browser (headless Chromium, SwiftShader on the CPU) and anything else: small cells only.

@@ -95,7 +95,8 @@ export class TfjsMhaPeer {
   variables(): tf.Variable[] {
     const layer = this.layer as unknown as Record<string, { trainableWeights?: Array<{ read(): tf.Variable }> }>;
     return ['_queryDense', '_keyDense', '_valueDense', '_outputDense']
-      .flatMap((k) => layer[k]?.trainableWeights ?? []).map((w) => w.read());
+      .flatMap((k) => layer[k]?.trainableWeights ?? [])
+      .map((w) => w.read());
   }
 
   dispose(): void {
@@ -161,10 +162,11 @@ export class PlainAttentionPeer {
     const { h } = this;
     const dh = d / h;
     const x2 = tf.reshape(x, [b * t, d]); // [B*T, D]
-    const split = (w: tf.Tensor) => tf.transpose(tf.reshape(tf.matMul(x2, w), [b, t, h, dh]), [0, 2, 1, 3]) as tf.Tensor4D; // [B*T, D] @ [D, D] -> [B, T, H, Dh] -> [B, H, T, Dh]
+    // [B*T, D] @ [D, D] -> [B, T, H, Dh] -> [B, H, T, Dh]
+    const split = (w: tf.Tensor) => tf.transpose(tf.reshape(tf.matMul(x2, w), [b, t, h, dh]), [0, 2, 1, 3]) as tf.Tensor4D;
     const offset = past === null ? 0 : past.k.shape[2];
     const q = this.rope ? appRope(split(this.wq), offset) : split(this.wq);
-    let k = this.rope ? appRope(split(this.wk), offset) as tf.Tensor4D : split(this.wk);
+    let k = this.rope ? (appRope(split(this.wk), offset) as tf.Tensor4D) : split(this.wk);
     let v = split(this.wv);
     if (past !== null) {
       k = tf.concat([past.k, k], 2); // [B, H, S, Dh]

@@ -75,12 +75,14 @@ export interface BenchJson {
   versions: Versions;
   methodology: string[];
   backends: Record<string, BackendRecord>;
-  cells: Array<CellResult & {
-    /** matMul references: FLOPs / p10 time. */
-    gflopsAchievable?: number;
-    /** Analytic GFLOP/s (median) over the matched and the best reference's achievable GFLOP/s. */
-    matmulFraction?: { matched: number | null; best: number | null; matchedCell?: string };
-  }>;
+  cells: Array<
+    CellResult & {
+      /** matMul references: FLOPs / p10 time. */
+      gflopsAchievable?: number;
+      /** Analytic GFLOP/s (median) over the matched and the best reference's achievable GFLOP/s. */
+      matmulFraction?: { matched: number | null; best: number | null; matchedCell?: string };
+    }
+  >;
   matmulBest: Record<string, { gflops: number; cell: string }>;
   ratios: RatioRow[];
   peers: PeerRow[];
@@ -95,13 +97,16 @@ export const METHODOLOGY = [
   'Cells of a group (same level, phase, width, batch and length) are timed round-robin, at least 3 runs each and until the group has run ~2 s (at most 50 runs); a decode run longer than 3 s (naive MLA at long caches) is not repeated. Every unit ends with `await data()` on its result.',
   'Decode: a run is `steps` consecutive tokens starting from a cache of S random tokens of the exact cached shapes; every step (call, output read, disposal of the previous cache) is one sample; ms/token is the median step.',
   'Statistics: median and p10/p90 (linear interpolation) over all samples of a cell.',
-  'Peers: ratio of medians (ours / peer) with a 95% bootstrap interval (2000 resamples, fixed seed) over the timed runs of both cells (decode: each run\'s median step); an interval entirely above 1 is reported as ours slower, one containing 1 as within noise.',
+  "Peers: ratio of medians (ours / peer) with a 95% bootstrap interval (2000 resamples, fixed seed) over the timed runs of both cells (decode: each run's median step); an interval entirely above 1 is reported as ours slower, one containing 1 as within noise.",
   'Analytic FLOPs follow src/analysis/costs.ts (full T x S score matrix, no causal halving; FLOPs = 2 MACs; training = 3x forward); decode bytes = weights + cache read once (PERF_ANCHORS).',
   'Peak memory: max of tf.memory().numBytes sampled after every kernel of the profiled unit (tf.profile peakBytes), absolute and minus the bytes before the unit.',
   'matMul rate ("achievable"): a reference\'s FLOPs over its p10 time; a layer\'s GFLOP/s uses its median, and its fraction is taken against the reference of the matched shape [B*T, D] x [D, D] and against the best reference.',
 ];
 
-export function assemble(lines: Line[], meta: Omit<BenchJson, 'schema' | 'methodology' | 'backends' | 'cells' | 'matmulBest' | 'ratios' | 'peers' | 'targets'>): BenchJson {
+export function assemble(
+  lines: Line[],
+  meta: Omit<BenchJson, 'schema' | 'methodology' | 'backends' | 'cells' | 'matmulBest' | 'ratios' | 'peers' | 'targets'>,
+): BenchJson {
   const backends: Record<string, BackendRecord> = {};
   const cells: BenchJson['cells'] = [];
   for (const l of lines) {
@@ -117,14 +122,26 @@ export function assemble(lines: Line[], meta: Omit<BenchJson, 'schema' | 'method
     } else if (l.type === 'done') {
       rec.wallSeconds = Math.round(Number(l.wallSeconds) * 10) / 10;
       rec.leakedTensors = Number(l.leakedTensors);
-      rec.trims = ((l.grid as { trims?: string[] })?.trims) ?? [];
+      rec.trims = (l.grid as { trims?: string[] })?.trims ?? [];
     } else if (l.type === 'crash') {
       rec.status = 'crashed';
-      rec.error = `exit ${String(l.code)}${l.signal ? ` (${String(l.signal)})` : ''}: ${String(l.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`;
+      rec.error = `exit ${String(l.code)}${l.signal ? ` (${String(l.signal)})` : ''}: ${String(l.stderr ?? '')
+        .trim()
+        .split('\n')
+        .slice(-3)
+        .join(' | ')}`;
     }
   }
   const json: BenchJson = {
-    schema: SCHEMA, ...meta, methodology: METHODOLOGY, backends, cells, matmulBest: {}, ratios: [], peers: [], targets: [],
+    schema: SCHEMA,
+    ...meta,
+    methodology: METHODOLOGY,
+    backends,
+    cells,
+    matmulBest: {},
+    ratios: [],
+    peers: [],
+    targets: [],
   };
   derive(json);
   return json;
@@ -180,11 +197,19 @@ function derive(json: BenchJson): void {
       const analytic = basis === 'bytes' ? c.analytic!.bytes! / other.analytic!.bytes! : c.analytic!.flops / other.analytic!.flops;
       const measured = c.timeMs!.median / other.timeMs!.median;
       json.ratios.push({
-        backend: c.backend, group: c.group, pair: `gta/${o}`, measured, analytic, basis, realisation: measured / analytic,
+        backend: c.backend,
+        group: c.group,
+        pair: `gta/${o}`,
+        measured,
+        analytic,
+        basis,
+        realisation: measured / analytic,
         ...(c.cacheBytesMeasured !== undefined && other.cacheBytesMeasured !== undefined
-          ? { cacheBytesMeasured: c.cacheBytesMeasured / other.cacheBytesMeasured } : {}),
+          ? { cacheBytesMeasured: c.cacheBytesMeasured / other.cacheBytesMeasured }
+          : {}),
         ...(c.analytic?.cacheBytes && other.analytic?.cacheBytes
-          ? { cacheBytesFormula: c.analytic.cacheBytes / other.analytic.cacheBytes } : {}),
+          ? { cacheBytesFormula: c.analytic.cacheBytes / other.analytic.cacheBytes }
+          : {}),
       });
     }
   }
@@ -196,7 +221,11 @@ function derive(json: BenchJson): void {
     const peerMs = c.status === 'ok' ? c.timeMs!.median : null;
     const interval = oursMs !== null && peerMs !== null && ours?.runMs && c.runMs ? ratioInterval(ours.runMs, c.runMs) : null;
     json.peers.push({
-      backend: c.backend, group: c.group, peer: c.impl, oursMs, peerMs,
+      backend: c.backend,
+      group: c.group,
+      peer: c.impl,
+      oursMs,
+      peerMs,
       ratio: oursMs !== null && peerMs !== null ? oursMs / peerMs : null,
       ...(interval !== null ? { interval, verdict: interval[1] < 1 ? 'faster' : interval[0] > 1 ? 'slower' : 'parity' } : {}),
       ...(c.status !== 'ok' ? { note: `${c.status}: ${c.reason}` } : {}),
@@ -216,35 +245,82 @@ function targets(json: BenchJson): TargetRow[] {
     const y = ms(b);
     return x !== null && y !== null ? x / y : null;
   };
-  const row = (id: string, description: string, value: number | null, threshold: number, comparison: '<=' | '>=',
-    detail: string): TargetRow => ({
-    id, description, value, threshold, comparison, detail,
+  const row = (
+    id: string,
+    description: string,
+    value: number | null,
+    threshold: number,
+    comparison: '<=' | '>=',
+    detail: string,
+  ): TargetRow => ({
+    id,
+    description,
+    value,
+    threshold,
+    comparison,
+    detail,
     met: value === null ? null : comparison === '<=' ? value <= threshold : value >= threshold,
   });
   const dec = 'L1/decode/d1024/b8/s4096';
   const pre = 'L1/prefill/d1024/b1/t4096';
   const out: TargetRow[] = [
-    row('decode-gta-gqa', 'Decode step, D=1024, B=8, S=4096: GTA time / GQA time', ratio(`${dec}/gta`, `${dec}/gqa`), 0.6, '<=',
-      `GTA ${fmtMs(ms(`${dec}/gta`))} ms, GQA ${fmtMs(ms(`${dec}/gqa`))} ms per token; analytic byte ratio ${analyticRatio(json, dec, 'gqa')}`),
-    row('decode-gta-mla-naive', 'Decode step, D=1024, B=8, S=4096: GTA time / naive-decode MLA time', ratio(`${dec}/gta`, `${dec}/mla-naive`), 0.5, '<=',
-      `MLA naive ${fmtMs(ms(`${dec}/mla-naive`))} ms, absorbed ${fmtMs(ms(`${dec}/mla-abs`))} ms per token`),
-    row('prefill-gta-gqa', 'Prefill, D=1024, B=1, T=4096: GTA time / GQA time', ratio(`${pre}/gta`, `${pre}/gqa`), 0.75, '<=',
-      `GTA ${fmtMs(ms(`${pre}/gta`))} ms, GQA ${fmtMs(ms(`${pre}/gqa`))} ms; analytic FLOP ratio ${analyticRatio(json, pre, 'gqa')}`),
+    row(
+      'decode-gta-gqa',
+      'Decode step, D=1024, B=8, S=4096: GTA time / GQA time',
+      ratio(`${dec}/gta`, `${dec}/gqa`),
+      0.6,
+      '<=',
+      `GTA ${fmtMs(ms(`${dec}/gta`))} ms, GQA ${fmtMs(ms(`${dec}/gqa`))} ms per token; analytic byte ratio ${analyticRatio(json, dec, 'gqa')}`,
+    ),
+    row(
+      'decode-gta-mla-naive',
+      'Decode step, D=1024, B=8, S=4096: GTA time / naive-decode MLA time',
+      ratio(`${dec}/gta`, `${dec}/mla-naive`),
+      0.5,
+      '<=',
+      `MLA naive ${fmtMs(ms(`${dec}/mla-naive`))} ms, absorbed ${fmtMs(ms(`${dec}/mla-abs`))} ms per token`,
+    ),
+    row(
+      'prefill-gta-gqa',
+      'Prefill, D=1024, B=1, T=4096: GTA time / GQA time',
+      ratio(`${pre}/gta`, `${pre}/gqa`),
+      0.75,
+      '<=',
+      `GTA ${fmtMs(ms(`${pre}/gta`))} ms, GQA ${fmtMs(ms(`${pre}/gqa`))} ms; analytic FLOP ratio ${analyticRatio(json, pre, 'gqa')}`,
+    ),
   ];
   for (const impl of ['gqa', 'mha', 'gta', 'mla']) {
     const c = index.get(`tensorflow|L1/prefill/d1024/b1/t1024/${impl}`);
     const frac = c?.matmulFraction?.matched ?? null;
     const matched = json.cells.find((r) => r.backend === 'tensorflow' && r.name === 'ref/matmul/d1024/m1024/matmul');
-    out.push(row(`prefill-matmul-fraction-${impl}`, `Prefill, D=1024, B=1, T=1024: ${impl} GFLOP/s / matMul GFLOP/s ([1024,1024]x[1024,1024])`,
-      frac, 0.5, '>=', c?.gflops !== undefined ? `${c.gflops.toFixed(1)} GFLOP/s (analytic FLOPs / median time); matMul ` +
-        `${matched?.gflopsAchievable?.toFixed(1) ?? '-'} GFLOP/s at this shape, best ${json.matmulBest.tensorflow?.gflops.toFixed(1) ?? '-'} ` +
-        `(fraction of best ${fmtR(c.matmulFraction?.best)})` : 'not measured'));
+    out.push(
+      row(
+        `prefill-matmul-fraction-${impl}`,
+        `Prefill, D=1024, B=1, T=1024: ${impl} GFLOP/s / matMul GFLOP/s ([1024,1024]x[1024,1024])`,
+        frac,
+        0.5,
+        '>=',
+        c?.gflops !== undefined
+          ? `${c.gflops.toFixed(1)} GFLOP/s (analytic FLOPs / median time); matMul ` +
+              `${matched?.gflopsAchievable?.toFixed(1) ?? '-'} GFLOP/s at this shape, best ${json.matmulBest.tensorflow?.gflops.toFixed(1) ?? '-'} ` +
+              `(fraction of best ${fmtR(c.matmulFraction?.best)})`
+          : 'not measured',
+      ),
+    );
   }
   for (const impl of ['gqa', 'mha', 'gta', 'mla-naive', 'mla-abs']) {
     for (const b of [1, 8]) {
       const r = ratio(`L1/decode/d1024/b${b}/s4096/${impl}`, `L1/decode/d1024/b${b}/s1024/${impl}`);
-      out.push(row(`decode-linear-${impl}-b${b}`, `Decode, D=1024, B=${b}, ${impl}: time at S=4096 / time at S=1024`, r, 4.5, '<=',
-        `${fmtMs(ms(`L1/decode/d1024/b${b}/s4096/${impl}`))} / ${fmtMs(ms(`L1/decode/d1024/b${b}/s1024/${impl}`))} ms`));
+      out.push(
+        row(
+          `decode-linear-${impl}-b${b}`,
+          `Decode, D=1024, B=${b}, ${impl}: time at S=4096 / time at S=1024`,
+          r,
+          4.5,
+          '<=',
+          `${fmtMs(ms(`L1/decode/d1024/b${b}/s4096/${impl}`))} / ${fmtMs(ms(`L1/decode/d1024/b${b}/s1024/${impl}`))} ms`,
+        ),
+      );
     }
   }
   return out;
@@ -257,8 +333,8 @@ function analyticRatio(json: BenchJson, group: string, other: string): string {
 
 // ------------------------------------------------------------------ markdown
 
-const fmtMs = (v: number | null | undefined) => (v === null || v === undefined ? '-'
-  : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3));
+const fmtMs = (v: number | null | undefined) =>
+  v === null || v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3);
 const fmtR = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 const mb = (bytes: number | undefined) => (bytes === undefined ? '-' : (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 3 : 1));
 
@@ -270,35 +346,74 @@ export function renderMarkdown(json: BenchJson): string {
   const out: string[] = [];
   const m = json.machine;
   out.push('# tfjs-gta benchmark', '');
-  out.push(`Command: \`${json.command}\` (${json.options.quick ? 'quick subset' : 'default matrix'}), ` +
-    `started ${json.startedAt}, wall time ${(json.wallSeconds / 60).toFixed(1)} min.`, '');
-  out.push(`Machine: ${m.cpuModel}, ${m.logicalCores} logical cores, ${(m.ramBytes / 2 ** 30).toFixed(1)} GiB RAM, ` +
-    `${m.platform}/${m.arch} ${m.kernel}, flags ${m.cpuFlags.join(' ') || '-'}; load average at start ` +
-    `${m.loadAverage.join(' / ')}, at end ${m.loadAverageEnd.join(' / ')} (1/5/15 min; other processes share the machine).`, '');
+  out.push(
+    `Command: \`${json.command}\` (${json.options.quick ? 'quick subset' : 'default matrix'}), ` +
+      `started ${json.startedAt}, wall time ${(json.wallSeconds / 60).toFixed(1)} min.`,
+    '',
+  );
+  out.push(
+    `Machine: ${m.cpuModel}, ${m.logicalCores} logical cores, ${(m.ramBytes / 2 ** 30).toFixed(1)} GiB RAM, ` +
+      `${m.platform}/${m.arch} ${m.kernel}, flags ${m.cpuFlags.join(' ') || '-'}; load average at start ` +
+      `${m.loadAverage.join(' / ')}, at end ${m.loadAverageEnd.join(' / ')} (1/5/15 min; other processes share the machine).`,
+    '',
+  );
   const p = json.versions.packages;
-  out.push(`Node ${json.versions.node}; ${Object.entries(p).filter(([, v]) => v).map(([k, v]) => `${k.replace('@tensorflow/', '')} ${v}`).join(', ')}.`, '');
+  out.push(
+    `Node ${json.versions.node}; ${Object.entries(p)
+      .filter(([, v]) => v)
+      .map(([k, v]) => `${k.replace('@tensorflow/', '')} ${v}`)
+      .join(', ')}.`,
+    '',
+  );
   out.push('## Backends', '');
-  out.push(table(['backend', 'status', 'cells', 'wall s', 'matMul best GFLOP/s', 'flags', 'matrix trims'],
-    Object.entries(json.backends).map(([b, r]) => [b, r.status + (r.error ? ` (${r.error})` : ''), String(r.cells),
-      fmtR(r.wallSeconds, 0), fmtR(json.matmulBest[b]?.gflops, 1),
-      r.flags ? Object.entries(r.flags).filter(([k]) => k !== 'backend').map(([k, v]) => `${k}=${String(v)}`).join(', ') : '-',
-      r.trims.join('; ') || '-'])));
+  out.push(
+    table(
+      ['backend', 'status', 'cells', 'wall s', 'matMul best GFLOP/s', 'flags', 'matrix trims'],
+      Object.entries(json.backends).map(([b, r]) => [
+        b,
+        r.status + (r.error ? ` (${r.error})` : ''),
+        String(r.cells),
+        fmtR(r.wallSeconds, 0),
+        fmtR(json.matmulBest[b]?.gflops, 1),
+        r.flags
+          ? Object.entries(r.flags)
+              .filter(([k]) => k !== 'backend')
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(', ')
+          : '-',
+        r.trims.join('; ') || '-',
+      ]),
+    ),
+  );
   out.push('', 'How it was measured:', '', ...json.methodology.map((x) => `- ${x}`), '');
 
   if (json.targets.some((t) => t.value !== null)) {
     out.push('## Targets (tensorflow, D=1024)', '');
-    out.push(table(['target', 'value', 'threshold', 'met', 'detail'], json.targets.map((t) => [t.description, fmtR(t.value, 3),
-      `${t.comparison} ${t.threshold}`, t.met === null ? 'not measured' : t.met ? 'yes' : '**no**', t.detail])));
+    out.push(
+      table(
+        ['target', 'value', 'threshold', 'met', 'detail'],
+        json.targets.map((t) => [
+          t.description,
+          fmtR(t.value, 3),
+          `${t.comparison} ${t.threshold}`,
+          t.met === null ? 'not measured' : t.met ? 'yes' : '**no**',
+          t.detail,
+        ]),
+      ),
+    );
     out.push('');
   }
 
   if (json.peers.length > 0) {
     out.push('## Peers: our MHA setting against tfjs-layers MultiHeadAttention and a plain matMul attention', '');
-    out.push('Ratio = our time / peer time (< 1: ours is faster), at equal work. Our MHA is GQA with numKeyValueHeads = ' +
-      'numQueryHeads; `plain` and tfjs-layers apply no RoPE and are compared with our MHA built with `useRope: false` ' +
-      '(`mha-norope`); `plain+RoPE` rotates q and k like ours and is compared with `mha`. In brackets: the 95% bootstrap ' +
-      'interval of the ratio over the timed runs; **slower** marks an interval entirely above 1, `=` one that contains 1 ' +
-      '(a difference within run-to-run noise).', '');
+    out.push(
+      'Ratio = our time / peer time (< 1: ours is faster), at equal work. Our MHA is GQA with numKeyValueHeads = ' +
+        'numQueryHeads; `plain` and tfjs-layers apply no RoPE and are compared with our MHA built with `useRope: false` ' +
+        '(`mha-norope`); `plain+RoPE` rotates q and k like ours and is compared with `mha`. In brackets: the 95% bootstrap ' +
+        'interval of the ratio over the timed runs; **slower** marks an interval entirely above 1, `=` one that contains 1 ' +
+        '(a difference within run-to-run noise).',
+      '',
+    );
     const counts = new Map<string, Record<string, number>>();
     for (const r of json.peers) {
       if (r.verdict === undefined) continue;
@@ -307,8 +422,12 @@ export function renderMarkdown(json: BenchJson): string {
       c[r.verdict] += 1;
       counts.set(key, c);
     }
-    out.push(table(['backend', 'peer', 'ours faster', 'within noise', 'ours slower'],
-      [...counts].map(([key, c]) => [...key.split('|'), String(c.faster), String(c.parity), String(c.slower)])));
+    out.push(
+      table(
+        ['backend', 'peer', 'ours faster', 'within noise', 'ours slower'],
+        [...counts].map(([key, c]) => [...key.split('|'), String(c.faster), String(c.parity), String(c.slower)]),
+      ),
+    );
     out.push('');
     const cellOf = (r: PeerRow | undefined) => {
       if (r === undefined) return '-';
@@ -316,10 +435,34 @@ export function renderMarkdown(json: BenchJson): string {
       const mark = r.verdict === 'slower' ? ' **slower**' : r.verdict === 'parity' ? ' =' : '';
       return r.interval ? `${fmtR(r.ratio)} (${fmtR(r.interval[0])}-${fmtR(r.interval[1])})${mark}` : fmtR(r.ratio);
     };
-    out.push(table(['backend', 'cell group', 'ours (no RoPE) ms', 'plain ms', 'ours/plain', 'tfjs-layers ms', 'ours/tfjs-layers',
-      'ours (RoPE) ms', 'plain+RoPE ms', 'ours/plain+RoPE'],
-    groupPeers(json.peers).map((g) => [g.backend, g.group, fmtMs(g.plain?.oursMs ?? g.tfjs?.oursMs), fmtMs(g.plain?.peerMs),
-      cellOf(g.plain), fmtMs(g.tfjs?.peerMs), cellOf(g.tfjs), fmtMs(g.rope?.oursMs), fmtMs(g.rope?.peerMs), cellOf(g.rope)])));
+    out.push(
+      table(
+        [
+          'backend',
+          'cell group',
+          'ours (no RoPE) ms',
+          'plain ms',
+          'ours/plain',
+          'tfjs-layers ms',
+          'ours/tfjs-layers',
+          'ours (RoPE) ms',
+          'plain+RoPE ms',
+          'ours/plain+RoPE',
+        ],
+        groupPeers(json.peers).map((g) => [
+          g.backend,
+          g.group,
+          fmtMs(g.plain?.oursMs ?? g.tfjs?.oursMs),
+          fmtMs(g.plain?.peerMs),
+          cellOf(g.plain),
+          fmtMs(g.tfjs?.peerMs),
+          cellOf(g.tfjs),
+          fmtMs(g.rope?.oursMs),
+          fmtMs(g.rope?.peerMs),
+          cellOf(g.rope),
+        ]),
+      ),
+    );
     out.push('');
   }
 
@@ -330,8 +473,18 @@ export function renderMarkdown(json: BenchJson): string {
     const refs = cells.filter((c) => c.level === 'ref');
     if (refs.length > 0) {
       out.push('Reference kernels:', '');
-      out.push(table(['cell', 'median ms (p10-p90)', 'GFLOP/s at median', 'GFLOP/s at p10 (achievable)', 'GB/s'], refs.map((c) => [c.name,
-        timeCell(c), fmtR(c.gflops, 1), fmtR(c.gflopsAchievable, 1), c.phase === 'read' ? fmtR(c.gbps, 1) : '-'])));
+      out.push(
+        table(
+          ['cell', 'median ms (p10-p90)', 'GFLOP/s at median', 'GFLOP/s at p10 (achievable)', 'GB/s'],
+          refs.map((c) => [
+            c.name,
+            timeCell(c),
+            fmtR(c.gflops, 1),
+            fmtR(c.gflopsAchievable, 1),
+            c.phase === 'read' ? fmtR(c.gbps, 1) : '-',
+          ]),
+        ),
+      );
       out.push('');
     }
     for (const level of ['L1', 'L2'] as const) {
@@ -344,29 +497,52 @@ export function renderMarkdown(json: BenchJson): string {
         const groups = [...new Set(sub.map((c) => c.group))];
         const index = new Map(sub.map((c) => [c.name, c]));
         const pairs = phase === 'decode' ? ['gqa', 'mla-naive', 'mla-abs'] : ['gqa', 'mla'];
-        out.push(table(['group', ...impls, ...pairs.map((x) => `GTA/${x.toUpperCase()} (analytic)`)], groups.map((g) => [
-          g.split('/').slice(2).join('/'),
-          ...impls.map((i) => {
-            const c = index.get(`${g}/${i}`);
-            return c === undefined ? '' : c.status === 'ok' ? fmtMs(c.timeMs!.median) : c.status === 'skipped' ? 'skip' : 'error';
-          }),
-          ...pairs.map((x) => {
-            const r = json.ratios.find((q) => q.backend === backend && q.group === g && q.pair === `gta/${x}`);
-            return r ? `${fmtR(r.measured)} (${fmtR(r.analytic)})` : '-';
-          }),
-        ])));
+        out.push(
+          table(
+            ['group', ...impls, ...pairs.map((x) => `GTA/${x.toUpperCase()} (analytic)`)],
+            groups.map((g) => [
+              g.split('/').slice(2).join('/'),
+              ...impls.map((i) => {
+                const c = index.get(`${g}/${i}`);
+                return c === undefined ? '' : c.status === 'ok' ? fmtMs(c.timeMs!.median) : c.status === 'skipped' ? 'skip' : 'error';
+              }),
+              ...pairs.map((x) => {
+                const r = json.ratios.find((q) => q.backend === backend && q.group === g && q.pair === `gta/${x}`);
+                return r ? `${fmtR(r.measured)} (${fmtR(r.analytic)})` : '-';
+              }),
+            ]),
+          ),
+        );
         out.push('');
         out.push('<details><summary>per cell</summary>', '');
-        out.push(table(['cell', 'median (p10-p90)', 'GFLOP/s', 'of matMul matched / best', phase === 'decode' ? 'GB/s' : '-',
-          'cache MiB bytes() / formula', 'peak MiB (transient)', 'kernels', 'note'],
-        sub.map((c) => [c.name.split('/').slice(2).join('/'), c.status === 'ok' ? timeCell(c) : c.status,
-          fmtR(c.gflops, 1), c.matmulFraction ? `${pct(c.matmulFraction.matched)} / ${pct(c.matmulFraction.best)}` : '-',
-          phase === 'decode' ? fmtR(c.gbps, 1) : '-',
-          c.cacheBytesMeasured !== undefined || c.analytic?.cacheBytes !== undefined
-            ? `${mb(c.cacheBytesMeasured)} / ${mb(c.analytic?.cacheBytes)}` : '-',
-          c.profile ? `${mb(c.profile.peakBytes)} (${mb(c.profile.transientBytes)})` : '-',
-          c.profile ? String(c.profile.kernels) : '-',
-          c.status === 'ok' ? (c.notes ?? []).join('; ') : (c.reason ?? '')])));
+        out.push(
+          table(
+            [
+              'cell',
+              'median (p10-p90)',
+              'GFLOP/s',
+              'of matMul matched / best',
+              phase === 'decode' ? 'GB/s' : '-',
+              'cache MiB bytes() / formula',
+              'peak MiB (transient)',
+              'kernels',
+              'note',
+            ],
+            sub.map((c) => [
+              c.name.split('/').slice(2).join('/'),
+              c.status === 'ok' ? timeCell(c) : c.status,
+              fmtR(c.gflops, 1),
+              c.matmulFraction ? `${pct(c.matmulFraction.matched)} / ${pct(c.matmulFraction.best)}` : '-',
+              phase === 'decode' ? fmtR(c.gbps, 1) : '-',
+              c.cacheBytesMeasured !== undefined || c.analytic?.cacheBytes !== undefined
+                ? `${mb(c.cacheBytesMeasured)} / ${mb(c.analytic?.cacheBytes)}`
+                : '-',
+              c.profile ? `${mb(c.profile.peakBytes)} (${mb(c.profile.transientBytes)})` : '-',
+              c.profile ? String(c.profile.kernels) : '-',
+              c.status === 'ok' ? (c.notes ?? []).join('; ') : (c.reason ?? ''),
+            ]),
+          ),
+        );
         out.push('', '</details>', '');
       }
     }
@@ -377,7 +553,13 @@ export function renderMarkdown(json: BenchJson): string {
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(100 * v).toFixed(0)}%`);
 const timeCell = (c: CellResult) => (c.timeMs ? `${fmtMs(c.timeMs.median)} (${fmtMs(c.timeMs.p10)}-${fmtMs(c.timeMs.p90)})` : '-');
 
-interface PeerGroup { backend: string; group: string; plain?: PeerRow; rope?: PeerRow; tfjs?: PeerRow }
+interface PeerGroup {
+  backend: string;
+  group: string;
+  plain?: PeerRow;
+  rope?: PeerRow;
+  tfjs?: PeerRow;
+}
 
 function groupPeers(rows: PeerRow[]): PeerGroup[] {
   const map = new Map<string, PeerGroup>();

@@ -33,8 +33,13 @@ export function summarize(samples: number[]): Stats {
   const s = [...samples].sort((a, b) => a - b);
   const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
   return {
-    median: percentile(s, 0.5), p10: percentile(s, 0.1), p90: percentile(s, 0.9), mean,
-    min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN, n: s.length,
+    median: percentile(s, 0.5),
+    p10: percentile(s, 0.1),
+    p90: percentile(s, 0.9),
+    mean,
+    min: s[0] ?? NaN,
+    max: s[s.length - 1] ?? NaN,
+    n: s.length,
   };
 }
 
@@ -64,8 +69,11 @@ export interface VariantTiming {
  * Times the variants of a group round-robin (rotating the order each round). A variant that throws is
  * dropped from the group with its error; the others continue.
  */
-export async function timeInterleaved(variants: Record<string, RunFn>, policy: TimingPolicy,
-  onWarm?: (name: string) => void): Promise<Record<string, VariantTiming>> {
+export async function timeInterleaved(
+  variants: Record<string, RunFn>,
+  policy: TimingPolicy,
+  onWarm?: (name: string) => void,
+): Promise<Record<string, VariantTiming>> {
   const out: Record<string, VariantTiming> = {};
   const live: string[] = [];
   for (const [name, run] of Object.entries(variants)) {
@@ -86,7 +94,7 @@ export async function timeInterleaved(variants: Record<string, RunFn>, policy: T
     for (const name of order) {
       try {
         const t0 = performance.now();
-        out[name].samples.push(...await variants[name]());
+        out[name].samples.push(...(await variants[name]()));
         out[name].runs += 1;
         if (policy.slowRunMs !== undefined && performance.now() - t0 > policy.slowRunMs) slow.add(name);
       } catch (e) {
@@ -97,8 +105,8 @@ export async function timeInterleaved(variants: Record<string, RunFn>, policy: T
     const elapsed = performance.now() - started;
     for (let i = live.length - 1; i >= 0; i--) {
       const v = out[live[i]];
-      const done = v.error !== undefined || slow.has(live[i]) || v.runs >= policy.maxRuns
-        || (v.runs >= policy.minRuns && elapsed >= policy.targetMs);
+      const done =
+        v.error !== undefined || slow.has(live[i]) || v.runs >= policy.maxRuns || (v.runs >= policy.minRuns && elapsed >= policy.targetMs);
       if (done) live.splice(i, 1);
     }
   }
@@ -107,7 +115,10 @@ export async function timeInterleaved(variants: Record<string, RunFn>, policy: T
 
 /** Median of unsorted values. */
 function median(values: number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 0.5);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 /**

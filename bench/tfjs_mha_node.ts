@@ -28,7 +28,12 @@ export async function bundleTfjsMultiHeadAttention(): Promise<{ ctor: unknown; r
     mkdirSync(outDir, { recursive: true });
     const esbuild = await import('esbuild');
     await esbuild.build({
-      entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile, logLevel: 'silent',
+      entryPoints: [entry],
+      bundle: true,
+      format: 'cjs',
+      platform: 'node',
+      outfile,
+      logLevel: 'silent',
       external: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-core/*'],
     });
   }

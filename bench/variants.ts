@@ -13,9 +13,7 @@
  *
  * Every variant is built without biases (the analytic model counts none).
  */
-import {
-  AttentionConfig, AttentionSpec, attentionMacs, attentionParams, attentionSpec, kvCacheBytesPerToken,
-} from '../src/index.js';
+import { AttentionConfig, AttentionSpec, attentionMacs, attentionParams, attentionSpec, kvCacheBytesPerToken } from '../src/index.js';
 
 export const OUR_IMPLS = ['gqa', 'mha', 'mha-norope', 'gta', 'mla', 'mla-naive', 'mla-abs'] as const;
 export type OurImpl = (typeof OUR_IMPLS)[number];
@@ -35,18 +33,42 @@ export function heads(d: number): number {
 export function attentionConfig(impl: OurImpl, d: number): AttentionConfig {
   const h = heads(d);
   switch (impl) {
-    case 'gqa': return { kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h / 4, useBias: false };
-    case 'mha': case 'mha-norope': return {
-      kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h, useBias: false, useRope: impl === 'mha',
-    };
-    case 'gta': return {
-      kind: 'gta', numHeads: h, headDim: HEAD_DIM, numQueryHeads: h / 4, numKeyHeads: 1, numValueHeads: 1, valueDim: 128,
-      useBias: false,
-    };
-    case 'mla': case 'mla-naive': case 'mla-abs': return {
-      kind: 'mla', numHeads: h, kvLoraRank: 256, qkRopeHeadDim: 32, qkNopeHeadDim: 64, vHeadDim: 64,
-      absorbForDecode: impl === 'mla-abs', useBias: false,
-    };
+    case 'gqa':
+      return { kind: 'gqa', headDim: HEAD_DIM, numQueryHeads: h, numKeyValueHeads: h / 4, useBias: false };
+    case 'mha':
+    case 'mha-norope':
+      return {
+        kind: 'gqa',
+        headDim: HEAD_DIM,
+        numQueryHeads: h,
+        numKeyValueHeads: h,
+        useBias: false,
+        useRope: impl === 'mha',
+      };
+    case 'gta':
+      return {
+        kind: 'gta',
+        numHeads: h,
+        headDim: HEAD_DIM,
+        numQueryHeads: h / 4,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 128,
+        useBias: false,
+      };
+    case 'mla':
+    case 'mla-naive':
+    case 'mla-abs':
+      return {
+        kind: 'mla',
+        numHeads: h,
+        kvLoraRank: 256,
+        qkRopeHeadDim: 32,
+        qkNopeHeadDim: 64,
+        vHeadDim: 64,
+        absorbForDecode: impl === 'mla-abs',
+        useBias: false,
+      };
   }
 }
 
@@ -67,8 +89,14 @@ export function intermediateSize(d: number): number {
 /** The L2 model config: 4 pre-norm blocks, RMSNorm, SwiGLU, tied embeddings, vocabulary 4096. */
 export function l2Config(impl: OurImpl, d: number, maxSequenceLength: number) {
   return {
-    vocabSize: VOCAB, hiddenSize: d, numLayers: L2_LAYERS, intermediateSize: intermediateSize(d), maxSequenceLength,
-    attention: attentionConfig(impl, d), tieWordEmbeddings: true, seed: 1,
+    vocabSize: VOCAB,
+    hiddenSize: d,
+    numLayers: L2_LAYERS,
+    intermediateSize: intermediateSize(d),
+    maxSequenceLength,
+    attention: attentionConfig(impl, d),
+    tieWordEmbeddings: true,
+    seed: 1,
   };
 }
 
@@ -92,8 +120,15 @@ export interface Analytic {
 }
 
 /** L1 (one attention layer) analytic costs. Training FLOPs are 3x forward (forward + backward). */
-export function l1Analytic(spec: AttentionSpec, d: number, phase: 'prefill' | 'decode' | 'train', b: number,
-  t: number, s: number, absorbed: boolean): Analytic {
+export function l1Analytic(
+  spec: AttentionSpec,
+  d: number,
+  phase: 'prefill' | 'decode' | 'train',
+  b: number,
+  t: number,
+  s: number,
+  absorbed: boolean,
+): Analytic {
   if (phase === 'decode') {
     const fwd = attentionMacs(spec, d, { batchSize: b, queryLength: 1, keyLength: s + 1, absorbed }).flops;
     const bytes = 4 * attentionParams(spec, d) + kvCacheBytesPerToken(spec) * b * s;
@@ -104,8 +139,15 @@ export function l1Analytic(spec: AttentionSpec, d: number, phase: 'prefill' | 'd
 }
 
 /** L2 analytic costs: attention layers, SwiGLU (3 D I MACs per token) and the tied logits (D V). */
-export function l2Analytic(spec: AttentionSpec, d: number, phase: 'prefill' | 'decode' | 'train', b: number,
-  t: number, s: number, absorbed: boolean): Analytic {
+export function l2Analytic(
+  spec: AttentionSpec,
+  d: number,
+  phase: 'prefill' | 'decode' | 'train',
+  b: number,
+  t: number,
+  s: number,
+  absorbed: boolean,
+): Analytic {
   const inter = intermediateSize(d);
   const perTokenMacs = L2_LAYERS * 3 * d * inter + d * VOCAB;
   const mlpParams = L2_LAYERS * (3 * d * inter + 2 * d) + d + VOCAB * d;
@@ -118,7 +160,5 @@ export function l2Analytic(spec: AttentionSpec, d: number, phase: 'prefill' | 'd
   }
   const attn = attentionMacs(spec, d, { batchSize: b, queryLength: t, keyLength: t }).flops;
   const fwd = L2_LAYERS * attn + 2 * b * t * perTokenMacs;
-  return phase === 'train'
-    ? { flops: 3 * fwd }
-    : { flops: fwd, cacheBytes: L2_LAYERS * kvCacheBytesPerToken(spec) * b * t };
+  return phase === 'train' ? { flops: 3 * fwd } : { flops: fwd, cacheBytes: L2_LAYERS * kvCacheBytesPerToken(spec) * b * t };
 }

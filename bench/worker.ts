@@ -168,9 +168,10 @@ export async function runCells(backend: string, options: RunOptions): Promise<Ba
       const r = results.get(cell.name)!;
       r.groupSeconds = Math.round(seconds * 100) / 100;
       options.onResult(r);
-      const what = r.status === 'ok'
-        ? `${fmt(r.timeMs!.median)} ms (p10 ${fmt(r.timeMs!.p10)}, p90 ${fmt(r.timeMs!.p90)}, n=${r.timeMs!.n})`
-        : `${r.status}: ${r.reason}`;
+      const what =
+        r.status === 'ok'
+          ? `${fmt(r.timeMs!.median)} ms (p10 ${fmt(r.timeMs!.p10)}, p90 ${fmt(r.timeMs!.p90)}, n=${r.timeMs!.n})`
+          : `${r.status}: ${r.reason}`;
       options.onProgress?.(`[${backend}] ${cell.name}  ${what}`);
     }
   }

@@ -77,10 +77,18 @@ export async function buildDemo({ outdir = join(demoDir, 'dist'), minify = true 
   const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   const wasmFiles = readdirSync(join(wasmDir, 'dist')).filter((f) => f.endsWith('.wasm'));
   for (const f of wasmFiles) copyFileSync(join(wasmDir, 'dist', f), join(outdir, 'wasm', f));
-  writeFileSync(join(outdir, 'build-info.json'), JSON.stringify({
-    builtAt: new Date().toISOString(), corpus: { title: corpus.title, source: corpus.source, characters: [...corpus.text].length },
-    wasm: wasmFiles,
-  }, null, 2));
+  writeFileSync(
+    join(outdir, 'build-info.json'),
+    JSON.stringify(
+      {
+        builtAt: new Date().toISOString(),
+        corpus: { title: corpus.title, source: corpus.source, characters: [...corpus.text].length },
+        wasm: wasmFiles,
+      },
+      null,
+      2,
+    ),
+  );
   return {
     outdir,
     bundleBytes: statSync(join(outdir, 'app.js')).size,
@@ -97,8 +105,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const outdir = i >= 0 ? resolve(args[i + 1]) : undefined;
   try {
     const r = await buildDemo({ outdir, minify: !args.includes('--no-minify') });
-    console.log(`demo built in ${r.seconds.toFixed(1)}s: ${r.outdir} (app.js ${(r.bundleBytes / 1e6).toFixed(2)} MB, `
-      + `${r.wasmFiles.length} wasm files, text: ${r.corpus.title}, ${[...r.corpus.text].length} characters)`);
+    console.log(
+      `demo built in ${r.seconds.toFixed(1)}s: ${r.outdir} (app.js ${(r.bundleBytes / 1e6).toFixed(2)} MB, ` +
+        `${r.wasmFiles.length} wasm files, text: ${r.corpus.title}, ${[...r.corpus.text].length} characters)`,
+    );
   } catch (e) {
     console.error(`demo build failed: ${e.message}`);
     process.exit(1);

@@ -26,7 +26,9 @@ for (let i = 0; i < args.length; i++) {
 const option = (name: string, fallback: string) => values[name] ?? fallback;
 const target = positional[0];
 if (!target) {
-  console.error('usage: npx tsx demo/load-in-node.ts <name>.json|<folder> [--prompt text] [--tokens n] [--temperature t] [--backend wasm|cpu] [--json]');
+  console.error(
+    'usage: npx tsx demo/load-in-node.ts <name>.json|<folder> [--prompt text] [--tokens n] [--temperature t] [--backend wasm|cpu] [--json]',
+  );
   process.exit(2);
 }
 const prompt = option('--prompt', 'Call me Ishmael.');
@@ -41,8 +43,12 @@ const hf = existsSync(join(path, 'config.json'));
 const lm = hf ? await loadHFCheckpoint(path) : await CausalLM.load(`file://${path}`);
 type DemoMeta = { tokenizer: object; variant: string; steps: number; text: string };
 const meta = hf
-  ? { tokenizer: JSON.parse(await readFile(join(path, 'tfjs-gta-tokenizer.json'), 'utf8')), variant: lm.config.attention.kind, steps: 0,
-    text: 'the page (exported for PyTorch)' } as DemoMeta
+  ? ({
+      tokenizer: JSON.parse(await readFile(join(path, 'tfjs-gta-tokenizer.json'), 'utf8')),
+      variant: lm.config.attention.kind,
+      steps: 0,
+      text: 'the page (exported for PyTorch)',
+    } as DemoMeta)
   : (lm.model.getUserDefinedMetadata() as Record<string, DemoMeta>).tfjsGtaDemo;
 if (!meta?.tokenizer) throw new Error(`${target} has no tokenizer in its metadata; was it downloaded from the demo page?`);
 const tokenizer = tokenizerFromJSON(meta.tokenizer);
@@ -55,22 +61,40 @@ if (args.includes('--json')) {
   const b = direct.getWeights();
   let weightDiff = a.length === b.length ? 0 : Infinity;
   for (let i = 0; i < Math.min(a.length, b.length); i++) {
-    weightDiff = Math.max(weightDiff, tf.tidy(() => tf.max(tf.abs(tf.sub(a[i], b[i]))).dataSync()[0]));
+    weightDiff = Math.max(
+      weightDiff,
+      tf.tidy(() => tf.max(tf.abs(tf.sub(a[i], b[i]))).dataSync()[0]),
+    );
   }
   const logits = lm.logits([promptIds]);
   const lastLogits = Array.from(tf.tidy(() => tf.slice(logits, [0, promptIds.length - 1, 0], [1, 1, -1])).dataSync());
   logits.dispose();
   const g = await lm.generate(promptIds, { maxNewTokens: tokens });
-  console.log(JSON.stringify({
-    backend: tf.getBackend(), variant: meta.variant, params: lm.countParams(), weights: a.length, weightDiff,
-    promptIds, lastLogits, greedy: g.tokens[0], text: tokenizer.decode(g.tokens[0]),
-  }));
+  console.log(
+    JSON.stringify({
+      backend: tf.getBackend(),
+      variant: meta.variant,
+      params: lm.countParams(),
+      weights: a.length,
+      weightDiff,
+      promptIds,
+      lastLogits,
+      greedy: g.tokens[0],
+      text: tokenizer.decode(g.tokens[0]),
+    }),
+  );
 } else {
-  console.log(`${meta.variant}, ${lm.countParams().toLocaleString('en-US')} parameters, trained ${meta.steps} steps in the browser on ${meta.text}`);
+  console.log(
+    `${meta.variant}, ${lm.countParams().toLocaleString('en-US')} parameters, trained ${meta.steps} steps in the browser on ${meta.text}`,
+  );
   process.stdout.write(prompt);
   const result = await lm.generate(promptIds, {
-    maxNewTokens: tokens, temperature, seed: 1,
-    onToken: ({ tokens: t }) => { process.stdout.write(tokenizer.decode([t[0]])); },
+    maxNewTokens: tokens,
+    temperature,
+    seed: 1,
+    onToken: ({ tokens: t }) => {
+      process.stdout.write(tokenizer.decode([t[0]]));
+    },
   });
   console.log(`\n${result.tokens[0].length} tokens, decode ${result.decodeTokensPerSecond.toFixed(1)} tokens/s on ${tf.getBackend()}`);
 }

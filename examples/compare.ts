@@ -5,10 +5,10 @@
 import { useBestBackend } from 'tfjs-gta';
 import { compare, comparisonTable, writeReport } from 'tfjs-gta/node';
 
-
 await useBestBackend();
 const report = await compare({
-  variants: ['gta', 'gqa', 'mla', 'mha'], preset: 'quick',
+  variants: ['gta', 'gqa', 'mla', 'mha'],
+  preset: 'quick',
   onLog: (line) => console.log(line),
 });
 console.log(comparisonTable(report));

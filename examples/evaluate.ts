@@ -5,10 +5,16 @@
 // Without a checkpoint it evaluates a freshly initialised model (about log(vocabulary) nats).
 import { existsSync } from 'node:fs';
 import {
-  CausalLM, CharTokenizer, evaluate, smallPreset, splitTokens, tokenizerFromJSON, useBestBackend, type TokenizerJSON,
+  CausalLM,
+  CharTokenizer,
+  evaluate,
+  smallPreset,
+  splitTokens,
+  tokenizerFromJSON,
+  useBestBackend,
+  type TokenizerJSON,
 } from 'tfjs-gta';
 import { loadCheckpoint, loadCorpus } from 'tfjs-gta/node';
-
 
 await useBestBackend();
 const dir = process.argv[2] ?? 'checkpoints/train';
@@ -19,6 +25,8 @@ const tokenizer = checkpoint ? tokenizerFromJSON(checkpoint.state.extra?.tokeniz
 const lm = checkpoint ? checkpoint.lm : CausalLM.create(smallPreset('tiny', 'gta', tokenizer.vocabSize));
 const { validation } = splitTokens(Int32Array.from(tokenizer.encode(corpus.text)), { validationFraction: 0.05 });
 const r = evaluate(lm, validation, { batchSize: 16, sequenceLength: 64, maxBatches: 60 });
-console.log(`${trained ? `checkpoint ${dir}` : 'untrained model'} validation: ${r.loss.toFixed(2)} nats/token, perplexity ` +
-  `${r.perplexity.toFixed(1)}, ${r.bitsPerToken.toFixed(2)} bits/char over ${r.tokens.toLocaleString('en-US')} tokens`);
+console.log(
+  `${trained ? `checkpoint ${dir}` : 'untrained model'} validation: ${r.loss.toFixed(2)} nats/token, perplexity ` +
+    `${r.perplexity.toFixed(1)}, ${r.bitsPerToken.toFixed(2)} bits/char over ${r.tokens.toLocaleString('en-US')} tokens`,
+);
 lm.dispose();

@@ -72,10 +72,19 @@ function parseCli(argv: string[]): Cli | null {
     allowPositionals: false,
   });
   if (values.help) return null;
-  const split = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const split = (s: string) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   return {
-    quick: values.quick!, backends: split(values.backends!), out: values.out!,
-    filters: (values.filter as string[]).flatMap(split), list: values.list!, render: values.render, worker: values.worker,
+    quick: values.quick!,
+    backends: split(values.backends!),
+    out: values.out!,
+    filters: (values.filter as string[]).flatMap(split),
+    list: values.list!,
+    render: values.render,
+    worker: values.worker,
     resultFile: values['result-file'],
   };
 }
@@ -98,7 +107,8 @@ async function workerMain(cli: Cli): Promise<void> {
   const { runCells } = await import('../bench/worker.js');
   emit({ type: 'backend', backend, status: 'ok', flags: await backendFlags(backend) });
   const info = await runCells(backend, {
-    quick: cli.quick, filters: cli.filters,
+    quick: cli.quick,
+    filters: cli.filters,
     onResult: (r) => emit({ type: 'cell', ...r }),
     onProgress: (line) => console.log(line),
   });
@@ -106,13 +116,21 @@ async function workerMain(cli: Cli): Promise<void> {
 }
 
 function runWorker(backend: string, cli: Cli, resultFile: string): Promise<number | null> {
-  const args = [HERE, '--worker', backend, '--result-file', resultFile, ...(cli.quick ? ['--quick'] : []),
-    ...cli.filters.flatMap((f) => ['--filter', f])];
+  const args = [
+    HERE,
+    '--worker',
+    backend,
+    '--result-file',
+    resultFile,
+    ...(cli.quick ? ['--quick'] : []),
+    ...cli.filters.flatMap((f) => ['--filter', f]),
+  ];
   // Reuse this process's loader flags (tsx) so the child can run TypeScript too.
   const execArgv = process.execArgv.some((a) => a.includes('tsx')) ? process.execArgv : ['--import', 'tsx'];
   return new Promise((done) => {
     const child = spawn(process.execPath, [...execArgv, ...args], {
-      cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe'],
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'pipe'],
       env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: process.env.TF_CPP_MIN_LOG_LEVEL ?? '2' },
     });
     let stderr = '';
@@ -125,7 +143,8 @@ function runWorker(backend: string, cli: Cli, resultFile: string): Promise<numbe
       }
     });
     child.on('exit', (code, signal) => {
-      if (code !== 0) appendFileSync(resultFile, `${JSON.stringify({ type: 'crash', backend, code, signal, stderr: stderr.slice(-2000) })}\n`);
+      if (code !== 0)
+        appendFileSync(resultFile, `${JSON.stringify({ type: 'crash', backend, code, signal, stderr: stderr.slice(-2000) })}\n`);
       done(code);
     });
   });
@@ -152,7 +171,9 @@ async function main(): Promise<void> {
   const { BENCH_BACKENDS, buildMatrix, matchesFilter, runsInBrowser } = await import('../bench/matrix.js');
   const unknown = cli.backends.filter((b) => !(BENCH_BACKENDS as readonly string[]).includes(b));
   if (unknown.length > 0) {
-    console.error(`unknown backend ${unknown.map((b) => JSON.stringify(b)).join(', ')}; choose from ${BENCH_BACKENDS.join(', ')}\n\n${HELP}`);
+    console.error(
+      `unknown backend ${unknown.map((b) => JSON.stringify(b)).join(', ')}; choose from ${BENCH_BACKENDS.join(', ')}\n\n${HELP}`,
+    );
     process.exit(2);
   }
   if (cli.list) {
@@ -178,8 +199,10 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const t0 = performance.now();
   const machine = machineInfo();
-  console.log(`tfjs-gta bench: ${cli.quick ? 'quick' : 'default'} matrix on ${cli.backends.join(', ')}; ` +
-    `${machine.cpuModel}, ${machine.logicalCores} cores, load ${machine.loadAverage.join(' ')}`);
+  console.log(
+    `tfjs-gta bench: ${cli.quick ? 'quick' : 'default'} matrix on ${cli.backends.join(', ')}; ` +
+      `${machine.cpuModel}, ${machine.logicalCores} cores, load ${machine.loadAverage.join(' ')}`,
+  );
   const lines: unknown[] = [];
   for (const backend of cli.backends) {
     const file = join(out, `.${backend}.jsonl`);
@@ -198,7 +221,8 @@ async function main(): Promise<void> {
     console.log(`[${backend}] finished in ${((performance.now() - b0) / 1000).toFixed(0)} s`);
   }
   const json = assemble(lines as never[], {
-    startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(),
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
     wallSeconds: (performance.now() - t0) / 1000,
     command: `npm run bench --${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
     options: { quick: cli.quick, backends: cli.backends, out: cli.out, filters: cli.filters },
@@ -206,8 +230,9 @@ async function main(): Promise<void> {
     versions: versions(),
   });
   writeOutputs(out, json);
-  console.log(`wrote ${join(out, 'bench.json')} and ${join(out, 'summary.md')} (${json.cells.length} cells, ` +
-    `${json.wallSeconds.toFixed(0)} s)`);
+  console.log(
+    `wrote ${join(out, 'bench.json')} and ${join(out, 'summary.md')} (${json.cells.length} cells, ` + `${json.wallSeconds.toFixed(0)} s)`,
+  );
 }
 
 await main();

@@ -56,25 +56,37 @@ const started = Date.now();
 
 // ---------------------------------------------------------------- arguments
 function usage(code) {
-  console.log('usage: node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]\n'
-    + '  --grep      run only tests whose full title matches the pattern (as mocha --grep)\n'
-    + '  --spec      run only this spec file (repeatable; default: every test/**/*.test.ts)\n'
-    + '  --backends  browser backends to run the specs on (default webgl,wasm,cpu; webgpu is opt-in; env BROWSER_BACKENDS)\n'
-    + '  --errors    print every numeric error the tests measured (max per suite and backend), not only\n'
-    + '              those of the reference-vector cases\n'
-    + '  --webgl-defaults  keep tfjs\'s default WebGL flags (the run sets WEBGL_CPU_FORWARD=false and\n'
-    + '              WEBGL_SIZE_UPLOAD_UNIFORM=0 so that every op runs in a shader, as tfjs\'s own WebGL tests do,\n'
-    + '              and WEBGL_USE_SHAPES_UNIFORMS=true so that decode steps reuse compiled shaders; webgpu keeps\n'
-    + '              WEBGPU_CPU_FORWARD=false either way)\n'
-    + '  --flag NAME=VALUE  set a tfjs environment flag in the page before the backends start (repeatable)');
+  console.log(
+    'usage: node scripts/browser-tests.mjs [--grep <pattern>] [--spec <file>] [--backends webgl,webgpu,wasm,cpu] [--errors]\n' +
+      '  --grep      run only tests whose full title matches the pattern (as mocha --grep)\n' +
+      '  --spec      run only this spec file (repeatable; default: every test/**/*.test.ts)\n' +
+      '  --backends  browser backends to run the specs on (default webgl,wasm,cpu; webgpu is opt-in; env BROWSER_BACKENDS)\n' +
+      '  --errors    print every numeric error the tests measured (max per suite and backend), not only\n' +
+      '              those of the reference-vector cases\n' +
+      "  --webgl-defaults  keep tfjs's default WebGL flags (the run sets WEBGL_CPU_FORWARD=false and\n" +
+      "              WEBGL_SIZE_UPLOAD_UNIFORM=0 so that every op runs in a shader, as tfjs's own WebGL tests do,\n" +
+      '              and WEBGL_USE_SHAPES_UNIFORMS=true so that decode steps reuse compiled shaders; webgpu keeps\n' +
+      '              WEBGPU_CPU_FORWARD=false either way)\n' +
+      '  --flag NAME=VALUE  set a tfjs environment flag in the page before the backends start (repeatable)',
+  );
   process.exit(code);
 }
-const opts = { grep: null, backends: process.env.BROWSER_BACKENDS || 'webgl,wasm,cpu', errors: false, webglDefaults: false, flags: {}, spec: [] };
+const opts = {
+  grep: null,
+  backends: process.env.BROWSER_BACKENDS || 'webgl,wasm,cpu',
+  errors: false,
+  webglDefaults: false,
+  flags: {},
+  spec: [],
+};
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const value = () => {
-    if (i + 1 >= argv.length) { console.error(`${a} needs a value`); usage(2); }
+    if (i + 1 >= argv.length) {
+      console.error(`${a} needs a value`);
+      usage(2);
+    }
     return argv[++i];
   };
   if (a === '--grep' || a === '-g') opts.grep = value();
@@ -87,11 +99,16 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--flag') {
     const [name, v] = value().split('=');
     opts.flags[name] = v === 'true' ? true : v === 'false' ? false : Number.isNaN(Number(v)) ? v : Number(v);
+  } else if (a === '--help' || a === '-h') usage(0);
+  else {
+    console.error(`unknown argument ${a}`);
+    usage(2);
   }
-  else if (a === '--help' || a === '-h') usage(0);
-  else { console.error(`unknown argument ${a}`); usage(2); }
 }
-const backends = opts.backends.split(',').map((s) => s.trim()).filter(Boolean);
+const backends = opts.backends
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const ci = process.env.CI === 'true';
 const required = ci || process.env.REQUIRE_BACKENDS === '1';
 const timeoutMs = Number(process.env.BROWSER_TESTS_TIMEOUT || 900) * 1000;
@@ -142,7 +159,10 @@ function specFiles(dir) {
 }
 const specs = opts.spec.length > 0 ? opts.spec.map((f) => resolve(f)) : specFiles(join(root, 'test'));
 for (const f of specs) {
-  if (!existsSync(f)) { console.error(`--spec ${f}: no such file`); usage(2); }
+  if (!existsSync(f)) {
+    console.error(`--spec ${f}: no such file`);
+    usage(2);
+  }
 }
 const mochaBrowserBuild = join(root, 'node_modules/mocha/mocha.js');
 
@@ -281,8 +301,12 @@ const nodeOnlyPlugin = {
       if (args.pluginData?.plain || args.namespace !== 'file') return undefined;
       const builtin = nodeBuiltins.has(args.path);
       if (!builtin && /^[./]/.test(args.path) && !args.path.endsWith('.node')) return undefined;
-      const r = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir,
-        pluginData: { plain: true } });
+      const r = await build.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: { plain: true },
+      });
       if (builtin && r.errors.length > 0) return { path: args.path, external: true };
       if (r.errors.length === 0 && r.path.endsWith('.node')) {
         nativeAddons.add(args.path);
@@ -411,8 +435,10 @@ const server = createServer((req, res) => {
   if (path === '/' || path === '/index.html') send(200, 'text/html; charset=utf-8', html);
   else if (path === '/bundle.js') send(200, 'text/javascript; charset=utf-8', bundle);
   else if (path === '/bundle.js.map') send(200, 'application/json; charset=utf-8', bundleMap);
-  else if (path.startsWith('/wasm/') && (file = fileIn(wasmDir, path.slice(6))) && file.endsWith('.wasm')) send(200, 'application/wasm', readFileSync(file));
-  else if (path.startsWith('/fixtures/') && (file = fileIn(fixturesDir, path.slice(10)))) send(200, file.endsWith('.json') ? 'application/json; charset=utf-8' : 'application/octet-stream', readFileSync(file));
+  else if (path.startsWith('/wasm/') && (file = fileIn(wasmDir, path.slice(6))) && file.endsWith('.wasm'))
+    send(200, 'application/wasm', readFileSync(file));
+  else if (path.startsWith('/fixtures/') && (file = fileIn(fixturesDir, path.slice(10))))
+    send(200, file.endsWith('.json') ? 'application/json; charset=utf-8' : 'application/octet-stream', readFileSync(file));
   else if (path === '/favicon.ico') send(204, 'text/plain', '');
   else {
     console.log(red(`  [server] 404 ${path}`));
@@ -450,7 +476,9 @@ let selectedTotal = null;
 let errorsLog = null;
 let webglPrograms = null;
 let finished;
-const done = new Promise((resolve) => { finished = resolve; });
+const done = new Promise((resolve) => {
+  finished = resolve;
+});
 
 function webglNote() {
   if (!envInfo?.webgl) return '';
@@ -463,24 +491,41 @@ function onEvent(ev) {
   switch (ev.type) {
     case 'env': {
       envInfo = ev.info;
-      const skipped = Object.entries(envInfo.unavailable).map(([b, why]) => `${b} (${why})`).join(', ');
-      console.log(`browser: ${envInfo.userAgent.match(/(Headless)?Chrome\/[\d.]+/)?.[0] ?? envInfo.userAgent}, tfjs platform ${envInfo.platform}`);
+      const skipped = Object.entries(envInfo.unavailable)
+        .map(([b, why]) => `${b} (${why})`)
+        .join(', ');
+      console.log(
+        `browser: ${envInfo.userAgent.match(/(Headless)?Chrome\/[\d.]+/)?.[0] ?? envInfo.userAgent}, tfjs platform ${envInfo.platform}`,
+      );
       console.log(`browser backends: running ${envInfo.available.join(', ') || 'none'}${skipped ? `; skipped ${skipped}` : ''}`);
       if (envInfo.webgl) {
         const w = envInfo.webgl;
-        console.log(`webgl: WEBGL_VERSION=${w.version} WEBGL_RENDER_FLOAT32_CAPABLE=${w.renderFloat32Capable} `
-          + `WEBGL_RENDER_FLOAT32_ENABLED=${w.renderFloat32Enabled} WEBGL_PACK=${w.packed}`);
-        console.log(`webgl flags: ${Object.entries(w.flags).map(([f, v]) => `${f}=${v}`).join(' ')}`
-          + `${opts.webglDefaults ? ' (tfjs defaults)' : ''}`);
+        console.log(
+          `webgl: WEBGL_VERSION=${w.version} WEBGL_RENDER_FLOAT32_CAPABLE=${w.renderFloat32Capable} ` +
+            `WEBGL_RENDER_FLOAT32_ENABLED=${w.renderFloat32Enabled} WEBGL_PACK=${w.packed}`,
+        );
+        console.log(
+          `webgl flags: ${Object.entries(w.flags)
+            .map(([f, v]) => `${f}=${v}`)
+            .join(' ')}` + `${opts.webglDefaults ? ' (tfjs defaults)' : ''}`,
+        );
         console.log(`webgl renderer: ${w.renderer}`);
       }
       if (envInfo.webgpu) {
-        console.log(`webgpu adapter: ${envInfo.webgpu.adapter}; flags: ${Object.entries(envInfo.webgpu.flags).map(([f, v]) => `${f}=${v}`).join(' ')}`);
+        console.log(
+          `webgpu adapter: ${envInfo.webgpu.adapter}; flags: ${Object.entries(envInfo.webgpu.flags)
+            .map(([f, v]) => `${f}=${v}`)
+            .join(' ')}`,
+        );
       }
       break;
     }
-    case 'defined': definedTotal = ev.total; break;
-    case 'begin': selectedTotal = ev.total; break;
+    case 'defined':
+      definedTotal = ev.total;
+      break;
+    case 'begin':
+      selectedTotal = ev.total;
+      break;
     case 'suite':
       console.log(`${ev.depth === 0 ? '\n' : ''}${pad(ev.depth)}${ev.title}${/\[webgl\]$/.test(ev.title) ? webglNote() : ''}`);
       break;
@@ -504,7 +549,8 @@ function onEvent(ev) {
       webglPrograms = ev.webglPrograms;
       finished('end');
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -519,11 +565,20 @@ try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
     headless: true,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', '--disable-quic', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', ...WEBGPU_ARGS],
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--enable-unsafe-swiftshader',
+      '--use-angle=swiftshader',
+      ...WEBGPU_ARGS,
+    ],
   });
   await context.exposeFunction('__mochaEvent', onEvent);
-  const page = context.pages()[0] ?? await context.newPage();
+  const page = context.pages()[0] ?? (await context.newPage());
   page.on('console', (msg) => {
     const text = msg.text();
     console.log(gray(`  [page${msg.type() === 'log' ? '' : ` console.${msg.type()}`}] ${text}`));
@@ -531,16 +586,24 @@ try {
   page.on('pageerror', (err) => {
     console.log(red(`  [page error] ${err.message}`));
     if (selectedTotal === null) {
-      const where = (err.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).slice(0, 4).map(sourceLocation);
-      finished(`page error before mocha started (a spec or the kit failed to load): ${err.message}`
-        + where.map((l) => `\n    ${l.trim()}`).join(''));
+      const where = (err.stack ?? '')
+        .split('\n')
+        .filter((l) => /^\s+at /.test(l))
+        .slice(0, 4)
+        .map(sourceLocation);
+      finished(
+        `page error before mocha started (a spec or the kit failed to load): ${err.message}` +
+          where.map((l) => `\n    ${l.trim()}`).join(''),
+      );
       return;
     }
     failures.push({ fullTitle: 'page error outside a test', error: { message: err.message, stack: err.stack ?? '' } });
     counts.failed += 1;
   });
   page.on('crash', () => finished('the page crashed'));
-  console.log(`browser suite: ${specs.length - nodeOnly.size} of ${specs.length} spec files, ${(bundle.length / 1e6).toFixed(1)} MB bundle, ${url}`);
+  console.log(
+    `browser suite: ${specs.length - nodeOnly.size} of ${specs.length} spec files, ${(bundle.length / 1e6).toFixed(1)} MB bundle, ${url}`,
+  );
   for (const [spec, why] of nodeOnly) console.log(`  not in the browser run: ${spec} (${why})`);
   await page.goto(url);
   const timer = setTimeout(() => finished(`timed out after ${timeoutMs / 1000}s`), timeoutMs);
@@ -561,7 +624,11 @@ if (failures.length > 0) {
   failures.forEach((f, i) => {
     console.log(`\n  ${i + 1}) ${f.fullTitle}:`);
     console.log(red(`     ${f.error.name && f.error.name !== 'Error' ? `${f.error.name}: ` : ''}${f.error.message}`));
-    const stack = f.error.stack.split('\n').filter((l) => /^\s+at /.test(l)).slice(0, 6).map(sourceLocation);
+    const stack = f.error.stack
+      .split('\n')
+      .filter((l) => /^\s+at /.test(l))
+      .slice(0, 6)
+      .map(sourceLocation);
     for (const line of stack) console.log(gray(`    ${line.trim()}`));
   });
 }
@@ -578,19 +645,24 @@ if (shownErrors.length > 0) {
     row.n += 1;
     rows.set(k, row);
   }
-  console.log(`\nmeasured errors${opts.errors ? '' : ' of the reference-vector cases (all checks: --errors)'}`
-    + ' (norm-relative; max over the checks of each suite and backend):');
+  console.log(
+    `\nmeasured errors${opts.errors ? '' : ' of the reference-vector cases (all checks: --errors)'}` +
+      ' (norm-relative; max over the checks of each suite and backend):',
+  );
   for (const [k, r] of [...rows].sort()) {
     console.log(`  ${r.max.toExponential(2).padStart(9)}  tol ${String(r.tol).padEnd(6)} ${k} (${r.n} checks)`);
   }
 }
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`\nbrowser suite: ${counts.passed} passing, ${counts.failed} failing, ${counts.pending} pending in ${seconds}s`
-  + (envInfo ? ` on ${envInfo.available.join(', ') || 'no backend'}` : '')
-  + (webglPrograms !== null && envInfo?.available.includes('webgl') ? ` (webgl compiled ${webglPrograms} shader programs)` : ''));
+console.log(
+  `\nbrowser suite: ${counts.passed} passing, ${counts.failed} failing, ${counts.pending} pending in ${seconds}s` +
+    (envInfo ? ` on ${envInfo.available.join(', ') || 'no backend'}` : '') +
+    (webglPrograms !== null && envInfo?.available.includes('webgl') ? ` (webgl compiled ${webglPrograms} shader programs)` : ''),
+);
 const notRun = [...nodeOnly].map(([spec, why]) => `${spec}: the whole file (${why})`);
 if (envInfo) {
-  for (const [b, why] of Object.entries(envInfo.unavailable)) notRun.push(`backend ${b} could not start (${why})${required ? ' - a failing test under CI' : ''}`);
+  for (const [b, why] of Object.entries(envInfo.unavailable))
+    notRun.push(`backend ${b} could not start (${why})${required ? ' - a failing test under CI' : ''}`);
 }
 if (definedTotal !== null && selectedTotal !== null && selectedTotal < definedTotal) {
   notRun.push(`${definedTotal - selectedTotal} of ${definedTotal} tests not selected by --grep ${JSON.stringify(opts.grep)}`);

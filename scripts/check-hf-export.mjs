@@ -50,8 +50,17 @@ function installVenv() {
   if (args.has('--no-install')) fail(`${venv} lacks torch/transformers (and --no-install was given).`);
   const started = Date.now();
   if (!existsSync(python) && run('python3', ['-m', 'venv', venv]) !== 0) fail('python3 -m venv failed.');
-  const pip = [join(venv, 'bin', 'pip'), 'install', '--index-url', PIP_INDEX, '--find-links', PIP_FIND_LINKS,
-    'torch==2.13.0', 'transformers==5.17.0', 'numpy'];
+  const pip = [
+    join(venv, 'bin', 'pip'),
+    'install',
+    '--index-url',
+    PIP_INDEX,
+    '--find-links',
+    PIP_FIND_LINKS,
+    'torch==2.13.0',
+    'transformers==5.17.0',
+    'numpy',
+  ];
   console.log(`installing: PIP_CONFIG_FILE=${devNull} ${pip.join(' ')}`);
   if (run(pip[0], pip.slice(1), { env: { ...process.env, PIP_CONFIG_FILE: devNull } }) !== 0) fail('pip install failed.');
   console.log(`installed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -64,7 +73,10 @@ const work = mkdtempSync(join(tmpdir(), 'hf-export-'));
 let status = run(process.execPath, ['--import', 'tsx/esm', join(root, 'test/python/export_fixtures.ts'), work]);
 if (status !== 0) fail(`export_fixtures.ts failed (exit ${status}); files in ${work}`);
 const check = spawnSync(python, [join(root, 'test/python/check_hf_export.py'), work, '--reference', join(root, 'test/fixtures/models')], {
-  cwd: root, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024,
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
   env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', TOKENIZERS_PARALLELISM: 'false' },
 });
 process.stdout.write(check.stdout ?? '');

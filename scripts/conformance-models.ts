@@ -20,8 +20,9 @@ import { tolerancesFor } from '../src/conformance/tolerances.js';
 import { openBundledPage } from './lib/chromium.js';
 import { runCases } from './lib/run_cases.js';
 
-const USAGE = 'usage: npm run conformance:models -- <models.json> [...] [--backend cpu|wasm|tensorflow|webgpu]\n'
-  + '       npm run conformance:models -- <models.json> [...] --browser [--backend webgl|webgpu|wasm|cpu]';
+const USAGE =
+  'usage: npm run conformance:models -- <models.json> [...] [--backend cpu|wasm|tensorflow|webgpu]\n' +
+  '       npm run conformance:models -- <models.json> [...] --browser [--backend webgl|webgpu|wasm|cpu]';
 const BROWSER_BACKENDS = ['webgl', 'webgpu', 'wasm', 'cpu'];
 const PAGE = join(fileURLToPath(new URL('.', import.meta.url)), 'browser', 'conformance_page.ts');
 
@@ -57,7 +58,13 @@ async function browserRunner(backend: string, paths: string[]): Promise<{ run: R
     });
     weightUrls.push(urls);
   });
-  const page = await openBundledPage({ entry: PAGE, files, onLog: (l) => { if (!/synchronously reading data/.test(l)) console.log(l); } });
+  const page = await openBundledPage({
+    entry: PAGE,
+    files,
+    onLog: (l) => {
+      if (!/synchronously reading data/.test(l)) console.log(l);
+    },
+  });
   try {
     const info = await page.call<Record<string, unknown>>('start', backend);
     const run: Runner = (path) => {
@@ -78,8 +85,10 @@ function report(r: Outcome, tol: number): boolean {
     return false;
   }
   const ok = r.logitsError <= tol && r.greedyMatches;
-  console.log(`${ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(10)} ${r.mechanism}  logits ${r.logitsError.toExponential(2)}  greedy ` +
-    `${r.greedyMatches ? 'matches' : `differs: got ${JSON.stringify(r.continuation)} expected ${JSON.stringify(r.expected)}`}`);
+  console.log(
+    `${ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(10)} ${r.mechanism}  logits ${r.logitsError.toExponential(2)}  greedy ` +
+      `${r.greedyMatches ? 'matches' : `differs: got ${JSON.stringify(r.continuation)} expected ${JSON.stringify(r.expected)}`}`,
+  );
   return ok;
 }
 
@@ -112,11 +121,21 @@ async function main(): Promise<number> {
     runner = { run: runInNode, close: async () => undefined };
   }
   const tol = tolerancesFor(backend).logits;
-  console.log(`backend: ${backend}${runner.note ? ` (${runner.note})` : ''}  (logits tolerance ${tol}; greedy continuation must match exactly)`);
-  return runCases(positionals, (path) => runner.run(path), (r) => report(r, tol), () => runner.close());
+  console.log(
+    `backend: ${backend}${runner.note ? ` (${runner.note})` : ''}  (logits tolerance ${tol}; greedy continuation must match exactly)`,
+  );
+  return runCases(
+    positionals,
+    (path) => runner.run(path),
+    (r) => report(r, tol),
+    () => runner.close(),
+  );
 }
 
-main().then((code) => process.exit(code), (e) => {
-  console.error(`conformance:models: ${(e as Error).message}`);
-  process.exit(2);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`conformance:models: ${(e as Error).message}`);
+    process.exit(2);
+  },
+);

@@ -19,8 +19,9 @@ import { tolerancesFor } from '../src/conformance/tolerances.js';
 import { openBundledPage } from './lib/chromium.js';
 import { runCases } from './lib/run_cases.js';
 
-const USAGE = 'usage: npm run conformance -- <vectors.json> [...] [--backend cpu|wasm|tensorflow|webgpu] [--mask attention|causal]\n'
-  + '       npm run conformance -- <vectors.json> [...] --browser [--backend webgl|webgpu|wasm|cpu] [--mask attention|causal]';
+const USAGE =
+  'usage: npm run conformance -- <vectors.json> [...] [--backend cpu|wasm|tensorflow|webgpu] [--mask attention|causal]\n' +
+  '       npm run conformance -- <vectors.json> [...] --browser [--backend webgl|webgpu|wasm|cpu] [--mask attention|causal]';
 const BROWSER_BACKENDS = ['webgl', 'webgpu', 'wasm', 'cpu'];
 const PAGE = join(fileURLToPath(new URL('.', import.meta.url)), 'browser', 'conformance_page.ts');
 
@@ -47,15 +48,32 @@ async function nodeRunner(backend: string | undefined): Promise<{ run: Runner; b
   return { run, backend: tf.getBackend(), close: async () => undefined };
 }
 
-async function browserRunner(backend: string, paths: string[]): Promise<{ run: Runner; backend: string; note: string; close(): Promise<void> }> {
-  if (!BROWSER_BACKENDS.includes(backend)) throw new UsageError(`--browser runs ${BROWSER_BACKENDS.join(', ')}, not ${JSON.stringify(backend)}`);
+async function browserRunner(
+  backend: string,
+  paths: string[],
+): Promise<{ run: Runner; backend: string; note: string; close(): Promise<void> }> {
+  if (!BROWSER_BACKENDS.includes(backend))
+    throw new UsageError(`--browser runs ${BROWSER_BACKENDS.join(', ')}, not ${JSON.stringify(backend)}`);
   const files = Object.fromEntries(paths.map((p, i) => [`/file/${i}`, resolve(p)]));
-  const page = await openBundledPage({ entry: PAGE, files, onLog: (l) => { if (!/synchronously reading data/.test(l)) console.log(l); } });
+  const page = await openBundledPage({
+    entry: PAGE,
+    files,
+    onLog: (l) => {
+      if (!/synchronously reading data/.test(l)) console.log(l);
+    },
+  });
   try {
     const info = await page.call<Record<string, unknown>>('start', backend);
     const run: Runner = (path, _text, mode) => page.call<Outcome[]>('vectors', `/file/${paths.indexOf(path)}`, path, mode);
-    const note = `browser ${String(info.userAgent).match(/(Headless)?Chrome\/[\d.]+/)?.[0] ?? ''}${info.adapter ? `, adapter ${info.adapter}` : ''}` +
-      `${Object.keys(info.flags as object).length ? `, ${Object.entries(info.flags as object).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`;
+    const note =
+      `browser ${String(info.userAgent).match(/(Headless)?Chrome\/[\d.]+/)?.[0] ?? ''}${info.adapter ? `, adapter ${info.adapter}` : ''}` +
+      `${
+        Object.keys(info.flags as object).length
+          ? `, ${Object.entries(info.flags as object)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : ''
+      }`;
     return { run, backend, note, close: () => page.close() };
   } catch (e) {
     await page.close();
@@ -72,8 +90,10 @@ function report(r: Outcome, tol: { output: number; grad: number }): boolean {
   }
   const worst = Object.entries(r.gradErrors).sort((a, b) => b[1] - a[1])[0];
   const ok = r.outputError <= tol.output && r.maxGradError <= tol.grad;
-  console.log(`${ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(12)} ${r.mechanism}  output ${r.outputError.toExponential(2)}  ` +
-    `grads max ${r.maxGradError.toExponential(2)} (${worst ? worst[0] : '-'}, ${Object.keys(r.gradErrors).length} tensors)`);
+  console.log(
+    `${ok ? 'PASS' : 'FAIL'}  ${r.name.padEnd(12)} ${r.mechanism}  output ${r.outputError.toExponential(2)}  ` +
+      `grads max ${r.maxGradError.toExponential(2)} (${worst ? worst[0] : '-'}, ${Object.keys(r.gradErrors).length} tensors)`,
+  );
   return ok;
 }
 
@@ -81,7 +101,9 @@ async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      backend: { type: 'string' }, mask: { type: 'string', default: 'attention' }, browser: { type: 'boolean', default: false },
+      backend: { type: 'string' },
+      mask: { type: 'string', default: 'attention' },
+      browser: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -114,12 +136,22 @@ async function main(): Promise<number> {
     throw e;
   }
   const tol = tolerancesFor(runner.backend);
-  console.log(`backend: ${runner.backend}${runner.note ? ` (${runner.note})` : ''}  (tolerances: output ${tol.output}, gradients ${tol.grad})`);
+  console.log(
+    `backend: ${runner.backend}${runner.note ? ` (${runner.note})` : ''}  (tolerances: output ${tol.output}, gradients ${tol.grad})`,
+  );
   const inputs = positionals.map((path, i) => ({ path, text: texts[i] }));
-  return runCases(inputs, (input) => runner.run(input.path, input.text, maskMode), (r) => report(r, tol), () => runner.close());
+  return runCases(
+    inputs,
+    (input) => runner.run(input.path, input.text, maskMode),
+    (r) => report(r, tol),
+    () => runner.close(),
+  );
 }
 
-main().then((code) => process.exit(code), (e) => {
-  console.error(`conformance: ${(e as Error).message}`);
-  process.exit(2);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`conformance: ${(e as Error).message}`);
+    process.exit(2);
+  },
+);

@@ -50,7 +50,11 @@ async function check(name, fn) {
     console.log(`  ok    ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
     failed += 1;
-    console.log(`  FAIL  ${name}\n        ${String(e.message ?? e).split('\n').join('\n        ')}`);
+    console.log(
+      `  FAIL  ${name}\n        ${String(e.message ?? e)
+        .split('\n')
+        .join('\n        ')}`,
+    );
   }
 }
 
@@ -84,15 +88,20 @@ function duBytes(p) {
 /** Runs a fixture with node and returns its one JSON line. */
 function runApp(dir, file) {
   const r = sh(process.execPath, [file], dir);
-  assert(!/already registered/i.test(r.stderr + r.stdout), `two copies of tfjs: "already registered" in the output\n${r.stderr.slice(0, 500)}`);
+  assert(
+    !/already registered/i.test(r.stderr + r.stdout),
+    `two copies of tfjs: "already registered" in the output\n${r.stderr.slice(0, 500)}`,
+  );
   const line = r.stdout.trim().split('\n').pop();
   return JSON.parse(line);
 }
 
 function checkRoundTrip(result) {
   assert(result.maxDiff === 0, `predictions after tf.loadLayersModel differ by ${result.maxDiff}`);
-  assert(result.losses.every(Number.isFinite) && result.losses.at(-1) < result.losses[0],
-    `fit did not lower the loss: ${result.losses.join(', ')}`);
+  assert(
+    result.losses.every(Number.isFinite) && result.losses.at(-1) < result.losses[0],
+    `fit did not lower the loss: ${result.losses.join(', ')}`,
+  );
   for (const c of ['GroupedHeadLatentAttention', 'RMSNormalization']) {
     assert(result.layerClasses.includes(c), `the reloaded model lacks ${c}: ${result.layerClasses.join(', ')}`);
   }
@@ -109,12 +118,20 @@ function tfjsCoreVersions(dir) {
   };
   walk(JSON.parse(out));
   // npm ls dedupes the display; the folders are the truth.
-  const copies = sh('find', [join(dir, 'node_modules'), '-type', 'd', '-path', '*/@tensorflow/tfjs-core', '-prune'], dir).stdout
-    .trim().split('\n').filter(Boolean);
+  const copies = sh('find', [join(dir, 'node_modules'), '-type', 'd', '-path', '*/@tensorflow/tfjs-core', '-prune'], dir)
+    .stdout.trim()
+    .split('\n')
+    .filter(Boolean);
   return { versions: [...versions], copies: copies.length };
 }
 
-const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json' };
+const MIME = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+};
 
 /** Serves `dir` on loopback, loads `page` in Chromium and returns window.__result. */
 async function runInChromium(dir, page) {
@@ -123,15 +140,27 @@ async function runInChromium(dir, page) {
   const { chromium } = await import('playwright-core');
   const server = createServer((req, res) => {
     const path = join(dir, decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    if (!path.startsWith(dir) || !existsSync(path) || statSync(path).isDirectory()) { res.writeHead(404); res.end(); return; }
+    if (!path.startsWith(dir) || !existsSync(path) || statSync(path).isDirectory()) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
     res.writeHead(200, { 'content-type': MIME[extname(path)] ?? 'application/octet-stream' });
     res.end(readFileSync(path));
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const browser = await chromium.launch({
     executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--use-angle=swiftshader',
+      '--enable-unsafe-swiftshader',
+      '--ignore-gpu-blocklist',
+    ],
   });
   try {
     const tab = await browser.newPage();
@@ -160,14 +189,26 @@ let tarball = null;
 let files = [];
 
 await check('npm pack builds a tarball with the code, LICENSE, CHANGELOG and README, and no source maps', () => {
-  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work, '--loglevel=error'], { cwd: root, encoding: 'utf8',
-    env: { ...process.env, TFJS_GTA_SKIP_SETUP: '1' }, maxBuffer: 64 * 1024 * 1024 });
+  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work, '--loglevel=error'], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, TFJS_GTA_SKIP_SETUP: '1' },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const info = JSON.parse(out.slice(out.indexOf('[')))[0];
   tarball = join(work, info.filename);
   files = info.files.map((f) => f.path);
   facts.tarball = `${(info.size / 1024).toFixed(1)} kB packed, ${(info.unpackedSize / 1024).toFixed(1)} kB unpacked, ${files.length} files`;
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/node.js', 'dist/cli/bin.js', 'LICENSE', 'CHANGELOG.md', 'README.md',
-    'scripts/setup-tfjs-node.mjs']) {
+  for (const f of [
+    'dist/index.js',
+    'dist/index.d.ts',
+    'dist/node.js',
+    'dist/cli/bin.js',
+    'LICENSE',
+    'CHANGELOG.md',
+    'README.md',
+    'scripts/setup-tfjs-node.mjs',
+  ]) {
     assert(files.includes(f), `${f} is not in the tarball`);
   }
   assert(!files.some((f) => f.endsWith('.map')), 'the tarball ships source maps without their sources');
@@ -232,10 +273,21 @@ for (const [name, cfg] of Object.entries(TS_CONFIGS)) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `ts-${name}`, private: true, type: cfg.type }));
     cpSync(join(fixtures, 'types.ts'), join(dir, 'types.ts'));
-    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { target: 'es2022', strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['es2022', 'dom'], ...cfg.compilerOptions },
-      files: ['types.ts'],
-    }));
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'es2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: [],
+          lib: ['es2022', 'dom'],
+          ...cfg.compilerOptions,
+        },
+        files: ['types.ts'],
+      }),
+    );
     sh(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', dir], dir);
   });
 }
@@ -286,16 +338,19 @@ for (const [i, code] of blocks.entries()) {
   });
 }
 
-await check(`an app on @tensorflow/tfjs@${OLDEST_TFJS} (the oldest of the peer range ${PEER_RANGE}): one tfjs-core, the ESM app works`, () => {
-  const old = newApp('oldest');
-  npm(['install', `@tensorflow/tfjs@${OLDEST_TFJS}`, tarball], old);
-  const { versions, copies } = tfjsCoreVersions(old);
-  assert(copies === 1 && versions.length === 1 && versions[0] === OLDEST_TFJS, `tfjs-core copies: ${copies} (${versions.join(', ')})`);
-  cpSync(fixtures, old, { recursive: true });
-  const r = runApp(old, 'esm.mjs');
-  checkRoundTrip(r);
-  assert(r.tfVersion === OLDEST_TFJS, `ran on tfjs ${r.tfVersion}`);
-});
+await check(
+  `an app on @tensorflow/tfjs@${OLDEST_TFJS} (the oldest of the peer range ${PEER_RANGE}): one tfjs-core, the ESM app works`,
+  () => {
+    const old = newApp('oldest');
+    npm(['install', `@tensorflow/tfjs@${OLDEST_TFJS}`, tarball], old);
+    const { versions, copies } = tfjsCoreVersions(old);
+    assert(copies === 1 && versions.length === 1 && versions[0] === OLDEST_TFJS, `tfjs-core copies: ${copies} (${versions.join(', ')})`);
+    cpSync(fixtures, old, { recursive: true });
+    const r = runApp(old, 'esm.mjs');
+    checkRoundTrip(r);
+    assert(r.tfVersion === OLDEST_TFJS, `ran on tfjs ${r.tfVersion}`);
+  },
+);
 
 if (!keep) rmSync(work, { recursive: true, force: true });
 console.log('\nconsumer facts:');

@@ -38,7 +38,10 @@ const started = Date.now();
 const ci = process.env.CI === 'true';
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const STEPS = Number(process.env.DEMO_E2E_STEPS || 30);
-const VARIANTS = (process.env.DEMO_E2E_VARIANTS || 'gta,gqa,mha').split(',').map((s) => s.trim()).filter(Boolean);
+const VARIANTS = (process.env.DEMO_E2E_VARIANTS || 'gta,gqa,mha')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const TIMEOUT_S = Number(process.env.DEMO_E2E_TIMEOUT || 300);
 const PROMPT = 'Call me Ishmael.';
 const GEN_TOKENS = 40;
@@ -57,7 +60,11 @@ function writeResults() {
 
 async function finish(code) {
   for (const fn of cleanups.reverse()) {
-    try { await fn(); } catch { /* best effort */ }
+    try {
+      await fn();
+    } catch {
+      /* best effort */
+    }
   }
   writeResults();
   console.log(`demo e2e: ${((Date.now() - started) / 1000).toFixed(0)}s`);
@@ -113,8 +120,11 @@ mkdirSync(artifacts, { recursive: true });
 let built;
 try {
   built = await buildDemo({ outdir: join(work, 'dist') });
-  check('the demo builds with esbuild (tfjs-gta imported by name)', true,
-    `${(built.bundleBytes / 1e6).toFixed(2)} MB app.js, ${built.wasmFiles.length} wasm files, ${built.seconds.toFixed(1)}s`);
+  check(
+    'the demo builds with esbuild (tfjs-gta imported by name)',
+    true,
+    `${(built.bundleBytes / 1e6).toFixed(2)} MB app.js, ${built.wasmFiles.length} wasm files, ${built.seconds.toFixed(1)}s`,
+  );
 } catch (e) {
   check('the demo builds with esbuild (tfjs-gta imported by name)', false, e.message.split('\n')[0]);
   await finish(1);
@@ -132,14 +142,22 @@ try {
     headless: process.env.DEMO_E2E_HEADED !== '1',
     acceptDownloads: true,
     viewport: { width: 1280, height: 900 },
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', '--disable-quic', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'],
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--enable-unsafe-swiftshader',
+      '--use-angle=swiftshader',
+    ],
   });
 } catch (e) {
   await skipOrFail(`Chromium did not start: ${e.message.split('\n')[0]}`);
 }
 cleanups.push(() => context.close());
-const page = context.pages()[0] ?? await context.newPage();
+const page = context.pages()[0] ?? (await context.newPage());
 const pageErrors = [];
 const consoleErrors = [];
 const foreignRequests = [];
@@ -163,8 +181,10 @@ page.on('download', (d) => downloads.push(d));
 const html = () => page.evaluate(() => ({ ...document.documentElement.dataset }));
 async function waitIdle(what, timeoutMs = 120000) {
   const t0 = Date.now();
-  await page.waitForFunction(() => ['idle', 'failed'].includes(document.documentElement.dataset.state), null,
-    { timeout: timeoutMs, polling: 250 });
+  await page.waitForFunction(() => ['idle', 'failed'].includes(document.documentElement.dataset.state), null, {
+    timeout: timeoutMs,
+    polling: 250,
+  });
   const state = await html();
   return { seconds: (Date.now() - t0) / 1000, error: state.error ?? '', state };
 }
@@ -178,8 +198,11 @@ async function runChecks() {
   check('the page loads without an error', r.state.state === 'idle' && r.error === '', r.error || `${r.seconds.toFixed(1)}s`);
   const info = await page.textContent('#backend-info');
   check('the active backend is webgl (data-backend)', r.state.backend === 'webgl', `${r.state.backend}: ${info}`);
-  check('the built-in text is bundled into the page', Number(r.state.corpusCharacters) > 5000,
-    `${r.state.corpusCharacters} characters of ${built.corpus.title}`);
+  check(
+    'the built-in text is bundled into the page',
+    Number(r.state.corpusCharacters) > 5000,
+    `${r.state.corpusCharacters} characters of ${built.corpus.title}`,
+  );
   await shot('01-loaded.png');
 
   // ---- the backend switch
@@ -187,8 +210,11 @@ async function runChecks() {
     await page.selectOption('#backend', name);
     r = await waitIdle(`switch to ${name}`, 60000);
     const extra = name === 'wasm' ? `, served ${served.requests.filter((p) => p.startsWith('/wasm/')).join(', ')}` : '';
-    check(`the backend switch activates ${name}`, r.state.backend === name && r.error === '',
-      r.error || `${await page.textContent('#backend-info')}${extra}`);
+    check(
+      `the backend switch activates ${name}`,
+      r.state.backend === name && r.error === '',
+      r.error || `${await page.textContent('#backend-info')}${extra}`,
+    );
   }
 
   // ---- training on WebGL
@@ -197,73 +223,105 @@ async function runChecks() {
   await page.click('#train');
   r = await waitIdle('training', 200000);
   let s = await summary();
-  check(`training ${VARIANTS.join(' and ')} for ${STEPS} steps on webgl finishes`, r.error === '' && s.models.length === VARIANTS.length
-    && s.models.every((m) => m.steps === STEPS && m.backend === 'webgl'), r.error || `${r.seconds.toFixed(0)}s`);
+  check(
+    `training ${VARIANTS.join(' and ')} for ${STEPS} steps on webgl finishes`,
+    r.error === '' && s.models.length === VARIANTS.length && s.models.every((m) => m.steps === STEPS && m.backend === 'webgl'),
+    r.error || `${r.seconds.toFixed(0)}s`,
+  );
   const speed = [];
   for (const m of s.models) {
     const first = m.losses.slice(0, 3);
     const last = m.losses.slice(-5);
     const mean = (a) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
-    check(`${m.variant}: the training loss falls`, m.losses.length === STEPS && mean(last) < mean(first) - 0.4
-      && Number.isFinite(m.validationLoss) && m.validationLoss < m.losses[0],
-    `first ${mean(first).toFixed(3)}, last 5 ${mean(last).toFixed(3)}, validation ${m.validationLoss?.toFixed(3)} nats/char`);
-    check(`${m.variant}: KV cache bytes per token from the cache equal the formula`, m.kvMeasured === m.kvFormula && m.kvMeasured > 0,
-      `${m.kvMeasured} B/token`);
+    check(
+      `${m.variant}: the training loss falls`,
+      m.losses.length === STEPS && mean(last) < mean(first) - 0.4 && Number.isFinite(m.validationLoss) && m.validationLoss < m.losses[0],
+      `first ${mean(first).toFixed(3)}, last 5 ${mean(last).toFixed(3)}, validation ${m.validationLoss?.toFixed(3)} nats/char`,
+    );
+    check(
+      `${m.variant}: KV cache bytes per token from the cache equal the formula`,
+      m.kvMeasured === m.kvFormula && m.kvMeasured > 0,
+      `${m.kvMeasured} B/token`,
+    );
     speed.push(`${m.variant} ${m.tokensPerSecond.toFixed(0)}`);
   }
   const rows = await page.$$eval('#variant-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent.trim())));
-  check('the table shows params, KV bytes, loss and tokens/s side by side', rows.length === VARIANTS.length
-    && rows.every((cells) => cells.length === 10 && Number(cells[7]) > 0), rows.map((c) => `${c[0]}: ${c[2]} B/token, ${c[7]} tok/s`).join('; '));
+  check(
+    'the table shows params, KV bytes, loss and tokens/s side by side',
+    rows.length === VARIANTS.length && rows.every((cells) => cells.length === 10 && Number(cells[7]) > 0),
+    rows.map((c) => `${c[0]}: ${c[2]} B/token, ${c[7]} tok/s`).join('; '),
+  );
   const gta = s.models.find((m) => m.variant === 'gta');
   const gqa = s.models.find((m) => m.variant === 'gqa');
-  if (gta && gqa) check('GTA caches fewer bytes per token than GQA', gta.kvMeasured < gqa.kvMeasured, `${gta.kvMeasured} < ${gqa.kvMeasured}`);
+  if (gta && gqa)
+    check('GTA caches fewer bytes per token than GQA', gta.kvMeasured < gqa.kvMeasured, `${gta.kvMeasured} < ${gqa.kvMeasured}`);
   const chartColors = { gta: [214, 39, 40], gqa: [31, 119, 180], mla: [44, 160, 44], mha: [255, 127, 14], mqa: [148, 103, 189] };
-  const chartPixels = await page.evaluate((wanted) => {
-    const c = document.getElementById('loss-chart');
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    const counts = Object.fromEntries(Object.keys(wanted).map((k) => [k, 0]));
-    for (let i = 0; i < d.length; i += 4) {
-      for (const [k, [r0, g0, b0]] of Object.entries(wanted)) {
-        if (Math.abs(d[i] - r0) + Math.abs(d[i + 1] - g0) + Math.abs(d[i + 2] - b0) < 40) counts[k] += 1;
+  const chartPixels = await page.evaluate(
+    (wanted) => {
+      const c = document.getElementById('loss-chart');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const counts = Object.fromEntries(Object.keys(wanted).map((k) => [k, 0]));
+      for (let i = 0; i < d.length; i += 4) {
+        for (const [k, [r0, g0, b0]] of Object.entries(wanted)) {
+          if (Math.abs(d[i] - r0) + Math.abs(d[i + 1] - g0) + Math.abs(d[i + 2] - b0) < 40) counts[k] += 1;
+        }
       }
-    }
-    return counts;
-  }, Object.fromEntries(VARIANTS.map((v) => [v, chartColors[v]])));
-  check('the loss chart draws a curve per variant (canvas pixels)', VARIANTS.every((v) => chartPixels[v] > 100),
-    VARIANTS.map((v) => `${v} ${chartPixels[v]} px`).join(', '));
+      return counts;
+    },
+    Object.fromEntries(VARIANTS.map((v) => [v, chartColors[v]])),
+  );
+  check(
+    'the loss chart draws a curve per variant (canvas pixels)',
+    VARIANTS.every((v) => chartPixels[v] > 100),
+    VARIANTS.map((v) => `${v} ${chartPixels[v]} px`).join(', '),
+  );
   await shot('02-trained.png');
 
   // ---- attention maps
   await page.fill('#maps-text', PROMPT);
   await page.click('#maps-show');
   r = await waitIdle('maps', 60000);
-  const maps = await page.$$eval('.maps-variant', (sections) => sections.map((sec) => {
-    const canvases = [...sec.querySelectorAll('canvas.attention-map')];
-    const nonBlank = canvases.filter((c) => {
-      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-      const colors = new Set();
-      let colored = 0;
-      for (let i = 0; i < d.length; i += 4) {
-        const gray = Math.abs(d[i] - d[i + 1]) < 8 && Math.abs(d[i + 1] - d[i + 2]) < 8;
-        if (!gray) colored += 1;
-        colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-      }
-      return colored > 100 && colors.size > 10;
-    }).length;
-    return { variant: sec.dataset.variant, maps: Number(sec.dataset.maps), canvases: canvases.length, nonBlank,
-      boxes: sec.querySelectorAll('.maps-group').length };
-  }));
+  const maps = await page.$$eval('.maps-variant', (sections) =>
+    sections.map((sec) => {
+      const canvases = [...sec.querySelectorAll('canvas.attention-map')];
+      const nonBlank = canvases.filter((c) => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const colors = new Set();
+        let colored = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          const gray = Math.abs(d[i] - d[i + 1]) < 8 && Math.abs(d[i + 1] - d[i + 2]) < 8;
+          if (!gray) colored += 1;
+          colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        }
+        return colored > 100 && colors.size > 10;
+      }).length;
+      return {
+        variant: sec.dataset.variant,
+        maps: Number(sec.dataset.maps),
+        canvases: canvases.length,
+        nonBlank,
+        boxes: sec.querySelectorAll('.maps-group').length,
+      };
+    }),
+  );
   s = await summary();
   check('attention maps render without an error', r.error === '' && maps.length === VARIANTS.length, r.error || `${r.seconds.toFixed(1)}s`);
   for (const m of maps) {
     const expected = s.models.find((x) => x.variant === m.variant)?.numAttentionMaps;
-    check(`${m.variant}: ${expected} attention maps drawn, none blank`, m.maps === expected && m.canvases === expected && m.nonBlank === expected,
-      `${m.canvases} canvases in ${m.boxes} group box(es), ${m.nonBlank} non-blank`);
+    check(
+      `${m.variant}: ${expected} attention maps drawn, none blank`,
+      m.maps === expected && m.canvases === expected && m.nonBlank === expected,
+      `${m.canvases} canvases in ${m.boxes} group box(es), ${m.nonBlank} non-blank`,
+    );
   }
   const gtaMaps = maps.find((m) => m.variant === 'gta');
   const gqaMaps = maps.find((m) => m.variant === 'gqa');
   if (gtaMaps && gqaMaps) {
-    check('GTA shows one map per head group, fewer than GQA\'s one per head', gtaMaps.maps < gqaMaps.maps, `${gtaMaps.maps} vs ${gqaMaps.maps}`);
+    check(
+      "GTA shows one map per head group, fewer than GQA's one per head",
+      gtaMaps.maps < gqaMaps.maps,
+      `${gtaMaps.maps} vs ${gqaMaps.maps}`,
+    );
   }
   const mapsSection = await page.$('#maps');
   await mapsSection.screenshot({ path: join(artifacts, '03-attention-maps.png') });
@@ -284,17 +342,26 @@ async function runChecks() {
     return { ...g, out, tps };
   };
   const g1 = await generate('gta');
-  check(`generation streams ${GEN_TOKENS} tokens with the KV cache (temperature 0.8, seed 1)`, g1.error === '' && Number(g1.out.tokens) === GEN_TOKENS
-    && g1.out.text === PROMPT + g1.out.generated && [...g1.out.generated].length === GEN_TOKENS && g1.tps > 0,
-  g1.error || `${JSON.stringify(g1.out.generated)}, decode ${g1.tps.toFixed(1)} tokens/s, ${g1.seconds.toFixed(1)}s`);
+  check(
+    `generation streams ${GEN_TOKENS} tokens with the KV cache (temperature 0.8, seed 1)`,
+    g1.error === '' &&
+      Number(g1.out.tokens) === GEN_TOKENS &&
+      g1.out.text === PROMPT + g1.out.generated &&
+      [...g1.out.generated].length === GEN_TOKENS &&
+      g1.tps > 0,
+    g1.error || `${JSON.stringify(g1.out.generated)}, decode ${g1.tps.toFixed(1)} tokens/s, ${g1.seconds.toFixed(1)}s`,
+  );
 
   // ---- IndexedDB
   await page.selectOption('#save-model', 'gta');
   await page.click('#save-idb');
   r = await waitIdle('save', 120000);
   const saved = await page.$eval('#save-status', (el) => ({ ...el.dataset, text: el.textContent }));
-  check('save to IndexedDB and load back: same logits and greedy text', r.error === '' && Number(saved.maxLogitDiff) <= 1e-6
-    && saved.greedySame === 'true', r.error || `${saved.url}, max |Δ logit| ${saved.maxLogitDiff}`);
+  check(
+    'save to IndexedDB and load back: same logits and greedy text',
+    r.error === '' && Number(saved.maxLogitDiff) <= 1e-6 && saved.greedySame === 'true',
+    r.error || `${saved.url}, max |Δ logit| ${saved.maxLogitDiff}`,
+  );
   await shot('04-generated-and-saved.png');
 
   // ---- downloads, then Node
@@ -321,8 +388,11 @@ async function runChecks() {
     const paths = json.weightsManifest.flatMap((g) => g.paths);
     const specBytes = json.weightsManifest.flatMap((g) => g.weights).reduce((n, w) => n + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
     const binBytes = statSync(join(work, 'downloads', `${name}.weights.bin`)).size;
-    manifestOk = paths.length === 1 && paths[0] === `./${name}.weights.bin` && specBytes === binBytes
-      && json.userDefinedMetadata?.tfjsGtaDemo?.tokenizer?.kind === 'char';
+    manifestOk =
+      paths.length === 1 &&
+      paths[0] === `./${name}.weights.bin` &&
+      specBytes === binBytes &&
+      json.userDefinedMetadata?.tfjsGtaDemo?.tokenizer?.kind === 'char';
     manifestDetail = `paths ${JSON.stringify(paths)}, ${binBytes} bytes of weights, tokenizer in metadata: ${manifestOk}`;
     for (const f of files) copyFileSync(f, join(artifacts, f.split('/').pop()));
   }
@@ -330,8 +400,11 @@ async function runChecks() {
   check('the downloaded manifest points at the downloaded weights file', manifestOk, manifestDetail);
 
   const nodeLoad = (target) => {
-    const p = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'demo/load-in-node.ts'), target, '--json', '--backend', 'cpu',
-      '--tokens', '20', '--prompt', PROMPT], { cwd: root, encoding: 'utf8', timeout: 120000 });
+    const p = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(root, 'demo/load-in-node.ts'), target, '--json', '--backend', 'cpu', '--tokens', '20', '--prompt', PROMPT],
+      { cwd: root, encoding: 'utf8', timeout: 120000 },
+    );
     if (p.status !== 0) return { error: (p.stderr || p.stdout || `exit ${p.status}`).trim().split('\n').slice(-3).join(' | ') };
     try {
       return JSON.parse(p.stdout.trim().split('\n').pop());
@@ -343,8 +416,12 @@ async function runChecks() {
     if (n.error) return { ok: false, detail: n.error };
     const diff = Math.max(...browserProbe.lastLogits.map((v, i) => Math.abs(v - n.lastLogits[i])));
     const same = n.greedy.length === browserProbe.greedy.length && n.greedy.every((t, i) => t === browserProbe.greedy[i]);
-    return { ok: diff < 2e-3 && same && n.weightDiff === 0, detail: `max |Δ logit| vs webgl ${diff.toExponential(1)}, greedy ${same ? 'same' : 'differs'}`
-      + ` (${JSON.stringify(n.text)}), tf.loadLayersModel weights identical: ${n.weightDiff === 0}` };
+    return {
+      ok: diff < 2e-3 && same && n.weightDiff === 0,
+      detail:
+        `max |Δ logit| vs webgl ${diff.toExponential(1)}, greedy ${same ? 'same' : 'differs'}` +
+        ` (${JSON.stringify(n.text)}), tf.loadLayersModel weights identical: ${n.weightDiff === 0}`,
+    };
   };
   if (okNames) {
     const n1 = nodeLoad(join(work, 'downloads', `${name}.json`));
@@ -356,7 +433,7 @@ async function runChecks() {
     copyFileSync(join(work, 'downloads', `${name}.weights.bin`), join(folder, `${name}.weights.bin`));
     const n2 = nodeLoad(folder);
     const c2 = compareToBrowser(n2);
-    check('Node loads the folder form (renamed to model.json) with CausalLM.load(\'file://folder\')', c2.ok, c2.detail);
+    check("Node loads the folder form (renamed to model.json) with CausalLM.load('file://folder')", c2.ok, c2.detail);
   } else {
     check('Node loads the downloaded files', false, 'no downloaded pair');
   }
@@ -370,10 +447,16 @@ async function runChecks() {
   const hfDir = join(work, 'hf-download');
   mkdirSync(hfDir, { recursive: true });
   for (const d of downloads.slice(beforeHF)) await d.saveAs(join(hfDir, d.suggestedFilename()));
-  const hfNames = downloads.slice(beforeHF).map((d) => d.suggestedFilename()).sort();
+  const hfNames = downloads
+    .slice(beforeHF)
+    .map((d) => d.suggestedFilename())
+    .sort();
   const hfOk = JSON.stringify(hfNames) === JSON.stringify(['config.json', 'model.safetensors', 'tfjs-gta-tokenizer.json']);
-  check('Download for PyTorch gives config.json, model.safetensors and the tokenizer', r.error === '' && hfOk,
-    r.error || hfNames.join(', '));
+  check(
+    'Download for PyTorch gives config.json, model.safetensors and the tokenizer',
+    r.error === '' && hfOk,
+    r.error || hfNames.join(', '),
+  );
   if (hfOk) {
     const c3 = compareToBrowser(nodeLoad(hfDir));
     check('Node reads that Hugging Face folder (loadHFCheckpoint): same logits and text as the browser', c3.ok, c3.detail);
@@ -387,19 +470,28 @@ async function runChecks() {
   await page.click('#load-idb');
   r = await waitIdle('load from IndexedDB', 60000);
   s = await summary();
-  check('after a page reload the model loads from IndexedDB', r.error === '' && savedCount >= 1
-    && s.models.some((m) => m.key === 'gta (IndexedDB)'), r.error || `${savedCount} saved model(s) listed`);
+  check(
+    'after a page reload the model loads from IndexedDB',
+    r.error === '' && savedCount >= 1 && s.models.some((m) => m.key === 'gta (IndexedDB)'),
+    r.error || `${savedCount} saved model(s) listed`,
+  );
   const g2 = await generate('gta (IndexedDB)');
-  check('the reloaded model generates the same text (same seed)', g2.error === '' && g2.out.generated === g1.out.generated,
-    g2.error || `${JSON.stringify(g2.out.generated)}`);
+  check(
+    'the reloaded model generates the same text (same seed)',
+    g2.error === '' && g2.out.generated === g1.out.generated,
+    g2.error || `${JSON.stringify(g2.out.generated)}`,
+  );
 
   // ---- the downloaded files load back in the page (tf.io.browserFiles)
   if (okNames) {
     await page.setInputFiles('#load-files', [join(work, 'downloads', `${name}.json`), join(work, 'downloads', `${name}.weights.bin`)]);
     r = await waitIdle('load files', 60000);
     const fromFiles = r.error === '' ? await page.evaluate((p) => window.tfjsGtaDemo.probe('gta (files)', p, 20), PROMPT) : null;
-    check('the downloaded files load in the page and give the same greedy text', fromFiles !== null
-      && fromFiles.greedy.every((t, i) => t === browserProbe.greedy[i]), r.error || JSON.stringify(fromFiles?.text));
+    check(
+      'the downloaded files load in the page and give the same greedy text',
+      fromFiles !== null && fromFiles.greedy.every((t, i) => t === browserProbe.greedy[i]),
+      r.error || JSON.stringify(fromFiles?.text),
+    );
   }
   await shot('05-reloaded.png');
 
@@ -413,22 +505,34 @@ async function runChecks() {
   await page.dispatchEvent('#drop', 'drop', { dataTransfer });
   r = await waitIdle('drop a file', 30000);
   const corpusInfo = await page.textContent('#corpus-info');
-  check('a text file dropped onto the page becomes the training text', r.error === ''
-    && Number(r.state.corpusCharacters) === dropped.length && corpusInfo.includes('dropped.txt'), r.error || corpusInfo);
+  check(
+    'a text file dropped onto the page becomes the training text',
+    r.error === '' && Number(r.state.corpusCharacters) === dropped.length && corpusInfo.includes('dropped.txt'),
+    r.error || corpusInfo,
+  );
 
   // ---- the page as a whole
   check('no page errors', pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
   check('no console errors', consoleErrors.length === 0, consoleErrors.slice(0, 3).join(' | '));
-  check('offline: every request went to the demo server', foreignRequests.length === 0,
-    foreignRequests.length ? foreignRequests.slice(0, 3).join(', ') : `${served.requests.length} requests, all to ${origin}`);
-  console.log(`WebGL training speed (${info.split(' · ')[1]}; batch ${await page.inputValue('#batch')} x ${await page.inputValue('#seq')} tokens): ${speed.join(', ')} tokens/s`);
+  check(
+    'offline: every request went to the demo server',
+    foreignRequests.length === 0,
+    foreignRequests.length ? foreignRequests.slice(0, 3).join(', ') : `${served.requests.length} requests, all to ${origin}`,
+  );
+  console.log(
+    `WebGL training speed (${info.split(' · ')[1]}; batch ${await page.inputValue('#batch')} x ${await page.inputValue('#seq')} tokens): ${speed.join(', ')} tokens/s`,
+  );
 }
 
 try {
   await runChecks();
 } catch (e) {
   check('the e2e run completed', false, e.message.split('\n')[0]);
-  try { await shot('99-failure.png'); } catch { /* page gone */ }
+  try {
+    await shot('99-failure.png');
+  } catch {
+    /* page gone */
+  }
 }
 clearTimeout(timer);
 await finish();

@@ -116,7 +116,11 @@ function run(cmd, args, { cwd = work, env = process.env, log, show = false, capt
   const logFile = join(work, 'logs', `${log}.log`);
   mkdirSync(dirname(logFile), { recursive: true });
   const r = spawnSync(cmd, args, {
-    cwd, env, encoding: 'utf8', maxBuffer: 256 * 2 ** 20, timeout: timeoutS * 1000,
+    cwd,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 256 * 2 ** 20,
+    timeout: timeoutS * 1000,
     stdio: show ? ['ignore', capture ? 'pipe' : 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
   });
   writeFileSync(logFile, `$ (cd ${cwd} && ${[cmd, ...args].join(' ')})\n${r.stdout ?? ''}${r.stderr ?? ''}`);
@@ -146,10 +150,12 @@ function cacheBase() {
  */
 function pipSources(python) {
   const out = spawnSync(python, ['-m', 'pip', 'config', 'list'], { encoding: 'utf8' }).stdout ?? '';
-  const values = (key) => out.split('\n')
-    .map((line) => line.match(/^[^=]*\.([a-z-]+)='(.*)'$/))
-    .filter((m) => m && m[1] === key)
-    .flatMap((m) => m[2].split(/\s+/).filter(Boolean));
+  const values = (key) =>
+    out
+      .split('\n')
+      .map((line) => line.match(/^[^=]*\.([a-z-]+)='(.*)'$/))
+      .filter((m) => m && m[1] === key)
+      .flatMap((m) => m[2].split(/\s+/).filter(Boolean));
   const indexes = process.env.NOTEBOOK_TEST_INDEX_URL
     ? [process.env.NOTEBOOK_TEST_INDEX_URL]
     : [...new Set([...values('index-url'), ...values('extra-index-url')])];
@@ -181,8 +187,10 @@ function ensureVenv() {
   mkdirSync(dirname(venv), { recursive: true });
   run(python, ['-m', 'venv', venv], { log: 'venv' });
   const sources = pipSources(python);
-  run(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--disable-pip-version-check', ...sources, ...VENV_REQUIREMENTS],
-    { log: 'pip-install', timeoutS: 600 });
+  run(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--disable-pip-version-check', ...sources, ...VENV_REQUIREMENTS], {
+    log: 'pip-install',
+    timeoutS: 600,
+  });
   writeFileSync(join(venv, 'tfjs-gta-notebook.json'), JSON.stringify({ requirements: VENV_REQUIREMENTS, sources }, null, 1));
   if (!venvWorks(venv)) throw new Error(`the venv in ${venv} does not run \`jupyter nbconvert --version\``);
   return { venv, detail: `built ${venv} (pip install ${sources.join(' ')} ${VENV_REQUIREMENTS.join(' ')})` };
@@ -197,7 +205,11 @@ function writeKernelspec(dataDir, app) {
   mkdirSync(dir, { recursive: true });
   const tslab = join(app, 'node_modules', 'tslab', 'bin', 'tslab');
   if (!existsSync(tslab)) throw new Error(`${tslab} is missing: tslab did not install`);
-  const spec = { argv: [process.execPath, tslab, 'kernel', '--config-path', '{connection_file}'], display_name: 'TypeScript', language: 'typescript' };
+  const spec = {
+    argv: [process.execPath, tslab, 'kernel', '--config-path', '{connection_file}'],
+    display_name: 'TypeScript',
+    language: 'typescript',
+  };
   writeFileSync(join(dir, 'kernel.json'), JSON.stringify(spec, null, 1));
   return dir;
 }
@@ -223,7 +235,10 @@ function notebookOutputs(file) {
   const nb = JSON.parse(readFileSync(file, 'utf8'));
   const code = nb.cells.filter((c) => c.cell_type === 'code');
   const outputs = code.flatMap((c) => c.outputs ?? []);
-  const stdout = outputs.filter((o) => o.output_type === 'stream' && o.name === 'stdout').map((o) => text(o.text)).join('');
+  const stdout = outputs
+    .filter((o) => o.output_type === 'stream' && o.name === 'stdout')
+    .map((o) => text(o.text))
+    .join('');
   const rich = (mime) => outputs.filter((o) => o.data && o.data[mime] !== undefined).map((o) => text(o.data[mime]));
   return { code, outputs, stdout, rich };
 }
@@ -233,21 +248,31 @@ function checkNotebook(file) {
   const errors = outputs.filter((o) => o.output_type === 'error');
   // tslab leaves execution_count empty; nbclient records the kernel's reply time of every cell it ran
   const unrun = code.filter((c) => !c.metadata?.execution?.['shell.execute_reply']).length;
-  check('every code cell ran, no error output', errors.length === 0 && unrun === 0 && code.length > 0,
-    errors.length ? errors.map((e) => `${e.ename}: ${e.evalue}`).join('; ') : `${code.length} code cells, ${unrun} not run`);
+  check(
+    'every code cell ran, no error output',
+    errors.length === 0 && unrun === 0 && code.length > 0,
+    errors.length ? errors.map((e) => `${e.ename}: ${e.evalue}`).join('; ') : `${code.length} code cells, ${unrun} not run`,
+  );
 
   const backend = stdout.match(/^backend: (\S+)/m)?.[1];
   check('the notebook trained on the tensorflow backend (tfjs-node)', backend === 'tensorflow', `backend: ${backend ?? 'not printed'}`);
 
   const svgs = rich('image/svg+xml');
   const chart = svgs.find((s) => /^\s*<svg[\s>]/.test(s) && s.trimEnd().endsWith('</svg>'));
-  check('an SVG loss chart is displayed', chart !== undefined && chart.includes('Training loss') && /<path/.test(chart),
-    chart ? `${chart.length} characters` : `${svgs.length} SVG outputs`);
+  check(
+    'an SVG loss chart is displayed',
+    chart !== undefined && chart.includes('Training loss') && /<path/.test(chart),
+    chart ? `${chart.length} characters` : `${svgs.length} SVG outputs`,
+  );
 
-  const kv = Object.fromEntries([...stdout.matchAll(/^KV bytes per token, (\w+): (\d+) \(measured; formula (\d+)\)/gm)]
-    .map((m) => [m[1], { measured: Number(m[2]), formula: Number(m[3]) }]));
-  const kvOk = kv.gta && kv.gqa && Object.values(kv).every((v) => v.measured > 0 && v.measured === v.formula)
-    && kv.gta.measured < kv.gqa.measured;
+  const kv = Object.fromEntries(
+    [...stdout.matchAll(/^KV bytes per token, (\w+): (\d+) \(measured; formula (\d+)\)/gm)].map((m) => [
+      m[1],
+      { measured: Number(m[2]), formula: Number(m[3]) },
+    ]),
+  );
+  const kvOk =
+    kv.gta && kv.gqa && Object.values(kv).every((v) => v.measured > 0 && v.measured === v.formula) && kv.gta.measured < kv.gqa.measured;
   check('KV bytes per token: printed for gta and gqa, measured = formula, gta < gqa', Boolean(kvOk), JSON.stringify(kv));
 
   const table = rich('text/markdown').find((s) => s.includes('| variant |'));
@@ -305,8 +330,15 @@ step('fresh app: npm init, npm install', () => {
 
 step('npx tfjs-gta setup-tfjs-node', () => {
   // --no: never fetch a registry package of that name if the local bin were missing
-  run(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no', 'tfjs-gta', 'setup-tfjs-node'], { cwd: app, log: 'setup-tfjs-node', timeoutS: 1200 });
-  const last = readFileSync(join(work, 'logs', 'setup-tfjs-node.log'), 'utf8').trimEnd().split('\n').pop();
+  run(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no', 'tfjs-gta', 'setup-tfjs-node'], {
+    cwd: app,
+    log: 'setup-tfjs-node',
+    timeoutS: 1200,
+  });
+  const last = readFileSync(join(work, 'logs', 'setup-tfjs-node.log'), 'utf8')
+    .trimEnd()
+    .split('\n')
+    .pop();
   return last.replace(/^\[setup-tfjs-node\] /, '');
 });
 
@@ -318,7 +350,11 @@ step('Jupyter executor (venv with nbconvert)', () => {
 
 step('tslab kernel registered', () => {
   const dir = writeKernelspec(dataDir, app);
-  const out = run(join(venv, 'bin', 'jupyter'), ['kernelspec', 'list', '--json'], { env: jupyterEnv(dataDir, venv), log: 'kernelspec', capture: true });
+  const out = run(join(venv, 'bin', 'jupyter'), ['kernelspec', 'list', '--json'], {
+    env: jupyterEnv(dataDir, venv),
+    log: 'kernelspec',
+    capture: true,
+  });
   const found = JSON.parse(out).kernelspecs?.[KERNEL]?.resource_dir;
   if (resolve(found ?? '') !== resolve(dir)) throw new Error(`jupyter kernelspec list finds ${KERNEL} at ${found}, not at ${dir}`);
   return `${dir}`;
@@ -328,9 +364,21 @@ const executed = join(app, 'executed.ipynb');
 step('notebook execution (jupyter nbconvert --execute)', () => {
   copyFileSync(NOTEBOOK, join(app, basename(NOTEBOOK)));
   // Without --allow-errors nbconvert stops at the first failing cell and exits non-zero.
-  run(join(venv, 'bin', 'jupyter'), ['nbconvert', '--to', 'notebook', '--execute', `--ExecutePreprocessor.kernel_name=${KERNEL}`,
-    `--ExecutePreprocessor.timeout=${EXEC_TIMEOUT_S}`, '--output', basename(executed), basename(NOTEBOOK)],
-  { cwd: app, env: jupyterEnv(dataDir, venv), log: 'nbconvert', timeoutS: EXEC_TIMEOUT_S + 120 });
+  run(
+    join(venv, 'bin', 'jupyter'),
+    [
+      'nbconvert',
+      '--to',
+      'notebook',
+      '--execute',
+      `--ExecutePreprocessor.kernel_name=${KERNEL}`,
+      `--ExecutePreprocessor.timeout=${EXEC_TIMEOUT_S}`,
+      '--output',
+      basename(executed),
+      basename(NOTEBOOK),
+    ],
+    { cwd: app, env: jupyterEnv(dataDir, venv), log: 'nbconvert', timeoutS: EXEC_TIMEOUT_S + 120 },
+  );
   return `written to ${executed}`;
 });
 

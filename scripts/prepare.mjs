@@ -13,6 +13,8 @@ const env = { ...process.env };
 delete env.npm_config_loglevel; // `npm install -s` must not silence the inner npm that setup reads
 const r = spawnSync(process.execPath, [script], { stdio: 'inherit', env });
 if (r.status !== 0) {
-  console.log('\nnote: the offline tfjs-node build did not complete (see above); the install is fine, and the CLI will use the ' +
-    'wasm backend. Run `npm run setup:tfjs-node` to try again.');
+  console.log(
+    '\nnote: the offline tfjs-node build did not complete (see above); the install is fine, and the CLI will use the ' +
+      'wasm backend. Run `npm run setup:tfjs-node` to try again.',
+  );
 }

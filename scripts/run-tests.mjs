@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: runs the Node suites (mocha, every available Node backend), then the browser suite
+// `npm test`: runs the static checks (types, lint, format), the Node suites (mocha, every available Node backend), then the browser suite
 // (the same specs in headless Chromium), the demo page's end-to-end test, the consumer suite (the packed
 // package in fresh apps), the Hugging Face export check against PyTorch and the notebook, and ends with
 // the plain line `N passed, N failed` summed over all suites.
@@ -34,12 +34,16 @@ function runSuite(name, command, args, env = {}) {
   notes.push(`${name}: ${passed} passed, ${failed} failed in ${seconds}s`);
 }
 
+// Static checks first (seconds): the type check, ESLint and Prettier's format check.
+runSuite('lint', process.execPath, [join(root, 'scripts/lint.mjs')]);
+
 runSuite('node', process.execPath, [join(root, 'node_modules/mocha/bin/mocha.js')]);
 
 const browserRunner = join(root, 'scripts/browser-tests.mjs');
 // Every spec on webgl, wasm and cpu in Chromium: on 2 cores with SwiftShader this takes minutes, so the
 // suite's own whole-run guard gets 30 of CI's 90 minutes.
-if (existsSync(browserRunner)) runSuite('browser', process.execPath, [browserRunner], { BROWSER_TESTS_TIMEOUT: process.env.BROWSER_TESTS_TIMEOUT ?? '1800' });
+if (existsSync(browserRunner))
+  runSuite('browser', process.execPath, [browserRunner], { BROWSER_TESTS_TIMEOUT: process.env.BROWSER_TESTS_TIMEOUT ?? '1800' });
 
 const demoRunner = join(root, 'scripts/demo-e2e.mjs');
 if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);

@@ -61,9 +61,10 @@ const CACHE_FORMAT = 1;
  * passes: the folder it runs in), else this repository.
  */
 const projectFlag = process.argv.indexOf('--project');
-const ROOT = projectFlag > 0 && process.argv[projectFlag + 1]
-  ? path.resolve(process.argv[projectFlag + 1])
-  : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT =
+  projectFlag > 0 && process.argv[projectFlag + 1]
+    ? path.resolve(process.argv[projectFlag + 1])
+    : path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const STEPS = ['check', 'package', 'libtensorflow', 'deps', 'build', 'verify'];
 const t0 = Date.now();
 
@@ -100,7 +101,8 @@ function parseArgs(argv) {
   const opts = { force: false, check: false, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--project') i++; // read with ROOT
+    if (a === '--project')
+      i++; // read with ROOT
     else if (a === '--force') opts.force = true;
     else if (a === '--check') opts.check = true;
     else if (a === '--verbose') opts.verbose = true;
@@ -380,7 +382,11 @@ function childCheck(mode) {
 }
 
 function firstLine(s) {
-  return String(s || '').split('\n').find((l) => l.trim()) || '';
+  return (
+    String(s || '')
+      .split('\n')
+      .find((l) => l.trim()) || ''
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,7 +396,10 @@ function firstLine(s) {
 function npmPlan(npm, args) {
   const dry = capture(npm.cmd, [...npm.pre, ...args, '--dry-run', '--json']);
   if (dry.status !== 0) {
-    throw new StepError('package', `npm ${args.join(' ')} --dry-run failed (exit ${dry.status}):\n${(dry.stderr || '').trim().split('\n').slice(-15).join('\n')}`);
+    throw new StepError(
+      'package',
+      `npm ${args.join(' ')} --dry-run failed (exit ${dry.status}):\n${(dry.stderr || '').trim().split('\n').slice(-15).join('\n')}`,
+    );
   }
   const jsonStart = dry.stdout.search(/^\{\s*$/m); // the JSON follows the plain "add ..." lines
   try {
@@ -407,8 +416,11 @@ function ensurePackage(opts, logs) {
   if (dir) {
     const version = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
     if (version !== TFJS_NODE_VERSION) {
-      throw new StepError('package', `${dir} holds version ${version}, this script is for ${TFJS_NODE_VERSION}`,
-        `Install ${TFJS_NODE}@${TFJS_NODE_VERSION} (the version package.json pins) or adapt the script.`);
+      throw new StepError(
+        'package',
+        `${dir} holds version ${version}, this script is for ${TFJS_NODE_VERSION}`,
+        `Install ${TFJS_NODE}@${TFJS_NODE_VERSION} (the version package.json pins) or adapt the script.`,
+      );
     }
     const missing = missingDeps(dir);
     if (missing.length === 0) {
@@ -440,14 +452,23 @@ function ensurePackage(opts, logs) {
   const removes = plan.remove || [];
   const changes = plan.change || [];
   if (removes.length || changes.length) {
-    const list = [...removes.map((p) => `remove ${p.name}@${p.version}`), ...changes.map((p) => `change ${p.to?.name ?? p.from?.name ?? p.name} ${p.from?.version ?? '?'} -> ${p.to?.version ?? '?'}`)];
-    throw new StepError('package', `npm would not only add packages but also:\n  ${list.slice(0, 20).join('\n  ')}`,
-      'node_modules is out of sync with package-lock.json. Run `npm install` (or `npm ci`) first, then rerun this script.');
+    const list = [
+      ...removes.map((p) => `remove ${p.name}@${p.version}`),
+      ...changes.map((p) => `change ${p.to?.name ?? p.from?.name ?? p.name} ${p.from?.version ?? '?'} -> ${p.to?.version ?? '?'}`),
+    ];
+    throw new StepError(
+      'package',
+      `npm would not only add packages but also:\n  ${list.slice(0, 20).join('\n  ')}`,
+      'node_modules is out of sync with package-lock.json. Run `npm install` (or `npm ci`) first, then rerun this script.',
+    );
   }
   args.push(...extra);
   say(`  npm ${args.join(' ')}  (dry run: adds ${(plan.add || []).length} packages, removes none)`);
 
-  const guarded = ['package.json', 'package-lock.json', 'npm-shrinkwrap.json'].map((f) => [path.join(ROOT, f), readFileOrNull(path.join(ROOT, f))]);
+  const guarded = ['package.json', 'package-lock.json', 'npm-shrinkwrap.json'].map((f) => [
+    path.join(ROOT, f),
+    readFileOrNull(path.join(ROOT, f)),
+  ]);
   const r = run(npm.cmd, [...npm.pre, ...args], { log: path.join(logs, 'npm-install.log'), verbose: opts.verbose });
   const touched = [];
   for (const [file, before] of guarded) {
@@ -464,7 +485,8 @@ function ensurePackage(opts, logs) {
   dir = tfjsNodeDir();
   if (!dir) throw new StepError('package', `npm finished but ${TFJS_NODE} still does not resolve from ${ROOT}`);
   const missing = missingDeps(dir);
-  if (missing.length) throw new StepError('package', `npm finished but these dependencies of ${TFJS_NODE} are missing: ${missing.join(', ')}`);
+  if (missing.length)
+    throw new StepError('package', `npm finished but these dependencies of ${TFJS_NODE} are missing: ${missing.join(', ')}`);
   const pj = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
   const listed = ['dependencies', 'optionalDependencies', 'devDependencies'].some((k) => pj[k] && pj[k][TFJS_NODE]);
   if (!listed) {
@@ -545,8 +567,11 @@ function obtainWheel(python, dlDir, opts, logs) {
   }
   const pips = pipCommands(python);
   if (!pips.length) {
-    throw new StepError('libtensorflow', 'pip not found (tried python -m pip, pip3, pip)',
-      'Install pip (Debian: apt-get install python3-pip) or download the wheel yourself and set TFJS_GTA_TF_WHEEL.');
+    throw new StepError(
+      'libtensorflow',
+      'pip not found (tried python -m pip, pip3, pip)',
+      'Install pip (Debian: apt-get install python3-pip) or download the wheel yourself and set TFJS_GTA_TF_WHEEL.',
+    );
   }
   const pip = pips[0];
   const spec = `${TF_WHEEL_PROJECT}==${TF_VERSION}`;
@@ -557,13 +582,27 @@ function obtainWheel(python, dlDir, opts, logs) {
   if (r.status !== 0) {
     // No wheel for this interpreter's Python version: the libraries inside do not depend on it,
     // so ask for the CPython 3.11 manylinux wheel explicitly.
-    const pinned = [...base, '--python-version', '3.11', '--implementation', 'cp', '--abi', 'cp311',
-      '--platform', 'manylinux_2_27_x86_64', '--platform', 'manylinux_2_17_x86_64'];
+    const pinned = [
+      ...base,
+      '--python-version',
+      '3.11',
+      '--implementation',
+      'cp',
+      '--abi',
+      'cp311',
+      '--platform',
+      'manylinux_2_27_x86_64',
+      '--platform',
+      'manylinux_2_17_x86_64',
+    ];
     say(`  plain pip download failed (exit ${r.status}); retrying for the cp311 manylinux x86_64 wheel`);
     r = run(pip.cmd, [...pip.pre, ...pinned], { log: path.join(logs, 'pip-download-cp311.log'), verbose: opts.verbose });
     if (r.status !== 0) {
-      throw new StepError('libtensorflow', failDetail(r, `pip download ${spec}`),
-        'pip must reach PyPI (or a mirror / local index that has the wheel). Alternatively download the wheel and set TFJS_GTA_TF_WHEEL.');
+      throw new StepError(
+        'libtensorflow',
+        failDetail(r, `pip download ${spec}`),
+        'pip must reach PyPI (or a mirror / local index that has the wheel). Alternatively download the wheel and set TFJS_GTA_TF_WHEEL.',
+      );
     }
   }
   const whl = fs.readdirSync(dlDir).find((f) => f.startsWith(`tensorflow_cpu-${TF_VERSION}-`) && f.endsWith('.whl'));
@@ -583,8 +622,11 @@ function ensureLibtensorflow(opts, base, logs) {
   if (fs.existsSync(dir)) say('  cache dir exists but is incomplete or from another format: recreating it');
   const python = findPython();
   if (!python) {
-    throw new StepError('libtensorflow', 'no Python 3 interpreter found (tried $PYTHON, python3, python)',
-      'Python 3 is needed to download and unpack the wheel and by node-gyp to build the addon (Debian: apt-get install python3 python3-pip).');
+    throw new StepError(
+      'libtensorflow',
+      'no Python 3 interpreter found (tried $PYTHON, python3, python)',
+      'Python 3 is needed to download and unpack the wheel and by node-gyp to build the addon (Debian: apt-get install python3 python3-pip).',
+    );
   }
   fs.mkdirSync(base, { recursive: true });
   const work = fs.mkdtempSync(path.join(base, `.tmp-libtensorflow-${TF_VERSION}-`));
@@ -596,7 +638,10 @@ function ensureLibtensorflow(opts, base, logs) {
     const out = path.join(work, 'out');
     const r = capture(python, ['-c', EXTRACT_SOURCE, whl, out]);
     if (r.status !== 0) {
-      throw new StepError('libtensorflow', `extracting ${path.basename(whl)} failed (exit ${r.status}):\n${(r.stderr || '').trim().split('\n').slice(-15).join('\n')}`);
+      throw new StepError(
+        'libtensorflow',
+        `extracting ${path.basename(whl)} failed (exit ${r.status}):\n${(r.stderr || '').trim().split('\n').slice(-15).join('\n')}`,
+      );
     }
     const files = JSON.parse(r.stdout.trim().split('\n').pop());
     for (const l of LIBS) {
@@ -653,13 +698,22 @@ function populateDeps(pkgDir, libDir) {
   // `npm rebuild` runs the build instead of deleting deps/ and downloading again.
   fs.symlinkSync('libtensorflow_cc.so.2', path.join(deps, 'lib', INSTALL_JS_MARKER));
   fs.cpSync(path.join(libDir, 'include'), path.join(deps, 'include'), { recursive: true });
-  fs.writeFileSync(path.join(deps, OFFLINE_STAMP), JSON.stringify({
-    note: 'libtensorflow for an offline build of the addon, made by tfjs-gta scripts/setup-tfjs-node.mjs',
-    source: `${TF_WHEEL_PROJECT}==${TF_VERSION} wheel`,
-    cache: libDir,
-    createdAt: new Date().toISOString(),
-  }, null, 2) + '\n');
-  say(`  deps/lib: ${LIBS.join(', ')} (${[...how].join(' / ')}), libtensorflow.so, libtensorflow_framework.so, ${INSTALL_JS_MARKER} (symlinks)`);
+  fs.writeFileSync(
+    path.join(deps, OFFLINE_STAMP),
+    JSON.stringify(
+      {
+        note: 'libtensorflow for an offline build of the addon, made by tfjs-gta scripts/setup-tfjs-node.mjs',
+        source: `${TF_WHEEL_PROJECT}==${TF_VERSION} wheel`,
+        cache: libDir,
+        createdAt: new Date().toISOString(),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  say(
+    `  deps/lib: ${LIBS.join(', ')} (${[...how].join(' / ')}), libtensorflow.so, libtensorflow_framework.so, ${INSTALL_JS_MARKER} (symlinks)`,
+  );
   say('  deps/include: C API headers');
 }
 
@@ -677,7 +731,12 @@ function buildTools() {
 function buildAddon(pkgDir, opts, logs) {
   step('build', 'native addon from source (node-pre-gyp install --build-from-source)');
   const bin = nodePreGypBin(pkgDir);
-  if (!bin) throw new StepError('build', `@mapbox/node-pre-gyp (a dependency of ${TFJS_NODE}) not found`, 'Rerun this script: step "package" reinstalls it.');
+  if (!bin)
+    throw new StepError(
+      'build',
+      `@mapbox/node-pre-gyp (a dependency of ${TFJS_NODE}) not found`,
+      'Rerun this script: step "package" reinstalls it.',
+    );
   const env = { ...process.env };
   if (!env.npm_config_nodedir) {
     // node-gyp needs Node's headers; without a nodedir it downloads them. Use the local ones if
@@ -696,13 +755,19 @@ function buildAddon(pkgDir, opts, logs) {
   const t = Date.now();
   const r = run(process.execPath, [bin, 'install', '--build-from-source'], { cwd: pkgDir, env, log, verbose: opts.verbose });
   if (r.status !== 0) {
-    throw new StepError('build', failDetail(r, 'node-pre-gyp install --build-from-source'),
+    throw new StepError(
+      'build',
+      failDetail(r, 'node-pre-gyp install --build-from-source'),
       'Needs python3, make and a C++ compiler (Debian: apt-get install -y build-essential python3), and Node headers ' +
-      '(set npm_config_nodedir to a Node install prefix that has include/node, or let node-gyp download them).');
+        '(set npm_config_nodedir to a Node install prefix that has include/node, or let node-gyp download them).',
+    );
   }
   const libDir = path.join(pkgDir, 'lib');
   const addon = fs.existsSync(libDir)
-    ? fs.readdirSync(libDir).map((d) => path.join(libDir, d, 'tfjs_binding.node')).find((p) => fs.existsSync(p))
+    ? fs
+        .readdirSync(libDir)
+        .map((d) => path.join(libDir, d, 'tfjs_binding.node'))
+        .find((p) => fs.existsSync(p))
     : null;
   if (!addon) throw new StepError('build', `the build finished but no lib/napi-v*/tfjs_binding.node exists in ${pkgDir}`);
   say(`  built ${path.relative(ROOT, addon)} in ${secs(Date.now() - t)}${r.logFile ? ` (log: ${r.logFile})` : ''}`);
@@ -718,10 +783,15 @@ function verify() {
   const res = childCheck('full');
   for (const c of res.checks || []) say(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
   if (!res.ok) {
-    throw new StepError('verify', `${res.error ? firstLine(res.error) : 'verification failed'}${res.stderr ? `\n--- child stderr (last lines) ---\n${res.stderr}` : ''}`);
+    throw new StepError(
+      'verify',
+      `${res.error ? firstLine(res.error) : 'verification failed'}${res.stderr ? `\n--- child stderr (last lines) ---\n${res.stderr}` : ''}`,
+    );
   }
   const v = res.versions || {};
-  say(`  versions: tfjs-node ${v['tfjs-node']}, tfjs-core ${v['tfjs-core']}, libtensorflow ${v.libtensorflow ?? '?'} (${secs(Date.now() - t)})`);
+  say(
+    `  versions: tfjs-node ${v['tfjs-node']}, tfjs-core ${v['tfjs-core']}, libtensorflow ${v.libtensorflow ?? '?'} (${secs(Date.now() - t)})`,
+  );
 }
 
 function main() {
@@ -742,9 +812,11 @@ function main() {
     if (quick.ok) {
       const dir = tfjsNodeDir();
       const offline = dir && fs.existsSync(path.join(dir, 'deps', OFFLINE_STAMP));
-      say(offline
-        ? `  yes: it already works (an earlier offline build of this script, libtensorflow ${quick.versions?.libtensorflow ?? '?'}); nothing to do`
-        : `  yes: the ordinary install works (libtensorflow ${quick.versions?.libtensorflow ?? '?'}); nothing to do, leaving it as it is`);
+      say(
+        offline
+          ? `  yes: it already works (an earlier offline build of this script, libtensorflow ${quick.versions?.libtensorflow ?? '?'}); nothing to do`
+          : `  yes: the ordinary install works (libtensorflow ${quick.versions?.libtensorflow ?? '?'}); nothing to do, leaving it as it is`,
+      );
       verify();
       say(`OK: nothing changed; ${TFJS_NODE} works (${secs(Date.now() - t0)})`);
       return;
@@ -755,13 +827,20 @@ function main() {
   }
 
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new StepError('check', `the offline build supports linux-x64 only (this is ${process.platform}-${process.arch})`,
-      `Use the ordinary install of ${TFJS_NODE} (it downloads a prebuilt libtensorflow and addon), or the wasm backend.`);
+    throw new StepError(
+      'check',
+      `the offline build supports linux-x64 only (this is ${process.platform}-${process.arch})`,
+      `Use the ordinary install of ${TFJS_NODE} (it downloads a prebuilt libtensorflow and addon), or the wasm backend.`,
+    );
   }
   const tools = buildTools();
   if (!findPython()) tools.push(process.env.PYTHON ? `Python 3 at $PYTHON (${process.env.PYTHON})` : 'python3');
   if (tools.length) {
-    throw new StepError('check', `missing build tools: ${tools.join(', ')}`, 'Debian/Ubuntu: apt-get install -y build-essential python3 python3-pip');
+    throw new StepError(
+      'check',
+      `missing build tools: ${tools.join(', ')}`,
+      'Debian/Ubuntu: apt-get install -y build-essential python3 python3-pip',
+    );
   }
 
   const pkgDir = ensurePackage(opts, logs);

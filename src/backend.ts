@@ -9,8 +9,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from './utils/errors.js';
 
-export const IS_NODE = typeof process !== 'undefined' && typeof process.versions?.node === 'string'
-  && typeof (globalThis as { window?: unknown }).window === 'undefined';
+export const IS_NODE =
+  typeof process !== 'undefined' &&
+  typeof process.versions?.node === 'string' &&
+  typeof (globalThis as { window?: unknown }).window === 'undefined';
 
 /** The optional peer that registers the `webgpu` backend (it registers only if `navigator.gpu` exists when imported). */
 const WEBGPU_BACKEND_PACKAGE = '@tensorflow/tfjs-backend-webgpu';
@@ -42,8 +44,11 @@ async function loadDawn(): Promise<DawnModule> {
   } catch (e) {
     const err = e as { code?: string };
     if (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') {
-      throw new Error(`WebGPU in Node needs the optional packages ${DAWN_PACKAGE} and ${WEBGPU_BACKEND_PACKAGE} ` +
-        `(npm install ${DAWN_PACKAGE} ${WEBGPU_BACKEND_PACKAGE})`);
+      throw new Error(
+        `WebGPU in Node needs the optional packages ${DAWN_PACKAGE} and ${WEBGPU_BACKEND_PACKAGE} ` +
+          `(npm install ${DAWN_PACKAGE} ${WEBGPU_BACKEND_PACKAGE})`,
+        { cause: e },
+      );
     }
     throw e;
   }

@@ -15,10 +15,22 @@ export { fileSystemHandler, registerFileSystemRouter } from './io/file_handler.j
 export { loadCorpus } from './data/corpus_files.js';
 export { saveCheckpoint, loadCheckpoint, directoryCheckpoint } from './train/checkpoint.js';
 export {
-  compare, lossStats, type CompareOptions, type CompareReport, type VariantReport, type SeedRun, type LossStats,
+  compare,
+  lossStats,
+  type CompareOptions,
+  type CompareReport,
+  type VariantReport,
+  type SeedRun,
+  type LossStats,
 } from './train/compare.js';
 export {
-  writeReport, comparisonTable, reportMarkdown, attentionLayout, cacheRatioSentences, lossDifferences, type LossDifference,
+  writeReport,
+  comparisonTable,
+  reportMarkdown,
+  attentionLayout,
+  cacheRatioSentences,
+  lossDifferences,
+  type LossDifference,
 } from './report/report.js';
 export { lineChartSVG, svgToPNG, smooth, type Series } from './report/plots.js';
 export { saveHFCheckpoint, loadHFCheckpoint, type SaveHFOptions } from './io/hf_files.js';

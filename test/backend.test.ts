@@ -1,9 +1,7 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { it } from './kit/index.js';
-import {
-  IS_NODE, backendLoadError, defaultBackendOrder, setBackendStrict, useBestBackend,
-} from '../src/backend.js';
+import { IS_NODE, backendLoadError, defaultBackendOrder, setBackendStrict, useBestBackend } from '../src/backend.js';
 import { ValueError } from '../src/utils/errors.js';
 
 /** Runs `fn` and puts the backend that was active before it back. */
@@ -50,7 +48,9 @@ describe('backend selection', () => {
       const choice = await useBestBackend(['no-such-backend', 'cpu']);
       expect(choice.backend).to.equal('cpu');
       expect(tf.getBackend()).to.equal('cpu');
-      expect(choice.skipped).to.deep.equal([{ backend: 'no-such-backend', reason: 'backend "no-such-backend" is not available: unknown backend.' }]);
+      expect(choice.skipped).to.deep.equal([
+        { backend: 'no-such-backend', reason: 'backend "no-such-backend" is not available: unknown backend.' },
+      ]);
     });
   });
 
@@ -74,7 +74,9 @@ describe('backend selection', () => {
       error = e as Error;
     }
     expect(error).to.be.instanceOf(ValueError);
-    expect(error!.message).to.equal('no backend could be started: no-such-a: backend "no-such-a" is not available: unknown backend.; '
-      + 'no-such-b: backend "no-such-b" is not available: unknown backend.');
+    expect(error!.message).to.equal(
+      'no backend could be started: no-such-a: backend "no-such-a" is not available: unknown backend.; ' +
+        'no-such-b: backend "no-such-b" is not available: unknown backend.',
+    );
   });
 });

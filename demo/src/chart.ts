@@ -65,7 +65,10 @@ export function drawLineChart(canvas: HTMLCanvasElement, series: Series[], o: Ch
   }
   let yLo = Math.min(...all.map((p) => p[1]));
   let yHi = Math.max(...all.map((p) => p[1]));
-  if (yHi - yLo < 1e-6) { yLo -= 0.5; yHi += 0.5; }
+  if (yHi - yLo < 1e-6) {
+    yLo -= 0.5;
+    yHi += 0.5;
+  }
   const pad = 0.05 * (yHi - yLo);
   yLo -= pad;
   yHi += pad;

@@ -3,7 +3,13 @@
  * sqrt(probability) on a viridis-like scale, so weak attention stays visible; masked (future) cells of a
  * causal map are light gray. Tokens label the axes.
  */
-const STOPS: Array<[number, number, number]> = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+const STOPS: Array<[number, number, number]> = [
+  [68, 1, 84],
+  [59, 82, 139],
+  [33, 145, 140],
+  [94, 201, 98],
+  [253, 231, 37],
+];
 
 /** Color of a value in [0, 1]. */
 export function colorOf(v: number): string {

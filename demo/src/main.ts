@@ -9,9 +9,22 @@ import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-webgpu'; // registers webgpu where the browser exposes navigator.gpu
 import {
-  CausalLM, CharTokenizer, COMPARE_PRESETS, exportHF, serializeSafetensors, causalLMCacheElementsPerToken, decodeUtf8Strict, setBackendStrict,
-  splitTokens, tokenizerFromJSON, variantConfig, VARIANTS,
-  type AttentionConfig, type CausalLMConfig, type Tokenizer, type VariantName,
+  CausalLM,
+  CharTokenizer,
+  COMPARE_PRESETS,
+  exportHF,
+  serializeSafetensors,
+  causalLMCacheElementsPerToken,
+  decodeUtf8Strict,
+  setBackendStrict,
+  splitTokens,
+  tokenizerFromJSON,
+  variantConfig,
+  VARIANTS,
+  type AttentionConfig,
+  type CausalLMConfig,
+  type Tokenizer,
+  type VariantName,
 } from 'tfjs-gta';
 import { drawLineChart } from './chart.js';
 import { drawHeatmap } from './heatmap.js';
@@ -43,7 +56,12 @@ const SIZES = {
 } as const;
 
 /** What the page stores with a saved model so it can be used again (in the model's user metadata). */
-interface DemoMetadata { tokenizer: object; variant: VariantName; steps: number; text: string }
+interface DemoMetadata {
+  tokenizer: object;
+  variant: VariantName;
+  steps: number;
+  text: string;
+}
 
 interface ModelEntry {
   key: string;
@@ -85,7 +103,7 @@ function yieldToBrowser(): Promise<void> {
 }
 
 const fmt = (x: number | null | undefined, digits = 3) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
-const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]!));
+const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 function numberInput(id: string, { min, max, integer }: { min: number; max: number; integer: boolean }): number {
   const input = $<HTMLInputElement>(id);
@@ -144,7 +162,19 @@ async function task(state: string, fn: () => Promise<void>): Promise<void> {
 
 function updateControls(): void {
   const has = models.size > 0;
-  for (const id of ['train', 'maps-show', 'gen-run', 'save-idb', 'save-download', 'save-hf', 'load-idb', 'delete-idb', 'backend', 'file', 'load-files']) {
+  for (const id of [
+    'train',
+    'maps-show',
+    'gen-run',
+    'save-idb',
+    'save-download',
+    'save-hf',
+    'load-idb',
+    'delete-idb',
+    'backend',
+    'file',
+    'load-files',
+  ]) {
     ($(id) as HTMLButtonElement).disabled = busy;
   }
   for (const id of ['maps-show', 'gen-run', 'save-idb', 'save-download', 'save-hf']) ($(id) as HTMLButtonElement).disabled = busy || !has;
@@ -156,8 +186,9 @@ function updateControls(): void {
 const labelOf = (e: ModelEntry) => `${e.variant.toUpperCase()}${e.origin === 'trained' ? '' : ` (${e.origin})`}`;
 
 function orderedEntries(): ModelEntry[] {
-  return [...models.values()].sort((a, b) => ORDER.indexOf(a.variant) - ORDER.indexOf(b.variant)
-    || (a.origin === 'trained' ? 0 : 1) - (b.origin === 'trained' ? 0 : 1));
+  return [...models.values()].sort(
+    (a, b) => ORDER.indexOf(a.variant) - ORDER.indexOf(b.variant) || (a.origin === 'trained' ? 0 : 1) - (b.origin === 'trained' ? 0 : 1),
+  );
 }
 
 // ------------------------------------------------------------------ backend
@@ -178,21 +209,19 @@ async function switchBackend(name: string): Promise<void> {
   const active = tf.getBackend();
   root.dataset.backend = active;
   $<HTMLSelectElement>('backend').value = active;
-  let info = '';
+  let info: string;
   if (active === 'webgl') {
     const renderer = webglRenderer();
     info = `WebGL ${tf.env().getNumber('WEBGL_VERSION')} · ${renderer}`;
     // Software WebGL (no GPU): every op is a shader run on the CPU; wasm is much faster for these small models.
     if (/swiftshader|llvmpipe|software/i.test(renderer)) info += ' · software rendering: wasm is faster on this machine';
-  }
-  else if (active === 'webgpu') {
+  } else if (active === 'webgpu') {
     const a = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string } }).adapterInfo;
     const adapter = [a?.vendor, a?.architecture].filter(Boolean).join(' ') || 'unknown adapter';
     info = `WebGPU · ${adapter}`;
     // SwiftShader's WebGPU runs every kernel on the CPU; wasm is much faster for these small models.
     if (/swiftshader/i.test(adapter)) info += ' · software WebGPU: wasm is faster on this machine';
-  }
-  else if (active === 'wasm') {
+  } else if (active === 'wasm') {
     const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
     const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
     info = `WebAssembly · SIMD ${simd ? 'on' : 'off'} · threads ${threads ? 'on' : 'off'}`;
@@ -205,8 +234,9 @@ async function switchBackend(name: string): Promise<void> {
 
 function describeCorpus(): void {
   const chars = [...corpus.text].length;
-  $('corpus-info').innerHTML = `<b>${escapeHtml(corpus.title)}</b> · ${chars.toLocaleString('en-US')} characters · `
-    + `${tokenizer.vocabSize - 1} distinct · ${escapeHtml(corpus.source)}${corpus.license ? ` (${escapeHtml(corpus.license)})` : ''}`;
+  $('corpus-info').innerHTML =
+    `<b>${escapeHtml(corpus.title)}</b> · ${chars.toLocaleString('en-US')} characters · ` +
+    `${tokenizer.vocabSize - 1} distinct · ${escapeHtml(corpus.source)}${corpus.license ? ` (${escapeHtml(corpus.license)})` : ''}`;
   root.dataset.corpusCharacters = String(chars);
 }
 
@@ -268,9 +298,18 @@ async function trainSelected(): Promise<void> {
     const run = new TrainingRun(variant, lm, train, { batchSize, sequenceLength, steps, learningRate, seed: SEED });
     runs.push(run);
     addEntry({
-      key: variant, variant, lm, tokenizer, origin: 'trained', run, steps: 0, textTitle: corpus.title,
-      kvMeasured: measuredCacheBytes(lm, Array.from(ids.subarray(0, 8))), kvFormula: 4 * causalLMCacheElementsPerToken(config),
-      decodeTokensPerSecond: null, backend,
+      key: variant,
+      variant,
+      lm,
+      tokenizer,
+      origin: 'trained',
+      run,
+      steps: 0,
+      textTitle: corpus.title,
+      kvMeasured: measuredCacheBytes(lm, Array.from(ids.subarray(0, 8))),
+      kvFormula: 4 * causalLMCacheElementsPerToken(config),
+      decodeTokensPerSecond: null,
+      backend,
     });
   }
   stopRequested = false;
@@ -296,7 +335,8 @@ async function trainSelected(): Promise<void> {
   renderTable();
   drawChart();
   const summaryText = runs.map((r) => `${r.variant} ${fmt(r.validationLoss)} (${r.tokensPerSecond.toFixed(0)} tok/s)`).join(' · ');
-  $('train-status').textContent = `${stopRequested ? 'stopped' : 'done'} after ${runs[0].step} steps on ${backend} · validation loss ${summaryText}`;
+  $('train-status').textContent =
+    `${stopRequested ? 'stopped' : 'done'} after ${runs[0].step} steps on ${backend} · validation loss ${summaryText}`;
   root.dataset.trainedSteps = String(runs[0].step);
   refreshModelLists();
 }
@@ -304,19 +344,26 @@ async function trainSelected(): Promise<void> {
 function drawChart(): void {
   const trained = orderedEntries().filter((e) => e.run !== null);
   const xMax = Math.max(1, ...trained.map((e) => e.run!.options.steps));
-  drawLineChart($<HTMLCanvasElement>('loss-chart'), trained.map((e) => ({
-    name: e.variant.toUpperCase(), color: COLORS[e.variant], points: e.run!.losses,
-  })), { xMax, xLabel: 'step', yLabel: 'training loss (nats/char)', smoothing: 0.2, emptyText: 'press Train to see the loss curves' });
+  drawLineChart(
+    $<HTMLCanvasElement>('loss-chart'),
+    trained.map((e) => ({
+      name: e.variant.toUpperCase(),
+      color: COLORS[e.variant],
+      points: e.run!.losses,
+    })),
+    { xMax, xLabel: 'step', yLabel: 'training loss (nats/char)', smoothing: 0.2, emptyText: 'press Train to see the loss curves' },
+  );
 }
 
 function renderTable(): void {
   const entries = orderedEntries();
   const maxKv = Math.max(1, ...entries.map((e) => e.kvMeasured));
-  $('variant-table').querySelector('tbody')!.innerHTML = entries.map((e) => {
-    const run = e.run;
-    const loss = run && run.losses.length > 0 ? run.losses[run.losses.length - 1][1] : null;
-    const name = `${e.variant.toUpperCase()}${e.origin === 'trained' ? '' : ` <span class="muted">(${e.origin})</span>`}`;
-    return `<tr data-key="${escapeHtml(e.key)}" data-variant="${e.variant}">
+  $('variant-table').querySelector('tbody')!.innerHTML = entries
+    .map((e) => {
+      const run = e.run;
+      const loss = run && run.losses.length > 0 ? run.losses[run.losses.length - 1][1] : null;
+      const name = `${e.variant.toUpperCase()}${e.origin === 'trained' ? '' : ` <span class="muted">(${e.origin})</span>`}`;
+      return `<tr data-key="${escapeHtml(e.key)}" data-variant="${e.variant}">
       <td><span class="swatch" style="background:${COLORS[e.variant]}"></span>${name}</td>
       <td>${e.lm.countParams().toLocaleString('en-US')}</td>
       <td data-kv="${e.kvMeasured}">${e.kvMeasured}<span class="bar" style="width:${Math.round((60 * e.kvMeasured) / maxKv)}px"></span></td>
@@ -327,7 +374,8 @@ function renderTable(): void {
       <td>${run && run.step > 0 ? run.tokensPerSecond.toFixed(0) : '–'}</td>
       <td>${e.decodeTokensPerSecond === null ? '–' : e.decodeTokensPerSecond.toFixed(1)}</td>
       <td>${e.backend}</td></tr>`;
-  }).join('');
+    })
+    .join('');
 }
 
 // ------------------------------------------------------------------ attention maps
@@ -358,8 +406,9 @@ function mapLayout(attention: AttentionConfig, maps: number): { title: string; g
   if (a.kind === 'gta') {
     const perMap = a.numHeads / a.numQueryHeads;
     return {
-      title: `GTA · ${maps} maps for ${a.numHeads} heads: each map is shared by a group of ${perMap} heads `
-        + `(${a.numKeyHeads} key head, ${a.numValueHeads} value latent of ${a.valueDim})`,
+      title:
+        `GTA · ${maps} maps for ${a.numHeads} heads: each map is shared by a group of ${perMap} heads ` +
+        `(${a.numKeyHeads} key head, ${a.numValueHeads} value latent of ${a.valueDim})`,
       groups: Array.from({ length: maps }, (_, g) => [{ index: g, caption: `map ${g} · heads ${g * perMap}–${(g + 1) * perMap - 1}` }]),
     };
   }
@@ -370,14 +419,20 @@ function mapLayout(attention: AttentionConfig, maps: number): { title: string; g
     };
   }
   const perKv = a.numQueryHeads / a.numKeyValueHeads;
-  const sharing = variant === 'mha' ? 'each head has its own key/value head'
-    : variant === 'mqa' ? 'all heads share one key/value head'
-      : `heads in a box share one of ${a.numKeyValueHeads} key/value heads`;
+  const sharing =
+    variant === 'mha'
+      ? 'each head has its own key/value head'
+      : variant === 'mqa'
+        ? 'all heads share one key/value head'
+        : `heads in a box share one of ${a.numKeyValueHeads} key/value heads`;
   return {
     title: `${variant.toUpperCase()} · ${maps} maps, one per query head; ${sharing}`,
-    groups: Array.from({ length: a.numKeyValueHeads }, (_, k) => Array.from({ length: perKv }, (_, j) => ({
-      index: k * perKv + j, caption: `head ${k * perKv + j}`,
-    }))),
+    groups: Array.from({ length: a.numKeyValueHeads }, (_, k) =>
+      Array.from({ length: perKv }, (_, j) => ({
+        index: k * perKv + j,
+        caption: `head ${k * perKv + j}`,
+      })),
+    ),
   };
 }
 
@@ -398,8 +453,9 @@ async function showMaps(): Promise<void> {
     section.dataset.variant = entry.variant;
     section.dataset.key = entry.key;
     section.dataset.maps = String(maps.length);
-    section.innerHTML = `<h3><span class="swatch" style="background:${COLORS[entry.variant]}"></span>${escapeHtml(layout.title)}`
-      + `${entry.origin === 'trained' ? '' : ` <span class="muted">(${entry.origin})</span>`}</h3>`;
+    section.innerHTML =
+      `<h3><span class="swatch" style="background:${COLORS[entry.variant]}"></span>${escapeHtml(layout.title)}` +
+      `${entry.origin === 'trained' ? '' : ` <span class="muted">(${entry.origin})</span>`}</h3>`;
     const row = document.createElement('div');
     row.className = 'maps-row';
     const labels = [...text];
@@ -424,7 +480,8 @@ async function showMaps(): Promise<void> {
     container.append(section);
     await tf.nextFrame();
   }
-  $('maps-status').textContent = `block ${layer}, ${[...text].length} tokens, ${canvases} maps · color: √probability (dark = 0, yellow = 1), gray = future (masked)`;
+  $('maps-status').textContent =
+    `block ${layer}, ${[...text].length} tokens, ${canvases} maps · color: √probability (dark = 0, yellow = 1), gray = future (masked)`;
 }
 
 // ------------------------------------------------------------------ generation
@@ -448,7 +505,10 @@ async function generateText(): Promise<void> {
   $('gen-stats').textContent = 'generating…';
   const tokens: number[] = [];
   const result = await entry.lm.generate(promptIds, {
-    maxNewTokens, temperature, topK, seed,
+    maxNewTokens,
+    temperature,
+    topK,
+    seed,
     onToken: async ({ tokens: chosen }) => {
       tokens.push(chosen[0]);
       generated.appendData(entry.tokenizer.decode([chosen[0]]));
@@ -460,8 +520,9 @@ async function generateText(): Promise<void> {
   out.dataset.tokens = String(result.tokens[0].length);
   out.dataset.model = entry.key;
   entry.decodeTokensPerSecond = result.decodeTokensPerSecond;
-  $('gen-stats').textContent = `${entry.key} on ${tf.getBackend()} · ${result.tokens[0].length} tokens · prefill `
-    + `${result.prefillMs.toFixed(0)} ms · decode ${result.decodeTokensPerSecond.toFixed(1)} tokens/s (KV cache, one token at a time)`;
+  $('gen-stats').textContent =
+    `${entry.key} on ${tf.getBackend()} · ${result.tokens[0].length} tokens · prefill ` +
+    `${result.prefillMs.toFixed(0)} ms · decode ${result.decodeTokensPerSecond.toFixed(1)} tokens/s (KV cache, one token at a time)`;
   $('gen-stats').dataset.decodeTokensPerSecond = String(result.decodeTokensPerSecond);
   renderTable();
 }
@@ -479,17 +540,29 @@ async function loadEntry(source: string | tf.io.IOHandler, origin: ModelEntry['o
   const meta = (lm.model.getUserDefinedMetadata() as Record<string, DemoMetadata | undefined> | undefined)?.tfjsGtaDemo;
   let tok: Tokenizer;
   if (meta?.tokenizer) tok = tokenizerFromJSON(meta.tokenizer);
-  else if (lm.config.vocabSize === tokenizer.vocabSize) tok = tokenizer; // saved elsewhere: assume the page's text
+  else if (lm.config.vocabSize === tokenizer.vocabSize)
+    tok = tokenizer; // saved elsewhere: assume the page's text
   else {
     lm.dispose();
-    throw new Error(`the model has no tokenizer in its metadata and its vocabulary (${lm.config.vocabSize}) does not match the page's text.`);
+    throw new Error(
+      `the model has no tokenizer in its metadata and its vocabulary (${lm.config.vocabSize}) does not match the page's text.`,
+    );
   }
   const variant = variantOf(lm.config.attention);
   const probe = Array.from(tok.encode(PROBE_PROMPT)).slice(0, 8);
   const entry: ModelEntry = {
-    key: `${variant} (${origin})`, variant, lm, tokenizer: tok, origin, run: null, steps: meta?.steps ?? 0,
-    textTitle: meta?.text ?? '', kvMeasured: measuredCacheBytes(lm, probe.length > 0 ? probe : [0]),
-    kvFormula: 4 * causalLMCacheElementsPerToken(lm.config), decodeTokensPerSecond: null, backend: tf.getBackend(),
+    key: `${variant} (${origin})`,
+    variant,
+    lm,
+    tokenizer: tok,
+    origin,
+    run: null,
+    steps: meta?.steps ?? 0,
+    textTitle: meta?.text ?? '',
+    kvMeasured: measuredCacheBytes(lm, probe.length > 0 ? probe : [0]),
+    kvFormula: 4 * causalLMCacheElementsPerToken(lm.config),
+    decodeTokensPerSecond: null,
+    backend: tf.getBackend(),
   };
   addEntry(entry);
   renderTable();
@@ -497,7 +570,11 @@ async function loadEntry(source: string | tf.io.IOHandler, origin: ModelEntry['o
 }
 
 /** Logits at the last prompt position and a greedy continuation: what "the same model" must reproduce. */
-async function probe(entry: ModelEntry, prompt = PROBE_PROMPT, tokens = 40): Promise<{ promptIds: number[]; lastLogits: number[]; greedy: number[]; text: string }> {
+async function probe(
+  entry: ModelEntry,
+  prompt = PROBE_PROMPT,
+  tokens = 40,
+): Promise<{ promptIds: number[]; lastLogits: number[]; greedy: number[]; text: string }> {
   const promptIds = Array.from(entry.tokenizer.encode(prompt));
   const logits = entry.lm.logits([promptIds]);
   const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, promptIds.length - 1, 0], [1, 1, -1])));
@@ -522,9 +599,10 @@ async function saveToIndexedDB(): Promise<void> {
   status.dataset.url = url;
   status.dataset.maxLogitDiff = String(maxDiff);
   status.dataset.greedySame = String(same);
-  status.innerHTML = `Saved <code>${url}</code> (${((saved.modelArtifactsInfo.weightDataBytes ?? 0) / 1024).toFixed(0)} KB of weights) and loaded it back as `
-    + `“${escapeHtml(loaded.key)}”: max |Δ logit| = ${maxDiff.toExponential(1)}, greedy ${before.greedy.length} tokens `
-    + `<span class="${same ? 'ok' : 'bad'}">${same ? 'identical ✓' : 'differ ✗'}</span>`;
+  status.innerHTML =
+    `Saved <code>${url}</code> (${((saved.modelArtifactsInfo.weightDataBytes ?? 0) / 1024).toFixed(0)} KB of weights) and loaded it back as ` +
+    `“${escapeHtml(loaded.key)}”: max |Δ logit| = ${maxDiff.toExponential(1)}, greedy ${before.greedy.length} tokens ` +
+    `<span class="${same ? 'ok' : 'bad'}">${same ? 'identical ✓' : 'differ ✗'}</span>`;
   await refreshSavedList(url);
 }
 
@@ -532,7 +610,8 @@ async function loadFromIndexedDB(): Promise<void> {
   const url = $<HTMLSelectElement>('saved-list').value;
   if (!url) throw new Error('nothing saved in IndexedDB yet.');
   const entry = await loadEntry(url, 'IndexedDB');
-  $('save-status').innerHTML = `Loaded <code>${escapeHtml(url)}</code> as “${escapeHtml(entry.key)}” (${entry.lm.countParams().toLocaleString('en-US')} parameters, ${entry.steps} training steps).`;
+  $('save-status').innerHTML =
+    `Loaded <code>${escapeHtml(url)}</code> as “${escapeHtml(entry.key)}” (${entry.lm.countParams().toLocaleString('en-US')} parameters, ${entry.steps} training steps).`;
   $<HTMLSelectElement>('gen-model').value = entry.key;
 }
 
@@ -552,8 +631,9 @@ async function download(): Promise<void> {
   await entry.lm.save(`downloads://${name}`);
   const status = $('save-status');
   status.dataset.download = name;
-  status.innerHTML = `Downloaded <code>${name}.json</code> and <code>${name}.weights.bin</code>. In Node: `
-    + `<code>await CausalLM.load('file:///path/to/${name}.json')</code> (keep both files in one folder).`;
+  status.innerHTML =
+    `Downloaded <code>${name}.json</code> and <code>${name}.weights.bin</code>. In Node: ` +
+    `<code>await CausalLM.load('file:///path/to/${name}.json')</code> (keep both files in one folder).`;
 }
 
 /** Saves a blob under `name` through a temporary link (what the browser shows as a download). */
@@ -578,9 +658,10 @@ async function downloadForPyTorch(): Promise<void> {
   saveBlob('tfjs-gta-tokenizer.json', JSON.stringify(entry.tokenizer.toJSON()), 'application/json');
   const status = $('save-status');
   status.dataset.download = 'hf';
-  status.innerHTML = `Downloaded <code>config.json</code>, <code>model.safetensors</code> (${String(config.architectures)}) and `
-    + '<code>tfjs-gta-tokenizer.json</code>. Put them in one folder: <code>AutoModelForCausalLM.from_pretrained(folder)</code> '
-    + 'in PyTorch (GTA needs the authors\' modeling code), or <code>npx tfjs-gta import --hf folder --out model</code>.';
+  status.innerHTML =
+    `Downloaded <code>config.json</code>, <code>model.safetensors</code> (${String(config.architectures)}) and ` +
+    '<code>tfjs-gta-tokenizer.json</code>. Put them in one folder: <code>AutoModelForCausalLM.from_pretrained(folder)</code> ' +
+    "in PyTorch (GTA needs the authors' modeling code), or <code>npx tfjs-gta import --hf folder --out model</code>.";
 }
 
 async function loadFiles(files: FileList): Promise<void> {
@@ -593,7 +674,9 @@ async function loadFiles(files: FileList): Promise<void> {
 }
 
 async function refreshSavedList(select?: string): Promise<void> {
-  const saved = Object.keys(await tf.io.listModels()).filter((u) => u.startsWith(`indexeddb://${IDB_PREFIX}`)).sort();
+  const saved = Object.keys(await tf.io.listModels())
+    .filter((u) => u.startsWith(`indexeddb://${IDB_PREFIX}`))
+    .sort();
   const list = $<HTMLSelectElement>('saved-list');
   list.innerHTML = saved.map((u) => `<option value="${escapeHtml(u)}">${escapeHtml(u.slice('indexeddb://'.length))}</option>`).join('');
   if (select && saved.includes(select)) list.value = select;
@@ -627,9 +710,18 @@ function summary() {
     backend: tf.getBackend(),
     state: root.dataset.state,
     models: orderedEntries().map((e) => ({
-      key: e.key, variant: e.variant, origin: e.origin, params: e.lm.countParams(), kvMeasured: e.kvMeasured, kvFormula: e.kvFormula,
-      steps: e.steps, losses: e.run?.losses.map((p) => p[1]) ?? [], validationLoss: e.run?.validationLoss ?? null,
-      tokensPerSecond: e.run?.tokensPerSecond ?? null, decodeTokensPerSecond: e.decodeTokensPerSecond, backend: e.backend,
+      key: e.key,
+      variant: e.variant,
+      origin: e.origin,
+      params: e.lm.countParams(),
+      kvMeasured: e.kvMeasured,
+      kvFormula: e.kvFormula,
+      steps: e.steps,
+      losses: e.run?.losses.map((p) => p[1]) ?? [],
+      validationLoss: e.run?.validationLoss ?? null,
+      tokensPerSecond: e.run?.tokensPerSecond ?? null,
+      decodeTokensPerSecond: e.decodeTokensPerSecond,
+      backend: e.backend,
       numAttentionMaps: e.lm.blocks[0].attention.numAttentionMaps(),
     })),
   };
@@ -652,13 +744,17 @@ window.addEventListener('unhandledrejection', (e) => showError(e.reason));
 function wire(): void {
   $('backend').addEventListener('change', (e) => {
     const name = (e.target as HTMLSelectElement).value;
-    void task('switching', () => switchBackend(name).catch((err) => {
-      $<HTMLSelectElement>('backend').value = tf.getBackend();
-      throw err;
-    }));
+    void task('switching', () =>
+      switchBackend(name).catch((err) => {
+        $<HTMLSelectElement>('backend').value = tf.getBackend();
+        throw err;
+      }),
+    );
   });
   $('train').addEventListener('click', () => void task('training', trainSelected));
-  $('stop').addEventListener('click', () => { stopRequested = true; });
+  $('stop').addEventListener('click', () => {
+    stopRequested = true;
+  });
   $('maps-show').addEventListener('click', () => void task('maps', showMaps));
   $('gen-run').addEventListener('click', () => void task('generating', generateText));
   $('save-idb').addEventListener('click', () => void task('saving', saveToIndexedDB));
@@ -675,7 +771,10 @@ function wire(): void {
     const file = (e.target as HTMLInputElement).files?.[0];
     if (file) void task('reading', () => useFile(file));
   });
-  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
@@ -690,8 +789,9 @@ async function init(): Promise<void> {
   wire();
   describeCorpus();
   const gpu = 'gpu' in navigator;
-  $('webgpu-note').textContent = `WebGPU works where the browser exposes navigator.gpu with an adapter (this browser ${gpu ? 'does' : 'does not'}`
-    + ' expose navigator.gpu); the page bundles @tensorflow/tfjs-backend-webgpu, an optional package for apps.';
+  $('webgpu-note').textContent =
+    `WebGPU works where the browser exposes navigator.gpu with an adapter (this browser ${gpu ? 'does' : 'does not'}` +
+    ' expose navigator.gpu); the page bundles @tensorflow/tfjs-backend-webgpu, an optional package for apps.';
   const wanted = new URLSearchParams(window.location.search).get('backend') ?? 'webgl';
   const order = [wanted, ...BACKENDS.filter((b) => b !== wanted)];
   let lastError: unknown = null;

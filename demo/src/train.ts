@@ -6,7 +6,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  AdamW, Batcher, CausalLM, clipByGlobalNorm, evaluate, sparseCrossEntropyFromLogits, warmupCosine, type VariantName,
+  AdamW,
+  Batcher,
+  CausalLM,
+  clipByGlobalNorm,
+  evaluate,
+  sparseCrossEntropyFromLogits,
+  warmupCosine,
+  type VariantName,
 } from 'tfjs-gta';
 
 export interface RunOptions {
@@ -51,11 +58,15 @@ export class TrainingRun {
     const o = this.options;
     const t0 = performance.now();
     const lr = warmupCosine(this.step, {
-      peakLearningRate: o.learningRate, warmupSteps: Math.min(100, Math.floor(o.steps / 10)), totalSteps: o.steps,
+      peakLearningRate: o.learningRate,
+      warmupSteps: Math.min(100, Math.floor(o.steps / 10)),
+      totalSteps: o.steps,
     });
     const { inputs, targets } = this.batcher.next();
     const { value, grads } = tf.variableGrads(
-      () => sparseCrossEntropyFromLogits(targets, this.lm.model.apply(inputs, { training: true }) as tf.Tensor), this.variables);
+      () => sparseCrossEntropyFromLogits(targets, this.lm.model.apply(inputs, { training: true }) as tf.Tensor),
+      this.variables,
+    );
     const ordered = this.variables.map((v) => grads[v.name]);
     const clipped = clipByGlobalNorm(ordered, 1);
     this.optimizer.apply(clipped.grads, lr);

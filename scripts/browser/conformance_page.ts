@@ -30,13 +30,21 @@ const api = {
   async start(backend: string): Promise<Record<string, unknown>> {
     for (const [flag, value] of Object.entries(GPU_ONLY_FLAGS[backend] ?? {})) tf.env().set(flag, value);
     await setBackendStrict(backend);
-    const info: Record<string, unknown> = { backend: tf.getBackend(), userAgent: navigator.userAgent, flags: GPU_ONLY_FLAGS[backend] ?? {} };
+    const info: Record<string, unknown> = {
+      backend: tf.getBackend(),
+      userAgent: navigator.userAgent,
+      flags: GPU_ONLY_FLAGS[backend] ?? {},
+    };
     const adapter = (tf.backend() as unknown as { adapterInfo?: { vendor?: string; architecture?: string } }).adapterInfo;
     if (backend === 'webgpu' && adapter) info.adapter = `${adapter.vendor ?? '?'} ${adapter.architecture ?? '?'}`;
     return info;
   },
   /** Every case of a gta-refvec-1 file (served at `url`); a case that throws gives its message. */
-  async vectors(url: string, source: string, mode: MaskMode): Promise<Array<CaseResult | { name: string; mechanism: string; error: string }>> {
+  async vectors(
+    url: string,
+    source: string,
+    mode: MaskMode,
+  ): Promise<Array<CaseResult | { name: string; mechanism: string; error: string }>> {
     const file = parseReferenceFile(await (await fetchOk(url)).text(), source);
     const out: Array<CaseResult | { name: string; mechanism: string; error: string }> = [];
     for (const c of file.cases) {
@@ -49,13 +57,18 @@ const api = {
     return out;
   },
   /** Every case of a gta-refmodel-1 file; `weights` maps each case's weights_file to the URL serving it. */
-  async models(url: string, source: string, weights: Record<string, string>): Promise<Array<ModelCaseResult | { name: string; mechanism: string; error: string }>> {
+  async models(
+    url: string,
+    source: string,
+    weights: Record<string, string>,
+  ): Promise<Array<ModelCaseResult | { name: string; mechanism: string; error: string }>> {
     const file = parseReferenceModelFile(await (await fetchOk(url)).text(), source);
     const out: Array<ModelCaseResult | { name: string; mechanism: string; error: string }> = [];
     for (const c of file.cases) {
       try {
         const r = await fetchOk(weights[c.weights_file]);
-        const tensors = c.weights_file.endsWith('.json') ? parseTensorJSON(await r.text(), c.weights_file)
+        const tensors = c.weights_file.endsWith('.json')
+          ? parseTensorJSON(await r.text(), c.weights_file)
           : parseSafetensors(new Uint8Array(await r.arrayBuffer()), c.weights_file);
         out.push(await runReferenceModelCase(c, tensors));
       } catch (e) {

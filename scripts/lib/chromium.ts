@@ -18,9 +18,19 @@ import { fileURLToPath } from 'node:url';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Flags for every headless run: no background traffic, SwiftShader WebGL, and WebGPU. */
-export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic', '--enable-unsafe-swiftshader', '--use-angle=swiftshader',
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader'];
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+  '--enable-unsafe-swiftshader',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--use-vulkan=swiftshader',
+];
 
 /** The Chromium executable (`CHROMIUM_PATH`, else Debian's), or null when there is none. */
 export function chromiumExecutable(): string | null {
@@ -51,8 +61,14 @@ export interface OpenPageOptions {
 async function bundle(entry: string, more: string[] = []): Promise<string> {
   const esbuild = await import('esbuild');
   const built = await esbuild.build({
-    entryPoints: [entry], bundle: true, format: 'esm', platform: 'browser', target: 'chrome120', write: false,
-    logLevel: 'silent', absWorkingDir: ROOT,
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+    absWorkingDir: ROOT,
     // Node-only code is reached only through dynamic imports (IS_NODE branches) that the page never runs.
     external: [...builtinModules, ...builtinModules.map((m) => `node:${m}`), '@tensorflow/tfjs-node', 'webgpu', ...more],
     loader: { '.node': 'empty' },
@@ -62,7 +78,8 @@ async function bundle(entry: string, more: string[] = []): Promise<string> {
 
 function serve(code: string, files: Record<string, string>): Promise<{ server: Server; url: string }> {
   const wasmDir = join(ROOT, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
-  const html = '<!doctype html><html><head><meta charset="utf-8"></head><body><script type="module" src="/bundle.js"></script></body></html>';
+  const html =
+    '<!doctype html><html><head><meta charset="utf-8"></head><body><script type="module" src="/bundle.js"></script></body></html>';
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const send = (status: number, type: string, body: string | Buffer) => {
@@ -77,10 +94,12 @@ function serve(code: string, files: Record<string, string>): Promise<{ server: S
     else if (files[path] !== undefined && statSync(files[path]).isFile()) send(200, 'application/octet-stream', readFileSync(files[path]));
     else send(404, 'text/plain', `not found: ${path}`);
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    const address = server.address();
-    resolve({ server, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/` });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      resolve({ server, url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/` });
+    }),
+  );
 }
 
 /** Bundles `entry`, opens it in headless Chromium and waits until it has set `globalThis.__page`. */
@@ -102,10 +121,14 @@ export async function openBundledPage(o: OpenPageOptions): Promise<BrowserPage> 
     await page.waitForFunction(() => (globalThis as { __page?: unknown }).__page !== undefined, undefined, { timeout: 60_000 });
     const opened = browser;
     return {
-      call: <T>(name: string, ...args: unknown[]) => page.evaluate(([n, a]) => {
-        const api = (globalThis as unknown as { __page: Record<string, (...x: unknown[]) => Promise<unknown>> }).__page;
-        return api[n as string](...(a as unknown[]));
-      }, [name, args] as const) as Promise<T>,
+      call: <T>(name: string, ...args: unknown[]) =>
+        page.evaluate(
+          ([n, a]) => {
+            const api = (globalThis as unknown as { __page: Record<string, (...x: unknown[]) => Promise<unknown>> }).__page;
+            return api[n as string](...(a as unknown[]));
+          },
+          [name, args] as const,
+        ) as Promise<T>,
       close: async () => {
         await opened.close();
         server.close();

@@ -7,8 +7,12 @@
  * Runs `inputs` one after another through `run`, counts the cases that `report` (which prints a case and
  * returns whether it passed) accepts, and returns the process exit code: 0 when all passed, else 1.
  */
-export async function runCases<I, R>(inputs: readonly I[], run: (input: I) => Promise<R[]>, report: (result: R) => boolean,
-  close: () => Promise<void>): Promise<number> {
+export async function runCases<I, R>(
+  inputs: readonly I[],
+  run: (input: I) => Promise<R[]>,
+  report: (result: R) => boolean,
+  close: () => Promise<void>,
+): Promise<number> {
   try {
     let failed = 0;
     let total = 0;

@@ -40,8 +40,7 @@ export class AttentionCache {
   readonly batchSize: number;
   private disposed = false;
 
-  constructor(kind: AttentionKind, owner: string, entries: Record<string, CacheEntry>,
-    keyMask: tf.Tensor2D | null) {
+  constructor(kind: AttentionKind, owner: string, entries: Record<string, CacheEntry>, keyMask: tf.Tensor2D | null) {
     const first = Object.values(entries)[0];
     if (first === undefined) throw new ValueError('AttentionCache: at least one cache tensor is required.');
     this.kind = kind;
@@ -52,8 +51,10 @@ export class AttentionCache {
     this.batchSize = first.tensor.shape[0];
     for (const [name, entry] of Object.entries(entries)) {
       if (entry.tensor.shape[entry.seqAxis] !== this.length || entry.tensor.shape[0] !== this.batchSize) {
-        throw new ValueError(`AttentionCache: tensor ${name} has shape [${entry.tensor.shape}], ` +
-          `inconsistent with length ${this.length} and batch ${this.batchSize}.`);
+        throw new ValueError(
+          `AttentionCache: tensor ${name} has shape [${entry.tensor.shape}], ` +
+            `inconsistent with length ${this.length} and batch ${this.batchSize}.`,
+        );
       }
     }
   }

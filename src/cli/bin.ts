@@ -42,10 +42,12 @@ if (args[0] === 'setup-tfjs-node') {
 const missing = REQUIRED.filter((n) => !resolvable(n));
 if (missing.length > 0) {
   const optional = FEATURES.filter(([n]) => !resolvable(n));
-  console.error(`tfjs-gta: the command line needs ${missing.join(', ')}, which the library does not install.\n` +
-    `  npm install ${[...missing, ...optional.map(([n]) => n)].join(' ')}\n` +
-    (optional.length > 0 ? `  optional, also in that line: ${optional.map(([n, why]) => `${n} (${why})`).join('; ')}\n` : '') +
-    '  then run the command again. `npx tfjs-gta setup-tfjs-node` builds the fast native backend offline.');
+  console.error(
+    `tfjs-gta: the command line needs ${missing.join(', ')}, which the library does not install.\n` +
+      `  npm install ${[...missing, ...optional.map(([n]) => n)].join(' ')}\n` +
+      (optional.length > 0 ? `  optional, also in that line: ${optional.map(([n, why]) => `${n} (${why})`).join('; ')}\n` : '') +
+      '  then run the command again. `npx tfjs-gta setup-tfjs-node` builds the fast native backend offline.',
+  );
   process.exit(2);
 }
 const { main } = await import('./main.js');

@@ -14,7 +14,14 @@ import { isNativeBackend } from '../ops/capabilities.js';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import {
-  COMPARE_PRESETS, ComparePreset, VARIANTS, VariantName, compare, estimateTrainingBytes, makeTokenizer, variantConfig,
+  COMPARE_PRESETS,
+  ComparePreset,
+  VARIANTS,
+  VariantName,
+  compare,
+  estimateTrainingBytes,
+  makeTokenizer,
+  variantConfig,
 } from '../train/compare.js';
 import { causalLMParams } from '../models/config.js';
 import { comparisonTable, writeReport } from '../report/report.js';
@@ -48,7 +55,10 @@ function num(name: string) {
 }
 
 function variantList(value: string): VariantName[] {
-  const list = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const list = value
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
   for (const v of list) {
     if (!(VARIANTS as readonly string[]).includes(v)) {
       throw new InvalidArgumentError(`unknown variant "${v}"; choose from ${VARIANTS.join(', ')}.`);
@@ -65,8 +75,10 @@ async function chooseBackend(name?: string): Promise<string> {
     const choice = await useBestBackend();
     for (const s of choice.skipped) {
       const why = backendLoadError(s.backend) ?? s.reason;
-      console.log(`note: backend ${s.backend} unavailable (${why.split('\n')[0]})` +
-        (isNativeBackend(s.backend) ? '; run `npm run setup:tfjs-node` for the fast native backend' : ''));
+      console.log(
+        `note: backend ${s.backend} unavailable (${why.split('\n')[0]})` +
+          (isNativeBackend(s.backend) ? '; run `npm run setup:tfjs-node` for the fast native backend' : ''),
+      );
     }
   }
   console.log(`backend: ${tf.getBackend()}`);
@@ -109,11 +121,16 @@ function commonOptions(cmd: Command): Command {
     .option('--seq-len <n>', 'tokens per training sequence', int('--seq-len'))
     .option('--lr <x>', 'peak learning rate', num('--lr'))
     .option('--eval-every <n>', 'evaluate every n steps', int('--eval-every'))
-    .option('--seed <n>', 'seed of weights and data order', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n)) throw new InvalidArgumentError('--seed must be an integer.');
-      return n;
-    }, 0)
+    .option(
+      '--seed <n>',
+      'seed of weights and data order',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n)) throw new InvalidArgumentError('--seed must be an integer.');
+        return n;
+      },
+      0,
+    )
     .option('--text <path>', 'UTF-8 text file or directory to train on (default: the built-in Moby-Dick)')
     .addOption(new Option('--tokenizer <kind>', 'tokenizer').choices(['char', 'byte', 'bpe']).default('char'))
     .option('--bpe-vocab <n>', 'BPE vocabulary size', int('--bpe-vocab'), 1024)
@@ -138,19 +155,29 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
   const preset = (o.quick ? 'quick' : o.preset) as keyof typeof COMPARE_PRESETS;
   if (preset === 'default' && o.steps === undefined && !isNativeBackend(backend)) {
     o.steps = DEFAULT_STEPS_WITHOUT_TFJS_NODE;
-    console.log(`note: without tfjs-node the default run trains ${DEFAULT_STEPS_WITHOUT_TFJS_NODE} steps per variant instead of ` +
-      `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`);
+    console.log(
+      `note: without tfjs-node the default run trains ${DEFAULT_STEPS_WITHOUT_TFJS_NODE} steps per variant instead of ` +
+        `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`,
+    );
   }
   const out = (o.out as string) ?? 'results';
   const progress = await createProgress();
   const stop = installInterrupt(`stopping after this step; saving a checkpoint to ${o.checkpointDir}`);
   const started = Date.now();
   const report = await compare({
-    variants: o.variants as VariantName[], preset, overrides: overrides(o), source: o.text as string | undefined,
-    tokenizer: o.tokenizer as 'char', bpeVocabSize: o.bpeVocab as number, seed: o.seed as number, seeds: o.seeds as number,
-    checkpointDir: o.checkpointDir as string, maxMemoryBytes: o.maxMemory ? (o.maxMemory as number) * 2 ** 20 : undefined,
+    variants: o.variants as VariantName[],
+    preset,
+    overrides: overrides(o),
+    source: o.text as string | undefined,
+    tokenizer: o.tokenizer as 'char',
+    bpeVocabSize: o.bpeVocab as number,
+    seed: o.seed as number,
+    seeds: o.seeds as number,
+    checkpointDir: o.checkpointDir as string,
+    maxMemoryBytes: o.maxMemory ? (o.maxMemory as number) * 2 ** 20 : undefined,
     shouldStop: () => stop.requested,
-    onVariantStart: (v, i, n, total, seed) => progress.start(`${v}${(o.seeds as number) > 1 ? ` seed ${seed}` : ''} (${i + 1}/${n})`, total),
+    onVariantStart: (v, i, n, total, seed) =>
+      progress.start(`${v}${(o.seeds as number) > 1 ? ` seed ${seed}` : ''} (${i + 1}/${n})`, total),
     onStep: (_v, r) => progress.step(r),
     onEval: (_v, e) => progress.evaluation(e),
     onLog: (line) => progress.log(line),
@@ -165,8 +192,10 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
   console.log('');
   console.log(comparisonTable(report));
   console.log('');
-  console.log(`unigram baseline ${report.baseline.unigramLoss.toFixed(4)} nats/token; backend ${report.backend}; ` +
-    `wall time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(
+    `unigram baseline ${report.baseline.unigramLoss.toFixed(4)} nats/token; backend ${report.backend}; ` +
+      `wall time ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
   console.log(`report: ${files[0]}`);
 }
 
@@ -186,12 +215,15 @@ async function trainSettings(o: Record<string, unknown>, cmd: Command): Promise<
   delete settings.quick;
   if (!o.resume) return settings;
   const saved = (await checkpointExtra(o.checkpointDir as string)).settings as Record<string, unknown> | undefined;
-  if (saved === undefined) throw new ValueError(`--resume: ${o.checkpointDir} was not written by \`tfjs-gta train\` (no run settings in it).`);
+  if (saved === undefined)
+    throw new ValueError(`--resume: ${o.checkpointDir} was not written by \`tfjs-gta train\` (no run settings in it).`);
   for (const key of RESUME_KEPT) {
     const given = key === 'preset' ? (o.quick ? 'cli' : cmd.getOptionValueSource('preset')) : cmd.getOptionValueSource(key);
     if (given === 'cli' && JSON.stringify(settings[key]) !== JSON.stringify(saved[key])) {
-      throw new ValueError(`--resume: ${flag(key)} ${String(settings[key])} differs from the checkpoint's ${String(saved[key] ?? '(none)')}; ` +
-        `a resumed run keeps its settings (leave ${flag(key)} out, or train a new run in another folder).`);
+      throw new ValueError(
+        `--resume: ${flag(key)} ${String(settings[key])} differs from the checkpoint's ${String(saved[key] ?? '(none)')}; ` +
+          `a resumed run keeps its settings (leave ${flag(key)} out, or train a new run in another folder).`,
+      );
     }
     settings[key] = saved[key];
   }
@@ -213,8 +245,10 @@ async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void>
   if (o.maxMemory !== undefined) {
     const needed = estimateTrainingBytes(config, p, causalLMParams(config));
     if (needed > (o.maxMemory as number) * 2 ** 20) {
-      throw new ValueError(`--max-memory: training this model needs about ${(needed / 2 ** 20).toFixed(0)} MiB, more than ` +
-        `${o.maxMemory} MiB; lower --batch-size, --seq-len or choose a smaller --preset.`);
+      throw new ValueError(
+        `--max-memory: training this model needs about ${(needed / 2 ** 20).toFixed(0)} MiB, more than ` +
+          `${o.maxMemory} MiB; lower --batch-size, --seq-len or choose a smaller --preset.`,
+      );
     }
   }
   await chooseBackend(o.backend as string | undefined);
@@ -224,11 +258,21 @@ async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void>
   const { train: trainIds, validation } = splitTokens(ids, { validationFraction: 0.05, sequenceLength: p.sequenceLength });
   const settings = Object.fromEntries(RESUME_KEPT.map((k) => [k, s[k]]));
   const common = {
-    train: trainIds, validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength, steps: p.steps, learningRate: p.learningRate,
-    evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed: s.seed as number, checkpoint: store,
+    train: trainIds,
+    validation,
+    batchSize: p.batchSize,
+    sequenceLength: p.sequenceLength,
+    steps: p.steps,
+    learningRate: p.learningRate,
+    evalEvery: p.evalEvery,
+    evalBatches: p.evalBatches,
+    seed: s.seed as number,
+    checkpoint: store,
     checkpointExtra: { tokenizer: tokenizer.toJSON(), settings },
-    checkpointEvery: o.checkpointEvery as number | undefined, shouldStop: () => stop.requested,
-    onStep: (r: Parameters<typeof progress.step>[0]) => progress.step(r), onEval: (e: Parameters<typeof progress.evaluation>[0]) => progress.evaluation(e),
+    checkpointEvery: o.checkpointEvery as number | undefined,
+    shouldStop: () => stop.requested,
+    onStep: (r: Parameters<typeof progress.step>[0]) => progress.step(r),
+    onEval: (e: Parameters<typeof progress.evaluation>[0]) => progress.evaluation(e),
   };
   let lm: CausalLM;
   let result;
@@ -238,8 +282,10 @@ async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void>
     const mechanism = lm.config.attention.kind;
     if (mechanism !== config.attention.kind || lm.config.vocabSize !== tokenizer.vocabSize) {
       lm.dispose();
-      throw new ValueError(`--resume: the checkpoint's model (${mechanism}, vocabulary ${lm.config.vocabSize}) does not match its ` +
-        `settings (${config.attention.kind}, vocabulary ${tokenizer.vocabSize}); the folder is damaged.`);
+      throw new ValueError(
+        `--resume: the checkpoint's model (${mechanism}, vocabulary ${lm.config.vocabSize}) does not match its ` +
+          `settings (${config.attention.kind}, vocabulary ${tokenizer.vocabSize}); the folder is damaged.`,
+      );
     }
   } else {
     lm = CausalLM.create(config, `lm_${s.variant}`);
@@ -248,8 +294,10 @@ async function runTrain(o: Record<string, unknown>, cmd: Command): Promise<void>
   progress.stop();
   for (const w of result.warnings) console.log(`warning: ${w}`);
   const outcome = result.stopped ? 'stopped' : result.warnings.length > 0 ? 'finished with warnings' : 'finished';
-  console.log(`${outcome} at step ${result.steps}/${p.steps}: validation loss ` +
-    `${result.finalValidationLoss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s; checkpoint ${dir}`);
+  console.log(
+    `${outcome} at step ${result.steps}/${p.steps}: validation loss ` +
+      `${result.finalValidationLoss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s; checkpoint ${dir}`,
+  );
   if (result.stopped) process.exitCode = 130;
   lm.dispose();
 }
@@ -265,8 +313,10 @@ async function checkpointExtra(dir: string): Promise<Record<string, unknown>> {
     throw new ValueError(`${dir}/trainer.json is not valid JSON; the checkpoint is damaged.`);
   }
   if (!extra?.tokenizer) {
-    throw new ValueError(`${dir} holds no checkpoint written by \`tfjs-gta train\` (no trainer.json with a tokenizer); ` +
-      'train one with `tfjs-gta train --checkpoint-dir DIR`.');
+    throw new ValueError(
+      `${dir} holds no checkpoint written by \`tfjs-gta train\` (no trainer.json with a tokenizer); ` +
+        'train one with `tfjs-gta train --checkpoint-dir DIR`.',
+    );
   }
   return extra;
 }
@@ -279,9 +329,13 @@ async function modelAndTokenizer(o: Record<string, unknown>): Promise<{ lm: Caus
   if (o.model !== undefined) {
     const dir = o.model as string;
     const file = path.join(dir, TOKENIZER_FILE);
-    const text = (await readRegularFile(file, '--model').catch(() => {
-      throw new ValueError(`--model: ${dir} has no ${TOKENIZER_FILE} (folders written by \`tfjs-gta import\` carry one when the export did).`);
-    })).toString('utf8');
+    const text = (
+      await readRegularFile(file, '--model').catch(() => {
+        throw new ValueError(
+          `--model: ${dir} has no ${TOKENIZER_FILE} (folders written by \`tfjs-gta import\` carry one when the export did).`,
+        );
+      })
+    ).toString('utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -304,8 +358,13 @@ async function runGenerate(o: Record<string, unknown>): Promise<void> {
     if (prompt.length === 0) throw new ValueError('--prompt must not be empty.');
     process.stdout.write(o.prompt as string);
     const g = await lm.generate(prompt, {
-      maxNewTokens: o.tokens as number, temperature: o.temperature as number, topK: o.topK as number | undefined, seed: o.seed as number,
-      onToken: (e) => { process.stdout.write(tokenizer.decode([e.tokens[0]])); },
+      maxNewTokens: o.tokens as number,
+      temperature: o.temperature as number,
+      topK: o.topK as number | undefined,
+      seed: o.seed as number,
+      onToken: (e) => {
+        process.stdout.write(tokenizer.decode([e.tokens[0]]));
+      },
     });
     console.log(`\n\nprefill ${g.prefillMs.toFixed(1)} ms, decode ${g.decodeTokensPerSecond.toFixed(1)} tokens/s`);
   } finally {
@@ -321,8 +380,10 @@ async function runExport(o: Record<string, unknown>): Promise<void> {
   try {
     const files = await saveHFCheckpoint(lm, o.hf as string, { extraFiles: { [TOKENIZER_FILE]: JSON.stringify(tokenizer.toJSON()) } });
     const config = JSON.parse(await fs.readFile(files[0], 'utf8')) as { architectures: string[] };
-    console.log(`exported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) as ` +
-      `${config.architectures.join(', ')}: ${files.join(', ')}`);
+    console.log(
+      `exported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) as ` +
+        `${config.architectures.join(', ')}: ${files.join(', ')}`,
+    );
   } finally {
     lm.dispose();
   }
@@ -336,14 +397,16 @@ async function runImport(o: Record<string, unknown>): Promise<void> {
   const lm = await loadHFCheckpoint(o.hf as string);
   try {
     const tokenizerFile = path.join(o.hf as string, TOKENIZER_FILE);
-    const tokenizer = (await fs.stat(tokenizerFile).catch(() => null)) === null ? null
-      : (await readRegularFile(tokenizerFile, '--hf')).toString('utf8');
+    const tokenizer =
+      (await fs.stat(tokenizerFile).catch(() => null)) === null ? null : (await readRegularFile(tokenizerFile, '--hf')).toString('utf8');
     await writeOwnedDir(out, 'model', '--out', async (tmp) => {
       await lm.save(fileSystemHandler(tmp));
       if (tokenizer !== null) await fs.writeFile(path.join(tmp, TOKENIZER_FILE), tokenizer);
     });
-    console.log(`imported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) into ${out}` +
-      (tokenizer === null ? ` (no ${TOKENIZER_FILE} in ${o.hf}: bring your own tokenizer)` : ''));
+    console.log(
+      `imported ${lm.config.attention.kind} (${lm.countParams().toLocaleString('en-US')} parameters) into ${out}` +
+        (tokenizer === null ? ` (no ${TOKENIZER_FILE} in ${o.hf}: bring your own tokenizer)` : ''),
+    );
   } finally {
     lm.dispose();
   }
@@ -352,8 +415,11 @@ async function runImport(o: Record<string, unknown>): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('tfjs-gta')
     .description('Train and compare GTA, GQA, MLA and MHA language models with TensorFlow.js')
-    .addHelpText('after', '\nExit status: 0 done; 1 a failure (one line; TFJS_GTA_DEBUG=1 prints the stack); 2 a usage error or ' +
-      'refused input; 130 stopped by Ctrl-C (a checkpoint was saved).')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 done; 1 a failure (one line; TFJS_GTA_DEBUG=1 prints the stack); 2 a usage error or ' +
+        'refused input; 130 stopped by Ctrl-C (a checkpoint was saved).',
+    )
     .showSuggestionAfterError()
     .exitOverride(); // usage errors reach main(): one `error:` line (commander prints it), exit status 2
   commonOptions(program.command('compare', { isDefault: true }).description('train the variants side by side and write a report'))
@@ -368,7 +434,9 @@ export function buildProgram(): Command {
     .option('--checkpoint-every <n>', 'also checkpoint every n steps', int('--checkpoint-every'))
     .option('--resume', 'continue the run saved in --checkpoint-dir')
     .action((o, cmd) => runTrain(o, cmd));
-  program.command('generate').description('generate text from a checkpoint written by `train`')
+  program
+    .command('generate')
+    .description('generate text from a checkpoint written by `train`')
     .option('--checkpoint <dir>', 'checkpoint folder', 'checkpoints/train')
     .option('--prompt <text>', 'prompt', 'Call me Ishmael.')
     .option('--tokens <n>', 'tokens to generate', int('--tokens'), 200)
@@ -378,13 +446,17 @@ export function buildProgram(): Command {
     .option('--model <dir>', 'a model folder written by `import` (instead of --checkpoint)')
     .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
     .action((o) => runGenerate(o));
-  program.command('export').description('write a checkpoint as a Hugging Face folder (config.json, model.safetensors) for PyTorch')
+  program
+    .command('export')
+    .description('write a checkpoint as a Hugging Face folder (config.json, model.safetensors) for PyTorch')
     .option('--checkpoint <dir>', 'checkpoint folder written by `train`', 'checkpoints/train')
     .option('--model <dir>', 'a model folder written by `import` (instead of --checkpoint)')
     .requiredOption('--hf <dir>', 'the Hugging Face folder to write (missing, empty, or an earlier export)')
     .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
     .action((o) => runExport(o));
-  program.command('import').description('read a Hugging Face folder (Llama, DeepSeek-V3 dense, GTA) into a tfjs model folder')
+  program
+    .command('import')
+    .description('read a Hugging Face folder (Llama, DeepSeek-V3 dense, GTA) into a tfjs model folder')
     .requiredOption('--hf <dir>', 'folder with config.json and model.safetensors')
     .requiredOption('--out <dir>', 'the model folder to write (model.json, weights.bin)')
     .option('--backend <name>', 'force a backend (tensorflow, wasm, cpu)')
@@ -395,9 +467,14 @@ export function buildProgram(): Command {
 /** What a failure that is not a usage error says: one line, the system's error code first when it has one. */
 function failureLine(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  const first = String(err?.message ?? e).split('\n')[0].slice(0, 300);
+  const first = String(err?.message ?? e)
+    .split('\n')[0]
+    .slice(0, 300);
   const known: Record<string, string> = {
-    ENOSPC: 'the disk is full', EACCES: 'permission denied', EROFS: 'the file system is read-only', EPERM: 'operation not permitted',
+    ENOSPC: 'the disk is full',
+    EACCES: 'permission denied',
+    EROFS: 'the file system is read-only',
+    EPERM: 'operation not permitted',
   };
   return err?.code && known[err.code] ? `${known[err.code]} (${first})` : first;
 }
@@ -424,5 +501,6 @@ export async function main(argv = process.argv): Promise<void> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
+const invokedDirectly =
+  process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
 if (invokedDirectly) await main();

@@ -37,10 +37,14 @@ export async function createProgress(interactive = Boolean(process.stdout.isTTY)
     return {
       start(label, total) {
         bar?.stop();
-        bar = new cliProgress.SingleBar({
-          format: `${label.padEnd(4)} {bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_text}`,
-          hideCursor: true, clearOnComplete: false,
-        }, cliProgress.Presets.shades_classic);
+        bar = new cliProgress.SingleBar(
+          {
+            format: `${label.padEnd(4)} {bar} {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_text}`,
+            hideCursor: true,
+            clearOnComplete: false,
+          },
+          cliProgress.Presets.shades_classic,
+        );
         bar.start(total, 0, { loss: '-', tps: '-', eta_text: '?' });
       },
       step(r) {
@@ -71,8 +75,10 @@ export async function createProgress(interactive = Boolean(process.stdout.isTTY)
     },
     step(r) {
       if (r.step % every === 0 || r.step === total) {
-        console.log(`[${label}] step ${r.step}/${total} loss ${r.loss.toFixed(4)} lr ${r.learningRate.toExponential(2)} ` +
-          `${r.tokensPerSecond.toFixed(0)} tok/s elapsed ${duration(r.elapsed)} ETA ${duration(r.eta)}`);
+        console.log(
+          `[${label}] step ${r.step}/${total} loss ${r.loss.toFixed(4)} lr ${r.learningRate.toExponential(2)} ` +
+            `${r.tokensPerSecond.toFixed(0)} tok/s elapsed ${duration(r.elapsed)} ETA ${duration(r.eta)}`,
+        );
       }
     },
     evaluation(e) {

@@ -64,7 +64,14 @@ export async function runReferenceModelCase(c: ReferenceModelCase, tensors: Reco
     }
     const g = await lm.generate(c.greedy.prompt_ids, { maxNewTokens: c.greedy.new_tokens });
     const matches = JSON.stringify(g.tokens) === JSON.stringify(c.greedy.continuation);
-    return { name: c.name, mechanism: c.mechanism, logitsError, greedyMatches: matches, continuation: g.tokens, expected: c.greedy.continuation };
+    return {
+      name: c.name,
+      mechanism: c.mechanism,
+      logitsError,
+      greedyMatches: matches,
+      continuation: g.tokens,
+      expected: c.greedy.continuation,
+    };
   } finally {
     lm.dispose();
   }

@@ -91,8 +91,9 @@ function num(c: ReferenceCase, key: string): number {
 function checkScale(c: ReferenceCase, expected: number): void {
   const s = c.config.softmax_scale;
   if (typeof s === 'number' && Math.abs(s - expected) > 1e-12 * expected) {
-    throw new ValueError(`case ${c.name}: softmax_scale ${s} differs from the layer's ${expected}; custom scales ` +
-      '(e.g. YaRN mscale) are not supported.');
+    throw new ValueError(
+      `case ${c.name}: softmax_scale ${s} differs from the layer's ${expected}; custom scales ` + '(e.g. YaRN mscale) are not supported.',
+    );
   }
 }
 
@@ -107,8 +108,12 @@ const CASE_CONFIGS: { [K in AttentionKind]: (c: ReferenceCase, theta: number) =>
     const headDim = num(c, 'head_dim');
     checkScale(c, 1 / Math.sqrt(headDim));
     return {
-      kind: 'gqa', headDim, numQueryHeads: num(c, 'num_query_heads'), numKeyValueHeads: num(c, 'num_key_value_heads'),
-      useBias: (c.config.use_bias as boolean | undefined) ?? ('q_proj.bias' in c.weights), ropeMaxWavelength: theta,
+      kind: 'gqa',
+      headDim,
+      numQueryHeads: num(c, 'num_query_heads'),
+      numKeyValueHeads: num(c, 'num_key_value_heads'),
+      useBias: (c.config.use_bias as boolean | undefined) ?? 'q_proj.bias' in c.weights,
+      ropeMaxWavelength: theta,
     };
   },
   gta: (c, theta) => {
@@ -119,9 +124,15 @@ const CASE_CONFIGS: { [K in AttentionKind]: (c: ReferenceCase, theta: number) =>
       }
     }
     return {
-      kind: 'gta', numHeads: num(c, 'num_attention_heads'), headDim, numQueryHeads: num(c, 'num_query_heads'),
-      numKeyHeads: num(c, 'num_key_heads'), numValueHeads: num(c, 'num_value_heads'), valueDim: num(c, 'value_dim'),
-      useBias: 'q_proj.bias' in c.weights, ropeMaxWavelength: theta,
+      kind: 'gta',
+      numHeads: num(c, 'num_attention_heads'),
+      headDim,
+      numQueryHeads: num(c, 'num_query_heads'),
+      numKeyHeads: num(c, 'num_key_heads'),
+      numValueHeads: num(c, 'num_value_heads'),
+      valueDim: num(c, 'value_dim'),
+      useBias: 'q_proj.bias' in c.weights,
+      ropeMaxWavelength: theta,
     };
   },
   mla: (c, theta) => {
@@ -132,9 +143,15 @@ const CASE_CONFIGS: { [K in AttentionKind]: (c: ReferenceCase, theta: number) =>
     const rope = num(c, 'qk_rope_head_dim');
     checkScale(c, 1 / Math.sqrt(nope + rope));
     return {
-      kind: 'mla', numHeads: num(c, 'num_heads'), qLoraRank: (c.config.q_lora_rank as number | null | undefined) ?? null,
-      kvLoraRank: num(c, 'kv_lora_rank'), qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim: num(c, 'v_head_dim'),
-      rmsNormEpsilon: (c.config.rms_norm_eps as number | undefined) ?? 1e-6, useBias: 'o_proj.bias' in c.weights,
+      kind: 'mla',
+      numHeads: num(c, 'num_heads'),
+      qLoraRank: (c.config.q_lora_rank as number | null | undefined) ?? null,
+      kvLoraRank: num(c, 'kv_lora_rank'),
+      qkNopeHeadDim: nope,
+      qkRopeHeadDim: rope,
+      vHeadDim: num(c, 'v_head_dim'),
+      rmsNormEpsilon: (c.config.rms_norm_eps as number | undefined) ?? 1e-6,
+      useBias: 'o_proj.bias' in c.weights,
       ropeMaxWavelength: theta,
     };
   },
@@ -203,7 +220,10 @@ function computeCase(c: ReferenceCase, layer: AttentionLayer, maskMode: MaskMode
       for (const spec of specs) {
         const expected = c.grads[spec.torchName];
         if (expected === undefined) continue;
-        pairs[spec.torchName] = { actual: grads[(spec.variable.read() as tf.Variable).name], expected: torchToLayer(spec, tensorOf(expected)) };
+        pairs[spec.torchName] = {
+          actual: grads[(spec.variable.read() as tf.Variable).name],
+          expected: torchToLayer(spec, tensorOf(expected)),
+        };
       }
       if (c.grads.x) pairs.x = { actual: grads[x.name], expected: tensorOf(c.grads.x) };
       return { output: output as unknown as tf.Tensor, grads: pairs };
@@ -217,7 +237,11 @@ function disposeCase(t: CaseTensors): void {
   tf.dispose([t.output, ...Object.values(t.grads).flatMap((g) => [g.actual, g.expected])]);
 }
 
-function caseResult(c: ReferenceCase, output: ArrayLike<number>, grads: Record<string, [ArrayLike<number>, ArrayLike<number>]>): CaseResult {
+function caseResult(
+  c: ReferenceCase,
+  output: ArrayLike<number>,
+  grads: Record<string, [ArrayLike<number>, ArrayLike<number>]>,
+): CaseResult {
   const outputError = normRelativeError(output, c.output.data);
   const gradErrors: Record<string, number> = {};
   for (const [name, [actual, expected]] of Object.entries(grads)) gradErrors[name] = normRelativeError(actual, expected);
@@ -236,8 +260,9 @@ export function runReferenceCase(c: ReferenceCase, maskMode: MaskMode = 'attenti
   try {
     const t = computeCase(c, layer, maskMode);
     try {
-      const grads = Object.fromEntries(Object.entries(t.grads).map(([k, g]) => [k, [g.actual.dataSync(), g.expected.dataSync()]])) as
-        Record<string, [ArrayLike<number>, ArrayLike<number>]>;
+      const grads = Object.fromEntries(
+        Object.entries(t.grads).map(([k, g]) => [k, [g.actual.dataSync(), g.expected.dataSync()]]),
+      ) as Record<string, [ArrayLike<number>, ArrayLike<number>]>;
       return caseResult(c, t.output.dataSync(), grads);
     } finally {
       disposeCase(t);

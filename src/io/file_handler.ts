@@ -43,7 +43,13 @@ const OWNER = 'file handler';
 
 /** Bytes per element of weight dtypes (quantized weights use their quantization dtype). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = Object.freeze({
-  float32: 4, int32: 4, bool: 1, complex64: 8, uint8: 1, uint16: 2, float16: 2,
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+  uint8: 1,
+  uint16: 2,
+  float16: 2,
 });
 
 /** Bytes one weight spec occupies in the weight files, or a ValueError for a malformed spec. */
@@ -76,8 +82,8 @@ function checkModelJSON(parsed: unknown, jsonPath: string): tf.io.ModelJSON {
   }
   const manifest = json.weightsManifest as unknown;
   if (manifest === undefined) return json;
-  const groupOk = (g: unknown) => g !== null && typeof g === 'object' && Array.isArray((g as WeightGroup).paths) &&
-    Array.isArray((g as WeightGroup).weights);
+  const groupOk = (g: unknown) =>
+    g !== null && typeof g === 'object' && Array.isArray((g as WeightGroup).paths) && Array.isArray((g as WeightGroup).weights);
   if (!Array.isArray(manifest) || !manifest.every(groupOk)) {
     throw new ValueError(`${OWNER}: ${jsonPath}: weightsManifest must be an array of {paths: string[], weights: [...]}.`);
   }
@@ -186,8 +192,10 @@ async function readGroup(fs: Fs, path: PathMod, folder: string, group: WeightGro
   }
   const total = files.reduce((sum, f) => sum + f.size, 0);
   if (total !== expected) {
-    throw new ValueError(`${OWNER}: the weight files ${JSON.stringify(group.paths)} hold ${total} bytes but their ` +
-      `${group.weights.length} weight specs need ${expected}.`);
+    throw new ValueError(
+      `${OWNER}: the weight files ${JSON.stringify(group.paths)} hold ${total} bytes but their ` +
+        `${group.weights.length} weight specs need ${expected}.`,
+    );
   }
   const buffers: ArrayBuffer[] = [];
   for (const f of files) buffers.push((await readExactly(fs, f.real, f.size, f.what)).buffer as ArrayBuffer);
@@ -210,7 +218,7 @@ async function loadModelFolder(target: string): Promise<tf.io.ModelArtifacts> {
     const buffers: ArrayBuffer[] = [];
     for (const group of manifest) {
       specs.push(...group.weights);
-      buffers.push(...await readGroup(fs, path, folder, group));
+      buffers.push(...(await readGroup(fs, path, folder, group)));
     }
     return [specs, tf.io.concatenateArrayBuffers(buffers)];
   });
@@ -231,9 +239,7 @@ export function fileSystemHandler(location: string): tf.io.IOHandler {
       const dir = target.endsWith('.json') ? path.dirname(target) : target;
       const jsonPath = target.endsWith('.json') ? target : path.join(dir, 'model.json');
       await fs.mkdir(dir, { recursive: true });
-      const weights = artifacts.weightData === undefined
-        ? new ArrayBuffer(0)
-        : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
+      const weights = artifacts.weightData === undefined ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData);
       const modelJSON: tf.io.ModelJSON = {
         modelTopology: artifacts.modelTopology as object,
         weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
@@ -253,7 +259,9 @@ export function fileSystemHandler(location: string): tf.io.IOHandler {
       await fs.rename(tmpJson, jsonPath);
       return {
         modelArtifactsInfo: {
-          dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength,
+          dateSaved: new Date(),
+          modelTopologyType: 'JSON',
+          weightDataBytes: weights.byteLength,
           modelTopologyBytes: JSON.stringify(artifacts.modelTopology).length,
         },
       };

@@ -24,7 +24,8 @@ export function detectMechanism(hf: HFConfig): AttentionKind {
 
 /** Maps a Hugging Face config (Llama, DeepSeek-V3 dense, GTA) to a `CausalLMConfig`. */
 export function causalLMConfigFromHF(hf: HFConfig, weightNames: string[] = []): CausalLMConfig {
-  if (hf.hidden_act !== undefined && hf.hidden_act !== 'silu') throw new ValueError(`HF config: hidden_act ${JSON.stringify(hf.hidden_act)} is not supported (silu only).`);
+  if (hf.hidden_act !== undefined && hf.hidden_act !== 'silu')
+    throw new ValueError(`HF config: hidden_act ${JSON.stringify(hf.hidden_act)} is not supported (silu only).`);
   if (hf.mlp_bias === true) throw new ValueError('HF config: mlp_bias is not supported.');
   if (hf.rope_scaling !== undefined && hf.rope_scaling !== null) throw new ValueError('HF config: rope_scaling is not supported.');
   if (hf.rope_interleave === true) throw new ValueError('HF config: interleaved RoPE (rope_interleave) is not supported.');
@@ -32,13 +33,22 @@ export function causalLMConfigFromHF(hf: HFConfig, weightNames: string[] = []): 
   const heads = int(hf, 'num_attention_heads');
   const eps = (hf.rms_norm_eps as number | undefined) ?? 1e-6;
   const attention: AttentionConfig = hfMechanismOf(detectMechanism(hf)).read({
-    hf, hiddenSize: hidden, numHeads: heads, rope: { ropeMaxWavelength: (hf.rope_theta as number | undefined) ?? 10000 },
-    hasTensor: (suffix) => weightNames.some((n) => n.endsWith(suffix)), namesKnown: weightNames.length > 0,
+    hf,
+    hiddenSize: hidden,
+    numHeads: heads,
+    rope: { ropeMaxWavelength: (hf.rope_theta as number | undefined) ?? 10000 },
+    hasTensor: (suffix) => weightNames.some((n) => n.endsWith(suffix)),
+    namesKnown: weightNames.length > 0,
   });
   return {
-    vocabSize: int(hf, 'vocab_size'), hiddenSize: hidden, numLayers: int(hf, 'num_hidden_layers'),
-    intermediateSize: int(hf, 'intermediate_size'), maxSequenceLength: int(hf, 'max_position_embeddings', 2048),
-    normEpsilon: eps, tieWordEmbeddings: hf.tie_word_embeddings === true, attention,
+    vocabSize: int(hf, 'vocab_size'),
+    hiddenSize: hidden,
+    numLayers: int(hf, 'num_hidden_layers'),
+    intermediateSize: int(hf, 'intermediate_size'),
+    maxSequenceLength: int(hf, 'max_position_embeddings', 2048),
+    normEpsilon: eps,
+    tieWordEmbeddings: hf.tie_word_embeddings === true,
+    attention,
   };
 }
 
@@ -78,7 +88,10 @@ export function importHFWeights(lm: CausalLM, tensors: Record<string, TorchTenso
   if (lm.head) writeMatrix(lm.head.weight, 'lm_head.weight', true);
   else if (tensors['lm_head.weight'] !== undefined) used.add('lm_head.weight'); // tied: a copy of the embeddings
   const unused = Object.keys(tensors).filter((k) => !used.has(k) && !IGNORED.test(k));
-  if (unused.length > 0) throw new ValueError(`HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`);
+  if (unused.length > 0)
+    throw new ValueError(
+      `HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`,
+    );
 }
 
 function torchShape(name: string, v: TorchTensorLike): number[] {
@@ -119,7 +132,10 @@ export function checkHFTensors(config: CausalLMConfig, tensors: Record<string, T
     used.add('lm_head.weight');
   }
   const unused = Object.keys(tensors).filter((k) => !used.has(k) && !IGNORED.test(k));
-  if (unused.length > 0) throw new ValueError(`HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`);
+  if (unused.length > 0)
+    throw new ValueError(
+      `HF checkpoint: tensors not used by the model: ${unused.slice(0, 8).join(', ')}${unused.length > 8 ? ', ...' : ''}.`,
+    );
 }
 
 /**

@@ -50,7 +50,6 @@ export interface ExportHFOptions {
   padTokenId?: number | null;
 }
 
-
 const OWNER = 'exportHF';
 
 /** A copy of a float32 tensor's values (dataSync may return the backend's own buffer). */
@@ -69,8 +68,9 @@ function tokenId(name: string, value: number | null | undefined, vocabSize: numb
 /** Rejects RoPE settings that none of the target configs can express (causalLMFromHF reads no rope_scaling). */
 function checkRope(layer: AttentionLayer): void {
   if (layer.ropeScalingFactor !== 1) {
-    throw new ValueError(`${OWNER}: ropeScalingFactor must be 1 (the exported configs carry no rope_scaling), ` +
-      `got ${layer.ropeScalingFactor}.`);
+    throw new ValueError(
+      `${OWNER}: ropeScalingFactor must be 1 (the exported configs carry no rope_scaling), ` + `got ${layer.ropeScalingFactor}.`,
+    );
   }
 }
 
@@ -91,19 +91,34 @@ function fullConfig(lm: CausalLM, layer: AttentionLayer, options: ExportHFOption
   const c = lm.config;
   const config: Record<string, unknown> = {
     ...attentionConfig(layer),
-    vocab_size: c.vocabSize, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize,
-    num_hidden_layers: c.numLayers, max_position_embeddings: c.maxSequenceLength, rms_norm_eps: c.normEpsilon,
-    rope_theta: layer.ropeMaxWavelength, rope_scaling: null,
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    max_position_embeddings: c.maxSequenceLength,
+    rms_norm_eps: c.normEpsilon,
+    rope_theta: layer.ropeMaxWavelength,
+    rope_scaling: null,
     rope_parameters: { rope_type: 'default', rope_theta: layer.ropeMaxWavelength },
-    hidden_act: 'silu', mlp_bias: false, attention_dropout: 0, initializer_range: 0.02,
+    hidden_act: 'silu',
+    mlp_bias: false,
+    attention_dropout: 0,
+    initializer_range: 0.02,
     // transformers 5 reads `dtype` (and warns on `torch_dtype` alone); earlier versions read `torch_dtype`.
-    tie_word_embeddings: c.tieWordEmbeddings, use_cache: true, torch_dtype: 'float32', dtype: 'float32',
+    tie_word_embeddings: c.tieWordEmbeddings,
+    use_cache: true,
+    torch_dtype: 'float32',
+    dtype: 'float32',
     bos_token_id: tokenId('bosTokenId', options.bosTokenId, c.vocabSize),
     eos_token_id: tokenId('eosTokenId', options.eosTokenId, c.vocabSize),
     pad_token_id: tokenId('padTokenId', options.padTokenId, c.vocabSize),
   };
   if (config.model_type === 'deepseek_v3') config.first_k_dense_replace = c.numLayers;
-  return Object.fromEntries(Object.keys(config).sort().map((k) => [k, config[k]]));
+  return Object.fromEntries(
+    Object.keys(config)
+      .sort()
+      .map((k) => [k, config[k]]),
+  );
 }
 
 /**

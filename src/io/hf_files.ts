@@ -27,7 +27,9 @@ export async function saveHFCheckpoint(lm: CausalLM, dir: string, options: SaveH
   const names = ['config.json', 'model.safetensors', ...Object.keys(extraFiles)];
   for (const name of Object.keys(extraFiles)) {
     if (!/^[\w.-]+$/.test(name) || name === 'config.json' || name === 'model.safetensors') {
-      throw new ValueError(`saveHFCheckpoint: extraFiles name ${JSON.stringify(name)} must be a plain file name other than config.json and model.safetensors.`);
+      throw new ValueError(
+        `saveHFCheckpoint: extraFiles name ${JSON.stringify(name)} must be a plain file name other than config.json and model.safetensors.`,
+      );
     }
   }
   await writeOwnedDir(dir, 'hf-checkpoint', 'saveHFCheckpoint', async (tmp) => {

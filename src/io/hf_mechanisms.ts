@@ -57,24 +57,34 @@ export interface HFMechanism<K extends AttentionKind> {
 /** An integer field of an HF config (`fallback` when absent). */
 export function hfInt(hf: HFConfig, key: string, fallback?: number): number {
   const v = hf[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ValueError(`HF config: ${key} must be an integer, got ${JSON.stringify(hf[key])}.`);
+  if (typeof v !== 'number' || !Number.isInteger(v))
+    throw new ValueError(`HF config: ${key} must be an integer, got ${JSON.stringify(hf[key])}.`);
   return v;
 }
 
 const GQA_HF: HFMechanism<'gqa'> = {
   read: ({ hf, hiddenSize, numHeads, rope }) => ({
-    kind: 'gqa', headDim: hfInt(hf, 'head_dim', hiddenSize / numHeads), numQueryHeads: numHeads,
-    numKeyValueHeads: hfInt(hf, 'num_key_value_heads', numHeads), useBias: hf.attention_bias === true, ...rope,
+    kind: 'gqa',
+    headDim: hfInt(hf, 'head_dim', hiddenSize / numHeads),
+    numQueryHeads: numHeads,
+    numKeyValueHeads: hfInt(hf, 'num_key_value_heads', numHeads),
+    useBias: hf.attention_bias === true,
+    ...rope,
   }),
   write: (layer, owner) => {
     if (!layer.useRope) {
-      throw new ValueError(`${owner}: useRope must be true: Llama always applies RoPE, so a RoPE-free GQA model has no ` +
-        'Hugging Face equivalent.');
+      throw new ValueError(
+        `${owner}: useRope must be true: Llama always applies RoPE, so a RoPE-free GQA model has no ` + 'Hugging Face equivalent.',
+      );
     }
     return {
-      architectures: ['LlamaForCausalLM'], model_type: 'llama', num_attention_heads: layer.numQueryHeads,
-      num_key_value_heads: layer.numKeyValueHeads, head_dim: layer.headDim,
-      attention_bias: layer.useBias || layer.useOutputBias, pretraining_tp: 1,
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      num_attention_heads: layer.numQueryHeads,
+      num_key_value_heads: layer.numKeyValueHeads,
+      head_dim: layer.headDim,
+      attention_bias: layer.useBias || layer.useOutputBias,
+      pretraining_tp: 1,
     };
   },
   // Llama's attention_bias covers q, k, v and o together.
@@ -89,16 +99,30 @@ const GTA_HF: HFMechanism<'gta'> = {
       if (hf[k] !== undefined && hf[k] !== headDim) throw new ValueError(`HF config: ${k} must equal head_dim (${headDim}).`);
     }
     return {
-      kind: 'gta', numHeads, headDim, numQueryHeads: hfInt(hf, 'num_query_heads'), numKeyHeads: hfInt(hf, 'num_key_heads'),
-      numValueHeads: hfInt(hf, 'num_value_heads'), valueDim: hfInt(hf, 'value_dim'),
-      useBias: namesKnown ? hasTensor('self_attn.q_proj.bias') : true, ...rope,
+      kind: 'gta',
+      numHeads,
+      headDim,
+      numQueryHeads: hfInt(hf, 'num_query_heads'),
+      numKeyHeads: hfInt(hf, 'num_key_heads'),
+      numValueHeads: hfInt(hf, 'num_value_heads'),
+      valueDim: hfInt(hf, 'value_dim'),
+      useBias: namesKnown ? hasTensor('self_attn.q_proj.bias') : true,
+      ...rope,
     };
   },
   write: (layer) => ({
-    architectures: ['GTAForCausalLM'], model_type: 'llama', num_attention_heads: layer.numHeads, head_dim: layer.headDim,
-    num_query_heads: layer.numQueryHeads, query_dim: layer.headDim, num_key_heads: layer.numKeyHeads,
-    key_dim: layer.headDim, num_value_heads: layer.numValueHeads, value_dim: layer.valueDim,
-    attention_bias: false, pretraining_tp: 1, // the authors' code hard-codes its biases and ignores attention_bias
+    architectures: ['GTAForCausalLM'],
+    model_type: 'llama',
+    num_attention_heads: layer.numHeads,
+    head_dim: layer.headDim,
+    num_query_heads: layer.numQueryHeads,
+    query_dim: layer.headDim,
+    num_key_heads: layer.numKeyHeads,
+    key_dim: layer.headDim,
+    num_value_heads: layer.numValueHeads,
+    value_dim: layer.valueDim,
+    attention_bias: false,
+    pretraining_tp: 1, // the authors' code hard-codes its biases and ignores attention_bias
   }),
   // The authors' code always has q/k/v/g biases.
   allBiases: (layer) => (layer.useBias ? null : { useBias: true, valueDecoderInitializer: 'zeros' }),
@@ -107,22 +131,41 @@ const GTA_HF: HFMechanism<'gta'> = {
 const MLA_HF: HFMechanism<'mla'> = {
   detect: (hf) => hf.kv_lora_rank !== undefined,
   read: ({ hf, numHeads, rope }) => ({
-    kind: 'mla', numHeads, qLoraRank: (hf.q_lora_rank as number | null | undefined) ?? null,
-    kvLoraRank: hfInt(hf, 'kv_lora_rank'), qkNopeHeadDim: hfInt(hf, 'qk_nope_head_dim'), qkRopeHeadDim: hfInt(hf, 'qk_rope_head_dim'),
-    vHeadDim: hfInt(hf, 'v_head_dim'), rmsNormEpsilon: DEEPSEEK_LATENT_EPSILON, useBias: hf.attention_bias === true, ...rope,
+    kind: 'mla',
+    numHeads,
+    qLoraRank: (hf.q_lora_rank as number | null | undefined) ?? null,
+    kvLoraRank: hfInt(hf, 'kv_lora_rank'),
+    qkNopeHeadDim: hfInt(hf, 'qk_nope_head_dim'),
+    qkRopeHeadDim: hfInt(hf, 'qk_rope_head_dim'),
+    vHeadDim: hfInt(hf, 'v_head_dim'),
+    rmsNormEpsilon: DEEPSEEK_LATENT_EPSILON,
+    useBias: hf.attention_bias === true,
+    ...rope,
   }),
   write: (layer, owner) => {
     if (layer.rmsNormEpsilon !== DEEPSEEK_LATENT_EPSILON) {
-      throw new ValueError(`${owner}: MLA rmsNormEpsilon must be ${DEEPSEEK_LATENT_EPSILON}: transformers' DeepSeek-V3 ` +
-        `uses that epsilon for q_a_layernorm and kv_a_layernorm, got ${layer.rmsNormEpsilon}.`);
+      throw new ValueError(
+        `${owner}: MLA rmsNormEpsilon must be ${DEEPSEEK_LATENT_EPSILON}: transformers' DeepSeek-V3 ` +
+          `uses that epsilon for q_a_layernorm and kv_a_layernorm, got ${layer.rmsNormEpsilon}.`,
+      );
     }
     return {
-      architectures: ['DeepseekV3ForCausalLM'], model_type: 'deepseek_v3', num_attention_heads: layer.numHeads,
-      num_key_value_heads: layer.numHeads, q_lora_rank: layer.qLoraRank, kv_lora_rank: layer.kvLoraRank,
-      qk_nope_head_dim: layer.qkNopeHeadDim, qk_rope_head_dim: layer.qkRopeHeadDim, v_head_dim: layer.vHeadDim,
-      head_dim: layer.qkRopeHeadDim, attention_bias: layer.useBias, rope_interleave: false,
+      architectures: ['DeepseekV3ForCausalLM'],
+      model_type: 'deepseek_v3',
+      num_attention_heads: layer.numHeads,
+      num_key_value_heads: layer.numHeads,
+      q_lora_rank: layer.qLoraRank,
+      kv_lora_rank: layer.kvLoraRank,
+      qk_nope_head_dim: layer.qkNopeHeadDim,
+      qk_rope_head_dim: layer.qkRopeHeadDim,
+      v_head_dim: layer.vHeadDim,
+      head_dim: layer.qkRopeHeadDim,
+      attention_bias: layer.useBias,
+      rope_interleave: false,
       // No mixture of experts and no multi-token prediction: every layer keeps its dense SwiGLU MLP.
-      n_routed_experts: 0, n_shared_experts: 0, num_nextn_predict_layers: 0,
+      n_routed_experts: 0,
+      n_shared_experts: 0,
+      num_nextn_predict_layers: 0,
     };
   },
 };

@@ -63,8 +63,10 @@ export async function checkWritableTarget(target: string, kind: OwnedKind, what:
   }
   const owner = await ownedKind(target);
   if (owner === null) {
-    throw new ValueError(`${what}: ${target} is a folder with ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} that tfjs-gta did not ` +
-      `write; refusing to replace it. Give a new or empty folder.`);
+    throw new ValueError(
+      `${what}: ${target} is a folder with ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} that tfjs-gta did not ` +
+        `write; refusing to replace it. Give a new or empty folder.`,
+    );
   }
   if (owner !== kind) throw new ValueError(`${what}: ${target} holds a tfjs-gta ${owner}, not a ${kind}; give another folder.`);
   await checkParentWritable(target, what);
@@ -97,12 +99,16 @@ export async function lockTarget(target: string, what: string): Promise<() => Pr
       const h = await fs.open(lock, 'wx');
       await h.writeFile(String(process.pid));
       await h.close();
-      return async () => { await fs.rm(lock, { force: true }); };
+      return async () => {
+        await fs.rm(lock, { force: true });
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
       if (pid === process.pid || (Number.isInteger(pid) && pid > 0 && processAlive(pid))) {
-        throw new ValueError(`${what}: ${target} is in use by another run (process ${pid}, lock ${lock}); wait for it or choose another folder.`);
+        throw new ValueError(
+          `${what}: ${target} is in use by another run (process ${pid}, lock ${lock}); wait for it or choose another folder.`,
+        );
       }
       await fs.rm(lock, { force: true }); // stale: its writer is gone
     }
@@ -167,8 +173,13 @@ export interface SwapHooks {
   afterSwap?: () => Promise<void> | void;
 }
 
-export async function writeOwnedDir(target: string, kind: OwnedKind, what: string, fill: (tmp: string) => Promise<void>,
-  hooks: SwapHooks = {}): Promise<void> {
+export async function writeOwnedDir(
+  target: string,
+  kind: OwnedKind,
+  what: string,
+  fill: (tmp: string) => Promise<void>,
+  hooks: SwapHooks = {},
+): Promise<void> {
   const abs = path.resolve(target);
   await checkWritableTarget(abs, kind, what);
   const release = await lockTarget(abs, what);

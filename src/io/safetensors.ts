@@ -41,7 +41,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** The element count of `shape` (an array of non-negative safe integers), or a ValueError. */
 function elementCount(shape: unknown, what: string): number {
-  if (!Array.isArray(shape)) throw new ValueError(`${what}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}.`);
+  if (!Array.isArray(shape))
+    throw new ValueError(`${what}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}.`);
   let count = 1;
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
@@ -62,14 +63,22 @@ function headerEntry(name: string, info: unknown, source: string): HeaderEntry {
     throw new ValueError(`${what} has unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')}).`);
   }
   const count = elementCount(shape, what);
-  if (!Array.isArray(offsets) || offsets.length !== 2 ||
-    !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
-    throw new ValueError(`${what}: data_offsets must be two non-negative integers [begin, end] with begin <= end, got ${JSON.stringify(offsets)}.`);
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== 2 ||
+    !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0) ||
+    offsets[0] > offsets[1]
+  ) {
+    throw new ValueError(
+      `${what}: data_offsets must be two non-negative integers [begin, end] with begin <= end, got ${JSON.stringify(offsets)}.`,
+    );
   }
   const [begin, end] = offsets as [number, number];
   if (end - begin !== count * DTYPE_BYTES[dtype]) {
-    throw new ValueError(`${what}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape}] ${dtype} needs ` +
-      `${count * DTYPE_BYTES[dtype]}.`);
+    throw new ValueError(
+      `${what}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape}] ${dtype} needs ` +
+        `${count * DTYPE_BYTES[dtype]}.`,
+    );
   }
   return { name, dtype, shape: (shape as number[]).slice(), begin, end };
 }
@@ -81,14 +90,18 @@ function checkTiling(entries: HeaderEntry[], dataBytes: number, source: string):
   for (const e of sorted) {
     if (e.begin !== at) {
       const why = e.begin < at ? 'overlaps the previous tensor' : `leaves a gap of ${e.begin - at} bytes before it`;
-      throw new ValueError(`${source}: tensor ${JSON.stringify(e.name)} starts at byte ${e.begin}, which ${why} ` +
-        '(data_offsets must be contiguous and non-overlapping).');
+      throw new ValueError(
+        `${source}: tensor ${JSON.stringify(e.name)} starts at byte ${e.begin}, which ${why} ` +
+          '(data_offsets must be contiguous and non-overlapping).',
+      );
     }
     at = e.end;
   }
   if (at !== dataBytes) {
-    throw new ValueError(`${source}: the tensors cover ${at} bytes but the data section holds ${dataBytes} ` +
-      '(data_offsets must cover the data section exactly).');
+    throw new ValueError(
+      `${source}: the tensors cover ${at} bytes but the data section holds ${dataBytes} ` +
+        '(data_offsets must cover the data section exactly).',
+    );
   }
 }
 
@@ -98,7 +111,9 @@ function readHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[]
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const declared = view.getBigUint64(0, true);
   if (declared < 2n || declared > BigInt(bytes.byteLength - 8)) {
-    throw new ValueError(`${source}: invalid header length ${declared} (the file has ${bytes.byteLength - 8} bytes after the length field).`);
+    throw new ValueError(
+      `${source}: invalid header length ${declared} (the file has ${bytes.byteLength - 8} bytes after the length field).`,
+    );
   }
   const headerLength = Number(declared);
   let header: unknown;
@@ -107,7 +122,10 @@ function readHeader(bytes: Uint8Array, source: string): { entries: HeaderEntry[]
   } catch (e) {
     throw new ValueError(`${source}: the header is not valid JSON (${(e as Error).message}).`);
   }
-  if (!isPlainObject(header)) throw new ValueError(`${source}: the header must be a JSON object of tensors, got ${Array.isArray(header) ? 'an array' : JSON.stringify(header)}.`);
+  if (!isPlainObject(header))
+    throw new ValueError(
+      `${source}: the header must be a JSON object of tensors, got ${Array.isArray(header) ? 'an array' : JSON.stringify(header)}.`,
+    );
   const entries: HeaderEntry[] = [];
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') {
@@ -176,7 +194,8 @@ function decodeTensor(bytes: Uint8Array, e: HeaderEntry, base: number): Float32A
       for (let i = 0; i < count; i++) out[i] = table[h[i]];
       return out;
     }
-    default: { // BF16: the upper half of a float32
+    default: {
+      // BF16: the upper half of a float32
       const h = words16(bytes, from, to);
       const out = new Float32Array(count);
       const bits = new Uint32Array(out.buffer);
@@ -207,7 +226,9 @@ function flattenNumbers(value: unknown, out: number[], what: string): void {
     return;
   }
   if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) > F32_MAX) {
-    throw new ValueError(`${what}: values must be finite numbers within float32 range, got ${typeof value === 'number' ? value : JSON.stringify(value)}.`);
+    throw new ValueError(
+      `${what}: values must be finite numbers within float32 range, got ${typeof value === 'number' ? value : JSON.stringify(value)}.`,
+    );
   }
   out.push(value);
 }

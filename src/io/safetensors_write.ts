@@ -99,8 +99,9 @@ export function serializeSafetensors(tensors: Record<string, F32Tensor>): Uint8A
   try {
     out = new Uint8Array(total);
   } catch (e) {
-    throw new ValueError(`${OWNER}: cannot allocate ${total} bytes for the file (${(e as Error).message}); ` +
-      'split the tensors over several files.');
+    throw new ValueError(
+      `${OWNER}: cannot allocate ${total} bytes for the file (${(e as Error).message}); ` + 'split the tensors over several files.',
+    );
   }
   new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
   out.set(head, 8);

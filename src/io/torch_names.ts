@@ -39,10 +39,20 @@ export interface TorchTable<S> {
 
 type SpecOf<K extends AttentionKind> = Extract<AttentionSpec, { kind: K }>;
 
-const linear = <S>(torch: string, weight: string, shape: TorchRow<S>['shape'], when?: TorchRow<S>['when']): TorchRow<S> =>
-  ({ torch, weight, layout: 'linear', shape, when });
-const vector = <S>(torch: string, weight: string, shape: TorchRow<S>['shape'], when?: TorchRow<S>['when']): TorchRow<S> =>
-  ({ torch, weight, layout: 'vector', shape, when });
+const linear = <S>(torch: string, weight: string, shape: TorchRow<S>['shape'], when?: TorchRow<S>['when']): TorchRow<S> => ({
+  torch,
+  weight,
+  layout: 'linear',
+  shape,
+  when,
+});
+const vector = <S>(torch: string, weight: string, shape: TorchRow<S>['shape'], when?: TorchRow<S>['when']): TorchRow<S> => ({
+  torch,
+  weight,
+  layout: 'vector',
+  shape,
+  when,
+});
 
 const GQA_TORCH: TorchTable<SpecOf<'gqa'>> = {
   inputWeight: 'q_proj.weight',
@@ -51,10 +61,30 @@ const GQA_TORCH: TorchTable<SpecOf<'gqa'>> = {
     linear('k_proj.weight', 'key/kernel', (s, d) => [s.numKeyValueHeads * s.headDim, d]),
     linear('v_proj.weight', 'value/kernel', (s, d) => [s.numKeyValueHeads * s.headDim, d]),
     linear('o_proj.weight', 'attention_output/kernel', (s, d) => [d, s.numQueryHeads * s.headDim]),
-    vector('q_proj.bias', 'query/bias', (s) => [s.numQueryHeads * s.headDim], (s) => s.useBias ?? true),
-    vector('k_proj.bias', 'key/bias', (s) => [s.numKeyValueHeads * s.headDim], (s) => s.useBias ?? true),
-    vector('v_proj.bias', 'value/bias', (s) => [s.numKeyValueHeads * s.headDim], (s) => s.useBias ?? true),
-    vector('o_proj.bias', 'attention_output/bias', (_s, d) => [d], (s) => s.useOutputBias ?? s.useBias ?? true),
+    vector(
+      'q_proj.bias',
+      'query/bias',
+      (s) => [s.numQueryHeads * s.headDim],
+      (s) => s.useBias ?? true,
+    ),
+    vector(
+      'k_proj.bias',
+      'key/bias',
+      (s) => [s.numKeyValueHeads * s.headDim],
+      (s) => s.useBias ?? true,
+    ),
+    vector(
+      'v_proj.bias',
+      'value/bias',
+      (s) => [s.numKeyValueHeads * s.headDim],
+      (s) => s.useBias ?? true,
+    ),
+    vector(
+      'o_proj.bias',
+      'attention_output/bias',
+      (_s, d) => [d],
+      (s) => s.useOutputBias ?? s.useBias ?? true,
+    ),
   ],
 };
 
@@ -69,8 +99,12 @@ const GTA_TORCH: TorchTable<SpecOf<'gta'>> = {
     linear('v_proj.weight', 'value/kernel', (s, d) => [s.numValueHeads * s.valueDim, d]),
     linear('g_proj.weight', 'gate/kernel', (s, d) => [gtaWidth(s), d]),
     // The reference reads v_b_proj through `.view(n_q, d_l, r*d_l)`: reinterpreted, not transposed.
-    { torch: 'v_b_proj.weight', weight: 'value_decoder/kernel', layout: 'raw',
-      shape: (s) => [gtaExpandRate(s) * s.valueDim, s.numQueryHeads * s.valueDim] },
+    {
+      torch: 'v_b_proj.weight',
+      weight: 'value_decoder/kernel',
+      layout: 'raw',
+      shape: (s) => [gtaExpandRate(s) * s.valueDim, s.numQueryHeads * s.valueDim],
+    },
     linear('o_proj.weight', 'attention_output/kernel', (s, d) => [d, gtaWidth(s)]),
     vector('q_proj.bias', 'query/bias', (s) => [s.numQueryHeads * s.headDim], gtaBias),
     vector('k_proj.bias', 'key/bias', (s) => [s.numKeyHeads * s.headDim], gtaBias),
@@ -88,10 +122,30 @@ const MLA_TORCH: TorchTable<SpecOf<'mla'>> = {
   inputWeight: 'kv_a_proj_with_mqa.weight',
   rows: [
     linear('q_proj.weight', 'query/kernel', (s, d) => [mlaQk(s), d], noQueryRank),
-    linear('q_a_proj.weight', 'query_a/kernel', (s, d) => [queryRank(s), d], (s) => !noQueryRank(s)),
-    vector('q_a_proj.bias', 'query_a/bias', (s) => [queryRank(s)], (s) => !noQueryRank(s) && mlaBias(s)),
-    vector('q_a_layernorm.weight', 'query_a_norm/scale', (s) => [queryRank(s)], (s) => !noQueryRank(s)),
-    linear('q_b_proj.weight', 'query_b/kernel', (s) => [mlaQk(s), queryRank(s)], (s) => !noQueryRank(s)),
+    linear(
+      'q_a_proj.weight',
+      'query_a/kernel',
+      (s, d) => [queryRank(s), d],
+      (s) => !noQueryRank(s),
+    ),
+    vector(
+      'q_a_proj.bias',
+      'query_a/bias',
+      (s) => [queryRank(s)],
+      (s) => !noQueryRank(s) && mlaBias(s),
+    ),
+    vector(
+      'q_a_layernorm.weight',
+      'query_a_norm/scale',
+      (s) => [queryRank(s)],
+      (s) => !noQueryRank(s),
+    ),
+    linear(
+      'q_b_proj.weight',
+      'query_b/kernel',
+      (s) => [mlaQk(s), queryRank(s)],
+      (s) => !noQueryRank(s),
+    ),
     linear('kv_a_proj_with_mqa.weight', 'key_value_a/kernel', (s, d) => [s.kvLoraRank + s.qkRopeHeadDim, d]),
     vector('kv_a_proj_with_mqa.bias', 'key_value_a/bias', (s) => [s.kvLoraRank + s.qkRopeHeadDim], mlaBias),
     vector('kv_a_layernorm.weight', 'key_value_a_norm/scale', (s) => [s.kvLoraRank]),
@@ -103,7 +157,9 @@ const MLA_TORCH: TorchTable<SpecOf<'mla'>> = {
 
 /** The torch table of each attention mechanism (a new kind is a compile error until it has one). */
 export const ATTENTION_TORCH: { readonly [K in AttentionKind]: TorchTable<SpecOf<K>> } = {
-  gqa: GQA_TORCH, gta: GTA_TORCH, mla: MLA_TORCH,
+  gqa: GQA_TORCH,
+  gta: GTA_TORCH,
+  mla: MLA_TORCH,
 };
 
 /** RMSNormalization: `weight` (its sizes: none beyond the width). */
@@ -125,9 +181,24 @@ export const MLP_TORCH: TorchTable<MlpSizes> = {
     linear('gate_proj.weight', 'gate/kernel', (s, d) => [s.intermediateDim, d]),
     linear('up_proj.weight', 'up/kernel', (s, d) => [s.intermediateDim, d]),
     linear('down_proj.weight', 'down/kernel', (s, d) => [d, s.intermediateDim]),
-    vector('gate_proj.bias', 'gate/bias', (s) => [s.intermediateDim], (s) => s.useBias),
-    vector('up_proj.bias', 'up/bias', (s) => [s.intermediateDim], (s) => s.useBias),
-    vector('down_proj.bias', 'down/bias', (_s, d) => [d], (s) => s.useBias),
+    vector(
+      'gate_proj.bias',
+      'gate/bias',
+      (s) => [s.intermediateDim],
+      (s) => s.useBias,
+    ),
+    vector(
+      'up_proj.bias',
+      'up/bias',
+      (s) => [s.intermediateDim],
+      (s) => s.useBias,
+    ),
+    vector(
+      'down_proj.bias',
+      'down/bias',
+      (_s, d) => [d],
+      (s) => s.useBias,
+    ),
   ],
 };
 
@@ -157,9 +228,14 @@ function findWeight(layer: tf.layers.Layer, weight: string): tf.LayerVariable {
 function specsOf<S>(layer: tf.layers.Layer, table: TorchTable<S>, sizes: S): TorchWeightSpec[] {
   const input = findWeight(layer, table.rows.find((r) => r.torch === table.inputWeight)!.weight);
   const d = input.shape[0] as number; // kernels are [in, out...]; RMSNorm's scale is [d]
-  return table.rows.filter((r) => r.when?.(sizes) ?? true).map((r) => ({
-    torchName: r.torch, torchShape: r.shape(sizes, d), variable: findWeight(layer, r.weight), layout: r.layout,
-  }));
+  return table.rows
+    .filter((r) => r.when?.(sizes) ?? true)
+    .map((r) => ({
+      torchName: r.torch,
+      torchShape: r.shape(sizes, d),
+      variable: findWeight(layer, r.weight),
+      layout: r.layout,
+    }));
 }
 
 const prefixed = (prefix: string, specs: TorchWeightSpec[]) => specs.map((s) => ({ ...s, torchName: prefix + s.torchName }));

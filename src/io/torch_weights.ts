@@ -38,8 +38,7 @@ function toTensor(name: string, value: TorchTensorLike): tf.Tensor {
   }
   const size = value.shape.reduce((a, b) => a * b, 1);
   if (value.data.length !== size) {
-    throw new ValueError(`importTorchWeights: ${name} has ${value.data.length} values but shape [${value.shape}] ` +
-      `needs ${size}.`);
+    throw new ValueError(`importTorchWeights: ${name} has ${value.data.length} values but shape [${value.shape}] ` + `needs ${size}.`);
   }
   return tf.tensor(Float32Array.from(value.data), value.shape, 'float32');
 }
@@ -74,8 +73,9 @@ function ensureBuilt(layer: MappableLayer, weights: Record<string, TorchTensorLi
   const name = prefix + input.name;
   const w = weights[name];
   if (w === undefined) {
-    throw new ValueError(`importTorchWeights: layer ${layer.name} is not built and ${name} is missing, so its ` +
-      'input width is unknown.');
+    throw new ValueError(
+      `importTorchWeights: layer ${layer.name} is not built and ${name} is missing, so its ` + 'input width is unknown.',
+    );
   }
   const shape = shapeOf(w);
   const dim = shape.length === 2 ? shape[1] : shape[0];
@@ -86,8 +86,7 @@ function ensureBuilt(layer: MappableLayer, weights: Record<string, TorchTensorLi
  * Writes torch-named weights into `layer` (building it first if needed). Throws a `ValueError` naming
  * the entry for a missing weight, a shape mismatch, or (with `strict`) an unused entry.
  */
-export function importTorchWeights(layer: MappableLayer, weights: Record<string, TorchTensorLike>,
-  options: ImportTorchOptions = {}): void {
+export function importTorchWeights(layer: MappableLayer, weights: Record<string, TorchTensorLike>, options: ImportTorchOptions = {}): void {
   const prefix = options.prefix ?? '';
   const strict = options.strict ?? true;
   ensureBuilt(layer, weights, prefix);
@@ -98,13 +97,11 @@ export function importTorchWeights(layer: MappableLayer, weights: Record<string,
       const name = prefix + spec.torchName;
       const value = weights[name];
       if (value === undefined) {
-        throw new ValueError(`importTorchWeights: ${name} is missing for layer ${layer.name} ` +
-          `(expected shape [${spec.torchShape}]).`);
+        throw new ValueError(`importTorchWeights: ${name} is missing for layer ${layer.name} ` + `(expected shape [${spec.torchShape}]).`);
       }
       const shape = shapeOf(value);
       if (shape.length !== spec.torchShape.length || shape.some((d, i) => d !== spec.torchShape[i])) {
-        throw new ValueError(`importTorchWeights: ${name} has shape [${shape}] but layer ${layer.name} expects ` +
-          `[${spec.torchShape}].`);
+        throw new ValueError(`importTorchWeights: ${name} has shape [${shape}] but layer ${layer.name} expects ` + `[${spec.torchShape}].`);
       }
       const t = toTensor(name, value);
       pending.push([spec, torchToLayer(spec, t)]);
@@ -114,8 +111,9 @@ export function importTorchWeights(layer: MappableLayer, weights: Record<string,
       const used = new Set(specs.map((s) => prefix + s.torchName));
       const extra = Object.keys(weights).filter((k) => k.startsWith(prefix) && !used.has(k));
       if (extra.length > 0) {
-        throw new ValueError(`importTorchWeights: entries not used by layer ${layer.name}: ${extra.join(', ')} ` +
-          '(pass {strict: false} to ignore them).');
+        throw new ValueError(
+          `importTorchWeights: entries not used by layer ${layer.name}: ${extra.join(', ')} ` + '(pass {strict: false} to ignore them).',
+        );
       }
     }
     // Only write once everything has been checked, so a failed import leaves the layer unchanged.

@@ -26,7 +26,6 @@ import { LAYER_ARG_KEYS, WEIGHT_ARG_KEYS, WeightArgs } from './keras_args.js';
 import { Kwargs, buildLayer } from './layer_utils.js';
 import { ProjectionContext, ProjectionLayer } from './projections.js';
 
-
 export interface AttentionBaseArgs extends WeightArgs {
   /** Dropout rate on the attention probabilities (applied when `training`). Default 0. */
   dropout?: number;
@@ -41,8 +40,15 @@ export interface AttentionBaseArgs extends WeightArgs {
 }
 
 /** The keys of `AttentionBaseArgs` (mechanisms add their own). */
-export const BASE_ARG_KEYS = [...LAYER_ARG_KEYS, 'dropout', 'useBias', 'useCausalMask', 'ropeMaxWavelength',
-  'ropeScalingFactor', ...WEIGHT_ARG_KEYS] as const;
+export const BASE_ARG_KEYS = [
+  ...LAYER_ARG_KEYS,
+  'dropout',
+  'useBias',
+  'useCausalMask',
+  'ropeMaxWavelength',
+  'ropeScalingFactor',
+  ...WEIGHT_ARG_KEYS,
+] as const;
 
 /** Options of eager calls. */
 export interface AttentionCallOptions {
@@ -160,8 +166,10 @@ export abstract class AttentionLayer extends ProjectionLayer {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const owner = this.getClassName();
     if (shape.length !== 3) {
-      throw new ValueError(`${owner}: expected input of rank 3 [batch, sequence, features], got shape ` +
-        `[${shape.map((d) => (d === null ? 'null' : d)).join(', ')}].`);
+      throw new ValueError(
+        `${owner}: expected input of rank 3 [batch, sequence, features], got shape ` +
+          `[${shape.map((d) => (d === null ? 'null' : d)).join(', ')}].`,
+      );
     }
     const dim = shape[2];
     if (dim === null || dim === undefined) {
@@ -224,8 +232,13 @@ export abstract class AttentionLayer extends ProjectionLayer {
 
   // ---------------------------------------------------------------- internals
 
-  private run(parsed: ParsedInputs, opts: AttentionCallOptions, cache: AttentionCache | null,
-    decode: boolean, inference: boolean): { result: ForwardResult; keyMask: tf.Tensor | null } {
+  private run(
+    parsed: ParsedInputs,
+    opts: AttentionCallOptions,
+    cache: AttentionCache | null,
+    decode: boolean,
+    inference: boolean,
+  ): { result: ForwardResult; keyMask: tf.Tensor | null } {
     const { x } = parsed;
     const [b, t] = x.shape;
     const offset = cache === null ? 0 : cache.length;
@@ -249,16 +262,21 @@ export abstract class AttentionLayer extends ProjectionLayer {
       dropoutSeed = this.seed + ATTENTION_DROPOUT_SEED_STRIDE * (1 + this.dropoutCounter);
       this.dropoutCounter += 1;
     }
-    const past = cache === null ? null : Object.fromEntries(
-      Object.entries(cache.entries).map(([name, e]) => [name, e.tensor]));
+    const past = cache === null ? null : Object.fromEntries(Object.entries(cache.entries).map(([name, e]) => [name, e.tensor]));
     const base = this.ropeMaxWavelength;
     const scaling = this.ropeScalingFactor;
     try {
       const result = this.forward(x, {
         rotary: (dim: number, heads = 1): RotaryFactors => step.factors(dim, base, scaling, heads),
         rotation: (dim: number) => step.matrix(dim, base, scaling),
-        bias: combineBiases(biases), training, past, decode, inference, dropoutSeed,
-        causalOffset: causal && t > 1 ? offset : null, wantScores: opts.returnAttentionScores === true,
+        bias: combineBiases(biases),
+        training,
+        past,
+        decode,
+        inference,
+        dropoutSeed,
+        causalOffset: causal && t > 1 ? offset : null,
+        wantScores: opts.returnAttentionScores === true,
       });
       return { result, keyMask };
     } finally {
@@ -273,21 +291,24 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (!(rope instanceof RotaryStep)) throw new ValueError(`${owner}: rope must be a RotaryStep (or null), got ${typeof rope}.`);
     if (rope.isDisposed) throw new ValueError(`${owner}: rope (a RotaryStep) has been disposed; build one per model step.`);
     if (!rope.covers(offset, t, positions)) {
-      throw new ValueError(`${owner}: rope must describe this call's positions (start ${offset} = cached tokens, length ${t}, ` +
-        `${positions === null ? 'no' : 'the same'} positions tensor), got start ${rope.start}, length ${rope.length}` +
-        `${rope.positions === positions ? '' : ', another positions tensor'}.`);
+      throw new ValueError(
+        `${owner}: rope must describe this call's positions (start ${offset} = cached tokens, length ${t}, ` +
+          `${positions === null ? 'no' : 'the same'} positions tensor), got start ${rope.start}, length ${rope.length}` +
+          `${rope.positions === positions ? '' : ', another positions tensor'}.`,
+      );
     }
     return rope;
   }
 
   /** Key padding mask over all S keys, or null when every key is real. */
-  private fullKeyMask(cache: AttentionCache | null, paddingMask: tf.Tensor | null, b: number,
-    t: number): tf.Tensor | null {
+  private fullKeyMask(cache: AttentionCache | null, paddingMask: tf.Tensor | null, b: number, t: number): tf.Tensor | null {
     const offset = cache === null ? 0 : cache.length;
     if (paddingMask !== null) checkMaskValues(paddingMask, 'paddingMask');
     if (paddingMask !== null && paddingMask.shape[1] !== t && paddingMask.shape[1] !== offset + t) {
-      throw new ValueError(`${this.getClassName()}: paddingMask must cover the ${t} new tokens or all ` +
-        `${offset + t} keys, got shape [${paddingMask.shape}].`);
+      throw new ValueError(
+        `${this.getClassName()}: paddingMask must cover the ${t} new tokens or all ` +
+          `${offset + t} keys, got shape [${paddingMask.shape}].`,
+      );
     }
     if (paddingMask !== null && paddingMask.shape[1] === offset + t && offset > 0) {
       return tf.cast(paddingMask, 'float32'); // already covers cached + new keys
@@ -314,8 +335,9 @@ export abstract class AttentionLayer extends ProjectionLayer {
       throw new ValueError(`${owner}: expected a float32 input, got dtype ${x.dtype}.`);
     }
     if (this.built && x.shape[2] !== this.inputDim) {
-      throw new ValueError(`${owner}: expected input features (last dimension) ${this.inputDim}, got ` +
-        `${x.shape[2]} (input shape [${x.shape}]).`);
+      throw new ValueError(
+        `${owner}: expected input features (last dimension) ${this.inputDim}, got ` + `${x.shape[2]} (input shape [${x.shape}]).`,
+      );
     }
     let attentionMask = (kwargs.attentionMask as tf.Tensor | null | undefined) ?? null;
     let paddingMask = (kwargs.paddingMask as tf.Tensor | null | undefined) ?? null;
@@ -324,8 +346,10 @@ export abstract class AttentionLayer extends ProjectionLayer {
       if (second.rank === 3) attentionMask = second;
       else if (second.rank === 2) paddingMask = second;
       else {
-        throw new ValueError(`${owner}: the second input must be a padding mask [batch, keys] or an ` +
-          `attention mask [batch, queries, keys], got shape [${second.shape}].`);
+        throw new ValueError(
+          `${owner}: the second input must be a padding mask [batch, keys] or an ` +
+            `attention mask [batch, queries, keys], got shape [${second.shape}].`,
+        );
       }
     }
     const kerasMask = kwargs.mask as tf.Tensor | tf.Tensor[] | null | undefined;
@@ -333,8 +357,9 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (paddingMask === null && firstMask) paddingMask = firstMask;
     if (paddingMask !== null) {
       if (paddingMask.rank !== 2 || paddingMask.shape[0] !== x.shape[0]) {
-        throw new ValueError(`${owner}: paddingMask must have shape [batch, keys] = [${x.shape[0]}, keys], ` +
-          `got [${paddingMask.shape}].`);
+        throw new ValueError(
+          `${owner}: paddingMask must have shape [batch, keys] = [${x.shape[0]}, keys], ` + `got [${paddingMask.shape}].`,
+        );
       }
     }
     return { x: x as tf.Tensor3D, attentionMask, paddingMask };
@@ -351,12 +376,12 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (cache.isDisposed) throw new ValueError(`${owner}: the cache passed in has been disposed.`);
     const me = `${this.name}#${this.cacheOwner}`;
     if (cache.owner !== me || cache.kind !== this.kind) {
-      throw new ValueError(`${owner}: the cache belongs to another layer (${cache.owner}, ${cache.kind}), ` +
-        `not to this layer (${me}, ${this.kind}).`);
+      throw new ValueError(
+        `${owner}: the cache belongs to another layer (${cache.owner}, ${cache.kind}), ` + `not to this layer (${me}, ${this.kind}).`,
+      );
     }
     if (cache.batchSize !== batch) {
-      throw new ValueError(`${owner}: the cache holds batch size ${cache.batchSize} but the input has batch ` +
-        `size ${batch}.`);
+      throw new ValueError(`${owner}: the cache holds batch size ${cache.batchSize} but the input has batch ` + `size ${batch}.`);
     }
   }
 

@@ -77,7 +77,9 @@ export class TransformerDecoderBlock extends tf.layers.Layer {
     this.attention = createAttention(this.attentionConfig, { name: 'attention', useCausalMask: true });
     this.mlpNorm = new RMSNormalization({ name: 'mlp_norm', epsilon: this.normEpsilon });
     this.mlp = new SwiGLUFeedForward({
-      name: 'mlp', intermediateDim: this.intermediateDim, ...(this.seed === null ? {} : { seed: this.seed + 1000 }),
+      name: 'mlp',
+      intermediateDim: this.intermediateDim,
+      ...(this.seed === null ? {} : { seed: this.seed + 1000 }),
     });
     this.supportsMasking = true;
   }
@@ -90,7 +92,9 @@ export class TransformerDecoderBlock extends tf.layers.Layer {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const d = shape[shape.length - 1];
     if (shape.length !== 3 || d === null || d === undefined) {
-      throw new ValueError(`${TransformerDecoderBlock.className}: expected input [batch, sequence, features] with known features, got [${shape}].`);
+      throw new ValueError(
+        `${TransformerDecoderBlock.className}: expected input [batch, sequence, features] with known features, got [${shape}].`,
+      );
     }
     // Each sublayer is built through its own apply() so that its weights are scoped under this block.
     for (const layer of this.sublayers) buildLayer(layer, [1, 1, d]);
@@ -136,8 +140,10 @@ export class TransformerDecoderBlock extends tf.layers.Layer {
    * Eager incremental call through the attention layer's cache (inference: no dropout). `rope` is the
    * model step's shared RoPE factors (see `AttentionCallOptions.rope`); without it the attention builds its own.
    */
-  callWithCache(x: tf.Tensor, options: { cache?: AttentionCache | null; paddingMask?: tf.Tensor | null;
-    positions?: tf.Tensor | null; rope?: RotaryStep | null } = {}): BlockCachedResult {
+  callWithCache(
+    x: tf.Tensor,
+    options: { cache?: AttentionCache | null; paddingMask?: tf.Tensor | null; positions?: tf.Tensor | null; rope?: RotaryStep | null } = {},
+  ): BlockCachedResult {
     if (!this.built) buildLayer(this, [1, 1, x.shape[x.rank - 1]]);
     let cache: AttentionCache | null = null;
     const output = tf.tidy(() => {

@@ -19,9 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { project } from '../ops/dense.js';
-import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
-} from './attention_base.js';
+import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
 export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
@@ -98,28 +96,51 @@ export class GroupedQueryAttention extends AttentionLayer {
     let k: tf.Tensor4D; // [B, Hkv, T, Dh]
     let v: tf.Tensor4D; // [B, Hkv, T, Dh]
     if (this.useRope) {
-      ({ q, k } = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
-        { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hkv, dh));
+      ({ q, k } = this.queryKeyHeads(
+        ctx,
+        x2,
+        { kernel: this.queryKernel!, bias: this.queryBias },
+        { kernel: this.keyKernel!, bias: this.keyBias },
+        qScale,
+        b,
+        t,
+        hq,
+        hkv,
+        dh,
+      ));
       v = this.plainHeads(x2, this.scaledWeights(ctx, this.valueKernel!, this.valueBias), b, t, hkv, dh);
     } else {
-      [q, k, v] = this.plainHeadsFused(ctx, x2, [
-        { kernel: this.queryKernel!, bias: this.queryBias, heads: hq, scale: qScale },
-        { kernel: this.keyKernel!, bias: this.keyBias, heads: hkv },
-        { kernel: this.valueKernel!, bias: this.valueBias, heads: hkv },
-      ], b, t, dh);
+      [q, k, v] = this.plainHeadsFused(
+        ctx,
+        x2,
+        [
+          { kernel: this.queryKernel!, bias: this.queryBias, heads: hq, scale: qScale },
+          { kernel: this.keyKernel!, bias: this.keyBias, heads: hkv },
+          { kernel: this.valueKernel!, bias: this.valueBias, heads: hkv },
+        ],
+        b,
+        t,
+        dh,
+      );
     }
     if (ctx.past !== null) {
       k = tf.concat([ctx.past.key as tf.Tensor4D, k], 2); // [B, Hkv, S, Dh]
       v = tf.concat([ctx.past.value as tf.Tensor4D, v], 2); // [B, Hkv, S, Dh]
     }
     const { output, probs } = groupedAttention(q, k, v, {
-      scale: scale / qScale, bias: ctx.bias, causalOffset: ctx.causalOffset,
-      returnProbs: ctx.wantScores, dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+      scale: scale / qScale,
+      bias: ctx.bias,
+      causalOffset: ctx.causalOffset,
+      returnProbs: ctx.wantScores,
+      dropoutRate: ctx.training ? this.dropout : 0,
+      dropoutSeed: ctx.dropoutSeed,
     }); // [B, Hq, T, Dh], [B, Hq, T, S]
-    const merged = t === 1
-      ? tf.reshape(output, [b, hq * dh]) // [B, Hq, 1, Dh] -> [B, Hq*Dh] (T = 1)
-      : tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq, Dh] -> [N, Hq*Dh]
-    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]); // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
+    const merged =
+      t === 1
+        ? tf.reshape(output, [b, hq * dh]) // [B, Hq, 1, Dh] -> [B, Hq*Dh] (T = 1)
+        : tf.reshape(tf.transpose(output, [0, 2, 1, 3]), [b * t, hq * dh]); // [B, Hq, T, Dh] -> [B, T, Hq, Dh] -> [N, Hq*Dh]
+    // [N, Hq*Dh] @ [Hq*Dh, D] -> [N, D] -> [B, T, D]
+    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]);
     return { output: out, scores: probs, cache: { key: k, value: v } };
   }
 

@@ -30,9 +30,7 @@ import { groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
-import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
-} from './attention_base.js';
+import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
 export interface GroupedHeadLatentAttentionArgs extends AttentionBaseArgs {
@@ -52,8 +50,16 @@ export interface GroupedHeadLatentAttentionArgs extends AttentionBaseArgs {
   valueDecoderInitializer?: InitializerIdentifier;
 }
 
-const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'headDim', 'numQueryHeads', 'numKeyHeads', 'numValueHeads',
-  'valueDim', 'valueDecoderInitializer'];
+const ARG_KEYS = [
+  ...BASE_ARG_KEYS,
+  'numHeads',
+  'headDim',
+  'numQueryHeads',
+  'numKeyHeads',
+  'numValueHeads',
+  'valueDim',
+  'valueDecoderInitializer',
+];
 
 const DEFAULT_DECODER_INIT: InitializerIdentifier = { className: 'RandomNormal', config: { mean: 0, stddev: 0.02 } };
 
@@ -96,9 +102,11 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     const width = this.numHeads * this.headDim;
     const r = width / (this.numQueryHeads * this.valueDim);
     if (!Number.isInteger(r) || r < 1) {
-      throw new ValueError(`${owner}: numHeads*headDim / (numQueryHeads*valueDim) must be a positive integer ` +
-        `(the value decoder's expansion rate), got ${width} / (${this.numQueryHeads}*${this.valueDim}) = ` +
-        `${+r.toFixed(4)}.`);
+      throw new ValueError(
+        `${owner}: numHeads*headDim / (numQueryHeads*valueDim) must be a positive integer ` +
+          `(the value decoder's expansion rate), got ${width} / (${this.numQueryHeads}*${this.valueDim}) = ` +
+          `${+r.toFixed(4)}.`,
+      );
     }
     this.expandRate = r;
     this.valueDecoderInitializer = args.valueDecoderInitializer ?? DEFAULT_DECODER_INIT;
@@ -118,8 +126,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     this.valueKernel = this.addKernel('value/kernel', [d, hc * dl], [d, hc, dl]);
     this.gateKernel = this.addKernel('gate/kernel', [d, w]);
     // One [Dl, r*Dl] matrix per query group, used as a batch of matrices (never reshaped).
-    this.decoderKernel = this.addKernel('value_decoder/kernel', [hq, dl, this.expandRate * dl], undefined,
-      this.valueDecoderInitializer);
+    this.decoderKernel = this.addKernel('value_decoder/kernel', [hq, dl, this.expandRate * dl], undefined, this.valueDecoderInitializer);
     this.outputKernel = this.addKernel('attention_output/kernel', [w, d], [this.numHeads, dh, d]);
     if (this.useBias) {
       this.queryBias = this.addBias('query/bias', [hq * dh], [hq, dh]);
@@ -165,8 +172,18 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     const scale = 1 / Math.sqrt(dh);
     const qScale = ctx.inference ? scale : 1;
     const x2 = tf.reshape(x, [b * t, d]); // [B, T, D] -> [N, D]
-    const heads = this.queryKeyHeads(ctx, x2, { kernel: this.queryKernel!, bias: this.queryBias },
-      { kernel: this.keyKernel!, bias: this.keyBias }, qScale, b, t, hq, hk, dh);
+    const heads = this.queryKeyHeads(
+      ctx,
+      x2,
+      { kernel: this.queryKernel!, bias: this.queryBias },
+      { kernel: this.keyKernel!, bias: this.keyBias },
+      qScale,
+      b,
+      t,
+      hq,
+      hk,
+      dh,
+    );
     const q = heads.q; // [B, Hq, T, Dh]
     let k = heads.k; // [B, Hk, T, Dh]
     let c = this.plainHeads(x2, this.scaledWeights(ctx, this.valueKernel!, this.valueBias), b, t, hc, dl); // [B, Hc, T, Dl]
@@ -176,17 +193,22 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
       c = tf.concat([ctx.past.latent as tf.Tensor4D, c], 2); // [B, Hc, S, Dl]
     }
     const { output: o, probs } = groupedAttention(q, k, c, {
-      scale: scale / qScale, bias: ctx.bias, causalOffset: ctx.causalOffset,
-      returnProbs: ctx.wantScores, dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+      scale: scale / qScale,
+      bias: ctx.bias,
+      causalOffset: ctx.causalOffset,
+      returnProbs: ctx.wantScores,
+      dropoutRate: ctx.training ? this.dropout : 0,
+      dropoutSeed: ctx.dropoutSeed,
     }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
     let u: tf.Tensor;
     if (ctx.decode) {
-      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight(ctx)); // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
+      // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
+      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight(ctx));
     } else {
       const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
       const decoded = this.decodeValues(rows); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
-      u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]),
-        [b * t, w]); // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [N, W] (group-major)
+      // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [N, W] (group-major)
+      u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]), [b * t, w]);
     }
     const out = project(tf.mul(tf.sigmoid(g2), u), read(this.outputKernel)!); // sigmoid([N, W]) * [N, W] @ [W, D] -> [N, D]
     return { output: tf.reshape(out, [b, t, d]), scores: probs, cache: { key: k, latent: c } }; // [N, D] -> [B, T, D]

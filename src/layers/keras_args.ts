@@ -6,8 +6,13 @@
 import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import {
-  ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer,
-  getRegularizer, serializeIdentifier,
+  ConstraintIdentifier,
+  InitializerIdentifier,
+  RegularizerIdentifier,
+  getConstraint,
+  getInitializer,
+  getRegularizer,
+  serializeIdentifier,
 } from '../utils/serialization.js';
 
 /** The constructor arguments of `tf.layers.Layer`. */
@@ -15,8 +20,17 @@ export type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer
 type Initializer = ReturnType<typeof tf.initializers.zeros>;
 
 /** Keys every tfjs layer accepts. */
-export const LAYER_ARG_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype',
-  'weights', 'inputDType', 'customObjects'] as const;
+export const LAYER_ARG_KEYS = [
+  'name',
+  'trainable',
+  'inputShape',
+  'batchInputShape',
+  'batchSize',
+  'dtype',
+  'weights',
+  'inputDType',
+  'customObjects',
+] as const;
 
 /** The Keras arguments of layers with kernels and biases (as in `keras.layers.Dense`). */
 export interface WeightArgs extends LayerArgs {
@@ -31,8 +45,15 @@ export interface WeightArgs extends LayerArgs {
 }
 
 /** The keys of `WeightArgs` beyond `LAYER_ARG_KEYS`, in `getConfig` order (the seed last). */
-export const WEIGHT_ARG_KEYS = ['kernelInitializer', 'biasInitializer', 'kernelRegularizer', 'biasRegularizer',
-  'kernelConstraint', 'biasConstraint', 'seed'] as const;
+export const WEIGHT_ARG_KEYS = [
+  'kernelInitializer',
+  'biasInitializer',
+  'kernelRegularizer',
+  'biasRegularizer',
+  'kernelConstraint',
+  'biasConstraint',
+  'seed',
+] as const;
 
 /**
  * A layer whose weights follow the Keras kernel/bias arguments. Identifiers are resolved once in the
@@ -80,22 +101,33 @@ export abstract class KerasWeightsLayer extends tf.layers.Layer {
    * a kernel launch); `initShape` is the Keras (EinsumDense) shape `[D, heads, dim]` / `[heads, dim, D]`,
    * which the initializer sees, so the fan-based scales and the seeded values are those of the Keras layout.
    */
-  protected addKernel(name: string, shape: number[], initShape?: number[],
-    initializer?: InitializerIdentifier): tf.LayerVariable {
+  protected addKernel(name: string, shape: number[], initShape?: number[], initializer?: InitializerIdentifier): tf.LayerVariable {
     const owner = this.getClassName();
     const init = getInitializer(owner, 'kernelInitializer', initializer ?? this.kernelInitializer, this.nextSeed());
-    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
-      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
-      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
+    return this.addWeight(
+      name,
+      shape,
+      'float32',
+      initializeAs(init, initShape),
+      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never,
+      true,
+      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined,
+    );
   }
 
   /** Adds a bias with the layer's bias initializer/regularizer/constraint (`initShape` as in `addKernel`). */
   protected addBias(name: string, shape: number[], initShape?: number[]): tf.LayerVariable {
     const owner = this.getClassName();
     const init = getInitializer(owner, 'biasInitializer', this.biasInitializer, this.nextSeed());
-    return this.addWeight(name, shape, 'float32', initializeAs(init, initShape),
-      getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never, true,
-      getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined);
+    return this.addWeight(
+      name,
+      shape,
+      'float32',
+      initializeAs(init, initShape),
+      getRegularizer(owner, 'biasRegularizer', this.biasRegularizer) as never,
+      true,
+      getConstraint(owner, 'biasConstraint', this.biasConstraint) ?? undefined,
+    );
   }
 
   /** Adds a weight of ones with no regularizer (RMSNorm gains). */

@@ -29,9 +29,7 @@ import { groupMatMul, project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
 import { applyRotaryFactors } from '../ops/rope.js';
 import { rmsNorm } from '../ops/rms_norm.js';
-import {
-  AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult,
-} from './attention_base.js';
+import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
 export interface MultiHeadLatentAttentionArgs extends AttentionBaseArgs {
@@ -53,8 +51,17 @@ export interface MultiHeadLatentAttentionArgs extends AttentionBaseArgs {
   absorbForDecode?: boolean;
 }
 
-const ARG_KEYS = [...BASE_ARG_KEYS, 'numHeads', 'qLoraRank', 'kvLoraRank', 'qkNopeHeadDim', 'qkRopeHeadDim',
-  'vHeadDim', 'rmsNormEpsilon', 'absorbForDecode'];
+const ARG_KEYS = [
+  ...BASE_ARG_KEYS,
+  'numHeads',
+  'qLoraRank',
+  'kvLoraRank',
+  'qkNopeHeadDim',
+  'qkRopeHeadDim',
+  'vHeadDim',
+  'rmsNormEpsilon',
+  'absorbForDecode',
+];
 
 export class MultiHeadLatentAttention extends AttentionLayer {
   static className = 'MultiHeadLatentAttention';
@@ -107,8 +114,7 @@ export class MultiHeadLatentAttention extends AttentionLayer {
       this.queryAKernel = this.addKernel('query_a/kernel', [d, this.qLoraRank]);
       if (this.useBias) this.queryABias = this.addBias('query_a/bias', [this.qLoraRank]);
       this.queryANorm = this.addScale('query_a_norm/scale', this.qLoraRank);
-      this.queryBKernel = this.addKernel('query_b/kernel', [this.qLoraRank, h * this.qkHeadDim],
-        [this.qLoraRank, h, this.qkHeadDim]);
+      this.queryBKernel = this.addKernel('query_b/kernel', [this.qLoraRank, h * this.qkHeadDim], [this.qLoraRank, h, this.qkHeadDim]);
     }
     this.kvAKernel = this.addKernel('key_value_a/kernel', [d, dc + dr]);
     if (this.useBias) this.kvABias = this.addBias('key_value_a/bias', [dc + dr]);
@@ -123,15 +129,18 @@ export class MultiHeadLatentAttention extends AttentionLayer {
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr } = this;
     if (this.qLoraRank === null) {
       const hq = h * this.qkHeadDim;
-      const kernel = this.derivedWeight(ctx, 'q+kva/kernel', [this.queryKernel, this.kvAKernel],
-        () => tf.concat([read(this.queryKernel)!, read(this.kvAKernel)!], 1)); // [D, H*Dqk] | [D, Dc+Dr] -> [D, H*Dqk + Dc+Dr]
-      const bias = !this.useBias ? null : this.derivedWeight(ctx, 'q+kva/bias', [this.kvABias],
-        () => tf.concat([tf.zeros([hq]), read(this.kvABias)!], 0)); // [H*Dqk + Dc+Dr]
+      const kernel = this.derivedWeight(ctx, 'q+kva/kernel', [this.queryKernel, this.kvAKernel], () =>
+        tf.concat([read(this.queryKernel)!, read(this.kvAKernel)!], 1),
+      ); // [D, H*Dqk] | [D, Dc+Dr] -> [D, H*Dqk + Dc+Dr]
+      const bias = !this.useBias
+        ? null
+        : // [H*Dqk + Dc+Dr]
+          this.derivedWeight(ctx, 'q+kva/bias', [this.kvABias], () => tf.concat([tf.zeros([hq]), read(this.kvABias)!], 0));
       const [q2, a2] = tf.split(project(x2, kernel, bias), [hq, dc + dr], 1); // [N, D] @ [D, H*Dqk + Dc+Dr] -> [N, H*Dqk], [N, Dc+Dr]
       return { q2, a2 };
     }
-    const cq = rmsNorm(project(x2, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm),
-      this.rmsNormEpsilon); // [N, D] @ [D, Dq] -> [N, Dq]
+    // [N, D] @ [D, Dq] -> [N, Dq]
+    const cq = rmsNorm(project(x2, read(this.queryAKernel)!, read(this.queryABias)), read(this.queryANorm), this.rmsNormEpsilon);
     return {
       q2: project(cq, read(this.queryBKernel)!), // [N, Dq] @ [Dq, H*Dqk] -> [N, H*Dqk]
       a2: project(x2, read(this.kvAKernel)!, read(this.kvABias)), // [N, D] @ [D, Dc+Dr] -> [N, Dc+Dr]
@@ -140,17 +149,20 @@ export class MultiHeadLatentAttention extends AttentionLayer {
 
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
     const [b, t, d] = x.shape;
-    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn } = this;
     const { q2, a2 } = this.projections(tf.reshape(x, [b * t, d]), ctx); // [B, T, D] -> [N, D]
-    const [qNope, qRopeRaw] = tf.split(tf.reshape(q2, [b, t, h, this.qkHeadDim]), [dn, dr], -1); // [N, H*Dqk] -> [B, T, H, Dqk] -> [B, T, H, Dn], [B, T, H, Dr]
+    // [N, H*Dqk] -> [B, T, H, Dqk] -> [B, T, H, Dn], [B, T, H, Dr]
+    const [qNope, qRopeRaw] = tf.split(tf.reshape(q2, [b, t, h, this.qkHeadDim]), [dn, dr], -1);
     const [cRaw, kRopeRaw] = tf.split(a2, [dc, dr], -1); // [N, Dc], [N, Dr]
     let latent = tf.reshape(rmsNorm(cRaw, read(this.kvANorm), this.rmsNormEpsilon), [b, t, dc]); // [N, Dc] -> [B, T, Dc]
     // RoPE on the per-head query parts and the shared key at once: [B, T, H+1, Dr].
     const ropeIn = tf.concat([qRopeRaw, tf.reshape(kRopeRaw, [b, t, 1, dr])], 2); // [B, T, H+1, Dr]
     const rotation = ctx.rotation(dr);
-    const roped = rotation !== null
-      ? tf.reshape(matMul2d(tf.reshape(ropeIn, [b * (h + 1), dr]), rotation), [b, t, h + 1, dr]) // T = 1: [B*(H+1), Dr] @ [Dr, Dr] -> [B, 1, H+1, Dr]
-      : applyRotaryFactors(ropeIn, ctx.rotary(dr)); // [B, T, H+1, Dr]
+    const roped =
+      rotation !== null
+        ? // T = 1: [B*(H+1), Dr] @ [Dr, Dr] -> [B, 1, H+1, Dr]
+          tf.reshape(matMul2d(tf.reshape(ropeIn, [b * (h + 1), dr]), rotation), [b, t, h + 1, dr])
+        : applyRotaryFactors(ropeIn, ctx.rotary(dr)); // [B, T, H+1, Dr]
     const [qRope, kRope] = tf.split(roped, [h, 1], 2); // [B, T, H, Dr], [B, T, 1, Dr]
     let keyRope = tf.reshape(kRope, [b, t, dr]); // [B, T, 1, Dr] -> [B, T, Dr]
     if (ctx.past !== null) {
@@ -158,12 +170,17 @@ export class MultiHeadLatentAttention extends AttentionLayer {
       keyRope = tf.concat([ctx.past.keyRope, keyRope], 1); // [B, S, Dr]
     }
     const opts: GroupedAttentionOptions = {
-      scale: 1 / Math.sqrt(this.qkHeadDim), bias: ctx.bias, causalOffset: ctx.causalOffset, returnProbs: ctx.wantScores,
-      dropoutRate: ctx.training ? this.dropout : 0, dropoutSeed: ctx.dropoutSeed,
+      scale: 1 / Math.sqrt(this.qkHeadDim),
+      bias: ctx.bias,
+      causalOffset: ctx.causalOffset,
+      returnProbs: ctx.wantScores,
+      dropoutRate: ctx.training ? this.dropout : 0,
+      dropoutSeed: ctx.dropoutSeed,
     };
     const attend = ctx.decode && this.absorbForDecode ? this.attendAbsorbed : this.attendNaive;
     const { merged, probs } = attend.call(this, ctx, qNope, qRope, latent, keyRope, opts); // merged [N, H*Dv]
-    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]); // [N, H*Dv] @ [H*Dv, D] -> [N, D] -> [B, T, D]
+    // [N, H*Dv] @ [H*Dv, D] -> [N, D] -> [B, T, D]
+    const out = tf.reshape(project(merged, read(this.outputKernel)!, read(this.outputBias)), [b, t, d]);
     return { output: out, scores: probs, cache: { latent, keyRope } };
   }
 
@@ -171,12 +188,19 @@ export class MultiHeadLatentAttention extends AttentionLayer {
    * Expands the latent into per-head keys and values, then multi-head attention whose scores are
    * `q_nope k_nope^T + q_rope k_rope^T` (the shared RoPE key is never repeated per head).
    */
-  private attendNaive(ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
-    opts: GroupedAttentionOptions): { merged: tf.Tensor; probs: tf.Tensor | null } {
+  private attendNaive(
+    ctx: ForwardContext,
+    qNope: tf.Tensor,
+    qRope: tf.Tensor,
+    latent: tf.Tensor,
+    keyRope: tf.Tensor,
+    opts: GroupedAttentionOptions,
+  ): { merged: tf.Tensor; probs: tf.Tensor | null } {
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const kv = tf.reshape(project(tf.reshape(latent, [b * s, dc]), read(this.kvBKernel)!), [b, s, h, dn + dv]); // [B*S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
+    // [B*S, Dc] @ [Dc, H*(Dn+Dv)] -> [B, S, H, Dn+Dv]
+    const kv = tf.reshape(project(tf.reshape(latent, [b * s, dc]), read(this.kvBKernel)!), [b, s, h, dn + dv]);
     const [kNope, v] = tf.split(kv, [dn, dv], -1); // [B, S, H, Dn], [B, S, H, Dv]
     const key = tf.transpose(kNope, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dn] -> [B, H, S, Dn]
     const value = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // [B, S, H, Dv] -> [B, H, S, Dv]
@@ -211,14 +235,21 @@ export class MultiHeadLatentAttention extends AttentionLayer {
    * Attention in latent space: MQA with key [c ; k_rope] and value c, scored as
    * `q~ c^T + q_rope k_rope^T` so the cache is never copied into a concatenated key.
    */
-  private attendAbsorbed(ctx: ForwardContext, qNope: tf.Tensor, qRope: tf.Tensor, latent: tf.Tensor, keyRope: tf.Tensor,
-    opts: GroupedAttentionOptions): { merged: tf.Tensor; probs: tf.Tensor | null } {
+  private attendAbsorbed(
+    ctx: ForwardContext,
+    qNope: tf.Tensor,
+    qRope: tf.Tensor,
+    latent: tf.Tensor,
+    keyRope: tf.Tensor,
+    opts: GroupedAttentionOptions,
+  ): { merged: tf.Tensor; probs: tf.Tensor | null } {
     const [b, t] = qNope.shape as number[];
     const s = (latent.shape as number[])[1];
     const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr, qkNopeHeadDim: dn, vHeadDim: dv } = this;
     const { uk, uv } = this.absorbedWeights(ctx);
     const qn = tf.reshape(tf.transpose(qNope, [2, 0, 1, 3]), [h, b * t, dn]) as tf.Tensor3D; // [B, T, H, Dn] -> [H, B*T, Dn]
-    const query = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]) as tf.Tensor4D; // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
+    // [H, B*T, Dn] @ [H, Dn, Dc] -> [H, B, T, Dc] -> [B, H, T, Dc]
+    const query = tf.transpose(tf.reshape(groupMatMul(qn, uk), [h, b, t, dc]), [1, 0, 2, 3]) as tf.Tensor4D;
     const value = tf.reshape(latent, [b, 1, s, dc]) as tf.Tensor4D; // [B, S, Dc] -> [B, 1, S, Dc] (also the key)
     const extra = {
       query: tf.transpose(qRope, [0, 2, 1, 3]) as tf.Tensor4D, // [B, T, H, Dr] -> [B, H, T, Dr]

@@ -59,8 +59,7 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * tape (and in Keras `call`s) it is computed in the call, so that gradients reach the weights.
    * `make` must return a new tensor, never a weight itself, and must be differentiable.
    */
-  protected derivedWeight(ctx: ProjectionContext, key: string, sources: Array<tf.LayerVariable | null>,
-    make: () => tf.Tensor): tf.Tensor {
+  protected derivedWeight(ctx: ProjectionContext, key: string, sources: Array<tf.LayerVariable | null>, make: () => tf.Tensor): tf.Tensor {
     if (!ctx.inference) return make();
     const ids = sources.map((v) => (v === null ? null : (v.read() as unknown as { dataId: object }).dataId));
     const have = this.derived.get(key);
@@ -75,10 +74,9 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * A flat projection kernel `[D, heads*dim]` and its bias (`[heads*dim]` or null), times `scale`; the scaled
    * copies are kept between inference calls (`derivedWeight`). With `scale` 1 the weights themselves.
    */
-  protected scaledWeights(ctx: ProjectionContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null,
-    scale = 1): ProjectionWeights {
-    const scaled = (v: tf.LayerVariable): tf.Tensor => (scale === 1 ? read(v)!
-      : this.derivedWeight(ctx, `${v.name}*${scale}`, [v], () => tf.mul(read(v)!, scale)));
+  protected scaledWeights(ctx: ProjectionContext, kernel: tf.LayerVariable, bias: tf.LayerVariable | null, scale = 1): ProjectionWeights {
+    const scaled = (v: tf.LayerVariable): tf.Tensor =>
+      scale === 1 ? read(v)! : this.derivedWeight(ctx, `${v.name}*${scale}`, [v], () => tf.mul(read(v)!, scale));
     return { kernel: scaled(kernel), bias: bias === null ? null : scaled(bias) };
   }
 
@@ -86,12 +84,20 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * `x2 [N, D]` projected to `heads` heads of `dim` with RoPE, in the attention layout `[B, heads, T, dim]`.
    * One token per row (T = 1, no per-row positions) rotates all heads with one `[dim, dim]` product.
    */
-  protected ropeHeads(ctx: ProjectionContext, x2: tf.Tensor, w: ProjectionWeights,
-    b: number, t: number, heads: number, dim: number): tf.Tensor4D {
+  protected ropeHeads(
+    ctx: ProjectionContext,
+    x2: tf.Tensor,
+    w: ProjectionWeights,
+    b: number,
+    t: number,
+    heads: number,
+    dim: number,
+  ): tf.Tensor4D {
     const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
     const rotation = ctx.rotation(dim);
     if (rotation !== null) {
-      return tf.reshape(matMul2d(tf.reshape(y, [b * heads, dim]), rotation), [b, heads, 1, dim]) as tf.Tensor4D; // T = 1: [B*heads, dim] @ [dim, dim] -> [B, heads, 1, dim]
+      // T = 1: [B*heads, dim] @ [dim, dim] -> [B, heads, 1, dim]
+      return tf.reshape(matMul2d(tf.reshape(y, [b * heads, dim]), rotation), [b, heads, 1, dim]) as tf.Tensor4D;
     }
     // Where broadcasting is slow, repeat the factors per head.
     const factors = ctx.rotary(dim, broadcastsSlowly() ? heads : 1);
@@ -106,18 +112,33 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * sequences; on cpu and wasm, whose Slice copies through JavaScript, they are projected and rotated
    * separately so that nothing is split. (RoPE-free projections go through `plainHeadsFused`.)
    */
-  protected queryKeyHeads(ctx: ProjectionContext, x2: tf.Tensor, wq: ProjectionVariables, wk: ProjectionVariables,
-    qScale: number, b: number, t: number, hq: number, hk: number, dim: number): { q: tf.Tensor4D; k: tf.Tensor4D } {
+  protected queryKeyHeads(
+    ctx: ProjectionContext,
+    x2: tf.Tensor,
+    wq: ProjectionVariables,
+    wk: ProjectionVariables,
+    qScale: number,
+    b: number,
+    t: number,
+    hq: number,
+    hk: number,
+    dim: number,
+  ): { q: tf.Tensor4D; k: tf.Tensor4D } {
     const qw = this.scaledWeights(ctx, wq.kernel, wq.bias, qScale);
     const kw = this.scaledWeights(ctx, wk.kernel, wk.bias);
     if (!slicesCheaply()) {
       return { q: this.ropeHeads(ctx, x2, qw, b, t, hq, dim), k: this.ropeHeads(ctx, x2, kw, b, t, hk, dim) };
     }
     const sources = [wq.kernel, wk.kernel];
-    const kernel = this.derivedWeight(ctx, `${wq.kernel.name}|${wk.kernel.name}*${qScale}`, sources,
-      () => tf.concat([qw.kernel, kw.kernel], 1)); // [D, hq*dim + hk*dim]
-    const bias = qw.bias === null ? null : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`,
-      [wq.bias, wk.bias], () => tf.concat([qw.bias!, kw.bias!], 0)); // [hq*dim + hk*dim]
+    const kernel = this.derivedWeight(ctx, `${wq.kernel.name}|${wk.kernel.name}*${qScale}`, sources, () =>
+      tf.concat([qw.kernel, kw.kernel], 1),
+    ); // [D, hq*dim + hk*dim]
+    const bias =
+      qw.bias === null
+        ? null
+        : this.derivedWeight(ctx, `${wq.bias!.name}|${wk.bias!.name}*${qScale}`, [wq.bias, wk.bias], () =>
+            tf.concat([qw.bias!, kw.bias!], 0),
+          ); // [hq*dim + hk*dim]
     if (t > 1 && hq === hk) {
       // Equal parts (MHA): rotate, then unstack q and k without a copy (`unstackEqualParts`).
       const y = project(x2, kernel, bias); // [N, D] @ [D, 2*h*dim] -> [N, 2*h*dim]
@@ -138,17 +159,42 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * (training, where the concatenation would be rebuilt every step; cpu and wasm; tensorflow beyond
    * `FUSED_MAX_ROWS` rows) they are separate.
    */
-  protected plainHeadsFused(ctx: ProjectionContext, x2: tf.Tensor,
-    parts: Array<ProjectionVariables & { heads: number; scale?: number }>, b: number, t: number, dim: number): tf.Tensor4D[] {
+  protected plainHeadsFused(
+    ctx: ProjectionContext,
+    x2: tf.Tensor,
+    parts: Array<ProjectionVariables & { heads: number; scale?: number }>,
+    b: number,
+    t: number,
+    dim: number,
+  ): tf.Tensor4D[] {
     const views = parts.map((p) => this.scaledWeights(ctx, p.kernel, p.bias, p.scale ?? 1));
     // One wide product, then slices: only where slicing is cheap and up to the backend's row limit.
     const fuse = ctx.inference && slicesCheaply() && b * t <= fusedProjectionMaxRows();
     if (!fuse) return views.map((w, i) => this.plainHeads(x2, w, b, t, parts[i].heads, dim));
     const key = parts.map((p) => `${p.kernel.name}*${p.scale ?? 1}`).join('|');
-    const kernel = this.derivedWeight(ctx, key, parts.map((p) => p.kernel),
-      () => tf.concat(views.map((w) => w.kernel), 1)); // [D, sum(heads_i)*dim]
-    const bias = views[0].bias === null ? null : this.derivedWeight(ctx, `${key}#bias`, parts.map((p) => p.bias),
-      () => tf.concat(views.map((w) => w.bias!), 0)); // [sum(heads_i)*dim]
+    const kernel = this.derivedWeight(
+      ctx,
+      key,
+      parts.map((p) => p.kernel),
+      () =>
+        tf.concat(
+          views.map((w) => w.kernel),
+          1,
+        ),
+    ); // [D, sum(heads_i)*dim]
+    const bias =
+      views[0].bias === null
+        ? null
+        : this.derivedWeight(
+            ctx,
+            `${key}#bias`,
+            parts.map((p) => p.bias),
+            () =>
+              tf.concat(
+                views.map((w) => w.bias!),
+                0,
+              ),
+          ); // [sum(heads_i)*dim]
     const heads = parts.map((p) => p.heads);
     const total = heads.reduce((p, h) => p + h, 0);
     if (t > 1 && heads.every((h) => h === heads[0])) {
@@ -159,11 +205,11 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
   }
 
   /** `x2 [N, D]` projected to `heads` heads of `dim` (no RoPE), in the layout `[B, heads, T, dim]`. */
-  protected plainHeads(x2: tf.Tensor, w: ProjectionWeights, b: number, t: number,
-    heads: number, dim: number): tf.Tensor4D {
+  protected plainHeads(x2: tf.Tensor, w: ProjectionWeights, b: number, t: number, heads: number, dim: number): tf.Tensor4D {
     const y = project(x2, w.kernel, w.bias); // [N, D] @ [D, heads*dim] -> [N, heads*dim]
     if (t === 1) return tf.reshape(y, [b, heads, 1, dim]) as tf.Tensor4D; // [B, heads*dim] -> [B, heads, 1, dim] (T = 1)
-    return tf.transpose(tf.reshape(y, [b, t, heads, dim]), [0, 2, 1, 3]) as tf.Tensor4D; // [N, heads*dim] -> [B, T, heads, dim] -> [B, heads, T, dim]
+    // [N, heads*dim] -> [B, T, heads, dim] -> [B, heads, T, dim]
+    return tf.transpose(tf.reshape(y, [b, t, heads, dim]), [0, 2, 1, 3]) as tf.Tensor4D;
   }
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {

@@ -9,7 +9,12 @@ import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
 import {
-  ConstraintIdentifier, InitializerIdentifier, RegularizerIdentifier, getConstraint, getInitializer, getRegularizer,
+  ConstraintIdentifier,
+  InitializerIdentifier,
+  RegularizerIdentifier,
+  getConstraint,
+  getInitializer,
+  getRegularizer,
   serializeIdentifier,
 } from '../utils/serialization.js';
 import { LAYER_ARG_KEYS, LayerArgs } from './keras_args.js';
@@ -49,8 +54,16 @@ export class SwiGLUFeedForward extends tf.layers.Layer {
   constructor(args: SwiGLUFeedForwardArgs) {
     super(args);
     const owner = SwiGLUFeedForward.className;
-    check.knownKeys(owner, args, [...LAYER_ARG_KEYS, 'intermediateDim', 'useBias', 'dropout', 'kernelInitializer',
-      'kernelRegularizer', 'kernelConstraint', 'seed']);
+    check.knownKeys(owner, args, [
+      ...LAYER_ARG_KEYS,
+      'intermediateDim',
+      'useBias',
+      'dropout',
+      'kernelInitializer',
+      'kernelRegularizer',
+      'kernelConstraint',
+      'seed',
+    ]);
     this.intermediateDim = check.positiveInt(owner, 'intermediateDim', args.intermediateDim);
     this.useBias = check.bool(owner, 'useBias', args.useBias, false);
     this.dropout = check.rate(owner, 'dropout', args.dropout);
@@ -68,10 +81,16 @@ export class SwiGLUFeedForward extends tf.layers.Layer {
     if (d === null || d === undefined) throw new ValueError(`${SwiGLUFeedForward.className}: the last input dimension must be defined.`);
     this.dim = d;
     const owner = SwiGLUFeedForward.className;
-    const kernel = (name: string, shape2: number[], k: number) => this.addWeight(name, shape2, 'float32',
-      getInitializer(owner, 'kernelInitializer', this.kernelInitializer, this.seed === null ? null : this.seed + k),
-      getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never, true,
-      getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined);
+    const kernel = (name: string, shape2: number[], k: number) =>
+      this.addWeight(
+        name,
+        shape2,
+        'float32',
+        getInitializer(owner, 'kernelInitializer', this.kernelInitializer, this.seed === null ? null : this.seed + k),
+        getRegularizer(owner, 'kernelRegularizer', this.kernelRegularizer) as never,
+        true,
+        getConstraint(owner, 'kernelConstraint', this.kernelConstraint) ?? undefined,
+      );
     const i = this.intermediateDim;
     this.gate = kernel('gate/kernel', [d, i], 0);
     this.up = kernel('up/kernel', [d, i], 1);

@@ -44,7 +44,8 @@ export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
       }
       const hot = tf.oneHot(flatIds as tf.Tensor1D, v); // [N, V]
       // wasm runs transposed products in a scalar loop: transpose first, then a plain 2-D product.
-      return useTwoDimProducts() ? matMul2d(tf.transpose(hot), flatDy) // [V, N] @ [N, D] -> [V, D]
+      return useTwoDimProducts()
+        ? matMul2d(tf.transpose(hot), flatDy) // [V, N] @ [N, D] -> [V, D]
         : tf.matMul(hot, flatDy, true, false); // [N, V]^T @ [N, D] -> [V, D]
     },
   })) as unknown as Parameters<typeof tf.customGrad>[0]);
@@ -73,8 +74,12 @@ export class TokenEmbedding extends tf.layers.Layer {
   }
 
   override build(): void {
-    this.table = this.addWeight('embeddings', [this.inputDim, this.outputDim], 'float32',
-      getInitializer(TokenEmbedding.className, 'embeddingsInitializer', this.embeddingsInitializer, this.seed));
+    this.table = this.addWeight(
+      'embeddings',
+      [this.inputDim, this.outputDim],
+      'float32',
+      getInitializer(TokenEmbedding.className, 'embeddingsInitializer', this.embeddingsInitializer, this.seed),
+    );
     this.built = true;
   }
 
@@ -149,8 +154,12 @@ export class LMHead extends tf.layers.Layer {
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const d = shape[shape.length - 1] as number;
-    this.kernel = this.addWeight('kernel', [d, this.units], 'float32',
-      getInitializer(LMHead.className, 'kernelInitializer', this.kernelInitializer, this.seed));
+    this.kernel = this.addWeight(
+      'kernel',
+      [d, this.units],
+      'float32',
+      getInitializer(LMHead.className, 'kernelInitializer', this.kernelInitializer, this.seed),
+    );
     this.built = true;
   }
 

@@ -29,12 +29,20 @@ export const GQA: Mechanism<GqaSpec, GqaAttentionConfig, GroupedQueryAttention> 
   layerClass: GroupedQueryAttention,
   create: ({ kind: _kind, ...args }, extras = {}) => new GroupedQueryAttention({ ...args, ...extras }),
   specOfConfig: (a) => ({
-    kind: 'gqa', numQueryHeads: a.numQueryHeads, numKeyValueHeads: a.numKeyValueHeads, headDim: a.headDim,
-    useBias: a.useBias ?? true, useOutputBias: a.useOutputBias ?? a.useBias ?? true,
+    kind: 'gqa',
+    numQueryHeads: a.numQueryHeads,
+    numKeyValueHeads: a.numKeyValueHeads,
+    headDim: a.headDim,
+    useBias: a.useBias ?? true,
+    useOutputBias: a.useOutputBias ?? a.useBias ?? true,
   }),
   specOfLayer: (layer) => ({
-    kind: 'gqa', numQueryHeads: layer.numQueryHeads, numKeyValueHeads: layer.numKeyValueHeads,
-    headDim: layer.headDim, useBias: layer.useBias, useOutputBias: layer.useOutputBias,
+    kind: 'gqa',
+    numQueryHeads: layer.numQueryHeads,
+    numKeyValueHeads: layer.numKeyValueHeads,
+    headDim: layer.headDim,
+    useBias: layer.useBias,
+    useOutputBias: layer.useOutputBias,
   }),
   cacheLayout: (s) => [
     { name: 'key', seqAxis: 2, elementsPerToken: s.numKeyValueHeads * s.headDim }, // [B, Hkv, S, Dh], post-RoPE

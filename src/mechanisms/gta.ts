@@ -36,12 +36,24 @@ export const GTA: Mechanism<GtaSpec, GtaAttentionConfig, GroupedHeadLatentAttent
   layerClass: GroupedHeadLatentAttention,
   create: ({ kind: _kind, ...args }, extras = {}) => new GroupedHeadLatentAttention({ ...args, ...extras }),
   specOfConfig: (a) => ({
-    kind: 'gta', numHeads: a.numHeads, headDim: a.headDim, numQueryHeads: a.numQueryHeads, numKeyHeads: a.numKeyHeads,
-    numValueHeads: a.numValueHeads, valueDim: a.valueDim, useBias: a.useBias ?? true,
+    kind: 'gta',
+    numHeads: a.numHeads,
+    headDim: a.headDim,
+    numQueryHeads: a.numQueryHeads,
+    numKeyHeads: a.numKeyHeads,
+    numValueHeads: a.numValueHeads,
+    valueDim: a.valueDim,
+    useBias: a.useBias ?? true,
   }),
   specOfLayer: (layer) => ({
-    kind: 'gta', numHeads: layer.numHeads, headDim: layer.headDim, numQueryHeads: layer.numQueryHeads,
-    numKeyHeads: layer.numKeyHeads, numValueHeads: layer.numValueHeads, valueDim: layer.valueDim, useBias: layer.useBias,
+    kind: 'gta',
+    numHeads: layer.numHeads,
+    headDim: layer.headDim,
+    numQueryHeads: layer.numQueryHeads,
+    numKeyHeads: layer.numKeyHeads,
+    numValueHeads: layer.numValueHeads,
+    valueDim: layer.valueDim,
+    useBias: layer.useBias,
   }),
   cacheLayout: (s) => [
     { name: 'key', seqAxis: 2, elementsPerToken: s.numKeyHeads * s.headDim }, // [B, Hk, S, Dh], post-RoPE
@@ -51,8 +63,9 @@ export const GTA: Mechanism<GtaSpec, GtaAttentionConfig, GroupedHeadLatentAttent
   cachedTokenMacs: () => 0,
   linearMacsPerToken: (s, d) => {
     const w = s.numHeads * s.headDim;
-    return d * s.numQueryHeads * s.headDim + d * s.numKeyHeads * s.headDim
-      + d * s.numValueHeads * s.valueDim + d * w + s.valueDim * w + w * d;
+    return (
+      d * s.numQueryHeads * s.headDim + d * s.numKeyHeads * s.headDim + d * s.numValueHeads * s.valueDim + d * w + s.valueDim * w + w * d
+    );
   },
   params: (s, d) => {
     const w = s.numHeads * s.headDim;
@@ -60,10 +73,10 @@ export const GTA: Mechanism<GtaSpec, GtaAttentionConfig, GroupedHeadLatentAttent
     const k = s.numKeyHeads * s.headDim;
     const c = s.numValueHeads * s.valueDim;
     const bias = s.useBias ?? true;
-    return d * (q + k + c + w) + s.numQueryHeads * s.valueDim * gtaExpandRate(s) * s.valueDim + w * d
-      + (bias ? q + k + c + w : 0);
+    return d * (q + k + c + w) + s.numQueryHeads * s.valueDim * gtaExpandRate(s) * s.valueDim + w * d + (bias ? q + k + c + w : 0);
   },
-  describe: (s) => `${s.numHeads} heads of ${s.headDim}, ${s.numQueryHeads} shared maps (n_q), ` +
+  describe: (s) =>
+    `${s.numHeads} heads of ${s.headDim}, ${s.numQueryHeads} shared maps (n_q), ` +
     `${plural(s.numKeyHeads, 'key head')}, ${plural(s.numValueHeads, 'latent value head')} of ${s.valueDim} ` +
     `(r = ${gtaExpandRate(s)})`,
 };

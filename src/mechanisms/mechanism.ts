@@ -8,8 +8,8 @@ import type { AttentionLayer } from '../layers/attention_base.js';
 import type { AttentionKind } from './kinds.js';
 
 /** Layer arguments that a decoder block sets itself, so an attention config leaves them out. */
-export type BlockManagedKeys = 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype' |
-  'weights' | 'inputDType' | 'useCausalMask';
+export type BlockManagedKeys =
+  'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype' | 'weights' | 'inputDType' | 'useCausalMask';
 
 /** Arguments a block passes to the attention layer it creates, beside the config. */
 export interface CreateExtras {
@@ -31,8 +31,11 @@ export interface CacheTensorLayout {
  * One mechanism. `Spec` is the mechanism's analytic config (its sizes, with the layer's defaults applied
  * and `kind` set); `Config` its `AttentionConfig` member (`kind` plus the layer's arguments).
  */
-export interface Mechanism<Spec extends { kind: AttentionKind }, Config extends { kind: AttentionKind },
-  Layer extends AttentionLayer = AttentionLayer> {
+export interface Mechanism<
+  Spec extends { kind: AttentionKind },
+  Config extends { kind: AttentionKind },
+  Layer extends AttentionLayer = AttentionLayer,
+> {
   readonly kind: Spec['kind'];
   /** Upper-case short name used in reports, e.g. `'GTA'`. */
   readonly label: string;

@@ -47,12 +47,9 @@ function params(s: MlaSpec, d: number): number {
   const h = s.numHeads;
   const dqk = s.qkNopeHeadDim + s.qkRopeHeadDim;
   const bias = s.useBias ?? false;
-  const q = s.qLoraRank
-    ? d * s.qLoraRank + (bias ? s.qLoraRank : 0) + s.qLoraRank + s.qLoraRank * h * dqk
-    : d * h * dqk;
+  const q = s.qLoraRank ? d * s.qLoraRank + (bias ? s.qLoraRank : 0) + s.qLoraRank + s.qLoraRank * h * dqk : d * h * dqk;
   const kvA = d * (s.kvLoraRank + s.qkRopeHeadDim) + (bias ? s.kvLoraRank + s.qkRopeHeadDim : 0);
-  return q + kvA + s.kvLoraRank + s.kvLoraRank * h * (s.qkNopeHeadDim + s.vHeadDim)
-    + h * s.vHeadDim * d + (bias ? d : 0);
+  return q + kvA + s.kvLoraRank + s.kvLoraRank * h * (s.qkNopeHeadDim + s.vHeadDim) + h * s.vHeadDim * d + (bias ? d : 0);
 }
 
 /** The MLA mechanism. */
@@ -62,24 +59,35 @@ export const MLA: Mechanism<MlaSpec, MlaAttentionConfig, MultiHeadLatentAttentio
   layerClass: MultiHeadLatentAttention,
   create: ({ kind: _kind, ...args }, extras = {}) => new MultiHeadLatentAttention({ ...args, ...extras }),
   specOfConfig: (a) => ({
-    kind: 'mla', numHeads: a.numHeads, qLoraRank: a.qLoraRank ?? null, kvLoraRank: a.kvLoraRank,
-    qkNopeHeadDim: a.qkNopeHeadDim, qkRopeHeadDim: a.qkRopeHeadDim, vHeadDim: a.vHeadDim, useBias: a.useBias ?? false,
+    kind: 'mla',
+    numHeads: a.numHeads,
+    qLoraRank: a.qLoraRank ?? null,
+    kvLoraRank: a.kvLoraRank,
+    qkNopeHeadDim: a.qkNopeHeadDim,
+    qkRopeHeadDim: a.qkRopeHeadDim,
+    vHeadDim: a.vHeadDim,
+    useBias: a.useBias ?? false,
   }),
   specOfLayer: (layer) => ({
-    kind: 'mla', numHeads: layer.numHeads, qLoraRank: layer.qLoraRank, kvLoraRank: layer.kvLoraRank,
-    qkNopeHeadDim: layer.qkNopeHeadDim, qkRopeHeadDim: layer.qkRopeHeadDim, vHeadDim: layer.vHeadDim,
+    kind: 'mla',
+    numHeads: layer.numHeads,
+    qLoraRank: layer.qLoraRank,
+    kvLoraRank: layer.kvLoraRank,
+    qkNopeHeadDim: layer.qkNopeHeadDim,
+    qkRopeHeadDim: layer.qkRopeHeadDim,
+    vHeadDim: layer.vHeadDim,
     useBias: layer.useBias,
   }),
   cacheLayout: (s) => [
     { name: 'latent', seqAxis: 1, elementsPerToken: s.kvLoraRank }, // [B, S, Dc], post-RMSNorm
     { name: 'keyRope', seqAxis: 1, elementsPerToken: s.qkRopeHeadDim }, // [B, S, Dr], post-RoPE
   ],
-  attentionCoefficient: (s, absorbed) => (absorbed
-    ? s.numHeads * (2 * s.kvLoraRank + s.qkRopeHeadDim)
-    : s.numHeads * (s.qkNopeHeadDim + s.qkRopeHeadDim + s.vHeadDim)),
+  attentionCoefficient: (s, absorbed) =>
+    absorbed ? s.numHeads * (2 * s.kvLoraRank + s.qkRopeHeadDim) : s.numHeads * (s.qkNopeHeadDim + s.qkRopeHeadDim + s.vHeadDim),
   cachedTokenMacs: (s, absorbed) => (absorbed ? 0 : mlaReexpansionPerCachedToken(s)),
   linearMacsPerToken: linearMacs,
   params,
-  describe: (s) => `${s.numHeads} heads, latent ${s.kvLoraRank} + RoPE key ${s.qkRopeHeadDim} ` +
+  describe: (s) =>
+    `${s.numHeads} heads, latent ${s.kvLoraRank} + RoPE key ${s.qkRopeHeadDim} ` +
     `(nope ${s.qkNopeHeadDim}, value ${s.vHeadDim} per head)`,
 };

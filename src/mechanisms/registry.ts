@@ -74,5 +74,7 @@ export function createAttentionLayer(config: AttentionConfig, extras: { name?: s
 
 /** KV-cache elements stored per token per layer: the sum over the mechanism's cache tensors. */
 export function cacheElementsPerToken(spec: AttentionSpec): number {
-  return mechanismOf(spec.kind).cacheLayout(spec).reduce((sum, t) => sum + t.elementsPerToken, 0);
+  return mechanismOf(spec.kind)
+    .cacheLayout(spec)
+    .reduce((sum, t) => sum + t.elementsPerToken, 0);
 }

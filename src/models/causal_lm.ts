@@ -50,7 +50,7 @@ export class CausalLM {
     this.embedding = model.getLayer('token_embedding') as TokenEmbedding;
     this.blocks = Array.from({ length: config.numLayers }, (_, i) => model.getLayer(`block_${i}`) as TransformerDecoderBlock);
     this.finalNorm = model.getLayer('final_norm') as RMSNormalization;
-    this.head = config.tieWordEmbeddings ? null : model.getLayer('lm_head') as LMHead;
+    this.head = config.tieWordEmbeddings ? null : (model.getLayer('lm_head') as LMHead);
   }
 
   /** Builds a new model with freshly initialised weights. */
@@ -63,15 +63,19 @@ export class CausalLM {
     for (let i = 0; i < c.numLayers; i++) {
       const attention = { ...c.attention, ...(c.dropout > 0 ? { dropout: c.dropout } : {}) };
       const block = new TransformerDecoderBlock({
-        name: `block_${i}`, attention, intermediateDim: c.intermediateSize, normEpsilon: c.normEpsilon, dropout: c.dropout,
+        name: `block_${i}`,
+        attention,
+        intermediateDim: c.intermediateSize,
+        normEpsilon: c.normEpsilon,
+        dropout: c.dropout,
         ...seed(100 * (i + 1)),
       });
       h = block.apply(h) as tf.SymbolicTensor;
     }
     h = new RMSNormalization({ name: 'final_norm', epsilon: c.normEpsilon }).apply(h) as tf.SymbolicTensor;
     const logits = c.tieWordEmbeddings
-      ? embedding.apply(h) as tf.SymbolicTensor
-      : new LMHead({ name: 'lm_head', units: c.vocabSize, ...seed(1) }).apply(h) as tf.SymbolicTensor;
+      ? (embedding.apply(h) as tf.SymbolicTensor)
+      : (new LMHead({ name: 'lm_head', units: c.vocabSize, ...seed(1) }).apply(h) as tf.SymbolicTensor);
     const model = tf.model({ inputs: ids, outputs: logits, name });
     model.setUserDefinedMetadata({ [METADATA_KEY]: { config: c } });
     return new CausalLM(model, c);
@@ -168,7 +172,8 @@ export class CausalLM {
         throw new ValueError(`CausalLM: ${past} cached + ${n} new tokens exceed maxSequenceLength ${this.config.maxSequenceLength}.`);
       }
       const mask = options.paddingMask ?? null;
-      if (mask !== null && cache !== null) throw new ValueError('CausalLM: paddingMask is only accepted on the first call (an empty cache).');
+      if (mask !== null && cache !== null)
+        throw new ValueError('CausalLM: paddingMask is only accepted on the first call (an empty cache).');
       if (mask !== null && (mask.length !== b || mask.some((row) => row.length !== n))) {
         throw new ValueError(`CausalLM: paddingMask must have shape [${b}, ${n}].`);
       }
@@ -260,8 +265,10 @@ async function loadHandlerFor(handlerOrUrl: string | tf.io.IOHandler): Promise<t
     handler = handlerOrUrl;
   } else if (handlerOrUrl.startsWith('file://')) {
     if (fileHandler === null) {
-      throw new ValueError("CausalLM.load: file:// URLs are read in Node by the handler of 'tfjs-gta/node'; import that entry " +
-        '(in a browser, load from http(s), indexeddb:// or files).');
+      throw new ValueError(
+        "CausalLM.load: file:// URLs are read in Node by the handler of 'tfjs-gta/node'; import that entry " +
+          '(in a browser, load from http(s), indexeddb:// or files).',
+      );
     }
     handler = fileHandler(handlerOrUrl);
   } else {
@@ -290,7 +297,9 @@ function variableRegistry(): VariableRegistry | null {
 async function deserializeModel(topology: object): Promise<tf.LayersModel> {
   const before = new Set(Object.keys(variableRegistry() ?? {}));
   const pending = tf.models.modelFromJSON({ modelTopology: topology } as Parameters<typeof tf.models.modelFromJSON>[0]);
-  const created = Object.entries(variableRegistry() ?? {}).filter(([name]) => !before.has(name)).map(([, v]) => v);
+  const created = Object.entries(variableRegistry() ?? {})
+    .filter(([name]) => !before.has(name))
+    .map(([, v]) => v);
   try {
     return await pending;
   } catch (e) {

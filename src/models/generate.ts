@@ -15,8 +15,11 @@ import type { ModelCache } from './model_cache.js';
  */
 export interface GenerativeModel {
   readonly config: { readonly vocabSize: number; readonly maxSequenceLength: number };
-  callWithCache(ids: tf.Tensor | number[][], cache: ModelCache | null, options?: { paddingMask?: number[][] | null }):
-    { logits: tf.Tensor3D; cache: ModelCache };
+  callWithCache(
+    ids: tf.Tensor | number[][],
+    cache: ModelCache | null,
+    options?: { paddingMask?: number[][] | null },
+  ): { logits: tf.Tensor3D; cache: ModelCache };
 }
 
 export interface GenerateOptions {
@@ -68,7 +71,8 @@ function checkSampling(o: GenerateOptions): void {
   if (temperature !== undefined && (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0)) {
     throw new ValueError(`generate: temperature must be a finite number >= 0 (0 = greedy), got ${show(temperature)}.`);
   }
-  if (topK !== undefined && (!isInt(topK) || topK < 1)) throw new ValueError(`generate: topK must be a positive integer, got ${show(topK)}.`);
+  if (topK !== undefined && (!isInt(topK) || topK < 1))
+    throw new ValueError(`generate: topK must be a positive integer, got ${show(topK)}.`);
   if (topP !== undefined && (typeof topP !== 'number' || !(topP > 0 && topP <= 1))) {
     throw new ValueError(`generate: topP must be a number in (0, 1], got ${show(topP)}.`);
   }
@@ -85,8 +89,10 @@ function checkOptions(lm: GenerativeModel, longest: number, o: GenerateOptions):
     throw new ValueError(`generate: maxNewTokens must be a positive integer, got ${show(o.maxNewTokens)}.`);
   }
   if (longest + o.maxNewTokens > lm.config.maxSequenceLength) {
-    throw new ValueError(`generate: the longest prompt (${longest} tokens) plus maxNewTokens (${o.maxNewTokens}) exceeds ` +
-      `maxSequenceLength ${lm.config.maxSequenceLength}.`);
+    throw new ValueError(
+      `generate: the longest prompt (${longest} tokens) plus maxNewTokens (${o.maxNewTokens}) exceeds ` +
+        `maxSequenceLength ${lm.config.maxSequenceLength}.`,
+    );
   }
   checkSampling(o);
   if (o.stopTokens !== undefined && !Array.isArray(o.stopTokens)) {
@@ -104,8 +110,7 @@ function checkOptions(lm: GenerativeModel, longest: number, o: GenerateOptions):
 }
 
 /** Picks the next token from one row of logits. */
-export function sampleToken(logits: ArrayLike<number>, o: Pick<GenerateOptions, 'temperature' | 'topK' | 'topP'>,
-  rng: Mulberry32): number {
+export function sampleToken(logits: ArrayLike<number>, o: Pick<GenerateOptions, 'temperature' | 'topK' | 'topP'>, rng: Mulberry32): number {
   const temperature = o.temperature ?? 0;
   if (temperature === 0 && o.topK === undefined && o.topP === undefined) {
     let best = 0;
@@ -160,7 +165,9 @@ export async function generate(lm: GenerativeModel, promptsIn: number[] | number
   const pad = options.padTokenId ?? 0;
   const ragged = prompts.some((p) => p.length !== longest);
   const ids = prompts.map((p) => [...new Array<number>(longest - p.length).fill(pad), ...p]);
-  const mask = ragged ? prompts.map((p) => [...new Array<number>(longest - p.length).fill(0), ...new Array<number>(p.length).fill(1)]) : null;
+  const mask = ragged
+    ? prompts.map((p) => [...new Array<number>(longest - p.length).fill(0), ...new Array<number>(p.length).fill(1)])
+    : null;
   const rng = new Mulberry32(options.seed ?? 0);
   const stop = new Set(options.stopTokens ?? []);
   const tokens: number[][] = prompts.map(() => []);
@@ -168,7 +175,7 @@ export async function generate(lm: GenerativeModel, promptsIn: number[] | number
   const finishReasons: Array<'stop' | 'length'> = prompts.map(() => 'length');
 
   let t0 = performance.now();
-  let { logits, cache } = lm.callWithCache(ids, null, { paddingMask: mask });
+  const { logits, cache } = lm.callWithCache(ids, null, { paddingMask: mask });
   let rows = await lastLogits(logits);
   logits.dispose();
   const prefillMs = performance.now() - t0;

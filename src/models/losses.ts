@@ -20,9 +20,10 @@ export function sparseCrossEntropyFromLogits(targets: tf.Tensor, logits: tf.Tens
   return tf.tidy(() => {
     const v = logits.shape[logits.rank - 1] as number;
     const flat = tf.reshape(logits, [-1, v]); // [N, V]
-    const dense = targets.rank === logits.rank
-      ? tf.reshape(tf.cast(targets, 'float32'), [-1, v]) // [N, V]
-      : tf.oneHot(tf.cast(tf.reshape(targets, [-1]), 'int32'), v); // [N] -> [N, V]
+    const dense =
+      targets.rank === logits.rank
+        ? tf.reshape(tf.cast(targets, 'float32'), [-1, v]) // [N, V]
+        : tf.oneHot(tf.cast(tf.reshape(targets, [-1]), 'int32'), v); // [N] -> [N, V]
     return tf.mean(rowCrossEntropy(flat, dense)) as tf.Scalar;
   });
 }
@@ -39,8 +40,10 @@ function checkedIds(targets: tf.Tensor, logits: tf.Tensor): tf.Tensor1D {
   const withOne = targets.rank === logits.rank && targets.shape[targets.rank - 1] === 1 && same(targets.shape.slice(0, -1));
   if (!same(targets.shape) && !withOne) {
     const oneHot = targets.rank === logits.rank && targets.shape[targets.rank - 1] === v;
-    throw new ValueError(`${LOSS_NAME}: targets must be integer ids shaped [${lead}] (or [${lead},1]) for logits [${logits.shape}], ` +
-      `got [${targets.shape}]${oneHot ? ' (one-hot rows: use sparseCrossEntropyFromLogits for those)' : ''}; ${HOW_TO_FIT}.`);
+    throw new ValueError(
+      `${LOSS_NAME}: targets must be integer ids shaped [${lead}] (or [${lead},1]) for logits [${logits.shape}], ` +
+        `got [${targets.shape}]${oneHot ? ' (one-hot rows: use sparseCrossEntropyFromLogits for those)' : ''}; ${HOW_TO_FIT}.`,
+    );
   }
   checkIdValues(targets, v, LOSS_NAME);
   return tf.cast(tf.reshape(targets, [-1]), 'int32') as tf.Tensor1D;
@@ -52,7 +55,9 @@ function checkIdValues(targets: tf.Tensor, v: number, owner: string): void {
   for (let i = 0; i < values.length; i++) {
     const id = values[i];
     if (!Number.isInteger(id) || id < 0 || id >= v) {
-      throw new ValueError(`${owner}: targets must be integer token ids in [0, ${v}) (the vocabulary of the logits), got ${id} at flat index ${i}.`);
+      throw new ValueError(
+        `${owner}: targets must be integer token ids in [0, ${v}) (the vocabulary of the logits), got ${id} at flat index ${i}.`,
+      );
     }
   }
 }
@@ -103,14 +108,18 @@ export function compileForSparseTargets(model: tf.LayersModel, args: SparseCompi
   }
   const outputs = model.outputs.map((o) => o.shape);
   if (outputs.length !== 1 || outputs[0].length < 3) {
-    throw new ValueError(`compileForSparseTargets: the model must have one output of logits [B, T, V], got output shapes ${JSON.stringify(outputs)}.`);
+    throw new ValueError(
+      `compileForSparseTargets: the model must have one output of logits [B, T, V], got output shapes ${JSON.stringify(outputs)}.`,
+    );
   }
   model.compile({ optimizer: args.optimizer, loss: sparseCategoricalCrossentropyFromLogits });
   const internals = model as unknown as { feedOutputShapes?: unknown };
   const recorded = internals.feedOutputShapes;
   if (!Array.isArray(recorded) || recorded.length !== 1 || !Array.isArray(recorded[0]) || recorded[0].length !== outputs[0].length) {
-    throw new ValueError('compileForSparseTargets: this tfjs version does not record target shapes as tfjs 4.x does; compile with ' +
-      'sparseCrossEntropyFromLogits and pass one-hot targets [B, T, V] to fit instead.');
+    throw new ValueError(
+      'compileForSparseTargets: this tfjs version does not record target shapes as tfjs 4.x does; compile with ' +
+        'sparseCrossEntropyFromLogits and pass one-hot targets [B, T, V] to fit instead.',
+    );
   }
   internals.feedOutputShapes = [outputs[0].slice(0, -1)];
   guardTargets(model, outputs[0][outputs[0].length - 1]);

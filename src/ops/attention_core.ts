@@ -112,9 +112,16 @@ function foldedScores(q: tf.Tensor, k: tf.Tensor): tf.Tensor {
  * One block: queries `q [B, nQ, Tq, Dk]` over keys `[B, nK, Sk, Dk]`, bias `[B|1, 1, Tq|1, Sk]`, optional
  * extra pair `{query [B, nQ, Tq, De], key [B, nE, Sk, De]}`.
  */
-function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Tensor | null | undefined,
-  causalFrom: number | null, extra: { query: tf.Tensor; key: tf.Tensor } | null | undefined,
-  options: GroupedAttentionOptions, wantProbs: boolean): { output: tf.Tensor; probs: tf.Tensor | null } {
+function attendBlock(
+  q: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  bias: tf.Tensor | null | undefined,
+  causalFrom: number | null,
+  extra: { query: tf.Tensor; key: tf.Tensor } | null | undefined,
+  options: GroupedAttentionOptions,
+  wantProbs: boolean,
+): { output: tf.Tensor; probs: tf.Tensor | null } {
   const [b, nQ, t] = q.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
@@ -130,12 +137,13 @@ function attendBlock(q: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Te
     if (rk === 1 || (m.rank === 4 && m.shape[2] === 1)) {
       scores = tf.add(scores, m); // [B, nK, rk*T, S] + [B|1, 1, T|1, S] or [T, S]
     } else if (m.rank === 2) {
-      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), m), [b, nK, rk * t, s]); // [B, nK, rk, T, S] + [T, S] -> [B, nK, rk*T, S]
+      // [B, nK, rk, T, S] + [T, S] -> [B, nK, rk*T, S]
+      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), m), [b, nK, rk * t, s]);
     } else {
       // Rows of a folded block are (head in group, t): view them as [B, nK, rk, T, S] to broadcast.
       const [mb, , mt, ms] = m.shape;
-      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), tf.reshape(m, [mb, 1, 1, mt, ms])),
-        [b, nK, rk * t, s]); // [B, nK, rk, T, S] + [B|1, 1, 1, T, S] -> [B, nK, rk*T, S]
+      // [B, nK, rk, T, S] + [B|1, 1, 1, T, S] -> [B, nK, rk*T, S]
+      scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), tf.reshape(m, [mb, 1, 1, mt, ms])), [b, nK, rk * t, s]);
     }
   }
   const probs = tf.softmax(scores); // [B, nK, rk*T, S]
@@ -193,15 +201,16 @@ function nestedGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: 
  * The fused forward under `tf.customGrad`; the backward recomputes the composed path under a tape and
  * returns its gradients for query, key, value (and bias and the extra pair when given).
  */
-function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
-  options: GroupedAttentionOptions): tf.Tensor4D {
+function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D, options: GroupedAttentionOptions): tf.Tensor4D {
   const hasBias = options.bias !== undefined && options.bias !== null;
   const hasExtra = options.extra !== undefined && options.extra !== null;
   const inputs: tf.Tensor[] = [query, key, value];
   if (hasBias) inputs.push(options.bias!);
   if (hasExtra) inputs.push(options.extra!.query, options.extra!.key);
   const unpack = (xs: tf.Tensor[]) => ({
-    q: xs[0] as tf.Tensor4D, k: xs[1] as tf.Tensor4D, v: xs[2] as tf.Tensor4D,
+    q: xs[0] as tf.Tensor4D,
+    k: xs[1] as tf.Tensor4D,
+    v: xs[2] as tf.Tensor4D,
     bias: hasBias ? xs[3] : null,
     extra: hasExtra ? { query: xs[xs.length - 2] as tf.Tensor4D, key: xs[xs.length - 1] as tf.Tensor4D } : null,
   });
@@ -214,8 +223,12 @@ function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.T
     const save = args.pop() as tf.GradSaveFunc;
     const xs = args as tf.Tensor[];
     const u = unpack(xs);
-    const { output } = fusedAttentionForward(u.q, u.k, u.v, { scale: options.scale, bias: u.bias,
-      causalOffset: options.causalOffset ?? null, extra: u.extra });
+    const { output } = fusedAttentionForward(u.q, u.k, u.v, {
+      scale: options.scale,
+      bias: u.bias,
+      causalOffset: options.causalOffset ?? null,
+      extra: u.extra,
+    });
     save(xs);
     return {
       value: output,
@@ -229,12 +242,18 @@ function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.T
  * `softmax(scale * Q K^T + bias) V` with grouped key/value heads; one fused kernel where the backend has it
  * (see `GroupedAttentionOptions.implementation`).
  */
-export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
-  options: GroupedAttentionOptions): GroupedAttentionResult {
+export function groupedAttention(
+  query: tf.Tensor4D,
+  key: tf.Tensor4D,
+  value: tf.Tensor4D,
+  options: GroupedAttentionOptions,
+): GroupedAttentionResult {
   const implementation = options.implementation ?? ATTENTION_DEFAULTS.implementation;
   if (!IMPLEMENTATIONS.includes(implementation)) {
-    throw new ValueError(`groupedAttention: implementation must be one of ${IMPLEMENTATIONS.map((x) => `'${x}'`).join(', ')}; `
-      + `received ${JSON.stringify(implementation)}.`);
+    throw new ValueError(
+      `groupedAttention: implementation must be one of ${IMPLEMENTATIONS.map((x) => `'${x}'`).join(', ')}; ` +
+        `received ${JSON.stringify(implementation)}.`,
+    );
   }
   if (implementation !== 'composed') {
     const why = fusedUnavailable(query, key, value, options);
@@ -280,8 +299,8 @@ export function groupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf
       };
     }
     // Each block in its own scope, so that its scores and probabilities are freed before the next block.
-    outputs.push(tf.tidy(() => attendBlock(qb, kb, vb, biasb, offset === null ? null : offset + t0, extrab, options, false)
-      .output)); // [B, nQ, Tb, Dv]
+    // [B, nQ, Tb, Dv]
+    outputs.push(tf.tidy(() => attendBlock(qb, kb, vb, biasb, offset === null ? null : offset + t0, extrab, options, false).output));
   }
   return { output: tf.concat(outputs, 2) as tf.Tensor4D, probs: null }; // [B, nQ, T, Dv]
 }

@@ -38,7 +38,8 @@ function splits(m: number, n: number): boolean {
 
 /** `a [G, M, K] @ b [G, K, N]`, split per entry when that is faster (transposes already materialized). */
 function products(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return splits(a.shape[1] as number, b.shape[2] as number) ? perEntryProducts(a, b) : tf.matMul(a, b); // [G, M, K] @ [G, K, N] -> [G, M, N]
+  // [G, M, K] @ [G, K, N] -> [G, M, N]
+  return splits(a.shape[1] as number, b.shape[2] as number) ? perEntryProducts(a, b) : tf.matMul(a, b);
 }
 
 /** `a [M, K] @ b [K, N]` with both backward products free of transpose flags. */

@@ -50,8 +50,15 @@ export function rotaryFactorBuilds(): number {
 }
 
 /** Writes cos/sin of `position` into row `row` of `cos`/`sin` (`[rows, dim]`), angles in float64. */
-function fillRow(cos: Float32Array, sin: Float32Array, row: number, position: number, dim: number, base: number,
-  scalingFactor: number): void {
+function fillRow(
+  cos: Float32Array,
+  sin: Float32Array,
+  row: number,
+  position: number,
+  dim: number,
+  base: number,
+  scalingFactor: number,
+): void {
   const half = dim / 2;
   const pos = position / scalingFactor;
   const at = row * dim;
@@ -75,8 +82,9 @@ function checkRange(start: number, length: number): void {
     throw new ValueError(`RoPE: the sequence length must be a non-negative integer, got ${length}.`);
   }
   if (start + length > MAX_ROPE_POSITIONS) {
-    throw new ValueError(`RoPE: startIndex + sequence length must be at most MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), ` +
-      `got ${start} + ${length}.`);
+    throw new ValueError(
+      `RoPE: startIndex + sequence length must be at most MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), ` + `got ${start} + ${length}.`,
+    );
   }
 }
 
@@ -86,7 +94,9 @@ function checkRange(start: number, length: number): void {
  */
 export function rotaryTable(dim: number, base: number, scalingFactor: number, length: number): Table {
   if (!Number.isSafeInteger(length) || length < 0 || length > ROPE_TABLE_POSITIONS) {
-    throw new ValueError(`RoPE: the cached table covers at most ROPE_TABLE_POSITIONS (${ROPE_TABLE_POSITIONS}) positions, asked for ${length}.`);
+    throw new ValueError(
+      `RoPE: the cached table covers at most ROPE_TABLE_POSITIONS (${ROPE_TABLE_POSITIONS}) positions, asked for ${length}.`,
+    );
   }
   const key = `${dim}|${base}|${scalingFactor}`;
   const have = tables.get(key);
@@ -112,8 +122,13 @@ export function cachedRotaryPositions(): number {
  * already checked to be integers in `[0, MAX_ROPE_POSITIONS)`: cached rows below `ROPE_TABLE_POSITIONS`,
  * computed ones above.
  */
-function rowsAt(dim: number, base: number, scalingFactor: number, positions: ArrayLike<number>,
-  signed: boolean): { cos: Float32Array; sin: Float32Array } {
+function rowsAt(
+  dim: number,
+  base: number,
+  scalingFactor: number,
+  positions: ArrayLike<number>,
+  signed: boolean,
+): { cos: Float32Array; sin: Float32Array } {
   const n = positions.length;
   let cachedMax = -1;
   for (let i = 0; i < n; i++) if (positions[i] < ROPE_TABLE_POSITIONS && positions[i] > cachedMax) cachedMax = positions[i];
@@ -135,15 +150,27 @@ function rowsAt(dim: number, base: number, scalingFactor: number, positions: Arr
 }
 
 /** cos and (signed) sin rows `[length, dim]` for `start..start+length-1`: views of the table when it covers them. */
-function rowsRange(dim: number, base: number, scalingFactor: number, start: number, length: number,
-  signed: boolean): { cos: Float32Array; sin: Float32Array } {
+function rowsRange(
+  dim: number,
+  base: number,
+  scalingFactor: number,
+  start: number,
+  length: number,
+  signed: boolean,
+): { cos: Float32Array; sin: Float32Array } {
   checkRange(start, length);
   if (start + length <= ROPE_TABLE_POSITIONS) {
     const table = rotaryTable(dim, base, scalingFactor, start + length);
     const sin = signed ? signedSin(table, dim) : table.sin;
     return { cos: table.cos.subarray(start * dim, (start + length) * dim), sin: sin.subarray(start * dim, (start + length) * dim) };
   }
-  return rowsAt(dim, base, scalingFactor, Array.from({ length }, (_, i) => start + i), signed);
+  return rowsAt(
+    dim,
+    base,
+    scalingFactor,
+    Array.from({ length }, (_, i) => start + i),
+    signed,
+  );
 }
 
 /**
@@ -151,7 +178,8 @@ function rowsRange(dim: number, base: number, scalingFactor: number, start: numb
  * `[0, min(bound, MAX_ROPE_POSITIONS))`. Read on the CPU (`dataSync`).
  */
 function positionValues(positions: tf.Tensor, bound: number): Int32Array {
-  if (!(positions instanceof tf.Tensor)) throw new ValueError('RoPE: positions must be a tf.Tensor of integer positions [batch, sequence].');
+  if (!(positions instanceof tf.Tensor))
+    throw new ValueError('RoPE: positions must be a tf.Tensor of integer positions [batch, sequence].');
   if (positions.rank !== 2) throw new ValueError(`RoPE: positions must have shape [batch, sequence], got [${positions.shape}].`);
   if (positions.dtype !== 'int32' && positions.dtype !== 'float32') {
     throw new ValueError(`RoPE: positions must be an int32 (or integer-valued float32) tensor, got dtype ${positions.dtype}.`);
@@ -161,12 +189,15 @@ function positionValues(positions: tf.Tensor, bound: number): Int32Array {
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!Number.isInteger(v) || v < 0) throw new ValueError(`RoPE: positions must be non-negative integers, got ${v}.`);
-    if (v >= MAX_ROPE_POSITIONS) throw new ValueError(`RoPE: positions must be below MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), got ${v}.`);
+    if (v >= MAX_ROPE_POSITIONS)
+      throw new ValueError(`RoPE: positions must be below MAX_ROPE_POSITIONS (${MAX_ROPE_POSITIONS}), got ${v}.`);
     out[i] = v;
   }
-  if (!Number.isSafeInteger(bound) || bound < 1) throw new ValueError(`RoPE: the positions bound must be a positive integer, got ${bound}.`);
+  if (!Number.isSafeInteger(bound) || bound < 1)
+    throw new ValueError(`RoPE: the positions bound must be a positive integer, got ${bound}.`);
   for (const v of out) {
-    if (v >= bound) throw new ValueError(`RoPE: positions must be below ${bound} (the bound passed; for attention, cached + new tokens), got ${v}.`);
+    if (v >= bound)
+      throw new ValueError(`RoPE: positions must be below ${bound} (the bound passed; for attention, cached + new tokens), got ${v}.`);
   }
   return out;
 }
@@ -177,8 +208,7 @@ export interface RotaryAngles {
 }
 
 /** cos/sin `[T, d]` for the consecutive positions `start..start+T-1` (at most `MAX_ROPE_POSITIONS`). */
-export function rotaryRange(dim: number, base: number, scalingFactor: number, start: number,
-  length: number): RotaryAngles {
+export function rotaryRange(dim: number, base: number, scalingFactor: number, start: number, length: number): RotaryAngles {
   const rows = rowsRange(dim, base, scalingFactor, start, length, false);
   return { cos: tf.tensor2d(rows.cos, [length, dim]), sin: tf.tensor2d(rows.sin, [length, dim]) };
 }
@@ -187,8 +217,7 @@ export function rotaryRange(dim: number, base: number, scalingFactor: number, st
  * cos/sin `[B, T, d]` for per-row positions `[B, T]` (int32), e.g. left-padded batches. Every position
  * must be an integer in `[0, bound)` (`bound` at most `MAX_ROPE_POSITIONS`); others are a `ValueError`.
  */
-export function rotaryAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor,
-  bound: number): RotaryAngles {
+export function rotaryAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor, bound: number): RotaryAngles {
   const [b, t] = positions.shape;
   const rows = rowsAt(dim, base, scalingFactor, positionValues(positions, bound), false);
   return { cos: tf.tensor3d(rows.cos, [b, t, dim]), sin: tf.tensor3d(rows.sin, [b, t, dim]) };
@@ -243,8 +272,14 @@ function signedSin(table: Table, dim: number): Float32Array {
  * table. `heads` > 1 repeats each row per head, for backends whose broadcasting multiply is slow (cpu:
  * about 10x slower than an element-wise one).
  */
-export function rotaryFactorsRange(dim: number, base: number, scalingFactor: number, start: number,
-  length: number, heads = 1): RotaryFactors {
+export function rotaryFactorsRange(
+  dim: number,
+  base: number,
+  scalingFactor: number,
+  start: number,
+  length: number,
+  heads = 1,
+): RotaryFactors {
   builds += 1;
   const table = rowsRange(dim, base, scalingFactor, start, length, true);
   const rows = (values: Float32Array): Float32Array => {
@@ -266,8 +301,7 @@ export function rotaryFactorsRange(dim: number, base: number, scalingFactor: num
  * Factors `[B, T, 1, d]` for per-row positions `[B, T]` (int32): every position must be an integer in
  * `[0, bound)` (`bound` at most `MAX_ROPE_POSITIONS`; the cache length plus T for an attention call).
  */
-export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor,
-  bound: number): RotaryFactors {
+export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number, positions: tf.Tensor, bound: number): RotaryFactors {
   builds += 1;
   const [b, t] = positions.shape;
   const rows = rowsAt(dim, base, scalingFactor, positionValues(positions, bound), true);
@@ -364,8 +398,10 @@ export class RotaryStep {
     checkRange(where.start, where.length);
     const positions = where.positions ?? null;
     if (positions !== null && (!(positions instanceof tf.Tensor) || positions.rank !== 2 || positions.shape[1] !== where.length)) {
-      throw new ValueError(`RotaryStep: positions must be a tf.Tensor [batch, ${where.length}] (length = ${where.length}), ` +
-        `got ${positions instanceof tf.Tensor ? `shape [${positions.shape}]` : String(positions)}.`);
+      throw new ValueError(
+        `RotaryStep: positions must be a tf.Tensor [batch, ${where.length}] (length = ${where.length}), ` +
+          `got ${positions instanceof tf.Tensor ? `shape [${positions.shape}]` : String(positions)}.`,
+      );
     }
     this.start = where.start;
     this.length = where.length;
@@ -377,9 +413,10 @@ export class RotaryStep {
     // Per-row factors are never repeated per head, so `heads` is not part of their key.
     const key = `f|${dim}|${base}|${scalingFactor}|${this.positions === null ? heads : 1}`;
     const [cos, sinSigned] = this.memo(key, () => {
-      const f = this.positions === null
-        ? rotaryFactorsRange(dim, base, scalingFactor, this.start, this.length, heads)
-        : rotaryFactorsAt(dim, base, scalingFactor, this.positions, this.start + this.length);
+      const f =
+        this.positions === null
+          ? rotaryFactorsRange(dim, base, scalingFactor, this.start, this.length, heads)
+          : rotaryFactorsAt(dim, base, scalingFactor, this.positions, this.start + this.length);
       return [f.cos, f.sinSigned];
     });
     return { cos, sinSigned };

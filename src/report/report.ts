@@ -34,9 +34,16 @@ export function cacheRatioSentences(report: CompareReport): string[] {
   const references = (['gqa', 'mha'] as const).filter((r) => byName.has(r));
   return report.variants.flatMap((v) => {
     // MHA is the largest reference: it is described against nothing; GQA only against MHA.
-    const parts = references.filter((r) => r !== v.name && v.name !== 'mha').map((r) => `${ratio(v.cacheBytesPerTokenFormula / byName.get(r)!)}x ${r.toUpperCase()}'s`);
+    const parts = references
+      .filter((r) => r !== v.name && v.name !== 'mha')
+      .map((r) => `${ratio(v.cacheBytesPerTokenFormula / byName.get(r)!)}x ${r.toUpperCase()}'s`);
     if (parts.length === 0) return [];
-    return [`${v.name.toUpperCase()} caches ${parts[0].replace("'s", "'s bytes per token")}${parts.slice(1).map((p) => `, ${p}`).join('')}.`];
+    return [
+      `${v.name.toUpperCase()} caches ${parts[0].replace("'s", "'s bytes per token")}${parts
+        .slice(1)
+        .map((p) => `, ${p}`)
+        .join('')}.`,
+    ];
   });
 }
 
@@ -77,8 +84,10 @@ function seedLines(report: CompareReport): string[] {
   const seeds = report.settings.seeds ?? 1;
   const first = report.settings.seed;
   if (seeds === 1) {
-    return [`Validation losses come from a single seed (${first}). A single seed cannot separate small differences: ` +
-      'retrain with other seeds (`--seeds N`, `compare({seeds: N})`) to see how far the losses move from seed to seed.'];
+    return [
+      `Validation losses come from a single seed (${first}). A single seed cannot separate small differences: ` +
+        'retrain with other seeds (`--seeds N`, `compare({seeds: N})`) to see how far the losses move from seed to seed.',
+    ];
   }
   const lines = [
     `Validation loss is the mean ± sample standard deviation over ${seeds} seeds (${first} to ${first + seeds - 1}: weights and data order), ` +
@@ -89,8 +98,13 @@ function seedLines(report: CompareReport): string[] {
   const diffs = lossDifferences(report);
   if (diffs.length === 0) return lines;
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  return [...lines, '', line(['pair', 'mean difference (nats)', '2 x std. error', 'exceeds the spread?']), line(['---', '---', '---', '---']),
-    ...diffs.map((d) => line([`${d.a} - ${d.b}`, fmt(d.difference, 4), fmt(d.threshold, 4), d.exceedsSpread ? 'yes' : 'no']))];
+  return [
+    ...lines,
+    '',
+    line(['pair', 'mean difference (nats)', '2 x std. error', 'exceeds the spread?']),
+    line(['---', '---', '---', '---']),
+    ...diffs.map((d) => line([`${d.a} - ${d.b}`, fmt(d.difference, 4), fmt(d.threshold, 4), d.exceedsSpread ? 'yes' : 'no'])),
+  ];
 }
 
 /**
@@ -105,12 +119,31 @@ export function comparisonTable(report: CompareReport): string {
     if (seeds === 1 || s === undefined) return [fmt(v.validationLoss, 4)];
     return [`${fmt(s.mean, 4)} ± ${s.sd === null ? '-' : fmt(s.sd, 4)}`, `${fmt(s.min, 4)}-${fmt(s.max, 4)}`];
   };
-  const header = ['variant', 'params', 'attn params', 'KV B/token (cache)', 'KV B/token (formula)', ...lossHeader, 'ppl', 'bits/char',
-    'train tok/s', `prefill ms @${report.settings.speedContext}`, 'decode tok/s'];
+  const header = [
+    'variant',
+    'params',
+    'attn params',
+    'KV B/token (cache)',
+    'KV B/token (formula)',
+    ...lossHeader,
+    'ppl',
+    'bits/char',
+    'train tok/s',
+    `prefill ms @${report.settings.speedContext}`,
+    'decode tok/s',
+  ];
   const rows = report.variants.map((v) => [
-    v.name, v.params.toLocaleString('en-US'), v.attentionParams.toLocaleString('en-US'), String(v.cacheBytesPerTokenMeasured),
-    String(v.cacheBytesPerTokenFormula), ...lossCells(v), fmt(v.perplexity, 3), fmt(v.bitsPerCharacter, 3),
-    fmt(v.trainTokensPerSecond, 0), fmt(v.prefillMs, 1), fmt(v.decodeTokensPerSecond, 1),
+    v.name,
+    v.params.toLocaleString('en-US'),
+    v.attentionParams.toLocaleString('en-US'),
+    String(v.cacheBytesPerTokenMeasured),
+    String(v.cacheBytesPerTokenFormula),
+    ...lossCells(v),
+    fmt(v.perplexity, 3),
+    fmt(v.bitsPerCharacter, 3),
+    fmt(v.trainTokensPerSecond, 0),
+    fmt(v.prefillMs, 1),
+    fmt(v.decodeTokensPerSecond, 1),
   ]);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
@@ -168,9 +201,13 @@ export function reportMarkdown(report: CompareReport, plots: string[], notes: st
 export async function writeReport(report: CompareReport, dir: string): Promise<string[]> {
   const tokensPerStep = report.settings.batchSize * report.settings.sequenceLength;
   const trainSeries = report.variants.map((v) => ({
-    name: v.name, points: smooth(v.history.map((h) => ({ x: h.step * tokensPerStep, y: h.loss }))),
+    name: v.name,
+    points: smooth(v.history.map((h) => ({ x: h.step * tokensPerStep, y: h.loss }))),
   }));
-  const validSeries = report.variants.map((v) => ({ name: v.name, points: v.evals.map((e) => ({ x: e.step * tokensPerStep, y: e.loss })) }));
+  const validSeries = report.variants.map((v) => ({
+    name: v.name,
+    points: v.evals.map((e) => ({ x: e.step * tokensPerStep, y: e.loss })),
+  }));
   const rule = { y: report.baseline.unigramLoss, label: 'unigram baseline' };
   const firstSeed = (report.settings.seeds ?? 1) > 1 ? `, seed ${report.settings.seed}` : '';
   const files: string[] = [];
@@ -181,21 +218,33 @@ export async function writeReport(report: CompareReport, dir: string): Promise<s
       ['loss', trainSeries, `Training loss (smoothed${firstSeed})`, false],
       ['validation', validSeries, `Validation loss${firstSeed}`, true],
     ] as const) {
-      const svg = await lineChartSVG(series, { title, xTitle: 'training tokens', yTitle: 'nats / token', points, rule })
-        .catch((e) => { if (e instanceof MissingPackageError) { missing.add(e.packageName); return null; } throw e; });
+      const svg = await lineChartSVG(series, { title, xTitle: 'training tokens', yTitle: 'nats / token', points, rule }).catch((e) => {
+        if (e instanceof MissingPackageError) {
+          missing.add(e.packageName);
+          return null;
+        }
+        throw e;
+      });
       if (svg === null) continue;
       await fs.writeFile(path.join(tmp, `${name}.svg`), svg);
       files.push(`${name}.svg`);
-      const png = await svgToPNG(svg)
-        .catch((e) => { if (e instanceof MissingPackageError) { missing.add(e.packageName); return null; } throw e; });
+      const png = await svgToPNG(svg).catch((e) => {
+        if (e instanceof MissingPackageError) {
+          missing.add(e.packageName);
+          return null;
+        }
+        throw e;
+      });
       if (png !== null) {
         await fs.writeFile(path.join(tmp, `${name}.png`), png);
         files.push(`${name}.png`);
       }
       shown.push(png !== null ? `${name}.png` : `${name}.svg`);
     }
-    const note = missing.size > 0
-      ? [`_Plots need the optional package(s) ${[...missing].join(', ')}: \`npm install ${[...missing].join(' ')}\`._`] : [];
+    const note =
+      missing.size > 0
+        ? [`_Plots need the optional package(s) ${[...missing].join(', ')}: \`npm install ${[...missing].join(' ')}\`._`]
+        : [];
     await fs.writeFile(path.join(tmp, 'report.json'), JSON.stringify(report, null, 1));
     await fs.writeFile(path.join(tmp, 'report.md'), reportMarkdown(report, shown, note));
   });

@@ -23,28 +23,47 @@ interface TrainerJSON extends TrainerCheckpointState {
 /** Writes `checkpoint` as a folder at `dir` (see the module comment). */
 export async function saveCheckpoint(dir: string, checkpoint: TrainingCheckpoint, hooks?: SwapHooks): Promise<void> {
   const { lm, optimizer, state } = checkpoint;
-  await writeOwnedDir(dir, 'checkpoint', 'checkpoint', async (tmp) => {
-    await lm.model.save(fileSystemHandler(path.join(tmp, 'model')));
-    const sizes = optimizer.m.map((m) => m.length);
-    const total = sizes.reduce((a, b) => a + b, 0);
-    const packed = new Float32Array(2 * total);
-    let o = 0;
-    for (const m of optimizer.m) { packed.set(m, o); o += m.length; }
-    for (const v of optimizer.v) { packed.set(v, o); o += v.length; }
-    await fs.writeFile(path.join(tmp, 'optimizer.bin'), new Uint8Array(packed.buffer));
-    const full: TrainerJSON = { format: FORMAT, ...state, optimizer: { step: optimizer.step, sizes } };
-    await fs.writeFile(path.join(tmp, 'trainer.json'), JSON.stringify(full));
-  }, hooks);
+  await writeOwnedDir(
+    dir,
+    'checkpoint',
+    'checkpoint',
+    async (tmp) => {
+      await lm.model.save(fileSystemHandler(path.join(tmp, 'model')));
+      const sizes = optimizer.m.map((m) => m.length);
+      const total = sizes.reduce((a, b) => a + b, 0);
+      const packed = new Float32Array(2 * total);
+      let o = 0;
+      for (const m of optimizer.m) {
+        packed.set(m, o);
+        o += m.length;
+      }
+      for (const v of optimizer.v) {
+        packed.set(v, o);
+        o += v.length;
+      }
+      await fs.writeFile(path.join(tmp, 'optimizer.bin'), new Uint8Array(packed.buffer));
+      const full: TrainerJSON = { format: FORMAT, ...state, optimizer: { step: optimizer.step, sizes } };
+      await fs.writeFile(path.join(tmp, 'trainer.json'), JSON.stringify(full));
+    },
+    hooks,
+  );
 }
 
 function checkState(dir: string, state: TrainerJSON): void {
   const bad = (rule: string) => new ValueError(`checkpoint: ${dir}/trainer.json is damaged: ${rule}.`);
-  if (state === null || typeof state !== 'object' || state.format !== FORMAT) throw new ValueError(`checkpoint: ${dir} is not a tfjs-gta checkpoint.`);
-  if (!Number.isSafeInteger(state.step) || state.step < 0) throw bad(`step must be a non-negative integer, got ${JSON.stringify(state.step)}`);
+  if (state === null || typeof state !== 'object' || state.format !== FORMAT)
+    throw new ValueError(`checkpoint: ${dir} is not a tfjs-gta checkpoint.`);
+  if (!Number.isSafeInteger(state.step) || state.step < 0)
+    throw bad(`step must be a non-negative integer, got ${JSON.stringify(state.step)}`);
   if (!Array.isArray(state.history) || !Array.isArray(state.evals)) throw bad('history and evals must be arrays');
   const opt = state.optimizer;
-  if (!opt || !Number.isInteger(opt.step) || opt.step < 0 || !Array.isArray(opt.sizes)
-    || !opt.sizes.every((s) => Number.isInteger(s) && s >= 0)) {
+  if (
+    !opt ||
+    !Number.isInteger(opt.step) ||
+    opt.step < 0 ||
+    !Array.isArray(opt.sizes) ||
+    !opt.sizes.every((s) => Number.isInteger(s) && s >= 0)
+  ) {
     throw bad('optimizer must be {step, sizes} with non-negative integers');
   }
 }
@@ -70,13 +89,20 @@ export async function loadCheckpoint(dir: string): Promise<TrainingCheckpoint> {
     throw new ValueError(`checkpoint: optimizer.bin has ${raw.byteLength} bytes, expected ${8 * total}.`);
   }
   const packed = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  if (!packed.every(Number.isFinite)) throw new ValueError(`checkpoint: ${dir}/optimizer.bin holds non-finite values; the checkpoint is damaged.`);
+  if (!packed.every(Number.isFinite))
+    throw new ValueError(`checkpoint: ${dir}/optimizer.bin holds non-finite values; the checkpoint is damaged.`);
   const lm = await CausalLM.load(fileSystemHandler(path.join(from, 'model')));
   const m: Float32Array[] = [];
   const v: Float32Array[] = [];
   let o = 0;
-  for (const s of state.optimizer.sizes) { m.push(packed.slice(o, o + s)); o += s; }
-  for (const s of state.optimizer.sizes) { v.push(packed.slice(o, o + s)); o += s; }
+  for (const s of state.optimizer.sizes) {
+    m.push(packed.slice(o, o + s));
+    o += s;
+  }
+  for (const s of state.optimizer.sizes) {
+    v.push(packed.slice(o, o + s));
+    o += s;
+  }
   const { format: _format, optimizer, ...rest } = state;
   return { lm, optimizer: { step: optimizer.step, m, v }, state: rest };
 }

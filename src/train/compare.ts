@@ -23,12 +23,24 @@ import { evaluateAsync } from './evaluate.js';
 import { directoryCheckpoint } from './checkpoint.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import {
-  COMPARE_PRESETS, ComparePreset, TokenizerKind, VariantName, estimateTrainingBytes, makeTokenizer, variantConfig,
+  COMPARE_PRESETS,
+  ComparePreset,
+  TokenizerKind,
+  VariantName,
+  estimateTrainingBytes,
+  makeTokenizer,
+  variantConfig,
 } from './presets.js';
 
 export {
-  COMPARE_PRESETS, VARIANTS, estimateTrainingBytes, makeTokenizer, variantConfig,
-  type ComparePreset, type TokenizerKind, type VariantName,
+  COMPARE_PRESETS,
+  VARIANTS,
+  estimateTrainingBytes,
+  makeTokenizer,
+  variantConfig,
+  type ComparePreset,
+  type TokenizerKind,
+  type VariantName,
 } from './presets.js';
 
 export interface CompareOptions {
@@ -120,14 +132,27 @@ export interface CompareReport {
   preset: string;
   /** `seed` is the first run's seed; `seeds` the number of runs per variant (seeds seed, seed+1, ...). */
   settings: ComparePreset & { seed: number; seeds: number; tokenizer: TokenizerKind; validationFraction: number; prompt: string };
-  data: { source: string; title?: string; characters: number; tokens: number; vocabSize: number; trainTokens: number; validationTokens: number; charactersPerToken: number };
+  data: {
+    source: string;
+    title?: string;
+    characters: number;
+    tokens: number;
+    vocabSize: number;
+    trainTokens: number;
+    validationTokens: number;
+    charactersPerToken: number;
+  };
   baseline: { unigramLoss: number; unigramBitsPerCharacter: number };
   variants: VariantReport[];
   wallSeconds: number;
   stopped: boolean;
 }
 
-async function measureSpeed(lm: CausalLM, p: ComparePreset, ids: Int32Array): Promise<{ prefillMs: number; decodeTokensPerSecond: number; cacheBytesPerToken: number }> {
+async function measureSpeed(
+  lm: CausalLM,
+  p: ComparePreset,
+  ids: Int32Array,
+): Promise<{ prefillMs: number; decodeTokensPerSecond: number; cacheBytesPerToken: number }> {
   const context = Array.from(ids.subarray(0, p.speedContext));
   // Warm up (kernels, folded decode weights), then time a prefill and a greedy decode.
   const warm = lm.callWithCache([context.slice(0, 8)], null);
@@ -184,8 +209,14 @@ interface RunResult {
  * Trains, evaluates and (for the first seed) measures one variant at one seed; null when stopped.
  * `onStart` runs once the model is built and within the memory limit, before training.
  */
-async function runOnce(ctx: RunContext, variant: VariantName, seed: number, first: boolean,
-  checkpoint: CheckpointStore | undefined, onStart: () => void): Promise<RunResult | null> {
+async function runOnce(
+  ctx: RunContext,
+  variant: VariantName,
+  seed: number,
+  first: boolean,
+  checkpoint: CheckpointStore | undefined,
+  onStart: () => void,
+): Promise<RunResult | null> {
   const { options, p } = ctx;
   const config = variantConfig(variant, p, ctx.tokenizer.vocabSize, seed);
   const lm = CausalLM.create(config, `lm_${variant}`);
@@ -193,29 +224,53 @@ async function runOnce(ctx: RunContext, variant: VariantName, seed: number, firs
     const params = lm.countParams();
     const needed = estimateTrainingBytes(config, p, params);
     if (options.maxMemoryBytes !== undefined && needed > options.maxMemoryBytes) {
-      throw new ValueError(`variant ${variant} needs about ${(needed / 2 ** 20).toFixed(0)} MiB to train, more than the ` +
-        `allowed ${(options.maxMemoryBytes / 2 ** 20).toFixed(0)} MiB; lower batchSize, sequenceLength or the model size.`);
+      throw new ValueError(
+        `variant ${variant} needs about ${(needed / 2 ** 20).toFixed(0)} MiB to train, more than the ` +
+          `allowed ${(options.maxMemoryBytes / 2 ** 20).toFixed(0)} MiB; lower batchSize, sequenceLength or the model size.`,
+      );
     }
     onStart();
     const result = await train({
-      model: lm, train: ctx.trainIds, validation: ctx.validation, batchSize: p.batchSize, sequenceLength: p.sequenceLength,
-      steps: p.steps, learningRate: p.learningRate, evalEvery: p.evalEvery, evalBatches: p.evalBatches, seed, checkpoint,
+      model: lm,
+      train: ctx.trainIds,
+      validation: ctx.validation,
+      batchSize: p.batchSize,
+      sequenceLength: p.sequenceLength,
+      steps: p.steps,
+      learningRate: p.learningRate,
+      evalEvery: p.evalEvery,
+      evalBatches: p.evalBatches,
+      seed,
+      checkpoint,
       checkpointExtra: { tokenizer: ctx.tokenizer.toJSON(), variant, preset: ctx.presetName, settings: p, seed },
       shouldStop: options.shouldStop,
-      onStep: (r) => options.onStep?.(variant, r), onEval: (r) => options.onEval?.(variant, r),
+      onStep: (r) => options.onStep?.(variant, r),
+      onEval: (r) => options.onEval?.(variant, r),
     });
     if (result.stopped) return null;
-    const final = await evaluateAsync(lm, ctx.validation, { batchSize: p.batchSize, sequenceLength: p.sequenceLength, maxBatches: p.finalEvalBatches || undefined });
+    const final = await evaluateAsync(lm, ctx.validation, {
+      batchSize: p.batchSize,
+      sequenceLength: p.sequenceLength,
+      maxBatches: p.finalEvalBatches || undefined,
+    });
     const run: SeedRun = {
-      seed, validationLoss: final.loss, perplexity: final.perplexity, bitsPerCharacter: final.loss / Math.LN2 / ctx.charsPerToken,
-      trainTokensPerSecond: result.tokensPerSecond, trainSeconds: result.wallSeconds,
+      seed,
+      validationLoss: final.loss,
+      perplexity: final.perplexity,
+      bitsPerCharacter: final.loss / Math.LN2 / ctx.charsPerToken,
+      trainTokensPerSecond: result.tokensPerSecond,
+      trainSeconds: result.wallSeconds,
     };
-    options.onLog?.(`${variant} (seed ${seed}): validation loss ${final.loss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s`);
+    options.onLog?.(
+      `${variant} (seed ${seed}): validation loss ${final.loss.toFixed(4)} nats/token, ${result.tokensPerSecond.toFixed(0)} tokens/s`,
+    );
     if (!first) return { run, config, params };
     const speed = await measureSpeed(lm, p, ctx.validation);
     const sample = await lm.generate(ctx.promptIds.length > 0 ? ctx.promptIds : [0], { maxNewTokens: p.sampleTokens });
     return {
-      run, config, params,
+      run,
+      config,
+      params,
       first: { speed, sample: ctx.tokenizer.decode(sample.sequences[0]), history: result.history, evals: result.evals },
     };
   } finally {
@@ -232,13 +287,25 @@ function variantReport(variant: VariantName, results: RunResult[]): VariantRepor
   const stats = lossStats(runs.map((r) => r.validationLoss));
   const config = head.config;
   return {
-    name: variant, attention: config.attention, params: head.params,
+    name: variant,
+    attention: config.attention,
+    params: head.params,
     attentionParams: config.numLayers * attentionParams(attentionSpec(config.attention), config.hiddenSize),
-    cacheBytesPerTokenMeasured: first.speed.cacheBytesPerToken, cacheBytesPerTokenFormula: 4 * causalLMCacheElementsPerToken(config),
-    validationLoss: stats.mean, perplexity: Math.exp(stats.mean), bitsPerCharacter: mean('bitsPerCharacter'),
-    trainTokensPerSecond: mean('trainTokensPerSecond'), trainSeconds: mean('trainSeconds'),
-    prefillMs: first.speed.prefillMs, decodeTokensPerSecond: first.speed.decodeTokensPerSecond, sample: first.sample,
-    history: first.history, evals: first.evals, stopped: false, runs, validationLossStats: stats,
+    cacheBytesPerTokenMeasured: first.speed.cacheBytesPerToken,
+    cacheBytesPerTokenFormula: 4 * causalLMCacheElementsPerToken(config),
+    validationLoss: stats.mean,
+    perplexity: Math.exp(stats.mean),
+    bitsPerCharacter: mean('bitsPerCharacter'),
+    trainTokensPerSecond: mean('trainTokensPerSecond'),
+    trainSeconds: mean('trainSeconds'),
+    prefillMs: first.speed.prefillMs,
+    decodeTokensPerSecond: first.speed.decodeTokensPerSecond,
+    sample: first.sample,
+    history: first.history,
+    evals: first.evals,
+    stopped: false,
+    runs,
+    validationLossStats: stats,
   };
 }
 
@@ -253,7 +320,8 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
   const started = performance.now();
   const presetName = options.preset ?? 'default';
   const base = COMPARE_PRESETS[presetName];
-  if (base === undefined) throw new ValueError(`preset must be one of ${Object.keys(COMPARE_PRESETS).join(', ')}, got ${JSON.stringify(presetName)}.`);
+  if (base === undefined)
+    throw new ValueError(`preset must be one of ${Object.keys(COMPARE_PRESETS).join(', ')}, got ${JSON.stringify(presetName)}.`);
   const p: ComparePreset = { ...base, ...(options.overrides ?? {}) };
   const variants = options.variants ?? ['gta', 'gqa', 'mla', 'mha'];
   if (variants.length === 0) throw new ValueError('at least one variant is required.');
@@ -265,8 +333,15 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
   const log = options.onLog ?? (() => {});
   // Checkpoint folders are checked before any training, so a bad --checkpoint-dir fails at once.
   const checkpointName = (v: VariantName, s: number) => (seedCount === 1 ? v : `${v}-seed${s}`);
-  const checkpoints = await Promise.all(runSeeds.map((s) => Promise.all(variants.map((v) => (options.checkpointDir
-    ? directoryCheckpoint(path.join(options.checkpointDir, checkpointName(v, s))) : Promise.resolve(undefined))))));
+  const checkpoints = await Promise.all(
+    runSeeds.map((s) =>
+      Promise.all(
+        variants.map((v) =>
+          options.checkpointDir ? directoryCheckpoint(path.join(options.checkpointDir, checkpointName(v, s))) : Promise.resolve(undefined),
+        ),
+      ),
+    ),
+  );
   const corpus: Corpus = await loadCorpus(options.source);
   const tokenizerKind = options.tokenizer ?? 'char';
   const tokenizer = await makeTokenizer(tokenizerKind, corpus.text, options.bpeVocabSize);
@@ -274,25 +349,37 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
   const validationFraction = options.validationFraction ?? 0.05;
   const window = Math.max(p.sequenceLength, p.speedContext);
   if (ids.length < 2 * (window + 1)) {
-    throw new ValueError(`the text has ${ids.length} tokens, fewer than two windows of ${window + 1} tokens (sequenceLength/speed context); use a longer text.`);
+    throw new ValueError(
+      `the text has ${ids.length} tokens, fewer than two windows of ${window + 1} tokens (sequenceLength/speed context); use a longer text.`,
+    );
   }
   const { train: trainIds, validation } = splitTokens(ids, { validationFraction, sequenceLength: window });
   const validationChars = countCodePoints(tokenizer.decode(Array.from(validation)));
   const charsPerToken = validationChars / validation.length;
   const unigram = unigramBaseline(trainIds, validation, tokenizer.vocabSize);
-  log(`data: ${corpus.title ?? corpus.source}, ${corpus.characters} characters, ${ids.length} ${tokenizerKind} tokens ` +
-    `(vocabulary ${tokenizer.vocabSize}); unigram baseline ${unigram.toFixed(3)} nats/token`);
+  log(
+    `data: ${corpus.title ?? corpus.source}, ${corpus.characters} characters, ${ids.length} ${tokenizerKind} tokens ` +
+      `(vocabulary ${tokenizer.vocabSize}); unigram baseline ${unigram.toFixed(3)} nats/token`,
+  );
   const prompt = options.prompt ?? 'Call me Ishmael.';
   const ctx: RunContext = {
-    options, presetName, p, tokenizer, trainIds, validation, charsPerToken, promptIds: Array.from(tokenizer.encode(prompt)),
+    options,
+    presetName,
+    p,
+    tokenizer,
+    trainIds,
+    validation,
+    charsPerToken,
+    promptIds: Array.from(tokenizer.encode(prompt)),
   };
   const results = new Map<VariantName, RunResult[]>(variants.map((v) => [v, []]));
   let stopped = false;
   const count = variants.length * seedCount;
   runs: for (const [k, s] of runSeeds.entries()) {
     for (const [i, variant] of variants.entries()) {
-      const result = await runOnce(ctx, variant, s, k === 0, checkpoints[k][i],
-        () => options.onVariantStart?.(variant, k * variants.length + i, count, p.steps, s));
+      const result = await runOnce(ctx, variant, s, k === 0, checkpoints[k][i], () =>
+        options.onVariantStart?.(variant, k * variants.length + i, count, p.steps, s),
+      );
       if (result === null) {
         stopped = true;
         break runs;
@@ -309,8 +396,14 @@ export async function compare(options: CompareOptions = {}): Promise<CompareRepo
     preset: presetName,
     settings: { ...p, seed, seeds: seedCount, tokenizer: tokenizerKind, validationFraction, prompt },
     data: {
-      source: corpus.source, title: corpus.title, characters: corpus.characters, tokens: ids.length, vocabSize: tokenizer.vocabSize,
-      trainTokens: trainIds.length, validationTokens: validation.length, charactersPerToken: charsPerToken,
+      source: corpus.source,
+      title: corpus.title,
+      characters: corpus.characters,
+      tokens: ids.length,
+      vocabSize: tokenizer.vocabSize,
+      trainTokens: trainIds.length,
+      validationTokens: validation.length,
+      charactersPerToken: charsPerToken,
     },
     baseline: { unigramLoss: unigram, unigramBitsPerCharacter: unigram / Math.LN2 / charsPerToken },
     variants: finished.map((v) => variantReport(v, results.get(v)!)),
@@ -329,5 +422,10 @@ async function versions(): Promise<Record<string, string>> {
 
 function machine(): Record<string, unknown> {
   const cpus = os.cpus();
-  return { platform: `${os.platform()} ${os.arch()}`, cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) };
+  return {
+    platform: `${os.platform()} ${os.arch()}`,
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+  };
 }

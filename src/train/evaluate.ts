@@ -29,7 +29,9 @@ function* batchLosses(lm: CausalLM, ids: TokenIds, o: EvaluateOptions): Generato
     const tokens = batch.targets.size;
     const rope = new RotaryStep({ start: 0, length: batch.inputs.shape[1] as number }); // RoPE factors built once for all blocks
     try {
-      const loss = tf.tidy(() => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false, rope }) as tf.Tensor));
+      const loss = tf.tidy(() =>
+        sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: false, rope }) as tf.Tensor),
+      );
       rope.dispose();
       yield { tokens, loss };
     } finally {

@@ -44,16 +44,52 @@ export interface ComparePreset {
  */
 export const COMPARE_PRESETS: Record<'quick' | 'default' | 'small', ComparePreset> = {
   quick: {
-    hiddenSize: 96, numLayers: 2, numHeads: 12, intermediateSize: 240, batchSize: 8, sequenceLength: 64, steps: 40,
-    learningRate: 4e-3, evalEvery: 20, evalBatches: 4, finalEvalBatches: 8, speedContext: 64, speedTokens: 16, sampleTokens: 60,
+    hiddenSize: 96,
+    numLayers: 2,
+    numHeads: 12,
+    intermediateSize: 240,
+    batchSize: 8,
+    sequenceLength: 64,
+    steps: 40,
+    learningRate: 4e-3,
+    evalEvery: 20,
+    evalBatches: 4,
+    finalEvalBatches: 8,
+    speedContext: 64,
+    speedTokens: 16,
+    sampleTokens: 60,
   },
   default: {
-    hiddenSize: 144, numLayers: 4, numHeads: 12, intermediateSize: 384, batchSize: 16, sequenceLength: 128, steps: 400,
-    learningRate: 3e-3, evalEvery: 100, evalBatches: 8, finalEvalBatches: 32, speedContext: 256, speedTokens: 64, sampleTokens: 200,
+    hiddenSize: 144,
+    numLayers: 4,
+    numHeads: 12,
+    intermediateSize: 384,
+    batchSize: 16,
+    sequenceLength: 128,
+    steps: 400,
+    learningRate: 3e-3,
+    evalEvery: 100,
+    evalBatches: 8,
+    finalEvalBatches: 32,
+    speedContext: 256,
+    speedTokens: 64,
+    sampleTokens: 200,
   },
   small: {
-    hiddenSize: 192, numLayers: 4, numHeads: 12, intermediateSize: 512, batchSize: 16, sequenceLength: 128, steps: 1000,
-    learningRate: 2.5e-3, evalEvery: 100, evalBatches: 16, finalEvalBatches: 0, speedContext: 512, speedTokens: 64, sampleTokens: 300,
+    hiddenSize: 192,
+    numLayers: 4,
+    numHeads: 12,
+    intermediateSize: 512,
+    batchSize: 16,
+    sequenceLength: 128,
+    steps: 1000,
+    learningRate: 2.5e-3,
+    evalEvery: 100,
+    evalBatches: 16,
+    finalEvalBatches: 0,
+    speedContext: 512,
+    speedTokens: 64,
+    sampleTokens: 300,
   },
 };
 
@@ -61,10 +97,14 @@ export type TokenizerKind = 'char' | 'byte' | 'bpe';
 
 export async function makeTokenizer(kind: TokenizerKind, text: string, bpeVocabSize = 1024): Promise<Tokenizer> {
   switch (kind) {
-    case 'char': return CharTokenizer.fromText(text);
-    case 'byte': return new ByteTokenizer();
-    case 'bpe': return BpeTokenizer.train(text, bpeVocabSize);
-    default: throw new ValueError(`tokenizer must be 'char', 'byte' or 'bpe', got ${JSON.stringify(kind)}.`);
+    case 'char':
+      return CharTokenizer.fromText(text);
+    case 'byte':
+      return new ByteTokenizer();
+    case 'bpe':
+      return BpeTokenizer.train(text, bpeVocabSize);
+    default:
+      throw new ValueError(`tokenizer must be 'char', 'byte' or 'bpe', got ${JSON.stringify(kind)}.`);
   }
 }
 
@@ -79,18 +119,26 @@ export function variantConfig(variant: VariantName, p: ComparePreset, vocabSize:
     throw new ValueError(`unknown variant ${JSON.stringify(variant)}; choose from ${VARIANTS.join(', ')}.`);
   }
   if (!Number.isInteger(p.numHeads) || p.numHeads < 4 || p.numHeads % 4 !== 0) {
-    throw new ValueError(`numHeads must be a positive multiple of 4 (GQA and GTA use numHeads / 4 key/value heads or maps), got ${p.numHeads}.`);
+    throw new ValueError(
+      `numHeads must be a positive multiple of 4 (GQA and GTA use numHeads / 4 key/value heads or maps), got ${p.numHeads}.`,
+    );
   }
   if (p.hiddenSize % p.numHeads !== 0) throw new ValueError(`hiddenSize ${p.hiddenSize} must be divisible by numHeads ${p.numHeads}.`);
   const headDim = p.hiddenSize / p.numHeads;
   if (headDim % 4 !== 0) {
-    throw new ValueError(`hiddenSize / numHeads (the head dim) must be a multiple of 4 (RoPE rotates pairs; MLA's RoPE part is ` +
-      `half a head), got ${p.hiddenSize} / ${p.numHeads} = ${headDim}.`);
+    throw new ValueError(
+      `hiddenSize / numHeads (the head dim) must be a multiple of 4 (RoPE rotates pairs; MLA's RoPE part is ` +
+        `half a head), got ${p.hiddenSize} / ${p.numHeads} = ${headDim}.`,
+    );
   }
   return {
-    vocabSize, hiddenSize: p.hiddenSize, numLayers: p.numLayers, intermediateSize: p.intermediateSize,
+    vocabSize,
+    hiddenSize: p.hiddenSize,
+    numLayers: p.numLayers,
+    intermediateSize: p.intermediateSize,
     maxSequenceLength: Math.max(p.sequenceLength, p.speedContext + p.speedTokens + 1, 64 + p.sampleTokens),
-    attention: smallAttention(variant, p.numHeads, headDim), seed,
+    attention: smallAttention(variant, p.numHeads, headDim),
+    seed,
   };
 }
 

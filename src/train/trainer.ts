@@ -159,13 +159,21 @@ async function readLossAndNorm(value: tf.Scalar, grads: tf.Tensor[]): Promise<{ 
  * gradient norm, then, only if both are finite (a non-finite step never reaches the weights, in memory
  * or on disk), clipping to `gradClip` and the AdamW update. `applied` says whether the update was made.
  */
-async function optimizerStep(lm: CausalLM, variables: tf.Variable[], optimizer: AdamW, batch: { inputs: tf.Tensor; targets: tf.Tensor },
-  lr: number, gradClip: number): Promise<{ loss: number; norm: number; applied: boolean }> {
+async function optimizerStep(
+  lm: CausalLM,
+  variables: tf.Variable[],
+  optimizer: AdamW,
+  batch: { inputs: tf.Tensor; targets: tf.Tensor },
+  lr: number,
+  gradClip: number,
+): Promise<{ loss: number; norm: number; applied: boolean }> {
   let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
   const rope = new RotaryStep({ start: 0, length: batch.inputs.shape[1] as number }); // RoPE factors built once for all blocks
   try {
     result = tf.variableGrads(
-      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true, rope }) as tf.Tensor), variables);
+      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true, rope }) as tf.Tensor),
+      variables,
+    );
   } finally {
     rope.dispose();
     tf.dispose([batch.inputs, batch.targets]);
@@ -198,16 +206,27 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (options.resumeState) {
     if (options.resumeState.step > o.steps) {
       optimizer.dispose();
-      throw new ValueError(`train: the checkpoint is at step ${options.resumeState.step}, beyond steps ${o.steps}; ` +
-        'resume with steps of at least the checkpoint\'s step.');
+      throw new ValueError(
+        `train: the checkpoint is at step ${options.resumeState.step}, beyond steps ${o.steps}; ` +
+          "resume with steps of at least the checkpoint's step.",
+      );
     }
     batcher.restore(options.resumeState.batcher);
     optimizer.setState(options.resumeState.optimizer);
     step = options.resumeState.step;
   }
-  const schedule = { peakLearningRate: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps, minLearningRate: o.minLearningRate };
+  const schedule = {
+    peakLearningRate: o.learningRate,
+    warmupSteps: o.warmupSteps,
+    totalSteps: o.steps,
+    minLearningRate: o.minLearningRate,
+  };
   const runEval = async () => {
-    const r = await evaluateAsync(lm, options.validation, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, maxBatches: o.evalBatches || undefined });
+    const r = await evaluateAsync(lm, options.validation, {
+      batchSize: o.batchSize,
+      sequenceLength: o.sequenceLength,
+      maxBatches: o.evalBatches || undefined,
+    });
     const record = { step, loss: r.loss, perplexity: r.perplexity };
     evals.push(record);
     options.onEval?.(record);
@@ -216,7 +235,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const checkpoint = async () => {
     if (!options.checkpoint) return;
     await options.checkpoint.save({
-      lm, optimizer: await optimizer.getStateAsync(),
+      lm,
+      optimizer: await optimizer.getStateAsync(),
       state: { step, batcher: batcher.state(), history, evals, extra: options.checkpointExtra },
     });
   };
@@ -229,17 +249,24 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const lr = warmupCosine(step, schedule);
       const { loss, norm, applied } = await optimizerStep(lm, variables, optimizer, batcher.next(), lr, o.gradClip);
       if (!applied) {
-        throw new ValueError(`train: at step ${step + 1} the ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} became ` +
-          `${Number.isFinite(loss) ? norm : loss}; the update was not applied, so the model${options.checkpoint ? ' and the last checkpoint' : ''} ` +
-          `keep step ${step}. Lower learningRate (now ${o.learningRate}) or keep gradClip on (now ${o.gradClip}).`);
+        throw new ValueError(
+          `train: at step ${step + 1} the ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} became ` +
+            `${Number.isFinite(loss) ? norm : loss}; the update was not applied, so the model${options.checkpoint ? ' and the last checkpoint' : ''} ` +
+            `keep step ${step}. Lower learningRate (now ${o.learningRate}) or keep gradClip on (now ${o.gradClip}).`,
+        );
       }
       step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const elapsed = (performance.now() - started) / 1000;
       const perStep = elapsed / (step - firstStep);
       const record: StepRecord = {
-        step, loss, learningRate: lr, gradNorm: norm, tokensPerSecond: (o.batchSize * o.sequenceLength) / seconds,
-        elapsed, eta: perStep * (o.steps - step),
+        step,
+        loss,
+        learningRate: lr,
+        gradNorm: norm,
+        tokensPerSecond: (o.batchSize * o.sequenceLength) / seconds,
+        elapsed,
+        eta: perStep * (o.steps - step),
       };
       history.push(record);
       options.onStep?.(record);
@@ -257,14 +284,21 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const warnings: string[] = [];
     const ran = history.slice(firstStep);
     if (ran.length > 0 && ran.every((h) => h.gradNorm === 0)) {
-      warnings.push(`the gradient was zero at every step, so the weights never changed (loss ${final.loss.toFixed(4)}; ` +
-        `ln(vocabulary) = ${Math.log(lm.config.vocabSize).toFixed(4)}): check the data, the learning rate and the model`);
+      warnings.push(
+        `the gradient was zero at every step, so the weights never changed (loss ${final.loss.toFixed(4)}; ` +
+          `ln(vocabulary) = ${Math.log(lm.config.vocabSize).toFixed(4)}): check the data, the learning rate and the model`,
+      );
     }
     return {
       warnings,
-      steps: step, history, evals, finalValidationLoss: final.loss,
+      steps: step,
+      history,
+      evals,
+      finalValidationLoss: final.loss,
       tokensPerSecond: ((step - firstStep) * o.batchSize * o.sequenceLength) / Math.max(1e-9, wallSeconds),
-      wallSeconds, stopped, checkpoint: options.checkpoint?.location,
+      wallSeconds,
+      stopped,
+      checkpoint: options.checkpoint?.location,
     };
   } finally {
     optimizer.dispose();
@@ -276,15 +310,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
  * order and history. `options` are those of the original run (minus `model`); new checkpoints go to
  * `options.checkpoint`, or back to `store`.
  */
-export async function resumeTraining(store: CheckpointStore, options: Omit<TrainOptions, 'model' | 'resumeState'>): Promise<{ model: CausalLM; result: TrainResult }> {
+export async function resumeTraining(
+  store: CheckpointStore,
+  options: Omit<TrainOptions, 'model' | 'resumeState'>,
+): Promise<{ model: CausalLM; result: TrainResult }> {
   const loaded = await store.load();
   try {
     const result = await train({
-      ...options, model: loaded.lm, checkpoint: options.checkpoint ?? store,
+      ...options,
+      model: loaded.lm,
+      checkpoint: options.checkpoint ?? store,
       checkpointExtra: options.checkpointExtra ?? loaded.state.extra,
       resumeState: {
-        step: loaded.state.step, batcher: loaded.state.batcher, optimizer: loaded.optimizer,
-        history: loaded.state.history, evals: loaded.state.evals,
+        step: loaded.state.step,
+        batcher: loaded.state.batcher,
+        optimizer: loaded.optimizer,
+        history: loaded.state.history,
+        evals: loaded.state.evals,
       },
     });
     return { model: loaded.lm, result };

@@ -94,8 +94,7 @@ export function knownKeys(owner: string, args: object, allowed: readonly string[
   const allowedSet = new Set(allowed);
   for (const key of Object.keys(args)) {
     if (!allowedSet.has(key)) {
-      throw new ValueError(
-        `${owner}: unknown argument ${JSON.stringify(key)}. Known arguments: ${allowed.join(', ')}.`);
+      throw new ValueError(`${owner}: unknown argument ${JSON.stringify(key)}. Known arguments: ${allowed.join(', ')}.`);
     }
   }
 }

@@ -7,7 +7,10 @@ import { ValueError } from './errors.js';
 
 /** Thrown when an optional package that a feature needs is not installed. */
 export class MissingPackageError extends ValueError {
-  constructor(readonly packageName: string, purpose: string) {
+  constructor(
+    readonly packageName: string,
+    purpose: string,
+  ) {
     super(`${purpose} needs the optional package ${packageName}, which is not installed: run \`npm install ${packageName}\`.`);
     this.name = 'MissingPackageError';
   }
@@ -24,7 +27,7 @@ function isNotFound(e: unknown, name: string): boolean {
  */
 export async function importOptional<T = unknown>(name: string, purpose: string): Promise<T> {
   try {
-    return await import(/* @vite-ignore */ name) as T;
+    return (await import(/* @vite-ignore */ name)) as T;
   } catch (e) {
     if (isNotFound(e, name)) throw new MissingPackageError(name, purpose);
     throw e;

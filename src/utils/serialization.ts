@@ -35,12 +35,15 @@ function pascal(name: string): string {
 }
 
 function isSerializedObject(value: unknown): value is SerializedObject {
-  return typeof value === 'object' && value !== null && typeof (value as SerializedObject).className === 'string'
-    && !(value instanceof tf.serialization.Serializable);
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as SerializedObject).className === 'string' &&
+    !(value instanceof tf.serialization.Serializable)
+  );
 }
 
-function fromClassName<T>(kind: string, owner: string, arg: string, className: string,
-  config: Record<string, unknown>): T {
+function fromClassName<T>(kind: string, owner: string, arg: string, className: string, config: Record<string, unknown>): T {
   const map = tf.serialization.SerializationMap.getMap().classNameMap;
   const entry = map[className];
   if (entry === undefined) {
@@ -59,8 +62,7 @@ export function tfjsSeed(seed: number): number {
   return seed >= 0 ? seed + 1 : seed;
 }
 
-function resolve<T>(kind: string, factories: Record<string, Factory<T>>, owner: string, arg: string,
-  id: unknown, seed: number | null): T {
+function resolve<T>(kind: string, factories: Record<string, Factory<T>>, owner: string, arg: string, id: unknown, seed: number | null): T {
   if (id instanceof tf.serialization.Serializable) return id as unknown as T;
   if (typeof id === 'string') {
     const factory = factories[camel(id)];
@@ -75,16 +77,31 @@ function resolve<T>(kind: string, factories: Record<string, Factory<T>>, owner: 
     if (seed !== null && !('seed' in config)) config.seed = tfjsSeed(seed);
     return fromClassName<T>(kind, owner, arg, id.className, config);
   }
-  throw new ValueError(`${owner}: ${arg} must be a ${kind} name, a {className, config} object or a ${kind} ` +
-    `instance, got ${JSON.stringify(id)}.`);
+  throw new ValueError(
+    `${owner}: ${arg} must be a ${kind} name, a {className, config} object or a ${kind} ` + `instance, got ${JSON.stringify(id)}.`,
+  );
 }
 
-const SEEDED = new Set(['glorotUniform', 'glorotNormal', 'heNormal', 'heUniform', 'leCunNormal', 'leCunUniform',
-  'randomNormal', 'randomUniform', 'truncatedNormal', 'varianceScaling', 'orthogonal']);
+const SEEDED = new Set([
+  'glorotUniform',
+  'glorotNormal',
+  'heNormal',
+  'heUniform',
+  'leCunNormal',
+  'leCunUniform',
+  'randomNormal',
+  'randomUniform',
+  'truncatedNormal',
+  'varianceScaling',
+  'orthogonal',
+]);
 
 const initializerFactories: Record<string, Factory<Initializer>> = Object.fromEntries(
-  Object.entries(tf.initializers).map(([name, make]) => [name, (args?: Record<string, unknown>) =>
-    (make as Factory<Initializer>)(SEEDED.has(name) ? (args ?? {}) : {})]));
+  Object.entries(tf.initializers).map(([name, make]) => [
+    name,
+    (args?: Record<string, unknown>) => (make as Factory<Initializer>)(SEEDED.has(name) ? (args ?? {}) : {}),
+  ]),
+);
 
 const regularizerFactories: Record<string, Factory<Serializable>> = {
   l1: (args) => tf.regularizers.l1(args as never),
@@ -100,21 +117,18 @@ const constraintFactories: Record<string, Factory<Constraint>> = {
 };
 
 /** Builds an initializer; `seed` (if not null) is passed to random initializers. */
-export function getInitializer(owner: string, arg: string, id: InitializerIdentifier,
-  seed: number | null = null): Initializer {
+export function getInitializer(owner: string, arg: string, id: InitializerIdentifier, seed: number | null = null): Initializer {
   return resolve('initializer', initializerFactories, owner, arg, id, seed);
 }
 
 /** Builds a regularizer, or returns null when `id` is null/undefined. */
-export function getRegularizer(owner: string, arg: string,
-  id: RegularizerIdentifier | null | undefined): Serializable | null {
+export function getRegularizer(owner: string, arg: string, id: RegularizerIdentifier | null | undefined): Serializable | null {
   if (id === null || id === undefined) return null;
   return resolve('regularizer', regularizerFactories, owner, arg, id, null);
 }
 
 /** Builds a constraint, or returns null when `id` is null/undefined. */
-export function getConstraint(owner: string, arg: string,
-  id: ConstraintIdentifier | null | undefined): Constraint | null {
+export function getConstraint(owner: string, arg: string, id: ConstraintIdentifier | null | undefined): Constraint | null {
   if (id === null || id === undefined) return null;
   return resolve('constraint', constraintFactories, owner, arg, id, null);
 }

@@ -1,18 +1,38 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import {
-  AttentionSpec, GroupedHeadLatentAttention, GroupedQueryAttention, MultiHeadLatentAttention, attentionCoefficient,
-  attentionMacs, attentionParams, kvCacheBytesPerToken, kvCacheElementsPerToken, linearMacsPerToken, specOf,
+  AttentionSpec,
+  GroupedHeadLatentAttention,
+  GroupedQueryAttention,
+  MultiHeadLatentAttention,
+  attentionCoefficient,
+  attentionMacs,
+  attentionParams,
+  kvCacheBytesPerToken,
+  kvCacheElementsPerToken,
+  linearMacsPerToken,
+  specOf,
 } from '../../src/index.js';
 import { buildLayer } from '../../src/layers/layer_utils.js';
 import { expectThrows, it } from '../kit/index.js';
 
 const gqa = (h: number, kv: number): AttentionSpec => ({ kind: 'gqa', numQueryHeads: h, numKeyValueHeads: kv, headDim: 64 });
 const gta = (h: number, q: number, c: number): AttentionSpec => ({
-  kind: 'gta', numHeads: h, headDim: 64, numQueryHeads: q, numKeyHeads: 1, numValueHeads: c, valueDim: 128,
+  kind: 'gta',
+  numHeads: h,
+  headDim: 64,
+  numQueryHeads: q,
+  numKeyHeads: 1,
+  numValueHeads: c,
+  valueDim: 128,
 });
 const mla = (h: number, dc: number): AttentionSpec => ({
-  kind: 'mla', numHeads: h, kvLoraRank: dc, qkNopeHeadDim: 64, qkRopeHeadDim: 32, vHeadDim: 64,
+  kind: 'mla',
+  numHeads: h,
+  kvLoraRank: dc,
+  qkNopeHeadDim: 64,
+  qkRopeHeadDim: 32,
+  vHeadDim: 64,
 });
 
 // ATTENTION_SPEC section 5.3: [name, spec, H, cache elements, attention coefficient, linear MACs/token/layer, absorbed]
@@ -71,9 +91,25 @@ describe('analytic costs', () => {
       new GroupedQueryAttention({ headDim: 64, numQueryHeads: 12, numKeyValueHeads: 3 }),
       new GroupedQueryAttention({ headDim: 64, numQueryHeads: 12, numKeyValueHeads: 12, useBias: false }),
       new GroupedHeadLatentAttention({ numHeads: 12, headDim: 64, numQueryHeads: 3, numKeyHeads: 1, numValueHeads: 1, valueDim: 128 }),
-      new GroupedHeadLatentAttention({ numHeads: 12, headDim: 64, numQueryHeads: 6, numKeyHeads: 1, numValueHeads: 1, valueDim: 128, useBias: false }),
+      new GroupedHeadLatentAttention({
+        numHeads: 12,
+        headDim: 64,
+        numQueryHeads: 6,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 128,
+        useBias: false,
+      }),
       new MultiHeadLatentAttention({ numHeads: 12, kvLoraRank: 256, qkNopeHeadDim: 64, qkRopeHeadDim: 32, vHeadDim: 64 }),
-      new MultiHeadLatentAttention({ numHeads: 12, qLoraRank: 96, kvLoraRank: 256, qkNopeHeadDim: 64, qkRopeHeadDim: 32, vHeadDim: 64, useBias: true }),
+      new MultiHeadLatentAttention({
+        numHeads: 12,
+        qLoraRank: 96,
+        kvLoraRank: 256,
+        qkNopeHeadDim: 64,
+        qkRopeHeadDim: 32,
+        vHeadDim: 64,
+        useBias: true,
+      }),
     ];
     for (const layer of layers) {
       buildLayer(layer, [1, 1, 768]);
@@ -82,8 +118,9 @@ describe('analytic costs', () => {
       layer.dispose();
     }
     // The paper's 160M GQA baseline: q/k/v biases, no output bias (ATTENTION_SPEC section 2 note).
-    expect(attentionParams({ ...gqa(12, 3), useBias: true, useOutputBias: false } as AttentionSpec, 768))
-      .to.equal(768 * 768 * 2 + 2 * 768 * 192 + 768 + 2 * 192);
+    expect(attentionParams({ ...gqa(12, 3), useBias: true, useOutputBias: false } as AttentionSpec, 768)).to.equal(
+      768 * 768 * 2 + 2 * 768 * 192 + 768 + 2 * 192,
+    );
     expect(tf.memory().numTensors).to.be.a('number');
   });
 });

@@ -17,7 +17,10 @@ const BACKEND = process.env.BENCH_TEST_BACKEND ?? 'wasm';
 
 function bench(args: string[]) {
   return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/bench.ts'), ...args], {
-    cwd: ROOT, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' }, maxBuffer: 64 * 2 ** 20,
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' },
+    maxBuffer: 64 * 2 ** 20,
   });
 }
 
@@ -34,7 +37,10 @@ describe('npm run bench (quick smoke test)', function () {
     out = mkdtempSync(join(tmpdir(), 'tfjs-gta-bench-'));
     const list = bench(['--list', '--quick', '--backends', BACKEND]);
     expect(list.status, list.stderr).to.equal(0);
-    planned = list.stdout.split('\n').filter((l) => l.startsWith(`${BACKEND}  `)).map((l) => l.split(/\s+/)[1]);
+    planned = list.stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`${BACKEND}  `))
+      .map((l) => l.split(/\s+/)[1]);
     const run = bench(['--quick', '--backends', BACKEND, '--out', out]);
     expect(run.status, `${run.stdout}\n${run.stderr}`).to.equal(0);
     json = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8')) as BenchJson;
@@ -54,7 +60,10 @@ describe('npm run bench (quick smoke test)', function () {
 
   it('selects cells by --filter', () => {
     const list = bench(['--list', '--quick', '--backends', BACKEND, '--filter', 'L1/decode', '--filter', '/matmul/']);
-    const names = list.stdout.split('\n').filter((l) => l.startsWith(`${BACKEND}  `)).map((l) => l.split(/\s+/)[1]);
+    const names = list.stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`${BACKEND}  `))
+      .map((l) => l.split(/\s+/)[1]);
     expect(names.length).to.be.greaterThan(0);
     expect(names.every((n) => n.startsWith('L1/decode/') || n.includes('/matmul/'))).to.equal(true);
     expect(names.length).to.be.lessThan(planned.length);
@@ -104,8 +113,9 @@ describe('npm run bench (quick smoke test)', function () {
   });
 
   it('measures cache bytes (cache.bytes()) equal to the analytic formula', () => {
-    const withCache = json.cells.filter((c) => c.status === 'ok' && (c.phase === 'prefill' || c.phase === 'decode')
-      && !c.impl.startsWith('peer-'));
+    const withCache = json.cells.filter(
+      (c) => c.status === 'ok' && (c.phase === 'prefill' || c.phase === 'decode') && !c.impl.startsWith('peer-'),
+    );
     expect(withCache.length).to.be.greaterThan(8);
     for (const c of withCache) expect(c.cacheBytesMeasured, c.name).to.equal(c.analytic!.cacheBytes);
   });

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { BENCH_BACKENDS, buildMatrix, runsInBrowser, tfjsBackendOf } from '../../bench/matrix.js';
 
 describe('benchmark matrix: webgpu', () => {
-  it('names webgpu in Node (Dawn) and webgpu-browser in Chromium, both on tfjs\'s webgpu backend', () => {
+  it("names webgpu in Node (Dawn) and webgpu-browser in Chromium, both on tfjs's webgpu backend", () => {
     expect(BENCH_BACKENDS).to.include.members(['webgpu', 'webgpu-browser', 'webgl']);
     expect(tfjsBackendOf('webgpu-browser')).to.equal('webgpu');
     expect(tfjsBackendOf('webgpu')).to.equal('webgpu');
@@ -13,7 +13,11 @@ describe('benchmark matrix: webgpu', () => {
   });
 
   it('the GPU grid holds the baseline cells: matMul [1024]^3 and [4096]^3, each mechanism at D=1024 in prefill, decode and training', () => {
-    const names = new Set(buildMatrix('webgpu', false).cells.filter((c) => c.skip === undefined).map((c) => c.name));
+    const names = new Set(
+      buildMatrix('webgpu', false)
+        .cells.filter((c) => c.skip === undefined)
+        .map((c) => c.name),
+    );
     for (const n of ['ref/matmul/d1024/m1024/matmul', 'ref/matmul/d4096/m4096/matmul']) expect(names.has(n), n).to.equal(true);
     for (const impl of ['gqa', 'mha', 'gta', 'mla']) {
       for (const t of [1024, 4096]) expect(names.has(`L1/prefill/d1024/b1/t${t}/${impl}`), `prefill T=${t} ${impl}`).to.equal(true);

@@ -18,7 +18,12 @@ const EXPECTED_ENTRIES: Record<string, (l: AttentionLayer) => Record<string, num
   mla: () => ({ latent: [12], keyRope: [4] }),
 };
 
-function decodeAll(layer: AttentionLayer, x: tf.Tensor, prefill: number, chunks: number[] = []): { outputs: tf.Tensor; cache: AttentionCache } {
+function decodeAll(
+  layer: AttentionLayer,
+  x: tf.Tensor,
+  prefill: number,
+  chunks: number[] = [],
+): { outputs: tf.Tensor; cache: AttentionCache } {
   const [b, t, d] = x.shape as number[];
   let r = layer.callWithCache(x.slice([0, 0, 0], [b, prefill, d]));
   const parts = [r.output];
@@ -83,8 +88,8 @@ describeBackends('attention caches and incremental decoding', ({ tol, backend })
             // of every decoded position (all rows of the batch) on its own.
             const got = outputs.dataSync();
             const want = full.dataSync();
-            const position = (a: ArrayLike<number>, t: number) => Array.from({ length: batch * lc.dim },
-              (_, i) => a[(Math.floor(i / lc.dim) * total + t) * lc.dim + (i % lc.dim)]);
+            const position = (a: ArrayLike<number>, t: number) =>
+              Array.from({ length: batch * lc.dim }, (_, i) => a[(Math.floor(i / lc.dim) * total + t) * lc.dim + (i % lc.dim)]);
             let worst = 0;
             for (let t = 8; t < total; t++) worst = Math.max(worst, normRelativeError(position(got, t), position(want, t)));
             expect(worst, 'worst per-position error').to.be.at.most(tol.same);
@@ -154,7 +159,10 @@ describeBackends('attention caches and incremental decoding', ({ tol, backend })
           const { cache } = layer.callWithCache(randomTensor([2, 3, lc.dim], 1));
           const { cache: otherCache } = other.callWithCache(randomTensor([2, 3, lc.dim], 1));
           expectThrows(() => layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache: otherCache }), /belongs to another layer/);
-          expectThrows(() => layer.callWithCache(randomTensor([1, 1, lc.dim], 2), { cache }), /batch size 2 but the input has batch size 1/);
+          expectThrows(
+            () => layer.callWithCache(randomTensor([1, 1, lc.dim], 2), { cache }),
+            /batch size 2 but the input has batch size 1/,
+          );
           const ok = layer.callWithCache(randomTensor([2, 1, lc.dim], 2), { cache });
           expect(ok.cache.length).to.equal(4);
           cache.dispose();

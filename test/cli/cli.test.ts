@@ -8,20 +8,29 @@ import { it } from '../kit/index.js';
 const root = new URL('../..', import.meta.url).pathname;
 
 function cli(args: string[], cwd: string) {
-  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args],
-    { cwd, encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' }, timeout: 240000 });
+  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+    timeout: 240000,
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 /** Starts the CLI, sends SIGINT a few seconds after training has started, and resolves with its output. */
 function cliInterrupted(args: string[], cwd: string): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args],
-      { cwd, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } });
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), ...args], {
+      cwd,
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' },
+    });
     let out = '';
     let err = '';
     let sent = false;
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`the run did not end in time:\n${out}\n${err}`)); }, 200000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the run did not end in time:\n${out}\n${err}`));
+    }, 200000);
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (!sent && /training \d+ steps/.test(out)) {
@@ -29,8 +38,13 @@ function cliInterrupted(args: string[], cwd: string): Promise<{ code: number | n
         setTimeout(() => child.kill('SIGINT'), 4000);
       }
     });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, out, err }); });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
   });
 }
 
@@ -39,7 +53,10 @@ describe('command line', function () {
   let dir = '';
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'tfjs-gta-cli-'));
-    writeFileSync(join(dir, 'text.txt'), 'Call me Ishmael. Some years ago - never mind how long precisely - having little money. '.repeat(80));
+    writeFileSync(
+      join(dir, 'text.txt'),
+      'Call me Ishmael. Some years ago - never mind how long precisely - having little money. '.repeat(80),
+    );
     writeFileSync(join(dir, 'empty.txt'), '');
     writeFileSync(join(dir, 'latin1.txt'), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
   });
@@ -71,7 +88,10 @@ describe('command line', function () {
   }
 
   it('runs a tiny comparison and writes the results folder', () => {
-    const r = cli(['--quick', '--steps', '4', '--eval-every', '2', '--text', 'text.txt', '--variants', 'gta,gqa', '--backend', 'cpu', '--out', 'out'], dir);
+    const r = cli(
+      ['--quick', '--steps', '4', '--eval-every', '2', '--text', 'text.txt', '--variants', 'gta,gqa', '--backend', 'cpu', '--out', 'out'],
+      dir,
+    );
     expect(r.code, r.err).to.equal(0);
     expect(r.out).to.contain('backend: cpu');
     expect(r.out).to.match(/\| gta \|/);
@@ -81,8 +101,22 @@ describe('command line', function () {
   });
 
   it('Ctrl-C during training saves a checkpoint that --resume continues', async () => {
-    const args = ['train', '--quick', '--steps', '5000', '--eval-every', '1000', '--text', 'text.txt', '--backend', 'cpu',
-      '--checkpoint-dir', 'ck-int', '--variant', 'gqa'];
+    const args = [
+      'train',
+      '--quick',
+      '--steps',
+      '5000',
+      '--eval-every',
+      '1000',
+      '--text',
+      'text.txt',
+      '--backend',
+      'cpu',
+      '--checkpoint-dir',
+      'ck-int',
+      '--variant',
+      'gqa',
+    ];
     const r = await cliInterrupted(args, dir);
     expect(r.code, r.err).to.equal(130);
     expect(r.out).to.match(/stopping after this step/);
@@ -119,10 +153,31 @@ describe('command line', function () {
   });
 
   it('stops before applying a non-finite step; the checkpoint keeps the last good state', async () => {
-    const r = cli(['train', '--quick', '--steps', '30', '--checkpoint-every', '1', '--lr', '10000', '--text', 'text.txt',
-      '--backend', 'cpu', '--checkpoint-dir', 'ck-nan', '--variant', 'gta'], dir);
+    const r = cli(
+      [
+        'train',
+        '--quick',
+        '--steps',
+        '30',
+        '--checkpoint-every',
+        '1',
+        '--lr',
+        '10000',
+        '--text',
+        'text.txt',
+        '--backend',
+        'cpu',
+        '--checkpoint-dir',
+        'ck-nan',
+        '--variant',
+        'gta',
+      ],
+      dir,
+    );
     expect(r.code, r.out + r.err).to.equal(2);
-    expect(r.err).to.match(/became (NaN|Infinity|-Infinity); the update was not applied, so the model and the last checkpoint keep step (\d+)\. Lower learningRate/);
+    expect(r.err).to.match(
+      /became (NaN|Infinity|-Infinity); the update was not applied, so the model and the last checkpoint keep step (\d+)\. Lower learningRate/,
+    );
     const kept = Number(/keep step (\d+)/.exec(r.err)![1]);
     const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
     const ck = await loadCheckpoint(join(dir, 'ck-nan'));
@@ -150,13 +205,16 @@ describe('command line', function () {
   });
 
   it('exports a checkpoint as a Hugging Face folder and imports it back with identical logits', async () => {
-    const train = cli(['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'ck-hf',
-      '--variant', 'gta'], dir);
+    const train = cli(
+      ['train', '--quick', '--steps', '2', '--text', 'text.txt', '--backend', 'cpu', '--checkpoint-dir', 'ck-hf', '--variant', 'gta'],
+      dir,
+    );
     expect(train.code, train.err).to.equal(0);
     const exp = cli(['export', '--checkpoint', 'ck-hf', '--hf', 'hf-out', '--backend', 'cpu'], dir);
     expect(exp.code, exp.err).to.equal(0);
     expect(exp.out).to.match(/exported gta .* as GTAForCausalLM/);
-    for (const f of ['config.json', 'model.safetensors', 'tfjs-gta-tokenizer.json']) expect(existsSync(join(dir, 'hf-out', f))).to.equal(true);
+    for (const f of ['config.json', 'model.safetensors', 'tfjs-gta-tokenizer.json'])
+      expect(existsSync(join(dir, 'hf-out', f))).to.equal(true);
     const imp = cli(['import', '--hf', 'hf-out', '--out', 'imported', '--backend', 'cpu'], dir);
     expect(imp.code, imp.err).to.equal(0);
     const gen = cli(['generate', '--model', 'imported', '--prompt', 'Call me', '--tokens', '5', '--backend', 'cpu'], dir);

@@ -1,7 +1,12 @@
 import { expect } from 'chai';
 import { IS_NODE } from '../../src/backend.js';
 import {
-  BPE_PATTERN, BPE_PRE_TOKENIZERS, BpeTokenizer, DEFAULT_PRE_TOKENIZER, MAX_TOKEN_BYTES, resolvePreTokenizer,
+  BPE_PATTERN,
+  BPE_PRE_TOKENIZERS,
+  BpeTokenizer,
+  DEFAULT_PRE_TOKENIZER,
+  MAX_TOKEN_BYTES,
+  resolvePreTokenizer,
 } from '../../src/data/bpe.js';
 import { tokenizerFromJSON } from '../../src/data/tokenizer.js';
 import { ValueError } from '../../src/utils/errors.js';
@@ -15,10 +20,11 @@ function naiveMerges(text: string, vocabSize: number, minFrequency = 2): Array<[
   const merges: Array<[number, number]> = [];
   while (256 + merges.length < vocabSize) {
     const pairs = new Map<string, number>();
-    for (const w of words) for (let i = 0; i + 1 < w.ids.length; i++) {
-      const k = `${w.ids[i]},${w.ids[i + 1]}`;
-      pairs.set(k, (pairs.get(k) ?? 0) + w.c);
-    }
+    for (const w of words)
+      for (let i = 0; i + 1 < w.ids.length; i++) {
+        const k = `${w.ids[i]},${w.ids[i + 1]}`;
+        pairs.set(k, (pairs.get(k) ?? 0) + w.c);
+      }
     let best: [number, number] | null = null;
     let bestCount = 0;
     for (const [k, c] of pairs) {
@@ -34,7 +40,10 @@ function naiveMerges(text: string, vocabSize: number, minFrequency = 2): Array<[
     words = words.map((w) => {
       const next: number[] = [];
       for (let i = 0; i < w.ids.length;) {
-        if (i + 1 < w.ids.length && w.ids[i] === best![0] && w.ids[i + 1] === best![1]) { next.push(id); i += 2; } else next.push(w.ids[i++]);
+        if (i + 1 < w.ids.length && w.ids[i] === best![0] && w.ids[i + 1] === best![1]) {
+          next.push(id);
+          i += 2;
+        } else next.push(w.ids[i++]);
       }
       return { ids: next, c: w.c };
     });
@@ -46,7 +55,9 @@ const TEXT = [
   'The whale, the whale! aaaa aaa aa a bbbbbb.',
   'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse.',
   'naïve café 鯨 鯨 鯨 🐋🐋 🐋 1851 1851 1851 —— ——',
-].join('\n\n').repeat(3);
+]
+  .join('\n\n')
+  .repeat(3);
 
 describe('data/bpe', () => {
   it('learns exactly the merges of a naive reference trainer', () => {
@@ -87,7 +98,7 @@ describe('data/bpe', () => {
   // The built-in corpus is read from node_modules: Node only.
   (IS_NODE ? it : it.skip)('trains a 2k vocabulary on Moby-Dick quickly and round-trips the book', async () => {
     const corpusFiles = '../../src/data/corpus_files.js'; // Node-only: a variable keeps it out of the browser bundle
-    const { loadCorpus } = await import(/* @vite-ignore */ corpusFiles) as typeof import('../../src/data/corpus_files.js');
+    const { loadCorpus } = (await import(/* @vite-ignore */ corpusFiles)) as typeof import('../../src/data/corpus_files.js');
     const { text } = await loadCorpus();
     const started = performance.now();
     const bpe = BpeTokenizer.train(text, 2048);
@@ -104,7 +115,14 @@ describe('data/bpe', () => {
     expectThrows(() => BpeTokenizer.train('', 300), /non-empty/);
     expectThrows(() => BpeTokenizer.train('abc', 300, { minFrequency: 0 }), /minFrequency/);
     expectThrows(() => new BpeTokenizer([[97, 300]]), /merges\[0\]/, /below 256/);
-    expectThrows(() => new BpeTokenizer([[97, 98], [97, 98]]), /repeats/);
+    expectThrows(
+      () =>
+        new BpeTokenizer([
+          [97, 98],
+          [97, 98],
+        ]),
+      /repeats/,
+    );
     expectThrows(() => new BpeTokenizer([], '('), /unknown pre-tokenizer "\("/, /custom regular expressions are not accepted/);
     expectThrows(() => BpeTokenizer.train(TEXT, 300).decode([300]), /id 300/);
   });
@@ -117,7 +135,10 @@ describe('data/bpe', () => {
     const arrayBytes = () => (IS_NODE ? process.memoryUsage().arrayBuffers : 0); // Node reports ArrayBuffer memory
     const before = arrayBytes();
     const started = performance.now();
-    const e = expectThrows(() => tokenizerFromJSON(text), /merges\[8\] makes a token of 512 bytes; tokens are at most MAX_TOKEN_BYTES \(256\) bytes/);
+    const e = expectThrows(
+      () => tokenizerFromJSON(text),
+      /merges\[8\] makes a token of 512 bytes; tokens are at most MAX_TOKEN_BYTES \(256\) bytes/,
+    );
     expect(e).to.be.instanceOf(ValueError);
     expect(performance.now() - started, 'ms').to.be.below(200);
     expect(arrayBytes() - before).to.be.below(1 << 20);
@@ -143,7 +164,10 @@ describe('data/bpe', () => {
     const evil = { kind: 'bpe', version: 1, pattern: '(a+)+$', merges: [] };
     expectThrows(() => tokenizerFromJSON(evil), /unknown pre-tokenizer "\(a\+\)\+\$"; known pre-tokenizers: gpt2-no-contractions, gpt2/);
     expectThrows(() => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: '(a+)+$', merges: [] }), /unknown pre-tokenizer/);
-    expectThrows(() => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: 'constructor', merges: [] }), /unknown pre-tokenizer "constructor"/);
+    expectThrows(
+      () => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: 'constructor', merges: [] }),
+      /unknown pre-tokenizer "constructor"/,
+    );
     expectThrows(() => new BpeTokenizer([], '(a+)+$'), /unknown pre-tokenizer/);
     expectThrows(() => BpeTokenizer.train(TEXT, 300, { pattern: '(a+)+$' }), /BpeTokenizer\.train: unknown pre-tokenizer/);
     expectThrows(() => BpeTokenizer.train(TEXT, 300, { preTokenizer: 'gpt2', pattern: BPE_PATTERN }), /not both/);
@@ -165,7 +189,7 @@ describe('data/bpe', () => {
     expect(noPattern.preTokenizer).to.equal(DEFAULT_PRE_TOKENIZER);
   });
 
-  it('offers GPT-2\'s pattern with contractions as a second named pre-tokenizer', () => {
+  it("offers GPT-2's pattern with contractions as a second named pre-tokenizer", () => {
     const text = "it's what we've done, isn't it's ".repeat(4);
     const gpt2 = BpeTokenizer.train(text, 300, { preTokenizer: 'gpt2' });
     const plain = BpeTokenizer.train(text, 300);

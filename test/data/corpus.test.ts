@@ -104,8 +104,7 @@ describe('data/corpus', () => {
       writeFileSync(join(d, '.git', 'index'), Buffer.from([0x80]));
       symlinkSync(join(d, 'a.txt'), join(d, 'link.txt'));
       const c = await loadCorpus(d);
-      expect(c.files).to.deep.equal(
-        [join(d, 'a.txt'), join(d, 'b', 'a.txt'), join(d, 'b', 'c', 'deep.md'), join(d, 'z.txt')]);
+      expect(c.files).to.deep.equal([join(d, 'a.txt'), join(d, 'b', 'a.txt'), join(d, 'b', 'c', 'deep.md'), join(d, 'z.txt')]);
       expect(c.text).to.equal(['first', 'middle', 'deep', 'zed'].join(CORPUS_SEPARATOR));
       expect(c.source).to.equal(d);
     });
@@ -152,7 +151,9 @@ describe('data/corpus', () => {
       const rng = new Mulberry32(7);
       const fatal = new TextDecoder('utf-8', { fatal: true });
       for (let trial = 0; trial < 2000; trial++) {
-        const bytes = Uint8Array.from({ length: 1 + rng.nextInt(8) }, () => (rng.next() < 0.5 ? 0x80 + rng.nextInt(0x80) : rng.nextInt(256)));
+        const bytes = Uint8Array.from({ length: 1 + rng.nextInt(8) }, () =>
+          rng.next() < 0.5 ? 0x80 + rng.nextInt(0x80) : rng.nextInt(256),
+        );
         let ok = true;
         try {
           fatal.decode(bytes);

@@ -2,7 +2,12 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../src/index.js';
 import {
-  Batcher, evaluationBatchArrays, evaluationBatches, evaluationWindowStarts, splitTokens, type BatcherState,
+  Batcher,
+  evaluationBatchArrays,
+  evaluationBatches,
+  evaluationWindowStarts,
+  splitTokens,
+  type BatcherState,
 } from '../../src/data/index.js';
 import { expectThrows, it } from '../kit/index.js';
 
@@ -23,8 +28,11 @@ describe('data/dataset', () => {
     });
 
     it('rejects parts shorter than one window, naming the sizes', () => {
-      const e = expectThrows(() => splitTokens(stream(100), { validationFraction: 0.1, sequenceLength: 10 }),
-        /validation part \(last 10 of 100 tokens/, /10 token\(s\), shorter than one window of sequenceLength \+ 1 = 11/);
+      const e = expectThrows(
+        () => splitTokens(stream(100), { validationFraction: 0.1, sequenceLength: 10 }),
+        /validation part \(last 10 of 100 tokens/,
+        /10 token\(s\), shorter than one window of sequenceLength \+ 1 = 11/,
+      );
       expect(e).to.be.instanceOf(ValueError);
       expectThrows(() => splitTokens(stream(100), { validationFraction: 0.95, sequenceLength: 10 }), /training part \(first 5 of 100/);
       expectThrows(() => splitTokens(stream(100), { validationFraction: 0 }), /validationFraction must be a number in \(0, 1\)/);
@@ -94,8 +102,10 @@ describe('data/dataset', () => {
     });
 
     it('rejects a stream shorter than one window, naming the sizes', () => {
-      const e = expectThrows(() => new Batcher(stream(16), { batchSize: 2, sequenceLength: 16 }),
-        /Batcher: the token stream has 16 token\(s\), shorter than one window of sequenceLength \+ 1 = 17 tokens/);
+      const e = expectThrows(
+        () => new Batcher(stream(16), { batchSize: 2, sequenceLength: 16 }),
+        /Batcher: the token stream has 16 token\(s\), shorter than one window of sequenceLength \+ 1 = 17 tokens/,
+      );
       expect(e).to.be.instanceOf(ValueError);
       expect(new Batcher(stream(17), { batchSize: 2, sequenceLength: 16 }).nextArrays().starts).to.deep.equal([0, 0]);
       expectThrows(() => new Batcher(stream(50), { batchSize: 0, sequenceLength: 4 }), /batchSize must be a positive integer/);

@@ -6,7 +6,15 @@ describe('data/prng', () => {
   it('is reproducible from a seed and continues from a saved state', () => {
     const a = new Mulberry32(2024);
     const first = Array.from({ length: 5 }, () => a.nextUint32());
-    expect(Array.from({ length: 5 }, ((b) => () => b.nextUint32())(new Mulberry32(2024)))).to.deep.equal(first);
+    expect(
+      Array.from(
+        { length: 5 },
+        (
+          (b) => () =>
+            b.nextUint32()
+        )(new Mulberry32(2024)),
+      ),
+    ).to.deep.equal(first);
     const s = a.getState();
     const next = Array.from({ length: 5 }, () => a.next());
     const c = new Mulberry32(0).setState(s);

@@ -19,16 +19,19 @@ const EXPECTED: Record<string, RegExp[]> = {
 describe('examples', function () {
   this.timeout(600000);
   let cwd = '';
-  before(() => { cwd = mkdtempSync(join(tmpdir(), 'tfjs-gta-examples-')); });
+  before(() => {
+    cwd = mkdtempSync(join(tmpdir(), 'tfjs-gta-examples-'));
+  });
   after(() => rmSync(cwd, { recursive: true, force: true }));
   for (const [file, patterns] of Object.entries(EXPECTED)) {
     it(`${file} runs and prints what its header says`, () => {
-      const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'examples', file)],
-        {
-          cwd, encoding: 'utf8', timeout: 540000,
-          // tsx maps 'tfjs-gta' and 'tfjs-gta/node' to the sources through the repository's tsconfig paths
-          env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
-        });
+      const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(root, 'examples', file)], {
+        cwd,
+        encoding: 'utf8',
+        timeout: 540000,
+        // tsx maps 'tfjs-gta' and 'tfjs-gta/node' to the sources through the repository's tsconfig paths
+        env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
+      });
       expect(r.status, r.stderr).to.equal(0);
       for (const p of patterns) expect(r.stdout).to.match(p);
     });

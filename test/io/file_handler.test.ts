@@ -14,7 +14,12 @@ import { it } from '../kit/index.js';
 /** Awaits `p`, which must reject with a ValueError whose message matches every pattern. */
 async function expectRejects(p: Promise<unknown>, ...patterns: RegExp[]): Promise<Error> {
   let error: Error | null = null;
-  await p.then(() => undefined, (e: Error) => { error = e; });
+  await p.then(
+    () => undefined,
+    (e: Error) => {
+      error = e;
+    },
+  );
   if (error === null) throw new Error(`expected a rejection matching ${patterns.join(', ')}, but it resolved`);
   const e = error as Error;
   expect(e, e.message).to.be.instanceOf(ValueError);

@@ -21,7 +21,9 @@ describeBackends('reference models (safetensors import, logits, cached greedy de
   it('imports the same model from a plain JSON of arrays', async () => {
     const c = file.cases[0];
     const tensors = weightsOf(c.weights_file);
-    const json = JSON.stringify(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, { shape: v.shape, data: Array.from(v.data) }])));
+    const json = JSON.stringify(
+      Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, { shape: v.shape, data: Array.from(v.data) }])),
+    );
     const r = await runReferenceModelCase(c, parseTensorJSON(json));
     expect(r.logitsError).to.be.at.most(Math.max(1e-4, tol.output));
   });
@@ -30,7 +32,8 @@ describeBackends('reference models (safetensors import, logits, cached greedy de
 describe('checkpoint formats', () => {
   it('reads F16, BF16 and F64 safetensors tensors', () => {
     const header = JSON.stringify({
-      a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] }, b: { dtype: 'BF16', shape: [1], data_offsets: [4, 6] },
+      a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] },
+      b: { dtype: 'BF16', shape: [1], data_offsets: [4, 6] },
       c: { dtype: 'F64', shape: [1], data_offsets: [6, 14] },
     });
     const h = new TextEncoder().encode(header);
@@ -63,7 +66,9 @@ describe('checkpoint formats', () => {
     const tensors = weightsOf(gqa.weights_file);
     const { ['model.norm.weight']: _n, ...missing } = tensors;
     expectThrows(() => causalLMFromHF(gqa.config, missing), /model\.norm\.weight is missing/);
-    expectThrows(() => causalLMFromHF(gqa.config, { ...tensors, 'model.extra.weight': { shape: [1], data: new Float32Array(1) } }),
-      /not used by the model: model\.extra\.weight/);
+    expectThrows(
+      () => causalLMFromHF(gqa.config, { ...tensors, 'model.extra.weight': { shape: [1], data: new Float32Array(1) } }),
+      /not used by the model: model\.extra\.weight/,
+    );
   });
 });

@@ -9,26 +9,59 @@ import { exportHF, HFExport } from '../../src/io/hf_export.js';
 import { F32Tensor, serializeSafetensors } from '../../src/io/safetensors_write.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 
-const IDS = [[3, 17, 0, 29, 8, 41, 12], [5, 5, 38, 1, 20, 33, 9]];
+const IDS = [
+  [3, 17, 0, 29, 8, 41, 12],
+  [5, 5, 38, 1, 20, 33, 9],
+];
 
 /** Tiny attention configs of every mechanism; `bias` switches every bias the mechanism has. */
 function attention(mechanism: string, bias: boolean, qLoraRank: number | null = null): AttentionConfig {
   const rope = { ropeMaxWavelength: 500 };
   switch (mechanism) {
-    case 'gqa': return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, useBias: bias, ...rope };
-    case 'mha': return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 4, useBias: bias, ...rope };
-    case 'mqa': return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 1, useBias: bias, ...rope };
-    case 'gta': return {
-      kind: 'gta', numHeads: 4, headDim: 8, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 8, useBias: bias, ...rope,
-    };
-    default: return {
-      kind: 'mla', numHeads: 4, qLoraRank, kvLoraRank: 12, qkNopeHeadDim: 8, qkRopeHeadDim: 4, vHeadDim: 6, useBias: bias, ...rope,
-    };
+    case 'gqa':
+      return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, useBias: bias, ...rope };
+    case 'mha':
+      return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 4, useBias: bias, ...rope };
+    case 'mqa':
+      return { kind: 'gqa', headDim: 8, numQueryHeads: 4, numKeyValueHeads: 1, useBias: bias, ...rope };
+    case 'gta':
+      return {
+        kind: 'gta',
+        numHeads: 4,
+        headDim: 8,
+        numQueryHeads: 2,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 8,
+        useBias: bias,
+        ...rope,
+      };
+    default:
+      return {
+        kind: 'mla',
+        numHeads: 4,
+        qLoraRank,
+        kvLoraRank: 12,
+        qkNopeHeadDim: 8,
+        qkRopeHeadDim: 4,
+        vHeadDim: 6,
+        useBias: bias,
+        ...rope,
+      };
   }
 }
 
 function modelConfig(att: AttentionConfig, tied: boolean, normEpsilon = 1e-5): CausalLMConfig {
-  return { vocabSize: 45, hiddenSize: 32, numLayers: 2, intermediateSize: 48, maxSequenceLength: 64, normEpsilon, tieWordEmbeddings: tied, attention: att };
+  return {
+    vocabSize: 45,
+    hiddenSize: 32,
+    numLayers: 2,
+    intermediateSize: 48,
+    maxSequenceLength: 64,
+    normEpsilon,
+    tieWordEmbeddings: tied,
+    attention: att,
+  };
 }
 
 /** A model whose every weight (biases and norm gains included) is random, so nothing passes by being zero or one. */
@@ -69,7 +102,12 @@ function expectSameTensors(actual: Record<string, F32Tensor>, expected: Record<s
   }
 }
 
-interface Case { mechanism: string; tied: boolean; bias: boolean; qLoraRank?: number }
+interface Case {
+  mechanism: string;
+  tied: boolean;
+  bias: boolean;
+  qLoraRank?: number;
+}
 const CASES: Case[] = [];
 for (const mechanism of ['gqa', 'mha', 'mqa', 'gta', 'mla']) {
   for (const tied of [true, false]) {
@@ -101,13 +139,19 @@ describeBackends('exportHF round trip (export -> safetensors -> causalLMFromHF)'
         if (zeroFilled) {
           const biases = Object.keys(again).filter((n) => n.endsWith('.bias'));
           expect(biases).to.have.length(8); // q, k, v, g in each of 2 layers
-          for (const n of biases) expect(Array.from(again[n].data).every((v) => v === 0), n).to.equal(true);
+          for (const n of biases)
+            expect(
+              Array.from(again[n].data).every((v) => v === 0),
+              n,
+            ).to.equal(true);
         } else {
           // Same architecture, so the same variables in the same order: compare them directly.
           const a = back.model.getWeights();
           const b = lm.model.getWeights();
           expect(a.length).to.equal(b.length);
-          a.forEach((w, i) => expect(bits(w.dataSync() as Float32Array), lm.model.weights[i].name).to.deep.equal(bits(b[i].dataSync() as Float32Array)));
+          a.forEach((w, i) =>
+            expect(bits(w.dataSync() as Float32Array), lm.model.weights[i].name).to.deep.equal(bits(b[i].dataSync() as Float32Array)),
+          );
         }
       } finally {
         lm.dispose();
@@ -175,9 +219,23 @@ describe('exportHF config', () => {
   it('GQA/MHA/MQA are Llama with every key transformers needs', () => {
     const c = configOf(attention('mqa', false), false);
     expect(c).to.include({
-      model_type: 'llama', num_attention_heads: 4, num_key_value_heads: 1, head_dim: 8, attention_bias: false, hidden_size: 32,
-      intermediate_size: 48, num_hidden_layers: 2, vocab_size: 45, max_position_embeddings: 64, rms_norm_eps: 1e-5,
-      rope_theta: 500, rope_scaling: null, hidden_act: 'silu', mlp_bias: false, tie_word_embeddings: false, torch_dtype: 'float32',
+      model_type: 'llama',
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 8,
+      attention_bias: false,
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      vocab_size: 45,
+      max_position_embeddings: 64,
+      rms_norm_eps: 1e-5,
+      rope_theta: 500,
+      rope_scaling: null,
+      hidden_act: 'silu',
+      mlp_bias: false,
+      tie_word_embeddings: false,
+      torch_dtype: 'float32',
       dtype: 'float32',
     });
     expect(c.architectures).to.deep.equal(['LlamaForCausalLM']);
@@ -187,19 +245,37 @@ describe('exportHF config', () => {
   it('MLA is DeepSeek-V3 with rotate-half RoPE and a dense MLP in every layer', () => {
     const c = configOf(attention('mla', true, 10));
     expect(c).to.include({
-      model_type: 'deepseek_v3', num_attention_heads: 4, num_key_value_heads: 4, q_lora_rank: 10, kv_lora_rank: 12,
-      qk_nope_head_dim: 8, qk_rope_head_dim: 4, v_head_dim: 6, attention_bias: true, rope_interleave: false,
-      first_k_dense_replace: 2, n_routed_experts: 0, num_nextn_predict_layers: 0, tie_word_embeddings: true,
+      model_type: 'deepseek_v3',
+      num_attention_heads: 4,
+      num_key_value_heads: 4,
+      q_lora_rank: 10,
+      kv_lora_rank: 12,
+      qk_nope_head_dim: 8,
+      qk_rope_head_dim: 4,
+      v_head_dim: 6,
+      attention_bias: true,
+      rope_interleave: false,
+      first_k_dense_replace: 2,
+      n_routed_experts: 0,
+      num_nextn_predict_layers: 0,
+      tie_word_embeddings: true,
     });
     expect(c.architectures).to.deep.equal(['DeepseekV3ForCausalLM']);
     expect(configOf(attention('mla', false)).q_lora_rank).to.equal(null);
   });
 
-  it('GTA uses the authors\' GTAForCausalLM keys', () => {
+  it("GTA uses the authors' GTAForCausalLM keys", () => {
     const c = configOf({ ...attention('gta', true), numValueHeads: 2 } as AttentionConfig);
     expect(c).to.include({
-      model_type: 'llama', num_attention_heads: 4, head_dim: 8, num_query_heads: 2, query_dim: 8, num_key_heads: 1,
-      key_dim: 8, num_value_heads: 2, value_dim: 8,
+      model_type: 'llama',
+      num_attention_heads: 4,
+      head_dim: 8,
+      num_query_heads: 2,
+      query_dim: 8,
+      num_key_heads: 1,
+      key_dim: 8,
+      num_value_heads: 2,
+      value_dim: 8,
     });
     expect(c.architectures).to.deep.equal(['GTAForCausalLM']);
   });
@@ -218,11 +294,15 @@ describe('exportHF config', () => {
 
   it('rejects what the Hugging Face configs cannot express', () => {
     expectThrows(() => exportHF({} as CausalLM), /exportHF: lm must be a CausalLM/);
-    expectThrows(() => configOf({ ...attention('gqa', false), ropeScalingFactor: 2 } as AttentionConfig),
-      /ropeScalingFactor must be 1 .*got 2/);
+    expectThrows(
+      () => configOf({ ...attention('gqa', false), ropeScalingFactor: 2 } as AttentionConfig),
+      /ropeScalingFactor must be 1 .*got 2/,
+    );
     expectThrows(() => configOf({ ...attention('gqa', false), useRope: false } as AttentionConfig), /useRope must be true/);
-    expectThrows(() => configOf({ ...attention('mla', false), rmsNormEpsilon: 1e-5 } as AttentionConfig),
-      /MLA rmsNormEpsilon must be 0\.000001.*q_a_layernorm and kv_a_layernorm, got 0\.00001/);
+    expectThrows(
+      () => configOf({ ...attention('mla', false), rmsNormEpsilon: 1e-5 } as AttentionConfig),
+      /MLA rmsNormEpsilon must be 0\.000001.*q_a_layernorm and kv_a_layernorm, got 0\.00001/,
+    );
   });
 });
 
@@ -273,11 +353,17 @@ describe('serializeSafetensors', () => {
     expectThrows(bad({ __metadata__: t([1], [1]) }), /"__metadata__" is reserved/);
     expectThrows(bad({ w: { dtype: 'F16', shape: [1], data: new Float32Array(1) } }), /tensors\["w"\]\.dtype must be 'F32'.*got "F16"/);
     expectThrows(bad({ w: { shape: [1], data: new Float32Array(1) } }), /dtype must be 'F32'.*got undefined/);
-    expectThrows(bad({ w: { dtype: 'F32', shape: [2, -1], data: new Float32Array(1) } }), /shape must be an array of non-negative integers/);
+    expectThrows(
+      bad({ w: { dtype: 'F32', shape: [2, -1], data: new Float32Array(1) } }),
+      /shape must be an array of non-negative integers/,
+    );
     expectThrows(bad({ w: { dtype: 'F32', shape: [1.5], data: new Float32Array(1) } }), /shape must be an array of non-negative integers/);
     expectThrows(bad({ w: { dtype: 'F32', shape: [2], data: [1, 2] } }), /data must be a Float32Array, got an array/);
     expectThrows(bad({ w: { dtype: 'F32', shape: [2], data: new Float64Array(2) } }), /data must be a Float32Array, got Float64Array/);
-    expectThrows(bad({ w: { dtype: 'F32', shape: [2, 3], data: new Float32Array(5) } }), /tensors\["w"\] has 5 values but shape \[2,3\] needs 6/);
+    expectThrows(
+      bad({ w: { dtype: 'F32', shape: [2, 3], data: new Float32Array(5) } }),
+      /tensors\["w"\] has 5 values but shape \[2,3\] needs 6/,
+    );
     expectThrows(bad({ w: 3 }), /tensors\["w"\] must be \{dtype: 'F32', shape, data\}, got number/);
   });
 });

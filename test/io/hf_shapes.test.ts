@@ -41,7 +41,13 @@ describeBackends('HF checkpoint shapes', () => {
     for (const attention of ATTENTIONS) {
       for (const tieWordEmbeddings of [true, false]) {
         const config: CausalLMConfig = {
-          vocabSize: 19, hiddenSize: 32, numLayers: 2, intermediateSize: 40, maxSequenceLength: 64, attention, tieWordEmbeddings,
+          vocabSize: 19,
+          hiddenSize: 32,
+          numLayers: 2,
+          intermediateSize: 40,
+          maxSequenceLength: 64,
+          attention,
+          tieWordEmbeddings,
         };
         const lm = CausalLM.create(config);
         const built = modelTorchShapes(lm);
@@ -57,21 +63,37 @@ describeBackends('HF checkpoint shapes', () => {
     const tensors = weightsOf(c.weights_file);
     const before = tf.memory().numTensors;
     const started = performance.now();
-    const e = expectThrows(() => causalLMFromHF({ ...c.config, vocab_size: 2_000_000 }, tensors),
-      /model\.embed_tokens\.weight has shape \[97,64\] but the config needs \[2000000,64\]/);
+    const e = expectThrows(
+      () => causalLMFromHF({ ...c.config, vocab_size: 2_000_000 }, tensors),
+      /model\.embed_tokens\.weight has shape \[97,64\] but the config needs \[2000000,64\]/,
+    );
     expect(e).to.be.instanceOf(ValueError);
     expect(performance.now() - started, 'ms').to.be.below(1000);
     expect(tf.memory().numTensors).to.equal(before);
-    expectThrows(() => causalLMFromHF({ ...c.config, num_hidden_layers: 1e9 }, tensors),
-      /model\.layers\.2\.input_layernorm\.weight is missing \(expected shape \[64\]/);
-    expectThrows(() => causalLMFromHF({ ...c.config, intermediate_size: 4096 }, tensors),
-      /model\.layers\.0\.mlp\.gate_proj\.weight has shape \[128,64\] but the config needs \[4096,64\]/);
-    expectThrows(() => causalLMFromHF({ ...c.config, num_key_value_heads: 4 }, tensors),
-      /model\.layers\.0\.self_attn\.k_proj\.weight has shape \[32,64\] but the config needs \[64,64\]/);
-    expectThrows(() => causalLMFromHF({ ...c.config, tie_word_embeddings: true }, { ...tensors, 'lm_head.weight': { shape: [97, 32], data: new Float32Array(97 * 32) } }),
-      /lm_head\.weight has shape \[97,32\] but the config needs \[97,64\]/);
-    expectThrows(() => causalLMFromHF(c.config, { ...tensors, 'model.norm.weight': { shape: [64], data: new Float32Array(3) } }),
-      /model\.norm\.weight has 3 values but shape \[64\] needs 64/);
+    expectThrows(
+      () => causalLMFromHF({ ...c.config, num_hidden_layers: 1e9 }, tensors),
+      /model\.layers\.2\.input_layernorm\.weight is missing \(expected shape \[64\]/,
+    );
+    expectThrows(
+      () => causalLMFromHF({ ...c.config, intermediate_size: 4096 }, tensors),
+      /model\.layers\.0\.mlp\.gate_proj\.weight has shape \[128,64\] but the config needs \[4096,64\]/,
+    );
+    expectThrows(
+      () => causalLMFromHF({ ...c.config, num_key_value_heads: 4 }, tensors),
+      /model\.layers\.0\.self_attn\.k_proj\.weight has shape \[32,64\] but the config needs \[64,64\]/,
+    );
+    expectThrows(
+      () =>
+        causalLMFromHF(
+          { ...c.config, tie_word_embeddings: true },
+          { ...tensors, 'lm_head.weight': { shape: [97, 32], data: new Float32Array(97 * 32) } },
+        ),
+      /lm_head\.weight has shape \[97,32\] but the config needs \[97,64\]/,
+    );
+    expectThrows(
+      () => causalLMFromHF(c.config, { ...tensors, 'model.norm.weight': { shape: [64], data: new Float32Array(3) } }),
+      /model\.norm\.weight has 3 values but shape \[64\] needs 64/,
+    );
     expectThrows(() => causalLMFromHF({ ...c.config, hidden_size: -64 }, tensors), /hiddenSize must be a positive integer/);
     expect(tf.memory().numTensors).to.equal(before);
   });

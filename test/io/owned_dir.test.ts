@@ -15,7 +15,9 @@ const root = new URL('../..', import.meta.url).pathname;
 
 async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   let error: Error | null = null;
-  await p.catch((e: Error) => { error = e; });
+  await p.catch((e: Error) => {
+    error = e;
+  });
   expect(error, 'expected a rejection').to.not.equal(null);
   expect(error!.name).to.equal('ValueError');
   expect(error!.message).to.match(pattern);
@@ -42,14 +44,19 @@ function childWrite(target: string, version: string, at: 'none' | 'fill' | 'befo
 describe('owned output folders', function () {
   this.timeout(120000);
   let dir = '';
-  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'tfjs-gta-owned-')); });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tfjs-gta-owned-'));
+  });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses a folder with files it did not write, and leaves them untouched', async () => {
     mkdirSync(join(dir, 'photos/sub'), { recursive: true });
     writeFileSync(join(dir, 'photos/a.jpg'), 'jpg');
     writeFileSync(join(dir, 'photos/sub/b.jpg'), 'jpg');
-    await rejects(writeOwnedDir(join(dir, 'photos'), 'report', '--out', async () => {}), /--out: .*photos is a folder with 2 entries that tfjs-gta did not write/);
+    await rejects(
+      writeOwnedDir(join(dir, 'photos'), 'report', '--out', async () => {}),
+      /--out: .*photos is a folder with 2 entries that tfjs-gta did not write/,
+    );
     expect(readFileSync(join(dir, 'photos/a.jpg'), 'utf8')).to.equal('jpg');
     expect(readFileSync(join(dir, 'photos/sub/b.jpg'), 'utf8')).to.equal('jpg');
     expect(readdirSync(dir)).to.deep.equal(['photos']); // no temporary folder left beside it
@@ -57,7 +64,10 @@ describe('owned output folders', function () {
 
   it('refuses a regular file, a symbolic link and the current folder', async () => {
     writeFileSync(join(dir, 'notes.txt'), 'mine');
-    await rejects(writeOwnedDir(join(dir, 'notes.txt'), 'checkpoint', 'checkpoint', async () => {}), /exists and is not a folder/);
+    await rejects(
+      writeOwnedDir(join(dir, 'notes.txt'), 'checkpoint', 'checkpoint', async () => {}),
+      /exists and is not a folder/,
+    );
     expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).to.equal('mine');
     mkdirSync(join(dir, 'real'));
     symlinkSync(join(dir, 'real'), join(dir, 'link'));
@@ -73,19 +83,27 @@ describe('owned output folders', function () {
       expect(readFileSync(join(dir, target, 'r.md'), 'utf8')).to.equal('two');
       expect(readFileSync(join(dir, target, MARKER), 'utf8')).to.match(/^report\n/);
     }
-    await rejects(writeOwnedDir(join(dir, 'empty'), 'checkpoint', 'checkpoint', async () => {}), /holds a tfjs-gta report, not a checkpoint/);
+    await rejects(
+      writeOwnedDir(join(dir, 'empty'), 'checkpoint', 'checkpoint', async () => {}),
+      /holds a tfjs-gta report, not a checkpoint/,
+    );
   });
 
   it('removes its temporary folder when filling fails, and keeps the old contents', async () => {
     await writeOwnedDir(join(dir, 'out'), 'report', '--out', async (tmp) => writeFileSync(join(tmp, 'r.md'), 'old'));
-    await writeOwnedDir(join(dir, 'out'), 'report', '--out', async () => { throw new Error('disk full'); }).catch(() => {});
+    await writeOwnedDir(join(dir, 'out'), 'report', '--out', async () => {
+      throw new Error('disk full');
+    }).catch(() => {});
     expect(readFileSync(join(dir, 'out/r.md'), 'utf8')).to.equal('old');
     expect(readdirSync(dir).sort()).to.deep.equal(['out']);
   });
 
   it('lets one writer at a time hold a folder, and takes over a lock whose process is gone', async () => {
     const release = await lockTarget(join(dir, 'out'), '--out');
-    await rejects(writeOwnedDir(join(dir, 'out'), 'report', '--out', async () => {}), /in use by another run \(process \d+/);
+    await rejects(
+      writeOwnedDir(join(dir, 'out'), 'report', '--out', async () => {}),
+      /in use by another run \(process \d+/,
+    );
     await release();
     writeFileSync(join(dir, 'out.lock'), '999999999'); // no such process
     await writeOwnedDir(join(dir, 'out'), 'report', '--out', async (tmp) => writeFileSync(join(tmp, 'r.md'), 'x'));
@@ -105,7 +123,11 @@ describe('owned output folders', function () {
       expect(text).to.equal(at === 'afterSwap' ? 'version-2' : 'version-1');
       expect(childWrite(target, 'version-3', 'none').status).to.equal(0);
       expect(readFileSync(join(target, 'data.txt'), 'utf8')).to.equal('version-3');
-      expect(readdirSync(dir).filter((n) => n.startsWith('out')).sort()).to.deep.equal(['out']); // no .tmp-/.old-/.lock left
+      expect(
+        readdirSync(dir)
+          .filter((n) => n.startsWith('out'))
+          .sort(),
+      ).to.deep.equal(['out']); // no .tmp-/.old-/.lock left
     });
   }
 });

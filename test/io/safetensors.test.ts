@@ -53,7 +53,8 @@ describe('parseSafetensors', () => {
     for (const pad of [0, 1]) {
       // `pad` and a trailing space in the header each shift the data section by one byte (odd addresses).
       for (const extra of ['', ' ']) {
-        const header = `{"h":{"dtype":"F16","shape":[65536],"data_offsets":[0,131072]},` +
+        const header =
+          `{"h":{"dtype":"F16","shape":[65536],"data_offsets":[0,131072]},` +
           `"b":{"dtype":"BF16","shape":[256,256],"data_offsets":[131072,262144]}}${extra}`;
         const data = new Uint8Array(262144);
         data.set(u16Bytes(words), 0);
@@ -73,11 +74,18 @@ describe('parseSafetensors', () => {
     const f64 = new Uint8Array(8);
     new DataView(f64.buffer).setFloat64(0, 0.1, true);
     const data = new Uint8Array([...u16Bytes([0x3c00, 0x7bff, 0x0001, 0x8000]), ...u16Bytes([0x3f80, 0x4049, 0xff80]), ...f32, ...f64]);
-    const t = parseSafetensors(file({
-      __metadata__: { format: 'pt' },
-      h: { dtype: 'F16', shape: [4], data_offsets: [0, 8] }, b: { dtype: 'BF16', shape: [3], data_offsets: [8, 14] },
-      f: { dtype: 'F32', shape: [2], data_offsets: [14, 22] }, d: { dtype: 'F64', shape: [1, 1], data_offsets: [22, 30] },
-    }, data));
+    const t = parseSafetensors(
+      file(
+        {
+          __metadata__: { format: 'pt' },
+          h: { dtype: 'F16', shape: [4], data_offsets: [0, 8] },
+          b: { dtype: 'BF16', shape: [3], data_offsets: [8, 14] },
+          f: { dtype: 'F32', shape: [2], data_offsets: [14, 22] },
+          d: { dtype: 'F64', shape: [1, 1], data_offsets: [22, 30] },
+        },
+        data,
+      ),
+    );
     sameValues(t.h.data, [1, 65504, 2 ** -24, -0]);
     sameValues(t.b.data, [1, 3.140625, -Infinity]);
     sameValues(t.f.data, [-1.5, 3.25e-3]);
@@ -90,7 +98,10 @@ describe('parseSafetensors', () => {
     expect(buf.byteLength).to.be.below(120);
     const arrayBytes = () => (IS_NODE ? process.memoryUsage().arrayBuffers : 0); // Node reports ArrayBuffer memory
     const before = arrayBytes();
-    expectThrows(() => parseSafetensors(buf), /tensor "w": data_offsets \[0, 4\] span 4 bytes but shape \[2147483648\] F32 needs 8589934592/);
+    expectThrows(
+      () => parseSafetensors(buf),
+      /tensor "w": data_offsets \[0, 4\] span 4 bytes but shape \[2147483648\] F32 needs 8589934592/,
+    );
     expect(arrayBytes() - before).to.be.below(1 << 20);
   });
 
@@ -99,7 +110,14 @@ describe('parseSafetensors', () => {
     const w = (extra: Record<string, unknown>) => ({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4], ...extra } });
     const cases: Array<[Uint8Array, RegExp]> = [
       [new Uint8Array(4), /too short/],
-      [(() => { const b = file({}); new DataView(b.buffer, b.byteOffset).setBigUint64(0, 1000n, true); return b; })(), /invalid header length 1000/],
+      [
+        (() => {
+          const b = file({});
+          new DataView(b.buffer, b.byteOffset).setBigUint64(0, 1000n, true);
+          return b;
+        })(),
+        /invalid header length 1000/,
+      ],
       [file('{"w": [}'), /not valid JSON/],
       [file([1, 2]), /header must be a JSON object.*an array/],
       [file('42'), /header must be a JSON object/],
@@ -116,8 +134,10 @@ describe('parseSafetensors', () => {
       [file(w({ data_offsets: [0, 8] }), new Uint8Array(8)), /span 8 bytes but shape \[1\] F32 needs 4/],
       [file(w({}), new Uint8Array(6)), /cover 4 bytes but the data section holds 6/],
       [file(w({ data_offsets: [4, 8] }), new Uint8Array(8)), /starts at byte 4, which leaves a gap of 4 bytes/],
-      [file({ ...w({}), v: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)),
-        /starts at byte 0, which overlaps the previous tensor/],
+      [
+        file({ ...w({}), v: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)),
+        /starts at byte 0, which overlaps the previous tensor/,
+      ],
       [file(w({ data_offsets: [0, 4] }), new Uint8Array(0)), /cover 4 bytes but the data section holds 0/],
       [file({ __metadata__: 'x' }), /__metadata__ must be an object/],
     ];
@@ -132,8 +152,13 @@ describe('parseSafetensors', () => {
     const data = new Uint8Array(8);
     new DataView(data.buffer).setFloat32(0, 2, true);
     new DataView(data.buffer).setFloat32(4, 5, true);
-    const t = parseSafetensors(file('{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' +
-      '"constructor":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', data));
+    const t = parseSafetensors(
+      file(
+        '{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' +
+          '"constructor":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',
+        data,
+      ),
+    );
     expect(Object.getPrototypeOf(t)).to.equal(null);
     expect(Object.keys(t).sort()).to.deep.equal(['__proto__', 'constructor']);
     expect(Array.from(t['__proto__'].data)).to.deep.equal([2]);

@@ -24,20 +24,27 @@ class Scale extends tf.layers.Layer implements TorchMappable {
 }
 
 describeBackends('torch name tables (io/torch_names)', () => {
-  it('a decoder block maps to Llama\'s names under its sublayer prefixes, in table order', () => {
+  it("a decoder block maps to Llama's names under its sublayer prefixes, in table order", () => {
     const block = new TransformerDecoderBlock({
-      attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1, useBias: false }, intermediateDim: 12,
+      attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1, useBias: false },
+      intermediateDim: 12,
     });
     buildLayer(block, [1, 1, 8]);
     expect(torchWeightSpecs(block).map((s) => `${s.torchName} [${s.torchShape}]`)).to.deep.equal([
-      'input_layernorm.weight [8]', 'self_attn.q_proj.weight [8,8]', 'self_attn.k_proj.weight [4,8]',
-      'self_attn.v_proj.weight [4,8]', 'self_attn.o_proj.weight [8,8]', 'post_attention_layernorm.weight [8]',
-      'mlp.gate_proj.weight [12,8]', 'mlp.up_proj.weight [12,8]', 'mlp.down_proj.weight [8,12]',
+      'input_layernorm.weight [8]',
+      'self_attn.q_proj.weight [8,8]',
+      'self_attn.k_proj.weight [4,8]',
+      'self_attn.v_proj.weight [4,8]',
+      'self_attn.o_proj.weight [8,8]',
+      'post_attention_layernorm.weight [8]',
+      'mlp.gate_proj.weight [12,8]',
+      'mlp.up_proj.weight [12,8]',
+      'mlp.down_proj.weight [8,12]',
     ]);
     block.dispose();
   });
 
-  it('refuses unbuilt layers and layers with no table, and uses a TorchMappable layer\'s own specs', () => {
+  it("refuses unbuilt layers and layers with no table, and uses a TorchMappable layer's own specs", () => {
     expectThrows(() => torchWeightSpecs(new RMSNormalization()), /layer .* is not built/);
     const dense = tf.layers.dense({ units: 2 });
     buildLayer(dense, [1, 3]);

@@ -29,7 +29,11 @@ function runtimeConfig(): RuntimeConfig {
   if (!IS_NODE) return { backends: g.__TFJS_BACKENDS__, required: g.__REQUIRE_BACKENDS__ };
   const env = process.env;
   return {
-    backends: env.TFJS_BACKENDS ? env.TFJS_BACKENDS.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+    backends: env.TFJS_BACKENDS
+      ? env.TFJS_BACKENDS.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : undefined,
     required: env.CI === 'true' || env.REQUIRE_BACKENDS === '1',
   };
 }
@@ -56,7 +60,9 @@ if (AVAILABLE.length > 0) await tf.setBackend(AVAILABLE[0]);
 
 if (IS_NODE && !(globalThis as { __BACKEND_BANNER__?: boolean }).__BACKEND_BANNER__) {
   (globalThis as { __BACKEND_BANNER__?: boolean }).__BACKEND_BANNER__ = true;
-  const skipped = Object.entries(UNAVAILABLE).map(([b, why]) => `${b} (${why})`).join(', ');
+  const skipped = Object.entries(UNAVAILABLE)
+    .map(([b, why]) => `${b} (${why})`)
+    .join(', ');
   console.log(`backends: running ${AVAILABLE.join(', ') || 'none'}${skipped ? `; skipped ${skipped}` : ''}`);
 }
 
@@ -85,8 +91,7 @@ export interface BackendContext {
  * Defines `title [backend]` once per available backend. The suite activates its backend (and fails
  * if tfjs would silently fall back), and the callback receives the backend's tolerances.
  */
-export function describeBackends(title: string, fn: (ctx: BackendContext) => void,
-  options: { only?: string[] } = {}): void {
+export function describeBackends(title: string, fn: (ctx: BackendContext) => void, options: { only?: string[] } = {}): void {
   for (const backend of AVAILABLE) {
     if (options.only && !options.only.includes(backend)) continue;
     describe(`${title} [${backend}]`, function () {

@@ -14,20 +14,38 @@ export interface LayerCase {
 
 export const LAYER_CASES: LayerCase[] = [
   {
-    kind: 'gqa', dim: 32,
+    kind: 'gqa',
+    dim: 32,
     make: (extra = {}) => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, seed: 1, ...extra }),
   },
   {
-    kind: 'gta', dim: 32,
-    make: (extra = {}) => new GroupedHeadLatentAttention({
-      numHeads: 4, headDim: 8, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 8, seed: 2, ...extra,
-    }),
+    kind: 'gta',
+    dim: 32,
+    make: (extra = {}) =>
+      new GroupedHeadLatentAttention({
+        numHeads: 4,
+        headDim: 8,
+        numQueryHeads: 2,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 8,
+        seed: 2,
+        ...extra,
+      }),
   },
   {
-    kind: 'mla', dim: 32,
-    make: (extra = {}) => new MultiHeadLatentAttention({
-      numHeads: 4, kvLoraRank: 12, qkNopeHeadDim: 8, qkRopeHeadDim: 4, vHeadDim: 6, seed: 3, ...extra,
-    }),
+    kind: 'mla',
+    dim: 32,
+    make: (extra = {}) =>
+      new MultiHeadLatentAttention({
+        numHeads: 4,
+        kvLoraRank: 12,
+        qkNopeHeadDim: 8,
+        qkRopeHeadDim: 4,
+        vHeadDim: 6,
+        seed: 3,
+        ...extra,
+      }),
   },
 ];
 

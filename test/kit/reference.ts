@@ -70,14 +70,23 @@ export function causalAllowed(t: number, pad?: number[]): boolean[][] {
 }
 
 export interface GqaWeights {
-  wq: Mat; wk: Mat; wv: Mat; wo: Mat; // [D, Hq*Dh], [D, Hkv*Dh], [D, Hkv*Dh], [Hq*Dh, D]
-  bq?: number[]; bk?: number[]; bv?: number[]; bo?: number[];
+  wq: Mat;
+  wk: Mat;
+  wv: Mat;
+  wo: Mat; // [D, Hq*Dh], [D, Hkv*Dh], [D, Hkv*Dh], [Hq*Dh, D]
+  bq?: number[];
+  bk?: number[];
+  bv?: number[];
+  bo?: number[];
 }
 
 /** GQA on one sequence `x [T, D]`. Query head i reads KV head floor(i / (hq/hkv)). */
-export function gqaReference(x: Mat, w: GqaWeights,
+export function gqaReference(
+  x: Mat,
+  w: GqaWeights,
   cfg: { hq: number; hkv: number; dh: number; base?: number; useRope?: boolean },
-  allowed: boolean[][]): { out: Mat; probs: Mat[] } {
+  allowed: boolean[][],
+): { out: Mat; probs: Mat[] } {
   const pos = x.map((_, t) => t);
   const q = addBias(matmul(x, w.wq), w.bq);
   const k = addBias(matmul(x, w.wk), w.bk);
@@ -99,13 +108,26 @@ export function gqaReference(x: Mat, w: GqaWeights,
 }
 
 export interface GtaWeights {
-  wq: Mat; wk: Mat; wc: Mat; wg: Mat; wo: Mat; // [D, Hq*Dh], [D, Hk*Dh], [D, Hc*Dl], [D, W], [W, D]
+  wq: Mat;
+  wk: Mat;
+  wc: Mat;
+  wg: Mat;
+  wo: Mat; // [D, Hq*Dh], [D, Hk*Dh], [D, Hc*Dl], [D, W], [W, D]
   delta: number[][][]; // [Hq][Dl][r*Dl]
-  bq?: number[]; bk?: number[]; bc?: number[]; bg?: number[];
+  bq?: number[];
+  bk?: number[];
+  bc?: number[];
+  bg?: number[];
 }
 
 export interface GtaShape {
-  heads: number; dh: number; hq: number; hk: number; hc: number; dl: number; base?: number;
+  heads: number;
+  dh: number;
+  hq: number;
+  hk: number;
+  hc: number;
+  dl: number;
+  base?: number;
 }
 
 /**
@@ -135,8 +157,9 @@ export function gtaPerHeadReference(x: Mat, w: GtaWeights, cfg: GtaShape, allowe
       const head = grp * g + j;
       // W_P,i [Dl, Dh] = E_j + Delta_g[:, j*Dh:(j+1)*Dh]
       const start = (j * cfg.dh) % cfg.dl;
-      const wp: Mat = Array.from({ length: cfg.dl }, (_, a) => Array.from({ length: cfg.dh }, (_, bcol) =>
-        (a === start + bcol ? 1 : 0) + w.delta[grp][a][j * cfg.dh + bcol]));
+      const wp: Mat = Array.from({ length: cfg.dl }, (_, a) =>
+        Array.from({ length: cfg.dh }, (_, bcol) => (a === start + bcol ? 1 : 0) + w.delta[grp][a][j * cfg.dh + bcol]),
+      );
       const vi = matmul(latent, wp); // [T, Dh]
       const gated = vi.map((row, t) => row.map((z, bcol) => z * gate[t][head * cfg.dh + bcol]));
       const contrib = matmul(gated, w.wo.slice(head * cfg.dh, (head + 1) * cfg.dh)); // [T, D]
@@ -155,9 +178,12 @@ export interface MlaWeights {
 }
 
 /** Naive MLA without query compression on one sequence. */
-export function mlaReference(x: Mat, w: MlaWeights,
+export function mlaReference(
+  x: Mat,
+  w: MlaWeights,
   cfg: { h: number; dc: number; dn: number; dr: number; dv: number; eps: number; base?: number },
-  allowed: boolean[][]): { out: Mat } {
+  allowed: boolean[][],
+): { out: Mat } {
   const pos = x.map((_, t) => t);
   const dqk = cfg.dn + cfg.dr;
   const q = matmul(x, w.wq);

@@ -5,8 +5,12 @@ import { normRelativeError } from '../../src/conformance/reference_vectors.js';
 export { normRelativeError };
 
 /** Asserts equal shapes and a norm-relative error at most `tol`. */
-export function expectClose(actual: tf.Tensor | ArrayLike<number>, expected: tf.Tensor | ArrayLike<number>,
-  tol: number, what = 'tensor'): number {
+export function expectClose(
+  actual: tf.Tensor | ArrayLike<number>,
+  expected: tf.Tensor | ArrayLike<number>,
+  tol: number,
+  what = 'tensor',
+): number {
   if (actual instanceof tf.Tensor && expected instanceof tf.Tensor) {
     if (actual.shape.join(',') !== expected.shape.join(',')) {
       throw new Error(`${what}: shape [${actual.shape}] differs from expected [${expected.shape}]`);

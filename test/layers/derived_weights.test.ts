@@ -8,9 +8,7 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer } from '../../src/layers/attention_base.js';
 import { buildLayer } from '../../src/layers/layer_utils.js';
-import {
-  GroupedQueryAttention, multiHeadAttention, multiQueryAttention,
-} from '../../src/layers/gqa_attention.js';
+import { GroupedQueryAttention, multiHeadAttention, multiQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
 import { describeBackends, expectClose, it, normRelativeError, randomTensor } from '../kit/index.js';
@@ -34,27 +32,55 @@ const CASES: Case[] = [
   },
   {
     name: 'GTA',
-    make: () => new GroupedHeadLatentAttention({
-      numHeads: 4, headDim: 4, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 4, ...causal,
-    }),
+    make: () =>
+      new GroupedHeadLatentAttention({
+        numHeads: 4,
+        headDim: 4,
+        numQueryHeads: 2,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 4,
+        ...causal,
+      }),
   },
   {
     name: 'GTA with one query group',
-    make: () => new GroupedHeadLatentAttention({
-      numHeads: 4, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 8, ...causal,
-    }),
+    make: () =>
+      new GroupedHeadLatentAttention({
+        numHeads: 4,
+        headDim: 4,
+        numQueryHeads: 1,
+        numKeyHeads: 1,
+        numValueHeads: 1,
+        valueDim: 8,
+        ...causal,
+      }),
   },
   {
     name: 'MLA (absorbed decode, biases)',
-    make: () => new MultiHeadLatentAttention({
-      numHeads: 2, kvLoraRank: 6, qkNopeHeadDim: 4, qkRopeHeadDim: 4, vHeadDim: 3, useBias: true, ...causal,
-    }),
+    make: () =>
+      new MultiHeadLatentAttention({
+        numHeads: 2,
+        kvLoraRank: 6,
+        qkNopeHeadDim: 4,
+        qkRopeHeadDim: 4,
+        vHeadDim: 3,
+        useBias: true,
+        ...causal,
+      }),
   },
   {
     name: 'MLA with query compression',
-    make: () => new MultiHeadLatentAttention({
-      numHeads: 2, qLoraRank: 5, kvLoraRank: 6, qkNopeHeadDim: 4, qkRopeHeadDim: 4, vHeadDim: 3, ...causal,
-    }),
+    make: () =>
+      new MultiHeadLatentAttention({
+        numHeads: 2,
+        qLoraRank: 5,
+        kvLoraRank: 6,
+        qkNopeHeadDim: 4,
+        qkRopeHeadDim: 4,
+        vHeadDim: 3,
+        ...causal,
+      }),
   },
 ];
 
@@ -77,8 +103,7 @@ function token(x: tf.Tensor, t: number): tf.Tensor {
 
 /** Gradients of `sum(full-sequence output * w)` (the uncached, causal Keras call). */
 function fullSequenceGrads(layer: AttentionLayer, x: tf.Tensor, w: tf.Tensor): tf.NamedTensorMap {
-  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar,
-    variablesOf(layer));
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar, variablesOf(layer));
   value.dispose();
   return grads;
 }
@@ -100,8 +125,7 @@ function cachedGrads(layer: AttentionLayer, x: tf.Tensor, w: tf.Tensor): tf.Name
  * (a key bias shifts every score of a query equally, so its gradient is zero up to rounding), else to
  * the norm of all gradients.
  */
-function expectSameGrads(actual: tf.NamedTensorMap, expected: tf.NamedTensorMap, vars: tf.Variable[], tol: number,
-  what: string): void {
+function expectSameGrads(actual: tf.NamedTensorMap, expected: tf.NamedTensorMap, vars: tf.Variable[], tol: number, what: string): void {
   for (const v of vars) expect(actual[v.name], `${what}: gradient of ${v.name}`).to.not.equal(undefined);
   const flat = (g: tf.NamedTensorMap) => vars.flatMap((v) => Array.from(g[v.name].dataSync()));
   const all = flat(expected);

@@ -1,9 +1,7 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { AttentionCache } from '../../src/cache/attention_cache.js';
-import {
-  GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention,
-} from '../../src/layers/gqa_attention.js';
+import { GroupedQueryAttention, multiHeadAttention, multiQueryAttention, groupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { describeBackends, expectClose, expectThrows, it, randomTensor } from '../kit/index.js';
 import { causalAllowed, gqaReference } from '../kit/reference.js';
 import { randomizeWeights } from '../kit/layers.js';
@@ -17,18 +15,28 @@ function referenceOutput(layer: GroupedQueryAttention, x: tf.Tensor, b: number) 
   const hq = layer.numQueryHeads;
   const dh = layer.headDim;
   const w = {
-    wq: weightMat(layer, 'query/kernel', D), wk: weightMat(layer, 'key/kernel', D),
-    wv: weightMat(layer, 'value/kernel', D), wo: weightMat(layer, 'attention_output/kernel', hq * dh),
-    ...(layer.useBias ? {
-      bq: weightVec(layer, 'query/bias'), bk: weightVec(layer, 'key/bias'), bv: weightVec(layer, 'value/bias'),
-      bo: weightVec(layer, 'attention_output/bias'),
-    } : {}),
+    wq: weightMat(layer, 'query/kernel', D),
+    wk: weightMat(layer, 'key/kernel', D),
+    wv: weightMat(layer, 'value/kernel', D),
+    wo: weightMat(layer, 'attention_output/kernel', hq * dh),
+    ...(layer.useBias
+      ? {
+          bq: weightVec(layer, 'query/bias'),
+          bk: weightVec(layer, 'key/bias'),
+          bv: weightVec(layer, 'value/bias'),
+          bo: weightVec(layer, 'attention_output/bias'),
+        }
+      : {}),
   };
   return gqaReference(rowOf(x, b), w, { hq, hkv: layer.numKeyValueHeads, dh, useRope: layer.useRope }, causalAllowed(T));
 }
 
 describeBackends('GroupedQueryAttention', ({ tol }) => {
-  for (const [hq, hkv, useBias] of [[6, 2, true], [6, 6, false], [6, 1, true]] as const) {
+  for (const [hq, hkv, useBias] of [
+    [6, 2, true],
+    [6, 6, false],
+    [6, 1, true],
+  ] as const) {
     it(`matches the float64 loop reference (Hq=${hq}, Hkv=${hkv}, useBias=${useBias})`, () => {
       const layer = new GroupedQueryAttention({ headDim: 4, numQueryHeads: hq, numKeyValueHeads: hkv, useBias, useCausalMask: true });
       tf.tidy(() => {
@@ -118,7 +126,8 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
       mha.apply(x);
       randomizeWeights(gqa, 6);
       const [wq, wk, wv, wo] = gqa.getWeights(); // [D,6*4], [D,2*4], [D,2*4], [6*4,D]
-      const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(w, [D, 2, 1, 4]), [1, 1, 3, 1]), [D, 6 * 4]); // head i -> KV head floor(i/3)
+      // head i -> KV head floor(i/3)
+      const repeat = (w: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(w, [D, 2, 1, 4]), [1, 1, 3, 1]), [D, 6 * 4]);
       mha.setWeights([wq, repeat(wk), repeat(wv), wo]);
       expectClose(mha.apply(x) as tf.Tensor, gqa.apply(x) as tf.Tensor, tol.same, 'GQA vs repeated-KV MHA');
     });
@@ -127,15 +136,32 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
   });
 
   it('rejects invalid configurations at construction, naming the argument and the rule', () => {
-    expectThrows(() => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 6, numKeyValueHeads: 4 }),
-      /numQueryHeads \(6\) must be divisible by numKeyValueHeads \(4\)/);
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 6, numKeyValueHeads: 4 }),
+      /numQueryHeads \(6\) must be divisible by numKeyValueHeads \(4\)/,
+    );
     expectThrows(() => new GroupedQueryAttention({ headDim: 7, numQueryHeads: 4, numKeyValueHeads: 2 }), /headDim must be even/);
-    expectThrows(() => new GroupedQueryAttention({ headDim: 0, numQueryHeads: 4, numKeyValueHeads: 2 }), /headDim must be a positive integer/);
-    expectThrows(() => new GroupedQueryAttention({ headDim: 8, numQueryHeads: -2, numKeyValueHeads: 2 }), /numQueryHeads must be a positive integer/);
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 0, numQueryHeads: 4, numKeyValueHeads: 2 }),
+      /headDim must be a positive integer/,
+    );
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 8, numQueryHeads: -2, numKeyValueHeads: 2 }),
+      /numQueryHeads must be a positive integer/,
+    );
     expectThrows(() => new GroupedQueryAttention({ numQueryHeads: 4, numKeyValueHeads: 2 } as never), /headDim is required/);
-    expectThrows(() => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, dropout: 1.5 }), /dropout must be a number in \[0, 1\)/);
-    expectThrows(() => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, numHeads: 4 } as never), /unknown argument "numHeads"/);
-    expectThrows(() => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, kernelInitializer: 'nope' }), /kernelInitializer/);
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, dropout: 1.5 }),
+      /dropout must be a number in \[0, 1\)/,
+    );
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, numHeads: 4 } as never),
+      /unknown argument "numHeads"/,
+    );
+    expectThrows(
+      () => new GroupedQueryAttention({ headDim: 8, numQueryHeads: 4, numKeyValueHeads: 2, kernelInitializer: 'nope' }),
+      /kernelInitializer/,
+    );
     expectThrows(() => multiHeadAttention({ headDim: 8 } as never), /multiHeadAttention: numHeads is required/);
   });
 
@@ -146,7 +172,12 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
     });
     // glorotUniform scales by the fans of Keras's EinsumDense shapes; the layer's k-th weight uses seed + k
     // (passed to tfjs as tfjsSeed(seed + k), which avoids tfjs's "0 = unseeded").
-    const keras: Array<[number, number[]]> = [[0, [D, 4, 4]], [1, [D, 2, 4]], [2, [D, 2, 4]], [3, [4, 4, D]]];
+    const keras: Array<[number, number[]]> = [
+      [0, [D, 4, 4]],
+      [1, [D, 2, 4]],
+      [2, [D, 2, 4]],
+      [3, [4, 4, D]],
+    ];
     const weights = layer.getWeights();
     for (const [i, shape] of keras) {
       const expected = tf.initializers.glorotUniform({ seed: tfjsSeed(5 + i) }).apply(shape);
@@ -159,16 +190,27 @@ describeBackends('GroupedQueryAttention', ({ tol }) => {
 
   it('uses flat kernel shapes and honours initializers, regularizers and constraints', () => {
     const layer = new GroupedQueryAttention({
-      headDim: 4, numQueryHeads: 4, numKeyValueHeads: 2, kernelInitializer: 'ones', biasInitializer: { className: 'Constant', config: { value: 0.5 } },
-      kernelRegularizer: 'l2', kernelConstraint: 'nonNeg',
+      headDim: 4,
+      numQueryHeads: 4,
+      numKeyValueHeads: 2,
+      kernelInitializer: 'ones',
+      biasInitializer: { className: 'Constant', config: { value: 0.5 } },
+      kernelRegularizer: 'l2',
+      kernelConstraint: 'nonNeg',
     });
     tf.tidy(() => {
       layer.apply(tf.zeros([1, 2, D]));
     });
     const shapes = Object.fromEntries(layer.weights.map((w) => [w.name.split('/').slice(1).join('/'), w.shape]));
     expect(shapes).to.deep.equal({
-      'query/kernel': [D, 16], 'key/kernel': [D, 8], 'value/kernel': [D, 8], 'attention_output/kernel': [16, D],
-      'query/bias': [16], 'key/bias': [8], 'value/bias': [8], 'attention_output/bias': [D],
+      'query/kernel': [D, 16],
+      'key/kernel': [D, 8],
+      'value/kernel': [D, 8],
+      'attention_output/kernel': [16, D],
+      'query/bias': [16],
+      'key/bias': [8],
+      'value/bias': [8],
+      'attention_output/bias': [D],
     });
     tf.tidy(() => {
       expect(tf.min(layer.getWeights()[0]).dataSync()[0]).to.equal(1);

@@ -12,18 +12,32 @@ function perHeadReference(layer: GroupedHeadLatentAttention, x: tf.Tensor, b: nu
   const d = x.shape[2] as number;
   const { numQueryHeads: hq, valueDim: dl, expandRate: r } = layer;
   const delta = weightValue(layer, 'value_decoder/kernel');
-  const deltaNested = Array.from({ length: hq }, (_, g) => Array.from({ length: dl }, (_, a) =>
-    Array.from({ length: r * dl }, (_, c) => delta[(g * dl + a) * r * dl + c])));
+  const deltaNested = Array.from({ length: hq }, (_, g) =>
+    Array.from({ length: dl }, (_, a) => Array.from({ length: r * dl }, (_, c) => delta[(g * dl + a) * r * dl + c])),
+  );
   const w = {
-    wq: weightMat(layer, 'query/kernel', d), wk: weightMat(layer, 'key/kernel', d), wc: weightMat(layer, 'value/kernel', d),
-    wg: weightMat(layer, 'gate/kernel', d), wo: weightMat(layer, 'attention_output/kernel', layer.width), delta: deltaNested,
-    ...(layer.useBias ? {
-      bq: weightVec(layer, 'query/bias'), bk: weightVec(layer, 'key/bias'), bc: weightVec(layer, 'value/bias'),
-      bg: weightVec(layer, 'gate/bias'),
-    } : {}),
+    wq: weightMat(layer, 'query/kernel', d),
+    wk: weightMat(layer, 'key/kernel', d),
+    wc: weightMat(layer, 'value/kernel', d),
+    wg: weightMat(layer, 'gate/kernel', d),
+    wo: weightMat(layer, 'attention_output/kernel', layer.width),
+    delta: deltaNested,
+    ...(layer.useBias
+      ? {
+          bq: weightVec(layer, 'query/bias'),
+          bk: weightVec(layer, 'key/bias'),
+          bc: weightVec(layer, 'value/bias'),
+          bg: weightVec(layer, 'gate/bias'),
+        }
+      : {}),
   };
   const shape: GtaShape = {
-    heads: layer.numHeads, dh: layer.headDim, hq, hk: layer.numKeyHeads, hc: layer.numValueHeads, dl,
+    heads: layer.numHeads,
+    dh: layer.headDim,
+    hq,
+    hk: layer.numKeyHeads,
+    hc: layer.numValueHeads,
+    dl,
   };
   return gtaPerHeadReference(rowOf(x, b), w, shape, causalAllowed(T));
 }
@@ -60,8 +74,15 @@ describeBackends('GroupedHeadLatentAttention', ({ tol }) => {
 
   it('with a zero decoder delta, decodes each latent by block tiling [o, o] (not element-wise repeat)', () => {
     const layer = groupedHeadLatentAttention({
-      numHeads: 4, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 8,
-      valueDecoderInitializer: 'zeros', kernelInitializer: 'glorotUniform', useBias: false,
+      numHeads: 4,
+      headDim: 4,
+      numQueryHeads: 1,
+      numKeyHeads: 1,
+      numValueHeads: 1,
+      valueDim: 8,
+      valueDecoderInitializer: 'zeros',
+      kernelInitializer: 'glorotUniform',
+      useBias: false,
     });
     tf.tidy(() => {
       const d = 16;
@@ -87,8 +108,15 @@ describeBackends('GroupedHeadLatentAttention', ({ tol }) => {
     layer.dispose();
   });
 
-  it('has the released configuration\'s weights and cache size (GTA-1B layer: 192 elements per token)', () => {
-    const layer = new GroupedHeadLatentAttention({ numHeads: 20, headDim: 64, numQueryHeads: 5, numKeyHeads: 1, numValueHeads: 1, valueDim: 128 });
+  it("has the released configuration's weights and cache size (GTA-1B layer: 192 elements per token)", () => {
+    const layer = new GroupedHeadLatentAttention({
+      numHeads: 20,
+      headDim: 64,
+      numQueryHeads: 5,
+      numKeyHeads: 1,
+      numValueHeads: 1,
+      valueDim: 128,
+    });
     expect(layer.expandRate).to.equal(2);
     expect(layer.kvCacheElementsPerToken()).to.equal(192);
     expect(layer.numAttentionMaps()).to.equal(5);
@@ -96,11 +124,20 @@ describeBackends('GroupedHeadLatentAttention', ({ tol }) => {
 
   it('rejects invalid configurations at construction, naming the argument and the rule', () => {
     const ok = { numHeads: 8, headDim: 4, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 8 };
-    expectThrows(() => new GroupedHeadLatentAttention({ ...ok, valueDim: 6 }),
-      /numHeads\*headDim \/ \(numQueryHeads\*valueDim\) must be a positive integer/, /32 \/ \(2\*6\)/);
+    expectThrows(
+      () => new GroupedHeadLatentAttention({ ...ok, valueDim: 6 }),
+      /numHeads\*headDim \/ \(numQueryHeads\*valueDim\) must be a positive integer/,
+      /32 \/ \(2\*6\)/,
+    );
     expectThrows(() => new GroupedHeadLatentAttention({ ...ok, valueDim: 32 }), /must be a positive integer/, /0\.5/);
-    expectThrows(() => new GroupedHeadLatentAttention({ ...ok, numKeyHeads: 3 }), /numQueryHeads \(2\) must be divisible by numKeyHeads \(3\)/);
-    expectThrows(() => new GroupedHeadLatentAttention({ ...ok, numValueHeads: 4 }), /numQueryHeads \(2\) must be divisible by numValueHeads \(4\)/);
+    expectThrows(
+      () => new GroupedHeadLatentAttention({ ...ok, numKeyHeads: 3 }),
+      /numQueryHeads \(2\) must be divisible by numKeyHeads \(3\)/,
+    );
+    expectThrows(
+      () => new GroupedHeadLatentAttention({ ...ok, numValueHeads: 4 }),
+      /numQueryHeads \(2\) must be divisible by numValueHeads \(4\)/,
+    );
     expectThrows(() => new GroupedHeadLatentAttention({ ...ok, headDim: 5, numHeads: 8 }), /headDim must be even/);
     expectThrows(() => new GroupedHeadLatentAttention({ ...ok, numHeads: 2.5 }), /numHeads must be a positive integer/);
     const { valueDim: _omit, ...missing } = ok;

@@ -83,10 +83,12 @@ describeBackends('attention layers behave like Keras layers', ({ tol }) => {
         const model = tf.model({ inputs: input, outputs: layer.apply(input) as tf.SymbolicTensor });
         randomizeWeights(layer, 5);
         let artifacts: tf.io.ModelArtifacts | null = null;
-        await model.save(tf.io.withSaveHandler(async (a) => {
-          artifacts = a;
-          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-        }));
+        await model.save(
+          tf.io.withSaveHandler(async (a) => {
+            artifacts = a;
+            return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+          }),
+        );
         const topology = JSON.stringify(artifacts!.modelTopology);
         expect(topology).to.contain(layer.getClassName());
         expect(topology).to.contain('"use_causal_mask":true');
@@ -113,8 +115,12 @@ describeBackends('attention layers behave like Keras layers', ({ tol }) => {
           const w = embedding.getWeights()[0];
           embedding.setWeights([tf.concat([tf.fill([1, lc.dim], 5), w.slice([1, 0], [vocab - 1, lc.dim])])]);
           const after = model.predict(a) as tf.Tensor;
-          expectClose(after.slice([0, 0, 0], [1, 3, lc.dim]), withPadEmbeddingChanged.slice([0, 0, 0], [1, 3, lc.dim]),
-            tol.same, 'real tokens ignore padded keys');
+          expectClose(
+            after.slice([0, 0, 0], [1, 3, lc.dim]),
+            withPadEmbeddingChanged.slice([0, 0, 0], [1, 3, lc.dim]),
+            tol.same,
+            'real tokens ignore padded keys',
+          );
         });
         model.dispose();
       });
@@ -141,8 +147,9 @@ describeBackends('attention layers behave like Keras layers', ({ tol }) => {
           const changed = tf.concat([x.slice([0, 0, 0], [B, 3, lc.dim]), randomTensor([B, T - 3, lc.dim], 99)], 1);
           const a = layer.apply(x) as tf.Tensor;
           const b = layer.apply(changed) as tf.Tensor;
-          expect(Array.from(b.slice([0, 0, 0], [B, 3, lc.dim]).dataSync()))
-            .to.deep.equal(Array.from(a.slice([0, 0, 0], [B, 3, lc.dim]).dataSync()));
+          expect(Array.from(b.slice([0, 0, 0], [B, 3, lc.dim]).dataSync())).to.deep.equal(
+            Array.from(a.slice([0, 0, 0], [B, 3, lc.dim]).dataSync()),
+          );
           const later = tf.sub(b.slice([0, 3, 0], [B, 2, lc.dim]), a.slice([0, 3, 0], [B, 2, lc.dim]));
           expect(tf.max(tf.abs(later)).dataSync()[0]).to.be.greaterThan(1e-4);
         });
@@ -190,8 +197,7 @@ describeBackends('attention layers behave like Keras layers', ({ tol }) => {
           expectThrows(() => layer.apply(tf.zeros([2, lc.dim])), new RegExp(name), /rank 3/);
           expectThrows(() => layer.apply(tf.zeros([1, 2, lc.dim + 1])), /features/, new RegExp(`${lc.dim}`));
           expectThrows(() => layer.apply(tf.zeros([1, 2, lc.dim], 'int32')), /float32/, /int32/);
-          expectThrows(() => layer.call(tf.zeros([1, 2, lc.dim]), { attentionMask: tf.ones([1, 3, 3]) }),
-            /attentionMask/, /\[1,2,2\]/);
+          expectThrows(() => layer.call(tf.zeros([1, 2, lc.dim]), { attentionMask: tf.ones([1, 3, 3]) }), /attentionMask/, /\[1,2,2\]/);
           expectThrows(() => layer.call(tf.zeros([1, 2, lc.dim]), { paddingMask: tf.ones([2, 2]) }), /paddingMask/);
         });
         layer.dispose();

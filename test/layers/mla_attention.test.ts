@@ -20,14 +20,26 @@ describeBackends('MultiHeadLatentAttention', ({ tol }) => {
       randomizeWeights(layer, 9, 0.3);
       const out = layer.apply(x) as tf.Tensor;
       const w = {
-        wq: weightMat(layer, 'query/kernel', D), wkva: weightMat(layer, 'key_value_a/kernel', D),
-        kvNorm: weightVec(layer, 'key_value_a_norm/scale'), wkvb: weightMat(layer, 'key_value_b/kernel', CFG.kvLoraRank),
+        wq: weightMat(layer, 'query/kernel', D),
+        wkva: weightMat(layer, 'key_value_a/kernel', D),
+        kvNorm: weightVec(layer, 'key_value_a_norm/scale'),
+        wkvb: weightMat(layer, 'key_value_b/kernel', CFG.kvLoraRank),
         wo: weightMat(layer, 'attention_output/kernel', CFG.numHeads * CFG.vHeadDim),
       };
       for (let b = 0; b < 2; b++) {
-        const ref = mlaReference(rowOf(x, b), w, {
-          h: CFG.numHeads, dc: CFG.kvLoraRank, dn: CFG.qkNopeHeadDim, dr: CFG.qkRopeHeadDim, dv: CFG.vHeadDim, eps: 1e-5,
-        }, causalAllowed(T));
+        const ref = mlaReference(
+          rowOf(x, b),
+          w,
+          {
+            h: CFG.numHeads,
+            dc: CFG.kvLoraRank,
+            dn: CFG.qkNopeHeadDim,
+            dr: CFG.qkRopeHeadDim,
+            dv: CFG.vHeadDim,
+            eps: 1e-5,
+          },
+          causalAllowed(T),
+        );
         expectClose(out.slice([b, 0, 0], [1, T, D]).dataSync(), ref.out.flat(), tol.output, `batch ${b}`);
       }
     });
@@ -40,9 +52,18 @@ describeBackends('MultiHeadLatentAttention', ({ tol }) => {
       layer.apply(tf.zeros([1, 2, D]));
     });
     const names = layer.weights.map((w) => w.name.split('/').slice(1).join('/'));
-    expect(names).to.include.members(['query_a/kernel', 'query_a/bias', 'query_a_norm/scale', 'query_b/kernel',
-      'key_value_a/kernel', 'key_value_a/bias', 'key_value_a_norm/scale', 'key_value_b/kernel', 'attention_output/kernel',
-      'attention_output/bias']);
+    expect(names).to.include.members([
+      'query_a/kernel',
+      'query_a/bias',
+      'query_a_norm/scale',
+      'query_b/kernel',
+      'key_value_a/kernel',
+      'key_value_a/bias',
+      'key_value_a_norm/scale',
+      'key_value_b/kernel',
+      'attention_output/kernel',
+      'attention_output/bias',
+    ]);
     expect(names).to.not.include('query/kernel');
     expect(layer.countParams()).to.equal(attentionParams(specOf(layer), D));
     expect(layer.kvCacheElementsPerToken()).to.equal(14);

@@ -14,7 +14,11 @@ describeBackends('RotaryEmbedding', ({ tol }) => {
       const data = x.dataSync();
       for (let h = 0; h < 2; h++) {
         const rows = Array.from({ length: 7 }, (_, t) => Array.from(data.slice((t * 2 + h) * 8, (t * 2 + h + 1) * 8)));
-        const ref = rope(rows, rows.map((_, t) => t + 5), 500);
+        const ref = rope(
+          rows,
+          rows.map((_, t) => t + 5),
+          500,
+        );
         const got = Array.from({ length: 7 }, (_, t) => Array.from(out.dataSync().slice((t * 2 + h) * 8, (t * 2 + h + 1) * 8)));
         expectClose(got.flat(), ref.flat(), tol.output, `head ${h}`);
       }
@@ -24,12 +28,20 @@ describeBackends('RotaryEmbedding', ({ tol }) => {
   it('exports the same rotation as functions (applyRotary with rotaryRange / rotaryAt angles)', () => {
     const layer = new RotaryEmbedding({ maxWavelength: 500 });
     tf.tidy(() => {
-      for (const shape of [[2, 5, 8], [2, 5, 3, 8], [1, 5, 2, 2, 8]]) {
+      for (const shape of [
+        [2, 5, 8],
+        [2, 5, 3, 8],
+        [1, 5, 2, 2, 8],
+      ]) {
         const x = randomTensor(shape, 11);
         const viaLayer = layer.apply(x, { startIndex: 2 }) as tf.Tensor;
         const range = rotaryRange(8, 500, 1, 2, 5);
         expectClose(applyRotary(x, range), viaLayer, tol.same, `rotaryRange, rank ${shape.length}`);
-        const positions = tf.tensor2d(Array.from({ length: shape[0] }, () => [2, 3, 4, 5, 6]), [shape[0], 5], 'int32');
+        const positions = tf.tensor2d(
+          Array.from({ length: shape[0] }, () => [2, 3, 4, 5, 6]),
+          [shape[0], 5],
+          'int32',
+        );
         expectClose(applyRotary(x, rotaryAt(8, 500, 1, positions, 7)), viaLayer, tol.same, `rotaryAt, rank ${shape.length}`);
       }
     });
@@ -53,7 +65,16 @@ describeBackends('RotaryEmbedding', ({ tol }) => {
     tf.tidy(() => {
       const x = randomTensor([2, 4, 6], 5);
       const byStart = layer.apply(x, { startIndex: 3 }) as tf.Tensor;
-      const byPos = layer.apply(x, { positions: tf.tensor2d([[3, 4, 5, 6], [3, 4, 5, 6]], [2, 4], 'int32') }) as tf.Tensor;
+      const byPos = layer.apply(x, {
+        positions: tf.tensor2d(
+          [
+            [3, 4, 5, 6],
+            [3, 4, 5, 6],
+          ],
+          [2, 4],
+          'int32',
+        ),
+      }) as tf.Tensor;
       expectClose(byPos, byStart, tol.same, 'positions vs startIndex');
     });
     const config = layer.getConfig();

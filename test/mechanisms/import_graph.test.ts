@@ -38,7 +38,10 @@ describe('import graph of src/', () => {
 
   it('nothing that src/io imports (outside io, transitively) imports a file of src/io back', () => {
     const outside = edges.filter((e) => e.from.startsWith('io/') && !e.to.startsWith('io/')).map((e) => e.to);
-    const below = reachable(outside, edges.filter((e) => !e.from.startsWith('io/')));
+    const below = reachable(
+      outside,
+      edges.filter((e) => !e.from.startsWith('io/')),
+    );
     const back = edges.filter((e) => below.has(e.from) && e.to.startsWith('io/'));
     expect(back.map((e) => `${e.from} -> ${e.to}`)).to.deep.equal([]);
   });

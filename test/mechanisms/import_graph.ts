@@ -26,7 +26,9 @@ const IMPORT = /^\s*(import|export)\s+(type\s+)?(?:[^'";]*?\s+from\s+)?['"]([^'"
 
 /** The edges between src/ files (relative specifiers only; packages and `node:` modules are left out). */
 export function importGraph(srcDir: string): { files: string[]; edges: ImportEdge[] } {
-  const files = tsFiles(srcDir).map((f) => path.relative(srcDir, f).split(path.sep).join('/')).sort();
+  const files = tsFiles(srcDir)
+    .map((f) => path.relative(srcDir, f).split(path.sep).join('/'))
+    .sort();
   const known = new Set(files);
   const edges: ImportEdge[] = [];
   for (const file of files) {

@@ -2,7 +2,13 @@ import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_KINDS } from '../../src/mechanisms/kinds.js';
 import {
-  AttentionConfig, MECHANISMS, cacheElementsPerToken, createAttentionLayer, mechanismOf, mechanismOfConfig, mechanismOfLayer,
+  AttentionConfig,
+  MECHANISMS,
+  cacheElementsPerToken,
+  createAttentionLayer,
+  mechanismOf,
+  mechanismOfConfig,
+  mechanismOfLayer,
 } from '../../src/mechanisms/registry.js';
 import { buildLayer } from '../../src/layers/layer_utils.js';
 import { torchWeightSpecs } from '../../src/io/torch_weights.js';
@@ -93,7 +99,7 @@ describeBackends('mechanism descriptors against the built layers', () => {
         expect(entry.tensor.size / (2 * 3), `${label(config)} ${t.name} per token`).to.equal(t.elementsPerToken);
       }
       expect(cacheElementsPerToken(spec)).to.equal(cache.elementsPerToken());
-      expect(cacheElementsPerToken(spec), 'the layer\'s own formula').to.equal(layer.kvCacheElementsPerToken());
+      expect(cacheElementsPerToken(spec), "the layer's own formula").to.equal(layer.kvCacheElementsPerToken());
       tf.dispose([x, output]);
       cache.dispose();
       layer.dispose();

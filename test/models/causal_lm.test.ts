@@ -1,7 +1,12 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import {
-  CausalLM, ModelCache, PAPER_PRESETS, causalLMCacheElementsPerToken, causalLMParams, smallPreset,
+  CausalLM,
+  ModelCache,
+  PAPER_PRESETS,
+  causalLMCacheElementsPerToken,
+  causalLMParams,
+  smallPreset,
   sparseCrossEntropyFromLogits,
   IS_NODE,
 } from '../../src/index.js';
@@ -16,10 +21,12 @@ function tinyModel(kind: (typeof KINDS)[number], extra: Record<string, unknown> 
 
 function randomIds(b: number, t: number, seed: number): number[][] {
   let s = seed;
-  return Array.from({ length: b }, () => Array.from({ length: t }, () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s % V;
-  }));
+  return Array.from({ length: b }, () =>
+    Array.from({ length: t }, () => {
+      s = (s * 1103515245 + 12345) % 2147483648;
+      return s % V;
+    }),
+  );
 }
 
 function lastRow(logits: tf.Tensor, row: number, t: number): Float32Array {
@@ -76,15 +83,26 @@ describeBackends('CausalLM', ({ tol }) => {
         const lm = tinyModel(kind);
         const ids = randomIds(2, 72, 5);
         const full = lm.logits(ids);
-        let r = lm.callWithCache(ids.map((row) => row.slice(0, 8)), null);
-        tf.tidy(() => { expectClose(r.logits, full.slice([0, 0, 0], [2, 8, V]), tol.same, 'prefill'); });
+        let r = lm.callWithCache(
+          ids.map((row) => row.slice(0, 8)),
+          null,
+        );
+        tf.tidy(() => {
+          expectClose(r.logits, full.slice([0, 0, 0], [2, 8, V]), tol.same, 'prefill');
+        });
         r.logits.dispose();
         let worst = 0;
         for (let t = 8; t < 72; t++) {
-          const next = lm.callWithCache(ids.map((row) => [row[t]]), r.cache);
+          const next = lm.callWithCache(
+            ids.map((row) => [row[t]]),
+            r.cache,
+          );
           r.cache.dispose();
           r = next;
-          worst = Math.max(worst, tf.tidy(() => normRelativeError(r.logits.dataSync(), full.slice([0, t, 0], [2, 1, V]).dataSync())));
+          worst = Math.max(
+            worst,
+            tf.tidy(() => normRelativeError(r.logits.dataSync(), full.slice([0, t, 0], [2, 1, V]).dataSync())),
+          );
           r.logits.dispose();
         }
         expect(worst).to.be.at.most(tol.same);
@@ -139,10 +157,12 @@ describeBackends('CausalLM', ({ tol }) => {
         const ids = randomIds(2, 7, 4);
         const before = lm.logits(ids);
         let artifacts: tf.io.ModelArtifacts | null = null;
-        await lm.save(tf.io.withSaveHandler(async (a) => {
-          artifacts = a;
-          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-        }));
+        await lm.save(
+          tf.io.withSaveHandler(async (a) => {
+            artifacts = a;
+            return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+          }),
+        );
         const fromMemory = await CausalLM.load(tf.io.fromMemory(artifacts!));
         // A model saved with the older 3-D attention kernels (same values, rank-3/2 shapes) still loads.
         const saved = artifacts! as tf.io.ModelArtifacts;
@@ -159,7 +179,9 @@ describeBackends('CausalLM', ({ tol }) => {
         let plainError = '';
         // tfjs's own failed load leaves its decoded weights behind; the scope reclaims them (nothing else runs meanwhile).
         tf.engine().startScope();
-        await tf.loadLayersModel(tf.io.fromMemory(legacy)).catch((e: Error) => { plainError = e.message; });
+        await tf.loadLayersModel(tf.io.fromMemory(legacy)).catch((e: Error) => {
+          plainError = e.message;
+        });
         tf.engine().endScope();
         expect(plainError, 'tfjs alone rejects the legacy shapes').to.match(/shape/i);
         const fromLegacy = await CausalLM.load(tf.io.fromMemory(legacy));
@@ -206,8 +228,21 @@ describeBackends('CausalLM', ({ tol }) => {
     const lm = tinyModel('gta');
     lm.model.compile({ optimizer: tf.train.adam(0.01), loss: sparseCrossEntropyFromLogits });
     const ids = randomIds(8, 17, 3);
-    const x = tf.tensor2d(ids.map((r) => r.slice(0, 16)), [8, 16], 'int32');
-    const y = tf.tidy(() => tf.oneHot(tf.tensor2d(ids.map((r) => r.slice(1)), [8, 16], 'int32'), V)); // fit() checks targets against [B, T, V]
+    const x = tf.tensor2d(
+      ids.map((r) => r.slice(0, 16)),
+      [8, 16],
+      'int32',
+    );
+    const y = tf.tidy(() =>
+      tf.oneHot(
+        tf.tensor2d(
+          ids.map((r) => r.slice(1)),
+          [8, 16],
+          'int32',
+        ),
+        V,
+      ),
+    ); // fit() checks targets against [B, T, V]
     const h = await lm.model.fit(x, y, { epochs: 15, batchSize: 8, verbose: 0 });
     const loss = h.history.loss as number[];
     expect(loss[loss.length - 1]).to.be.lessThan(0.8 * loss[0]);
@@ -226,7 +261,13 @@ describeBackends('CausalLM', ({ tol }) => {
     expect(top1.tokens).to.deep.equal(greedy.tokens);
     const stopAt = greedy.tokens[0][3];
     const seen: number[] = [];
-    const stopped = await lm.generate(prompt, { maxNewTokens: 12, stopTokens: [stopAt], onToken: (e) => { seen.push(e.tokens[0]); } });
+    const stopped = await lm.generate(prompt, {
+      maxNewTokens: 12,
+      stopTokens: [stopAt],
+      onToken: (e) => {
+        seen.push(e.tokens[0]);
+      },
+    });
     const firstStop = greedy.tokens[0].indexOf(stopAt);
     expect(stopped.tokens[0]).to.deep.equal(greedy.tokens[0].slice(0, firstStop + 1));
     expect(stopped.finishReasons).to.deep.equal(['stop']);
@@ -246,10 +287,14 @@ describeBackends('CausalLM', ({ tol }) => {
     expectThrows(() => lm.callWithCache([[1], [2]], cache), /batch size 1 but the ids have batch size 2/);
     expectThrows(() => lm.callWithCache([[V]], cache), new RegExp(`in \\[0, ${V}\\)`));
     expectThrows(() => lm.callWithCache([[1.5]], cache), /integers/);
-    tf.tidy(() => { expectThrows(() => lm.callWithCache(tf.tensor2d([[1]], [1, 1], 'float32'), cache), /int32/); });
+    tf.tidy(() => {
+      expectThrows(() => lm.callWithCache(tf.tensor2d([[1]], [1, 1], 'float32'), cache), /int32/);
+    });
     expectThrows(() => lm.logits([new Array(300).fill(1)]), /exceed maxSequenceLength 256/);
     let error: Error | null = null;
-    await lm.generate(new Array(250).fill(1), { maxNewTokens: 10 }).catch((e: Error) => { error = e; });
+    await lm.generate(new Array(250).fill(1), { maxNewTokens: 10 }).catch((e: Error) => {
+      error = e;
+    });
     expect(String(error)).to.match(/plus maxNewTokens \(10\) exceeds maxSequenceLength 256/);
     const ok = lm.callWithCache([[4]], cache);
     expect(ok.cache.length).to.equal(4);

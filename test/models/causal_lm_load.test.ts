@@ -7,10 +7,12 @@ import { describeBackends } from '../kit/index.js';
 /** The artifacts `save()` hands to a handler. */
 async function savedArtifacts(lm: CausalLM): Promise<tf.io.ModelArtifacts> {
   let artifacts: tf.io.ModelArtifacts | null = null;
-  await lm.save(tf.io.withSaveHandler(async (a) => {
-    artifacts = a;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await lm.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   return artifacts!;
 }
 

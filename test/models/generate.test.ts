@@ -10,7 +10,12 @@ const V = 31;
 /** Awaits `p`, which must reject with a ValueError matching `pattern`. */
 async function expectRejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   let error: unknown = null;
-  await p.then(() => undefined, (e: unknown) => { error = e; });
+  await p.then(
+    () => undefined,
+    (e: unknown) => {
+      error = e;
+    },
+  );
   if (error === null) throw new Error(`expected a rejection matching ${pattern}, but it resolved`);
   expect(error, String(error)).to.be.instanceOf(ValueError);
   expect((error as Error).message).to.match(pattern);
@@ -53,12 +58,25 @@ describeBackends('generate options', () => {
 
   it('rejects padding masks with values other than 0/1, and keeps accepting 0/1 masks', () => {
     const lm = CausalLM.create({ ...smallPreset('tiny', 'gta', V), seed: 5 });
-    const ids = [[0, 4, 5], [6, 7, 8]];
-    for (const [value, shown] of [[0.5, '0.5'], [2, '2'], [NaN, 'NaN'], [-1, '-1']] as Array<[number, string]>) {
+    const ids = [
+      [0, 4, 5],
+      [6, 7, 8],
+    ];
+    for (const [value, shown] of [
+      [0.5, '0.5'],
+      [2, '2'],
+      [NaN, 'NaN'],
+      [-1, '-1'],
+    ] as Array<[number, string]>) {
       const before = tf.memory().numTensors;
       let error: Error | null = null;
       try {
-        lm.callWithCache(ids, null, { paddingMask: [[value, 1, 1], [1, 1, 1]] });
+        lm.callWithCache(ids, null, {
+          paddingMask: [
+            [value, 1, 1],
+            [1, 1, 1],
+          ],
+        });
       } catch (e) {
         error = e as Error;
       }
@@ -66,7 +84,12 @@ describeBackends('generate options', () => {
       expect(error!.message).to.match(new RegExp(`paddingMask values must be 0 or 1 .*got ${shown}`));
       expect(tf.memory().numTensors, 'tensors left by the failed call').to.equal(before);
     }
-    const r = lm.callWithCache(ids, null, { paddingMask: [[0, 1, 1], [1, 1, 1]] });
+    const r = lm.callWithCache(ids, null, {
+      paddingMask: [
+        [0, 1, 1],
+        [1, 1, 1],
+      ],
+    });
     expect(r.logits.shape).to.deep.equal([2, 3, V]);
     r.logits.dispose();
     r.cache.dispose();

@@ -28,8 +28,13 @@ function counted<T>(fn: () => T): { value: T; builds: number } {
  * The cached forward pass of `CausalLM.callWithCache` done block by block without a shared `RotaryStep`
  * (each attention layer builds its own factors, as before the hand-over): logits and the new layer caches.
  */
-function perLayerCached(lm: CausalLM, ids: number[][], past: readonly AttentionCache[] | null,
-  mask: number[][] | null, positions: number[][] | null): { logits: tf.Tensor; caches: AttentionCache[] } {
+function perLayerCached(
+  lm: CausalLM,
+  ids: number[][],
+  past: readonly AttentionCache[] | null,
+  mask: number[][] | null,
+  positions: number[][] | null,
+): { logits: tf.Tensor; caches: AttentionCache[] } {
   const caches: AttentionCache[] = [];
   const logits = tf.tidy(() => {
     const [b, t] = [ids.length, ids[0].length];
@@ -48,10 +53,19 @@ function perLayerCached(lm: CausalLM, ids: number[][], past: readonly AttentionC
   return { logits, caches };
 }
 
-const IDS = [[3, 14, 1, 5, 9, 2], [6, 5, 3, 5, 8, 9]];
+const IDS = [
+  [3, 14, 1, 5, 9, 2],
+  [6, 5, 3, 5, 8, 9],
+];
 /** Row 0 left-padded by two tokens; its RoPE positions as `CausalLM` counts them (padding stays at 0). */
-const MASK = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]];
-const POSITIONS = [[0, 0, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]];
+const MASK = [
+  [0, 0, 1, 1, 1, 1],
+  [1, 1, 1, 1, 1, 1],
+];
+const POSITIONS = [
+  [0, 0, 0, 1, 2, 3],
+  [0, 1, 2, 3, 4, 5],
+];
 
 describeBackends('RoPE factors once per model step', () => {
   for (const kind of KINDS) {
@@ -110,8 +124,11 @@ describeBackends('RoPE factors once per model step', () => {
     const lm = model('gqa');
     const ids = tf.tensor2d(IDS, [2, 6], 'int32');
     const vars = lm.model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
-    const grads = (rope: RotaryStep | null) => tf.variableGrads(
-      () => tf.sum(lm.model.apply(ids, { training: true, ...(rope === null ? {} : { rope }) }) as tf.Tensor) as tf.Scalar, vars);
+    const grads = (rope: RotaryStep | null) =>
+      tf.variableGrads(
+        () => tf.sum(lm.model.apply(ids, { training: true, ...(rope === null ? {} : { rope }) }) as tf.Tensor) as tf.Scalar,
+        vars,
+      );
     const plain = grads(null);
     const rope = new RotaryStep({ start: 0, length: 6 });
     const shared = grads(rope);
@@ -135,8 +152,12 @@ describeBackends('RoPE factors once per model step', () => {
     const attention = block.attention;
     const e = expectThrows(() => attention.call(x, { rope: { start: 0, length: 5 } }), /rope must be a RotaryStep/);
     expect(e).to.be.instanceOf(ValueError);
-    expectThrows(() => attention.call(x, { rope: new RotaryStep({ start: 1, length: 5 }) }),
-      /rope must describe this call's positions/, /start 0/, /got start 1/);
+    expectThrows(
+      () => attention.call(x, { rope: new RotaryStep({ start: 1, length: 5 }) }),
+      /rope must describe this call's positions/,
+      /start 0/,
+      /got start 1/,
+    );
     const first = attention.callWithCache(x, { rope: step });
     expectThrows(() => attention.callWithCache(x, { cache: first.cache, rope: step }), /start 5 = cached tokens/);
     step.dispose();

@@ -24,13 +24,16 @@ function check(what: string, err: number, tol: number): void {
 
 describeBackends('fused attention (kernels/webgpu) against the composed path', ({ backend }) => {
   if (backend !== 'webgpu') {
-    it('has no fused attention kernel, and implementation \'fused\' is refused with the reason', () => {
+    it("has no fused attention kernel, and implementation 'fused' is refused with the reason", () => {
       if (hasFusedAttention()) throw new Error(`hasFusedAttention() is true on ${backend}`);
       tf.tidy(() => {
         const q = randomTensor([1, 2, 3, 4], 1) as tf.Tensor4D;
         const k = randomTensor([1, 1, 5, 4], 2) as tf.Tensor4D;
-        expectThrows(() => groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'fused' }),
-          /implementation 'fused' needs a backend with a fused attention kernel/, new RegExp(`active backend is ${backend}`));
+        expectThrows(
+          () => groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'fused' }),
+          /implementation 'fused' needs a backend with a fused attention kernel/,
+          new RegExp(`active backend is ${backend}`),
+        );
         // 'auto' falls back to the composed path.
         const auto = groupedAttention(q, k, k, { scale: 1, returnProbs: false }).output;
         const composed = groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'composed' }).output;
@@ -40,7 +43,10 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     it('rejects an unknown implementation', () => {
       tf.tidy(() => {
         const q = randomTensor([1, 1, 2, 4], 1) as tf.Tensor4D;
-        expectThrows(() => groupedAttention(q, q, q, { scale: 1, implementation: 'flash' as never }), /implementation must be one of 'auto', 'composed', 'fused'/);
+        expectThrows(
+          () => groupedAttention(q, q, q, { scale: 1, implementation: 'flash' as never }),
+          /implementation must be one of 'auto', 'composed', 'fused'/,
+        );
       });
     });
     return;
@@ -59,20 +65,43 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     });
   }
 
-  for (const c of FUSED_CASES.filter((x) => ['decode GQA T=1 S=300 (keys split over workgroups)', 'MLA-like: extra RoPE pair nE=1 De=8, causal',
-    'padding bias [B,1,1,S], GQA, causal'].includes(x.name))) {
+  for (const c of FUSED_CASES.filter((x) =>
+    [
+      'decode GQA T=1 S=300 (keys split over workgroups)',
+      'MLA-like: extra RoPE pair nE=1 De=8, causal',
+      'padding bias [B,1,1,S], GQA, causal',
+    ].includes(x.name),
+  )) {
     it(`returns each row's log-sum-exp: ${c.name}`, async () => {
       const inp = caseInputs(c);
-      const { output, lse } = fusedAttentionForward(inp.q, inp.k, inp.v, { scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset,
-        extra: inp.extra, withLse: true });
+      const { output, lse } = fusedAttentionForward(inp.q, inp.k, inp.v, {
+        scale: c.scale,
+        bias: inp.bias,
+        causalOffset: c.causalOffset,
+        extra: inp.extra,
+        withLse: true,
+      });
       const ref = referenceLse(c, inp);
-      const plain = tf.tidy(() => groupedAttention(inp.q, inp.k, inp.v, { scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset,
-        extra: inp.extra, returnProbs: false, implementation: 'composed' }).output);
+      const plain = tf.tidy(
+        () =>
+          groupedAttention(inp.q, inp.k, inp.v, {
+            scale: c.scale,
+            bias: inp.bias,
+            causalOffset: c.causalOffset,
+            extra: inp.extra,
+            returnProbs: false,
+            implementation: 'composed',
+          }).output,
+      );
       try {
         check(`${c.name}: lse`, normRelativeError(await lse!.data(), await ref.data()), OUTPUT_TOL);
         check(`${c.name}: output with lse`, normRelativeError(await output.data(), await plain.data()), OUTPUT_TOL);
       } finally {
-        tf.dispose([output, lse!, ref, plain, inp.q, inp.k, inp.v, inp.bias!, inp.extra?.query!, inp.extra?.key!].filter(Boolean));
+        tf.dispose(
+          [output, lse!, ref, plain, inp.q, inp.k, inp.v, inp.bias, inp.extra?.query, inp.extra?.key].filter((x): x is tf.Tensor =>
+            Boolean(x),
+          ),
+        );
       }
     });
   }
@@ -81,7 +110,12 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     const c = FUSED_CASES[6]; // padding bias, GQA, causal
     const inp = caseInputs(c);
     const options = (implementation: GroupedAttentionOptions['implementation']): GroupedAttentionOptions => ({
-      scale: c.scale, bias: inp.bias, causalOffset: c.causalOffset, returnProbs: false, implementation });
+      scale: c.scale,
+      bias: inp.bias,
+      causalOffset: c.causalOffset,
+      returnProbs: false,
+      implementation,
+    });
     try {
       // tf.profile returns the same object each time: read the names before the next profile.
       const kernels = async (implementation: GroupedAttentionOptions['implementation']) => {
@@ -112,13 +146,15 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     });
   }
 
-  it('refuses \'fused\' with probabilities or dropout, and uses the composed path for them under \'auto\'', () => {
+  it("refuses 'fused' with probabilities or dropout, and uses the composed path for them under 'auto'", () => {
     tf.tidy(() => {
       const q = randomTensor([1, 2, 3, 8], 1) as tf.Tensor4D;
       const k = randomTensor([1, 1, 5, 8], 2) as tf.Tensor4D;
       expectThrows(() => groupedAttention(q, k, k, { scale: 1, implementation: 'fused' }), /cannot return the probabilities/);
-      expectThrows(() => groupedAttention(q, k, k, { scale: 1, returnProbs: false, dropoutRate: 0.1, implementation: 'fused' }),
-        /does not apply dropout/);
+      expectThrows(
+        () => groupedAttention(q, k, k, { scale: 1, returnProbs: false, dropoutRate: 0.1, implementation: 'fused' }),
+        /does not apply dropout/,
+      );
       const { probs } = groupedAttention(q, k, k, { scale: 1 });
       if (probs === null) throw new Error('auto with returnProbs gave no probabilities');
     });

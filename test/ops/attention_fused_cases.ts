@@ -14,7 +14,14 @@ import { causalBias, MASK_VALUE } from '../../src/ops/masks.js';
 /** One configuration of the equality check. */
 export interface FusedCase {
   name: string;
-  b: number; nQ: number; nK: number; nV: number; t: number; s: number; dk: number; dv: number;
+  b: number;
+  nQ: number;
+  nK: number;
+  nV: number;
+  t: number;
+  s: number;
+  dk: number;
+  dv: number;
   scale: number;
   /** Cache length before the first query (causal), or null (not causal). */
   causalOffset: number | null;
@@ -30,23 +37,209 @@ export interface FusedCase {
 
 /** The configurations the spec and the GPU check run. */
 export const FUSED_CASES: FusedCase[] = [
-  { name: 'GQA nQ=8 nK=2, odd lengths T=7 S=13', b: 2, nQ: 8, nK: 2, nV: 2, t: 7, s: 13, dk: 16, dv: 16, scale: 0.25, causalOffset: null, bias: null, extra: null, grads: true },
-  { name: 'MHA, causal with cache offset 6', b: 2, nQ: 4, nK: 4, nV: 4, t: 7, s: 13, dk: 16, dv: 16, scale: 0.25, causalOffset: 6, bias: null, extra: null, grads: true },
-  { name: 'MQA nK=1, causal prefill T=S=37 (not a tile multiple)', b: 1, nQ: 4, nK: 1, nV: 1, t: 37, s: 37, dk: 32, dv: 32, scale: 0.18, causalOffset: 0, bias: null, extra: null, grads: true },
-  { name: 'GTA-like: one key head, one latent value head Dv=24 != Dk=16, causal', b: 2, nQ: 4, nK: 1, nV: 1, t: 9, s: 21, dk: 16, dv: 24, scale: 0.25, causalOffset: 12, bias: null, extra: null, grads: true },
-  { name: 'MLA-like: extra RoPE pair nE=1 De=8, causal', b: 2, nQ: 4, nK: 4, nV: 4, t: 7, s: 13, dk: 16, dv: 16, scale: 0.2, causalOffset: 6, bias: null, extra: { nE: 1, de: 8 }, grads: true },
-  { name: 'MLA absorbed decode: latent as key and value, extra pair, T=1 S=300', b: 2, nQ: 4, nK: 1, nV: 1, t: 1, s: 300, dk: 32, dv: 32, scale: 0.15, causalOffset: 299, bias: null, extra: { nE: 1, de: 8 }, keyIsValue: true, grads: false },
-  { name: 'padding bias [B,1,1,S], GQA, causal', b: 2, nQ: 8, nK: 2, nV: 2, t: 7, s: 13, dk: 16, dv: 16, scale: 0.25, causalOffset: 6, bias: 'padding', extra: null, grads: true },
-  { name: 'attention-mask bias [B,1,T,S], MHA', b: 2, nQ: 2, nK: 2, nV: 2, t: 7, s: 13, dk: 16, dv: 8, scale: 0.25, causalOffset: null, bias: 'mask', extra: null, grads: true },
-  { name: 'decode GQA T=1 S=300 (keys split over workgroups)', b: 2, nQ: 8, nK: 2, nV: 2, t: 1, s: 300, dk: 16, dv: 16, scale: 0.25, causalOffset: 299, bias: null, extra: null, grads: true },
-  { name: 'decode GTA-like T=1 S=300 with padding', b: 2, nQ: 4, nK: 1, nV: 1, t: 1, s: 300, dk: 16, dv: 32, scale: 0.25, causalOffset: 299, bias: 'padding', extra: null, grads: false },
-  { name: 'causal chunk T=40 after a 260-token cache (split keys, T > 1)', b: 1, nQ: 4, nK: 2, nV: 2, t: 40, s: 300, dk: 16, dv: 16, scale: 0.25, causalOffset: 260, bias: null, extra: null, grads: false },
-  { name: 'head dim 256', b: 1, nQ: 2, nK: 1, nV: 1, t: 5, s: 19, dk: 256, dv: 256, scale: 0.06, causalOffset: 14, bias: null, extra: null, grads: false },
+  {
+    name: 'GQA nQ=8 nK=2, odd lengths T=7 S=13',
+    b: 2,
+    nQ: 8,
+    nK: 2,
+    nV: 2,
+    t: 7,
+    s: 13,
+    dk: 16,
+    dv: 16,
+    scale: 0.25,
+    causalOffset: null,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'MHA, causal with cache offset 6',
+    b: 2,
+    nQ: 4,
+    nK: 4,
+    nV: 4,
+    t: 7,
+    s: 13,
+    dk: 16,
+    dv: 16,
+    scale: 0.25,
+    causalOffset: 6,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'MQA nK=1, causal prefill T=S=37 (not a tile multiple)',
+    b: 1,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 37,
+    s: 37,
+    dk: 32,
+    dv: 32,
+    scale: 0.18,
+    causalOffset: 0,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'GTA-like: one key head, one latent value head Dv=24 != Dk=16, causal',
+    b: 2,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 9,
+    s: 21,
+    dk: 16,
+    dv: 24,
+    scale: 0.25,
+    causalOffset: 12,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'MLA-like: extra RoPE pair nE=1 De=8, causal',
+    b: 2,
+    nQ: 4,
+    nK: 4,
+    nV: 4,
+    t: 7,
+    s: 13,
+    dk: 16,
+    dv: 16,
+    scale: 0.2,
+    causalOffset: 6,
+    bias: null,
+    extra: { nE: 1, de: 8 },
+    grads: true,
+  },
+  {
+    name: 'MLA absorbed decode: latent as key and value, extra pair, T=1 S=300',
+    b: 2,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 1,
+    s: 300,
+    dk: 32,
+    dv: 32,
+    scale: 0.15,
+    causalOffset: 299,
+    bias: null,
+    extra: { nE: 1, de: 8 },
+    keyIsValue: true,
+    grads: false,
+  },
+  {
+    name: 'padding bias [B,1,1,S], GQA, causal',
+    b: 2,
+    nQ: 8,
+    nK: 2,
+    nV: 2,
+    t: 7,
+    s: 13,
+    dk: 16,
+    dv: 16,
+    scale: 0.25,
+    causalOffset: 6,
+    bias: 'padding',
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'attention-mask bias [B,1,T,S], MHA',
+    b: 2,
+    nQ: 2,
+    nK: 2,
+    nV: 2,
+    t: 7,
+    s: 13,
+    dk: 16,
+    dv: 8,
+    scale: 0.25,
+    causalOffset: null,
+    bias: 'mask',
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'decode GQA T=1 S=300 (keys split over workgroups)',
+    b: 2,
+    nQ: 8,
+    nK: 2,
+    nV: 2,
+    t: 1,
+    s: 300,
+    dk: 16,
+    dv: 16,
+    scale: 0.25,
+    causalOffset: 299,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'decode GTA-like T=1 S=300 with padding',
+    b: 2,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 1,
+    s: 300,
+    dk: 16,
+    dv: 32,
+    scale: 0.25,
+    causalOffset: 299,
+    bias: 'padding',
+    extra: null,
+    grads: false,
+  },
+  {
+    name: 'causal chunk T=40 after a 260-token cache (split keys, T > 1)',
+    b: 1,
+    nQ: 4,
+    nK: 2,
+    nV: 2,
+    t: 40,
+    s: 300,
+    dk: 16,
+    dv: 16,
+    scale: 0.25,
+    causalOffset: 260,
+    bias: null,
+    extra: null,
+    grads: false,
+  },
+  {
+    name: 'head dim 256',
+    b: 1,
+    nQ: 2,
+    nK: 1,
+    nV: 1,
+    t: 5,
+    s: 19,
+    dk: 256,
+    dv: 256,
+    scale: 0.06,
+    causalOffset: 14,
+    bias: null,
+    extra: null,
+    grads: false,
+  },
 ];
 
 /** Inputs of one case (seeded). */
-export function caseInputs(c: FusedCase): { q: tf.Tensor4D; k: tf.Tensor4D; v: tf.Tensor4D; bias: tf.Tensor | null;
-  extra: { query: tf.Tensor4D; key: tf.Tensor4D } | null; } {
+export function caseInputs(c: FusedCase): {
+  q: tf.Tensor4D;
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+  bias: tf.Tensor | null;
+  extra: { query: tf.Tensor4D; key: tf.Tensor4D } | null;
+} {
   const rnd = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed) as unknown as tf.Tensor4D;
   const q = rnd([c.b, c.nQ, c.t, c.dk], 1);
   const k = rnd([c.b, c.nK, c.s, c.dk], 2);
@@ -81,14 +274,19 @@ export async function compareFusedCase(c: FusedCase): Promise<FusedCaseErrors> {
   const inp = caseInputs(c);
   const xs: tf.Tensor[] = [inp.q, inp.k, inp.v, ...(inp.bias ? [inp.bias] : []), ...(inp.extra ? [inp.extra.query, inp.extra.key] : [])];
   const names = ['query', 'key', 'value', ...(inp.bias ? ['bias'] : []), ...(inp.extra ? ['extraQuery', 'extraKey'] : [])];
-  const attend = (implementation: 'fused' | 'composed') => (...ys: tf.Tensor[]) => {
-    const o: GroupedAttentionOptions = {
-      scale: c.scale, causalOffset: c.causalOffset, returnProbs: false, implementation,
-      bias: inp.bias ? ys[3] : null,
-      extra: inp.extra ? { query: ys[ys.length - 2] as tf.Tensor4D, key: ys[ys.length - 1] as tf.Tensor4D } : null,
+  const attend =
+    (implementation: 'fused' | 'composed') =>
+    (...ys: tf.Tensor[]) => {
+      const o: GroupedAttentionOptions = {
+        scale: c.scale,
+        causalOffset: c.causalOffset,
+        returnProbs: false,
+        implementation,
+        bias: inp.bias ? ys[3] : null,
+        extra: inp.extra ? { query: ys[ys.length - 2] as tf.Tensor4D, key: ys[ys.length - 1] as tf.Tensor4D } : null,
+      };
+      return groupedAttention(ys[0] as tf.Tensor4D, ys[1] as tf.Tensor4D, ys[2] as tf.Tensor4D, o).output;
     };
-    return groupedAttention(ys[0] as tf.Tensor4D, ys[1] as tf.Tensor4D, ys[2] as tf.Tensor4D, o).output;
-  };
   const kept: tf.Tensor[] = [];
   try {
     const fused = tf.tidy(() => attend('fused')(...xs));

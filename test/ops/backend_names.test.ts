@@ -32,8 +32,9 @@ export function backendComparisons(file: string, text: string): string[] {
 
 describe('backend decisions in one module', () => {
   it('finds a planted comparison (the scan can fail)', () => {
-    expect(backendComparisons('x.ts', "if (tf.getBackend() === 'webgl') run();\n// === 'cpu' in a comment")).to.deep.equal(
-      ["x.ts:1: if (tf.getBackend() === 'webgl') run();"]);
+    expect(backendComparisons('x.ts', "if (tf.getBackend() === 'webgl') run();\n// === 'cpu' in a comment")).to.deep.equal([
+      "x.ts:1: if (tf.getBackend() === 'webgl') run();",
+    ]);
     expect(backendComparisons('y.ts', "const slow = 'cpu' !== backend;")).to.have.length(1);
   });
 

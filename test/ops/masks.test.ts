@@ -32,7 +32,10 @@ describeBackends('mask values', () => {
     const layer = new GroupedQueryAttention({ headDim: 8, numQueryHeads: 2, numKeyValueHeads: 1, seed: 1 });
     tf.tidy(() => {
       const x = randomTensor([1, 3, 16], 4);
-      expectThrows(() => layer.callWithCache(x, { paddingMask: tf.tensor2d([[1, 0.5, 1]], [1, 3]) }), /paddingMask values must be 0 or 1 .*got 0.5/);
+      expectThrows(
+        () => layer.callWithCache(x, { paddingMask: tf.tensor2d([[1, 0.5, 1]], [1, 3]) }),
+        /paddingMask values must be 0 or 1 .*got 0.5/,
+      );
       expectThrows(() => layer.apply([x, tf.tensor2d([[1, NaN, 1]], [1, 3])]), /paddingMask values must be 0 or 1 .*got NaN/);
       expectThrows(() => layer.callWithCache(x, { attentionMask: tf.fill([1, 3, 3], 2) }), /attentionMask values must be 0 or 1 .*got 2/);
       const r = layer.callWithCache(x, { paddingMask: tf.tensor2d([[0, 1, 1]], [1, 3]) });

@@ -45,7 +45,11 @@ describeBackends('matrix products (ops/matmul)', ({ backend, tol }) => {
 
   for (const transposeB of [false, true]) {
     for (const batch of [[1], [2, 3]]) {
-      for (const [m, n] of [[7, 20], [WASM_SPLIT_MIN_ROWS, WASM_SPLIT_MIN_COLS], [WASM_SPLIT_MIN_ROWS, 20]]) {
+      for (const [m, n] of [
+        [7, 20],
+        [WASM_SPLIT_MIN_ROWS, WASM_SPLIT_MIN_COLS],
+        [WASM_SPLIT_MIN_ROWS, 20],
+      ]) {
         it(`batchedMatMul matches tf.matMul: batch [${batch}], [${m}, K] x [K, ${n}], transposeB=${transposeB}`, () => {
           tf.tidy(() => {
             const k = 16;

@@ -1,7 +1,13 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
 import {
-  MAX_ROPE_POSITIONS, ROPE_TABLE_POSITIONS, cachedRotaryPositions, rotaryAt, rotaryFactorsAt, rotaryMatrix, rotaryRange,
+  MAX_ROPE_POSITIONS,
+  ROPE_TABLE_POSITIONS,
+  cachedRotaryPositions,
+  rotaryAt,
+  rotaryFactorsAt,
+  rotaryMatrix,
+  rotaryRange,
 } from '../../src/ops/rope.js';
 import { RotaryEmbedding } from '../../src/layers/rotary_embedding.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
@@ -15,8 +21,8 @@ function referenceRows(dim: number, base: number, positions: number[]): { cos: n
   for (const p of positions) {
     for (let k = 0; k < dim; k++) {
       const j = k % (dim / 2);
-      cos.push(Math.cos(p * base ** (-2 * j / dim)));
-      sin.push(Math.sin(p * base ** (-2 * j / dim)));
+      cos.push(Math.cos(p * base ** ((-2 * j) / dim)));
+      sin.push(Math.sin(p * base ** ((-2 * j) / dim)));
     }
   }
   return { cos, sin };
@@ -30,7 +36,10 @@ describeBackends('RoPE position bounds', () => {
     const x = randomTensor([1, 3, 8], 1);
     const cached = cachedRotaryPositions();
     const started = performance.now();
-    const e = expectThrows(() => layer.apply(x, { startIndex: 2e6 }), /startIndex \+ sequence length must be at most MAX_ROPE_POSITIONS \(1048576\), got 2000000 \+ 3/);
+    const e = expectThrows(
+      () => layer.apply(x, { startIndex: 2e6 }),
+      /startIndex \+ sequence length must be at most MAX_ROPE_POSITIONS \(1048576\), got 2000000 \+ 3/,
+    );
     expect(e).to.be.instanceOf(ValueError);
     expect(performance.now() - started, 'ms').to.be.below(500);
     expect(cachedRotaryPositions()).to.equal(cached);
@@ -72,7 +81,10 @@ describeBackends('RoPE position bounds', () => {
     expectThrows(() => rotaryRange(8, 10000, 1, MAX_ROPE_POSITIONS - 1, 2), /must be at most MAX_ROPE_POSITIONS/);
     expectThrows(() => rotaryMatrix(8, 10000, 1, MAX_ROPE_POSITIONS), /must be at most MAX_ROPE_POSITIONS/);
     expectThrows(() => rotaryMatrix(8, 10000, 1, -1), /startIndex must be a non-negative integer, got -1/);
-    expectThrows(() => rotaryAt(8, 10000, 1, pos, 2 * MAX_ROPE_POSITIONS), /positions must be below MAX_ROPE_POSITIONS \(1048576\), got 1048576/);
+    expectThrows(
+      () => rotaryAt(8, 10000, 1, pos, 2 * MAX_ROPE_POSITIONS),
+      /positions must be below MAX_ROPE_POSITIONS \(1048576\), got 1048576/,
+    );
     const x = randomTensor([1, 2, 8], 2);
     expectThrows(() => new RotaryEmbedding().apply(x, { positions: pos }), /positions must be below MAX_ROPE_POSITIONS/);
     tf.dispose([pos, x]);

@@ -1,8 +1,6 @@
 import { expect } from 'chai';
 import * as tf from '@tensorflow/tfjs';
-import {
-  RotaryStep, rotaryFactorBuilds, rotaryFactorsAt, rotaryFactorsRange, rotaryMatrix,
-} from '../../src/ops/rope.js';
+import { RotaryStep, rotaryFactorBuilds, rotaryFactorsAt, rotaryFactorsRange, rotaryMatrix } from '../../src/ops/rope.js';
 import { ValueError } from '../../src/utils/errors.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
 
@@ -31,7 +29,14 @@ describeBackends('RotaryStep (RoPE factors of one model step)', () => {
   });
 
   it('serves per-row positions (rotaryFactorsAt, bound start + length) and ignores the head repeat there', () => {
-    const positions = tf.tensor2d([[0, 0, 1], [2, 3, 4]], [2, 3], 'int32');
+    const positions = tf.tensor2d(
+      [
+        [0, 0, 1],
+        [2, 3, 4],
+      ],
+      [2, 3],
+      'int32',
+    );
     const step = new RotaryStep({ start: 2, length: 3, positions });
     const a = step.factors(6, 10000, 2, 3);
     expect(step.factors(6, 10000, 2, 1).cos).to.equal(a.cos);
@@ -94,7 +99,9 @@ describeBackends('RotaryStep (RoPE factors of one model step)', () => {
     const wrong = tf.tensor2d([[0, 1, 2]], [1, 3], 'int32');
     expectThrows(() => new RotaryStep({ start: 0, length: 2, positions: wrong }), /RotaryStep: positions/, /\[batch, 2\]/);
     wrong.dispose();
-    expectThrows(() => new RotaryStep({ start: 0, length: 2, positions: [[0, 1]] as unknown as tf.Tensor }),
-      /RotaryStep: positions must be a tf.Tensor/);
+    expectThrows(
+      () => new RotaryStep({ start: 0, length: 2, positions: [[0, 1]] as unknown as tf.Tensor }),
+      /RotaryStep: positions must be a tf.Tensor/,
+    );
   });
 });

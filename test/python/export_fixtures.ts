@@ -24,12 +24,34 @@ interface FixtureCase {
   normEpsilon?: number;
 }
 
-const gqa = (q: number, kv: number, useBias: boolean, extra: object = {}): AttentionConfig =>
-  ({ kind: 'gqa', headDim: 16, numQueryHeads: q, numKeyValueHeads: kv, useBias, ...extra });
-const gta = (useBias: boolean, numQueryHeads: number, numValueHeads: number, valueDim: number): AttentionConfig =>
-  ({ kind: 'gta', numHeads: 4, headDim: 16, numQueryHeads, numKeyHeads: 1, numValueHeads, valueDim, useBias });
-const mla = (qLoraRank: number | null, useBias: boolean): AttentionConfig =>
-  ({ kind: 'mla', numHeads: 4, qLoraRank, kvLoraRank: 24, qkNopeHeadDim: 16, qkRopeHeadDim: 8, vHeadDim: 12, useBias });
+const gqa = (q: number, kv: number, useBias: boolean, extra: object = {}): AttentionConfig => ({
+  kind: 'gqa',
+  headDim: 16,
+  numQueryHeads: q,
+  numKeyValueHeads: kv,
+  useBias,
+  ...extra,
+});
+const gta = (useBias: boolean, numQueryHeads: number, numValueHeads: number, valueDim: number): AttentionConfig => ({
+  kind: 'gta',
+  numHeads: 4,
+  headDim: 16,
+  numQueryHeads,
+  numKeyHeads: 1,
+  numValueHeads,
+  valueDim,
+  useBias,
+});
+const mla = (qLoraRank: number | null, useBias: boolean): AttentionConfig => ({
+  kind: 'mla',
+  numHeads: 4,
+  qLoraRank,
+  kvLoraRank: 24,
+  qkNopeHeadDim: 16,
+  qkRopeHeadDim: 8,
+  vHeadDim: 12,
+  useBias,
+});
 
 /** Every mechanism, tied and untied, with and without biases, MLA with and without query compression. */
 const CASES: FixtureCase[] = [
@@ -45,7 +67,10 @@ const CASES: FixtureCase[] = [
   { name: 'mla_qlora_eps1e-5_tied', mechanism: 'mla', tied: true, attention: mla(20, false), normEpsilon: 1e-5 },
 ];
 
-const INPUT_IDS = [[5, 71, 0, 33, 98, 14, 62, 7, 7, 41, 86, 23, 50, 3], [90, 2, 17, 64, 64, 39, 11, 75, 28, 99, 6, 45, 12, 81]];
+const INPUT_IDS = [
+  [5, 71, 0, 33, 98, 14, 62, 7, 7, 41, 86, 23, 50, 3],
+  [90, 2, 17, 64, 64, 39, 11, 75, 28, 99, 6, 45, 12, 81],
+];
 
 /** Random weights everywhere (biases and norm gains included), seeded per case. */
 function randomize(lm: CausalLM, seed: number): void {
@@ -60,8 +85,14 @@ function randomize(lm: CausalLM, seed: number): void {
 
 function writeCase(dir: string, c: FixtureCase, seed: number): void {
   const config: CausalLMConfig = {
-    vocabSize: 101, hiddenSize: 64, numLayers: 2, intermediateSize: 96, maxSequenceLength: 128,
-    normEpsilon: c.normEpsilon ?? 1e-5, tieWordEmbeddings: c.tied, attention: c.attention,
+    vocabSize: 101,
+    hiddenSize: 64,
+    numLayers: 2,
+    intermediateSize: 96,
+    maxSequenceLength: 128,
+    normEpsilon: c.normEpsilon ?? 1e-5,
+    tieWordEmbeddings: c.tied,
+    attention: c.attention,
   };
   const lm = CausalLM.create(config);
   try {
@@ -86,7 +117,10 @@ async function main(): Promise<void> {
   await tf.setBackend(process.env.TFJS_BACKEND ?? 'cpu');
   mkdirSync(dir, { recursive: true });
   CASES.forEach((c, i) => writeCase(dir, c, 7919 * (i + 1)));
-  writeFileSync(join(dir, 'cases.json'), JSON.stringify({ backend: tf.getBackend(), cases: CASES.map((c) => ({ name: c.name, mechanism: c.mechanism })) }, null, 2));
+  writeFileSync(
+    join(dir, 'cases.json'),
+    JSON.stringify({ backend: tf.getBackend(), cases: CASES.map((c) => ({ name: c.name, mechanism: c.mechanism })) }, null, 2),
+  );
   console.log(`wrote ${CASES.length} exported checkpoints to ${dir} (logits on ${tf.getBackend()})`);
 }
 

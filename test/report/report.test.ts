@@ -3,7 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  attentionLayout, cacheRatioSentences, comparisonTable, lossDifferences, reportMarkdown, writeReport,
+  attentionLayout,
+  cacheRatioSentences,
+  comparisonTable,
+  lossDifferences,
+  reportMarkdown,
+  writeReport,
 } from '../../src/report/report.js';
 import type { CompareReport } from '../../src/train/compare.js';
 import { COMPARE_PRESETS, lossStats } from '../../src/train/compare.js';
@@ -17,21 +22,55 @@ function fakeReport(seedLosses: Partial<Record<'gta' | 'gqa' | 'mha', number[]>>
     const stats = lossStats(losses);
     const loss = stats.mean;
     return {
-      name, attention: smallAttention(name, 12, 8), params: 1000, attentionParams: 200,
-      cacheBytesPerTokenMeasured: cache[name], cacheBytesPerTokenFormula: cache[name], validationLoss: loss, perplexity: Math.exp(loss),
-      bitsPerCharacter: loss / Math.LN2, trainTokensPerSecond: 1234, trainSeconds: 3, prefillMs: 4.5, decodeTokensPerSecond: 99,
-      sample: `${name} sample text`, history: [1, 2, 3].map((s) => ({ step: s, loss: loss + 1 / s, learningRate: 1e-3, gradNorm: 1, tokensPerSecond: 1, elapsed: s, eta: 0 })),
-      evals: [{ step: 3, loss, perplexity: Math.exp(loss) }], stopped: false, validationLossStats: stats,
-      runs: losses.map((l, k) => ({ seed: k, validationLoss: l, perplexity: Math.exp(l), bitsPerCharacter: l / Math.LN2, trainTokensPerSecond: 1234, trainSeconds: 3 })),
+      name,
+      attention: smallAttention(name, 12, 8),
+      params: 1000,
+      attentionParams: 200,
+      cacheBytesPerTokenMeasured: cache[name],
+      cacheBytesPerTokenFormula: cache[name],
+      validationLoss: loss,
+      perplexity: Math.exp(loss),
+      bitsPerCharacter: loss / Math.LN2,
+      trainTokensPerSecond: 1234,
+      trainSeconds: 3,
+      prefillMs: 4.5,
+      decodeTokensPerSecond: 99,
+      sample: `${name} sample text`,
+      history: [1, 2, 3].map((s) => ({
+        step: s,
+        loss: loss + 1 / s,
+        learningRate: 1e-3,
+        gradNorm: 1,
+        tokensPerSecond: 1,
+        elapsed: s,
+        eta: 0,
+      })),
+      evals: [{ step: 3, loss, perplexity: Math.exp(loss) }],
+      stopped: false,
+      validationLossStats: stats,
+      runs: losses.map((l, k) => ({
+        seed: k,
+        validationLoss: l,
+        perplexity: Math.exp(l),
+        bitsPerCharacter: l / Math.LN2,
+        trainTokensPerSecond: 1234,
+        trainSeconds: 3,
+      })),
     };
   };
   const seeds = Object.values(seedLosses)[0]!.length;
   return {
-    createdAt: '2026-11-28T00:00:00Z', backend: 'cpu', versions: { tfjs: '4.22.0' }, machine: { cpu: 'test', cores: 2 }, preset: 'quick',
+    createdAt: '2026-11-28T00:00:00Z',
+    backend: 'cpu',
+    versions: { tfjs: '4.22.0' },
+    machine: { cpu: 'test', cores: 2 },
+    preset: 'quick',
     settings: { ...COMPARE_PRESETS.quick, seed: 0, seeds, tokenizer: 'char', validationFraction: 0.05, prompt: 'Call' },
     data: { source: 'inline', characters: 100, tokens: 100, vocabSize: 20, trainTokens: 95, validationTokens: 5, charactersPerToken: 1 },
     baseline: { unigramLoss: 2.9, unigramBitsPerCharacter: 4.18 },
-    variants: Object.entries(seedLosses).map(([name, losses]) => variant(name as 'gta', losses)), wallSeconds: 12, stopped: false,
+    variants: Object.entries(seedLosses).map(([name, losses]) => variant(name as 'gta', losses)),
+    wallSeconds: 12,
+    stopped: false,
   };
 }
 
@@ -41,7 +80,14 @@ describe('report writer', () => {
     try {
       const report = fakeReport();
       const files = await writeReport(report, join(root, 'results'));
-      expect(files.map((f) => f.split('/').pop())).to.deep.equal(['report.md', 'report.json', 'loss.svg', 'loss.png', 'validation.svg', 'validation.png']);
+      expect(files.map((f) => f.split('/').pop())).to.deep.equal([
+        'report.md',
+        'report.json',
+        'loss.svg',
+        'loss.png',
+        'validation.svg',
+        'validation.png',
+      ]);
       for (const f of files) expect(existsSync(f), f).to.equal(true);
       expect(JSON.parse(readFileSync(join(root, 'results', 'report.json'), 'utf8'))).to.deep.equal(report);
       const md = readFileSync(join(root, 'results', 'report.md'), 'utf8');
@@ -63,7 +109,9 @@ describe('report writer', () => {
     try {
       writeFileSync(join(root, 'blocker'), 'a file where a folder is needed');
       let err: Error | null = null;
-      await writeReport(fakeReport(), join(root, 'blocker', 'results')).catch((e: Error) => { err = e; });
+      await writeReport(fakeReport(), join(root, 'blocker', 'results')).catch((e: Error) => {
+        err = e;
+      });
       expect(err).to.not.equal(null);
       expect(existsSync(join(root, 'blocker', 'results'))).to.equal(false);
       expect(readFileSync(join(root, 'blocker'), 'utf8')).to.contain('a file');
@@ -80,14 +128,16 @@ describe('report writer', () => {
     expect(reportMarkdown(fakeReport(), ['loss.png'])).to.contain('![loss.png](loss.png)');
   });
 
-  it('states each run\'s head layout and its cache as a ratio of GQA\'s and MHA\'s', () => {
+  it("states each run's head layout and its cache as a ratio of GQA's and MHA's", () => {
     const report = fakeReport({ gta: [1.5], gqa: [1.7], mha: [1.6] });
     expect(cacheRatioSentences(report)).to.deep.equal([
-      "GTA caches 0.50x GQA's bytes per token, 0.125x MHA's.", "GQA caches 0.25x MHA's bytes per token.",
+      "GTA caches 0.50x GQA's bytes per token, 0.125x MHA's.",
+      "GQA caches 0.25x MHA's bytes per token.",
     ]);
     expect(attentionLayout(smallAttention('gqa', 12, 16))).to.equal('12 query heads of 16, 3 key/value heads');
-    expect(attentionLayout(smallAttention('gta', 12, 16)))
-      .to.equal('12 heads of 16, 3 shared maps (n_q), 1 key head, 1 latent value head of 32 (r = 2)');
+    expect(attentionLayout(smallAttention('gta', 12, 16))).to.equal(
+      '12 heads of 16, 3 shared maps (n_q), 1 key head, 1 latent value head of 32 (r = 2)',
+    );
     expect(attentionLayout(smallAttention('mla', 12, 16))).to.equal('12 heads, latent 64 + RoPE key 8 (nope 16, value 16 per head)');
     const md = reportMarkdown(report, []);
     expect(md).to.contain("KV cache per token: GTA caches 0.50x GQA's bytes per token, 0.125x MHA's.");
@@ -107,12 +157,12 @@ describe('report writer', () => {
 
   it('with several seeds shows mean ± sd and min-max, and tests each pair of means against the seed-to-seed spread', () => {
     // gta: mean 1.51, sd 0.01; gqa: mean 1.62, sd 0.02; mha: mean 1.515, sd 0.01 (three seeds each).
-    const report = fakeReport({ gta: [1.50, 1.51, 1.52], gqa: [1.60, 1.62, 1.64], mha: [1.505, 1.515, 1.525] });
+    const report = fakeReport({ gta: [1.5, 1.51, 1.52], gqa: [1.6, 1.62, 1.64], mha: [1.505, 1.515, 1.525] });
     const gta = report.variants[0].validationLossStats;
     expect(gta.n).to.equal(3);
     expect(gta.mean).to.be.closeTo(1.51, 1e-12);
     expect(gta.sd!).to.be.closeTo(0.01, 1e-12);
-    expect([gta.min, gta.max]).to.deep.equal([1.50, 1.52]);
+    expect([gta.min, gta.max]).to.deep.equal([1.5, 1.52]);
     const table = comparisonTable(report);
     expect(table).to.contain('val loss (mean ± sd, 3 seeds) | val loss min-max');
     expect(table).to.contain('| gta | 1,000 | 200 | 256 | 256 | 1.5100 ± 0.0100 | 1.5000-1.5200 |');

@@ -8,6 +8,10 @@ import { describeBackends } from '../kit/index.js';
 import { cacheCases } from './cases/cache.js';
 import { caseTests } from './suite.js';
 
-describeBackends('robustness: cache and call inputs', ({ backend }) => {
-  caseTests(cacheCases(), { module: new URL('./cases/cache.ts', import.meta.url), exportName: 'cacheCases' }, backend);
-}, { only: ['cpu', 'wasm'] });
+describeBackends(
+  'robustness: cache and call inputs',
+  ({ backend }) => {
+    caseTests(cacheCases(), { module: new URL('./cases/cache.ts', import.meta.url), exportName: 'cacheCases' }, backend);
+  },
+  { only: ['cpu', 'wasm'] },
+);

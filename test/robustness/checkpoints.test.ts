@@ -11,6 +11,10 @@ import { caseTests } from './suite.js';
 
 after(removeTempDirs);
 
-describeBackends('robustness: checkpoint folders', ({ backend }) => {
-  caseTests(checkpointCases(), { module: new URL('./cases/checkpoints.ts', import.meta.url), exportName: 'checkpointCases' }, backend);
-}, { only: ['cpu', 'wasm'] });
+describeBackends(
+  'robustness: checkpoint folders',
+  ({ backend }) => {
+    caseTests(checkpointCases(), { module: new URL('./cases/checkpoints.ts', import.meta.url), exportName: 'checkpointCases' }, backend);
+  },
+  { only: ['cpu', 'wasm'] },
+);

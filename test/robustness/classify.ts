@@ -67,8 +67,12 @@ interface TensorLike {
 }
 
 function isTensor(x: unknown): x is TensorLike {
-  return x !== null && typeof x === 'object' && typeof (x as TensorLike).dataSync === 'function' &&
-    typeof (x as TensorLike).dispose === 'function';
+  return (
+    x !== null &&
+    typeof x === 'object' &&
+    typeof (x as TensorLike).dataSync === 'function' &&
+    typeof (x as TensorLike).dispose === 'function'
+  );
 }
 
 /** Calls `visit` on every number, typed array and tensor reachable from `value` (depth-limited). */
@@ -108,8 +112,7 @@ export function firstNonFinite(value: unknown): number | null {
 
 /** Disposes every live tensor reachable from `value`, and objects with a `dispose()` (models, caches). */
 export function disposeResult(value: unknown): void {
-  if (value !== null && typeof value === 'object' && !isTensor(value) &&
-    typeof (value as { dispose?: unknown }).dispose === 'function') {
+  if (value !== null && typeof value === 'object' && !isTensor(value) && typeof (value as { dispose?: unknown }).dispose === 'function') {
     (value as { dispose(): void }).dispose();
     return;
   }
@@ -149,7 +152,9 @@ function frameLocation(frame: string): string | null {
  * src/, the first frame that is (the library code that let it through).
  */
 export function thrownAt(e: unknown): string {
-  const frames = String((e as Error)?.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l));
+  const frames = String((e as Error)?.stack ?? '')
+    .split('\n')
+    .filter((l) => /^\s+at /.test(l));
   const first = frames.map(frameLocation).find((l) => l !== null) ?? 'unknown location';
   const ours = frames.map(frameLocation).find((l) => l !== null && l.startsWith('src/'));
   return ours === undefined || ours === first ? first : `${first}, via ${ours}`;
@@ -158,7 +163,9 @@ export function thrownAt(e: unknown): string {
 function errorDetail(e: unknown): string {
   const err = e as Error;
   const name = err?.name ?? typeof e;
-  const message = String(err?.message ?? e).split('\n')[0].slice(0, 240);
+  const message = String(err?.message ?? e)
+    .split('\n')[0]
+    .slice(0, 240);
   return `${name}: ${message}`;
 }
 
@@ -190,7 +197,9 @@ export async function classify(c: Case): Promise<Observation> {
   const ms = () => Math.round(performance.now() - started);
   let result: unknown;
   try {
-    const timeout = new Promise<typeof TIMEOUT>((resolve) => { timer = setTimeout(() => resolve(TIMEOUT), limit); });
+    const timeout = new Promise<typeof TIMEOUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMEOUT), limit);
+    });
     result = await Promise.race([Promise.resolve().then(() => c.run()), timeout]);
   } catch (e) {
     return { ...classifyError(c, e), ms: ms() };

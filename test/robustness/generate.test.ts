@@ -8,6 +8,10 @@ import { describeBackends } from '../kit/index.js';
 import { generateCases } from './cases/generate.js';
 import { caseTests } from './suite.js';
 
-describeBackends('robustness: generate options and token ids', ({ backend }) => {
-  caseTests(generateCases(), { module: new URL('./cases/generate.ts', import.meta.url), exportName: 'generateCases' }, backend);
-}, { only: ['cpu', 'wasm'] });
+describeBackends(
+  'robustness: generate options and token ids',
+  ({ backend }) => {
+    caseTests(generateCases(), { module: new URL('./cases/generate.ts', import.meta.url), exportName: 'generateCases' }, backend);
+  },
+  { only: ['cpu', 'wasm'] },
+);

@@ -5,14 +5,13 @@
  */
 import { Case, classify } from './classify.js';
 
-const source = await import(process.env.ISOLATE_MODULE!) as Record<string, () => Case[]>;
+const source = (await import(process.env.ISOLATE_MODULE!)) as Record<string, () => Case[]>;
 const cases = new Map(source[process.env.ISOLATE_EXPORT!]().map((c) => [c.name, c]));
 
 process.on('message', (m: { name: string }) => {
   const c = cases.get(m.name);
-  const pending = c === undefined
-    ? Promise.resolve({ outcome: 'crash', detail: `no case named ${m.name} in the child process`, ms: 0 })
-    : classify(c);
+  const pending =
+    c === undefined ? Promise.resolve({ outcome: 'crash', detail: `no case named ${m.name} in the child process`, ms: 0 }) : classify(c);
   void pending.then((obs) => process.send!({ type: 'done', name: m.name, obs }));
 });
 process.send!({ type: 'ready' });

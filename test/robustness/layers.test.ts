@@ -8,6 +8,10 @@ import { describeBackends } from '../kit/index.js';
 import { layerCases } from './cases/layers.js';
 import { caseTests } from './suite.js';
 
-describeBackends('robustness: layer configs', ({ backend }) => {
-  caseTests(layerCases(), { module: new URL('./cases/layers.ts', import.meta.url), exportName: 'layerCases' }, backend);
-}, { only: ['cpu'] });
+describeBackends(
+  'robustness: layer configs',
+  ({ backend }) => {
+    caseTests(layerCases(), { module: new URL('./cases/layers.ts', import.meta.url), exportName: 'layerCases' }, backend);
+  },
+  { only: ['cpu'] },
+);

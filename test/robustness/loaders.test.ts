@@ -11,6 +11,10 @@ import { caseTests } from './suite.js';
 
 after(removeTempDirs);
 
-describeBackends('robustness: loaders', ({ backend }) => {
-  caseTests(loaderCases(), { module: new URL('./cases/loaders.ts', import.meta.url), exportName: 'loaderCases' }, backend);
-}, { only: ['cpu', 'wasm'] });
+describeBackends(
+  'robustness: loaders',
+  ({ backend }) => {
+    caseTests(loaderCases(), { module: new URL('./cases/loaders.ts', import.meta.url), exportName: 'loaderCases' }, backend);
+  },
+  { only: ['cpu', 'wasm'] },
+);

@@ -15,7 +15,8 @@ import { cliCases } from './cases/cli.js';
 describe('robustness: the list of cases that are not clear errors yet', () => {
   it('names only cases that exist', () => {
     const all = [layerCases, cacheCases, generateCases, tokenizerCases, corpusAndBatchCases, loaderCases, checkpointCases, cliCases]
-      .flatMap((build) => build()).map((c) => `${c.category} / ${c.name}`);
+      .flatMap((build) => build())
+      .map((c) => `${c.category} / ${c.name}`);
     const known = new Set(all);
     expect([...NOT_YET_CLEAR].filter((k) => !known.has(k))).to.deep.equal([]);
   });

@@ -10,9 +10,7 @@ import { join } from 'node:path';
 import { fork } from 'node:child_process';
 import { expect } from 'chai';
 import { it } from '../kit/index.js';
-import {
-  Case, DEFAULT_LIMIT_MS, Observation, Outcome, classify, passes, tabulate, tableMarkdown,
-} from './classify.js';
+import { Case, DEFAULT_LIMIT_MS, Observation, Outcome, classify, passes, tabulate, tableMarkdown } from './classify.js';
 import { NOT_YET_CLEAR } from './not_yet_clear.js';
 
 /** With ROBUSTNESS_ALL=1 the cases listed in NOT_YET_CLEAR run too (to see which of them a fix made pass). */
@@ -89,7 +87,9 @@ function runChild(source: CaseSource, cases: Case[], from: number, results: Map<
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
     let at = from;
     let started = performance.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -128,7 +128,13 @@ function runChild(source: CaseSource, cases: Case[], from: number, results: Map<
     // Loading the module has its own budget (tfjs and the backend start there).
     timer = setTimeout(() => fail('crash', 'the child process did not start within 60 s'), 60_000);
     child.on('exit', (code, signal) => {
-      const why = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-3).join(' | ').slice(0, 300);
+      const why = stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .slice(-3)
+        .join(' | ')
+        .slice(0, 300);
       if (!settled) fail('crash', `the process died (${signal ?? `exit ${code}`}) during the case: ${why}`);
       rmSync(work, { recursive: true, force: true });
       resolve(next);
@@ -167,7 +173,7 @@ export function caseTests(all: Case[], source: CaseSource, backend = 'any'): voi
   for (const c of cases) {
     it(title(c), async () => {
       const obs = c.isolate
-        ? results.get(c.name) ?? { outcome: 'crash' as Outcome, detail: 'the child process never ran the case', ms: 0 }
+        ? (results.get(c.name) ?? { outcome: 'crash' as Outcome, detail: 'the child process never ran the case', ms: 0 })
         : await classify(c);
       record(c, c.isolate ? `${backend}, child process` : backend, obs);
       assertExpected(c, obs);
@@ -190,10 +196,13 @@ function writeSummary(): void {
     '',
     tableMarkdown(table),
     '',
-    ...(failing.length === 0 ? ['Every case had its expected class.'] : [
-      `## ${failing.length} runs without their expected class`, '',
-      ...failing.map((r) => `- ${r.category} / ${r.name} [${r.backend}]: ${r.outcome}: ${r.detail}`),
-    ]),
+    ...(failing.length === 0
+      ? ['Every case had its expected class.']
+      : [
+          `## ${failing.length} runs without their expected class`,
+          '',
+          ...failing.map((r) => `- ${r.category} / ${r.name} [${r.backend}]: ${r.outcome}: ${r.detail}`),
+        ]),
     '',
   ];
   writeFileSync(target, lines.join('\n'));

@@ -36,7 +36,9 @@ async function withoutSyncReads<T>(fn: () => Promise<T>): Promise<{ value: T; at
   try {
     return { value: await fn(), attempts };
   } finally {
-    SYNC_READS.forEach((m, i) => { proto[m] = saved[i]; });
+    SYNC_READS.forEach((m, i) => {
+      proto[m] = saved[i];
+    });
   }
 }
 
@@ -48,10 +50,12 @@ function memoryStore(): CheckpointStore & { saved: Array<{ weights: number; stat
     saved,
     async save(c) {
       let bytes = 0;
-      await c.lm.model.save(tf.io.withSaveHandler(async (artifacts) => {
-        bytes = (artifacts.weightData as ArrayBuffer).byteLength;
-        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-      }));
+      await c.lm.model.save(
+        tf.io.withSaveHandler(async (artifacts) => {
+          bytes = (artifacts.weightData as ArrayBuffer).byteLength;
+          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+        }),
+      );
       saved.push({ weights: bytes, state: c.optimizer, step: c.state.step });
     },
     async load() {
@@ -111,8 +115,17 @@ describeBackends('asynchronous reads', () => {
   });
 
   it('train runs steps, evaluations and checkpoints without one synchronous read, with the same losses', async () => {
-    const common = { train: trainIds, validation: validIds, batchSize: 4, sequenceLength: 16, steps: 6, evalEvery: 3, evalBatches: 2,
-      learningRate: 5e-3, seed: 2 };
+    const common = {
+      train: trainIds,
+      validation: validIds,
+      batchSize: 4,
+      sequenceLength: 16,
+      steps: 6,
+      evalEvery: 3,
+      evalBatches: 2,
+      learningRate: 5e-3,
+      seed: 2,
+    };
     const reference = tiny();
     const plain = await train({ ...common, model: reference });
     reference.dispose();
@@ -133,8 +146,21 @@ describeBackends('asynchronous reads', () => {
     const lm = tiny();
     const first = lm.embedding.trainableWeights[0].read() as tf.Variable;
     // NaN in one embedding row makes the loss NaN for every batch that uses that token.
-    tf.tidy(() => first.assign(tf.where(tf.equal(tf.range(0, first.shape[0]).reshape([-1, 1]).tile([1, first.shape[1] as number]), 1),
-      tf.fill(first.shape, Number.NaN), first)));
+    tf.tidy(() =>
+      first.assign(
+        tf.where(
+          tf.equal(
+            tf
+              .range(0, first.shape[0])
+              .reshape([-1, 1])
+              .tile([1, first.shape[1] as number]),
+            1,
+          ),
+          tf.fill(first.shape, Number.NaN),
+          first,
+        ),
+      ),
+    );
     const before = lm.model.getWeights().map((w) => Array.from(w.dataSync()));
     let error: Error | null = null;
     try {

@@ -13,9 +13,27 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { it } from '../kit/index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const cliArgs = (dir: string) => ['--import', import.meta.resolve('tsx/esm'), join(root, 'src/cli/main.ts'), 'train', '--quick',
-  '--steps', '14', '--eval-every', '7', '--checkpoint-every', '1', '--text', 'text.txt', '--backend', 'cpu', '--variant', 'gqa',
-  '--checkpoint-dir', dir];
+const cliArgs = (dir: string) => [
+  '--import',
+  import.meta.resolve('tsx/esm'),
+  join(root, 'src/cli/main.ts'),
+  'train',
+  '--quick',
+  '--steps',
+  '14',
+  '--eval-every',
+  '7',
+  '--checkpoint-every',
+  '1',
+  '--text',
+  'text.txt',
+  '--backend',
+  'cpu',
+  '--variant',
+  'gqa',
+  '--checkpoint-dir',
+  dir,
+];
 const env = { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' };
 
 /** Runs the training command and SIGKILLs it `delayMs` after it reports step `afterStep` (or lets it finish). */
@@ -24,7 +42,10 @@ function runAndKill(cwd: string, dir: string, resume: boolean, afterStep: number
     const child = spawn(process.execPath, [...cliArgs(dir), ...(resume ? ['--resume'] : [])], { cwd, env });
     let out = '';
     let armed = false;
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no progress in time:\n${out}`)); }, 180000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no progress in time:\n${out}`));
+    }, 180000);
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = [...out.matchAll(/step (\d+)\/14 loss/g)].at(-1);
@@ -33,7 +54,10 @@ function runAndKill(cwd: string, dir: string, resume: boolean, afterStep: number
         setTimeout(() => child.kill('SIGKILL'), delayMs);
       }
     });
-    child.on('close', (_code, signal) => { clearTimeout(timer); resolve(signal); });
+    child.on('close', (_code, signal) => {
+      clearTimeout(timer);
+      resolve(signal);
+    });
   });
 }
 
@@ -46,7 +70,10 @@ describe('checkpoints under SIGKILL', function () {
   let cwd = '';
   before(() => {
     cwd = mkdtempSync(join(tmpdir(), 'tfjs-gta-kill-'));
-    writeFileSync(join(cwd, 'text.txt'), 'Call me Ishmael. Some years ago - never mind how long precisely - having little money. '.repeat(80));
+    writeFileSync(
+      join(cwd, 'text.txt'),
+      'Call me Ishmael. Some years ago - never mind how long precisely - having little money. '.repeat(80),
+    );
   });
   after(() => rmSync(cwd, { recursive: true, force: true }));
 
@@ -57,7 +84,12 @@ describe('checkpoints under SIGKILL', function () {
     expect(reference.length).to.equal(14);
 
     // Kill moments: right after a step is reported (inside its checkpoint save) and a little later.
-    const moments: Array<[number, number]> = [[2, 0], [5, 40], [8, 15], [11, 90]];
+    const moments: Array<[number, number]> = [
+      [2, 0],
+      [5, 40],
+      [8, 15],
+      [11, 90],
+    ];
     let killed = 0;
     for (const [i, [afterStep, delay]] of moments.entries()) {
       const signal = await runAndKill(cwd, 'ck-kill', i > 0, afterStep, delay);

@@ -30,8 +30,15 @@ describeBackends('training leaks no tensors', () => {
       const weights = liveTensors() - before;
       expect(weights, 'tensors of the new model').to.be.greaterThan(0);
       const result = await train({
-        model, train: trainIds, validation: validIds, batchSize: 2, sequenceLength: 8, steps: 3, evalEvery: 2,
-        evalBatches: 1, seed: 2,
+        model,
+        train: trainIds,
+        validation: validIds,
+        batchSize: 2,
+        sequenceLength: 8,
+        steps: 3,
+        evalEvery: 2,
+        evalBatches: 1,
+        seed: 2,
       });
       expect(result.steps).to.equal(3);
       expect(result.history.map((r) => Number.isFinite(r.loss))).to.deep.equal([true, true, true]);

@@ -19,7 +19,16 @@ const stream = Int32Array.from({ length: 4000 }, (_, i) => ((i * 7) % 13 < 11 ? 
 const trainIds = stream.subarray(0, 3600);
 const validIds = stream.subarray(3600);
 const tiny = () => CausalLM.create({ ...smallPreset('tiny', 'gta', V), seed: 3 });
-const common = { train: trainIds, validation: validIds, batchSize: 4, sequenceLength: 16, learningRate: 5e-3, evalEvery: 100, evalBatches: 2, seed: 1 };
+const common = {
+  train: trainIds,
+  validation: validIds,
+  batchSize: 4,
+  sequenceLength: 16,
+  learningRate: 5e-3,
+  evalEvery: 100,
+  evalBatches: 2,
+  seed: 1,
+};
 
 describe('learning-rate schedule and optimizer', () => {
   it('warms up linearly, then decays by a cosine to the floor', () => {
@@ -117,13 +126,19 @@ describeBackends('trainer', () => {
   it('rejects bad settings clearly', async () => {
     const lm = tiny();
     let err: Error | null = null;
-    await train({ ...common, model: lm, steps: 0 }).catch((e: Error) => { err = e; });
+    await train({ ...common, model: lm, steps: 0 }).catch((e: Error) => {
+      err = e;
+    });
     expect(String(err)).to.match(/steps must be a positive integer/);
     err = null;
-    await train({ ...common, model: lm, steps: 2, sequenceLength: 1000 }).catch((e: Error) => { err = e; });
+    await train({ ...common, model: lm, steps: 2, sequenceLength: 1000 }).catch((e: Error) => {
+      err = e;
+    });
     expect(String(err)).to.match(/sequenceLength 1000 exceeds the model's maxSequenceLength 256/);
     err = null;
-    await train({ ...common, model: lm, steps: 2, train: trainIds.subarray(0, 10) }).catch((e: Error) => { err = e; });
+    await train({ ...common, model: lm, steps: 2, train: trainIds.subarray(0, 10) }).catch((e: Error) => {
+      err = e;
+    });
     expect(String(err)).to.match(/shorter than one window|fewer than/);
     lm.dispose();
   });

@@ -21,8 +21,12 @@ export class AttentionCombineProgram implements WebGPUProgram {
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
 
-  constructor(outShape: [number, number, number, number], private readonly splits: number, private readonly dv: number,
-    private readonly withLse: boolean) {
+  constructor(
+    outShape: [number, number, number, number],
+    private readonly splits: number,
+    private readonly dv: number,
+    private readonly withLse: boolean,
+  ) {
     this.outputShape = outShape;
     const size = outShape.reduce((a, x) => a * x, 1);
     this.dispatch = [Math.ceil(size / 64), 1, 1];

@@ -44,8 +44,16 @@ export interface FlashTiling {
 
 /** Shapes and options of one fused attention call (the kernel's attributes). */
 export interface FlashShapes {
-  b: number; nQ: number; t: number; s: number; nK: number; nV: number; nE: number;
-  dk: number; de: number; dv: number;
+  b: number;
+  nQ: number;
+  t: number;
+  s: number;
+  nK: number;
+  nV: number;
+  nE: number;
+  dk: number;
+  de: number;
+  dv: number;
   /** Bias strides over (batch, query, key); null = no bias. */
   biasStrides: [number, number, number] | null;
   causalOffset: number | null;
@@ -58,10 +66,6 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 export function foldedHeads(shapes: FlashShapes): number {
   const { nQ, nK, nV, nE } = shapes;
   return gcd(gcd(nQ / nK, nQ / nV), shapes.de > 0 ? nQ / nE : nQ / nK);
-}
-
-function workgroupFloats(tile: FlashTiling, dq: number, dv: number): number {
-  return tile.rows * (dq + 1) + tile.keys * (dq + 1) + tile.keys * dv + tile.rows * tile.keys;
 }
 
 /**
@@ -92,13 +96,19 @@ export class FlashAttentionProgram implements WebGPUProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  uniforms = 'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, '
-    + 'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, '
-    + 'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
+  uniforms =
+    'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
+    'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, ' +
+    'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
   private readonly uniformData: ProgramUniform[];
 
-  constructor(private readonly shp: FlashShapes, private readonly tile: FlashTiling, private readonly splits: number,
-    private readonly chunk: number, private readonly mode: 'final' | 'lse' | 'partial') {
+  constructor(
+    private readonly shp: FlashShapes,
+    private readonly tile: FlashTiling,
+    private readonly splits: number,
+    private readonly chunk: number,
+    private readonly mode: 'final' | 'lse' | 'partial',
+  ) {
     const { b, nQ, t, nK, nV, nE, dk, de, dv } = shp;
     const rf = foldedHeads(shp);
     const groups = nQ / rf;
@@ -110,13 +120,32 @@ export class FlashAttentionProgram implements WebGPUProgram {
     this.outputShape = mode === 'partial' ? [b, nQ, t, splits * (dv + 2)] : [b, nQ, t, mode === 'lse' ? dv + 1 : dv];
     this.workgroupSize = [tile.rows * tile.lanes, 1, 1];
     this.dispatch = [total, 1, 1];
-    this.shaderKey = `gtaFlashAttention_${tile.rows}_${tile.keys}_${tile.lanes}_${dk}_${de}_${dv}_${mode}`
-      + `_${shp.biasStrides ? 'bias' : ''}_${shp.causalOffset === null ? '' : 'causal'}`;
+    this.shaderKey =
+      `gtaFlashAttention_${tile.rows}_${tile.keys}_${tile.lanes}_${dk}_${de}_${dv}_${mode}` +
+      `_${shp.biasStrides ? 'bias' : ''}_${shp.causalOffset === null ? '' : 'causal'}`;
     const [biasB, biasT, biasS] = shp.biasStrides ?? [0, 0, 0];
-    const ints = [t, shp.s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, groups, rowBlocks, splits, chunk,
-      shp.causalOffset ?? 0, total, biasB, biasT, biasS];
-    this.uniformData = [...ints.map((x): ProgramUniform => ({ type: 'int32', data: [x] })),
-      { type: 'float32', data: [shp.scale] }];
+    const ints = [
+      t,
+      shp.s,
+      nQ,
+      nK,
+      nV,
+      nE,
+      nQ / nK,
+      nQ / nV,
+      de > 0 ? nQ / nE : 1,
+      rf,
+      groups,
+      rowBlocks,
+      splits,
+      chunk,
+      shp.causalOffset ?? 0,
+      total,
+      biasB,
+      biasT,
+      biasS,
+    ];
+    this.uniformData = [...ints.map((x): ProgramUniform => ({ type: 'int32', data: [x] })), { type: 'float32', data: [shp.scale] }];
   }
 
   /** Uniform values in the order of `uniforms`. */
@@ -131,25 +160,33 @@ export class FlashAttentionProgram implements WebGPUProgram {
     const causal = this.shp.causalOffset !== null;
     const dq = dk + de;
     const acc = Math.ceil(dv / lanes);
-    const loadQuery = de > 0
-      ? `if (d < DK) { x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d]; }
+    const loadQuery =
+      de > 0
+        ? `if (d < DK) { x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d]; }
       else { x = EQ[((b * uniforms.nQ + h) * uniforms.T + tt) * DE + d - DK]; }`
-      : 'x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d];';
-    const loadKey = de > 0
-      ? `if (d < DK) { x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d]; }
+        : 'x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d];';
+    const loadKey =
+      de > 0
+        ? `if (d < DK) { x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d]; }
         else { x = EK[((b * uniforms.nE + eh) * uniforms.S + key) * DE + d - DK]; }`
-      : 'x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d];';
-    const extraDot = de > 0 ? `
+        : 'x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d];';
+    const extraDot =
+      de > 0
+        ? `
           var dotE = 0.0;
           for (var d = DK; d < DQ; d++) { dotE += qs[r * DQP + d] * ks[j * DQP + d]; }
-          s = s + dotE;` : '';
-    const write = this.mode === 'partial' ? `
+          s = s + dotE;`
+        : '';
+    const write =
+      this.mode === 'partial'
+        ? `
       let base = (row * uniforms.splits + split) * (DV + 2);
       for (var i = 0; i < ACC; i++) {
         let d = lane + i * LANES;
         if (d < DV) { result[base + d] = acc[i]; }
       }
-      if (lane == 0) { result[base + DV] = m; result[base + DV + 1] = l; }` : `
+      if (lane == 0) { result[base + DV] = m; result[base + DV + 1] = l; }`
+        : `
       let width = ${this.mode === 'lse' ? 'DV + 1' : 'DV'};
       let inv = select(0.0, 1.0 / l, l > 0.0);
       for (var i = 0; i < ACC; i++) {
@@ -204,9 +241,13 @@ fn main(index : i32) {
   // This workgroup's keys: its split, cut after the last query's causal limit.
   let keyStart = split * uniforms.chunk;
   var keyEnd = min(uniforms.S, keyStart + uniforms.chunk);
-  ${causal ? `let lastRow = min(groupRows, firstRow + BR) - 1;
+  ${
+    causal
+      ? `let lastRow = min(groupRows, firstRow + BR) - 1;
   let tMax = select(T - 1, lastRow % T, firstRow / T == lastRow / T);
-  keyEnd = min(keyEnd, uniforms.offset + tMax + 1);` : ''}
+  keyEnd = min(keyEnd, uniforms.offset + tMax + 1);`
+      : ''
+  }
   if (li == 0) {
     tileCount = select(0, (keyEnd - keyStart + BC - 1) / BC, valid && keyEnd > keyStart);
   }

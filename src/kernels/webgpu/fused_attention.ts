@@ -39,31 +39,47 @@ interface FusedAttentionAttrs {
 }
 
 /** Why the fused kernel cannot take these inputs, or null when it can. */
-export function fusedAttentionUnsupported(query: tf.Tensor, key: tf.Tensor, value: tf.Tensor, bias: tf.Tensor | null,
-  extra: { query: tf.Tensor; key: tf.Tensor } | null): string | null {
+export function fusedAttentionUnsupported(
+  query: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  bias: tf.Tensor | null,
+  extra: { query: tf.Tensor; key: tf.Tensor } | null,
+): string | null {
   const all = [query, key, value, ...(bias ? [bias] : []), ...(extra ? [extra.query, extra.key] : [])];
   if (all.some((x) => x.dtype !== 'float32')) return 'every input must be float32';
   if (query.rank !== 4 || key.rank !== 4 || value.rank !== 4) return 'query, key and value must be rank 4';
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
-  if (key.shape[0] !== b || value.shape[0] !== b || key.shape[3] !== dk || value.shape[2] !== s
-    || nQ % nK !== 0 || nQ % nV !== 0) return 'query, key and value shapes do not match';
+  if (key.shape[0] !== b || value.shape[0] !== b || key.shape[3] !== dk || value.shape[2] !== s || nQ % nK !== 0 || nQ % nV !== 0)
+    return 'query, key and value shapes do not match';
   if (bias) {
     const bs = bias.rank === 4 ? bias.shape : bias.rank === 2 ? [1, 1, ...bias.shape] : null;
-    if (bs === null || bs[1] !== 1 || (bs[0] !== 1 && bs[0] !== b) || (bs[2] !== 1 && bs[2] !== t)
-      || (bs[3] !== 1 && bs[3] !== s)) return `bias shape [${bias.shape}] is not [B|1, 1, T|1, S|1] or [T|1, S|1]`;
+    if (bs === null || bs[1] !== 1 || (bs[0] !== 1 && bs[0] !== b) || (bs[2] !== 1 && bs[2] !== t) || (bs[3] !== 1 && bs[3] !== s))
+      return `bias shape [${bias.shape}] is not [B|1, 1, T|1, S|1] or [T|1, S|1]`;
   }
   let de = 0;
   if (extra) {
     const [eb, eq, et, d] = extra.query.shape;
     const [kb, nE, ks, kd] = extra.key.shape;
-    if (extra.query.rank !== 4 || extra.key.rank !== 4 || eb !== b || eq !== nQ || et !== t || kb !== b || ks !== s
-      || kd !== d || nQ % nE !== 0) return 'extra query/key shapes do not match';
+    if (
+      extra.query.rank !== 4 ||
+      extra.key.rank !== 4 ||
+      eb !== b ||
+      eq !== nQ ||
+      et !== t ||
+      kb !== b ||
+      ks !== s ||
+      kd !== d ||
+      nQ % nE !== 0
+    )
+      return 'extra query/key shapes do not match';
     de = d;
   }
   const rf = foldedHeads({ nQ, nK, nV, nE: extra ? extra.key.shape[1] : nK, de } as FlashShapes);
-  if (chooseTiling(dk + de, dv, rf * t) === null) return `query/key dim ${dk + de} with value dim ${dv} does not fit in 16 KiB of workgroup memory`;
+  if (chooseTiling(dk + de, dv, rf * t) === null)
+    return `query/key dim ${dk + de} with value dim ${dv} does not fit in 16 KiB of workgroup memory`;
   return null;
 }
 
@@ -93,13 +109,23 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
   const shapes: FlashShapes = {
-    b, nQ, t, s, nK, nV, nE: extraKey ? extraKey.shape[1] : nK, dk, de: extraQuery ? extraQuery.shape[3] : 0, dv,
-    biasStrides: biasStrides(bias, b, t, s), causalOffset: attrs.causalOffset, scale: attrs.scale,
+    b,
+    nQ,
+    t,
+    s,
+    nK,
+    nV,
+    nE: extraKey ? extraKey.shape[1] : nK,
+    dk,
+    de: extraQuery ? extraQuery.shape[3] : 0,
+    dv,
+    biasStrides: biasStrides(bias, b, t, s),
+    causalOffset: attrs.causalOffset,
+    scale: attrs.scale,
   };
   const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
-  const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []),
-    ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
+  const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []), ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
   const { splits, chunk } = keySplits(shapes, tile);
   if (splits === 1) {
     const program = new FlashAttentionProgram(shapes, tile, 1, chunk, attrs.withLse ? 'lse' : 'final');
@@ -133,8 +159,12 @@ export interface FusedAttentionOptions {
  * `softmax(scale q k^T [+ scale eq ek^T] + bias [+ causal]) v` in one fused kernel on webgpu, with the rows'
  * log-sum-exp when asked. No gradient of its own: src/ops/attention_core.ts wraps it in `tf.customGrad`.
  */
-export function fusedAttentionForward(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D,
-  options: FusedAttentionOptions): { output: tf.Tensor4D; lse: tf.Tensor3D | null } {
+export function fusedAttentionForward(
+  query: tf.Tensor4D,
+  key: tf.Tensor4D,
+  value: tf.Tensor4D,
+  options: FusedAttentionOptions,
+): { output: tf.Tensor4D; lse: tf.Tensor3D | null } {
   registerFusedAttention();
   const bias = options.bias ?? null;
   const extra = options.extra ?? null;
@@ -146,7 +176,11 @@ export function fusedAttentionForward(query: tf.Tensor4D, key: tf.Tensor4D, valu
     inputs.extraQuery = extra.query;
     inputs.extraKey = extra.key;
   }
-  const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset ?? null, withLse: options.withLse === true };
+  const attrs: FusedAttentionAttrs = {
+    scale: options.scale,
+    causalOffset: options.causalOffset ?? null,
+    withLse: options.withLse === true,
+  };
   const out = tf.engine().runKernel(FUSED_ATTENTION_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
   if (!attrs.withLse) return { output: out, lse: null };
   const [b, nQ, t, w] = out.shape;

@@ -34,8 +34,13 @@ export interface ProgramUniform {
 
 /** The backend methods our kernels call. */
 export interface WebGPUBackendLike {
-  runWebGPUProgram(program: WebGPUProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType,
-    uniforms?: ProgramUniform[], output?: tf.TensorInfo): tf.TensorInfo;
+  runWebGPUProgram(
+    program: WebGPUProgram,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    uniforms?: ProgramUniform[],
+    output?: tf.TensorInfo,
+  ): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
   device?: { limits: { maxComputeWorkgroupsPerDimension: number } };
 }

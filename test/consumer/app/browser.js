@@ -13,4 +13,11 @@ async function run() {
   lm.dispose();
   return { backend: tf.getBackend(), tokens: out.sequences[0].length, finite };
 }
-run().then((r) => { window.__result = r; }, (e) => { window.__result = { error: String(e && e.stack || e) }; });
+run().then(
+  (r) => {
+    window.__result = r;
+  },
+  (e) => {
+    window.__result = { error: String((e && e.stack) || e) };
+  },
+);

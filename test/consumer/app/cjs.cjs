@@ -7,8 +7,16 @@ const pkg = require('tfjs-gta/package.json');
   const { roundTrip } = await import('./model.mjs');
   const result = await roundTrip(tf, gta, async (model) => {
     let artifacts;
-    await model.save(tf.io.withSaveHandler(async (a) => { artifacts = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+    await model.save(
+      tf.io.withSaveHandler(async (a) => {
+        artifacts = a;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+    );
     return tf.loadLayersModel(tf.io.fromMemory(artifacts));
   });
   console.log(JSON.stringify({ app: 'cjs', version: pkg.version, ...result }));
-})().catch((e) => { console.error(e); process.exit(1); });
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

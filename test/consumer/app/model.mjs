@@ -4,7 +4,13 @@ export async function roundTrip(tf, gta, save) {
   await tf.setBackend('cpu');
   const input = tf.input({ shape: [8, 32] });
   const attended = new gta.GroupedHeadLatentAttention({
-    numHeads: 4, headDim: 8, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 8, useCausalMask: true,
+    numHeads: 4,
+    headDim: 8,
+    numQueryHeads: 2,
+    numKeyHeads: 1,
+    numValueHeads: 1,
+    valueDim: 8,
+    useCausalMask: true,
   }).apply(input);
   const normed = new gta.RMSNormalization().apply(attended);
   const output = tf.layers.dense({ units: 3 }).apply(tf.layers.flatten().apply(normed));

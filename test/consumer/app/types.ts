@@ -4,7 +4,12 @@ import { CausalLM, GroupedHeadLatentAttention, smallPreset, type CausalLMConfig 
 import { loadCorpus, type CompareReport } from 'tfjs-gta/node';
 
 const layer: tf.layers.Layer = new GroupedHeadLatentAttention({
-  numHeads: 4, headDim: 8, numQueryHeads: 2, numKeyHeads: 1, numValueHeads: 1, valueDim: 8,
+  numHeads: 4,
+  headDim: 8,
+  numQueryHeads: 2,
+  numKeyHeads: 1,
+  numValueHeads: 1,
+  valueDim: 8,
 });
 const config: CausalLMConfig = smallPreset('tiny', 'gta', 64);
 export async function demo(): Promise<number> {

@@ -21,8 +21,13 @@ const RUN = { train: IDS, validation: IDS, batchSize: 2, sequenceLength: 4, eval
 const fixture = once(async () => {
   const root = tempDir('checkpoints');
   const lm = CausalLM.create({
-    vocabSize: 11, hiddenSize: 8, numLayers: 1, intermediateSize: 16, maxSequenceLength: 8,
-    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 }, seed: 1,
+    vocabSize: 11,
+    hiddenSize: 8,
+    numLayers: 1,
+    intermediateSize: 16,
+    maxSequenceLength: 8,
+    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 },
+    seed: 1,
   });
   try {
     await train({ ...RUN, model: lm, steps: 1, checkpoint: await directoryCheckpoint(join(root, 'ck')) });
@@ -69,14 +74,21 @@ async function resume(dir: string): Promise<number> {
 
 function loadCase(name: string, damage: (dir: string) => void, mentions?: RegExp, isolate = false): Case {
   return {
-    category: CATEGORY, name: `load: ${name}`, run: async () => load(await damaged(damage)), expect: mentions ? 'error' : 'ok',
-    ...(mentions ? { mentions } : {}), isolate,
+    category: CATEGORY,
+    name: `load: ${name}`,
+    run: async () => load(await damaged(damage)),
+    expect: mentions ? 'error' : 'ok',
+    ...(mentions ? { mentions } : {}),
+    isolate,
   };
 }
 
 function resumeCase(name: string, damage: (dir: string) => void, mentions?: RegExp): Case {
   return {
-    category: CATEGORY, name: `resume: ${name}`, run: async () => resume(await damaged(damage)), expect: mentions ? 'error' : 'ok',
+    category: CATEGORY,
+    name: `resume: ${name}`,
+    run: async () => resume(await damaged(damage)),
+    expect: mentions ? 'error' : 'ok',
     ...(mentions ? { mentions } : {}),
   };
 }
@@ -90,48 +102,171 @@ export function checkpointCases(): Case[] {
     loadCase('trainer.json missing', (d) => rmSync(join(d, 'trainer.json')), /trainer\.json is missing/),
     loadCase('trainer.json not JSON', (d) => writeFileSync(join(d, 'trainer.json'), '{"step": 1,'), /trainer\.json is not valid JSON/),
     loadCase('trainer.json an array', (d) => writeFileSync(join(d, 'trainer.json'), '[]'), /not a tfjs-gta checkpoint/),
-    loadCase('trainer.json of another format', trainer((j) => { j.format = 'other-1'; }), /not a tfjs-gta checkpoint/),
-    loadCase('trainer.json a FIFO', (d) => {
-      rmSync(join(d, 'trainer.json'));
-      execFileSync('mkfifo', [join(d, 'trainer.json')]);
-    }, /trainer\.json/, true),
-    loadCase('step -1', trainer((j) => { j.step = -1; }), /step must be a non-negative integer/),
-    loadCase('step 1.5', trainer((j) => { j.step = 1.5; }), /step must be a non-negative integer/),
-    loadCase('step "1"', trainer((j) => { j.step = '1'; }), /step must be a non-negative integer/),
-    loadCase('step null', trainer((j) => { j.step = null; }), /step must be a non-negative integer/),
-    loadCase('step 1e21', trainer((j) => { j.step = 1e21; }), /step/),
-    loadCase('history not an array', trainer((j) => { j.history = {}; }), /history and evals must be arrays/),
-    loadCase('evals missing', trainer((j) => { delete j.evals; }), /history and evals must be arrays/),
-    loadCase('optimizer missing', trainer((j) => { delete j.optimizer; }), /optimizer must be/),
-    loadCase('optimizer step -1', trainer((j) => { j.optimizer.step = -1; }), /optimizer must be/),
-    loadCase('optimizer step 1.5', trainer((j) => { j.optimizer.step = 1.5; }), /optimizer must be/),
-    loadCase('optimizer sizes not an array', trainer((j) => { j.optimizer.sizes = 5; }), /optimizer must be/),
-    loadCase('optimizer sizes holding -1', trainer((j) => { j.optimizer.sizes[0] = -1; }), /optimizer must be/),
-    loadCase('optimizer sizes holding 1.5', trainer((j) => { j.optimizer.sizes[0] = 1.5; }), /optimizer must be/),
-    loadCase('optimizer sizes one short', trainer((j) => { j.optimizer.sizes.pop(); }), /optimizer\.bin has \d+ bytes, expected/),
-    loadCase('optimizer sizes [2^40]', trainer((j) => { j.optimizer.sizes = [2 ** 40]; }), /optimizer\.bin has \d+ bytes, expected/),
+    loadCase(
+      'trainer.json of another format',
+      trainer((j) => {
+        j.format = 'other-1';
+      }),
+      /not a tfjs-gta checkpoint/,
+    ),
+    loadCase(
+      'trainer.json a FIFO',
+      (d) => {
+        rmSync(join(d, 'trainer.json'));
+        execFileSync('mkfifo', [join(d, 'trainer.json')]);
+      },
+      /trainer\.json/,
+      true,
+    ),
+    loadCase(
+      'step -1',
+      trainer((j) => {
+        j.step = -1;
+      }),
+      /step must be a non-negative integer/,
+    ),
+    loadCase(
+      'step 1.5',
+      trainer((j) => {
+        j.step = 1.5;
+      }),
+      /step must be a non-negative integer/,
+    ),
+    loadCase(
+      'step "1"',
+      trainer((j) => {
+        j.step = '1';
+      }),
+      /step must be a non-negative integer/,
+    ),
+    loadCase(
+      'step null',
+      trainer((j) => {
+        j.step = null;
+      }),
+      /step must be a non-negative integer/,
+    ),
+    loadCase(
+      'step 1e21',
+      trainer((j) => {
+        j.step = 1e21;
+      }),
+      /step/,
+    ),
+    loadCase(
+      'history not an array',
+      trainer((j) => {
+        j.history = {};
+      }),
+      /history and evals must be arrays/,
+    ),
+    loadCase(
+      'evals missing',
+      trainer((j) => {
+        delete j.evals;
+      }),
+      /history and evals must be arrays/,
+    ),
+    loadCase(
+      'optimizer missing',
+      trainer((j) => {
+        delete j.optimizer;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer step -1',
+      trainer((j) => {
+        j.optimizer.step = -1;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer step 1.5',
+      trainer((j) => {
+        j.optimizer.step = 1.5;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer sizes not an array',
+      trainer((j) => {
+        j.optimizer.sizes = 5;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer sizes holding -1',
+      trainer((j) => {
+        j.optimizer.sizes[0] = -1;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer sizes holding 1.5',
+      trainer((j) => {
+        j.optimizer.sizes[0] = 1.5;
+      }),
+      /optimizer must be/,
+    ),
+    loadCase(
+      'optimizer sizes one short',
+      trainer((j) => {
+        j.optimizer.sizes.pop();
+      }),
+      /optimizer\.bin has \d+ bytes, expected/,
+    ),
+    loadCase(
+      'optimizer sizes [2^40]',
+      trainer((j) => {
+        j.optimizer.sizes = [2 ** 40];
+      }),
+      /optimizer\.bin has \d+ bytes, expected/,
+    ),
     loadCase('optimizer.bin missing', (d) => rmSync(optimizerBin(d)), /optimizer\.bin is missing/),
-    loadCase('optimizer.bin 4 bytes short', (d) => truncateSync(optimizerBin(d), readFileSync(optimizerBin(d)).length - 4),
-      /optimizer\.bin has \d+ bytes, expected/),
-    loadCase('optimizer.bin 8 bytes too long', (d) => writeFileSync(optimizerBin(d), Buffer.concat([readFileSync(optimizerBin(d)), Buffer.alloc(8)])),
-      /optimizer\.bin has \d+ bytes, expected/),
-    loadCase('optimizer.bin a folder', (d) => {
-      rmSync(optimizerBin(d));
-      mkdirSync(optimizerBin(d));
-    }, /optimizer\.bin/),
-    loadCase('optimizer.bin a FIFO', (d) => {
-      rmSync(optimizerBin(d));
-      execFileSync('mkfifo', [optimizerBin(d)]);
-    }, /optimizer\.bin/, true),
+    loadCase(
+      'optimizer.bin 4 bytes short',
+      (d) => truncateSync(optimizerBin(d), readFileSync(optimizerBin(d)).length - 4),
+      /optimizer\.bin has \d+ bytes, expected/,
+    ),
+    loadCase(
+      'optimizer.bin 8 bytes too long',
+      (d) => writeFileSync(optimizerBin(d), Buffer.concat([readFileSync(optimizerBin(d)), Buffer.alloc(8)])),
+      /optimizer\.bin has \d+ bytes, expected/,
+    ),
+    loadCase(
+      'optimizer.bin a folder',
+      (d) => {
+        rmSync(optimizerBin(d));
+        mkdirSync(optimizerBin(d));
+      },
+      /optimizer\.bin/,
+    ),
+    loadCase(
+      'optimizer.bin a FIFO',
+      (d) => {
+        rmSync(optimizerBin(d));
+        execFileSync('mkfifo', [optimizerBin(d)]);
+      },
+      /optimizer\.bin/,
+      true,
+    ),
     loadCase('model folder missing', (d) => rmSync(join(d, 'model'), { recursive: true }), /model\.json/),
     loadCase('model weights cut short', (d) => truncateSync(join(d, 'model', 'weights.bin'), 100), /weights\.bin/),
     loadCase('without the marker file (reading is allowed)', (d) => rmSync(join(d, '.tfjs-gta'))),
-    loadCase('a regular file instead of a folder', (d) => {
-      rmSync(d, { recursive: true });
-      writeFileSync(d, 'not a checkpoint');
-    }, /checkpoint/),
+    loadCase(
+      'a regular file instead of a folder',
+      (d) => {
+        rmSync(d, { recursive: true });
+        writeFileSync(d, 'not a checkpoint');
+      },
+      /checkpoint/,
+    ),
     {
-      category: CATEGORY, name: 'store: directoryCheckpoint on a folder of user files', expect: 'error', mentions: /refusing to replace it/,
+      category: CATEGORY,
+      name: 'store: directoryCheckpoint on a folder of user files',
+      expect: 'error',
+      mentions: /refusing to replace it/,
       run: async () => {
         const dir = join(await fixture(), `user-${++copies}`);
         mkdirSync(dir);
@@ -140,20 +275,58 @@ export function checkpointCases(): Case[] {
       },
     },
     resumeCase('the checkpoint as saved', () => {}),
-    resumeCase('optimizer sizes swapped (right total, wrong variables)', trainer((j) => {
-      const s = j.optimizer.sizes as number[];
-      const k = s.findIndex((x) => x !== s[0]);
-      [s[0], s[k]] = [s[k], s[0]];
-    }), /moment|values/),
-    resumeCase('optimizer.bin holding NaN', (d) => {
-      const bytes = readFileSync(optimizerBin(d));
-      new DataView(bytes.buffer, bytes.byteOffset).setFloat32(0, NaN, true);
-      writeFileSync(optimizerBin(d), bytes);
-    }, /optimizer|NaN|finite/),
-    resumeCase('batcher of another kind', trainer((j) => { j.batcher.kind = 'xorshift'; }), /mulberry32/),
-    resumeCase('batcher with another batch size', trainer((j) => { j.batcher.batchSize = 3; }), /batchSize/),
-    resumeCase('batcher rng -1', trainer((j) => { j.batcher.rng = -1; }), /state/),
-    resumeCase('batcher missing', trainer((j) => { delete j.batcher; }), /batcher|state/),
-    resumeCase('step beyond the run\'s steps', trainer((j) => { j.step = 5; }), /step/),
+    resumeCase(
+      'optimizer sizes swapped (right total, wrong variables)',
+      trainer((j) => {
+        const s = j.optimizer.sizes as number[];
+        const k = s.findIndex((x) => x !== s[0]);
+        [s[0], s[k]] = [s[k], s[0]];
+      }),
+      /moment|values/,
+    ),
+    resumeCase(
+      'optimizer.bin holding NaN',
+      (d) => {
+        const bytes = readFileSync(optimizerBin(d));
+        new DataView(bytes.buffer, bytes.byteOffset).setFloat32(0, NaN, true);
+        writeFileSync(optimizerBin(d), bytes);
+      },
+      /optimizer|NaN|finite/,
+    ),
+    resumeCase(
+      'batcher of another kind',
+      trainer((j) => {
+        j.batcher.kind = 'xorshift';
+      }),
+      /mulberry32/,
+    ),
+    resumeCase(
+      'batcher with another batch size',
+      trainer((j) => {
+        j.batcher.batchSize = 3;
+      }),
+      /batchSize/,
+    ),
+    resumeCase(
+      'batcher rng -1',
+      trainer((j) => {
+        j.batcher.rng = -1;
+      }),
+      /state/,
+    ),
+    resumeCase(
+      'batcher missing',
+      trainer((j) => {
+        delete j.batcher;
+      }),
+      /batcher|state/,
+    ),
+    resumeCase(
+      "step beyond the run's steps",
+      trainer((j) => {
+        j.step = 5;
+      }),
+      /step/,
+    ),
   ];
 }

@@ -61,26 +61,50 @@ const CASES: CliCase[] = [
   // Values the library refuses.
   { name: '--text missing.txt', args: ['--quick', '--text', 'missing.txt', '--backend', 'cpu', '--out', 'r1'], mentions: /missing\.txt/ },
   { name: '--text a FIFO', args: ['--quick', '--text', 'fifo', '--backend', 'cpu', '--out', 'r2'], mentions: /fifo/ },
-  { name: '--text a Latin-1 file', args: ['--quick', '--text', 'latin1.txt', '--backend', 'cpu', '--out', 'r3'], mentions: /latin1\.txt.*UTF-8/ },
+  {
+    name: '--text a Latin-1 file',
+    args: ['--quick', '--text', 'latin1.txt', '--backend', 'cpu', '--out', 'r3'],
+    mentions: /latin1\.txt.*UTF-8/,
+  },
   { name: '--backend nonsense', args: ['--quick', '--text', 'text.txt', '--backend', 'nonsense', '--out', 'r4'], mentions: /nonsense/ },
   { name: '--quick with --preset small', args: ['--quick', '--preset', 'small', '--text', 'text.txt'], mentions: /--quick/ },
-  { name: '--out a regular file', args: ['--quick', '--text', 'text.txt', '--out', 'notes.txt', '--backend', 'cpu'], mentions: /notes\.txt.*refusing/ },
   {
-    name: '--batch-size 200000 with --max-memory 64',
-    args: ['--quick', '--text', 'text.txt', '--batch-size', '200000', '--max-memory', '64', '--backend', 'cpu', '--out', 'r5'], mentions: /more than/,
+    name: '--out a regular file',
+    args: ['--quick', '--text', 'text.txt', '--out', 'notes.txt', '--backend', 'cpu'],
+    mentions: /notes\.txt.*refusing/,
   },
   {
-    name: 'train --max-memory 1', args: ['train', '--quick', '--text', 'text.txt', '--max-memory', '1', '--checkpoint-dir', 'ck-mem', '--backend', 'cpu'],
+    name: '--batch-size 200000 with --max-memory 64',
+    args: ['--quick', '--text', 'text.txt', '--batch-size', '200000', '--max-memory', '64', '--backend', 'cpu', '--out', 'r5'],
+    mentions: /more than/,
+  },
+  {
+    name: 'train --max-memory 1',
+    args: ['train', '--quick', '--text', 'text.txt', '--max-memory', '1', '--checkpoint-dir', 'ck-mem', '--backend', 'cpu'],
     mentions: /--max-memory/,
   },
   {
     name: 'train --tokenizer bpe --bpe-vocab 100',
-    args: ['train', '--quick', '--text', 'text.txt', '--tokenizer', 'bpe', '--bpe-vocab', '100', '--checkpoint-dir', 'ck-bpe', '--backend', 'cpu'],
+    args: [
+      'train',
+      '--quick',
+      '--text',
+      'text.txt',
+      '--tokenizer',
+      'bpe',
+      '--bpe-vocab',
+      '100',
+      '--checkpoint-dir',
+      'ck-bpe',
+      '--backend',
+      'cpu',
+    ],
     mentions: /vocabSize/,
   },
   {
     name: 'train --resume from an empty folder',
-    args: ['train', '--quick', '--text', 'text.txt', '--resume', '--checkpoint-dir', 'empty-dir', '--backend', 'cpu'], mentions: /empty-dir/,
+    args: ['train', '--quick', '--text', 'text.txt', '--resume', '--checkpoint-dir', 'empty-dir', '--backend', 'cpu'],
+    mentions: /empty-dir/,
   },
   {
     name: 'train --resume with another --variant',
@@ -90,26 +114,50 @@ const CASES: CliCase[] = [
   { name: 'generate from a missing checkpoint', args: ['generate', '--checkpoint', 'missing', '--backend', 'cpu'], mentions: /missing/ },
   { name: 'generate --prompt ""', args: ['generate', '--checkpoint', 'ck', '--prompt', '', '--backend', 'cpu'], mentions: /--prompt/ },
   {
-    name: 'generate --temperature abc', args: ['generate', '--checkpoint', 'ck', '--tokens', '3', '--temperature', 'abc', '--backend', 'cpu'],
+    name: 'generate --temperature abc',
+    args: ['generate', '--checkpoint', 'ck', '--tokens', '3', '--temperature', 'abc', '--backend', 'cpu'],
     mentions: /temperature/,
   },
-  { name: 'generate --seed 1.5', args: ['generate', '--checkpoint', 'ck', '--tokens', '3', '--seed', '1.5', '--backend', 'cpu'], mentions: /seed/ },
-  { name: 'generate --tokens 100000', args: ['generate', '--checkpoint', 'ck', '--tokens', '100000', '--backend', 'cpu'], mentions: /maxSequenceLength/ },
+  {
+    name: 'generate --seed 1.5',
+    args: ['generate', '--checkpoint', 'ck', '--tokens', '3', '--seed', '1.5', '--backend', 'cpu'],
+    mentions: /seed/,
+  },
+  {
+    name: 'generate --tokens 100000',
+    args: ['generate', '--checkpoint', 'ck', '--tokens', '100000', '--backend', 'cpu'],
+    mentions: /maxSequenceLength/,
+  },
   {
     name: 'generate from a checkpoint whose tokenizer has a regular expression',
-    args: ['generate', '--checkpoint', 'ck-bad-tokenizer', '--backend', 'cpu'], mentions: /pre-tokenizer/,
+    args: ['generate', '--checkpoint', 'ck-bad-tokenizer', '--backend', 'cpu'],
+    mentions: /pre-tokenizer/,
   },
   {
-    name: 'generate --model without a tokenizer file', args: ['generate', '--model', 'model-no-tokenizer', '--backend', 'cpu'],
+    name: 'generate --model without a tokenizer file',
+    args: ['generate', '--model', 'model-no-tokenizer', '--backend', 'cpu'],
     mentions: /tfjs-gta-tokenizer\.json/,
   },
   {
-    name: 'generate --model with a tokenizer file that is not JSON', args: ['generate', '--model', 'model-bad-tokenizer', '--backend', 'cpu'],
+    name: 'generate --model with a tokenizer file that is not JSON',
+    args: ['generate', '--model', 'model-bad-tokenizer', '--backend', 'cpu'],
     mentions: /tfjs-gta-tokenizer\.json/,
   },
-  { name: 'export into a folder of user files', args: ['export', '--checkpoint', 'ck', '--hf', 'photos', '--backend', 'cpu'], mentions: /refusing/ },
-  { name: 'import from a missing folder', args: ['import', '--hf', 'missing', '--out', 'imported-1', '--backend', 'cpu'], mentions: /config\.json/ },
-  { name: 'import a broken config.json', args: ['import', '--hf', 'hf-broken', '--out', 'imported-2', '--backend', 'cpu'], mentions: /config\.json/ },
+  {
+    name: 'export into a folder of user files',
+    args: ['export', '--checkpoint', 'ck', '--hf', 'photos', '--backend', 'cpu'],
+    mentions: /refusing/,
+  },
+  {
+    name: 'import from a missing folder',
+    args: ['import', '--hf', 'missing', '--out', 'imported-1', '--backend', 'cpu'],
+    mentions: /config\.json/,
+  },
+  {
+    name: 'import a broken config.json',
+    args: ['import', '--hf', 'hf-broken', '--out', 'imported-2', '--backend', 'cpu'],
+    mentions: /config\.json/,
+  },
   // Boundary-valid runs.
   { name: '--help', args: ['--help'] },
   { name: 'generate 3 tokens', args: ['generate', '--checkpoint', 'ck', '--tokens', '3', '--prompt', 'Call', '--backend', 'cpu'] },
@@ -134,17 +182,26 @@ async function makeFixtures(): Promise<string> {
   writeFileSync(join(dir, 'hf-broken', 'model.safetensors'), 'garbage');
   const tokenizer = CharTokenizer.fromText(TEXT);
   const lm = CausalLM.create({
-    vocabSize: tokenizer.vocabSize, hiddenSize: 8, numLayers: 1, intermediateSize: 16, maxSequenceLength: 64,
-    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1, useBias: false }, seed: 1,
+    vocabSize: tokenizer.vocabSize,
+    hiddenSize: 8,
+    numLayers: 1,
+    intermediateSize: 16,
+    maxSequenceLength: 64,
+    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1, useBias: false },
+    seed: 1,
   });
   try {
     const ids = tokenizer.encode(TEXT);
     const zeros = lm.model.trainableWeights.map((w) => new Float32Array((w.shape as number[]).reduce((a, b) => a * b, 1)));
     const settings = { variant: 'gqa', preset: 'quick', seed: 0, tokenizer: 'char', bpeVocab: 1024, text: 'text.txt' };
     await saveCheckpoint(join(dir, 'ck'), {
-      lm, optimizer: { step: 0, m: zeros, v: zeros.map((z) => z.slice()) },
+      lm,
+      optimizer: { step: 0, m: zeros, v: zeros.map((z) => z.slice()) },
       state: {
-        step: 0, batcher: new Batcher(ids, { batchSize: 2, sequenceLength: 4 }).state(), history: [], evals: [],
+        step: 0,
+        batcher: new Batcher(ids, { batchSize: 2, sequenceLength: 4 }).state(),
+        history: [],
+        evals: [],
         extra: { tokenizer: tokenizer.toJSON(), settings },
       },
     });
@@ -165,14 +222,23 @@ async function makeFixtures(): Promise<string> {
 /** Runs the CLI with `args` in `cwd`, killing it after RUN_LIMIT_S. */
 function runCli(args: string[], cwd: string): Promise<CliRun> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(ROOT, 'src/cli/main.ts'), ...args],
-      { cwd, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', TFJS_GTA_DEBUG: '' } });
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), join(ROOT, 'src/cli/main.ts'), ...args], {
+      cwd,
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3', TFJS_GTA_DEBUG: '' },
+    });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, RUN_LIMIT_S * 1000);
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, RUN_LIMIT_S * 1000);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, timedOut });
@@ -202,7 +268,10 @@ const TFJS_NOTICE = /^(=+|Hi, looks like you are running TensorFlow\.js in Node\
 
 /** The lines a run wrote to stderr, without blank ones and without tfjs's cpu-backend notice. */
 function errorLines(r: CliRun): string[] {
-  return r.stderr.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim() !== '' && !TFJS_NOTICE.test(l));
+  return r.stderr
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== '' && !TFJS_NOTICE.test(l));
 }
 
 /**
@@ -217,14 +286,19 @@ function verdict(c: CliCase, r: CliRun): string {
   if (r.code === 2 && lines.length === 1 && lines[0].startsWith('error: ') && !stack) throw new ValueError(lines[0]);
   if (r.code === 0 && lines.length === 0) return r.stdout.trim().split('\n').at(-1) ?? '';
   const first = lines.find((l) => l.startsWith('error')) ?? lines[0] ?? '(nothing on stderr)';
-  throw new Error(`exit ${r.code ?? r.signal} with ${lines.length} stderr line(s)${stack ? ' and a stack trace' : ''}; ` +
-    `${first.slice(0, 200)} [args: ${c.args.join(' ')}]`);
+  throw new Error(
+    `exit ${r.code ?? r.signal} with ${lines.length} stderr line(s)${stack ? ' and a stack trace' : ''}; ` +
+      `${first.slice(0, 200)} [args: ${c.args.join(' ')}]`,
+  );
 }
 
 /** Every CLI case (the runs must have been started with `startCli`). */
 export function cliCases(): Case[] {
   return CASES.map((c) => ({
-    category: CATEGORY, name: c.name, expect: c.mentions ? 'error' : 'ok', ...(c.mentions ? { mentions: c.mentions } : {}),
+    category: CATEGORY,
+    name: c.name,
+    expect: c.mentions ? 'error' : 'ok',
+    ...(c.mentions ? { mentions: c.mentions } : {}),
     limitMs: 30 * 60_000,
     run: async () => {
       const run = runs.get(c.name);

@@ -10,7 +10,14 @@ import type { CausalLM } from '../../../src/models/causal_lm.js';
 
 /** The values every numeric argument is tried with. */
 export const SWEEP: ReadonlyArray<readonly [label: string, value: unknown]> = [
-  ['0', 0], ['-1', -1], ['1.5', 1.5], ['NaN', NaN], ['Infinity', Infinity], ["'2'", '2'], ['null', null], ['huge (1e21)', 1e21],
+  ['0', 0],
+  ['-1', -1],
+  ['1.5', 1.5],
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+  ["'2'", '2'],
+  ['null', null],
+  ['huge (1e21)', 1e21],
 ];
 
 /**
@@ -44,20 +51,31 @@ export interface SweepOptions {
  * kind (`ArgKind`) or the set of sweep labels it accepts; invalid values must give a clear error that
  * names `arg` (or `options.mentions`), valid ones a finite result.
  */
-export function sweepCases(category: string, owner: string, arg: string, valid: ArgKind | ReadonlySet<string>,
-  run: (value: unknown) => unknown, options: SweepOptions = {}): Case[] {
+export function sweepCases(
+  category: string,
+  owner: string,
+  arg: string,
+  valid: ArgKind | ReadonlySet<string>,
+  run: (value: unknown) => unknown,
+  options: SweepOptions = {},
+): Case[] {
   const accepted = typeof valid === 'string' ? VALID[valid] : valid;
   const mentions = options.mentions ?? new RegExp(`\\b${arg}\\b`);
   return SWEEP.map(([label, value]) => {
     const ok = accepted.has(label);
     return {
-      category, name: `${owner} ${arg}=${label}`, run: () => run(value), expect: ok ? 'ok' : 'error', ...(ok ? {} : { mentions }),
+      category,
+      name: `${owner} ${arg}=${label}`,
+      run: () => run(value),
+      expect: ok ? 'ok' : 'error',
+      ...(ok ? {} : { mentions }),
       isolate: (options.isolateHuge ?? true) && label.startsWith('huge'),
     };
   });
 }
 
 /** A parsed JSON file that a case damages in place (any shape: the point is to break it). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a damaged file may have any shape
 export type EditableJSON = Record<string, any>;
 
 const dirs: string[] = [];

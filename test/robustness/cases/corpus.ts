@@ -43,8 +43,13 @@ function corpusCase(name: string, source: (dir: string) => unknown, expect: 'err
 }
 
 function loadCases(): Case[] {
-  const inline = (name: string, text: unknown, mentions: RegExp): Case =>
-    ({ category: CORPUS, name, run: () => corpusFromText(text as string), expect: 'error', mentions });
+  const inline = (name: string, text: unknown, mentions: RegExp): Case => ({
+    category: CORPUS,
+    name,
+    run: () => corpusFromText(text as string),
+    expect: 'error',
+    mentions,
+  });
   return [
     corpusCase('missing file', (d) => join(d, 'missing.txt'), 'error', /missing\.txt.*does not exist/),
     corpusCase('empty path', () => '', 'error', /non-empty path/),
@@ -80,14 +85,21 @@ function batcherCases(): Case[] {
   const restored = (change: Record<string, unknown>) => () => {
     const b = make({});
     b.nextArrays();
-    return make({}).restore({ ...b.state(), ...change } as never).nextArrays().inputs;
+    return make({})
+      .restore({ ...b.state(), ...change } as never)
+      .nextArrays().inputs;
   };
   return [
     ...sweepCases(BATCHES, 'Batcher', 'batchSize', 'int', (v) => next({ batchSize: v })),
     ...sweepCases(BATCHES, 'Batcher', 'sequenceLength', 'int', (v) => next({ sequenceLength: v })),
     ...sweepCases(BATCHES, 'Batcher', 'seed', 'seed', (v) => next({ seed: v })),
     batchCase('Batcher options null', () => new Batcher(IDS, null as never), 'error', /options/),
-    batchCase('Batcher ids shorter than one window', () => new Batcher(IDS.slice(0, 4), { batchSize: 1, sequenceLength: 4 }), 'error', /window/),
+    batchCase(
+      'Batcher ids shorter than one window',
+      () => new Batcher(IDS.slice(0, 4), { batchSize: 1, sequenceLength: 4 }),
+      'error',
+      /window/,
+    ),
     batchCase('Batcher ids holding 1.5', () => new Batcher([1, 1.5, 2, 3, 4, 5], { batchSize: 1, sequenceLength: 2 }), 'error', /ids\[1\]/),
     batchCase('Batcher ids a string', () => new Batcher('abc' as never, { batchSize: 1, sequenceLength: 2 }), 'error', /ids/),
     batchCase('Batcher tensors of a batch', () => make({}).next(), 'ok'),
@@ -111,8 +123,12 @@ function splitCases(): Case[] {
     ...sweepCases(BATCHES, 'splitTokens', 'validationFraction', new Set(['null']), (v) => split({ validationFraction: v })),
     ...sweepCases(BATCHES, 'splitTokens', 'sequenceLength', 'optInt', (v) => split({ sequenceLength: v })),
     batchCase('splitTokens ids holding NaN', () => splitTokens([1, 2, NaN, 4]), 'error', /ids\[2\]/),
-    batchCase('splitTokens validation part shorter than a window', () => splitTokens(IDS, { sequenceLength: 4, validationFraction: 0.05 }),
-      'error', /validation part/),
+    batchCase(
+      'splitTokens validation part shorter than a window',
+      () => splitTokens(IDS, { sequenceLength: 4, validationFraction: 0.05 }),
+      'error',
+      /validation part/,
+    ),
     batchCase('evaluationBatches batchSize 0', () => evaluationBatchArrays(IDS, 0, 4), 'error', /batchSize/),
     batchCase('evaluationBatches maxBatches 0', () => evaluationBatchArrays(IDS, 2, 4, 0), 'error', /maxBatches/),
     batchCase('evaluationBatches maxBatches 1.5', () => evaluationBatchArrays(IDS, 2, 4, 1.5), 'error', /maxBatches/),

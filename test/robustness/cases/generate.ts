@@ -19,8 +19,13 @@ const MAX_LEN = 12;
 /** A tiny GQA model: vocabulary 11, at most 12 tokens. */
 function tinyLM(): CausalLM {
   return CausalLM.create({
-    vocabSize: VOCAB, hiddenSize: 8, numLayers: 1, intermediateSize: 16, maxSequenceLength: MAX_LEN,
-    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 }, seed: 1,
+    vocabSize: VOCAB,
+    hiddenSize: 8,
+    numLayers: 1,
+    intermediateSize: 16,
+    maxSequenceLength: MAX_LEN,
+    attention: { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 },
+    seed: 1,
   });
 }
 
@@ -93,10 +98,24 @@ function optionCases(): Case[] {
     genCase('topK with temperature 0', [1, 2], { ...base, topK: 3 }),
     genCase('empty stopTokens', [1, 2], { ...base, stopTokens: [] }),
     genCase('padTokenId = vocabSize - 1', [[1, 2], [3]], { ...base, padTokenId: VOCAB - 1 }),
-    genCase('an async onToken', [1, 2], { ...base, onToken: async () => { await new Promise((r) => setTimeout(r, 1)); } }),
+    genCase('an async onToken', [1, 2], {
+      ...base,
+      onToken: async () => {
+        await new Promise((r) => setTimeout(r, 1));
+      },
+    }),
     {
-      category: GENERATE, name: 'onToken that throws (its error propagates, nothing leaks)', expect: 'error', mentions: /stop here/,
-      run: () => gen([1, 2], { maxNewTokens: 3, onToken: () => { throw new ValueError('stop here'); } }),
+      category: GENERATE,
+      name: 'onToken that throws (its error propagates, nothing leaks)',
+      expect: 'error',
+      mentions: /stop here/,
+      run: () =>
+        gen([1, 2], {
+          maxNewTokens: 3,
+          onToken: () => {
+            throw new ValueError('stop here');
+          },
+        }),
     },
   ];
 }
@@ -175,7 +194,11 @@ function idsCases(): Case[] {
     err('int32 tensor holding -1', () => tf.tensor2d([[-1, 1]], [1, 2], 'int32'), /\[0, 11\)/);
     err('more tokens than maxSequenceLength', () => [Array.from({ length: MAX_LEN + 1 }, () => 1)], /maxSequenceLength/);
     ok('exactly maxSequenceLength tokens', () => [Array.from({ length: MAX_LEN }, () => 1)]);
-    ok('a batch of three', () => [[0, 1], [2, 3], [9, 10]]);
+    ok('a batch of three', () => [
+      [0, 1],
+      [2, 3],
+      [9, 10],
+    ]);
     ok('an int32 tensor', () => tf.tensor2d([[0, 10]], [1, 2], 'int32'));
   }
   return out;

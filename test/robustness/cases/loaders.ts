@@ -46,7 +46,11 @@ function stErr(name: string, bytes: () => Uint8Array, mentions: RegExp): Case {
 
 function stOk(name: string, bytes: () => Uint8Array, check: (r: Record<string, { data: Float32Array }>) => void): Case {
   return {
-    category: SAFETENSORS, name, run: () => parseSafetensors(bytes(), 'w.safetensors'), expect: 'ok', isolate: true,
+    category: SAFETENSORS,
+    name,
+    run: () => parseSafetensors(bytes(), 'w.safetensors'),
+    expect: 'ok',
+    isolate: true,
     check: (r) => check(r as Record<string, { data: Float32Array }>),
   };
 }
@@ -56,18 +60,25 @@ function expectValues(got: ArrayLike<number>, want: number[]): void {
 }
 
 function safetensorsCases(): Case[] {
-  const one = (entry: unknown, data = 8) => () => safetensors({ a: entry }, data);
+  const one =
+    (entry: unknown, data = 8) =>
+    () =>
+      safetensors({ a: entry }, data);
   return [
     stErr('4-byte file', () => new Uint8Array(4), /w\.safetensors: too short/),
     stErr('header length beyond the file', () => safetensors({}, 0, 1000n), /invalid header length 1000/),
     stErr('header length 0', () => safetensors({}, 0, 0n), /invalid header length 0/),
     stErr('header length 2^63', () => safetensors({}, 0, 2n ** 63n), /invalid header length/),
     stErr('header not JSON', () => safetensors('{"a": '), /header is not valid JSON/),
-    stErr('header not UTF-8', () => {
-      const b = safetensors('{"a": 1}');
-      b[10] = 0xff;
-      return b;
-    }, /header is not valid JSON/),
+    stErr(
+      'header not UTF-8',
+      () => {
+        const b = safetensors('{"a": 1}');
+        b[10] = 0xff;
+        return b;
+      },
+      /header is not valid JSON/,
+    ),
     stErr('header an array', () => safetensors([]), /header must be a JSON object/),
     stErr('header null', () => safetensors('null'), /header must be a JSON object/),
     stErr('header a number', () => safetensors('5'), /header/),
@@ -93,34 +104,74 @@ function safetensorsCases(): Case[] {
     stErr('trailing bytes', one(f32([2], [0, 8]), 12), /cover 8 bytes but the data section holds 12/),
     stErr('offsets not matching shape x dtype', one(f32([3], [0, 8])), /needs 12/),
     stErr('__metadata__ a string', () => safetensors({ __metadata__: 'x' }), /__metadata__ must be an object/),
-    stOk('a tensor named __proto__', () => safetensors('{"__proto__": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', 8), (r) => {
-      if (Object.getPrototypeOf(r) !== null || !Object.hasOwn(r, '__proto__')) throw new Error('__proto__ is not an own entry of a prototype-free result');
-    }),
-    stOk('no tensors', () => safetensors({}), (r) => { if (Object.keys(r).length !== 0) throw new Error('expected no tensors'); }),
-    stOk('a zero-size tensor', () => safetensors({ a: f32([0, 3], [0, 0]) }), (r) => expectValues(r.a.data, [])),
-    stOk('F16, BF16 and F64 at unaligned offsets', () => {
-      const data = new Uint8Array(2 + 2 + 8);
-      const v = new DataView(data.buffer);
-      v.setUint16(0, 0x3c00, true); // F16 1
-      v.setUint16(2, 0xc000, true); // BF16 -2
-      v.setFloat64(4, 0.5, true);
-      return safetensors({
-        h: { dtype: 'F16', shape: [1], data_offsets: [0, 2] }, b: { dtype: 'BF16', shape: [1], data_offsets: [2, 4] },
-        d: { dtype: 'F64', shape: [1], data_offsets: [4, 12] },
-      }, data);
-    }, (r) => { expectValues(r.h.data, [1]); expectValues(r.b.data, [-2]); expectValues(r.d.data, [0.5]); }),
-    stOk('our own writer\'s output', () => serializeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: Float32Array.from([1, 2, 3, 4]) } }),
-      (r) => expectValues(r.w.data, [1, 2, 3, 4])),
+    stOk(
+      'a tensor named __proto__',
+      () => safetensors('{"__proto__": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', 8),
+      (r) => {
+        if (Object.getPrototypeOf(r) !== null || !Object.hasOwn(r, '__proto__'))
+          throw new Error('__proto__ is not an own entry of a prototype-free result');
+      },
+    ),
+    stOk(
+      'no tensors',
+      () => safetensors({}),
+      (r) => {
+        if (Object.keys(r).length !== 0) throw new Error('expected no tensors');
+      },
+    ),
+    stOk(
+      'a zero-size tensor',
+      () => safetensors({ a: f32([0, 3], [0, 0]) }),
+      (r) => expectValues(r.a.data, []),
+    ),
+    stOk(
+      'F16, BF16 and F64 at unaligned offsets',
+      () => {
+        const data = new Uint8Array(2 + 2 + 8);
+        const v = new DataView(data.buffer);
+        v.setUint16(0, 0x3c00, true); // F16 1
+        v.setUint16(2, 0xc000, true); // BF16 -2
+        v.setFloat64(4, 0.5, true);
+        return safetensors(
+          {
+            h: { dtype: 'F16', shape: [1], data_offsets: [0, 2] },
+            b: { dtype: 'BF16', shape: [1], data_offsets: [2, 4] },
+            d: { dtype: 'F64', shape: [1], data_offsets: [4, 12] },
+          },
+          data,
+        );
+      },
+      (r) => {
+        expectValues(r.h.data, [1]);
+        expectValues(r.b.data, [-2]);
+        expectValues(r.d.data, [0.5]);
+      },
+    ),
+    stOk(
+      "our own writer's output",
+      () => serializeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: Float32Array.from([1, 2, 3, 4]) } }),
+      (r) => expectValues(r.w.data, [1, 2, 3, 4]),
+    ),
   ];
 }
 
 // ---------------------------------------------------------------- JSON of tensors
 
 function tensorJSONCases(): Case[] {
-  const err = (name: string, text: string, mentions: RegExp): Case =>
-    ({ category: TENSOR_JSON, name, run: () => parseTensorJSON(text, 'w.json'), expect: 'error', mentions, isolate: true });
+  const err = (name: string, text: string, mentions: RegExp): Case => ({
+    category: TENSOR_JSON,
+    name,
+    run: () => parseTensorJSON(text, 'w.json'),
+    expect: 'error',
+    mentions,
+    isolate: true,
+  });
   const ok = (name: string, text: string, want: number[]): Case => ({
-    category: TENSOR_JSON, name, run: () => parseTensorJSON(text, 'w.json'), expect: 'ok', isolate: true,
+    category: TENSOR_JSON,
+    name,
+    run: () => parseTensorJSON(text, 'w.json'),
+    expect: 'ok',
+    isolate: true,
     check: (r) => expectValues((r as Record<string, { data: Float32Array }>).a.data, want),
   });
   const deep = `{"a": ${'['.repeat(100_000)}1${']'.repeat(100_000)}}`;
@@ -147,8 +198,13 @@ function tensorJSONCases(): Case[] {
 // ---------------------------------------------------------------- model folders (model.json)
 
 const TINY = {
-  vocabSize: 11, hiddenSize: 8, numLayers: 1, intermediateSize: 16, maxSequenceLength: 16,
-  attention: { kind: 'gta' as const, numHeads: 2, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 4 }, seed: 1,
+  vocabSize: 11,
+  hiddenSize: 8,
+  numLayers: 1,
+  intermediateSize: 16,
+  maxSequenceLength: 16,
+  attention: { kind: 'gta' as const, numHeads: 2, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 4 },
+  seed: 1,
 };
 
 /** A saved tiny model folder (model.json + weights.bin) and a HF export of the same model. */
@@ -206,80 +262,245 @@ function modelJSONCases(): Case[] {
   const bin = (dir: string) => join(dir, 'weights.bin');
   return [
     modelCase('the saved folder as is', () => {}),
-    modelCase('the model.json path instead of the folder', () => {}, undefined, (dir) => `file://${dir}/model.json`),
+    modelCase(
+      'the model.json path instead of the folder',
+      () => {},
+      undefined,
+      (dir) => `file://${dir}/model.json`,
+    ),
     modelCase('a missing folder', (dir) => rmSync(dir, { recursive: true }), /cannot read .*model\.json/),
-    modelCase('model.json not JSON', (dir) => writeFileSync(join(dir, 'model.json'), '{"modelTopology": '), /model\.json is not valid JSON/),
+    modelCase(
+      'model.json not JSON',
+      (dir) => writeFileSync(join(dir, 'model.json'), '{"modelTopology": '),
+      /model\.json is not valid JSON/,
+    ),
     modelCase('model.json an array', (dir) => writeFileSync(join(dir, 'model.json'), '[]'), /model\.json must hold a JSON object/),
-    modelCase('model.json without modelTopology', (dir) => editJSON(join(dir, 'model.json'), (j) => { delete j.modelTopology; }),
-      /has no modelTopology/),
-    modelCase('weightsManifest an object', (dir) => editJSON(join(dir, 'model.json'), (j) => { j.weightsManifest = { paths: [] }; }),
-      /weightsManifest must be an array/),
-    modelCase('a weight group without paths', (dir) => manifest(dir, (g) => { delete (g as Partial<typeof g>).paths; }), /weightsManifest must be/),
-    modelCase('an absolute weight path', (dir) => manifest(dir, (g) => { g.paths = ['/etc/passwd']; }), /"\/etc\/passwd" is absolute/),
-    modelCase('a weight path to ../../../../dev/zero', (dir) => manifest(dir, (g) => { g.paths = ['../../../../dev/zero']; }),
-      /leaves the model folder/),
-    modelCase('a weight path to ../outside/secret.bin', (dir) => manifest(dir, (g) => { g.paths = ['../outside/secret.bin']; }),
-      /leaves the model folder/),
-    modelCase('a weight path with a NUL byte', (dir) => manifest(dir, (g) => { g.paths = ['weights.bin\u0000.txt']; }), /weight paths must be/),
-    modelCase('a weight path that is a number', (dir) => manifest(dir, (g) => { g.paths = [5]; }), /weight paths must be/),
-    modelCase('weights.bin a symlink to a file outside', (dir, f) => {
-      rmSync(bin(dir));
-      symlinkSync(join(f.outside, 'secret.bin'), bin(dir));
-    }, /is a link to .*outside the model folder/),
-    modelCase('weights.bin a symlink to /dev/zero', (dir) => {
-      rmSync(bin(dir));
-      symlinkSync('/dev/zero', bin(dir));
-    }, /is a link to \/dev\/zero, outside the model folder/),
+    modelCase(
+      'model.json without modelTopology',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          delete j.modelTopology;
+        }),
+      /has no modelTopology/,
+    ),
+    modelCase(
+      'weightsManifest an object',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          j.weightsManifest = { paths: [] };
+        }),
+      /weightsManifest must be an array/,
+    ),
+    modelCase(
+      'a weight group without paths',
+      (dir) =>
+        manifest(dir, (g) => {
+          delete (g as Partial<typeof g>).paths;
+        }),
+      /weightsManifest must be/,
+    ),
+    modelCase(
+      'an absolute weight path',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.paths = ['/etc/passwd'];
+        }),
+      /"\/etc\/passwd" is absolute/,
+    ),
+    modelCase(
+      'a weight path to ../../../../dev/zero',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.paths = ['../../../../dev/zero'];
+        }),
+      /leaves the model folder/,
+    ),
+    modelCase(
+      'a weight path to ../outside/secret.bin',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.paths = ['../outside/secret.bin'];
+        }),
+      /leaves the model folder/,
+    ),
+    modelCase(
+      'a weight path with a NUL byte',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.paths = ['weights.bin\u0000.txt'];
+        }),
+      /weight paths must be/,
+    ),
+    modelCase(
+      'a weight path that is a number',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.paths = [5];
+        }),
+      /weight paths must be/,
+    ),
+    modelCase(
+      'weights.bin a symlink to a file outside',
+      (dir, f) => {
+        rmSync(bin(dir));
+        symlinkSync(join(f.outside, 'secret.bin'), bin(dir));
+      },
+      /is a link to .*outside the model folder/,
+    ),
+    modelCase(
+      'weights.bin a symlink to /dev/zero',
+      (dir) => {
+        rmSync(bin(dir));
+        symlinkSync('/dev/zero', bin(dir));
+      },
+      /is a link to \/dev\/zero, outside the model folder/,
+    ),
     modelCase('weights.bin a symlink to a file inside the folder', (dir) => {
       mkdirSync(join(dir, 'data'));
       renameSync(bin(dir), join(dir, 'data', 'w.bin'));
       symlinkSync(join(dir, 'data', 'w.bin'), bin(dir));
     }),
-    modelCase('weights.bin a FIFO', (dir) => {
-      rmSync(bin(dir));
-      execFileSync('mkfifo', [bin(dir)]);
-    }, /weight file "weights\.bin" is not a regular file/),
-    modelCase('weights.bin a folder', (dir) => {
-      rmSync(bin(dir));
-      mkdirSync(bin(dir));
-    }, /weight file "weights\.bin" is not a regular file/),
+    modelCase(
+      'weights.bin a FIFO',
+      (dir) => {
+        rmSync(bin(dir));
+        execFileSync('mkfifo', [bin(dir)]);
+      },
+      /weight file "weights\.bin" is not a regular file/,
+    ),
+    modelCase(
+      'weights.bin a folder',
+      (dir) => {
+        rmSync(bin(dir));
+        mkdirSync(bin(dir));
+      },
+      /weight file "weights\.bin" is not a regular file/,
+    ),
     modelCase('weights.bin missing', (dir) => rmSync(bin(dir)), /cannot read weight file "weights\.bin"/),
-    modelCase('weights.bin 4 bytes short', (dir) => truncateSync(bin(dir), readFileSync(bin(dir)).length - 4), /hold \d+ bytes but .* need/),
-    modelCase('weights.bin 4 bytes too long', (dir) => writeFileSync(bin(dir), Buffer.concat([readFileSync(bin(dir)), Buffer.alloc(4)])),
-      /hold \d+ bytes but .* need/),
-    modelCase('a weight spec of shape [2^31, 2^31]', (dir) => manifest(dir, (g) => { g.weights[0].shape = [2 ** 31, 2 ** 31]; }),
-      /too large|hold \d+ bytes but .* need/),
-    modelCase('a weight spec of shape [-11, 8]', (dir) => manifest(dir, (g) => { g.weights[0].shape = [-11, 8]; }), /shape must be/),
-    modelCase('a weight spec of dtype float64', (dir) => manifest(dir, (g) => { g.weights[0].dtype = 'float64'; }), /dtype "float64" is not supported/),
-    modelCase('a float weight declared int32', (dir) => manifest(dir, (g) => { g.weights[0].dtype = 'int32'; }), /int32|dtype/),
-    modelCase('a weight spec renamed', (dir) => manifest(dir, (g) => { g.weights[0].name = 'token_embedding/renamed'; }),
-      /token_embedding\/(renamed|embeddings)/),
-    modelCase('a weight spec with a transposed shape', (dir) => manifest(dir, (g) => { g.weights[0].shape = [8, 11]; }), /shape/),
-    modelCase('userDefinedMetadata removed', (dir) => editJSON(join(dir, 'model.json'), (j) => { delete j.userDefinedMetadata; }),
-      /tfjs-gta metadata/),
-    modelCase('metadata vocabSize contradicting the weights', (dir) => editJSON(join(dir, 'model.json'), (j) => {
-      j.userDefinedMetadata.tfjsGta.config.vocabSize = 50;
-    }), /vocabSize|vocabulary/),
-    modelCase('metadata numLayers contradicting the weights', (dir) => editJSON(join(dir, 'model.json'), (j) => {
-      j.userDefinedMetadata.tfjsGta.config.numLayers = 2;
-    }), /numLayers|layers/),
-    modelCase('metadata mechanism contradicting the weights', (dir) => editJSON(join(dir, 'model.json'), (j) => {
-      j.userDefinedMetadata.tfjsGta.config.attention = { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 };
-    }), /attention|mechanism|gqa/),
-    modelCase('modelTopology an empty object', (dir) => editJSON(join(dir, 'model.json'), (j) => { j.modelTopology = {}; }), /topology/),
-    modelCase('a layer class that is not registered', (dir) => editJSON(join(dir, 'model.json'), (j) => {
-      const text = JSON.stringify(j.modelTopology).replaceAll('"TransformerDecoderBlock"', '"EvilLayer"');
-      j.modelTopology = JSON.parse(text);
-    }), /EvilLayer/),
+    modelCase(
+      'weights.bin 4 bytes short',
+      (dir) => truncateSync(bin(dir), readFileSync(bin(dir)).length - 4),
+      /hold \d+ bytes but .* need/,
+    ),
+    modelCase(
+      'weights.bin 4 bytes too long',
+      (dir) => writeFileSync(bin(dir), Buffer.concat([readFileSync(bin(dir)), Buffer.alloc(4)])),
+      /hold \d+ bytes but .* need/,
+    ),
+    modelCase(
+      'a weight spec of shape [2^31, 2^31]',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].shape = [2 ** 31, 2 ** 31];
+        }),
+      /too large|hold \d+ bytes but .* need/,
+    ),
+    modelCase(
+      'a weight spec of shape [-11, 8]',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].shape = [-11, 8];
+        }),
+      /shape must be/,
+    ),
+    modelCase(
+      'a weight spec of dtype float64',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].dtype = 'float64';
+        }),
+      /dtype "float64" is not supported/,
+    ),
+    modelCase(
+      'a float weight declared int32',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].dtype = 'int32';
+        }),
+      /int32|dtype/,
+    ),
+    modelCase(
+      'a weight spec renamed',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].name = 'token_embedding/renamed';
+        }),
+      /token_embedding\/(renamed|embeddings)/,
+    ),
+    modelCase(
+      'a weight spec with a transposed shape',
+      (dir) =>
+        manifest(dir, (g) => {
+          g.weights[0].shape = [8, 11];
+        }),
+      /shape/,
+    ),
+    modelCase(
+      'userDefinedMetadata removed',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          delete j.userDefinedMetadata;
+        }),
+      /tfjs-gta metadata/,
+    ),
+    modelCase(
+      'metadata vocabSize contradicting the weights',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          j.userDefinedMetadata.tfjsGta.config.vocabSize = 50;
+        }),
+      /vocabSize|vocabulary/,
+    ),
+    modelCase(
+      'metadata numLayers contradicting the weights',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          j.userDefinedMetadata.tfjsGta.config.numLayers = 2;
+        }),
+      /numLayers|layers/,
+    ),
+    modelCase(
+      'metadata mechanism contradicting the weights',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          j.userDefinedMetadata.tfjsGta.config.attention = { kind: 'gqa', headDim: 4, numQueryHeads: 2, numKeyValueHeads: 1 };
+        }),
+      /attention|mechanism|gqa/,
+    ),
+    modelCase(
+      'modelTopology an empty object',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          j.modelTopology = {};
+        }),
+      /topology/,
+    ),
+    modelCase(
+      'a layer class that is not registered',
+      (dir) =>
+        editJSON(join(dir, 'model.json'), (j) => {
+          const text = JSON.stringify(j.modelTopology).replaceAll('"TransformerDecoderBlock"', '"EvilLayer"');
+          j.modelTopology = JSON.parse(text);
+        }),
+      /EvilLayer/,
+    ),
     modelCase('model.json of 65 MiB', (dir) => truncateSync(join(dir, 'model.json'), 65 * 2 ** 20), /MAX_MODEL_JSON_BYTES/),
-    modelCase('model.json a FIFO', (dir) => {
-      rmSync(join(dir, 'model.json'));
-      execFileSync('mkfifo', [join(dir, 'model.json')]);
-    }, /model\.json is not a regular file/),
-    modelCase('model.json a folder', (dir) => {
-      rmSync(join(dir, 'model.json'));
-      mkdirSync(join(dir, 'model.json'));
-    }, /model\.json/),
+    modelCase(
+      'model.json a FIFO',
+      (dir) => {
+        rmSync(join(dir, 'model.json'));
+        execFileSync('mkfifo', [join(dir, 'model.json')]);
+      },
+      /model\.json is not a regular file/,
+    ),
+    modelCase(
+      'model.json a folder',
+      (dir) => {
+        rmSync(join(dir, 'model.json'));
+        mkdirSync(join(dir, 'model.json'));
+      },
+      /model\.json/,
+    ),
   ];
 }
 
@@ -301,7 +522,10 @@ function hfCase(name: string, damage: Damage, mentions?: RegExp): Case {
   return { category: HF, name, run, expect: mentions ? 'error' : 'ok', ...(mentions ? { mentions } : {}) };
 }
 
-const editConfig = (edit: (c: EditableJSON) => unknown): Damage => (dir) => editJSON(join(dir, 'config.json'), edit);
+const editConfig =
+  (edit: (c: EditableJSON) => unknown): Damage =>
+  (dir) =>
+    editJSON(join(dir, 'config.json'), edit);
 
 /** Rewrites model.safetensors of `dir` after `edit` changes its tensors. */
 function editTensors(dir: string, edit: (t: Record<string, F32Tensor>) => void): void {
@@ -333,48 +557,134 @@ const HF_SWEEPS: Array<[string, ReadonlySet<string>, RegExp]> = [
 ];
 
 function hfSweeps(): Case[] {
-  return HF_SWEEPS.flatMap(([key, valid, mentions]) => sweepCases(HF, 'causalLMFromHF', key, valid, async (value) => {
-    const { config, tensors } = await hfParts();
-    return logitsOf(async () => causalLMFromHF({ ...config, [key]: value }, tensors));
-  }, { mentions }));
+  return HF_SWEEPS.flatMap(([key, valid, mentions]) =>
+    sweepCases(
+      HF,
+      'causalLMFromHF',
+      key,
+      valid,
+      async (value) => {
+        const { config, tensors } = await hfParts();
+        return logitsOf(async () => causalLMFromHF({ ...config, [key]: value }, tensors));
+      },
+      { mentions },
+    ),
+  );
 }
 
 function hfCases(): Case[] {
   const first = 'model.layers.0.self_attn.q_proj.weight';
   return [
     hfCase('the exported folder as is', () => {}),
-    hfCase('a config with extra HF keys', editConfig((c) => { c.transformers_version = '5.17.0'; c.custom_flag = true; })),
+    hfCase(
+      'a config with extra HF keys',
+      editConfig((c) => {
+        c.transformers_version = '5.17.0';
+        c.custom_flag = true;
+      }),
+    ),
     hfCase('a missing folder', (dir) => rmSync(dir, { recursive: true }), /config\.json is missing/),
-    hfCase('config.json not JSON', (dir) => writeFileSync(join(dir, 'config.json'), '{"hidden_size": 8,'), /config\.json is not valid JSON/),
+    hfCase(
+      'config.json not JSON',
+      (dir) => writeFileSync(join(dir, 'config.json'), '{"hidden_size": 8,'),
+      /config\.json is not valid JSON/,
+    ),
     hfCase('config.json an array', (dir) => writeFileSync(join(dir, 'config.json'), '[]'), /config\.json must hold a JSON object/),
     hfCase('config.json null', (dir) => writeFileSync(join(dir, 'config.json'), 'null'), /config\.json must hold a JSON object/),
-    hfCase('hidden_act gelu', editConfig((c) => { c.hidden_act = 'gelu'; }), /hidden_act "gelu" is not supported/),
-    hfCase('mlp_bias true', editConfig((c) => { c.mlp_bias = true; }), /mlp_bias/),
-    hfCase('rope_scaling linear', editConfig((c) => { c.rope_scaling = { type: 'linear', factor: 2 }; }), /rope_scaling/),
-    hfCase('rope_interleave true', editConfig((c) => { c.rope_interleave = true; }), /rope_interleave/),
-    hfCase('query_dim not head_dim', editConfig((c) => { c.query_dim = 6; }), /query_dim must equal head_dim/),
-    hfCase('tie_word_embeddings "yes"', editConfig((c) => { c.tie_word_embeddings = 'yes'; }), /tie_word_embeddings/),
+    hfCase(
+      'hidden_act gelu',
+      editConfig((c) => {
+        c.hidden_act = 'gelu';
+      }),
+      /hidden_act "gelu" is not supported/,
+    ),
+    hfCase(
+      'mlp_bias true',
+      editConfig((c) => {
+        c.mlp_bias = true;
+      }),
+      /mlp_bias/,
+    ),
+    hfCase(
+      'rope_scaling linear',
+      editConfig((c) => {
+        c.rope_scaling = { type: 'linear', factor: 2 };
+      }),
+      /rope_scaling/,
+    ),
+    hfCase(
+      'rope_interleave true',
+      editConfig((c) => {
+        c.rope_interleave = true;
+      }),
+      /rope_interleave/,
+    ),
+    hfCase(
+      'query_dim not head_dim',
+      editConfig((c) => {
+        c.query_dim = 6;
+      }),
+      /query_dim must equal head_dim/,
+    ),
+    hfCase(
+      'tie_word_embeddings "yes"',
+      editConfig((c) => {
+        c.tie_word_embeddings = 'yes';
+      }),
+      /tie_word_embeddings/,
+    ),
     hfCase('model.safetensors missing', (dir) => rmSync(join(dir, 'model.safetensors')), /model\.safetensors is missing/),
     hfCase('model.safetensors truncated to 100 bytes', (dir) => truncateSync(join(dir, 'model.safetensors'), 100), /model\.safetensors/),
-    hfCase('model.safetensors a FIFO', (dir) => {
-      rmSync(join(dir, 'model.safetensors'));
-      execFileSync('mkfifo', [join(dir, 'model.safetensors')]);
-    }, /model\.safetensors/),
-    hfCase('config.json a FIFO', (dir) => {
-      rmSync(join(dir, 'config.json'));
-      execFileSync('mkfifo', [join(dir, 'config.json')]);
-    }, /config\.json/),
-    hfCase('a tensor missing', (dir) => editTensors(dir, (t) => { delete t[first]; }), /q_proj\.weight is missing/),
-    hfCase('an extra tensor', (dir) => editTensors(dir, (t) => { t['model.layers.0.extra.weight'] = { dtype: 'F32', shape: [1], data: new Float32Array(1) }; }),
-      /not used by the model: model\.layers\.0\.extra\.weight/),
-    hfCase('a tensor of the wrong shape', (dir) => editTensors(dir, (t) => {
-      t[first] = { dtype: 'F32', shape: [2, 8], data: new Float32Array(16) };
-    }), /q_proj\.weight has shape \[2,8\]/),
-    hfCase('a weight holding NaN', (dir) => editTensors(dir, (t) => {
-      const data = Float32Array.from(t[first].data);
-      data[0] = NaN;
-      t[first] = { dtype: 'F32', shape: t[first].shape, data };
-    }), /q_proj\.weight.*(NaN|finite)/),
+    hfCase(
+      'model.safetensors a FIFO',
+      (dir) => {
+        rmSync(join(dir, 'model.safetensors'));
+        execFileSync('mkfifo', [join(dir, 'model.safetensors')]);
+      },
+      /model\.safetensors/,
+    ),
+    hfCase(
+      'config.json a FIFO',
+      (dir) => {
+        rmSync(join(dir, 'config.json'));
+        execFileSync('mkfifo', [join(dir, 'config.json')]);
+      },
+      /config\.json/,
+    ),
+    hfCase(
+      'a tensor missing',
+      (dir) =>
+        editTensors(dir, (t) => {
+          delete t[first];
+        }),
+      /q_proj\.weight is missing/,
+    ),
+    hfCase(
+      'an extra tensor',
+      (dir) =>
+        editTensors(dir, (t) => {
+          t['model.layers.0.extra.weight'] = { dtype: 'F32', shape: [1], data: new Float32Array(1) };
+        }),
+      /not used by the model: model\.layers\.0\.extra\.weight/,
+    ),
+    hfCase(
+      'a tensor of the wrong shape',
+      (dir) =>
+        editTensors(dir, (t) => {
+          t[first] = { dtype: 'F32', shape: [2, 8], data: new Float32Array(16) };
+        }),
+      /q_proj\.weight has shape \[2,8\]/,
+    ),
+    hfCase(
+      'a weight holding NaN',
+      (dir) =>
+        editTensors(dir, (t) => {
+          const data = Float32Array.from(t[first].data);
+          data[0] = NaN;
+          t[first] = { dtype: 'F32', shape: t[first].shape, data };
+        }),
+      /q_proj\.weight.*(NaN|finite)/,
+    ),
   ].map((c) => (c.name.includes('FIFO') ? { ...c, isolate: true } : c));
 }
 

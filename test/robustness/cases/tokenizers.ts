@@ -26,7 +26,8 @@ function doublingMerges(n: number): Array<[number, number]> {
 }
 
 function fromJSONCases(): Case[] {
-  const bpe = (extra: Record<string, unknown>) => () => tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: 'gpt2', merges: [], ...extra });
+  const bpe = (extra: Record<string, unknown>) => () =>
+    tokenizerFromJSON({ kind: 'bpe', version: 2, preTokenizer: 'gpt2', merges: [], ...extra });
   const char = (symbols: unknown) => () => tokenizerFromJSON({ kind: 'char', version: 1, symbols });
   return [
     err('fromJSON text that is not JSON', () => tokenizerFromJSON('{"kind": "char",'), /not valid JSON/),
@@ -52,29 +53,57 @@ function fromJSONCases(): Case[] {
     err('fromJSON bpe merge of one id', bpe({ merges: [[97]] }), /merges\[0\]/),
     err('fromJSON bpe merge of three ids', bpe({ merges: [[97, 98, 99]] }), /merges\[0\]/),
     err('fromJSON bpe merge referencing its own id', bpe({ merges: [[256, 97]] }), /merges\[0\]/),
-    err('fromJSON bpe merge referencing a later id', bpe({ merges: [[97, 98], [258, 97]] }), /merges\[1\]/),
+    err(
+      'fromJSON bpe merge referencing a later id',
+      bpe({
+        merges: [
+          [97, 98],
+          [258, 97],
+        ],
+      }),
+      /merges\[1\]/,
+    ),
     err('fromJSON bpe merge with a negative id', bpe({ merges: [[-1, 97]] }), /merges\[0\]/),
     err('fromJSON bpe merge with a fractional id', bpe({ merges: [[97.5, 98]] }), /merges\[0\]/),
     err('fromJSON bpe merge with a string id', bpe({ merges: [['97', 98]] }), /merges\[0\]/),
     err('fromJSON bpe null merge', bpe({ merges: [null] }), /merges\[0\]/),
-    err('fromJSON bpe repeated merge', bpe({ merges: [[97, 98], [97, 98]] }), /merges\[1\] repeats/),
+    err(
+      'fromJSON bpe repeated merge',
+      bpe({
+        merges: [
+          [97, 98],
+          [97, 98],
+        ],
+      }),
+      /merges\[1\] repeats/,
+    ),
     err('fromJSON bpe 28 doubling merges (a 2^28-byte token)', bpe({ merges: doublingMerges(28) }), /merges\[8\].*MAX_TOKEN_BYTES/),
     ok('fromJSON bpe 8 doubling merges (a 256-byte token)', bpe({ merges: doublingMerges(8) })),
     err('fromJSON bpe more merges than ids allow', bpe({ merges: new Array(2 ** 21) }), /at most/),
-    err('fromJSON bpe v1 pattern "(a+)+$"', () => tokenizerFromJSON({ kind: 'bpe', version: 1, pattern: '(a+)+$', merges: [] }), /pre-tokenizer/),
+    err(
+      'fromJSON bpe v1 pattern "(a+)+$"',
+      () => tokenizerFromJSON({ kind: 'bpe', version: 1, pattern: '(a+)+$', merges: [] }),
+      /pre-tokenizer/,
+    ),
     err('fromJSON bpe unknown preTokenizer', bpe({ preTokenizer: 'whitespace' }), /unknown pre-tokenizer "whitespace"/),
     err('fromJSON bpe preTokenizer "__proto__"', bpe({ preTokenizer: '__proto__' }), /unknown pre-tokenizer/),
     err('fromJSON bpe preTokenizer "constructor"', bpe({ preTokenizer: 'constructor' }), /unknown pre-tokenizer/),
     err('fromJSON bpe preTokenizer a number', bpe({ preTokenizer: 5 }), /pre-tokenizer/),
     ok('fromJSON bpe v1 without a pattern (the default)', () => tokenizerFromJSON({ kind: 'bpe', version: 1, merges: [[97, 98]] })),
-    ok('fromJSON bpe v1 with the default pattern text', () => tokenizerFromJSON({ kind: 'bpe', version: 1, pattern: BPE_PATTERN, merges: [] })),
+    ok('fromJSON bpe v1 with the default pattern text', () =>
+      tokenizerFromJSON({ kind: 'bpe', version: 1, pattern: BPE_PATTERN, merges: [] }),
+    ),
     err('BpeTokenizer with a custom pattern', () => new BpeTokenizer([[97, 98]], '(a+)+$'), /pre-tokenizer/),
     err('BpeTokenizer merges a string', () => new BpeTokenizer('ab' as never), /merges/),
     err('CharTokenizer symbols a string', () => new CharTokenizer('abc' as never), /symbols/),
     err('CharTokenizer.fromText of a number', () => CharTokenizer.fromText(5 as never), /text/),
-    ok('CharTokenizer.fromText of empty text', () => CharTokenizer.fromText('').vocabSize, (r) => {
-      if (r !== 1) throw new Error(`vocabSize ${String(r)}, expected 1 (the unknown id)`);
-    }),
+    ok(
+      'CharTokenizer.fromText of empty text',
+      () => CharTokenizer.fromText('').vocabSize,
+      (r) => {
+        if (r !== 1) throw new Error(`vocabSize ${String(r)}, expected 1 (the unknown id)`);
+      },
+    ),
   ];
 }
 
@@ -102,26 +131,45 @@ function encodeDecodeCases(): Case[] {
       err(`${kind} decode ['1']`, decode(['1']), /outside the vocabulary|id/),
       err(`${kind} decode of a number`, decode(5), /ids/),
       err(`${kind} decode of null`, decode(null), /ids/),
-      ok(`${kind} decode []`, decode([]), (r) => { if (r !== '') throw new Error(`decoded ${JSON.stringify(r)}`); }),
-      ok(`${kind} decode(encode(text)) round trip`, () => {
-        const t = make();
-        return t.decode(t.encode('hello world'));
-      }, (r) => { if (r !== 'hello world') throw new Error(`decoded ${JSON.stringify(r)}`); }),
+      ok(`${kind} decode []`, decode([]), (r) => {
+        if (r !== '') throw new Error(`decoded ${JSON.stringify(r)}`);
+      }),
+      ok(
+        `${kind} decode(encode(text)) round trip`,
+        () => {
+          const t = make();
+          return t.decode(t.encode('hello world'));
+        },
+        (r) => {
+          if (r !== 'hello world') throw new Error(`decoded ${JSON.stringify(r)}`);
+        },
+      ),
     );
   }
-  out.push(ok('bpe encode of one 200,000-letter word', () => {
-    const t = BpeTokenizer.train('ab abab ababab abababab aab abb ba bab '.repeat(50), 400, { minFrequency: 1 });
-    return t.encode('ab'.repeat(100_000)).length;
-  }));
+  out.push(
+    ok('bpe encode of one 200,000-letter word', () => {
+      const t = BpeTokenizer.train('ab abab ababab abababab aab abb ba bab '.repeat(50), 400, { minFrequency: 1 });
+      return t.encode('ab'.repeat(100_000)).length;
+    }),
+  );
   return out;
 }
 
 function trainCases(): Case[] {
-  const train = (vocab: unknown, options: Record<string, unknown> = {}) => () => BpeTokenizer.train('hello world hello', vocab as number, options).vocabSize;
+  const train =
+    (vocab: unknown, options: Record<string, unknown> = {}) =>
+    () =>
+      BpeTokenizer.train('hello world hello', vocab as number, options).vocabSize;
   return [
     ...sweepCases(CATEGORY, 'BpeTokenizer.train', 'vocabSize', 'int', (v) => train(v)(), { isolateHuge: false }),
-    ...sweepCases(CATEGORY, 'BpeTokenizer.train', 'minFrequency', new Set(['null', 'huge (1e21)']), (v) => train(300, { minFrequency: v })(),
-      { isolateHuge: false }),
+    ...sweepCases(
+      CATEGORY,
+      'BpeTokenizer.train',
+      'minFrequency',
+      new Set(['null', 'huge (1e21)']),
+      (v) => train(300, { minFrequency: v })(),
+      { isolateHuge: false },
+    ),
     err('BpeTokenizer.train vocabSize 255', train(255), /vocabSize/),
     err('BpeTokenizer.train vocabSize 2^22', train(2 ** 22), /vocabSize/),
     err('BpeTokenizer.train empty text', () => BpeTokenizer.train('', 300), /text/),
