@@ -50,6 +50,7 @@ import { SourceMap, builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HEADLESS_ARGS, WEBGPU_ARGS } from './lib/chromium_args.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const started = Date.now();
@@ -558,24 +559,14 @@ function onEvent(ev) {
 // backing for WebGPU canvases, so tfjs's synchronous webgpu read (dataSync draws a WebGPU canvas into a 2D canvas)
 // returns zeros and loses the device ("A valid external Instance reference no longer exists"). No GPU watchdog:
 // software kernels can run long enough for it to reset the GPU process, which loses the device the same way.
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--disable-gpu-watchdog'];
+const WEBGPU_SUITE_ARGS = [...WEBGPU_ARGS, '--disable-gpu-watchdog'];
 
 let outcome;
 try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-      '--enable-unsafe-swiftshader',
-      '--use-angle=swiftshader',
-      ...WEBGPU_ARGS,
-    ],
+    args: [...HEADLESS_ARGS, ...WEBGPU_SUITE_ARGS],
   });
   await context.exposeFunction('__mochaEvent', onEvent);
   const page = context.pages()[0] ?? (await context.newPage());

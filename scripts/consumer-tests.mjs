@@ -25,6 +25,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
+import { HEADLESS_ARGS } from './lib/chromium_args.mjs';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const fixtures = join(root, 'test/consumer/app');
@@ -151,16 +152,7 @@ async function runInChromium(dir, page) {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const browser = await chromium.launch({
     executablePath: chromiumPath,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--use-angle=swiftshader',
-      '--enable-unsafe-swiftshader',
-      '--ignore-gpu-blocklist',
-    ],
+    args: [...HEADLESS_ARGS, '--ignore-gpu-blocklist'],
   });
   try {
     const tab = await browser.newPage();

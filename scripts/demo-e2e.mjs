@@ -31,6 +31,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HEADLESS_ARGS } from './lib/chromium_args.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const artifacts = join(root, 'test-artifacts', 'demo');
@@ -142,16 +143,7 @@ try {
     headless: process.env.DEMO_E2E_HEADED !== '1',
     acceptDownloads: true,
     viewport: { width: 1280, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-      '--enable-unsafe-swiftshader',
-      '--use-angle=swiftshader',
-    ],
+    args: HEADLESS_ARGS,
   });
 } catch (e) {
   await skipOrFail(`Chromium did not start: ${e.message.split('\n')[0]}`);

@@ -14,23 +14,12 @@ import { createServer, type Server } from 'node:http';
 import { builtinModules } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HEADLESS_ARGS, WEBGPU_ARGS } from './chromium_args.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Flags for every headless run: no background traffic, SwiftShader WebGL, and WebGPU. */
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--enable-unsafe-swiftshader',
-  '--use-angle=swiftshader',
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-  '--use-vulkan=swiftshader',
-];
+export const CHROMIUM_ARGS = [...HEADLESS_ARGS, ...WEBGPU_ARGS];
 
 /** The Chromium executable (`CHROMIUM_PATH`, else Debian's), or null when there is none. */
 export function chromiumExecutable(): string | null {
