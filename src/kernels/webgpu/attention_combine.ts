@@ -9,7 +9,7 @@
  *   output [B, nQ, T, Dv] or [B, nQ, T, Dv + 1] (log-sum-exp in the last column)
  * One invocation per output element; a row with no visible key (l = 0 in every split) gets zeros.
  */
-import type { WebGPUProgram } from './program.js';
+import type { ProgramUniform, WebGPUProgram } from './program.js';
 
 /** The combine program: one invocation per output element. */
 export class AttentionCombineProgram implements WebGPUProgram {
@@ -20,6 +20,9 @@ export class AttentionCombineProgram implements WebGPUProgram {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = true;
+  // The split count is a uniform, not a constant: decode steps see a new count as the cache grows, and a
+  // constant would compile a new shader for each (seconds each on a software adapter).
+  uniforms = 'splits : i32,';
 
   constructor(
     outShape: [number, number, number, number],
@@ -30,13 +33,17 @@ export class AttentionCombineProgram implements WebGPUProgram {
     this.outputShape = outShape;
     const size = outShape.reduce((a, x) => a * x, 1);
     this.dispatch = [Math.ceil(size / 64), 1, 1];
-    this.shaderKey = `gtaAttentionCombine_${splits}_${dv}_${withLse}`;
+    this.shaderKey = `gtaAttentionCombine_${dv}_${withLse}`;
+  }
+
+  /** The uniform values of this run: the split count. */
+  uniformValues(): ProgramUniform[] {
+    return [{ type: 'int32', data: [this.splits] }];
   }
 
   getUserCode(): string {
     const width = this.withLse ? this.dv + 1 : this.dv;
     return `
-const P = ${this.splits};
 const DV = ${this.dv};
 const W = ${width};
 
@@ -44,6 +51,7 @@ fn main(index : i32) {
   if (index >= uniforms.size) { return; }
   let row = index / W;
   let d = index % W;
+  let P = uniforms.splits;
   let base = row * P * (DV + 2);
   var mMax = -3.0e38;
   for (var i = 0; i < P; i++) { mMax = max(mMax, Part[base + i * (DV + 2) + DV]); }

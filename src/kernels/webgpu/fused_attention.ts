@@ -134,7 +134,7 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const partialProgram = new FlashAttentionProgram(shapes, tile, splits, chunk, 'partial');
   const partial = backend.runWebGPUProgram(partialProgram, inputs, 'float32', partialProgram.uniformValues());
   const combine = new AttentionCombineProgram([b, nQ, t, attrs.withLse ? dv + 1 : dv], splits, dv, attrs.withLse);
-  const out = backend.runWebGPUProgram(combine, [partial], 'float32');
+  const out = backend.runWebGPUProgram(combine, [partial], 'float32', combine.uniformValues());
   backend.disposeData(partial.dataId);
   return out;
 }
