@@ -45,6 +45,22 @@ const browserRunner = join(root, 'scripts/browser-tests.mjs');
 if (existsSync(browserRunner))
   runSuite('browser', process.execPath, [browserRunner], { BROWSER_TESTS_TIMEOUT: process.env.BROWSER_TESTS_TIMEOUT ?? '1800' });
 
+// webgpu in Chromium (SwiftShader), for the specs of what is webgpu-specific: the fused attention kernel against
+// the composed path, the attention core, the shipped reference vectors (sync and async runners) and backend
+// selection. Every spec on webgpu takes about 16 minutes here (docs/PERFORMANCE.md), so the whole suite on
+// webgpu stays opt-in (`node scripts/browser-tests.mjs --backends webgpu`).
+const WEBGPU_SPECS = [
+  'test/ops/attention_fused.test.ts',
+  'test/ops/attention_core.test.ts',
+  'test/conformance/reference_vectors.test.ts',
+  'test/conformance/reference_async.test.ts',
+  'test/backend.test.ts',
+];
+if (existsSync(browserRunner))
+  runSuite('browser-webgpu', process.execPath, [browserRunner, '--backends', 'webgpu', ...WEBGPU_SPECS.flatMap((s) => ['--spec', s])], {
+    BROWSER_TESTS_TIMEOUT: process.env.BROWSER_TESTS_TIMEOUT ?? '1200',
+  });
+
 const demoRunner = join(root, 'scripts/demo-e2e.mjs');
 if (existsSync(demoRunner)) runSuite('demo', process.execPath, [demoRunner]);
 
