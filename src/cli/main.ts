@@ -140,8 +140,9 @@ function commonOptions(cmd: Command): Command {
 
 /**
  * Steps of the default comparison on backends slower than tfjs-node: the default budget (400 steps)
- * takes about 4 minutes on 2 cores with tfjs-node but would take about half an hour on wasm, so without
- * it the default run trains fewer steps to finish within about 20 minutes (an explicit --steps wins).
+ * takes about 8 minutes on 2 cores with tfjs-node (measured) and several times longer on wasm, so without
+ * it the default run trains fewer steps (an explicit --steps wins). The wasm time of this preset was not
+ * measured; 180 steps was chosen for the earlier, smaller default.
  */
 export const DEFAULT_STEPS_WITHOUT_TFJS_NODE = 180;
 
@@ -157,7 +158,7 @@ async function runCompare(o: Record<string, unknown>, cmd: Command): Promise<voi
     o.steps = DEFAULT_STEPS_WITHOUT_TFJS_NODE;
     console.log(
       `note: without tfjs-node the default run trains ${DEFAULT_STEPS_WITHOUT_TFJS_NODE} steps per variant instead of ` +
-        `${COMPARE_PRESETS.default.steps} to finish in about 20 minutes; pass --steps to choose.`,
+        `${COMPARE_PRESETS.default.steps} (wasm and cpu train several times slower); pass --steps to choose.`,
     );
   }
   const out = (o.out as string) ?? 'results';

@@ -38,7 +38,7 @@ export interface ComparePreset {
  * (`n_q = 3`), one key head and one latent value head of `2 * headDim` (`r = 2`), so GTA caches 0.5x
  * GQA's bytes per token and 0.125x MHA's; MLA has a latent of `4 * headDim` plus a RoPE key of
  * `headDim / 2` (0.75x GQA's cache). `quick` (width 96, head dim 8) is a smoke test of seconds to a
- * minute; `default` (width 144, head dim 12, 400 steps) about 4 minutes with tfjs-node on 2 cores;
+ * minute; `default` (width 144, head dim 12, 400 steps) about 8 minutes with tfjs-node on 2 cores;
  * `small` (width 192, head dim 16, 2M tokens per variant) roughly 15 minutes (docs/COMPARISON.md says
  * how these were measured or estimated).
  */
