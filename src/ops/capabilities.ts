@@ -71,3 +71,24 @@ export function hasKernel(name: string): boolean {
 export function hasFusedAttention(): boolean {
   return active() === 'webgpu';
 }
+
+/**
+ * Which path the fused training kernels' callers take (RMSNorm, SwiGLU, the cross-entropy loss and AdamW):
+ * 'auto' takes the fused kernel where `hasFusedTrainingKernels()`; 'composed' always takes the composed
+ * tfjs ops (the reference path; tests and benchmarks set it to compare the two, and restore it).
+ */
+export const TRAINING_KERNELS: { implementation: 'auto' | 'composed' } = { implementation: 'auto' };
+
+/**
+ * Whether the active backend has our fused training kernels (src/kernels/webgpu: RMSNorm, SwiGLU, the
+ * cross-entropy loss from logits and integer targets, AdamW), each one dispatch or two where the composed
+ * ops take 5-15: on the GPU backends a training step is bound by dispatches (docs/benchmarks).
+ */
+export function hasFusedTrainingKernels(): boolean {
+  return active() === 'webgpu';
+}
+
+/** Whether the fused training kernels are used now: the capability, unless `TRAINING_KERNELS` asks for the composed path. */
+export function usesFusedTrainingKernels(): boolean {
+  return TRAINING_KERNELS.implementation === 'auto' && hasFusedTrainingKernels();
+}
