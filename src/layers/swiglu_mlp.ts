@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
+import { usesFusedTrainingKernels } from '../ops/capabilities.js';
+import { fusedSwiGLU, fusedSwiGLUUnsupported } from '../kernels/webgpu/swiglu.js';
 import {
   ConstraintIdentifier,
   InitializerIdentifier,
@@ -31,6 +33,16 @@ export interface SwiGLUFeedForwardArgs extends LayerArgs {
   kernelRegularizer?: RegularizerIdentifier | null;
   kernelConstraint?: ConstraintIdentifier | null;
   seed?: number | null;
+}
+
+/**
+ * The gated activation `silu(gate) * up`: the fused webgpu kernels (src/kernels/webgpu/swiglu.ts: one
+ * dispatch forward, two backward) where `usesFusedTrainingKernels()` and the inputs are float32 of one
+ * shape; otherwise the composed ops (3 kernels forward), the reference path and every other backend's.
+ */
+export function swiGLU(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  if (usesFusedTrainingKernels() && fusedSwiGLUUnsupported(gate, up) === null) return fusedSwiGLU(gate, up);
+  return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
 }
 
 export class SwiGLUFeedForward extends tf.layers.Layer {
@@ -111,7 +123,7 @@ export class SwiGLUFeedForward extends tf.layers.Layer {
     return tf.tidy(() => {
       const g = project(x, this.gate!.read(), this.gateBias?.read()); // [..., D] @ [D, I] -> [..., I]
       const u = project(x, this.up!.read(), this.upBias?.read()); // [..., D] @ [D, I] -> [..., I]
-      let y = project(tf.mul(tf.mul(g, tf.sigmoid(g)), u), this.down!.read(), this.downBias?.read()); // [..., I] @ [I, D] -> [..., D]
+      let y = project(swiGLU(g, u), this.down!.read(), this.downBias?.read()); // [..., I] @ [I, D] -> [..., D]
       if (kwargs.training === true && this.dropout > 0) {
         const seed = this.seed === null ? undefined : this.seed + 104729 * (1 + this.dropoutCalls++);
         y = tf.dropout(y, this.dropout, undefined, seed);

@@ -1,0 +1,278 @@
+/**
+ * Fused RMSNorm for webgpu, forward and backward: `y = x * r * gain` with `r = rsqrt(mean(x^2) + eps)`
+ * per row, as three tfjs kernels (registered for webgpu on first use) under one `tf.customGrad`.
+ *
+ * Notation: N rows (the product of every axis but the last), D row length (the last axis), r the row's
+ * reciprocal RMS, g the gain (all ones when there is none), dy the output gradient.
+ *   forward   x [..., D], gain [D] (optional)              -> y [..., D]        one dispatch
+ *   dx        x [..., D], dy [..., D], gain [D] (optional) -> dx [..., D]       one dispatch
+ *             dx = r g dy - x r^3 / D * sum_row(dy g x)
+ *   dgain     x [..., D], dy [..., D]                      -> dgain [D]         one dispatch
+ *             dgain = sum_rows(dy x r)
+ *
+ * Work split: forward and dx run one workgroup of ROW_THREADS invocations per row; each invocation
+ * strides over the row, the partial sums are reduced in workgroup memory, then the row is written.
+ * dgain runs one workgroup per block of GAIN_COLUMNS columns; it walks all rows in chunks of
+ * GAIN_CHUNK rows, recomputing each row's r (one invocation per row of the chunk), then GAIN_LANES lanes
+ * per column add `dy x r` over the chunk's rows; the lanes are reduced at the end. Recomputing r costs
+ * N D reads per workgroup, so the reads grow as N D (D / GAIN_COLUMNS + 2): `RMS_NORM_MAX_DIM` bounds it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../../utils/errors.js';
+import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+
+/** Registered kernel names: forward, gradient of the input, gradient of the gain. */
+export const RMS_NORM_KERNELS = { forward: 'GtaRmsNorm', gradInput: 'GtaRmsNormGradInput', gradGain: 'GtaRmsNormGradGain' } as const;
+
+/**
+ * Longest row (last axis) the fused kernels take; longer rows use the composed ops. The dgain dispatch
+ * recomputes every row's r once per block of 64 columns: at D = 8192 that is 128 passes over x, past
+ * which the recompute costs more than the dispatches it saves.
+ */
+export const RMS_NORM_MAX_DIM = 8192;
+
+const ROW_THREADS = 128;
+const GAIN_COLUMNS = 64;
+const GAIN_LANES = 4;
+const GAIN_CHUNK = GAIN_COLUMNS * GAIN_LANES; // one row per invocation when recomputing r
+
+/** WGSL: reduce `red[0..n)` into `red[0]` (every invocation of the workgroup must call it). */
+function reduceSnippet(n: number, arrays: string[]): string {
+  const adds = arrays.map((a) => `${a}[li] = ${a}[li] + ${a}[li + s];`).join(' ');
+  return `for (var s = ${n / 2}; s > 0; s = s >> 1) {
+    if (li < s) { ${adds} }
+    workgroupBarrier();
+  }`;
+}
+
+/** One workgroup per row: the forward (`y`) or the input gradient (`dx`). */
+class RmsNormRowProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [ROW_THREADS, 1, 1];
+  uniforms = 'rows : i32, D : i32, eps : f32,';
+
+  constructor(
+    shape: number[],
+    private readonly mode: 'forward' | 'gradInput',
+    private readonly hasGain: boolean,
+    private readonly eps: number,
+  ) {
+    this.outputShape = shape;
+    this.variableNames = mode === 'forward' ? ['X'] : ['X', 'DY'];
+    if (hasGain) this.variableNames.push('G');
+    this.dispatch = [this.rows(), 1, 1];
+    this.shaderKey = `gtaRmsNorm_${mode}_${hasGain}`;
+  }
+
+  private rows(): number {
+    const d = this.outputShape[this.outputShape.length - 1];
+    return this.outputShape.reduce((a, x) => a * x, 1) / d;
+  }
+
+  /** The uniform values of this run. */
+  uniformValues(): ProgramUniform[] {
+    const d = this.outputShape[this.outputShape.length - 1];
+    return [
+      { type: 'int32', data: [this.rows()] },
+      { type: 'int32', data: [d] },
+      { type: 'float32', data: [this.eps] },
+    ];
+  }
+
+  getUserCode(): string {
+    const gain = (j: string) => (this.hasGain ? `G[${j}]` : '1.0');
+    const forward = this.mode === 'forward';
+    const accumulate = forward ? '' : `dotAcc = dotAcc + DY[at + j] * ${gain('j')} * v;`;
+    const write = forward
+      ? `result[at + j] = X[at + j] * r * ${gain('j')};`
+      : `result[at + j] = r * ${gain('j')} * DY[at + j] - X[at + j] * k;`;
+    return `
+var<workgroup> ssq : array<f32, ${ROW_THREADS}>;
+var<workgroup> dots : array<f32, ${ROW_THREADS}>;
+
+fn main(index : i32) {
+  let li = i32(localIndex);
+  let wg = ${LINEAR_WORKGROUP};
+  let valid = wg < uniforms.rows;
+  let D = uniforms.D;
+  let at = min(wg, uniforms.rows - 1) * D;
+  var sq = 0.0;
+  var dotAcc = 0.0;
+  for (var j = li; j < D; j = j + ${ROW_THREADS}) {
+    let v = X[at + j];
+    sq = sq + v * v;
+    ${accumulate}
+  }
+  ssq[li] = sq;
+  dots[li] = dotAcc;
+  workgroupBarrier();
+  ${reduceSnippet(ROW_THREADS, forward ? ['ssq'] : ['ssq', 'dots'])}
+  let r = 1.0 / sqrt(ssq[0] / f32(D) + uniforms.eps);
+  let k = r * r * r * dots[0] / f32(D);
+  if (!valid) { return; }
+  for (var j = li; j < D; j = j + ${ROW_THREADS}) {
+    ${write}
+  }
+}
+`;
+  }
+}
+
+/** One workgroup per block of GAIN_COLUMNS columns: `dgain = sum over rows of dy x r`. */
+class RmsNormGainGradProgram implements WebGPUProgram {
+  variableNames = ['X', 'DY'];
+  outputShape: number[];
+  shaderKey = 'gtaRmsNorm_gradGain';
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [GAIN_CHUNK, 1, 1];
+  uniforms = 'rows : i32, D : i32, eps : f32,';
+
+  constructor(
+    private readonly rows: number,
+    private readonly d: number,
+    private readonly eps: number,
+  ) {
+    this.outputShape = [d];
+    this.dispatch = [Math.ceil(d / GAIN_COLUMNS), 1, 1];
+  }
+
+  /** The uniform values of this run. */
+  uniformValues(): ProgramUniform[] {
+    return [
+      { type: 'int32', data: [this.rows] },
+      { type: 'int32', data: [this.d] },
+      { type: 'float32', data: [this.eps] },
+    ];
+  }
+
+  getUserCode(): string {
+    return `
+var<workgroup> rs : array<f32, ${GAIN_CHUNK}>;
+var<workgroup> laneSums : array<f32, ${GAIN_CHUNK}>;
+
+fn main(index : i32) {
+  let li = i32(localIndex);
+  let N = uniforms.rows;
+  let D = uniforms.D;
+  let col = ${LINEAR_WORKGROUP} * ${GAIN_COLUMNS} + li % ${GAIN_COLUMNS};
+  let lane = li / ${GAIN_COLUMNS};
+  var colSum = 0.0;
+  for (var chunkStart = 0; chunkStart < N; chunkStart = chunkStart + ${GAIN_CHUNK}) {
+    // r of the chunk's rows, one invocation per row.
+    let row = chunkStart + li;
+    var sq = 0.0;
+    if (row < N) {
+      for (var j = 0; j < D; j = j + 1) { let v = X[row * D + j]; sq = sq + v * v; }
+    }
+    rs[li] = 1.0 / sqrt(sq / f32(D) + uniforms.eps);
+    workgroupBarrier();
+    if (col < D) {
+      let chunkRows = min(${GAIN_CHUNK}, N - chunkStart);
+      for (var i = lane; i < chunkRows; i = i + ${GAIN_LANES}) {
+        let at = (chunkStart + i) * D + col;
+        colSum = colSum + DY[at] * X[at] * rs[i];
+      }
+    }
+    workgroupBarrier();
+  }
+  laneSums[li] = colSum;
+  workgroupBarrier();
+  if (lane == 0 && col < D) {
+    var total = 0.0;
+    for (var l = 0; l < ${GAIN_LANES}; l = l + 1) { total = total + laneSums[l * ${GAIN_COLUMNS} + li]; }
+    result[col] = total;
+  }
+}
+`;
+  }
+}
+
+interface RmsNormAttrs {
+  epsilon: number;
+}
+
+function rowKernel(mode: 'forward' | 'gradInput') {
+  return (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
+    const backend = args.backend as WebGPUBackendLike;
+    const { x, dy, gain } = args.inputs;
+    const program = new RmsNormRowProgram(x!.shape, mode, gain !== undefined, (args.attrs as unknown as RmsNormAttrs).epsilon);
+    const inputs = [x!, ...(dy ? [dy] : []), ...(gain ? [gain] : [])];
+    return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
+  };
+}
+
+function gainGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const { x, dy } = args.inputs;
+  const d = x!.shape[x!.shape.length - 1];
+  const rows = x!.shape.reduce((a, v) => a * v, 1) / d;
+  const program = new RmsNormGainGradProgram(rows, d, (args.attrs as unknown as RmsNormAttrs).epsilon);
+  return backend.runWebGPUProgram(program, [x!, dy!], 'float32', program.uniformValues());
+}
+
+/** Registers the three kernels for the webgpu backend (once). */
+export function registerRmsNormKernels(): void {
+  if (tf.getKernel(RMS_NORM_KERNELS.forward, 'webgpu') !== undefined) return;
+  const register = (kernelName: string, kernelFunc: unknown) =>
+    tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as tf.KernelFunc });
+  register(RMS_NORM_KERNELS.forward, rowKernel('forward'));
+  register(RMS_NORM_KERNELS.gradInput, rowKernel('gradInput'));
+  register(RMS_NORM_KERNELS.gradGain, gainGradKernel);
+}
+
+/** Why the fused kernels cannot take these inputs, or null when they can. */
+export function fusedRmsNormUnsupported(x: tf.Tensor, gain: tf.Tensor | null): string | null {
+  if (x.dtype !== 'float32') return `x must be float32 (got ${x.dtype})`;
+  if (x.rank < 1 || x.size === 0) return 'x must have at least one element and one axis';
+  const d = x.shape[x.rank - 1];
+  if (d > RMS_NORM_MAX_DIM) return `the last axis (${d}) must be at most ${RMS_NORM_MAX_DIM}`;
+  if (gain !== null && (gain.dtype !== 'float32' || gain.rank !== 1 || gain.shape[0] !== d))
+    return `gain must be float32 of shape [${d}] (got ${gain.dtype} [${gain.shape}])`;
+  return null;
+}
+
+function run(name: string, inputs: tf.NamedTensorMap, epsilon: number): tf.Tensor {
+  const attrs: RmsNormAttrs = { epsilon };
+  return tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * `x * rsqrt(mean(x^2, -1) + epsilon) * gain` through the fused webgpu kernels, with the fused backward
+ * under `tf.customGrad` (dx: one dispatch; dgain: one more). Throws a `ValueError` for inputs the kernels
+ * do not take (`fusedRmsNormUnsupported`); callers check first and fall back to the composed ops.
+ */
+export function fusedRmsNorm(x: tf.Tensor, gain: tf.Tensor | null, epsilon: number): tf.Tensor {
+  const why = fusedRmsNormUnsupported(x, gain);
+  if (why !== null) throw new ValueError(`fused rmsNorm: ${why}.`);
+  if (tf.getBackend() !== 'webgpu')
+    throw new ValueError(`fused rmsNorm: the fused kernels need the webgpu backend (active backend is ${tf.getBackend()}).`);
+  registerRmsNormKernels();
+  if (gain === null) {
+    const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([xs]);
+      return {
+        value: run(RMS_NORM_KERNELS.forward, { x: xs }, epsilon),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [run(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy }, epsilon)],
+      };
+    });
+    return f(x);
+  }
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xs, g, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([xs, g]);
+    return {
+      value: run(RMS_NORM_KERNELS.forward, { x: xs, gain: g }, epsilon),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        run(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy, gain: saved[1] }, epsilon),
+        run(RMS_NORM_KERNELS.gradGain, { x: saved[0], dy }, epsilon),
+      ],
+    };
+  });
+  return f(x, gain);
+}

@@ -1,0 +1,160 @@
+/**
+ * The fused SwiGLU kernels (src/kernels/webgpu/swiglu.ts) against the composed ops: on webgpu, values
+ * <= 1e-5 and gradients wrt gate and up <= 1e-4 norm-relative for odd widths, rank 2 and 3, and the whole
+ * SwiGLUFeedForward layer's output and weight gradients (tf.variableGrads); kernels per call under
+ * tf.profile. On every other backend the capability is false and the layer is exactly the composed ops.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fusedSwiGLU, SWIGLU_KERNELS } from '../../src/kernels/webgpu/swiglu.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { SwiGLUFeedForward, swiGLU } from '../../src/layers/swiglu_mlp.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+
+const OUTPUT_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+
+function check(what: string, err: number, tol: number): void {
+  recordError(what, err, tol);
+  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
+
+/** Runs `fn` (sync or async) with `TRAINING_KERNELS.implementation` = 'composed', restoring it afterwards. */
+async function composedPath<T>(fn: () => T | Promise<T>): Promise<T> {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = 'composed';
+  try {
+    return await fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** Output and gradients (wrt gate and up) of `swiGLU` for an output gradient `dh`. */
+function valueAndGrads(g: tf.Tensor, u: tf.Tensor, dh: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => [swiGLU(g, u), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => swiGLU(a, b))([g, u], dh)]);
+}
+
+/** The layer's output and the gradients of `sum(y * w)` wrt its weights, in weight order. */
+function layerValueAndGrads(layer: SwiGLUFeedForward, x: tf.Tensor, w: tf.Tensor): tf.Tensor[] {
+  if (!layer.built) tf.dispose(layer.apply(x) as tf.Tensor);
+  const vars = layer.trainableWeights.map((v) => v.read() as tf.Variable);
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar, vars);
+  return [value, ...vars.map((v) => grads[v.name])];
+}
+
+/** Registered kernel names `fn` runs, less `Identity` (tfjs's clone of a saved tensor: no dispatch on webgpu). */
+async function kernelNames(backend: string, fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> {
+  const info = await tf.profile(() => tf.tidy(fn) as tf.Tensor);
+  tf.dispose(info.result as tf.TensorContainer);
+  return info.kernels.map((k) => k.name).filter((n) => n !== 'Identity' && tf.getKernel(n, backend) !== undefined);
+}
+
+const SHAPES = [
+  [5, 7],
+  [3, 4, 100],
+  [2, 9, 128],
+  [3, 1000],
+  [2, 17, 1000],
+];
+
+describeBackends('fused SwiGLU (kernels/webgpu) against the composed ops', ({ backend }) => {
+  if (backend !== 'webgpu') {
+    it('has no fused training kernels; the layer is exactly the composed ops; the fused entry refuses', async () => {
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+      const layer = new SwiGLUFeedForward({ intermediateDim: 12, seed: 3 });
+      const x = randomTensor([2, 3, 8], 1);
+      const w = randomTensor([2, 3, 8], 2);
+      const auto = layerValueAndGrads(layer, x, w);
+      const composed = await composedPath(() => layerValueAndGrads(layer, x, w));
+      try {
+        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        tf.tidy(() => {
+          expectThrows(() => fusedSwiGLU(x, x), /fused SwiGLU: the fused kernels need the webgpu backend/, new RegExp(backend));
+        });
+      } finally {
+        tf.dispose([x, w, ...auto, ...composed]);
+        layer.dispose();
+      }
+    });
+    return;
+  }
+
+  it('reports the capability', () => {
+    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+  });
+
+  for (const shape of SHAPES) {
+    it(`fused = composed: silu(g) * u [${shape}]`, async () => {
+      const g = randomTensor(shape, 11, 6); // into both tails of the sigmoid
+      const u = randomTensor(shape, 12, 2);
+      const dh = randomTensor(shape, 13);
+      const fused = valueAndGrads(g, u, dh);
+      const composed = await composedPath(() => valueAndGrads(g, u, dh));
+      try {
+        const names = ['output', 'grad gate', 'grad up'];
+        if (fused.length !== 3) throw new Error(`expected 3 results, got ${fused.length}`);
+        for (let i = 0; i < 3; i++) {
+          const err = normRelativeError(await fused[i].data(), await composed[i].data());
+          check(`[${shape}]: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
+        }
+      } finally {
+        tf.dispose([g, u, dh, ...fused, ...composed]);
+      }
+    });
+  }
+
+  for (const useBias of [false, true]) {
+    it(`the layer (useBias ${useBias}) trains through tf.variableGrads with the fused backward (= composed)`, async () => {
+      const layer = new SwiGLUFeedForward({ intermediateDim: 100, useBias, seed: 5 });
+      const x = randomTensor([2, 7, 24], 21, 2);
+      const w = randomTensor([2, 7, 24], 22);
+      const fused = layerValueAndGrads(layer, x, w);
+      const composed = await composedPath(() => layerValueAndGrads(layer, x, w));
+      try {
+        if (fused.length !== layer.trainableWeights.length + 1) throw new Error('missing gradients');
+        for (let i = 0; i < fused.length; i++) {
+          const what = i === 0 ? 'loss' : `grad ${layer.trainableWeights[i - 1].name}`;
+          check(`layer ${what}`, normRelativeError(await fused[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
+        }
+      } finally {
+        tf.dispose([x, w, ...fused, ...composed]);
+        layer.dispose();
+      }
+    });
+  }
+
+  it('is one kernel forward and two more backward', async () => {
+    const g = randomTensor([2, 9, 128], 31);
+    const u = randomTensor([2, 9, 128], 32);
+    const dh = randomTensor([2, 9, 128], 33);
+    const grads = () => tf.grads((a: tf.Tensor, b: tf.Tensor) => swiGLU(a, b))([g, u], dh);
+    try {
+      const forward = await kernelNames(backend, () => swiGLU(g, u));
+      const backward = await kernelNames(backend, grads);
+      const composedForward = await composedPath(() => kernelNames(backend, () => swiGLU(g, u)));
+      const composedBackward = await composedPath(() => kernelNames(backend, grads));
+      console.log(
+        `      SwiGLU kernels: fused forward ${forward.length}, forward+backward ${backward.length} [${backward}]; ` +
+          `composed forward ${composedForward.length}, forward+backward ${composedBackward.length} [${composedBackward}]`,
+      );
+      const { forward: f, gradGate, gradUp } = SWIGLU_KERNELS;
+      if (forward.join() !== f) throw new Error(`forward ran [${forward}]`);
+      if ([...backward].sort().join() !== [f, gradGate, gradUp].sort().join()) throw new Error(`forward and backward ran [${backward}]`);
+      if (composedForward.length !== 3) throw new Error(`composed forward ran [${composedForward}]`);
+    } finally {
+      tf.dispose([g, u, dh]);
+    }
+  });
+
+  it('falls back for unequal shapes and refuses bad inputs in the fused entry', () => {
+    tf.tidy(() => {
+      const g = randomTensor([2, 3], 41);
+      const row = randomTensor([3], 42);
+      const broadcast = swiGLU(g, row); // composed ops broadcast; the fused kernel does not
+      const expected = tf.mul(tf.mul(g, tf.sigmoid(g)), row);
+      check('broadcast fallback', normRelativeError(broadcast.dataSync(), expected.dataSync()), OUTPUT_TOL);
+      expectThrows(() => fusedSwiGLU(g, row), /fused SwiGLU: gate \[2,3\] and up \[3\] must have the same shape/);
+      expectThrows(() => fusedSwiGLU(tf.zeros([2, 3], 'int32'), g), /gate and up must be float32/);
+    });
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * The fused RMSNorm kernels (src/kernels/webgpu/rms_norm.ts) against the composed ops: on webgpu, values
+ * <= 1e-5 and gradients wrt x and the gain <= 1e-4 norm-relative for odd row lengths, rank 2 and 3, with and
+ * without gain, through tf.grads and through tf.variableGrads of the layer; kernels per call under
+ * tf.profile. On every other backend the capability is false and rmsNorm is exactly the composed ops.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { composedRmsNorm, rmsNorm } from '../../src/ops/rms_norm.js';
+import { RMSNormalization } from '../../src/layers/rms_normalization.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+
+const OUTPUT_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+const EPS = 1e-5;
+
+function check(what: string, err: number, tol: number): void {
+  recordError(what, err, tol);
+  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
+
+/** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
+function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = implementation;
+  try {
+    return fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** `withImplementation` for an async `fn`. */
+async function withImplementationAsync<T>(implementation: 'auto' | 'composed', fn: () => Promise<T>): Promise<T> {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = implementation;
+  try {
+    return await fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** Output and gradients (wrt x and the gain) of rmsNorm for an output gradient `dy`. */
+function valueAndGrads(x: tf.Tensor, gain: tf.Tensor | null, dy: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => {
+    const y = rmsNorm(x, gain, EPS);
+    const grads =
+      gain === null
+        ? tf.grads((a: tf.Tensor) => rmsNorm(a, null, EPS))([x], dy)
+        : tf.grads((a: tf.Tensor, g: tf.Tensor) => rmsNorm(a, g, EPS))([x, gain], dy);
+    return [y, ...grads];
+  });
+}
+
+/**
+ * Registered kernel names `fn` runs, less customGrad's own scopes and `Identity` (tfjs's clone of each tensor
+ * saved for the backward: on webgpu a reference count, no dispatch).
+ */
+async function kernelNames(backend: string, fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> {
+  const info = await tf.profile(() => tf.tidy(fn) as tf.Tensor);
+  tf.dispose(info.result as tf.TensorContainer);
+  return info.kernels.map((k) => k.name).filter((n) => n !== 'Identity' && tf.getKernel(n, backend) !== undefined);
+}
+
+const CASES: Array<{ shape: number[]; gain: boolean }> = [
+  { shape: [5, 7], gain: true },
+  { shape: [5, 7], gain: false },
+  { shape: [3, 4, 100], gain: true },
+  { shape: [2, 9, 128], gain: true },
+  { shape: [2, 9, 128], gain: false },
+  { shape: [300, 128], gain: true }, // more rows than one dgain chunk (256)
+  { shape: [3, 1000], gain: true },
+  { shape: [2, 2, 1000], gain: false },
+];
+
+describeBackends('fused RMSNorm (kernels/webgpu) against the composed ops', ({ backend }) => {
+  if (backend !== 'webgpu') {
+    it('has no fused training kernels; rmsNorm is exactly the composed ops; the fused entry refuses', () => {
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+      tf.tidy(() => {
+        const x = randomTensor([3, 7], 1, 2);
+        const gain = randomTensor([7], 2);
+        const dy = randomTensor([3, 7], 3);
+        const auto = valueAndGrads(x, gain, dy);
+        const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
+        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        check('composedRmsNorm', normRelativeError(rmsNorm(x, gain, EPS).dataSync(), composedRmsNorm(x, gain, EPS).dataSync()), 0);
+        expectThrows(() => fusedRmsNorm(x, gain, EPS), /fused rmsNorm: the fused kernels need the webgpu backend/, new RegExp(backend));
+      });
+    });
+    return;
+  }
+
+  it('reports the capability', () => {
+    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+  });
+
+  for (const c of CASES) {
+    const name = `[${c.shape}] ${c.gain ? 'with' : 'without'} gain`;
+    it(`fused = composed: ${name}`, async () => {
+      const d = c.shape[c.shape.length - 1];
+      const x = randomTensor(c.shape, 11, 2);
+      const gain = c.gain ? tf.tidy(() => tf.add(randomTensor([d], 12, 0.5), 1)) : null;
+      const dy = randomTensor(c.shape, 13);
+      const fused = valueAndGrads(x, gain, dy);
+      const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
+      try {
+        const names = ['output', 'grad x', 'grad gain'];
+        for (let i = 0; i < fused.length; i++) {
+          const err = normRelativeError(await fused[i].data(), await composed[i].data());
+          check(`${name}: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
+        }
+        if (fused.length !== (c.gain ? 3 : 2)) throw new Error(`expected ${c.gain ? 3 : 2} results, got ${fused.length}`);
+      } finally {
+        tf.dispose([x, dy, ...(gain ? [gain] : []), ...fused, ...composed]);
+      }
+    });
+  }
+
+  it('trains the layer through tf.variableGrads with the fused backward (= composed)', async () => {
+    const layer = new RMSNormalization({ epsilon: EPS });
+    const x = randomTensor([4, 6, 100], 21, 3);
+    const w = randomTensor([4, 6, 100], 22);
+    tf.dispose(layer.apply(x) as tf.Tensor);
+    const scale = layer.trainableWeights[0].read() as tf.Variable;
+    tf.tidy(() => scale.assign(tf.add(randomTensor([100], 23, 0.5), 1)));
+    const run = () => tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar, [scale]);
+    const fused = run();
+    const composed = withImplementation('composed', run);
+    try {
+      check('layer loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
+      const g = Object.keys(fused.grads)[0];
+      check('layer grad scale', normRelativeError(await fused.grads[g].data(), await composed.grads[g].data()), GRAD_TOL);
+    } finally {
+      tf.dispose([x, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
+      layer.dispose();
+    }
+  });
+
+  it('is one kernel forward, and two more backward (one without gain)', async () => {
+    const x = randomTensor([2, 9, 128], 31);
+    const gain = randomTensor([128], 32);
+    const dy = randomTensor([2, 9, 128], 33);
+    try {
+      const forward = await kernelNames(backend, () => rmsNorm(x, gain, EPS));
+      const backward = await kernelNames(backend, () => tf.grads((a: tf.Tensor, g: tf.Tensor) => rmsNorm(a, g, EPS))([x, gain], dy));
+      const backwardNoGain = await kernelNames(backend, () => tf.grads((a: tf.Tensor) => rmsNorm(a, null, EPS))([x], dy));
+      const composedForward = await withImplementationAsync('composed', () => kernelNames(backend, () => rmsNorm(x, gain, EPS)));
+      const composedBackward = await withImplementation('composed', () =>
+        kernelNames(backend, () => tf.grads((a: tf.Tensor, g: tf.Tensor) => rmsNorm(a, g, EPS))([x, gain], dy)),
+      );
+      console.log(
+        `      RMSNorm kernels: fused forward ${forward.length}, forward+backward ${backward.length} [${backward}] ` +
+          `(no gain ${backwardNoGain.length}); composed forward ${composedForward.length}, forward+backward ${composedBackward.length}`,
+      );
+      const expect = (what: string, got: string[], want: string[]) => {
+        if (got.join() !== want.join()) throw new Error(`${what}: ran [${got}], expected [${want}]`);
+      };
+      const { forward: f, gradInput, gradGain } = RMS_NORM_KERNELS;
+      expect('forward', forward, [f]);
+      expect('forward and backward', [...backward].sort(), [f, gradInput, gradGain].sort());
+      expect('forward and backward, no gain', [...backwardNoGain].sort(), [f, gradInput].sort());
+      if (composedForward.length < 4) throw new Error(`composed forward ran only [${composedForward}]`);
+    } finally {
+      tf.dispose([x, gain, dy]);
+    }
+  });
+
+  it('falls back to the composed ops for rows longer than RMS_NORM_MAX_DIM and refuses bad inputs in the fused entry', async () => {
+    const d = RMS_NORM_MAX_DIM + 1;
+    const x = randomTensor([2, d], 41);
+    try {
+      const names = await kernelNames(backend, () => rmsNorm(x, null, EPS));
+      if (names.includes(RMS_NORM_KERNELS.forward)) throw new Error(`D=${d} ran the fused kernel`);
+      expectThrows(() => fusedRmsNorm(x, null, EPS), /fused rmsNorm: the last axis \(8193\) must be at most 8192/);
+      tf.tidy(() => {
+        expectThrows(() => fusedRmsNorm(tf.zeros([2, 4], 'int32'), null, EPS), /x must be float32/);
+        expectThrows(() => fusedRmsNorm(tf.zeros([2, 4]), tf.ones([5]), EPS), /gain must be float32 of shape \[4\]/);
+      });
+    } finally {
+      x.dispose();
+    }
+  });
+});
