@@ -4,6 +4,8 @@
  * Weight decay applies to matrices (rank >= 2: kernels, embeddings), not to norm gains or biases.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedAdamWStep } from '../kernels/webgpu/adamw.js';
+import { usesFusedTrainingKernels } from '../ops/capabilities.js';
 import { ValueError } from '../utils/errors.js';
 
 export interface AdamWOptions {
@@ -20,14 +22,23 @@ export interface AdamWState {
   v: Float32Array[];
 }
 
+/**
+ * AdamW over `variables`. On webgpu (`usesFusedTrainingKernels()`) each variable's update is two fused
+ * dispatches (src/kernels/webgpu/adamw.ts) and its moments are kept together as one state `[2, ...shape]`;
+ * elsewhere the composed tfjs ops update separate m and v. The layout follows the path taken at each
+ * step; `getState`/`setState` use separate m and v everywhere, so checkpoints move between backends.
+ */
 export class AdamW {
   readonly beta1: number;
   readonly beta2: number;
   readonly epsilon: number;
   readonly weightDecay: number;
   private readonly variables: tf.Variable[];
-  private m: tf.Variable[];
-  private v: tf.Variable[];
+  /** Separate moments (composed path), or null while the state is packed. */
+  private m: tf.Variable[] | null = null;
+  private v: tf.Variable[] | null = null;
+  /** Packed moments `[2, ...shape]` (fused path), or null while they are separate. */
+  private packed: tf.Variable[] | null = null;
   private t = 0;
 
   constructor(variables: tf.Variable[], options: AdamWOptions = {}) {
@@ -36,8 +47,12 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.95;
     this.epsilon = options.epsilon ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.1;
-    this.m = variables.map(zerosVariable);
-    this.v = variables.map(zerosVariable);
+    if (usesFusedTrainingKernels()) {
+      this.packed = variables.map((x) => tf.tidy(() => tf.variable(tf.zeros([2, ...x.shape]), false)));
+    } else {
+      this.m = variables.map(zerosVariable);
+      this.v = variables.map(zerosVariable);
+    }
   }
 
   /** Steps taken. */
@@ -45,21 +60,47 @@ export class AdamW {
     return this.t;
   }
 
-  /** One update with learning rate `lr`; `grads` are in variable order. */
-  apply(grads: tf.Tensor[], lr: number): void {
-    if (grads.length !== this.variables.length) {
-      throw new ValueError(`AdamW: got ${grads.length} gradients for ${this.variables.length} variables.`);
-    }
+  /**
+   * One update with learning rate `lr`; `grads` are in variable order. `gradScale` multiplies every
+   * gradient first (global-norm clipping): a number, or a scalar tensor (e.g. computed on the GPU by
+   * `clipScale`, never read back); 1 when omitted.
+   */
+  apply(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor = 1): void {
+    this.checkApply(grads, lr, gradScale);
     this.t += 1;
     const c1 = 1 - this.beta1 ** this.t;
     const c2 = 1 - this.beta2 ** this.t;
+    if (usesFusedTrainingKernels()) this.applyFused(grads, lr, gradScale, c1, c2);
+    else this.applyComposed(grads, lr, gradScale, c1, c2);
+  }
+
+  private checkApply(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor): void {
+    if (grads.length !== this.variables.length) {
+      throw new ValueError(`AdamW: got ${grads.length} gradients for ${this.variables.length} variables.`);
+    }
+    grads.forEach((g, i) => {
+      const w = this.variables[i];
+      if (g.size !== w.size || g.rank !== w.rank) {
+        throw new ValueError(`AdamW: gradient ${i} has shape [${g.shape}], variable ${w.name} has shape [${w.shape}]; they must match.`);
+      }
+    });
+    if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new ValueError(`AdamW: lr must be a finite number, got ${lr}.`);
+    if (typeof gradScale === 'number' ? !(Number.isFinite(gradScale) && gradScale >= 0) : gradScale.size !== 1) {
+      const got = typeof gradScale === 'number' ? String(gradScale) : `a tensor of shape [${gradScale.shape}]`;
+      throw new ValueError(`AdamW: gradScale must be a finite number >= 0 or a scalar tensor, got ${got}.`);
+    }
+  }
+
+  private applyComposed(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor, c1: number, c2: number): void {
+    this.unpack();
+    const [ms, vs] = [this.m!, this.v!];
     tf.tidy(() => {
       this.variables.forEach((w, i) => {
-        const g = grads[i];
-        const m = tf.add(tf.mul(this.m[i], this.beta1), tf.mul(g, 1 - this.beta1));
-        const v = tf.add(tf.mul(this.v[i], this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        this.m[i].assign(m);
-        this.v[i].assign(v);
+        const g = gradScale === 1 ? grads[i] : tf.mul(grads[i], gradScale);
+        const m = tf.add(tf.mul(ms[i], this.beta1), tf.mul(g, 1 - this.beta1));
+        const v = tf.add(tf.mul(vs[i], this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+        ms[i].assign(m);
+        vs[i].assign(v);
         let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), this.epsilon));
         if (this.weightDecay > 0 && w.rank >= 2) update = tf.add(update, tf.mul(w, this.weightDecay));
         w.assign(tf.sub(w, tf.mul(update, lr)));
@@ -67,40 +108,96 @@ export class AdamW {
     });
   }
 
+  private applyFused(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor, c1: number, c2: number): void {
+    this.pack();
+    const states = this.packed!;
+    const scale = typeof gradScale === 'number' ? null : gradScale;
+    const moments = { beta1: this.beta1, beta2: this.beta2, gradScale: typeof gradScale === 'number' ? gradScale : 1 };
+    tf.tidy(() => {
+      this.variables.forEach((w, i) => {
+        const decay = this.weightDecay > 0 && w.rank >= 2 ? this.weightDecay : 0;
+        const grad = grads[i].dtype === 'float32' ? grads[i] : tf.cast(grads[i], 'float32');
+        const next = fusedAdamWStep(w, states[i], grad, scale, moments, { lr, c1, c2, epsilon: this.epsilon, decay });
+        states[i].assign(next.state);
+        w.assign(next.weight);
+      });
+    });
+  }
+
+  /** Moves separate moments into packed states `[2, ...shape]` (once, when the fused path starts). */
+  private pack(): void {
+    if (this.packed !== null) return;
+    const [ms, vs] = [this.m!, this.v!];
+    this.packed = this.variables.map((_, i) => tf.tidy(() => tf.variable(tf.stack([ms[i], vs[i]]), false)));
+    tf.dispose([...ms, ...vs]);
+    this.m = this.v = null;
+  }
+
+  /** Moves packed states into separate moments (once, when the composed path starts). */
+  private unpack(): void {
+    if (this.packed === null) return;
+    const states = this.packed;
+    const halves = states.map((s) => tf.tidy(() => tf.unstack(s).map((x) => tf.variable(x, false))));
+    this.m = halves.map((h) => h[0]);
+    this.v = halves.map((h) => h[1]);
+    tf.dispose(states);
+    this.packed = null;
+  }
+
+  /** Separate m and v arrays from the values read in `stateTensors()` order (copies from packed states). */
+  private static split(values: Float32Array[], separate: boolean, count: number): { m: Float32Array[]; v: Float32Array[] } {
+    if (separate) return { m: values.slice(0, count), v: values.slice(count) };
+    return {
+      m: values.map((x) => x.slice(0, x.length / 2)),
+      v: values.map((x) => x.slice(x.length / 2)),
+    };
+  }
+
+  private stateTensors(): tf.Tensor[] {
+    return this.packed ?? [...this.m!, ...this.v!];
+  }
+
   /** A copy of the state, read synchronously (not possible on webgpu in Node: use `getStateAsync`). */
   getState(): AdamWState {
-    return {
-      step: this.t,
-      m: this.m.map((x) => x.dataSync() as Float32Array),
-      v: this.v.map((x) => x.dataSync() as Float32Array),
-    };
+    const values = this.stateTensors().map((x) => x.dataSync() as Float32Array);
+    return { step: this.t, ...AdamW.split(values, this.packed === null, this.variables.length) };
   }
 
   /** `getState` with asynchronous reads (works on every backend). */
   async getStateAsync(): Promise<AdamWState> {
     const step = this.t;
-    const [m, v] = await Promise.all([this.m, this.v].map((moments) => Promise.all(moments.map((x) => x.data() as Promise<Float32Array>))));
-    return { step, m, v };
+    const separate = this.packed === null;
+    const values = await Promise.all(this.stateTensors().map((x) => x.data() as Promise<Float32Array>));
+    return { step, ...AdamW.split(values, separate, this.variables.length) };
   }
 
   setState(state: AdamWState): void {
     if (state.m.length !== this.variables.length || state.v.length !== this.variables.length) {
       throw new ValueError(`AdamW.setState: the state holds ${state.m.length} moments for ${this.variables.length} variables.`);
     }
+    this.variables.forEach((w, i) => {
+      if (state.m[i].length !== w.size || state.v[i].length !== w.size) {
+        throw new ValueError(`AdamW.setState: moment ${i} has ${state.m[i].length} values, variable ${w.name} has ${w.size}.`);
+      }
+    });
     this.t = state.step;
     tf.tidy(() => {
       this.variables.forEach((w, i) => {
-        if (state.m[i].length !== w.size || state.v[i].length !== w.size) {
-          throw new ValueError(`AdamW.setState: moment ${i} has ${state.m[i].length} values, variable ${w.name} has ${w.size}.`);
+        if (this.packed !== null) {
+          const both = new Float32Array(2 * w.size);
+          both.set(state.m[i]);
+          both.set(state.v[i], w.size);
+          this.packed[i].assign(tf.tensor(both, [2, ...w.shape]));
+        } else {
+          this.m![i].assign(tf.tensor(state.m[i], w.shape));
+          this.v![i].assign(tf.tensor(state.v[i], w.shape));
         }
-        this.m[i].assign(tf.tensor(state.m[i], w.shape));
-        this.v[i].assign(tf.tensor(state.v[i], w.shape));
       });
     });
   }
 
   dispose(): void {
-    tf.dispose([...this.m, ...this.v]);
+    tf.dispose(this.stateTensors());
   }
 }
 
@@ -170,4 +267,23 @@ export async function clipByGlobalNormAsync(grads: tf.Tensor[], maxNorm: number)
   } finally {
     squared.dispose();
   }
+}
+
+/**
+ * The factor that clips gradients to global norm `maxNorm`, as a scalar tensor computed on the device
+ * (nothing is read back): `maxNorm / (norm + 1e-6)` when the norm exceeds `maxNorm`, else 1. Pass it to
+ * `AdamW.apply` as `gradScale`. `maxNorm` <= 0 gives 1.
+ */
+export function clipScale(grads: tf.Tensor[], maxNorm: number): tf.Scalar {
+  if (!(maxNorm > 0)) return tf.scalar(1);
+  return tf.tidy(() => {
+    const norm = tf.sqrt(globalNormSquared(grads));
+    return tf.where(tf.greater(norm, maxNorm), tf.div(maxNorm, tf.add(norm, 1e-6)), tf.onesLike(norm)) as tf.Scalar;
+  });
+}
+
+/** The factor that clips gradients of global norm `norm` (already read) to `maxNorm`: as `clipToNorm` scales them. */
+export function clipFactor(norm: number, maxNorm: number): number {
+  if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return 1;
+  return maxNorm / (norm + 1e-6);
 }

@@ -12,7 +12,7 @@ import { sparseCrossEntropyFromLogits } from '../models/losses.js';
 import { RotaryStep } from '../ops/rope.js';
 import { Batcher, BatcherState } from '../data/dataset.js';
 import type { TokenIds } from '../data/ids.js';
-import { AdamW, AdamWState, clipToNorm, globalNormSquared } from './adamw.js';
+import { AdamW, AdamWState, clipFactor, globalNormSquared } from './adamw.js';
 import { warmupCosine } from './schedule.js';
 import { evaluateAsync } from './evaluate.js';
 
@@ -182,9 +182,7 @@ async function optimizerStep(
   try {
     const { loss, norm } = await readLossAndNorm(result.value, ordered);
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) return { loss, norm, applied: false };
-    const scaled = gradClip > 0 && norm > gradClip ? clipToNorm(ordered, norm, gradClip) : null;
-    optimizer.apply(scaled ?? ordered, lr);
-    if (scaled !== null) tf.dispose(scaled);
+    optimizer.apply(ordered, lr, clipFactor(norm, gradClip)); // the clipping scale is applied inside the update
     return { loss, norm, applied: true };
   } finally {
     tf.dispose([result.value, ...ordered]);

@@ -1,0 +1,219 @@
+/**
+ * AdamW's fused update (src/kernels/webgpu/adamw.ts) against the composed one: on webgpu, 5 steps on 3
+ * variables of odd shapes (rank 1 and 2), with and without weight decay, with a clip scale < 1 (a number
+ * or a scalar tensor), give weights and moments <= 1e-5 norm-relative; the state's round trip through
+ * getState/setState across both layouts; kernels per update under tf.profile. On every backend: the
+ * clip scale inside `apply` equals scaling the gradients first (the trainer's former path), and bad
+ * arguments are a ValueError.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ADAMW_KERNELS } from '../../src/kernels/webgpu/adamw.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { AdamW, clipScale, clipToNorm, globalNormSquared, type AdamWState } from '../../src/train/adamw.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+
+const TOL = 1e-5;
+const SHAPES = [[37], [5, 13], [129, 3]];
+
+function check(what: string, err: number, tol: number): void {
+  recordError(what, err, tol);
+  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
+
+function makeVariables(seed: number): tf.Variable[] {
+  return SHAPES.map((s, i) => tf.tidy(() => tf.variable(randomTensor(s, seed + i), true)));
+}
+
+/** Gradients of step `step` (seeded), in variable order. */
+function gradsAt(step: number): tf.Tensor[] {
+  return SHAPES.map((s, i) => randomTensor(s, 100 * step + i, 0.5));
+}
+
+/** Runs `fn` on the composed path (the reference), restoring the switch afterwards. */
+function composed<T>(fn: () => T): T {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = 'composed';
+  try {
+    return fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** `steps` updates with learning rate 1e-2 and gradient scale `scale` (a number, or made as a tensor by `clipScale`). */
+function run(opt: AdamW, steps: number, scale: number | 'tensor', first = 1): void {
+  for (let step = first; step < first + steps; step++) {
+    const grads = gradsAt(step);
+    const s = scale === 'tensor' ? clipScale(grads, 1) : scale;
+    opt.apply(grads, 1e-2, s);
+    tf.dispose([...grads, ...(typeof s === 'number' ? [] : [s])]);
+  }
+}
+
+async function compareState(what: string, a: AdamWState, b: AdamWState, tol: number): Promise<void> {
+  if (a.step !== b.step) throw new Error(`${what}: steps ${a.step} and ${b.step}`);
+  a.m.forEach((m, i) => check(`${what}: m${i}`, normRelativeError(m, b.m[i]), tol));
+  a.v.forEach((v, i) => check(`${what}: v${i}`, normRelativeError(v, b.v[i]), tol));
+}
+
+async function compareWeights(what: string, a: tf.Variable[], b: tf.Variable[], tol: number): Promise<void> {
+  for (let i = 0; i < a.length; i++) check(`${what}: w${i}`, normRelativeError(await a[i].data(), await b[i].data()), tol);
+}
+
+describeBackends('AdamW: fused update (kernels/webgpu) against the composed one', ({ backend }) => {
+  it('applies gradScale inside the update exactly as scaling the gradients first', async () => {
+    const [a, b] = [makeVariables(1), makeVariables(1)];
+    const [oa, ob] = [new AdamW(a), new AdamW(b)];
+    try {
+      for (let step = 1; step <= 3; step++) {
+        const grads = gradsAt(step);
+        const squared = globalNormSquared(grads);
+        const norm = Math.sqrt((await squared.data())[0]);
+        squared.dispose();
+        const scaled = clipToNorm(grads, norm, 1);
+        oa.apply(grads, 1e-2, 1 / (norm + 1e-6));
+        ob.apply(scaled, 1e-2);
+        tf.dispose([...grads, ...scaled]);
+      }
+      // The composed path multiplies as clipToNorm did; the fused kernel multiplies in its shader (same f32 product).
+      await compareWeights('scale inside = scaled first', a, b, usesFusedTrainingKernels() ? 1e-6 : 0);
+    } finally {
+      oa.dispose();
+      ob.dispose();
+      tf.dispose([...a, ...b]);
+    }
+  });
+
+  it('refuses bad arguments with a ValueError naming the rule', () => {
+    const w = makeVariables(2);
+    const opt = new AdamW(w);
+    const grads = gradsAt(1);
+    try {
+      expectThrows(() => opt.apply(grads, 1e-2, Number.NaN), /gradScale must be a finite number >= 0/);
+      expectThrows(() => opt.apply(grads, Number.POSITIVE_INFINITY), /lr must be a finite number/);
+      expectThrows(() => opt.apply([grads[1], grads[0], grads[2]], 1e-2), /gradient 0 has shape \[5,13\].*must match/);
+      expectThrows(() => opt.apply(grads.slice(1), 1e-2), /got 2 gradients for 3 variables/);
+      if (opt.iterations !== 0) throw new Error(`a refused update counted as step ${opt.iterations}`);
+    } finally {
+      opt.dispose();
+      tf.dispose([...w, ...grads]);
+    }
+  });
+
+  if (backend !== 'webgpu') {
+    it('has no fused training kernels: the update is the composed one', async () => {
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`the capability is true on ${backend}`);
+      const grads = gradsAt(1);
+      const w = makeVariables(3);
+      const opt = new AdamW(w);
+      try {
+        const info = await tf.profile(() => {
+          opt.apply(grads, 1e-2, 0.5);
+          return null as unknown as tf.Tensor;
+        });
+        const names = info.kernels.map((k) => k.name);
+        if (names.some((n) => n.startsWith('GtaAdamW'))) throw new Error(`ran a fused kernel: [${names}]`);
+      } finally {
+        opt.dispose();
+        tf.dispose([...w, ...grads]);
+      }
+    });
+    return;
+  }
+
+  for (const weightDecay of [0.1, 0]) {
+    for (const scale of [1, 0.6, 'tensor'] as const) {
+      it(`5 steps: fused = composed (weightDecay ${weightDecay}, gradient scale ${scale})`, async () => {
+        const [fw, cw] = [makeVariables(7), makeVariables(7)];
+        const fused = new AdamW(fw, { weightDecay });
+        const reference = composed(() => new AdamW(cw, { weightDecay }));
+        try {
+          const info = await tf.profile(() => {
+            run(fused, 1, scale);
+            return null as unknown as tf.Tensor;
+          });
+          if (!info.kernels.some((k) => k.name === ADAMW_KERNELS.weight)) throw new Error('the fused kernels did not run');
+          run(fused, 4, scale, 2);
+          composed(() => run(reference, 5, scale));
+          await compareWeights('weights', fw, cw, TOL);
+          await compareState('state', await fused.getStateAsync(), await reference.getStateAsync(), TOL);
+        } finally {
+          fused.dispose();
+          reference.dispose();
+          tf.dispose([...fw, ...cw]);
+        }
+      });
+    }
+  }
+
+  it('round-trips the state through getState/setState, across the fused and composed layouts', async () => {
+    const [a, b, c] = [makeVariables(9), makeVariables(9), makeVariables(9)];
+    const fused = new AdamW(a);
+    const fresh = new AdamW(b);
+    const reference = composed(() => new AdamW(c));
+    try {
+      run(fused, 3, 0.8);
+      composed(() => run(reference, 3, 0.8));
+      const saved = await fused.getStateAsync();
+      const savedSync = fused.getState();
+      await compareState('getState = getStateAsync', savedSync, saved, 0);
+      fresh.setState(saved);
+      await compareState('fused round trip', await fresh.getStateAsync(), saved, 0);
+      // The fused state loads into a composed optimizer and the other way round; then both continue alike.
+      composed(() => reference.setState(saved));
+      await compareState('into the composed layout', await reference.getStateAsync(), saved, 0);
+      for (let i = 0; i < 3; i++) b[i].assign(a[i]);
+      for (let i = 0; i < 3; i++) c[i].assign(a[i]);
+      run(fresh, 2, 0.8, 4);
+      composed(() => run(reference, 2, 0.8, 4));
+      await compareWeights('continued after setState', b, c, TOL);
+      await compareState('continued after setState', await fresh.getStateAsync(), await reference.getStateAsync(), TOL);
+      // Switching paths moves an optimizer's state between layouts: the composed one takes a fused step
+      // (its moments are packed), the fused one a composed step (unpacked); both stay equal.
+      run(reference, 1, 0.8, 6);
+      run(fresh, 1, 0.8, 6);
+      composed(() => run(reference, 1, 0.8, 7));
+      composed(() => run(fresh, 1, 0.8, 7));
+      await compareWeights('after switching paths', b, c, TOL);
+      await compareState('after switching paths', await fresh.getStateAsync(), await reference.getStateAsync(), TOL);
+    } finally {
+      fused.dispose();
+      fresh.dispose();
+      reference.dispose();
+      tf.dispose([...a, ...b, ...c]);
+    }
+  });
+
+  it('is two kernels per variable per update (tf.profile), against the composed update', async () => {
+    const [fw, cw] = [makeVariables(11), makeVariables(11)];
+    const fused = new AdamW(fw);
+    const reference = composed(() => new AdamW(cw));
+    const grads = gradsAt(1);
+    const kernels = async (opt: AdamW) => {
+      const info = await tf.profile(() => {
+        opt.apply(grads, 1e-2, 0.5);
+        return null as unknown as tf.Tensor;
+      });
+      return info.kernels.map((k) => k.name);
+    };
+    try {
+      const f = await kernels(fused);
+      const before = TRAINING_KERNELS.implementation;
+      TRAINING_KERNELS.implementation = 'composed';
+      let c: string[];
+      try {
+        c = await kernels(reference);
+      } finally {
+        TRAINING_KERNELS.implementation = before;
+      }
+      // eslint-disable-next-line no-console
+      console.log(`    AdamW kernels per update of ${SHAPES.length} variables: fused ${f.length} [${f}], composed ${c.length}`);
+      if (f.length !== 2 * SHAPES.length) throw new Error(`fused update ran [${f}]`);
+      if (c.length < 10 * SHAPES.length) throw new Error(`composed update ran only [${c}]`);
+    } finally {
+      fused.dispose();
+      reference.dispose();
+      tf.dispose([...fw, ...cw, ...grads]);
+    }
+  });
+});
