@@ -21,7 +21,12 @@
  * composed path's gradient (recomputed under a tape in `tf.customGrad`). `implementation` forces either path.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedAttentionForward, fusedAttentionUnsupported } from '../kernels/webgpu/fused_attention.js';
+import {
+  fusedAttentionBackward,
+  fusedAttentionForward,
+  fusedAttentionGradUnsupported,
+  fusedAttentionUnsupported,
+} from '../kernels/webgpu/fused_attention.js';
 import { ValueError } from '../utils/errors.js';
 import { hasFusedAttention } from './capabilities.js';
 import { batchedMatMul } from './matmul.js';
@@ -178,7 +183,12 @@ function fusedUnavailable(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor
 
 /** The engine's tape, which tfjs keeps in its private state. */
 interface EngineTapeState {
-  state: { activeTape: unknown[] | null };
+  state: { activeTape: unknown[] | null; gradientDepth: number };
+}
+
+/** Whether a gradient tape is recording (inside tf.grads, tf.variableGrads, an optimizer's minimize or fit). */
+function underTape(): boolean {
+  return (tf.engine() as unknown as EngineTapeState).state.gradientDepth > 0;
 }
 
 /**
@@ -198,8 +208,10 @@ function nestedGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: 
 }
 
 /**
- * The fused forward under `tf.customGrad`; the backward recomputes the composed path under a tape and
- * returns its gradients for query, key, value (and bias and the extra pair when given).
+ * The fused forward under `tf.customGrad`. Backward: without a bias, the fused backward kernels
+ * (src/kernels/webgpu/flash_attention_backward.ts: scores recomputed from the forward's saved log-sum-exp,
+ * which the forward keeps only when a tape is recording); with a bias, or dims the backward does not fit,
+ * the composed path recomputed under a tape, which also gives the bias its gradient.
  */
 function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D, options: GroupedAttentionOptions): tf.Tensor4D {
   const hasBias = options.bias !== undefined && options.bias !== null;
@@ -212,27 +224,38 @@ function fusedGroupedAttention(query: tf.Tensor4D, key: tf.Tensor4D, value: tf.T
     k: xs[1] as tf.Tensor4D,
     v: xs[2] as tf.Tensor4D,
     bias: hasBias ? xs[3] : null,
-    extra: hasExtra ? { query: xs[xs.length - 2] as tf.Tensor4D, key: xs[xs.length - 1] as tf.Tensor4D } : null,
+    extra: hasExtra ? { query: xs[3 + (hasBias ? 1 : 0)] as tf.Tensor4D, key: xs[4 + (hasBias ? 1 : 0)] as tf.Tensor4D } : null,
   });
   const composed = (xs: tf.Tensor[]): tf.Tensor4D => {
     const u = unpack(xs);
     return groupedAttention(u.q, u.k, u.v, { ...options, bias: u.bias, extra: u.extra, implementation: 'composed', returnProbs: false })
       .output;
   };
+  const causalOffset = options.causalOffset ?? null;
+  const fusedBackward = underTape() && fusedAttentionGradUnsupported(query, value, options.bias ?? null, options.extra ?? null) === null;
   const run = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const xs = args as tf.Tensor[];
     const u = unpack(xs);
-    const { output } = fusedAttentionForward(u.q, u.k, u.v, {
+    const { output, packed } = fusedAttentionForward(u.q, u.k, u.v, {
       scale: options.scale,
       bias: u.bias,
-      causalOffset: options.causalOffset ?? null,
+      causalOffset,
       extra: u.extra,
+      packed: fusedBackward,
     });
-    save(xs);
+    save(packed ? [...xs, packed] : xs);
     return {
       value: output,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => nestedGrads((...ys: tf.Tensor[]) => composed(ys), saved, dy),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        if (!fusedBackward) return nestedGrads((...ys: tf.Tensor[]) => composed(ys), saved, dy);
+        const s = unpack(saved);
+        const g = fusedAttentionBackward(s.q, s.k, s.v, s.extra, saved[saved.length - 1] as tf.Tensor4D, dy as tf.Tensor4D, {
+          scale: options.scale,
+          causalOffset,
+        });
+        return hasExtra ? [g.query, g.key, g.value, g.extraQuery!, g.extraKey!] : [g.query, g.key, g.value];
+      },
     };
   });
   return run(...inputs) as tf.Tensor4D;

@@ -5,7 +5,7 @@
  * false and implementation 'fused' is a ValueError.
  */
 import * as tf from '@tensorflow/tfjs';
-import { FUSED_ATTENTION_KERNEL, fusedAttentionForward } from '../../src/kernels/webgpu/fused_attention.js';
+import { FUSED_ATTENTION_GRAD_KERNEL, FUSED_ATTENTION_KERNEL, fusedAttentionForward } from '../../src/kernels/webgpu/fused_attention.js';
 import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention } from '../../src/ops/capabilities.js';
 import { parseReferenceFile, runReferenceCaseAsync } from '../../src/conformance/reference_vectors.js';
@@ -131,6 +131,39 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     } finally {
       tf.dispose([inp.q, inp.k, inp.v, inp.bias!]);
     }
+  });
+
+  it('takes the fused backward without a bias (no matrix product recomputed), the composed gradient with one', async () => {
+    // The equality of these gradients with the composed path's is checked by the cases above.
+    const kernelsOfGrads = async (c: (typeof FUSED_CASES)[number]) => {
+      const inp = caseInputs(c);
+      const xs = [inp.q, inp.k, inp.v, ...(inp.extra ? [inp.extra.query, inp.extra.key] : [])];
+      const f = (...ys: tf.Tensor[]) =>
+        tf.sum(
+          groupedAttention(ys[0] as tf.Tensor4D, ys[1] as tf.Tensor4D, ys[2] as tf.Tensor4D, {
+            scale: c.scale,
+            bias: inp.bias,
+            causalOffset: c.causalOffset,
+            returnProbs: false,
+            extra: inp.extra ? { query: ys[3] as tf.Tensor4D, key: ys[4] as tf.Tensor4D } : null,
+          }).output,
+        );
+      try {
+        const info = await tf.profile(() => tf.tidy(() => tf.grads(f)(xs)));
+        tf.dispose(info.result as tf.Tensor[]);
+        return info.kernels.map((k) => k.name).filter((n) => tf.getKernel(n, backend) !== undefined);
+      } finally {
+        tf.dispose([...xs, ...(inp.bias ? [inp.bias] : [])]);
+      }
+    };
+    for (const name of ['GQA nQ=8 nK=2, odd lengths T=7 S=13', 'MLA-like: extra RoPE pair nE=1 De=8, causal']) {
+      const names = await kernelsOfGrads(FUSED_CASES.find((c) => c.name === name)!);
+      if (names.filter((n) => n === FUSED_ATTENTION_GRAD_KERNEL).length !== 1) throw new Error(`${name}: backward ran [${names}]`);
+      if (names.includes('BatchMatMul')) throw new Error(`${name}: the backward recomputed matrix products: [${names}]`);
+    }
+    const withBias = await kernelsOfGrads(FUSED_CASES.find((c) => c.bias === 'padding')!);
+    if (withBias.includes(FUSED_ATTENTION_GRAD_KERNEL) || !withBias.includes('BatchMatMul'))
+      throw new Error(`with a bias the backward ran [${withBias}]`);
   });
 
   for (const c of references.cases) {

@@ -16,10 +16,13 @@ import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { chooseTiling, FlashAttentionProgram, foldedHeads, type FlashShapes, type FlashTiling } from './flash_attention.js';
+import { chooseBackwardTiling, FlashAttentionKeyValueGradProgram, FlashAttentionQueryGradProgram } from './flash_attention_backward.js';
 import type { WebGPUBackendLike } from './program.js';
 
 /** The registered kernel's name. */
 export const FUSED_ATTENTION_KERNEL = 'GtaFusedAttention';
+/** The registered backward kernel's name. */
+export const FUSED_ATTENTION_GRAD_KERNEL = 'GtaFusedAttentionGrad';
 
 /** Split-of-keys tuning (internal; exported for tests and experiments). */
 export const FUSED_ATTENTION_TUNING = {
@@ -100,15 +103,13 @@ function biasStrides(bias: tf.TensorInfo | undefined, b: number, t: number, s: n
   return [bb === b && b > 1 ? bt * bs : 0, bt === t && t > 1 ? bs : 0, bs === s && s > 1 ? 1 : 0];
 }
 
-function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
-  const backend = args.backend as WebGPUBackendLike;
-  const attrs = args.attrs as unknown as FusedAttentionAttrs;
-  const { bias, extraQuery, extraKey } = args.inputs;
-  const [query, key, value] = [args.inputs.query!, args.inputs.key!, args.inputs.value!];
-  const [b, nQ, t, dk] = query.shape;
-  const [, nK, s] = key.shape;
-  const [, nV, , dv] = value.shape;
-  const shapes: FlashShapes = {
+/** The kernels' shapes and options from their inputs and attributes. */
+function shapesOf(inputs: tf.NamedTensorInfoMap, scale: number, causalOffset: number | null): FlashShapes {
+  const { bias, extraQuery, extraKey } = inputs;
+  const [b, nQ, t, dk] = inputs.query!.shape;
+  const [, nK, s] = inputs.key!.shape;
+  const [, nV, , dv] = inputs.value!.shape;
+  return {
     b,
     nQ,
     t,
@@ -120,9 +121,18 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
     de: extraQuery ? extraQuery.shape[3] : 0,
     dv,
     biasStrides: biasStrides(bias, b, t, s),
-    causalOffset: attrs.causalOffset,
-    scale: attrs.scale,
+    causalOffset,
+    scale,
   };
+}
+
+function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const attrs = args.attrs as unknown as FusedAttentionAttrs;
+  const { bias, extraQuery, extraKey } = args.inputs;
+  const [query, key, value] = [args.inputs.query!, args.inputs.key!, args.inputs.value!];
+  const shapes = shapesOf(args.inputs, attrs.scale, attrs.causalOffset);
+  const { b, nQ, t, dk, dv } = shapes;
   const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
   const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []), ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
@@ -139,10 +149,97 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   return out;
 }
 
-/** Registers the kernel for the webgpu backend (once). */
+/** Inputs query, key, value, [extraQuery, extraKey], packed (the forward's output with its log-sum-exp), dy: [dQ, dKV]. */
+function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const backend = args.backend as WebGPUBackendLike;
+  const attrs = args.attrs as unknown as FusedAttentionAttrs;
+  const { query, key, value, extraQuery, extraKey, packed, dy } = args.inputs;
+  const shapes = shapesOf(args.inputs, attrs.scale, attrs.causalOffset);
+  const inputs = [query!, key!, value!, ...(extraQuery && extraKey ? [extraQuery, extraKey] : []), packed!, dy!];
+  const dq = shapes.dk + shapes.de;
+  const queryTile = chooseBackwardTiling(dq, shapes.dv, 'query');
+  const keyTile = chooseBackwardTiling(dq, shapes.dv, 'keyValue');
+  if (queryTile === null || keyTile === null) throw new ValueError(`fused attention backward: dims DQ=${dq}, Dv=${shapes.dv} do not fit`);
+  const queryProgram = new FlashAttentionQueryGradProgram(shapes, queryTile);
+  const keyProgram = new FlashAttentionKeyValueGradProgram(shapes, keyTile);
+  return [
+    backend.runWebGPUProgram(queryProgram, inputs, 'float32', queryProgram.uniformValues()),
+    backend.runWebGPUProgram(keyProgram, inputs, 'float32', keyProgram.uniformValues()),
+  ];
+}
+
+/** Registers the kernels for the webgpu backend (once). */
 export function registerFusedAttention(): void {
   if (tf.getKernel(FUSED_ATTENTION_KERNEL, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: FUSED_ATTENTION_KERNEL, backendName: 'webgpu', kernelFunc: fusedAttentionKernel as tf.KernelFunc });
+  tf.registerKernel({
+    kernelName: FUSED_ATTENTION_GRAD_KERNEL,
+    backendName: 'webgpu',
+    kernelFunc: fusedAttentionGradKernel as unknown as tf.KernelFunc,
+  });
+}
+
+/** Why the fused backward cannot take these inputs, or null when it can (a bias takes the composed gradient). */
+export function fusedAttentionGradUnsupported(
+  query: tf.Tensor,
+  value: tf.Tensor,
+  bias: tf.Tensor | null,
+  extra: { query: tf.Tensor } | null,
+): string | null {
+  if (bias !== null) return 'a bias takes the composed gradient (which gives the bias its own)';
+  const dq = query.shape[3]! + (extra ? extra.query.shape[3]! : 0);
+  const dv = value.shape[3]!;
+  if (chooseBackwardTiling(dq, dv, 'query') === null || chooseBackwardTiling(dq, dv, 'keyValue') === null)
+    return `query/key dim ${dq} with value dim ${dv} does not fit the backward's workgroup memory`;
+  return null;
+}
+
+/**
+ * The gradients of the fused attention (no bias) from its inputs, the forward's packed output
+ * `[B, nQ, T, Dv + 1]` (output and log-sum-exp, `fusedAttentionForward(..., {packed: true})`) and `dy`
+ * `[B, nQ, T, Dv]`: two dispatches (flash_attention_backward.ts), then slices and, where several head groups
+ * share a key or value head, a sum over them.
+ */
+export function fusedAttentionBackward(
+  query: tf.Tensor4D,
+  key: tf.Tensor4D,
+  value: tf.Tensor4D,
+  extra: { query: tf.Tensor4D; key: tf.Tensor4D } | null,
+  packed: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  options: { scale: number; causalOffset: number | null },
+): { query: tf.Tensor4D; key: tf.Tensor4D; value: tf.Tensor4D; extraQuery: tf.Tensor4D | null; extraKey: tf.Tensor4D | null } {
+  registerFusedAttention();
+  const inputs: tf.NamedTensorMap = { query, key, value, packed, dy };
+  if (extra) {
+    inputs.extraQuery = extra.query;
+    inputs.extraKey = extra.key;
+  }
+  const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset, withLse: true };
+  const [dQ, dKV] = tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D[];
+  const [b, nQ, t, dk] = query.shape;
+  const [, nK, s] = key.shape;
+  const [, nV, , dv] = value.shape;
+  const de = extra ? extra.query.shape[3] : 0;
+  const nE = extra ? extra.key.shape[1] : nK;
+  const rf = foldedHeads({ nQ, nK, nV, nE, de } as FlashShapes);
+  const groups = nQ / rf;
+  // dKV [B, G, S, DQ + Dv]: columns [from, from + width) of the groups that share each of `heads` heads, summed.
+  const perHead = (from: number, width: number, heads: number): tf.Tensor4D =>
+    tf.tidy(() => {
+      const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]);
+      if (groups === heads) return part;
+      return tf.sum(tf.reshape(part, [b, heads, groups / heads, s, width]), 2) as tf.Tensor4D; // [B, heads, S, width]
+    });
+  const out = {
+    query: (de > 0 ? tf.slice(dQ, [0, 0, 0, 0], [b, nQ, t, dk]) : tf.clone(dQ)) as tf.Tensor4D,
+    key: perHead(0, dk, nK),
+    value: perHead(dk + de, dv, nV),
+    extraQuery: de > 0 ? (tf.slice(dQ, [0, 0, 0, dk], [b, nQ, t, de]) as tf.Tensor4D) : null,
+    extraKey: de > 0 ? perHead(dk, de, nE) : null,
+  };
+  tf.dispose([dQ, dKV]);
+  return out;
 }
 
 /** Options of `fusedAttentionForward`. */
@@ -151,8 +248,13 @@ export interface FusedAttentionOptions {
   bias?: tf.Tensor | null;
   causalOffset?: number | null;
   extra?: { query: tf.Tensor4D; key: tf.Tensor4D } | null;
-  /** Also return the log-sum-exp of each row's scores `[B, nQ, T]` (for a fused backward). */
+  /** Also return the log-sum-exp of each row's scores `[B, nQ, T]`. */
   withLse?: boolean;
+  /**
+   * Also return the kernel's packed output `[B, nQ, T, Dv + 1]` (the output, then each row's log-sum-exp):
+   * what `fusedAttentionBackward` takes. The caller disposes it.
+   */
+  packed?: boolean;
 }
 
 /**
@@ -164,7 +266,7 @@ export function fusedAttentionForward(
   key: tf.Tensor4D,
   value: tf.Tensor4D,
   options: FusedAttentionOptions,
-): { output: tf.Tensor4D; lse: tf.Tensor3D | null } {
+): { output: tf.Tensor4D; lse: tf.Tensor3D | null; packed: tf.Tensor4D | null } {
   registerFusedAttention();
   const bias = options.bias ?? null;
   const extra = options.extra ?? null;
@@ -179,15 +281,17 @@ export function fusedAttentionForward(
   const attrs: FusedAttentionAttrs = {
     scale: options.scale,
     causalOffset: options.causalOffset ?? null,
-    withLse: options.withLse === true,
+    withLse: options.withLse === true || options.packed === true,
   };
   const out = tf.engine().runKernel(FUSED_ATTENTION_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
-  if (!attrs.withLse) return { output: out, lse: null };
+  if (!attrs.withLse) return { output: out, lse: null, packed: null };
   const [b, nQ, t, w] = out.shape;
-  const [output, lse] = tf.tidy(() => [
-    tf.slice(out, [0, 0, 0, 0], [b, nQ, t, w - 1]) as tf.Tensor4D, // [B, nQ, T, Dv + 1] -> [B, nQ, T, Dv]
-    tf.reshape(tf.slice(out, [0, 0, 0, w - 1], [b, nQ, t, 1]), [b, nQ, t]) as tf.Tensor3D, // -> [B, nQ, T]
-  ]);
+  const output = tf.slice(out, [0, 0, 0, 0], [b, nQ, t, w - 1]) as tf.Tensor4D; // [B, nQ, T, Dv + 1] -> [B, nQ, T, Dv]
+  const lse =
+    options.withLse === true
+      ? (tf.tidy(() => tf.reshape(tf.slice(out, [0, 0, 0, w - 1], [b, nQ, t, 1]), [b, nQ, t])) as tf.Tensor3D)
+      : null;
+  if (options.packed === true) return { output, lse, packed: out };
   out.dispose();
-  return { output: output as tf.Tensor4D, lse: lse as tf.Tensor3D };
+  return { output, lse, packed: null };
 }
