@@ -8,6 +8,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ADAMW_KERNELS } from '../../src/kernels/webgpu/adamw.js';
+import { CausalLM } from '../../src/models/causal_lm.js';
+import { smallPreset } from '../../src/models/config.js';
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { AdamW, clipScale, clipToNorm, globalNormSquared, type AdamWState } from '../../src/train/adamw.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
@@ -214,6 +216,40 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
       fused.dispose();
       reference.dispose();
       tf.dispose([...fw, ...cw, ...grads]);
+    }
+  });
+
+  it("one update of a CausalLM's variables: two kernels per variable (tf.profile), against the composed update", async () => {
+    const lm = CausalLM.create({ ...smallPreset('tiny', 'gta', 512), seed: 5 });
+    const variables = lm.model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const grads = variables.map((v, i) => randomTensor(v.shape, 300 + i, 0.01));
+    const fused = new AdamW(variables);
+    const reference = composed(() => new AdamW(variables));
+    const count = async (opt: AdamW) => {
+      const info = await tf.profile(() => {
+        opt.apply(grads, 1e-3, 0.5);
+        return null as unknown as tf.Tensor;
+      });
+      return info.kernels.length;
+    };
+    try {
+      const f = await count(fused);
+      const before = TRAINING_KERNELS.implementation;
+      TRAINING_KERNELS.implementation = 'composed';
+      let c: number;
+      try {
+        c = await count(reference);
+      } finally {
+        TRAINING_KERNELS.implementation = before;
+      }
+      // eslint-disable-next-line no-console
+      console.log(`    AdamW kernels per update of smallPreset('tiny', 'gta') (${variables.length} variables): fused ${f}, composed ${c}`);
+      if (f !== 2 * variables.length) throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
+    } finally {
+      fused.dispose();
+      reference.dispose();
+      tf.dispose(grads);
+      lm.dispose();
     }
   });
 });
