@@ -14,7 +14,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
-import { broadcastsSlowly } from './capabilities.js';
+import { broadcastsSlowly, usesFusedTrainingKernels } from './capabilities.js';
+import { fusedRope, fusedRopeUnsupported } from '../kernels/webgpu/rope.js';
 import { ValueError } from '../utils/errors.js';
 
 /**
@@ -312,8 +313,21 @@ export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number
  * RoPE with precomputed factors: `x * cos + swapHalves(x) * [-sin, sin]`, where `swapHalves(x) = [x2, x1]`.
  * Equal, bit for bit, to `applyRotary` (`rotateHalf(x) * sin = [-x2, x1] * [sin, sin]`) in five kernels.
  * `x` is `[B, T, heads, d]` (or `[B, h, r, d]` when T = 1); the factors broadcast over it.
+ * Where `usesFusedTrainingKernels()` (webgpu) this is one fused dispatch, and its gradient wrt x one more
+ * (src/kernels/webgpu/rope.ts; the factors get no gradient there); elsewhere `composedRotaryFactors`.
  */
 export function applyRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Tensor {
+  if (usesFusedTrainingKernels() && fusedRopeUnsupported(x, factors.cos, factors.sinSigned) === null) {
+    return fusedRope(x, factors.cos, factors.sinSigned); // webgpu: one dispatch forward, one backward
+  }
+  return composedRotaryFactors(x, factors);
+}
+
+/**
+ * The composed ops of `applyRotaryFactors` (split/concat, a gather or a permutation product, then two
+ * multiplies and an add): the path of every backend without the fused kernel, and the reference for it.
+ */
+export function composedRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Tensor {
   const d = (x.shape as number[])[x.rank - 1];
   const half = d / 2;
   let swapped: tf.Tensor;

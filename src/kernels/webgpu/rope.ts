@@ -1,0 +1,181 @@
+/**
+ * Fused RoPE for webgpu, forward and backward: `y = x * cos + swapHalves(x) * sinSigned` (the rotation of
+ * `applyRotaryFactors` in src/ops/rope.ts, `swapHalves([x1, x2]) = [x2, x1]`, `sinSigned = [-sin, sin]`)
+ * as one tfjs kernel (registered for webgpu on first use) under `tf.customGrad`.
+ *
+ * Notation: x `[..., d]` (d even), p(j) the partner of dim j (`j + d/2` below d/2, `j - d/2` above),
+ * c = cos and s = sinSigned, both `[..., d]` broadcasting over x (each axis 1 or x's), dy the output gradient.
+ *   forward    x, c, s  -> y [..., d]    one dispatch: y_j = x_j c_j + x_p(j) s_j
+ *   backward   dy, c, s -> dx [..., d]   one dispatch: dx_k = dy_k c_k + dy_p(k) s_p(k)
+ * The backward is the transposed rotation (for RoPE's factors, whose halves repeat, the same rotation with
+ * the sine negated); it reads s at the partner index, so it is exact for any factors. The factors are
+ * constants of the step: no gradient flows to them.
+ *
+ * Work split: one invocation per element. The broadcast of the factors is resolved in the shader: x's
+ * leading axes are grouped (adjacent axes on which the factors are all broadcast, or all full, merge) into
+ * at most MAX_GROUPS groups, passed as uniforms with the factors' row stride of each group (0 = broadcast).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../../utils/errors.js';
+import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+
+/** Registered kernel name (the forward and, with `transpose`, the backward). */
+export const ROPE_KERNEL = 'GtaRope';
+
+/** Groups of leading axes the shader resolves; factor layouts needing more fall back to the composed ops. */
+const MAX_GROUPS = 4;
+
+const WORKGROUP = 64;
+
+interface RopeAttrs {
+  transpose: boolean;
+}
+
+/** x's leading axes as at most MAX_GROUPS groups: sizes and the factors' row strides (0 = broadcast). */
+interface Groups {
+  sizes: number[];
+  strides: number[];
+}
+
+/** Groups x's leading axes by whether the factors (right-aligned) broadcast over them, or null if they cannot. */
+function groupAxes(xShape: number[], fShape: number[]): Groups | null {
+  const lead = xShape.length - 1;
+  const padded = [...new Array<number>(Math.max(0, xShape.length - fShape.length)).fill(1), ...fShape];
+  if (padded.length !== xShape.length || padded[lead] !== xShape[lead]) return null;
+  const sizes: number[] = [];
+  const full: boolean[] = [];
+  for (let a = 0; a < lead; a++) {
+    const n = xShape[a];
+    const f = padded[a];
+    if (f !== 1 && f !== n) return null;
+    if (n === 1) continue; // contributes nothing
+    const isFull = f === n;
+    if (sizes.length > 0 && full[full.length - 1] === isFull) sizes[sizes.length - 1] *= n;
+    else {
+      sizes.push(n);
+      full.push(isFull);
+    }
+  }
+  if (sizes.length > MAX_GROUPS) return null;
+  while (sizes.length < MAX_GROUPS) {
+    sizes.unshift(1);
+    full.unshift(false);
+  }
+  const strides = new Array<number>(MAX_GROUPS).fill(0);
+  let rowStride = 1;
+  for (let g = MAX_GROUPS - 1; g >= 0; g--) {
+    if (!full[g]) continue;
+    strides[g] = rowStride;
+    rowStride *= sizes[g];
+  }
+  return { sizes, strides };
+}
+
+/** One invocation per element of x. */
+class RopeProgram implements WebGPUProgram {
+  variableNames = ['X', 'C', 'S'];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  size = true;
+  uniforms = 'd : i32, n1 : i32, n2 : i32, n3 : i32, f0 : i32, f1 : i32, f2 : i32, f3 : i32,';
+
+  constructor(
+    shape: number[],
+    private readonly groups: Groups,
+    private readonly transpose: boolean,
+  ) {
+    this.outputShape = shape;
+    this.dispatchLayout = { x: shape.map((_, i) => i) };
+    this.dispatch = [Math.ceil(shape.reduce((a, x) => a * x, 1) / WORKGROUP), 1, 1];
+    this.shaderKey = `gtaRope_${transpose}`;
+  }
+
+  /** The uniform values of this run. */
+  uniformValues(): ProgramUniform[] {
+    const d = this.outputShape[this.outputShape.length - 1];
+    const { sizes, strides } = this.groups;
+    return [d, sizes[1], sizes[2], sizes[3], ...strides].map((v) => ({ type: 'int32', data: [v] }));
+  }
+
+  getUserCode(): string {
+    const sine = this.transpose ? 'S[fRow * d + p]' : 'S[fRow * d + j]';
+    return `
+fn main(index : i32) {
+  if (index >= uniforms.size) { return; }
+  let d = uniforms.d;
+  let half = d / 2;
+  let j = index % d;
+  var row = index / d;
+  let i3 = row % uniforms.n3;
+  row = row / uniforms.n3;
+  let i2 = row % uniforms.n2;
+  row = row / uniforms.n2;
+  let i1 = row % uniforms.n1;
+  let i0 = row / uniforms.n1;
+  let fRow = i0 * uniforms.f0 + i1 * uniforms.f1 + i2 * uniforms.f2 + i3 * uniforms.f3;
+  let p = select(j - half, j + half, j < half);
+  result[index] = X[index] * C[fRow * d + j] + X[index - j + p] * ${sine};
+}
+`;
+  }
+}
+
+function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const { x, cos, sinSigned } = args.inputs;
+  const groups = groupAxes(x!.shape, cos!.shape);
+  if (groups === null)
+    throw new ValueError(`${ROPE_KERNEL}: factors [${cos!.shape}] do not broadcast over x [${x!.shape}] in the fused layout.`);
+  const program = new RopeProgram(x!.shape, groups, (args.attrs as unknown as RopeAttrs).transpose);
+  return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
+}
+
+/** Registers the kernel for the webgpu backend (once). */
+export function registerRopeKernel(): void {
+  if (tf.getKernel(ROPE_KERNEL, 'webgpu') !== undefined) return;
+  tf.registerKernel({ kernelName: ROPE_KERNEL, backendName: 'webgpu', kernelFunc: ropeKernel as unknown as tf.KernelFunc });
+}
+
+/** Why the fused kernel cannot take these inputs, or null when it can. */
+export function fusedRopeUnsupported(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): string | null {
+  if (x.dtype !== 'float32' || cos.dtype !== 'float32' || sinSigned.dtype !== 'float32')
+    return `x and the factors must be float32 (got ${x.dtype}, ${cos.dtype}, ${sinSigned.dtype})`;
+  if (x.rank < 1 || x.size === 0) return 'x must have at least one element and one axis';
+  const d = x.shape[x.rank - 1];
+  if (d % 2 !== 0) return `the last axis of x (${d}) must be even`;
+  if (!tf.util.arraysEqual(cos.shape, sinSigned.shape))
+    return `cos [${cos.shape}] and sinSigned [${sinSigned.shape}] must have the same shape`;
+  if (cos.rank > x.rank || groupAxes(x.shape, cos.shape) === null)
+    return `the factors [${cos.shape}] must broadcast over x [${x.shape}] (each axis 1 or x's, the last equal, at most ${MAX_GROUPS} groups of axes)`;
+  return null;
+}
+
+const run = (inputs: tf.NamedTensorMap, transpose: boolean): tf.Tensor =>
+  tf.engine().runKernel(ROPE_KERNEL, inputs, { transpose } as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+/**
+ * `x * cos + swapHalves(x) * sinSigned` through the fused webgpu kernel (one dispatch), with the transposed
+ * rotation (one dispatch) as its gradient wrt x under `tf.customGrad`; the factors get no gradient. Throws a
+ * `ValueError` for inputs the kernel does not take (`fusedRopeUnsupported`) or off webgpu; callers check first
+ * and fall back to the composed ops.
+ */
+export function fusedRope(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor {
+  const why = fusedRopeUnsupported(x, cos, sinSigned);
+  if (why !== null) throw new ValueError(`fused RoPE: ${why}.`);
+  if (tf.getBackend() !== 'webgpu')
+    throw new ValueError(`fused RoPE: the fused kernel needs the webgpu backend (active backend is ${tf.getBackend()}).`);
+  registerRopeKernel();
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    // Saved (shared, not copied) so that the backward outlives a RotaryStep disposed after the forward.
+    save([cos, sinSigned]);
+    return {
+      value: run({ x: xs, cos, sinSigned }, false),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true),
+    };
+  });
+  return f(x);
+}

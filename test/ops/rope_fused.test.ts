@@ -1,0 +1,279 @@
+/**
+ * The fused RoPE kernel (src/kernels/webgpu/rope.ts) against the composed ops: on webgpu, values <= 1e-5 and
+ * gradients wrt x <= 1e-4 norm-relative for odd half dims, several heads, factors repeated per head, positions
+ * from an offset (decode), per-row positions (left padding), the T = 1 layout `[B, h, r, d]`, `applyRotary`'s
+ * angles, the `RotaryStep` path as the projections use it (q and k rotated together, the step disposed before
+ * the backward) and a GQA layer trained through tf.variableGrads; kernels per call under tf.profile. On every
+ * other backend the capability is false and applyRotaryFactors is exactly the composed ops.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fusedRope, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import {
+  applyRotary,
+  applyRotaryFactors,
+  composedRotaryFactors,
+  RotaryStep,
+  rotaryFactorsAt,
+  rotaryFactorsRange,
+  rotaryRange,
+  type RotaryFactors,
+} from '../../src/ops/rope.js';
+import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
+import { randomizeWeights } from '../kit/layers.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+
+const OUTPUT_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+const BASE = 10000;
+
+function check(what: string, err: number, tol: number): void {
+  recordError(what, err, tol);
+  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
+}
+
+/** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
+function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = implementation;
+  try {
+    return fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** `withImplementation` for an async `fn`. */
+async function withImplementationAsync<T>(implementation: 'auto' | 'composed', fn: () => Promise<T>): Promise<T> {
+  const before = TRAINING_KERNELS.implementation;
+  TRAINING_KERNELS.implementation = implementation;
+  try {
+    return await fn();
+  } finally {
+    TRAINING_KERNELS.implementation = before;
+  }
+}
+
+/** The rotation of x, and its gradient wrt x for the output gradient dy. */
+function valueAndGrad(rotate: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => [rotate(x), tf.grad(rotate)(x, dy)]);
+}
+
+/** Registered kernel names `fn` runs, less `Identity` (customGrad's saves: on webgpu a reference count, no dispatch). */
+async function kernelNames(backend: string, fn: () => tf.Tensor | tf.Tensor[]): Promise<string[]> {
+  const info = await tf.profile(() => tf.tidy(fn) as tf.Tensor);
+  tf.dispose(info.result as tf.TensorContainer);
+  return info.kernels.map((k) => k.name).filter((n) => n !== 'Identity' && tf.getKernel(n, backend) !== undefined);
+}
+
+interface Case {
+  name: string;
+  x: number[];
+  /** The factors of the case (kept by the caller, disposed after). */
+  factors: () => RotaryFactors;
+}
+
+const leftPadded = (): tf.Tensor =>
+  tf.tensor2d(
+    [
+      [0, 0, 0, 1, 2, 3],
+      [0, 1, 2, 3, 4, 5],
+      [0, 0, 1, 2, 3, 4],
+    ],
+    [3, 6],
+    'int32',
+  );
+
+const CASES: Case[] = [
+  { name: 'd=6 (odd half), 3 heads, positions 0..4', x: [2, 5, 3, 6], factors: () => rotaryFactorsRange(6, BASE, 1, 0, 5) },
+  { name: 'd=10, 4 heads, positions from 37 (offset)', x: [2, 7, 4, 10], factors: () => rotaryFactorsRange(10, BASE, 1, 37, 7) },
+  {
+    name: 'd=8, factors repeated per head (5 heads), scaling 2',
+    x: [1, 9, 5, 8],
+    factors: () => rotaryFactorsRange(8, BASE, 2, 3, 9, 5),
+  },
+  {
+    name: 'd=14, per-row positions (left padding), 3 heads',
+    x: [3, 6, 3, 14],
+    factors: () => {
+      const p = leftPadded();
+      try {
+        return rotaryFactorsAt(14, BASE, 1, p, 6);
+      } finally {
+        p.dispose();
+      }
+    },
+  },
+  {
+    name: 'decode T=1 at position 300, [B, h, r, d] = [2, 3, 4, 16]',
+    x: [2, 3, 4, 16],
+    factors: () => rotaryFactorsRange(16, BASE, 1, 300, 1),
+  },
+  { name: 'd=64, 8 heads, 33 positions from 1000', x: [2, 33, 8, 64], factors: () => rotaryFactorsRange(64, 500000, 1, 1000, 33) },
+  { name: 'd=2 (smallest), 1 head', x: [2, 3, 1, 2], factors: () => rotaryFactorsRange(2, BASE, 1, 4, 3) },
+];
+
+describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ backend }) => {
+  if (backend !== 'webgpu') {
+    it('has no fused training kernels; applyRotaryFactors is exactly the composed ops; the fused entry refuses', () => {
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+      tf.tidy(() => {
+        const x = randomTensor([2, 5, 3, 6], 1, 2);
+        const dy = randomTensor([2, 5, 3, 6], 2);
+        const f = rotaryFactorsRange(6, BASE, 1, 3, 5);
+        const auto = valueAndGrad((a) => applyRotaryFactors(a, f), x, dy);
+        const composed = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
+        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        expectThrows(() => fusedRope(x, f.cos, f.sinSigned), /fused RoPE: the fused kernel needs the webgpu backend/, new RegExp(backend));
+      });
+    });
+    return;
+  }
+
+  it('reports the capability', () => {
+    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+  });
+
+  for (const c of CASES) {
+    it(`fused = composed: ${c.name}`, async () => {
+      const f = c.factors();
+      const x = randomTensor(c.x, 11, 2);
+      const dy = randomTensor(c.x, 13);
+      const fused = valueAndGrad((a) => applyRotaryFactors(a, f), x, dy);
+      const composed = withImplementation('composed', () => valueAndGrad((a) => applyRotaryFactors(a, f), x, dy));
+      const direct = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
+      try {
+        check(`${c.name}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        check(`${c.name}: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        check(`${c.name}: composed switch = composedRotaryFactors`, normRelativeError(await direct[0].data(), await composed[0].data()), 0);
+        const names = await kernelNames(backend, () => applyRotaryFactors(x, f));
+        if (names.join() !== ROPE_KERNEL) throw new Error(`${c.name}: ran [${names}], expected [${ROPE_KERNEL}]`);
+      } finally {
+        tf.dispose([x, dy, f.cos, f.sinSigned, ...fused, ...composed, ...direct]);
+      }
+    });
+  }
+
+  it('fused = composed through applyRotary (angles [T, d], x of rank 3 and 5)', async () => {
+    const angles = rotaryRange(12, BASE, 1, 5, 4);
+    const out: tf.Tensor[] = [];
+    try {
+      for (const shape of [
+        [3, 4, 12],
+        [2, 4, 2, 3, 12],
+      ]) {
+        const x = randomTensor(shape, 21, 2);
+        const dy = randomTensor(shape, 22);
+        out.push(x, dy);
+        const fused = valueAndGrad((a) => applyRotary(a, angles), x, dy);
+        const composed = withImplementation('composed', () => valueAndGrad((a) => applyRotary(a, angles), x, dy));
+        out.push(...fused, ...composed);
+        check(`applyRotary [${shape}]: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        check(`applyRotary [${shape}]: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+      }
+    } finally {
+      tf.dispose([angles.cos, angles.sin, ...out]);
+    }
+  });
+
+  it('the RotaryStep path: q and k rotated in one dispatch, the step disposed before the backward', async () => {
+    const [b, t, hq, hk, dim] = [2, 6, 4, 2, 6];
+    const positions = tf.tidy(() => leftPadded().slice([0, 0], [2, 6]));
+    const y = randomTensor([b, t, hq + hk, dim], 31, 2);
+    const dy = randomTensor([b, t, hq + hk, dim], 32);
+    const run = (where: { start: number; positions: tf.Tensor | null }) =>
+      valueAndGrad(
+        (a) => {
+          const step = new RotaryStep({ start: where.start, length: t, positions: where.positions });
+          const rotated = applyRotaryFactors(a, step.factors(dim, BASE, 1));
+          step.dispose(); // as a model does at the end of its forward pass
+          return rotated;
+        },
+        y,
+        dy,
+      );
+    const results: tf.Tensor[] = [];
+    try {
+      for (const where of [
+        { start: 9, positions: null },
+        { start: 0, positions },
+      ]) {
+        const fused = run(where);
+        const composed = withImplementation('composed', () => run(where));
+        results.push(...fused, ...composed);
+        const what = where.positions === null ? 'offset 9' : 'per-row positions';
+        check(`RotaryStep ${what}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        check(`RotaryStep ${what}: grad`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+      }
+    } finally {
+      tf.dispose([positions, y, dy, ...results]);
+    }
+  });
+
+  it('trains a GQA layer through tf.variableGrads with the fused RoPE (= composed)', async () => {
+    const layer = new GroupedQueryAttention({ headDim: 6, numQueryHeads: 4, numKeyValueHeads: 2, useCausalMask: true });
+    const x = randomTensor([2, 7, 16], 41);
+    const w = randomTensor([2, 7, 16], 42);
+    tf.dispose(layer.apply(x) as tf.Tensor);
+    randomizeWeights(layer, 43);
+    const vars = layer.trainableWeights.map((v) => v.read() as tf.Variable);
+    const run = () => tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar, vars);
+    const fused = run();
+    const composed = withImplementation('composed', run);
+    try {
+      check('GQA loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
+      for (const name of Object.keys(fused.grads)) {
+        check(`GQA grad ${name}`, normRelativeError(await fused.grads[name].data(), await composed.grads[name].data()), GRAD_TOL);
+      }
+      const names = await kernelNames(backend, () => layer.apply(x) as tf.Tensor);
+      if (!names.includes(ROPE_KERNEL)) throw new Error(`the layer did not run ${ROPE_KERNEL}: [${names}]`);
+    } finally {
+      tf.dispose([x, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
+      layer.dispose();
+    }
+  });
+
+  it('is one kernel forward and one more backward (composed: more)', async () => {
+    const f = rotaryFactorsRange(16, BASE, 1, 0, 32);
+    const x = randomTensor([4, 32, 6, 16], 51);
+    const dy = randomTensor([4, 32, 6, 16], 52);
+    try {
+      const rotate = (a: tf.Tensor) => applyRotaryFactors(a, f);
+      const forward = await kernelNames(backend, () => rotate(x));
+      const both = await kernelNames(backend, () => tf.grad(rotate)(x, dy));
+      const composedForward = await withImplementationAsync('composed', () => kernelNames(backend, () => rotate(x)));
+      const composedBoth = await withImplementationAsync('composed', () => kernelNames(backend, () => tf.grad(rotate)(x, dy)));
+      console.log(
+        `      RoPE kernels: fused forward ${forward.length}, forward+backward ${both.length}; ` +
+          `composed forward ${composedForward.length} [${composedForward}], forward+backward ${composedBoth.length} [${composedBoth}]`,
+      );
+      if (forward.join() !== ROPE_KERNEL) throw new Error(`forward ran [${forward}]`);
+      if (both.join() !== [ROPE_KERNEL, ROPE_KERNEL].join()) throw new Error(`forward and backward ran [${both}]`);
+      if (composedForward.length < 4) throw new Error(`composed forward ran only [${composedForward}]`);
+    } finally {
+      tf.dispose([x, dy, f.cos, f.sinSigned]);
+    }
+  });
+
+  it('falls back to the composed ops for factor layouts it does not take, and refuses bad inputs in the fused entry', async () => {
+    // Factors alternating between full and broadcast axes five times: more groups than the shader resolves.
+    const shape = [2, 3, 2, 3, 2, 4];
+    const fShape = [2, 1, 2, 1, 2, 4];
+    const x = randomTensor(shape, 61);
+    const cos = randomTensor(fShape, 62);
+    const sin = randomTensor(fShape, 63);
+    try {
+      const names = await kernelNames(backend, () => applyRotaryFactors(x, { cos, sinSigned: sin }));
+      if (names.includes(ROPE_KERNEL)) throw new Error('five groups of axes ran the fused kernel');
+      expectThrows(() => fusedRope(x, cos, sin), /fused RoPE: the factors \[2,1,2,1,2,4\] must broadcast over x/);
+      tf.tidy(() => {
+        expectThrows(() => fusedRope(tf.zeros([2, 5]), tf.ones([1, 5]), tf.ones([1, 5])), /the last axis of x \(5\) must be even/);
+        expectThrows(() => fusedRope(tf.zeros([2, 4], 'int32'), tf.ones([1, 4]), tf.ones([1, 4])), /must be float32/);
+        expectThrows(() => fusedRope(tf.zeros([2, 4]), tf.ones([1, 4]), tf.ones([2, 4])), /must have the same shape/);
+        expectThrows(() => fusedRope(tf.zeros([2, 4]), tf.ones([3, 4]), tf.ones([3, 4])), /must broadcast over x/);
+      });
+    } finally {
+      tf.dispose([x, cos, sin]);
+    }
+  });
+});
