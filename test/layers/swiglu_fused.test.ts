@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { fusedSwiGLU, SWIGLU_KERNELS } from '../../src/kernels/webgpu/swiglu.js';
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { SwiGLUFeedForward, swiGLU } from '../../src/layers/swiglu_mlp.js';
+import { RMSNormalization } from '../../src/layers/rms_normalization.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
 
 const OUTPUT_TOL = 1e-5;
@@ -122,6 +123,30 @@ describeBackends('fused SwiGLU (kernels/webgpu) against the composed ops', ({ ba
       }
     });
   }
+
+  it('fit() with RMSNormalization and SwiGLUFeedForward: fused losses = composed losses', async () => {
+    const fitLosses = async (): Promise<number[]> => {
+      const model = tf.sequential({
+        layers: [new RMSNormalization({ inputShape: [5, 24], epsilon: 1e-5 }), new SwiGLUFeedForward({ intermediateDim: 40, seed: 7 })],
+      });
+      const optimizer = tf.train.sgd(0.1);
+      model.compile({ optimizer, loss: 'meanSquaredError' });
+      const x = randomTensor([8, 5, 24], 51, 2);
+      const y = randomTensor([8, 5, 24], 52);
+      try {
+        const history = await model.fit(x, y, { epochs: 3, batchSize: 4, shuffle: false, verbose: 0 });
+        return history.history.loss as number[];
+      } finally {
+        tf.dispose([x, y]);
+        model.dispose();
+        optimizer.dispose();
+      }
+    };
+    const fused = await fitLosses();
+    const composed = await composedPath(fitLosses);
+    if (fused.length !== 3 || fused[2] >= fused[0]) throw new Error(`losses did not fall: [${fused}]`);
+    check('fit losses', normRelativeError(Float32Array.from(fused), Float32Array.from(composed)), 1e-4);
+  });
 
   it('is one kernel forward and two more backward', async () => {
     const g = randomTensor([2, 9, 128], 31);
