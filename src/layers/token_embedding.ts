@@ -8,7 +8,8 @@
  * LMHead: an untied output projection `[D, V]` without bias.
  */
 import * as tf from '@tensorflow/tfjs';
-import { hasKernel } from '../ops/capabilities.js';
+import { hasKernel, usesFusedTrainingKernels } from '../ops/capabilities.js';
+import { fusedEmbeddingGrad, fusedEmbeddingGradUnsupported } from '../kernels/webgpu/embedding_grad.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
@@ -30,13 +31,17 @@ export interface TokenEmbeddingArgs extends LayerArgs {
 /**
  * `gather(table, ids)` whose gradient also works where tfjs's does not: gather's gradient uses the
  * UnsortedSegmentSum kernel, which the wasm backend lacks, so there the table gradient is computed as
- * `oneHot(ids)^T @ dy` (a matMul every backend has).
+ * `oneHot(ids)^T @ dy` (a matMul every backend has). Where `usesFusedTrainingKernels()` (webgpu) and the
+ * lookup fits (`fusedEmbeddingGradUnsupported`), the table gradient is one fused dispatch
+ * (src/kernels/webgpu/embedding_grad.ts).
  */
 export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
   const [v, d] = table.shape as [number, number];
+  const fused = usesFusedTrainingKernels() && fusedEmbeddingGradUnsupported(table, ids) === null;
   const lookup = tf.customGrad(((t: tf.Tensor) => ({
     value: tf.gather(t, ids), // [..., D]
     gradFunc: (dy: tf.Tensor) => {
+      if (fused) return fusedEmbeddingGrad(table, ids, dy); // webgpu: one dispatch, [V, D]
       const flatIds = tf.reshape(ids, [-1]); // [N]
       const flatDy = tf.reshape(dy, [-1, d]); // [N, D]
       if (hasKernel('UnsortedSegmentSum')) {
