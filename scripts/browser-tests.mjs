@@ -23,13 +23,12 @@
  * on the CPU). `--enable-features=Vulkan --use-vulkan=swiftshader` gives the GPU process a shared-image backing
  * for WebGPU canvases, which tfjs's synchronous read (`dataSync`) on webgpu needs. As for WebGL,
  * WEBGPU_CPU_FORWARD=false makes every op run in a compute shader. The run prints the adapter; with CI=true a
- * webgpu backend without an adapter is a failing test (`npm test` runs the webgpu-specific specs with --backends webgpu).
- * webgpu is not yet in the default set: on SwiftShader every
- * kernel and every synchronous read is slow (~50 ms per read; the reference-vector specs take ~20 s each), and
- * the whole suite on webgpu alone had not finished after 20 minutes on the shared 2-core machine (load 8-15),
- * beyond CI's budget. The decode specs take fewer steps on the GPU backends;
- * `--disable-gpu-watchdog` keeps Chromium from resetting the GPU process during long software kernels, and the
- * page reuses tfjs's read canvases (see reuseReadCanvases: Chromium lost the device after ~2,490 reads).
+ * webgpu backend without an adapter is a failing test. `npm test` runs every spec on webgpu in a page of its own
+ * (--backends webgpu), after the webgl, wasm and cpu page. On SwiftShader every kernel and every synchronous read
+ * is slow (~50 ms per read), so loops of many decode steps take fewer steps on webgl and webgpu (test/kit:
+ * stepsOn). `--disable-gpu-watchdog` keeps Chromium from resetting the GPU process during long software
+ * kernels, and the page reuses tfjs's read canvases (see reuseReadCanvases: Chromium lost the device after
+ * ~2,490 reads).
  *
  * The bundle ignores package.json's "sideEffects" list (esbuild's ignoreAnnotations): it names only dist/
  * files, and esbuild would otherwise drop the spec files, which are imported only for the suites they define

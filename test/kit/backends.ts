@@ -102,3 +102,17 @@ export function describeBackends(title: string, fn: (ctx: BackendContext) => voi
     });
   }
 }
+
+/**
+ * Backends that run every kernel as a GPU dispatch (webgl, webgpu). In the browser suite they run on
+ * SwiftShader, Chromium's CPU renderer, where one decode step of a tiny model takes 0.3-1 s (pipeline
+ * compilation, dispatch and read-back in software): specs that loop over many steps or epochs take fewer
+ * there, through `stepsOn`. The kernels they test are the same at every step, and the fused-kernel specs
+ * (test/ops/attention_fused.test.ts) cover the GPU paths' shapes and edge cases directly.
+ */
+export const DISPATCH_BOUND: ReadonlySet<string> = new Set(['webgl', 'webgpu']);
+
+/** `steps` on the CPU backends, `dispatchBoundSteps` on webgl and webgpu (see DISPATCH_BOUND). */
+export function stepsOn(backend: string, steps: number, dispatchBoundSteps: number): number {
+  return DISPATCH_BOUND.has(backend) ? dispatchBoundSteps : steps;
+}

@@ -10,7 +10,7 @@ import {
   sparseCrossEntropyFromLogits,
   IS_NODE,
 } from '../../src/index.js';
-import { describeBackends, expectClose, expectThrows, it } from '../kit/index.js';
+import { describeBackends, expectClose, expectThrows, it, stepsOn } from '../kit/index.js';
 
 const KINDS = ['gta', 'gqa', 'mla', 'mha'] as const;
 const V = 37;
@@ -50,7 +50,11 @@ describe('paper presets', () => {
   });
 });
 
-describeBackends('CausalLM', ({ tol }) => {
+describeBackends('CausalLM', ({ tol, backend }) => {
+  // Fewer steps on webgl and webgpu, which run on SwiftShader in the browser suite (kit: stepsOn).
+  const decoded = stepsOn(backend, 64, 16); // one-token steps after an 8-token prefill
+  const generated = stepsOn(backend, 10, 5); // new tokens per prompt in the batched generate spec
+  const memorySteps = stepsOn(backend, 200, 50); // a per-step leak shows after a few steps already
   for (const kind of KINDS) {
     describe(kind, () => {
       it('counts its parameters like the analytic formula and names every weight uniquely', () => {
@@ -79,9 +83,9 @@ describeBackends('CausalLM', ({ tol }) => {
         });
       }
 
-      it('decodes 64 tokens with the cache, each step equal to the full forward pass', () => {
+      it(`decodes ${decoded} tokens with the cache, each step equal to the full forward pass`, () => {
         const lm = tinyModel(kind);
-        const ids = randomIds(2, 72, 5);
+        const ids = randomIds(2, 8 + decoded, 5);
         const full = lm.logits(ids);
         let r = lm.callWithCache(
           ids.map((row) => row.slice(0, 8)),
@@ -92,7 +96,7 @@ describeBackends('CausalLM', ({ tol }) => {
         });
         r.logits.dispose();
         const steps: tf.Tensor[] = []; // each step's logits [2, 1, V], compared after the loop in one read
-        for (let t = 8; t < 72; t++) {
+        for (let t = 8; t < 8 + decoded; t++) {
           const next = lm.callWithCache(
             ids.map((row) => [row[t]]),
             r.cache,
@@ -103,15 +107,15 @@ describeBackends('CausalLM', ({ tol }) => {
         }
         // Norm-relative error of each step against the full pass: ||a_t - e_t|| / ||e_t|| over batch and vocabulary.
         const errors = tf.tidy(() => {
-          const actual = tf.concat(steps, 1); // [2, 64, V]
-          const expected = full.slice([0, 8, 0], [2, 64, V]); // [2, 64, V]
-          const norm = (x: tf.Tensor) => tf.sqrt(tf.sum(tf.square(x), [0, 2])); // [64]
+          const actual = tf.concat(steps, 1); // [2, decoded, V]
+          const expected = full.slice([0, 8, 0], [2, decoded, V]); // [2, decoded, V]
+          const norm = (x: tf.Tensor) => tf.sqrt(tf.sum(tf.square(x), [0, 2])); // [decoded]
           return tf.div(norm(tf.sub(actual, expected)), norm(expected));
         });
         const worst = Math.max(...errors.dataSync());
         tf.dispose([errors, ...steps]);
         expect(worst).to.be.at.most(tol.same);
-        expect(r.cache.length).to.equal(72);
+        expect(r.cache.length).to.equal(8 + decoded);
         expect(r.cache.bytesPerToken()).to.equal(4 * causalLMCacheElementsPerToken(lm.config));
         r.cache.dispose();
         full.dispose();
@@ -121,9 +125,9 @@ describeBackends('CausalLM', ({ tol }) => {
       it('decodes a batch of prompts of different lengths like each prompt alone', async () => {
         const lm = tinyModel(kind);
         const prompts = [randomIds(1, 5, 1)[0], randomIds(1, 9, 2)[0], randomIds(1, 3, 3)[0]];
-        const result = await lm.generate(prompts, { maxNewTokens: 10 });
+        const result = await lm.generate(prompts, { maxNewTokens: generated });
         for (let r = 0; r < 3; r++) {
-          const alone = await lm.generate(prompts[r], { maxNewTokens: 10 });
+          const alone = await lm.generate(prompts[r], { maxNewTokens: generated });
           expect(result.tokens[r], `row ${r}`).to.deep.equal(alone.tokens[0]);
         }
         // And the logits: the padded batch's last-step logits equal each row's own full forward.
@@ -310,7 +314,7 @@ describeBackends('CausalLM', ({ tol }) => {
     other.dispose();
   });
 
-  it('holds no extra tensors after 200 decode steps beyond the cache', () => {
+  it(`holds no extra tensors after ${memorySteps} decode steps beyond the cache`, () => {
     const lm = tinyModel('gta');
     let r = lm.callWithCache([[1, 2]], null);
     const step = () => {
@@ -321,8 +325,9 @@ describeBackends('CausalLM', ({ tol }) => {
     };
     step();
     const afterOne = tf.memory().numTensors;
-    for (let i = 0; i < 199; i++) step();
+    for (let i = 1; i < memorySteps; i++) step();
     expect(tf.memory().numTensors).to.equal(afterOne);
+    expect(r.cache.length).to.equal(2 + memorySteps);
     r.cache.dispose();
     r.logits.dispose();
     lm.dispose();
