@@ -8,12 +8,32 @@ import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../src/models/causal_lm.js';
 import { COMPARE_PRESETS, variantConfig, type VariantName } from '../src/train/presets.js';
 import { train } from '../src/train/trainer.js';
+import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
+import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
+
+/** 'fused': the backend's fused kernels where it has them (the default); 'composed': composed tfjs ops only. */
+export type KernelPath = 'fused' | 'composed';
+
+async function withPath<T>(path: KernelPath, fn: () => Promise<T>): Promise<T> {
+  const before = [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] as const;
+  ATTENTION_DEFAULTS.implementation = path === 'fused' ? 'auto' : 'composed';
+  TRAINING_KERNELS.implementation = path === 'fused' ? 'auto' : 'composed';
+  try {
+    return await fn();
+  } finally {
+    [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] = before;
+  }
+}
 
 /** Vocabulary of the character tokenizer on the built-in Moby-Dick (about this size). */
 const VOCAB = 96;
 
 export interface LMTrainingResult {
   variant: VariantName;
+  /** Fused kernels (where the backend has them) or composed ops only. */
+  path: KernelPath;
+  /** Training loss of each step (the same seed and data for both paths). */
+  losses: number[];
   preset: { hiddenSize: number; numLayers: number; numHeads: number; batchSize: number; sequenceLength: number };
   params: number;
   steps: number;
@@ -77,6 +97,8 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
     const median = rates[Math.floor(rates.length / 2)];
     return {
       variant,
+      path: 'fused',
+      losses: r.history.map((h) => h.loss),
       preset: {
         hiddenSize: p.hiddenSize,
         numLayers: p.numLayers,
@@ -97,16 +119,25 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
   }
 }
 
-/** Measures GTA and GQA on the default preset; `log` receives one line per variant. */
+/**
+ * Measures GTA and GQA on the default preset, each with the fused kernels and with composed ops only (same
+ * seed and data, so the two loss curves should agree); `log` receives one line per run.
+ */
 export async function measureLMTraining(steps: number, log: (line: string) => void): Promise<LMTrainingResult[]> {
   const out: LMTrainingResult[] = [];
   for (const v of ['gta', 'gqa'] as const) {
-    const r = await measureVariant(v, steps);
-    log(
-      `[${tf.getBackend()}] LM training ${v}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
-        `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass`,
-    );
-    out.push(r);
+    for (const path of ['fused', 'composed'] as const) {
+      const r = { ...(await withPath(path, () => measureVariant(v, steps))), path };
+      log(
+        `[${tf.getBackend()}] LM training ${v} ${path}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
+          `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass; losses ${r.losses
+            .slice(0, 3)
+            .concat(r.losses.slice(-1))
+            .map((x) => x.toFixed(5))
+            .join(', ')}`,
+      );
+      out.push(r);
+    }
   }
   return out;
 }
