@@ -75,7 +75,8 @@ export {
   type GroupedAttentionOptions,
   type GroupedAttentionResult,
 } from './ops/attention_core.js';
-export { hasFusedAttention } from './ops/capabilities.js';
+export { hasFusedAttention, hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from './ops/capabilities.js';
+export { rmsNorm } from './ops/rms_norm.js';
 export { useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice } from './backend.js';
 export {
   parseReferenceFile,
@@ -87,7 +88,7 @@ export {
   type CaseResult,
   type MaskMode,
 } from './conformance/reference_vectors.js';
-export { SwiGLUFeedForward, swiGLUFeedForward, type SwiGLUFeedForwardArgs } from './layers/swiglu_mlp.js';
+export { SwiGLUFeedForward, swiGLU, swiGLUFeedForward, type SwiGLUFeedForwardArgs } from './layers/swiglu_mlp.js';
 export {
   TransformerDecoderBlock,
   transformerDecoderBlock,
@@ -151,6 +152,6 @@ export {
   type VariantName,
   type TokenizerKind,
 } from './train/presets.js';
-export { AdamW, clipByGlobalNorm, type AdamWOptions, type AdamWState } from './train/adamw.js';
+export { AdamW, clipByGlobalNorm, clipFactor, clipScale, type AdamWOptions, type AdamWState } from './train/adamw.js';
 export { warmupCosine, type ScheduleOptions } from './train/schedule.js';
 export { MissingPackageError } from './utils/optional.js';
