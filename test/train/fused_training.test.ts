@@ -1,0 +1,86 @@
+/**
+ * Training a model with the fused kernels (webgpu: attention forward and backward, RMSNorm, SwiGLU, RoPE, the
+ * loss, the embedding gradient and AdamW; docs/KERNELS.md) follows the same loss curve as with composed ops
+ * only: the same seed and data give losses equal to 1e-4 relative at every step, for every mechanism, with
+ * gradient clipping active. A train() call dispatches fewer than half the kernels (tf.profile, GTA). On backends without the fused
+ * kernels both switches change nothing, so the two runs are bit-identical there.
+ */
+import { expect } from 'chai';
+import * as tf from '@tensorflow/tfjs';
+import { CausalLM } from '../../src/models/causal_lm.js';
+import { smallPreset } from '../../src/models/config.js';
+import { ATTENTION_DEFAULTS } from '../../src/ops/attention_core.js';
+import { hasFusedAttention, hasFusedTrainingKernels, TRAINING_KERNELS } from '../../src/ops/capabilities.js';
+import { train } from '../../src/train/trainer.js';
+import { describeBackends, it, recordError } from '../kit/index.js';
+
+const V = 13;
+const STEPS = 4;
+const stream = Int32Array.from({ length: 1200 }, (_, i) => (i * 7 + ((i * i) % 5)) % V);
+
+type Path = 'fused' | 'composed';
+
+async function withPath<T>(path: Path, fn: () => Promise<T>): Promise<T> {
+  const before = [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] as const;
+  ATTENTION_DEFAULTS.implementation = path === 'fused' ? 'auto' : 'composed';
+  TRAINING_KERNELS.implementation = path === 'fused' ? 'auto' : 'composed';
+  try {
+    return await fn();
+  } finally {
+    [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] = before;
+  }
+}
+
+/** Losses of STEPS training steps of a fresh seeded model, and the kernels of one more step (tf.profile). */
+async function run(kind: 'gta' | 'gqa' | 'mla', path: Path, profile: boolean): Promise<{ losses: number[]; kernels: number }> {
+  return withPath(path, async () => {
+    const lm = CausalLM.create({ ...smallPreset('tiny', kind, V), seed: 3 });
+    try {
+      const options = {
+        model: lm,
+        train: stream.subarray(0, 1000),
+        validation: stream.subarray(1000),
+        batchSize: 4,
+        sequenceLength: 16,
+        learningRate: 0.01,
+        gradClip: 0.5, // small enough that clipping scales most steps
+        evalBatches: 1,
+        seed: 0,
+      };
+      const r = await train({ ...options, steps: STEPS, evalEvery: STEPS + 1 });
+      const losses = r.history.map((h) => h.loss);
+      if (!profile) return { losses, kernels: -1 };
+      const info = await tf.profile(async () => {
+        await train({ ...options, steps: 1, warmupSteps: 0, evalEvery: 2 });
+        return null as unknown as tf.Tensor;
+      });
+      return { losses, kernels: info.kernels.length };
+    } finally {
+      lm.dispose();
+    }
+  });
+}
+
+describeBackends('training with the fused kernels against composed ops', ({ backend }) => {
+  for (const kind of ['gta', 'gqa', 'mla'] as const) {
+    const profile = kind === 'gta'; // kernels counted once (each count is one more train() call)
+    it(`${kind}: ${STEPS} steps give the composed run's losses (1e-4 relative)${profile ? ', with fewer kernels where fused' : ''}`, async () => {
+      const fused = await run(kind, 'fused', profile);
+      const composed = await run(kind, 'composed', profile);
+      expect(fused.losses).to.have.length(STEPS);
+      expect(composed.losses.every(Number.isFinite), `losses ${composed.losses}`).to.equal(true);
+      const worst = Math.max(...fused.losses.map((x, i) => Math.abs(x - composed.losses[i]) / Math.abs(composed.losses[i])));
+      recordError(`${kind}: loss curve fused vs composed`, worst, 1e-4);
+      expect(worst, `fused ${fused.losses} vs composed ${composed.losses}`).to.be.at.most(1e-4);
+      expect(composed.losses[STEPS - 1]).to.be.lessThan(composed.losses[0]);
+      if (hasFusedTrainingKernels() && hasFusedAttention()) {
+        expect(fused.kernels, `kernels of a train() call: fused ${fused.kernels}, composed ${composed.kernels}`).to.be.lessThan(
+          composed.kernels / 2,
+        );
+      } else {
+        expect(worst, `${backend} has no fused kernels: the runs must be identical`).to.equal(0);
+        expect(fused.kernels).to.equal(composed.kernels);
+      }
+    });
+  }
+});
