@@ -129,6 +129,7 @@ export function comparisonTable(report: CompareReport): string {
     'ppl',
     'bits/char',
     'train tok/s',
+    'kernels/step',
     `prefill ms @${report.settings.speedContext}`,
     'decode tok/s',
   ];
@@ -142,6 +143,7 @@ export function comparisonTable(report: CompareReport): string {
     fmt(v.perplexity, 3),
     fmt(v.bitsPerCharacter, 3),
     fmt(v.trainTokensPerSecond, 0),
+    v.trainKernelsPerStep === null || v.trainKernelsPerStep === undefined ? '-' : v.trainKernelsPerStep.toLocaleString('en-US'),
     fmt(v.prefillMs, 1),
     fmt(v.decodeTokensPerSecond, 1),
   ]);

@@ -112,6 +112,8 @@ export interface VariantReport {
   bitsPerCharacter: number;
   trainTokensPerSecond: number;
   trainSeconds: number;
+  /** tfjs kernels of one training step (forward, backward, clipping, AdamW), first seed; tf.profile. */
+  trainKernelsPerStep: number | null;
   prefillMs: number;
   decodeTokensPerSecond: number;
   sample: string;
@@ -202,7 +204,13 @@ interface RunResult {
   run: SeedRun;
   config: CausalLMConfig;
   params: number;
-  first?: { speed: Awaited<ReturnType<typeof measureSpeed>>; sample: string; history: StepRecord[]; evals: EvalRecord[] };
+  first?: {
+    speed: Awaited<ReturnType<typeof measureSpeed>>;
+    sample: string;
+    history: StepRecord[];
+    evals: EvalRecord[];
+    kernelsPerStep: number | null;
+  };
 }
 
 /**
@@ -246,6 +254,7 @@ async function runOnce(
       shouldStop: options.shouldStop,
       onStep: (r) => options.onStep?.(variant, r),
       onEval: (r) => options.onEval?.(variant, r),
+      countKernels: first,
     });
     if (result.stopped) return null;
     const final = await evaluateAsync(lm, ctx.validation, {
@@ -271,7 +280,13 @@ async function runOnce(
       run,
       config,
       params,
-      first: { speed, sample: ctx.tokenizer.decode(sample.sequences[0]), history: result.history, evals: result.evals },
+      first: {
+        speed,
+        sample: ctx.tokenizer.decode(sample.sequences[0]),
+        history: result.history,
+        evals: result.evals,
+        kernelsPerStep: result.kernelsPerStep,
+      },
     };
   } finally {
     lm.dispose();
@@ -298,6 +313,7 @@ function variantReport(variant: VariantName, results: RunResult[]): VariantRepor
     bitsPerCharacter: mean('bitsPerCharacter'),
     trainTokensPerSecond: mean('trainTokensPerSecond'),
     trainSeconds: mean('trainSeconds'),
+    trainKernelsPerStep: first.kernelsPerStep,
     prefillMs: first.speed.prefillMs,
     decodeTokensPerSecond: first.speed.decodeTokensPerSecond,
     sample: first.sample,

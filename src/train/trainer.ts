@@ -101,6 +101,11 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   onStep?: (record: StepRecord) => void;
   onEval?: (record: EvalRecord) => void;
+  /**
+   * Count the tfjs kernels of this run's first step (forward, backward, clipping and the update) with
+   * `tf.profile` and return them as `kernelsPerStep`. Default false (profiling slows that step a little).
+   */
+  countKernels?: boolean;
   /** Internal: state to continue from (see `resumeTraining`). */
   resumeState?: { step: number; batcher: BatcherState; optimizer: AdamWState; history: StepRecord[]; evals: EvalRecord[] };
 }
@@ -120,6 +125,8 @@ export interface TrainResult {
   warnings: string[];
   /** Where the last checkpoint was written, if a store was given. */
   checkpoint?: string;
+  /** Kernels of one training step (the run's first), when `countKernels` asked for them; else null. */
+  kernelsPerStep: number | null;
 }
 
 function resolve(o: TrainOptions) {
@@ -241,11 +248,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const started = performance.now();
   const firstStep = step;
   let stopped = false;
+  let kernelsPerStep: number | null = null;
   try {
     while (step < o.steps) {
       const t0 = performance.now();
       const lr = warmupCosine(step, schedule);
-      const { loss, norm, applied } = await optimizerStep(lm, variables, optimizer, batcher.next(), lr, o.gradClip);
+      const batch = batcher.next();
+      const runStep = () => optimizerStep(lm, variables, optimizer, batch, lr, o.gradClip);
+      let result: Awaited<ReturnType<typeof runStep>>;
+      if (options.countKernels === true && kernelsPerStep === null) {
+        // tf.profile's result must be a tensor container: the step's result travels outside it.
+        const info = await tf.profile(async () => {
+          result = await runStep();
+          return null as unknown as tf.Tensor;
+        });
+        kernelsPerStep = info.kernels.length;
+      } else result = await runStep();
+      const { loss, norm, applied } = result!;
       if (!applied) {
         throw new ValueError(
           `train: at step ${step + 1} the ${Number.isFinite(loss) ? 'gradient norm' : 'loss'} became ` +
@@ -297,6 +316,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       wallSeconds,
       stopped,
       checkpoint: options.checkpoint?.location,
+      kernelsPerStep,
     };
   } finally {
     optimizer.dispose();

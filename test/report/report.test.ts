@@ -33,6 +33,7 @@ function fakeReport(seedLosses: Partial<Record<'gta' | 'gqa' | 'mha', number[]>>
       bitsPerCharacter: loss / Math.LN2,
       trainTokensPerSecond: 1234,
       trainSeconds: 3,
+      trainKernelsPerStep: name === 'gta' ? 2366 : null,
       prefillMs: 4.5,
       decodeTokensPerSecond: 99,
       sample: `${name} sample text`,
@@ -125,6 +126,9 @@ describe('report writer', () => {
     expect(table.split('\n')).to.have.length(4);
     expect(table).to.contain('KV B/token (cache)');
     expect(table).to.contain('prefill ms @64');
+    expect(table).to.contain('| kernels/step |');
+    expect(table).to.match(/\| 1234 \| 2,366 \| 4\.5 \|/); // gta counted its kernels
+    expect(table).to.match(/\| 1234 \| - \| 4\.5 \|/); // the others did not
     expect(reportMarkdown(fakeReport(), ['loss.png'])).to.contain('![loss.png](loss.png)');
   });
 
