@@ -8,8 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { project } from '../ops/dense.js';
-import { usesFusedTrainingKernels } from '../ops/capabilities.js';
-import { fusedSwiGLU, fusedSwiGLUUnsupported } from '../kernels/webgpu/swiglu.js';
+import { usesFusedKernel } from '../ops/capabilities.js';
+import { fusedSwiGLU, fusedSwiGLUUnsupported, SWIGLU_KERNELS } from '../kernels/webgpu/swiglu.js';
 import {
   ConstraintIdentifier,
   InitializerIdentifier,
@@ -36,12 +36,12 @@ export interface SwiGLUFeedForwardArgs extends LayerArgs {
 }
 
 /**
- * The gated activation `silu(gate) * up`: the fused webgpu kernels (src/kernels/webgpu/swiglu.ts: one
- * dispatch forward, two backward) where `usesFusedTrainingKernels()` and the inputs are float32 of one
+ * The gated activation `silu(gate) * up`: the fused kernels (src/kernels/webgpu/swiglu.ts, webgl/swiglu.ts:
+ * one dispatch forward, two backward) where `usesFusedKernel('GtaSwiGLU')` (webgpu, webgl) and the inputs are float32 of one
  * shape; otherwise the composed ops (3 kernels forward), the reference path and every other backend's.
  */
 export function swiGLU(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
-  if (usesFusedTrainingKernels() && fusedSwiGLUUnsupported(gate, up) === null) return fusedSwiGLU(gate, up);
+  if (usesFusedKernel(SWIGLU_KERNELS.forward) && fusedSwiGLUUnsupported(gate, up) === null) return fusedSwiGLU(gate, up);
   return tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
 }
 

@@ -5,6 +5,7 @@
  * limit) until it is measured.
  */
 import * as tf from '@tensorflow/tfjs';
+import { registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
 
 const active = (): string => tf.getBackend();
 
@@ -91,4 +92,26 @@ export function hasFusedTrainingKernels(): boolean {
 /** Whether the fused training kernels are used now: the capability, unless `TRAINING_KERNELS` asks for the composed path. */
 export function usesFusedTrainingKernels(): boolean {
   return TRAINING_KERNELS.implementation === 'auto' && hasFusedTrainingKernels();
+}
+
+/**
+ * Whether the fused training kernel `name` (e.g. `SWIGLU_KERNELS.forward`) is used now: `TRAINING_KERNELS`
+ * is 'auto' and, once our kernels are registered, the active backend has `name`. SwiGLU, the cross-entropy
+ * loss and RMSNorm exist for webgpu and webgl (src/kernels/webgl: on WebGL each tfjs kernel costs about a
+ * millisecond of dispatch, so fewer kernels is faster); AdamW, RoPE and the embedding gradient only for
+ * webgpu (`usesFusedTrainingKernels()`).
+ */
+export function usesFusedKernel(name: string): boolean {
+  if (TRAINING_KERNELS.implementation !== 'auto') return false;
+  registerFusedKernels();
+  return hasKernel(name);
+}
+
+let registered = false;
+
+/** Registers our fused training kernels (webgpu and webgl) once, so that the registry can answer for them. */
+function registerFusedKernels(): void {
+  if (registered) return;
+  registerSwiGLUKernels();
+  registered = true;
 }

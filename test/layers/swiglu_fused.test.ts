@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedSwiGLU, SWIGLU_KERNELS } from '../../src/kernels/webgpu/swiglu.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { SwiGLUFeedForward, swiGLU } from '../../src/layers/swiglu_mlp.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
@@ -58,10 +58,14 @@ const SHAPES = [
   [2, 17, 1000],
 ];
 
-describeBackends('fused SwiGLU (kernels/webgpu) against the composed ops', ({ backend }) => {
-  if (backend !== 'webgpu') {
+/** The backends with fused SwiGLU kernels (src/kernels/webgpu/swiglu.ts, src/kernels/webgl/swiglu.ts). */
+const FUSED_BACKENDS = ['webgpu', 'webgl'];
+
+describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the composed ops', ({ backend }) => {
+  if (!FUSED_BACKENDS.includes(backend)) {
     it('has no fused training kernels; the layer is exactly the composed ops; the fused entry refuses', async () => {
-      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels() || usesFusedKernel(SWIGLU_KERNELS.forward))
+        throw new Error(`fused training kernels reported on ${backend}`);
       const layer = new SwiGLUFeedForward({ intermediateDim: 12, seed: 3 });
       const x = randomTensor([2, 3, 8], 1);
       const w = randomTensor([2, 3, 8], 2);
@@ -70,7 +74,7 @@ describeBackends('fused SwiGLU (kernels/webgpu) against the composed ops', ({ ba
       try {
         auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
         tf.tidy(() => {
-          expectThrows(() => fusedSwiGLU(x, x), /fused SwiGLU: the fused kernels need the webgpu backend/, new RegExp(backend));
+          expectThrows(() => fusedSwiGLU(x, x), /fused SwiGLU: the fused kernels need the webgpu or webgl backend/, new RegExp(backend));
         });
       } finally {
         tf.dispose([x, w, ...auto, ...composed]);
@@ -80,8 +84,12 @@ describeBackends('fused SwiGLU (kernels/webgpu) against the composed ops', ({ ba
     return;
   }
 
-  it('reports the capability', () => {
-    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+  it('reports the capability (all training kernels on webgpu; SwiGLU on webgl), off under TRAINING_KERNELS composed', async () => {
+    if (!usesFusedKernel(SWIGLU_KERNELS.forward)) throw new Error(`fused SwiGLU not reported on ${backend}`);
+    const all = backend === 'webgpu';
+    if (hasFusedTrainingKernels() !== all || usesFusedTrainingKernels() !== all)
+      throw new Error(`hasFusedTrainingKernels() should be ${all} on ${backend}`);
+    if (await composedPath(() => usesFusedKernel(SWIGLU_KERNELS.forward))) throw new Error('fused SwiGLU reported under composed');
   });
 
   for (const shape of SHAPES) {

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import type { WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { registerWebGLSwiGLUKernels } from '../webgl/swiglu.js';
 
 /** Registered kernel names: forward, gradient of the gate, gradient of the up projection. */
 export const SWIGLU_KERNELS = { forward: 'GtaSwiGLU', gradGate: 'GtaSwiGLUGradGate', gradUp: 'GtaSwiGLUGradUp' } as const;
@@ -68,8 +69,9 @@ function kernel(mode: Mode) {
   };
 }
 
-/** Registers the three kernels for the webgpu backend (once). */
+/** Registers the three kernels for the webgpu backend and (src/kernels/webgl/swiglu.ts) for webgl (once). */
 export function registerSwiGLUKernels(): void {
+  registerWebGLSwiGLUKernels();
   if (tf.getKernel(SWIGLU_KERNELS.forward, 'webgpu') !== undefined) return;
   for (const mode of ['forward', 'gradGate', 'gradUp'] as const)
     tf.registerKernel({ kernelName: SWIGLU_KERNELS[mode], backendName: 'webgpu', kernelFunc: kernel(mode) as tf.KernelFunc });
@@ -86,16 +88,16 @@ export function fusedSwiGLUUnsupported(gate: tf.Tensor, up: tf.Tensor): string |
 const run = (mode: Mode, inputs: tf.NamedTensorMap): tf.Tensor => tf.engine().runKernel(SWIGLU_KERNELS[mode], inputs) as tf.Tensor;
 
 /**
- * `silu(gate) * up` through the fused webgpu kernels, with the fused backward under `tf.customGrad` (two
+ * `silu(gate) * up` through the fused webgpu or webgl kernels, with the fused backward under `tf.customGrad` (two
  * dispatches: dgate and dup). Throws a `ValueError` for inputs the kernels do not take
  * (`fusedSwiGLUUnsupported`); callers check first and fall back to the composed ops.
  */
 export function fusedSwiGLU(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   const why = fusedSwiGLUUnsupported(gate, up);
   if (why !== null) throw new ValueError(`fused SwiGLU: ${why}.`);
-  if (tf.getBackend() !== 'webgpu')
-    throw new ValueError(`fused SwiGLU: the fused kernels need the webgpu backend (active backend is ${tf.getBackend()}).`);
   registerSwiGLUKernels();
+  if (tf.getKernel(SWIGLU_KERNELS.forward, tf.getBackend()) === undefined)
+    throw new ValueError(`fused SwiGLU: the fused kernels need the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [g, u, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     save([g, u]);

@@ -1,0 +1,66 @@
+/**
+ * The small part of tfjs-backend-webgl 4.22's program interface that our kernels use, typed here so that
+ * the package stays an optional peer (nothing is imported from it at run time).
+ *
+ * A program is a fragment shader that writes one output texel (one element: our programs take and give
+ * unpacked textures) per invocation. tfjs compiles `userCode` after its helpers: `getOutputCoords()` (an
+ * `int` for a rank-1 output, an `ivec2` for rank 2), one sampler per name in `variableNames`
+ * (`getX(i, j)` for an input `X` of rank 2, `getXAtOutCoords()` for an input shaped like the output),
+ * `setOutput(float)` and the constant `NAN`. The compiled program is cached by `userCode` and the inputs'
+ * shapes, so constants baked into `userCode` are safe.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** A WebGL program as tfjs-backend-webgl runs it. */
+export interface WebGLProgram {
+  variableNames: string[];
+  outputShape: number[];
+  userCode: string;
+}
+
+/** The backend methods our kernels call. */
+export interface WebGLBackendLike {
+  runWebGLProgram(program: WebGLProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  disposeIntermediateTensorInfo(info: tf.TensorInfo): void;
+}
+
+/** Kernel arguments as tfjs passes them. */
+export interface WebGLKernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}
+
+/**
+ * `info` viewed with `shape` through webgl's own Reshape kernel (free for unpacked data; a packed input
+ * is re-laid out). The caller disposes the result with `disposeIntermediateTensorInfo`.
+ */
+export function reshapeInfo(backend: WebGLBackendLike, info: tf.TensorInfo, shape: number[]): tf.TensorInfo {
+  const reshape = tf.getKernel('Reshape', 'webgl');
+  if (reshape === undefined) throw new Error('webgl backend without a Reshape kernel');
+  const attrs = { shape } as unknown as tf.NamedAttrMap;
+  return reshape.kernelFunc({ inputs: { x: info }, backend: backend as unknown as tf.KernelBackend, attrs }) as tf.TensorInfo;
+}
+
+/**
+ * Runs `program` on `inputs`, each first viewed with the matching shape in `shapes`, and returns its
+ * output viewed with `outShape`; every intermediate view is disposed.
+ */
+export function runReshaped(
+  backend: WebGLBackendLike,
+  program: WebGLProgram,
+  inputs: tf.TensorInfo[],
+  shapes: number[][],
+  outShape: number[],
+): tf.TensorInfo {
+  const views = inputs.map((info, i) => reshapeInfo(backend, info, shapes[i]));
+  const out = backend.runWebGLProgram(program, views, 'float32');
+  views.forEach((v) => backend.disposeIntermediateTensorInfo(v));
+  if (tf.util.arraysEqual(out.shape, outShape)) return out;
+  const shaped = reshapeInfo(backend, out, outShape);
+  backend.disposeIntermediateTensorInfo(out);
+  return shaped;
+}
+
+/** The product of `shape`'s entries. */
+export const sizeOf = (shape: number[]): number => shape.reduce((a, x) => a * x, 1);
