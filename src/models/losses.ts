@@ -4,17 +4,20 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
-import { usesFusedTrainingKernels } from '../ops/capabilities.js';
-import { fusedMeanCrossEntropy, fusedRowCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
+import { usesFusedKernel } from '../ops/capabilities.js';
+import { CROSS_ENTROPY_KERNELS, fusedMeanCrossEntropy, fusedRowCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
+
+/** Whether the fused cross-entropy kernels are used now (webgpu, webgl; `TRAINING_KERNELS` 'auto'). */
+const usesFusedCrossEntropy = (): boolean => usesFusedKernel(CROSS_ENTROPY_KERNELS.rows);
 
 /** Cross-entropy of each row of `flat` logits `[N, V]` against `dense` target rows `[N, V]`: `[N]`. */
 function rowCrossEntropy(flat: tf.Tensor, dense: tf.Tensor): tf.Tensor {
   return tf.sub(tf.logSumExp(flat, -1), tf.sum(tf.mul(flat, dense), -1));
 }
 
-/** Whether the fused kernels take these ids and logits: webgpu, float32 logits `[..., V]`, int32/float32 ids `[...]`. */
+/** Whether the fused kernels take these ids and logits: webgpu or webgl, float32 logits `[..., V]`, int32/float32 ids `[...]`. */
 function takesFusedPath(targets: tf.Tensor, logits: tf.Tensor): boolean {
-  if (!usesFusedTrainingKernels() || logits.dtype !== 'float32' || logits.rank < 2) return false;
+  if (!usesFusedCrossEntropy() || logits.dtype !== 'float32' || logits.rank < 2) return false;
   if (targets.dtype !== 'int32' && targets.dtype !== 'float32') return false;
   return targets.rank === logits.rank - 1 && targets.shape.every((d, i) => d === logits.shape[i]);
 }
@@ -24,8 +27,8 @@ function takesFusedPath(targets: tf.Tensor, logits: tf.Tensor): boolean {
  * `logsumexp(logits) - <target, logits>`. Targets are integer ids `[B, T]`, or one-hot/probability
  * rows `[B, T, V]`. For `model.fit()` with integer ids use `compileForSparseTargets`; with this loss
  * `fit` checks targets against the model output `[B, T, V]`, so it takes only one-hot rows.
- * With integer ids on webgpu (`usesFusedTrainingKernels()`) it runs the fused kernels of
- * src/kernels/webgpu/cross_entropy.ts (no one-hot); elsewhere, and for one-hot rows, the composed ops.
+ * With integer ids on webgpu or webgl (`usesFusedCrossEntropy()`) it runs the fused kernels of
+ * src/kernels/webgpu/cross_entropy.ts and webgl/cross_entropy.ts (no one-hot); elsewhere, and for one-hot rows, the composed ops.
  */
 export function sparseCrossEntropyFromLogits(targets: tf.Tensor, logits: tf.Tensor): tf.Scalar {
   if (takesFusedPath(targets, logits)) return fusedMeanCrossEntropy(targets, logits);
@@ -81,14 +84,14 @@ function checkIdValues(targets: tf.Tensor, v: number, owner: string): void {
  * them). Ids that are not integers in `[0, V)` and other target shapes are a `ValueError` naming the
  * rule (the ids are read back once per batch to check them). With `model.fit()` use
  * `compileForSparseTargets`: plain `compile({loss})` makes `fit` check targets against `[B, T, V]`.
- * On webgpu (`usesFusedTrainingKernels()`) the losses come from the fused kernels of
- * src/kernels/webgpu/cross_entropy.ts.
+ * On webgpu and webgl (`usesFusedCrossEntropy()`) the losses come from the fused kernels of
+ * src/kernels/webgpu/cross_entropy.ts (webgl/cross_entropy.ts).
  */
 export function sparseCategoricalCrossentropyFromLogits(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const ids = checkedIds(yTrue, yPred);
     const v = yPred.shape[yPred.rank - 1];
-    if (usesFusedTrainingKernels()) {
+    if (usesFusedCrossEntropy()) {
       const lead = tf.reshape(ids, yPred.shape.slice(0, -1)); // [N] -> [B, T]
       if (takesFusedPath(lead, yPred)) return fusedRowCrossEntropy(lead, yPred);
     }

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
+import { registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
 
 const active = (): string => tf.getBackend();
 
@@ -113,5 +114,6 @@ let registered = false;
 function registerFusedKernels(): void {
   if (registered) return;
   registerSwiGLUKernels();
+  registerCrossEntropy();
   registered = true;
 }

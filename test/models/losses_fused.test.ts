@@ -1,13 +1,13 @@
 /**
- * The fused cross-entropy kernels (src/kernels/webgpu/cross_entropy.ts) against the composed losses: on
- * webgpu, loss values <= 1e-5 and logits gradients <= 1e-4 norm-relative for odd vocabularies and several
+ * The fused cross-entropy kernels (src/kernels/webgpu/cross_entropy.ts, webgl/cross_entropy.ts) against the
+ * composed losses: on webgpu and webgl, loss values <= 1e-5 and logits gradients <= 1e-4 norm-relative for odd vocabularies and several
  * row counts, through both `sparseCrossEntropyFromLogits` (mean) and the Keras-style per-token loss;
  * kernels per forward+backward under tf.profile. Elsewhere the capability is false and the losses are the
  * composed ones.
  */
 import * as tf from '@tensorflow/tfjs';
 import { CROSS_ENTROPY_KERNELS } from '../../src/kernels/webgpu/cross_entropy.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { sparseCategoricalCrossentropyFromLogits, sparseCrossEntropyFromLogits } from '../../src/models/losses.js';
 import { describeBackends, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
 
@@ -85,10 +85,14 @@ const CASES: Array<{ shape: number[]; v: number }> = [
   { shape: [1, 1], v: 257 },
 ];
 
-describeBackends('fused cross-entropy (kernels/webgpu) against the composed loss', ({ backend }) => {
-  if (backend !== 'webgpu') {
+/** The backends with fused cross-entropy kernels. */
+const FUSED_BACKENDS = ['webgpu', 'webgl'];
+
+describeBackends('fused cross-entropy (kernels/webgpu, kernels/webgl) against the composed loss', ({ backend }) => {
+  if (!FUSED_BACKENDS.includes(backend)) {
     it('has no fused training kernels, and the losses are the composed ones', async () => {
-      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`the capability is true on ${backend}`);
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels() || usesFusedKernel(CROSS_ENTROPY_KERNELS.rows))
+        throw new Error(`the capability is true on ${backend}`);
       const logits = randomTensor([2, 3, 37], 5, 3);
       const targets = ids([2, 3], 37, 6);
       try {
@@ -108,8 +112,12 @@ describeBackends('fused cross-entropy (kernels/webgpu) against the composed loss
     return;
   }
 
-  it('reports the capability', () => {
-    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('the fused training kernels are off on webgpu');
+  it('reports the capability (all training kernels on webgpu; the cross-entropy on webgl), off under composed', () => {
+    if (!usesFusedKernel(CROSS_ENTROPY_KERNELS.rows)) throw new Error(`the fused cross-entropy is off on ${backend}`);
+    const all = backend === 'webgpu';
+    if (hasFusedTrainingKernels() !== all || usesFusedTrainingKernels() !== all)
+      throw new Error(`hasFusedTrainingKernels() should be ${all} on ${backend}`);
+    if (composed(() => usesFusedKernel(CROSS_ENTROPY_KERNELS.rows))) throw new Error('the fused cross-entropy is on under composed');
   });
 
   for (const c of CASES) {

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { registerWebGLCrossEntropy } from '../webgl/cross_entropy.js';
 
 /** The registered kernels' names. */
 export const CROSS_ENTROPY_KERNELS = { rows: 'GtaCrossEntropyRows', grad: 'GtaCrossEntropyGrad' } as const;
@@ -176,8 +177,9 @@ function gradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   return backend.runWebGPUProgram(program, [logits, targets, loss, dy], 'float32', program.uniformValues());
 }
 
-/** Registers both kernels for the webgpu backend (once). */
+/** Registers both kernels for the webgpu backend and (src/kernels/webgl/cross_entropy.ts) for webgl (once). */
 export function registerCrossEntropy(): void {
+  registerWebGLCrossEntropy();
   if (tf.getKernel(CROSS_ENTROPY_KERNELS.rows, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: CROSS_ENTROPY_KERNELS.rows, backendName: 'webgpu', kernelFunc: rowsKernel as tf.KernelFunc });
   tf.registerKernel({ kernelName: CROSS_ENTROPY_KERNELS.grad, backendName: 'webgpu', kernelFunc: gradKernel as tf.KernelFunc });
@@ -211,8 +213,8 @@ function rowsWithGrad(targets: tf.Tensor, logits: tf.Tensor, classes: number, dy
 
 /**
  * Mean softmax cross-entropy (nats per row) of logits `[..., V]` against integer ids `[...]`, fused on
- * webgpu: forward is the per-row kernel and a mean (2 kernels), backward one kernel. Differentiable with
- * respect to the logits. Call only where `hasFusedTrainingKernels()` (webgpu).
+ * webgpu or webgl: forward is the per-row kernel and a mean (2 kernels), backward one kernel. Differentiable
+ * with respect to the logits. Call only where `usesFusedKernel(CROSS_ENTROPY_KERNELS.rows)` (webgpu, webgl).
  */
 export function fusedMeanCrossEntropy(targets: tf.Tensor, logits: tf.Tensor): tf.Scalar {
   registerCrossEntropy();
@@ -229,9 +231,9 @@ export function fusedMeanCrossEntropy(targets: tf.Tensor, logits: tf.Tensor): tf
 }
 
 /**
- * Per-row softmax cross-entropy `[...]` of logits `[..., V]` against integer ids `[...]`, fused on webgpu:
- * one kernel forward, one backward. Differentiable with respect to the logits. Call only where
- * `hasFusedTrainingKernels()` (webgpu).
+ * Per-row softmax cross-entropy `[...]` of logits `[..., V]` against integer ids `[...]`, fused on webgpu
+ * or webgl: one kernel forward, one backward. Differentiable with respect to the logits. Call only where
+ * `usesFusedKernel(CROSS_ENTROPY_KERNELS.rows)` (webgpu, webgl).
  */
 export function fusedRowCrossEntropy(targets: tf.Tensor, logits: tf.Tensor): tf.Tensor {
   registerCrossEntropy();
