@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
 import { registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
+import { registerRmsNormKernels } from '../kernels/webgpu/rms_norm.js';
 
 const active = (): string => tf.getBackend();
 
@@ -115,5 +116,6 @@ function registerFusedKernels(): void {
   if (registered) return;
   registerSwiGLUKernels();
   registerCrossEntropy();
+  registerRmsNormKernels();
   registered = true;
 }

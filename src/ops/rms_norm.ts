@@ -1,19 +1,19 @@
 /**
  * RMSNorm over the last axis: `x * rsqrt(mean(x^2) + eps) * gain`, computed in float32.
  *
- * Where the fused training kernels are used (`usesFusedTrainingKernels()`: webgpu, unless
+ * Where the fused RMSNorm kernels are used (`usesFusedKernel('GtaRmsNorm')`: webgpu and webgl, unless
  * `TRAINING_KERNELS.implementation` is 'composed'), a float32 input whose last axis is at most
- * `RMS_NORM_MAX_DIM` (and a gain of shape [D] or none) runs the fused kernels of
- * src/kernels/webgpu/rms_norm.ts (one dispatch forward, one or two backward); everything else runs the
- * composed ops below, exactly as before.
+ * `RMS_NORM_MAX_DIM` (webgl: `WEBGL_RMS_NORM_MAX_DIM`) and a gain of shape [D] or none runs the fused
+ * kernels of src/kernels/webgpu/rms_norm.ts or webgl/rms_norm.ts (one kernel forward, one or two
+ * backward); everything else runs the composed ops below, exactly as before.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedRmsNorm, fusedRmsNormUnsupported } from '../kernels/webgpu/rms_norm.js';
-import { usesFusedTrainingKernels } from './capabilities.js';
+import { fusedRmsNorm, fusedRmsNormUnsupported, RMS_NORM_KERNELS } from '../kernels/webgpu/rms_norm.js';
+import { usesFusedKernel } from './capabilities.js';
 
 /** `x * rsqrt(mean(x^2, -1) + epsilon) * gain` (gain null: no gain), fused where available. */
 export function rmsNorm(x: tf.Tensor, gain: tf.Tensor | null, epsilon: number): tf.Tensor {
-  if (usesFusedTrainingKernels() && fusedRmsNormUnsupported(x, gain) === null) return fusedRmsNorm(x, gain, epsilon);
+  if (usesFusedKernel(RMS_NORM_KERNELS.forward) && fusedRmsNormUnsupported(x, gain) === null) return fusedRmsNorm(x, gain, epsilon);
   return composedRmsNorm(x, gain, epsilon);
 }
 

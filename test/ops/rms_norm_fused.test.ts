@@ -1,12 +1,14 @@
 /**
- * The fused RMSNorm kernels (src/kernels/webgpu/rms_norm.ts) against the composed ops: on webgpu, values
+ * The fused RMSNorm kernels (src/kernels/webgpu/rms_norm.ts, webgl/rms_norm.ts) against the composed ops:
+ * on webgpu and webgl, values
  * <= 1e-5 and gradients wrt x and the gain <= 1e-4 norm-relative for odd row lengths, rank 2 and 3, with and
  * without gain, through tf.grads and through tf.variableGrads of the layer; kernels per call under
  * tf.profile. On every other backend the capability is false and rmsNorm is exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { WEBGL_RMS_NORM_MAX_DIM } from '../../src/kernels/webgl/rms_norm.js';
 import { composedRmsNorm, rmsNorm } from '../../src/ops/rms_norm.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
@@ -75,10 +77,14 @@ const CASES: Array<{ shape: number[]; gain: boolean }> = [
   { shape: [2, 2, 1000], gain: false },
 ];
 
-describeBackends('fused RMSNorm (kernels/webgpu) against the composed ops', ({ backend }) => {
-  if (backend !== 'webgpu') {
+/** The backends with fused RMSNorm kernels. */
+const FUSED_BACKENDS = ['webgpu', 'webgl'];
+
+describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the composed ops', ({ backend }) => {
+  if (!FUSED_BACKENDS.includes(backend)) {
     it('has no fused training kernels; rmsNorm is exactly the composed ops; the fused entry refuses', () => {
-      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels() || usesFusedKernel(RMS_NORM_KERNELS.forward))
+        throw new Error(`fused training kernels reported on ${backend}`);
       tf.tidy(() => {
         const x = randomTensor([3, 7], 1, 2);
         const gain = randomTensor([7], 2);
@@ -87,14 +93,22 @@ describeBackends('fused RMSNorm (kernels/webgpu) against the composed ops', ({ b
         const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
         auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
         check('composedRmsNorm', normRelativeError(rmsNorm(x, gain, EPS).dataSync(), composedRmsNorm(x, gain, EPS).dataSync()), 0);
-        expectThrows(() => fusedRmsNorm(x, gain, EPS), /fused rmsNorm: the fused kernels need the webgpu backend/, new RegExp(backend));
+        expectThrows(
+          () => fusedRmsNorm(x, gain, EPS),
+          /fused rmsNorm: the fused kernels need the webgpu or webgl backend/,
+          new RegExp(backend),
+        );
       });
     });
     return;
   }
 
-  it('reports the capability', () => {
-    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+  it('reports the capability (all training kernels on webgpu; RMSNorm on webgl), off under composed', () => {
+    if (!usesFusedKernel(RMS_NORM_KERNELS.forward)) throw new Error(`fused RMSNorm not reported on ${backend}`);
+    const all = backend === 'webgpu';
+    if (hasFusedTrainingKernels() !== all || usesFusedTrainingKernels() !== all)
+      throw new Error(`hasFusedTrainingKernels() should be ${all} on ${backend}`);
+    if (withImplementation('composed', () => usesFusedKernel(RMS_NORM_KERNELS.forward))) throw new Error('fused RMSNorm on under composed');
   });
 
   for (const c of CASES) {
@@ -168,13 +182,14 @@ describeBackends('fused RMSNorm (kernels/webgpu) against the composed ops', ({ b
     }
   });
 
-  it('falls back to the composed ops for rows longer than RMS_NORM_MAX_DIM and refuses bad inputs in the fused entry', async () => {
-    const d = RMS_NORM_MAX_DIM + 1;
+  it('falls back to the composed ops for rows longer than the backend maximum and refuses bad inputs in the fused entry', async () => {
+    const maxDim = backend === 'webgl' ? WEBGL_RMS_NORM_MAX_DIM : RMS_NORM_MAX_DIM;
+    const d = maxDim + 1;
     const x = randomTensor([2, d], 41);
     try {
       const names = await kernelNames(backend, () => rmsNorm(x, null, EPS));
       if (names.includes(RMS_NORM_KERNELS.forward)) throw new Error(`D=${d} ran the fused kernel`);
-      expectThrows(() => fusedRmsNorm(x, null, EPS), /fused rmsNorm: the last axis \(8193\) must be at most 8192/);
+      expectThrows(() => fusedRmsNorm(x, null, EPS), new RegExp(`fused rmsNorm: the last axis \\(${d}\\) must be at most ${maxDim}`));
       tf.tidy(() => {
         expectThrows(() => fusedRmsNorm(tf.zeros([2, 4], 'int32'), null, EPS), /x must be float32/);
         expectThrows(() => fusedRmsNorm(tf.zeros([2, 4]), tf.ones([5]), EPS), /gain must be float32 of shape \[4\]/);

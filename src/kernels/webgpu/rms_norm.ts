@@ -22,6 +22,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { registerWebGLRmsNormKernels, WEBGL_RMS_NORM_MAX_DIM } from '../webgl/rms_norm.js';
 
 /** Registered kernel names: forward, gradient of the input, gradient of the gain. */
 export const RMS_NORM_KERNELS = { forward: 'GtaRmsNorm', gradInput: 'GtaRmsNormGradInput', gradGain: 'GtaRmsNormGradGain' } as const;
@@ -260,8 +261,9 @@ function gainGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown;
   return out;
 }
 
-/** Registers the three kernels for the webgpu backend (once). */
+/** Registers the three kernels for the webgpu backend and (src/kernels/webgl/rms_norm.ts) for webgl (once). */
 export function registerRmsNormKernels(): void {
+  registerWebGLRmsNormKernels();
   if (tf.getKernel(RMS_NORM_KERNELS.forward, 'webgpu') !== undefined) return;
   const register = (kernelName: string, kernelFunc: unknown) =>
     tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as tf.KernelFunc });
@@ -275,7 +277,8 @@ export function fusedRmsNormUnsupported(x: tf.Tensor, gain: tf.Tensor | null): s
   if (x.dtype !== 'float32') return `x must be float32 (got ${x.dtype})`;
   if (x.rank < 1 || x.size === 0) return 'x must have at least one element and one axis';
   const d = x.shape[x.rank - 1];
-  if (d > RMS_NORM_MAX_DIM) return `the last axis (${d}) must be at most ${RMS_NORM_MAX_DIM}`;
+  const maxDim = tf.getBackend() === 'webgl' ? WEBGL_RMS_NORM_MAX_DIM : RMS_NORM_MAX_DIM;
+  if (d > maxDim) return `the last axis (${d}) must be at most ${maxDim}`;
   if (gain !== null && (gain.dtype !== 'float32' || gain.rank !== 1 || gain.shape[0] !== d))
     return `gain must be float32 of shape [${d}] (got ${gain.dtype} [${gain.shape}])`;
   return null;
@@ -287,16 +290,16 @@ function run(name: string, inputs: tf.NamedTensorMap, epsilon: number): tf.Tenso
 }
 
 /**
- * `x * rsqrt(mean(x^2, -1) + epsilon) * gain` through the fused webgpu kernels, with the fused backward
+ * `x * rsqrt(mean(x^2, -1) + epsilon) * gain` through the fused webgpu or webgl kernels, with the fused backward
  * under `tf.customGrad` (dx: one dispatch; dgain: two more). Throws a `ValueError` for inputs the kernels
  * do not take (`fusedRmsNormUnsupported`); callers check first and fall back to the composed ops.
  */
 export function fusedRmsNorm(x: tf.Tensor, gain: tf.Tensor | null, epsilon: number): tf.Tensor {
   const why = fusedRmsNormUnsupported(x, gain);
   if (why !== null) throw new ValueError(`fused rmsNorm: ${why}.`);
-  if (tf.getBackend() !== 'webgpu')
-    throw new ValueError(`fused rmsNorm: the fused kernels need the webgpu backend (active backend is ${tf.getBackend()}).`);
   registerRmsNormKernels();
+  if (tf.getKernel(RMS_NORM_KERNELS.forward, tf.getBackend()) === undefined)
+    throw new ValueError(`fused rmsNorm: the fused kernels need the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
   if (gain === null) {
     const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
       const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
