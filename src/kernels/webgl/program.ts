@@ -16,6 +16,9 @@ export interface WebGLProgram {
   variableNames: string[];
   outputShape: number[];
   userCode: string;
+  /** Packed programs read and write 4 values per texel (`vec4 getXAtOutCoords()`, `setOutput(vec4)`). */
+  packedInputs?: boolean;
+  packedOutput?: boolean;
 }
 
 /** The backend methods our kernels call. */

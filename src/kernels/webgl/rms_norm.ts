@@ -2,13 +2,16 @@
  * The fused RMSNorm kernels for webgl, under the same names, inputs and attrs as the webgpu ones
  * (src/kernels/webgpu/rms_norm.ts), so that the `tf.customGrad` wrapper there runs on either backend.
  * `x [..., D]` is viewed as `[N, D]`; r is a row's reciprocal RMS, g the gain (ones when there is none).
- *   GtaRmsNorm           (x, gain?)     -> y [..., D]: one texel per element, looping over its row for r
- *   GtaRmsNormGradInput  (x, dy, gain?) -> dx [..., D]: one texel per element, looping over its row for r
- *                        and sum_row(dy g x): dx = r g dy - x r^3 / D * sum_row(dy g x)
+ *   GtaRmsNorm           (x, gain?)     -> y [..., D]: two programs, r per row ([N], one texel per row),
+ *                        then one texel per element: y = x r g
+ *   GtaRmsNormGradInput  (x, dy, gain?) -> dx [..., D]: two programs, r and sum_row(dy g x) per row
+ *                        ([N, 2]), then one texel per element: dx = r g dy - x r^3 / D * sum_row(dy g x)
  *   GtaRmsNormGradGain   (x, dy)        -> dgain [D]: two programs, r per row ([N], one texel per row),
  *                        then one texel per column summing dy x r down the N rows
- * The row loops make forward and dx cost D^2 per row, fine for rows up to `WEBGL_RMS_NORM_MAX_DIM`;
- * `fusedRmsNormUnsupported` refuses longer rows on webgl, and the callers take the composed ops.
+ * (A single program per output, each texel looping over its row, costs D^2 per row: on SwiftShader it was
+ * 2.7x slower than the composed ops at [512, 128].) Each row-statistics texel loops over one row, so rows
+ * are bounded by `WEBGL_RMS_NORM_MAX_DIM`; `fusedRmsNormUnsupported` refuses longer rows on webgl, and the
+ * callers take the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { runReshaped, sizeOf, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
@@ -33,20 +36,35 @@ function rowStats(d: number, eps: number, withDot: boolean, hasGain: boolean): s
   float r = inversesqrt(sq / ${d.toExponential()} + ${eps.toExponential()});`;
 }
 
-function rowProgram(mode: 'forward' | 'gradInput', rows: number, d: number, eps: number, hasGain: boolean): WebGLProgram {
-  const variableNames = mode === 'forward' ? ['X'] : ['X', 'DY'];
+/** The row statistics: `[N]` r (forward), or `[N, 2]` r and sum_row(dy g x) (dx); one texel loops over one row. */
+function statsProgram(mode: 'forward' | 'gradInput', rows: number, d: number, eps: number, hasGain: boolean): WebGLProgram {
+  if (mode === 'forward') return reciprocalRmsProgram(rows, d, eps);
+  const userCode = `
+void main() {
+  ivec2 c = getOutputCoords();
+  int row = c.x;
+  ${rowStats(d, eps, true, hasGain)}
+  setOutput(c.y == 0 ? r : dotAcc);
+}
+`;
+  return { variableNames: hasGain ? ['X', 'DY', 'G'] : ['X', 'DY'], outputShape: [rows, 2], userCode };
+}
+
+/** The elementwise step from the row statistics S (`[N]` r, or `[N, 2]` r and the row's dot). */
+function elementProgram(mode: 'forward' | 'gradInput', rows: number, d: number, hasGain: boolean): WebGLProgram {
+  const variableNames = mode === 'forward' ? ['X', 'S'] : ['X', 'DY', 'S'];
   if (hasGain) variableNames.push('G');
   const g = hasGain ? 'getG(col)' : '1.0';
   const value =
     mode === 'forward'
-      ? `getX(row, col) * r * ${g}`
-      : `r * ${g} * getDY(row, col) - getX(row, col) * r * r * r * dotAcc / ${d.toExponential()}`;
+      ? `getX(row, col) * getS(row) * ${g}`
+      : `r * ${g} * getDY(row, col) - getX(row, col) * r * r * r * getS(row, 1) / ${d.toExponential()}`;
   const userCode = `
 void main() {
   ivec2 c = getOutputCoords();
   int row = c.x;
   int col = c.y;
-  ${rowStats(d, eps, mode === 'gradInput', hasGain)}
+  ${mode === 'gradInput' ? 'float r = getS(row, 0);' : ''}
   setOutput(${value});
 }
 `;
@@ -88,10 +106,16 @@ function rowKernel(mode: 'forward' | 'gradInput') {
     const { x, dy, gain } = args.inputs;
     const { epsilon } = args.attrs as unknown as { epsilon: number };
     const [rows, d] = rowsOf(x!);
-    const program = rowProgram(mode, rows, d, epsilon, gain !== undefined);
-    const inputs = [x!, ...(dy ? [dy] : []), ...(gain ? [gain] : [])];
-    const shapes = [[rows, d], ...(dy ? [[rows, d]] : []), ...(gain ? [[d]] : [])];
-    return runReshaped(backend, program, inputs, shapes, x!.shape);
+    const hasGain = gain !== undefined;
+    const statsShape = mode === 'forward' ? [rows] : [rows, 2];
+    const statsInputs = mode === 'forward' ? [x!] : [x!, dy!, ...(gain ? [gain] : [])];
+    const statsShapes = mode === 'forward' ? [[rows, d]] : [[rows, d], [rows, d], ...(gain ? [[d]] : [])];
+    const stats = runReshaped(backend, statsProgram(mode, rows, d, epsilon, hasGain), statsInputs, statsShapes, statsShape);
+    const inputs = [x!, ...(dy ? [dy] : []), stats, ...(gain ? [gain] : [])];
+    const shapes = [[rows, d], ...(dy ? [[rows, d]] : []), statsShape, ...(gain ? [[d]] : [])];
+    const out = runReshaped(backend, elementProgram(mode, rows, d, hasGain), inputs, shapes, x!.shape);
+    backend.disposeIntermediateTensorInfo(stats);
+    return out;
   };
 }
 

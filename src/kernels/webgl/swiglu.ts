@@ -1,14 +1,16 @@
 /**
  * The fused SwiGLU kernels for webgl, under the same names, inputs and attrs as the webgpu ones
  * (src/kernels/webgpu/swiglu.ts: `GtaSwiGLU`, `GtaSwiGLUGradGate`, `GtaSwiGLUGradUp`), so that the
- * `tf.customGrad` wrapper there runs on either backend. Each is one fragment program, one texel per
- * element, over the inputs viewed flat:
+ * `tf.customGrad` wrapper there runs on either backend. Each is one packed fragment program over the
+ * inputs' own shape, four elements per texel, like tfjs's own elementwise ops (an unpacked program over a
+ * flat view made tfjs re-lay out every packed input first: on SwiftShader that was slower than the
+ * composed ops):
  *   forward   h  = g s u                        (s = sigmoid(g))
  *   gradGate  dg = dh u s (1 + g (1 - s))
  *   gradUp    du = dh g s
  */
 import * as tf from '@tensorflow/tfjs';
-import { runReshaped, sizeOf, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
+import type { WebGLBackendLike, WebGLKernelArgs, WebGLProgram } from './program.js';
 
 /** The kernel names, shared with the webgpu kernels. */
 const NAMES = { forward: 'GtaSwiGLU', gradGate: 'GtaSwiGLUGradGate', gradUp: 'GtaSwiGLUGradUp' } as const;
@@ -16,22 +18,21 @@ const NAMES = { forward: 'GtaSwiGLU', gradGate: 'GtaSwiGLUGradGate', gradUp: 'Gt
 type Mode = keyof typeof NAMES;
 
 const VALUE: Record<Mode, string> = {
-  forward: 'g * s * getU(i)',
-  gradGate: 'getDH(i) * getU(i) * s * (1.0 + g * (1.0 - s))',
-  gradUp: 'getDH(i) * g * s',
+  forward: 'g * s * getUAtOutCoords()',
+  gradGate: 'getDHAtOutCoords() * getUAtOutCoords() * s * (1.0 + g * (1.0 - s))',
+  gradUp: 'getDHAtOutCoords() * g * s',
 };
 
-function program(mode: Mode, size: number): WebGLProgram {
+function program(mode: Mode, shape: number[]): WebGLProgram {
   const variableNames = mode === 'forward' ? ['G', 'U'] : mode === 'gradGate' ? ['G', 'U', 'DH'] : ['G', 'DH'];
   const userCode = `
 void main() {
-  int i = getOutputCoords();
-  float g = getG(i);
-  float s = 1.0 / (1.0 + exp(-g));
+  vec4 g = getGAtOutCoords();
+  vec4 s = 1.0 / (1.0 + exp(-g));
   setOutput(${VALUE[mode]});
 }
 `;
-  return { variableNames, outputShape: [size], userCode };
+  return { variableNames, outputShape: shape, userCode, packedInputs: true, packedOutput: true };
 }
 
 function kernel(mode: Mode) {
@@ -39,14 +40,7 @@ function kernel(mode: Mode) {
     const backend = args.backend as WebGLBackendLike;
     const { g, u, dh } = args.inputs;
     const inputs = [g!, ...(u ? [u] : []), ...(dh ? [dh] : [])];
-    const size = sizeOf(g!.shape);
-    return runReshaped(
-      backend,
-      program(mode, size),
-      inputs,
-      inputs.map(() => [size]),
-      g!.shape,
-    );
+    return backend.runWebGLProgram(program(mode, g!.shape), inputs, 'float32');
   };
 }
 
