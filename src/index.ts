@@ -75,7 +75,13 @@ export {
   type GroupedAttentionOptions,
   type GroupedAttentionResult,
 } from './ops/attention_core.js';
-export { hasFusedAttention, hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from './ops/capabilities.js';
+export {
+  hasFusedAttention,
+  hasFusedTrainingKernels,
+  TRAINING_KERNELS,
+  usesFusedKernel,
+  usesFusedTrainingKernels,
+} from './ops/capabilities.js';
 export { rmsNorm } from './ops/rms_norm.js';
 export { useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice } from './backend.js';
 export {
