@@ -32,7 +32,7 @@ export interface TokenEmbeddingArgs extends LayerArgs {
  * `gather(table, ids)` whose gradient also works where tfjs's does not: gather's gradient uses the
  * UnsortedSegmentSum kernel, which the wasm backend lacks, so there the table gradient is computed as
  * `oneHot(ids)^T @ dy` (a matMul every backend has). Where `usesFusedTrainingKernels()` (webgpu) and the
- * lookup fits (`fusedEmbeddingGradUnsupported`), the table gradient is one fused kernel
+ * lookup fits (`fusedEmbeddingGradUnsupported`), the table gradient is one fused dispatch
  * (src/kernels/webgpu/embedding_grad.ts).
  */
 export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
@@ -41,7 +41,7 @@ export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor): tf.Tensor {
   const lookup = tf.customGrad(((t: tf.Tensor) => ({
     value: tf.gather(t, ids), // [..., D]
     gradFunc: (dy: tf.Tensor) => {
-      if (fused) return fusedEmbeddingGrad(table, ids, dy); // webgpu: one kernel (zeros, atomic adds), [V, D]
+      if (fused) return fusedEmbeddingGrad(table, ids, dy); // webgpu: one dispatch, [V, D]
       const flatIds = tf.reshape(ids, [-1]); // [N]
       const flatDy = tf.reshape(dy, [-1, d]); // [N, D]
       if (hasKernel('UnsortedSegmentSum')) {

@@ -3,64 +3,39 @@
  * (registered for webgpu on first use): `dtable[v, c] = sum over n with ids[n] == v of dy[n, c]`.
  *
  * Notation: V vocabulary rows, D columns, N looked-up ids (all axes of ids flattened), dy `[N, D]`.
- *   dtable   ids [N] (int32), dy [N, D] -> dtable [V, D]   one kernel: two dispatches (zeros, then the adds)
- * tfjs's own gradient (UnsortedSegmentSum) transposes dy to [D, N], fills the output with zeros, adds with
- * atomics and transposes back; this one adds dy in its own layout, so no transposes.
+ *   dtable   ids [N] (int32), dy [N, D] -> dtable [V, D]   one dispatch
+ * tfjs's own gradient (UnsortedSegmentSum) transposes dy, fills the output with zeros, adds with atomics and
+ * transposes back; this one writes each output once and sums in a fixed order (deterministic, no atomics).
  *
- * Work split: one dispatch writes zeros, a second runs one invocation per element of dy and adds it into its
- * id's row with a compare-and-swap loop on the float's bits (WGSL has no float atomics); both are one
- * registered kernel. The order of the additions into a row is not fixed, so repeated ids give sums that may
- * differ in the last bits from run to run (as tfjs's). Ids outside [0, V) add nothing (tfjs's
- * UnsortedSegmentSum on webgpu drops negative ids but adds an id >= V into row id % V).
- * A first version without atomics (a workgroup per vocabulary row and 64 columns scanning every id) was 1.4x
- * to 18x slower than tfjs's gradient on the H200 (V = 512 to 16,384).
+ * Work split: one workgroup per (vocabulary row v, block of COLUMNS columns); its invocations walk the ids
+ * in tiles of COLUMNS staged in workgroup memory and add the dy rows whose id is v. The work is
+ * V * N * ceil(D / COLUMNS) tile steps, so the fused path is taken only up to EMBEDDING_GRAD_MAX_WORK
+ * (V * N); larger lookups keep tfjs's gradient. Ids outside [0, V) add nothing (as UnsortedSegmentSum).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import { type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 /** Registered kernel name. */
 export const EMBEDDING_GRAD_KERNEL = 'GtaEmbeddingGrad';
 
-/** Largest table (V * D) and output gradient (N * D) the kernel takes: its indices are WGSL i32. */
-export const EMBEDDING_GRAD_MAX_ELEMENTS = 2 ** 31 - 1;
+/**
+ * Largest V * N (vocabulary rows times looked-up ids) the fused gradient takes: each vocabulary row scans
+ * every id, so the work grows with the product (2^27: e.g. V = 65,536 and N = 2,048).
+ */
+export const EMBEDDING_GRAD_MAX_WORK = 2 ** 27;
 
-const WORKGROUP = 64;
+const COLUMNS = 64;
 
-/** One invocation per output element: zeros (the atomic adds' starting values). */
-class ZeroProgram implements WebGPUProgram {
-  variableNames: string[] = [];
-  outputShape: number[];
-  shaderKey = 'gtaZero';
-  dispatchLayout = { x: [0, 1] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  size = true;
-
-  constructor(shape: [number, number]) {
-    this.outputShape = shape;
-    this.dispatch = [Math.ceil((shape[0] * shape[1]) / WORKGROUP), 1, 1];
-  }
-
-  getUserCode(): string {
-    return `
-fn main(index : i32) {
-  if (index < uniforms.size) { result[index] = 0.0; }
-}
-`;
-  }
-}
-
-/** One invocation per element of dy: `dtable[ids[n], c] += dy[n, c]`, a compare-and-swap loop on the float's bits. */
+/** One workgroup per (vocabulary row, block of COLUMNS columns). */
 class EmbeddingGradProgram implements WebGPUProgram {
   variableNames = ['Ids', 'DY'];
   outputShape: number[];
   shaderKey = 'gtaEmbeddingGrad';
-  dispatchLayout = { x: [0, 1] };
+  dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  atomic = true;
-  uniforms = 'V : i32, D : i32, total : i32,';
+  workgroupSize: [number, number, number] = [COLUMNS, 1, 1];
+  uniforms = 'V : i32, D : i32, N : i32, colBlocks : i32,';
 
   constructor(
     private readonly v: number,
@@ -68,29 +43,42 @@ class EmbeddingGradProgram implements WebGPUProgram {
     private readonly n: number,
   ) {
     this.outputShape = [v, d];
-    this.dispatch = [Math.ceil((n * d) / WORKGROUP), 1, 1];
+    this.dispatch = [v * this.colBlocks(), 1, 1];
+  }
+
+  private colBlocks(): number {
+    return Math.ceil(this.d / COLUMNS);
   }
 
   /** The uniform values of this run. */
   uniformValues(): ProgramUniform[] {
-    return [this.v, this.d, this.n * this.d].map((x) => ({ type: 'int32', data: [x] }));
+    return [this.v, this.d, this.n, this.colBlocks()].map((x) => ({ type: 'int32', data: [x] }));
   }
 
   getUserCode(): string {
     return `
+var<workgroup> tile : array<i32, ${COLUMNS}>;
+
 fn main(index : i32) {
-  if (index >= uniforms.total) { return; }
-  let row = index / uniforms.D;
-  let id = Ids[row];
-  if (id < 0 || id >= uniforms.V) { return; }
-  let at = id * uniforms.D + index % uniforms.D;
-  let add = DY[index];
-  var seen = atomicLoad(&result[at]);
-  loop {
-    let swapped = atomicCompareExchangeWeak(&result[at], seen, bitcast<i32>(bitcast<f32>(seen) + add));
-    if (swapped.exchanged) { break; }
-    seen = swapped.old_value;
+  let li = i32(localIndex);
+  let wg = ${LINEAR_WORKGROUP};
+  let valid = wg < uniforms.V * uniforms.colBlocks;
+  let row = wg / uniforms.colBlocks;
+  let col = (wg % uniforms.colBlocks) * ${COLUMNS} + li;
+  let D = uniforms.D;
+  let N = uniforms.N;
+  var total = 0.0;
+  for (var start = 0; start < N; start = start + ${COLUMNS}) {
+    let at = start + li;
+    tile[li] = select(-1, Ids[min(at, N - 1)], at < N);
+    workgroupBarrier();
+    let count = min(${COLUMNS}, N - start);
+    for (var i = 0; i < count; i = i + 1) {
+      if (tile[i] == row && col < D) { total = total + DY[(start + i) * D + col]; }
+    }
+    workgroupBarrier();
   }
+  if (valid && col < D) { result[row * D + col] = total; }
 }
 `;
   }
@@ -102,9 +90,8 @@ function embeddingGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unk
   const { vocabSize } = args.attrs as unknown as { vocabSize: number };
   const d = dy!.shape[dy!.shape.length - 1];
   const n = ids!.shape.reduce((a, x) => a * x, 1);
-  const zeros = backend.runWebGPUProgram(new ZeroProgram([vocabSize, d]), [], 'float32');
   const program = new EmbeddingGradProgram(vocabSize, d, n);
-  return backend.runWebGPUProgram(program, [ids!, dy!], 'float32', program.uniformValues(), zeros); // adds into zeros
+  return backend.runWebGPUProgram(program, [ids!, dy!], 'float32', program.uniformValues());
 }
 
 /** Registers the kernel for the webgpu backend (once). */
@@ -123,8 +110,8 @@ export function fusedEmbeddingGradUnsupported(table: tf.Tensor, ids: tf.Tensor):
     return `the table must be a float32 [V, D] tensor (got ${table.dtype} [${table.shape}])`;
   if (ids.dtype !== 'int32') return `ids must be int32 (got ${ids.dtype})`;
   if (table.size === 0 || ids.size === 0) return 'the table and ids must have at least one element';
-  if (Math.max(table.size, ids.size * table.shape[1]!) > EMBEDDING_GRAD_MAX_ELEMENTS)
-    return `V * D and N * D (${table.size}, ${ids.size * table.shape[1]!}) must be at most ${EMBEDDING_GRAD_MAX_ELEMENTS}`;
+  if (table.shape[0] * ids.size > EMBEDDING_GRAD_MAX_WORK)
+    return `V * N (${table.shape[0]} * ${ids.size}) must be at most EMBEDDING_GRAD_MAX_WORK (${EMBEDDING_GRAD_MAX_WORK})`;
   return null;
 }
 
