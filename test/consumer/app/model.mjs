@@ -11,14 +11,16 @@ export async function roundTrip(tf, gta, save) {
     numValueHeads: 1,
     valueDim: 8,
     useCausalMask: true,
+    seed: 7, // seeded weights and data: the loss curve is the same on every run (3 unseeded epochs could rise)
   }).apply(input);
   const normed = new gta.RMSNormalization().apply(attended);
-  const output = tf.layers.dense({ units: 3 }).apply(tf.layers.flatten().apply(normed));
+  const dense = tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) });
+  const output = dense.apply(tf.layers.flatten().apply(normed));
   const model = tf.model({ inputs: input, outputs: output });
-  model.compile({ optimizer: tf.train.adam(1e-2), loss: 'meanSquaredError' });
+  model.compile({ optimizer: tf.train.adam(5e-3), loss: 'meanSquaredError' });
   const x = tf.randomNormal([16, 8, 32], 0, 1, 'float32', 1);
   const y = tf.randomNormal([16, 3], 0, 1, 'float32', 2);
-  const history = await model.fit(x, y, { epochs: 3, batchSize: 8, verbose: 0 });
+  const history = await model.fit(x, y, { epochs: 5, batchSize: 8, verbose: 0, shuffle: false });
   const loaded = await save(model);
   const a = model.predict(x).dataSync();
   const b = loaded.predict(x).dataSync();
