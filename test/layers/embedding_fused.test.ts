@@ -7,39 +7,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EMBEDDING_GRAD_KERNEL, EMBEDDING_GRAD_MAX_WORK, fusedEmbeddingGrad } from '../../src/kernels/webgpu/embedding_grad.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { embeddingLookup, TokenEmbedding } from '../../src/layers/token_embedding.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError, withImplementation, withImplementationAsync } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
-
-/** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
-function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
-
-/** `withImplementation` for an async `fn`. */
-async function withImplementationAsync<T>(implementation: 'auto' | 'composed', fn: () => Promise<T>): Promise<T> {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return await fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
 
 /** The lookup and its table gradient for the output gradient dy. */
 function valueAndGrad(table: tf.Tensor, ids: tf.Tensor, dy: tf.Tensor): tf.Tensor[] {
@@ -78,7 +52,7 @@ describeBackends('fused embedding gradient (kernels/webgpu) against tfjs gradien
         const dy = randomTensor([2, 6, 5], 2);
         const auto = valueAndGrad(table, ids, dy);
         const composed = withImplementation('composed', () => valueAndGrad(table, ids, dy));
-        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
         expectThrows(() => fusedEmbeddingGrad(table, ids, dy), /fused embedding gradient: the fused kernel needs the webgpu backend/);
       });
     });
@@ -98,8 +72,8 @@ describeBackends('fused embedding gradient (kernels/webgpu) against tfjs gradien
       const fused = valueAndGrad(table, ids, dy);
       const composed = withImplementation('composed', () => valueAndGrad(table, ids, dy));
       try {
-        check(`${name}: lookup`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
-        check(`${name}: grad table`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        checkError(`${name}: lookup`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`${name}: grad table`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
         const names = await kernelNames(backend, () => tf.grad((t: tf.Tensor) => embeddingLookup(t, ids))(table, dy));
         if (!names.includes(EMBEDDING_GRAD_KERNEL) || names.includes('UnsortedSegmentSum'))
           throw new Error(`${name}: the gradient ran [${names}]`);
@@ -119,9 +93,9 @@ describeBackends('fused embedding gradient (kernels/webgpu) against tfjs gradien
     const fused = run();
     const composed = withImplementation('composed', run);
     try {
-      check('layer loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
+      checkError('layer loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
       const g = Object.keys(fused.grads)[0];
-      check('layer grad table', normRelativeError(await fused.grads[g].data(), await composed.grads[g].data()), GRAD_TOL);
+      checkError('layer grad table', normRelativeError(await fused.grads[g].data(), await composed.grads[g].data()), GRAD_TOL);
     } finally {
       tf.dispose([ids, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
       layer.dispose();

@@ -9,15 +9,11 @@ import { fusedSwiGLU, SWIGLU_KERNELS } from '../../src/kernels/webgpu/swiglu.js'
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { SwiGLUFeedForward, swiGLU } from '../../src/layers/swiglu_mlp.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
 
 /** Runs `fn` (sync or async) with `TRAINING_KERNELS.implementation` = 'composed', restoring it afterwards. */
 async function composedPath<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -72,7 +68,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
       const auto = layerValueAndGrads(layer, x, w);
       const composed = await composedPath(() => layerValueAndGrads(layer, x, w));
       try {
-        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
         tf.tidy(() => {
           expectThrows(() => fusedSwiGLU(x, x), /fused SwiGLU: the fused kernels need the webgpu or webgl backend/, new RegExp(backend));
         });
@@ -104,7 +100,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
         if (fused.length !== 3) throw new Error(`expected 3 results, got ${fused.length}`);
         for (let i = 0; i < 3; i++) {
           const err = normRelativeError(await fused[i].data(), await composed[i].data());
-          check(`[${shape}]: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
+          checkError(`[${shape}]: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
         }
       } finally {
         tf.dispose([g, u, dh, ...fused, ...composed]);
@@ -123,7 +119,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
         if (fused.length !== layer.trainableWeights.length + 1) throw new Error('missing gradients');
         for (let i = 0; i < fused.length; i++) {
           const what = i === 0 ? 'loss' : `grad ${layer.trainableWeights[i - 1].name}`;
-          check(`layer ${what}`, normRelativeError(await fused[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
+          checkError(`layer ${what}`, normRelativeError(await fused[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
         }
       } finally {
         tf.dispose([x, w, ...fused, ...composed]);
@@ -153,7 +149,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
     const fused = await fitLosses();
     const composed = await composedPath(fitLosses);
     if (fused.length !== 3 || fused[2] >= fused[0]) throw new Error(`losses did not fall: [${fused}]`);
-    check('fit losses', normRelativeError(Float32Array.from(fused), Float32Array.from(composed)), 1e-4);
+    checkError('fit losses', normRelativeError(Float32Array.from(fused), Float32Array.from(composed)), 1e-4);
   });
 
   it('is one kernel forward and two more backward', async () => {
@@ -185,7 +181,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
       const row = randomTensor([3], 42);
       const broadcast = swiGLU(g, row); // composed ops broadcast; the fused kernel does not
       const expected = tf.mul(tf.mul(g, tf.sigmoid(g)), row);
-      check('broadcast fallback', normRelativeError(broadcast.dataSync(), expected.dataSync()), OUTPUT_TOL);
+      checkError('broadcast fallback', normRelativeError(broadcast.dataSync(), expected.dataSync()), OUTPUT_TOL);
       expectThrows(() => fusedSwiGLU(g, row), /fused SwiGLU: gate \[2,3\] and up \[3\] must have the same shape/);
       expectThrows(() => fusedSwiGLU(tf.zeros([2, 3], 'int32'), g), /gate and up must be float32/);
     });

@@ -9,15 +9,11 @@ import * as tf from '@tensorflow/tfjs';
 import { CROSS_ENTROPY_KERNELS } from '../../src/kernels/webgpu/cross_entropy.js';
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { sparseCategoricalCrossentropyFromLogits, sparseCrossEntropyFromLogits } from '../../src/models/losses.js';
-import { describeBackends, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError } from '../kit/fused.js';
 
 const LOSS_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
 
 /** Seeded ids in [0, v) shaped `shape`, int32. */
 function ids(shape: number[], v: number, seed: number): tf.Tensor {
@@ -64,8 +60,8 @@ async function compare(name: string, loss: Loss, shape: number[], v: number, see
   const fused = lossAndGrad(loss, targets, logits);
   const ref = composed(() => lossAndGrad(loss, targets, logits));
   try {
-    check(`${name}: loss`, normRelativeError(await fused.value.data(), await ref.value.data()), LOSS_TOL);
-    check(`${name}: logits grad`, normRelativeError(await fused.grad.data(), await ref.grad.data()), GRAD_TOL);
+    checkError(`${name}: loss`, normRelativeError(await fused.value.data(), await ref.value.data()), LOSS_TOL);
+    checkError(`${name}: logits grad`, normRelativeError(await fused.grad.data(), await ref.grad.data()), GRAD_TOL);
   } finally {
     tf.dispose([logits, targets, fused.value, fused.grad, ref.value, ref.grad]);
   }
@@ -100,7 +96,7 @@ describeBackends('fused cross-entropy (kernels/webgpu, kernels/webgl) against th
         const b = composed(() => tf.tidy(() => sparseCrossEntropyFromLogits(targets, logits)));
         const names = await kernelsOfStep(backend, sparseCrossEntropyFromLogits, targets, logits);
         try {
-          check('auto = composed', normRelativeError(await a.data(), await b.data()), 0);
+          checkError('auto = composed', normRelativeError(await a.data(), await b.data()), 0);
           if (names.some((n) => n.startsWith('GtaCrossEntropy'))) throw new Error(`ran a fused kernel: [${names}]`);
         } finally {
           tf.dispose([a, b]);
@@ -134,7 +130,7 @@ describeBackends('fused cross-entropy (kernels/webgpu, kernels/webgl) against th
     const a = tf.tidy(() => sparseCrossEntropyFromLogits(targets, logits));
     const b = tf.tidy(() => sparseCrossEntropyFromLogits(asFloat, logits));
     try {
-      check('float ids = int ids', normRelativeError(await b.data(), await a.data()), 0);
+      checkError('float ids = int ids', normRelativeError(await b.data(), await a.data()), 0);
     } finally {
       tf.dispose([logits, targets, asFloat, a, b]);
     }

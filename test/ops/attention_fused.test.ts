@@ -9,18 +9,14 @@ import { FUSED_ATTENTION_GRAD_KERNEL, FUSED_ATTENTION_KERNEL, fusedAttentionForw
 import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention } from '../../src/ops/capabilities.js';
 import { parseReferenceFile, runReferenceCaseAsync } from '../../src/conformance/reference_vectors.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError } from '../kit/fused.js';
 import { readFixtureText } from '../kit/fixtures.js';
 import { caseInputs, compareFusedCase, FUSED_CASES, referenceLse } from './attention_fused_cases.js';
 
 const references = parseReferenceFile(await readFixtureText('reference_vectors.json'));
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
 
 describeBackends('fused attention (kernels/webgpu) against the composed path', ({ backend }) => {
   if (backend !== 'webgpu') {
@@ -37,7 +33,7 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         // 'auto' falls back to the composed path.
         const auto = groupedAttention(q, k, k, { scale: 1, returnProbs: false }).output;
         const composed = groupedAttention(q, k, k, { scale: 1, returnProbs: false, implementation: 'composed' }).output;
-        check('auto = composed', normRelativeError(auto.dataSync(), composed.dataSync()), 0);
+        checkError('auto = composed', normRelativeError(auto.dataSync(), composed.dataSync()), 0);
       });
     });
     it('rejects an unknown implementation', () => {
@@ -59,8 +55,8 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
   for (const c of FUSED_CASES) {
     it(`fused = composed: ${c.name}`, async () => {
       const e = await compareFusedCase(c);
-      check(`${c.name}: output`, e.output, OUTPUT_TOL);
-      for (const [name, g] of Object.entries(e.grads)) check(`${c.name}: grad ${name}`, g, GRAD_TOL);
+      checkError(`${c.name}: output`, e.output, OUTPUT_TOL);
+      for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name}: grad ${name}`, g, GRAD_TOL);
       if (c.grads && Object.keys(e.grads).length < 3) throw new Error('gradients were not compared');
     });
   }
@@ -94,8 +90,8 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
           }).output,
       );
       try {
-        check(`${c.name}: lse`, normRelativeError(await lse!.data(), await ref.data()), OUTPUT_TOL);
-        check(`${c.name}: output with lse`, normRelativeError(await output.data(), await plain.data()), OUTPUT_TOL);
+        checkError(`${c.name}: lse`, normRelativeError(await lse!.data(), await ref.data()), OUTPUT_TOL);
+        checkError(`${c.name}: output with lse`, normRelativeError(await output.data(), await plain.data()), OUTPUT_TOL);
       } finally {
         tf.dispose(
           [output, lse!, ref, plain, inp.q, inp.k, inp.v, inp.bias, inp.extra?.query, inp.extra?.key].filter((x): x is tf.Tensor =>
@@ -170,8 +166,8 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     it(`reference vectors through the fused kernel: ${c.name} (${c.mechanism})`, async () => {
       const info = await tf.profile(async () => {
         const r = await runReferenceCaseAsync(c, 'causalPadding');
-        check(`${c.name}: reference output`, r.outputError, OUTPUT_TOL);
-        for (const [name, g] of Object.entries(r.gradErrors)) check(`${c.name}: reference grad ${name}`, g, GRAD_TOL);
+        checkError(`${c.name}: reference output`, r.outputError, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(r.gradErrors)) checkError(`${c.name}: reference grad ${name}`, g, GRAD_TOL);
         return null as unknown as tf.Tensor;
       });
       const names = info.kernels.map((k) => k.name);

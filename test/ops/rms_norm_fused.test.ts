@@ -7,42 +7,16 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { WEBGL_RMS_NORM_MAX_DIM } from '../../src/kernels/webgl/rms_norm.js';
 import { composedRmsNorm, rmsNorm } from '../../src/ops/rms_norm.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError, withImplementation, withImplementationAsync } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
 const EPS = 1e-5;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
-
-/** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
-function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
-
-/** `withImplementation` for an async `fn`. */
-async function withImplementationAsync<T>(implementation: 'auto' | 'composed', fn: () => Promise<T>): Promise<T> {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return await fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
 
 /** Output and gradients (wrt x and the gain) of rmsNorm for an output gradient `dy`. */
 function valueAndGrads(x: tf.Tensor, gain: tf.Tensor | null, dy: tf.Tensor): tf.Tensor[] {
@@ -91,8 +65,8 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
         const dy = randomTensor([3, 7], 3);
         const auto = valueAndGrads(x, gain, dy);
         const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
-        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
-        check('composedRmsNorm', normRelativeError(rmsNorm(x, gain, EPS).dataSync(), composedRmsNorm(x, gain, EPS).dataSync()), 0);
+        auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        checkError('composedRmsNorm', normRelativeError(rmsNorm(x, gain, EPS).dataSync(), composedRmsNorm(x, gain, EPS).dataSync()), 0);
         expectThrows(
           () => fusedRmsNorm(x, gain, EPS),
           /fused rmsNorm: the fused kernels need the webgpu or webgl backend/,
@@ -124,7 +98,7 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
         const names = ['output', 'grad x', 'grad gain'];
         for (let i = 0; i < fused.length; i++) {
           const err = normRelativeError(await fused[i].data(), await composed[i].data());
-          check(`${name}: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
+          checkError(`${name}: ${names[i]}`, err, i === 0 ? OUTPUT_TOL : GRAD_TOL);
         }
         if (fused.length !== (c.gain ? 3 : 2)) throw new Error(`expected ${c.gain ? 3 : 2} results, got ${fused.length}`);
       } finally {
@@ -144,9 +118,9 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
     const fused = run();
     const composed = withImplementation('composed', run);
     try {
-      check('layer loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
+      checkError('layer loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
       const g = Object.keys(fused.grads)[0];
-      check('layer grad scale', normRelativeError(await fused.grads[g].data(), await composed.grads[g].data()), GRAD_TOL);
+      checkError('layer grad scale', normRelativeError(await fused.grads[g].data(), await composed.grads[g].data()), GRAD_TOL);
     } finally {
       tf.dispose([x, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
       layer.dispose();

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedRope, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
-import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { hasFusedTrainingKernels, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import {
   applyRotary,
   applyRotaryFactors,
@@ -21,38 +21,12 @@ import {
 } from '../../src/ops/rope.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { randomizeWeights } from '../kit/layers.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError, withImplementation, withImplementationAsync } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
 const BASE = 10000;
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
-
-/** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
-function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
-
-/** `withImplementation` for an async `fn`. */
-async function withImplementationAsync<T>(implementation: 'auto' | 'composed', fn: () => Promise<T>): Promise<T> {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = implementation;
-  try {
-    return await fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
 
 /** The rotation of x, and its gradient wrt x for the output gradient dy. */
 function valueAndGrad(rotate: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, dy: tf.Tensor): tf.Tensor[] {
@@ -123,7 +97,7 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
         const f = rotaryFactorsRange(6, BASE, 1, 3, 5);
         const auto = valueAndGrad((a) => applyRotaryFactors(a, f), x, dy);
         const composed = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
-        auto.forEach((t, i) => check(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
+        auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
         expectThrows(() => fusedRope(x, f.cos, f.sinSigned), /fused RoPE: the fused kernel needs the webgpu backend/, new RegExp(backend));
       });
     });
@@ -143,9 +117,13 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
       const composed = withImplementation('composed', () => valueAndGrad((a) => applyRotaryFactors(a, f), x, dy));
       const direct = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
       try {
-        check(`${c.name}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
-        check(`${c.name}: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
-        check(`${c.name}: composed switch = composedRotaryFactors`, normRelativeError(await direct[0].data(), await composed[0].data()), 0);
+        checkError(`${c.name}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`${c.name}: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        checkError(
+          `${c.name}: composed switch = composedRotaryFactors`,
+          normRelativeError(await direct[0].data(), await composed[0].data()),
+          0,
+        );
         const names = await kernelNames(backend, () => applyRotaryFactors(x, f));
         if (names.join() !== ROPE_KERNEL) throw new Error(`${c.name}: ran [${names}], expected [${ROPE_KERNEL}]`);
       } finally {
@@ -168,8 +146,8 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
         const fused = valueAndGrad((a) => applyRotary(a, angles), x, dy);
         const composed = withImplementation('composed', () => valueAndGrad((a) => applyRotary(a, angles), x, dy));
         out.push(...fused, ...composed);
-        check(`applyRotary [${shape}]: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
-        check(`applyRotary [${shape}]: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        checkError(`applyRotary [${shape}]: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`applyRotary [${shape}]: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
       }
     } finally {
       tf.dispose([angles.cos, angles.sin, ...out]);
@@ -202,8 +180,8 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
         const composed = withImplementation('composed', () => run(where));
         results.push(...fused, ...composed);
         const what = where.positions === null ? 'offset 9' : 'per-row positions';
-        check(`RotaryStep ${what}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
-        check(`RotaryStep ${what}: grad`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        checkError(`RotaryStep ${what}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`RotaryStep ${what}: grad`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
       }
     } finally {
       tf.dispose([positions, y, dy, ...results]);
@@ -221,9 +199,9 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
     const fused = run();
     const composed = withImplementation('composed', run);
     try {
-      check('GQA loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
+      checkError('GQA loss', normRelativeError(await fused.value.data(), await composed.value.data()), OUTPUT_TOL);
       for (const name of Object.keys(fused.grads)) {
-        check(`GQA grad ${name}`, normRelativeError(await fused.grads[name].data(), await composed.grads[name].data()), GRAD_TOL);
+        checkError(`GQA grad ${name}`, normRelativeError(await fused.grads[name].data(), await composed.grads[name].data()), GRAD_TOL);
       }
       const names = await kernelNames(backend, () => layer.apply(x) as tf.Tensor);
       if (!names.includes(ROPE_KERNEL)) throw new Error(`the layer did not run ${ROPE_KERNEL}: [${names}]`);

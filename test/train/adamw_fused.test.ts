@@ -12,15 +12,11 @@ import { CausalLM } from '../../src/models/causal_lm.js';
 import { smallPreset } from '../../src/models/config.js';
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { AdamW, clipScale, clipToNorm, globalNormSquared, type AdamWState } from '../../src/train/adamw.js';
-import { describeBackends, expectThrows, it, normRelativeError, randomTensor, recordError } from '../kit/index.js';
+import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
+import { checkError } from '../kit/fused.js';
 
 const TOL = 1e-5;
 const SHAPES = [[37], [5, 13], [129, 3]];
-
-function check(what: string, err: number, tol: number): void {
-  recordError(what, err, tol);
-  if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
-}
 
 function makeVariables(seed: number): tf.Variable[] {
   return SHAPES.map((s, i) => tf.tidy(() => tf.variable(randomTensor(s, seed + i), true)));
@@ -54,12 +50,12 @@ function run(opt: AdamW, steps: number, scale: number | 'tensor', first = 1): vo
 
 async function compareState(what: string, a: AdamWState, b: AdamWState, tol: number): Promise<void> {
   if (a.step !== b.step) throw new Error(`${what}: steps ${a.step} and ${b.step}`);
-  a.m.forEach((m, i) => check(`${what}: m${i}`, normRelativeError(m, b.m[i]), tol));
-  a.v.forEach((v, i) => check(`${what}: v${i}`, normRelativeError(v, b.v[i]), tol));
+  a.m.forEach((m, i) => checkError(`${what}: m${i}`, normRelativeError(m, b.m[i]), tol));
+  a.v.forEach((v, i) => checkError(`${what}: v${i}`, normRelativeError(v, b.v[i]), tol));
 }
 
 async function compareWeights(what: string, a: tf.Variable[], b: tf.Variable[], tol: number): Promise<void> {
-  for (let i = 0; i < a.length; i++) check(`${what}: w${i}`, normRelativeError(await a[i].data(), await b[i].data()), tol);
+  for (let i = 0; i < a.length; i++) checkError(`${what}: w${i}`, normRelativeError(await a[i].data(), await b[i].data()), tol);
 }
 
 describeBackends('AdamW: fused update (kernels/webgpu) against the composed one', ({ backend }) => {
