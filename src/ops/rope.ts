@@ -14,8 +14,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
-import { broadcastsSlowly, usesFusedTrainingKernels } from './capabilities.js';
-import { fusedRope, fusedRopeUnsupported } from '../kernels/webgpu/rope.js';
+import { broadcastsSlowly, usesFusedKernel } from './capabilities.js';
+import { fusedRope, fusedRopeUnsupported, registerRopeKernel, ROPE_KERNEL } from '../kernels/webgpu/rope.js';
 import { ValueError } from '../utils/errors.js';
 
 /**
@@ -313,12 +313,14 @@ export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number
  * RoPE with precomputed factors: `x * cos + swapHalves(x) * [-sin, sin]`, where `swapHalves(x) = [x2, x1]`.
  * Equal, bit for bit, to `applyRotary` (`rotateHalf(x) * sin = [-x2, x1] * [sin, sin]`) in five kernels.
  * `x` is `[B, T, heads, d]` (or `[B, h, r, d]` when T = 1); the factors broadcast over it.
- * Where `usesFusedTrainingKernels()` (webgpu) this is one fused dispatch, and its gradient wrt x one more
- * (src/kernels/webgpu/rope.ts; the factors get no gradient there); elsewhere `composedRotaryFactors`.
+ * Where `usesFusedKernel(ROPE_KERNEL)` (webgpu and webgl) this is one fused kernel, and its gradient wrt x
+ * one more (src/kernels/webgpu/rope.ts, src/kernels/webgl/rope.ts; the factors get no gradient there);
+ * elsewhere `composedRotaryFactors`.
  */
 export function applyRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Tensor {
-  if (usesFusedTrainingKernels() && fusedRopeUnsupported(x, factors.cos, factors.sinSigned) === null) {
-    return fusedRope(x, factors.cos, factors.sinSigned); // webgpu: one dispatch forward, one backward
+  registerRopeKernel(); // so that the registry can answer for the active backend
+  if (usesFusedKernel(ROPE_KERNEL) && fusedRopeUnsupported(x, factors.cos, factors.sinSigned) === null) {
+    return fusedRope(x, factors.cos, factors.sinSigned); // one kernel forward, one backward
   }
   return composedRotaryFactors(x, factors);
 }

@@ -1,14 +1,17 @@
 /**
- * The fused RoPE kernel (src/kernels/webgpu/rope.ts) against the composed ops: on webgpu, values <= 1e-5 and
+ * The fused RoPE kernel (src/kernels/webgpu/rope.ts, src/kernels/webgl/rope.ts) against the composed ops: on
+ * webgpu and webgl, values <= 1e-5 and
  * gradients wrt x <= 1e-4 norm-relative for odd half dims, several heads, factors repeated per head, positions
  * from an offset (decode), per-row positions (left padding), the T = 1 layout `[B, h, r, d]`, `applyRotary`'s
  * angles, the `RotaryStep` path as the projections use it (q and k rotated together, the step disposed before
- * the backward) and a GQA layer trained through tf.variableGrads; kernels per call under tf.profile. On every
- * other backend the capability is false and applyRotaryFactors is exactly the composed ops.
+ * the backward), a GQA layer trained through tf.variableGrads, and `fusedRope` with arbitrary (non-RoPE)
+ * factors in every view layout of the webgl program (rank 1 to 6, factors broadcast or not over the rows);
+ * kernels per call under tf.profile. On every other backend the kernel is absent and applyRotaryFactors is
+ * exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedRope, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
-import { hasFusedTrainingKernels, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
+import { fusedRope, registerRopeKernel, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
+import { hasFusedTrainingKernels, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import {
   applyRotary,
   applyRotaryFactors,
@@ -85,12 +88,31 @@ const CASES: Case[] = [
   },
   { name: 'd=64, 8 heads, 33 positions from 1000', x: [2, 33, 8, 64], factors: () => rotaryFactorsRange(64, 500000, 1, 1000, 33) },
   { name: 'd=2 (smallest), 1 head', x: [2, 3, 1, 2], factors: () => rotaryFactorsRange(2, BASE, 1, 4, 3) },
+  { name: 'd=10, 3 heads, 7 positions from 5', x: [2, 7, 3, 10], factors: () => rotaryFactorsRange(10, BASE, 1, 5, 7) },
+  { name: 'd=32, 4 heads, 128 positions (the default model)', x: [16, 128, 4, 32], factors: () => rotaryFactorsRange(32, BASE, 1, 0, 128) },
 ];
 
-describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ backend }) => {
-  if (backend !== 'webgpu') {
-    it('has no fused training kernels; applyRotaryFactors is exactly the composed ops; the fused entry refuses', () => {
-      if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`fused training kernels reported on ${backend}`);
+/** Arbitrary factor layouts (random factors, not RoPE's): x's shape and the factors'. */
+const LAYOUTS: Array<{ x: number[]; f: number[] }> = [
+  { x: [8], f: [8] }, // rank 1
+  { x: [4, 6], f: [1, 6] }, // one factor row for all rows, odd half
+  { x: [4, 6], f: [4, 6] },
+  { x: [3, 5, 12], f: [5, 12] }, // rows read per row, leading axis broadcast
+  { x: [2, 3, 5, 6], f: [2, 1, 5, 6] },
+  { x: [2, 3, 4, 3, 8], f: [1, 3, 1, 3, 8] }, // three groups of leading axes: a rank-5 view
+  { x: [2, 3, 2, 3, 5, 4], f: [2, 1, 2, 1, 1, 4] }, // four groups: a rank-6 view
+  { x: [3, 1, 5, 2], f: [3, 1, 1, 2] }, // d = 2, rows broadcast
+];
+
+/** The backends with the fused RoPE kernel. */
+const FUSED_BACKENDS = ['webgpu', 'webgl'];
+
+describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the composed ops', ({ backend }) => {
+  if (!FUSED_BACKENDS.includes(backend)) {
+    it('has no fused RoPE kernel; applyRotaryFactors is exactly the composed ops; the fused entry refuses', () => {
+      registerRopeKernel();
+      if (hasFusedTrainingKernels() || usesFusedTrainingKernels() || usesFusedKernel(ROPE_KERNEL))
+        throw new Error(`fused training kernels reported on ${backend}`);
       tf.tidy(() => {
         const x = randomTensor([2, 5, 3, 6], 1, 2);
         const dy = randomTensor([2, 5, 3, 6], 2);
@@ -98,15 +120,36 @@ describeBackends('fused RoPE (kernels/webgpu) against the composed ops', ({ back
         const auto = valueAndGrad((a) => applyRotaryFactors(a, f), x, dy);
         const composed = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
         auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
-        expectThrows(() => fusedRope(x, f.cos, f.sinSigned), /fused RoPE: the fused kernel needs the webgpu backend/, new RegExp(backend));
+        expectThrows(() => fusedRope(x, f.cos, f.sinSigned), /fused RoPE: the fused kernel needs the webgpu or webgl backend/, new RegExp(backend));
       });
     });
     return;
   }
 
   it('reports the capability', () => {
-    if (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()) throw new Error('fused training kernels not reported on webgpu');
+    registerRopeKernel();
+    if (!usesFusedKernel(ROPE_KERNEL)) throw new Error(`usesFusedKernel(${ROPE_KERNEL}) is false on ${backend}`);
+    if (backend === 'webgpu' && (!hasFusedTrainingKernels() || !usesFusedTrainingKernels()))
+      throw new Error('fused training kernels not reported on webgpu');
+    if (withImplementation('composed', () => usesFusedKernel(ROPE_KERNEL))) throw new Error(`'composed' still reports ${ROPE_KERNEL}`);
   });
+
+  for (const { x: shape, f: fShape } of LAYOUTS) {
+    it(`fusedRope = composed with arbitrary factors: x [${shape}], factors [${fShape}]`, async () => {
+      const x = randomTensor(shape, 71, 2);
+      const dy = randomTensor(shape, 72);
+      const factors = { cos: randomTensor(fShape, 73), sinSigned: randomTensor(fShape, 74) };
+      const fused = valueAndGrad((a) => fusedRope(a, factors.cos, factors.sinSigned), x, dy);
+      const composed = valueAndGrad((a) => composedRotaryFactors(a, factors), x, dy);
+      try {
+        const what = `x [${shape}], factors [${fShape}]`;
+        checkError(`${what}: output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`${what}: grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+      } finally {
+        tf.dispose([x, dy, factors.cos, factors.sinSigned, ...fused, ...composed]);
+      }
+    });
+  }
 
   for (const c of CASES) {
     it(`fused = composed: ${c.name}`, async () => {

@@ -1,7 +1,8 @@
 /**
  * Fused RoPE for webgpu, forward and backward: `y = x * cos + swapHalves(x) * sinSigned` (the rotation of
  * `applyRotaryFactors` in src/ops/rope.ts, `swapHalves([x1, x2]) = [x2, x1]`, `sinSigned = [-sin, sin]`)
- * as one tfjs kernel (registered for webgpu on first use) under `tf.customGrad`.
+ * as one tfjs kernel (registered for webgpu, and for webgl by src/kernels/webgl/rope.ts, on first use) under
+ * `tf.customGrad`.
  *
  * Notation: x `[..., d]` (d even), p(j) the partner of dim j (`j + d/2` below d/2, `j - d/2` above),
  * c = cos and s = sinSigned, both `[..., d]` broadcasting over x (each axis 1 or x's), dy the output gradient.
@@ -18,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { registerWebGLRopeKernel } from '../webgl/rope.js';
 
 /** Registered kernel name (the forward and, with `transpose`, the backward). */
 export const ROPE_KERNEL = 'GtaRope';
@@ -133,8 +135,9 @@ function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
 }
 
-/** Registers the kernel for the webgpu backend (once). */
+/** Registers the kernel for the webgpu backend and its webgl version (src/kernels/webgl/rope.ts), once. */
 export function registerRopeKernel(): void {
+  registerWebGLRopeKernel();
   if (tf.getKernel(ROPE_KERNEL, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: ROPE_KERNEL, backendName: 'webgpu', kernelFunc: ropeKernel as unknown as tf.KernelFunc });
 }
@@ -158,16 +161,17 @@ const run = (inputs: tf.NamedTensorMap, transpose: boolean): tf.Tensor =>
 
 /**
  * `x * cos + swapHalves(x) * sinSigned` through the fused webgpu kernel (one dispatch), with the transposed
- * rotation (one dispatch) as its gradient wrt x under `tf.customGrad`; the factors get no gradient. Throws a
- * `ValueError` for inputs the kernel does not take (`fusedRopeUnsupported`) or off webgpu; callers check first
- * and fall back to the composed ops.
+ * rotation (one dispatch) as its gradient wrt x under `tf.customGrad`; the factors get no gradient. Runs on
+ * webgpu and webgl (one packed fragment program each way, src/kernels/webgl/rope.ts). Throws a `ValueError`
+ * for inputs the kernel does not take (`fusedRopeUnsupported`) or on a backend without the kernel; callers
+ * check first and fall back to the composed ops.
  */
 export function fusedRope(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor {
   const why = fusedRopeUnsupported(x, cos, sinSigned);
   if (why !== null) throw new ValueError(`fused RoPE: ${why}.`);
-  if (tf.getBackend() !== 'webgpu')
-    throw new ValueError(`fused RoPE: the fused kernel needs the webgpu backend (active backend is ${tf.getBackend()}).`);
   registerRopeKernel();
+  if (tf.getKernel(ROPE_KERNEL, tf.getBackend()) === undefined)
+    throw new ValueError(`fused RoPE: the fused kernel needs the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
     // Saved (shared, not copied) so that the backward outlives a RotaryStep disposed after the forward.
