@@ -148,6 +148,23 @@ function resolve(o: TrainOptions) {
 }
 
 /**
+ * Throws unless every id of `ids` (the argument `what` of `train`) is an integer in [0, vocabSize): an id
+ * outside the vocabulary would otherwise reach the embedding and the loss, where backends differ (cpu
+ * throws inside the gather; the GPU backends read out of range and give a NaN loss or silently wrong
+ * gradients).
+ */
+function checkVocabulary(what: string, ids: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+      throw new ValueError(
+        `train: ${what} must hold integer token ids in [0, ${vocabSize}) (the model's vocabSize), got ${id} at index ${i}.`,
+      );
+    }
+  }
+}
+
+/**
  * The step's loss and the gradients' global norm, read together in one asynchronous read (every backend
  * can do it, webgpu in Node included, and it waits for the device once per step, not twice).
  */
@@ -202,6 +219,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (o.sequenceLength > lm.config.maxSequenceLength) {
     throw new ValueError(`train: sequenceLength ${o.sequenceLength} exceeds the model's maxSequenceLength ${lm.config.maxSequenceLength}.`);
   }
+  checkVocabulary('train', options.train, lm.config.vocabSize);
+  checkVocabulary('validation', options.validation, lm.config.vocabSize);
   const batcher = new Batcher(options.train, { batchSize: o.batchSize, sequenceLength: o.sequenceLength, seed: o.seed });
   const variables = lm.model.trainableWeights.map((w) => w.read() as tf.Variable);
   const optimizer = new AdamW(variables, { weightDecay: o.weightDecay, beta1: options.beta1, beta2: options.beta2 ?? 0.95 });

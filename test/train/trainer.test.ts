@@ -140,6 +140,23 @@ describeBackends('trainer', () => {
       err = e;
     });
     expect(String(err)).to.match(/shorter than one window|fewer than/);
+    // Ids outside the vocabulary are refused before any step, in either stream, naming the argument and the index.
+    const v = lm.config.vocabSize;
+    for (const [what, bad] of [
+      ['train', v],
+      ['validation', -1],
+      ['train', 1.5],
+    ] as const) {
+      const copy = Array.from(what === 'train' ? trainIds : validIds);
+      copy[7] = bad;
+      err = null;
+      await train({ ...common, model: lm, steps: 1, [what]: copy }).catch((e: Error) => {
+        err = e;
+      });
+      expect(String(err)).to.include(
+        `train: ${what} must hold integer token ids in [0, ${v}) (the model's vocabSize), got ${bad} at index 7.`,
+      );
+    }
     lm.dispose();
   });
 });
