@@ -44,6 +44,8 @@ export interface LMTrainingResult {
   medianStepMs: number;
   /** Kernels dispatched by one training step (forward, backward, norm, AdamW), from tf.profile. */
   kernelsPerStep: number;
+  /** Of `kernelsPerStep`, those that dispatch work (not Identity, Reshape or customGrad scopes; see `kernelsOf`). */
+  dispatchingKernelsPerStep: number;
   /** Kernels of the forward pass alone (one batch). */
   kernelsForward: number;
 }
@@ -56,12 +58,21 @@ function stream(n: number): Int32Array {
   });
 }
 
-async function kernelsOf(fn: () => Promise<unknown>): Promise<number> {
+/**
+ * Kernels that `fn` runs (tf.profile's count) and how many of them dispatch work: all but Identity and
+ * Reshape (on webgpu both only add a reference to their input's buffer) and entries that are no kernel
+ * of the backend (tf.customGrad's scopes).
+ */
+async function kernelsOf(fn: () => Promise<unknown>): Promise<{ kernels: number; dispatching: number }> {
   const info = await tf.profile(async () => {
     await fn();
     return null as unknown as tf.Tensor;
   });
-  return info.kernels.length;
+  const backend = tf.getBackend();
+  const dispatching = info.kernels.filter(
+    (k) => k.name !== 'Identity' && k.name !== 'Reshape' && tf.getKernel(k.name, backend) !== undefined,
+  );
+  return { kernels: info.kernels.length, dispatching: dispatching.length };
 }
 
 async function measureVariant(variant: VariantName, steps: number): Promise<LMTrainingResult> {
@@ -88,7 +99,7 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
     const one = await kernelsOf(() => train({ ...common, steps: 1, warmupSteps: 0 }));
     const two = await kernelsOf(() => train({ ...common, steps: 2, warmupSteps: 0 }));
     const batch = tf.tidy(() => tf.tensor2d(Array.from(ids.subarray(0, tokens)), [p.batchSize, p.sequenceLength], 'int32'));
-    const kernelsForward = await kernelsOf(async () => {
+    const { kernels: kernelsForward } = await kernelsOf(async () => {
       const logits = lm.model.apply(batch, { training: false }) as tf.Tensor;
       await logits.data();
       logits.dispose();
@@ -111,7 +122,8 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
       tokensPerSecondMedian: Math.round(median),
       tokensPerSecondMean: Math.round((measured.length * tokens) / seconds),
       medianStepMs: Math.round(((1000 * tokens) / median) * 10) / 10,
-      kernelsPerStep: two - one,
+      kernelsPerStep: two.kernels - one.kernels,
+      dispatchingKernelsPerStep: two.dispatching - one.dispatching,
       kernelsForward,
     };
   } finally {
@@ -130,7 +142,7 @@ export async function measureLMTraining(steps: number, log: (line: string) => vo
       const r = { ...(await withPath(path, () => measureVariant(v, steps))), path };
       log(
         `[${tf.getBackend()}] LM training ${v} ${path}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
-          `${r.kernelsPerStep} kernels per step, ${r.kernelsForward} per forward pass; losses ${r.losses
+          `${r.kernelsPerStep} kernels per step (${r.dispatchingKernelsPerStep} dispatching), ${r.kernelsForward} per forward pass; losses ${r.losses
             .slice(0, 3)
             .concat(r.losses.slice(-1))
             .map((x) => x.toFixed(5))
