@@ -4,8 +4,10 @@
  * Weight decay applies to matrices (rank >= 2: kernels, embeddings), not to norm gains or biases.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedAdamWStepWebGL, WEBGL_ADAMW_KERNELS } from '../kernels/webgl/adamw.js';
 import { fusedAdamWStep } from '../kernels/webgpu/adamw.js';
-import { usesFusedTrainingKernels } from '../ops/capabilities.js';
+import { fusedSquaredNorm, fusedSquaredNormUnsupported, registerSquaredNorm, SQUARED_NORM_KERNEL } from '../kernels/webgpu/squared_norm.js';
+import { usesFusedKernel, usesFusedTrainingKernels } from '../ops/capabilities.js';
 import { ValueError } from '../utils/errors.js';
 
 export interface AdamWOptions {
@@ -25,8 +27,10 @@ export interface AdamWState {
 /**
  * AdamW over `variables`. On webgpu (`usesFusedTrainingKernels()`) each variable's update is two fused
  * dispatches (src/kernels/webgpu/adamw.ts) and its moments are kept together as one state `[2, ...shape]`;
- * elsewhere the composed tfjs ops update separate m and v. The layout follows the path taken at each
- * step; `getState`/`setState` use separate m and v everywhere, so checkpoints move between backends.
+ * on webgl (`usesFusedKernel(WEBGL_ADAMW_KERNELS.weight)`) it is three fused kernels
+ * (src/kernels/webgl/adamw.ts) over separate m and v; elsewhere the composed tfjs ops update separate m
+ * and v. The layout follows the path taken at each step; `getState`/`setState` use separate m and v
+ * everywhere, so checkpoints move between backends.
  */
 export class AdamW {
   readonly beta1: number;
@@ -71,6 +75,7 @@ export class AdamW {
     const c1 = 1 - this.beta1 ** this.t;
     const c2 = 1 - this.beta2 ** this.t;
     if (usesFusedTrainingKernels()) this.applyFused(grads, lr, gradScale, c1, c2);
+    else if (usesFusedKernel(WEBGL_ADAMW_KERNELS.weight)) this.applyFusedWebGL(grads, lr, gradScale, c1, c2);
     else this.applyComposed(grads, lr, gradScale, c1, c2);
   }
 
@@ -80,7 +85,7 @@ export class AdamW {
     }
     grads.forEach((g, i) => {
       const w = this.variables[i];
-      if (g.size !== w.size || g.rank !== w.rank) {
+      if (!tf.util.arraysEqual(g.shape, w.shape)) {
         throw new ValueError(`AdamW: gradient ${i} has shape [${g.shape}], variable ${w.name} has shape [${w.shape}]; they must match.`);
       }
     });
@@ -119,6 +124,25 @@ export class AdamW {
         const grad = grads[i].dtype === 'float32' ? grads[i] : tf.cast(grads[i], 'float32');
         const next = fusedAdamWStep(w, states[i], grad, scale, moments, { lr, c1, c2, epsilon: this.epsilon, decay });
         states[i].assign(next.state);
+        w.assign(next.weight);
+      });
+    });
+  }
+
+  /** The webgl fused update: three kernels per variable over separate moments (the composed path's layout). */
+  private applyFusedWebGL(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor, c1: number, c2: number): void {
+    this.unpack();
+    const [ms, vs] = [this.m!, this.v!];
+    const hyper = { beta1: this.beta1, beta2: this.beta2, lr, c1, c2, epsilon: this.epsilon };
+    tf.tidy(() => {
+      const scale = typeof gradScale === 'number' ? null : gradScale.rank === 0 ? gradScale : tf.reshape(gradScale, []);
+      const scaleValue = typeof gradScale === 'number' ? gradScale : 1;
+      this.variables.forEach((w, i) => {
+        const decay = this.weightDecay > 0 && w.rank >= 2 ? this.weightDecay : 0;
+        const grad = grads[i].dtype === 'float32' ? grads[i] : tf.cast(grads[i], 'float32');
+        const next = fusedAdamWStepWebGL(w, ms[i], vs[i], grad, scale, { ...hyper, gradScale: scaleValue, decay });
+        ms[i].assign(next.m);
+        vs[i].assign(next.v);
         w.assign(next.weight);
       });
     });
@@ -230,10 +254,16 @@ function addNChunked(xs: tf.Tensor[]): tf.Tensor {
   return level[0];
 }
 
-/** The squared global L2 norm of `grads` (the sum of every element's square) as a scalar tensor; nothing is read. */
+/**
+ * The squared global L2 norm of `grads` (the sum of every element's square) as a scalar tensor; nothing is
+ * read. On webgpu (unless `TRAINING_KERNELS` asks for the composed path) one fused dispatch per 7 tensors
+ * (src/kernels/webgpu/squared_norm.ts) instead of a square and a sum per tensor.
+ */
 export function globalNormSquared(grads: tf.Tensor[]): tf.Scalar {
   if (grads.length === 0) return tf.scalar(0);
-  return tf.tidy(() => addNChunked(grads.map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+  registerSquaredNorm();
+  if (usesFusedKernel(SQUARED_NORM_KERNEL) && fusedSquaredNormUnsupported(grads) === null) return fusedSquaredNorm(grads);
+  return tf.tidy(() => addNChunked(grads.map((g) => tf.sum(tf.square(g.dtype === 'float32' ? g : tf.cast(g, 'float32'))))) as tf.Scalar);
 }
 
 /**

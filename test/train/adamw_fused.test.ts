@@ -1,12 +1,15 @@
 /**
- * AdamW's fused update (src/kernels/webgpu/adamw.ts) against the composed one: on webgpu, 5 steps on 3
- * variables of odd shapes (rank 1 and 2), with and without weight decay, with a clip scale < 1 (a number
- * or a scalar tensor), give weights and moments <= 1e-5 norm-relative; the state's round trip through
- * getState/setState across both layouts; kernels per update under tf.profile. On every backend: the
- * clip scale inside `apply` equals scaling the gradients first (the trainer's former path), and bad
- * arguments are a ValueError.
+ * AdamW's fused update against the composed one, on webgpu (src/kernels/webgpu/adamw.ts: two kernels per
+ * variable, moments packed) and on webgl (src/kernels/webgl/adamw.ts: three kernels per variable, separate
+ * moments): 5 steps on 4 variables of odd shapes (rank 1, 2 and 3), with and without weight decay, with a
+ * clip scale < 1 (a number or a scalar tensor), give weights and moments <= 1e-5 norm-relative; the
+ * state's round trip through getState/setState across both paths; kernels per update under tf.profile;
+ * on webgl, no new shader program after the first step (lr and the bias corrections are uniforms). On
+ * every backend: the clip scale inside `apply` equals scaling the gradients first (the trainer's former
+ * path), and bad arguments are a ValueError.
  */
 import * as tf from '@tensorflow/tfjs';
+import { WEBGL_ADAMW_KERNELS } from '../../src/kernels/webgl/adamw.js';
 import { ADAMW_KERNELS } from '../../src/kernels/webgpu/adamw.js';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { smallPreset } from '../../src/models/config.js';
@@ -16,7 +19,7 @@ import { describeBackends, expectThrows, it, normRelativeError, randomTensor } f
 import { checkError } from '../kit/fused.js';
 
 const TOL = 1e-5;
-const SHAPES = [[37], [5, 13], [129, 3]];
+const SHAPES = [[37], [5, 13], [129, 3], [3, 5, 7]];
 
 function makeVariables(seed: number): tf.Variable[] {
   return SHAPES.map((s, i) => tf.tidy(() => tf.variable(randomTensor(s, seed + i), true)));
@@ -58,7 +61,21 @@ async function compareWeights(what: string, a: tf.Variable[], b: tf.Variable[], 
   for (let i = 0; i < a.length; i++) checkError(`${what}: w${i}`, normRelativeError(await a[i].data(), await b[i].data()), tol);
 }
 
-describeBackends('AdamW: fused update (kernels/webgpu) against the composed one', ({ backend }) => {
+/** The fused kernels of `backend`: how many run per variable, and the one that writes the weight; null where none. */
+function fusedKernelsOf(backend: string): { perVariable: number; weight: string } | null {
+  if (backend === 'webgpu') return { perVariable: 2, weight: ADAMW_KERNELS.weight };
+  if (backend === 'webgl') return { perVariable: 3, weight: WEBGL_ADAMW_KERNELS.weight };
+  return null;
+}
+
+/** The number of shader programs tfjs's webgl backend has compiled so far (its binary cache). */
+function compiledPrograms(): number {
+  return Object.keys((tf.backend() as unknown as { binaryCache: Record<string, unknown> }).binaryCache).length;
+}
+
+describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against the composed one', ({ backend }) => {
+  const fusedKernels = fusedKernelsOf(backend);
+
   it('applies gradScale inside the update exactly as scaling the gradients first', async () => {
     const [a, b] = [makeVariables(1), makeVariables(1)];
     const [oa, ob] = [new AdamW(a), new AdamW(b)];
@@ -74,7 +91,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
         tf.dispose([...grads, ...scaled]);
       }
       // The composed path multiplies as clipToNorm did; the fused kernel multiplies in its shader (same f32 product).
-      await compareWeights('scale inside = scaled first', a, b, usesFusedTrainingKernels() ? 1e-6 : 0);
+      await compareWeights('scale inside = scaled first', a, b, fusedKernels !== null ? 1e-6 : 0);
     } finally {
       oa.dispose();
       ob.dispose();
@@ -86,19 +103,22 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
     const w = makeVariables(2);
     const opt = new AdamW(w);
     const grads = gradsAt(1);
+    const transposed = tf.transpose(grads[1]);
     try {
       expectThrows(() => opt.apply(grads, 1e-2, Number.NaN), /gradScale must be a finite number >= 0/);
       expectThrows(() => opt.apply(grads, Number.POSITIVE_INFINITY), /lr must be a finite number/);
-      expectThrows(() => opt.apply([grads[1], grads[0], grads[2]], 1e-2), /gradient 0 has shape \[5,13\].*must match/);
-      expectThrows(() => opt.apply(grads.slice(1), 1e-2), /got 2 gradients for 3 variables/);
+      expectThrows(() => opt.apply([grads[1], grads[0], ...grads.slice(2)], 1e-2), /gradient 0 has shape \[5,13\].*must match/);
+      expectThrows(() => opt.apply(grads.slice(1), 1e-2), /got 3 gradients for 4 variables/);
+      // Same size and rank, other shape: refused too (the fused kernels would read it element by element).
+      expectThrows(() => opt.apply([grads[0], transposed, ...grads.slice(2)], 1e-2), /gradient 1 has shape \[13,5\].*must match/);
       if (opt.iterations !== 0) throw new Error(`a refused update counted as step ${opt.iterations}`);
     } finally {
       opt.dispose();
-      tf.dispose([...w, ...grads]);
+      tf.dispose([...w, ...grads, transposed]);
     }
   });
 
-  if (backend !== 'webgpu') {
+  if (fusedKernels === null) {
     it('has no fused training kernels: the update is the composed one', async () => {
       if (hasFusedTrainingKernels() || usesFusedTrainingKernels()) throw new Error(`the capability is true on ${backend}`);
       const grads = gradsAt(1);
@@ -130,7 +150,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
             run(fused, 1, scale);
             return null as unknown as tf.Tensor;
           });
-          if (!info.kernels.some((k) => k.name === ADAMW_KERNELS.weight)) throw new Error('the fused kernels did not run');
+          if (!info.kernels.some((k) => k.name === fusedKernels.weight)) throw new Error('the fused kernels did not run');
           run(fused, 4, scale, 2);
           composed(() => run(reference, 5, scale));
           await compareWeights('weights', fw, cw, TOL);
@@ -160,8 +180,8 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
       // The fused state loads into a composed optimizer and the other way round; then both continue alike.
       composed(() => reference.setState(saved));
       await compareState('into the composed layout', await reference.getStateAsync(), saved, 0);
-      for (let i = 0; i < 3; i++) b[i].assign(a[i]);
-      for (let i = 0; i < 3; i++) c[i].assign(a[i]);
+      for (let i = 0; i < SHAPES.length; i++) b[i].assign(a[i]);
+      for (let i = 0; i < SHAPES.length; i++) c[i].assign(a[i]);
       run(fresh, 2, 0.8, 4);
       composed(() => run(reference, 2, 0.8, 4));
       await compareWeights('continued after setState', b, c, TOL);
@@ -182,7 +202,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
     }
   });
 
-  it('is two kernels per variable per update (tf.profile), against the composed update', async () => {
+  it(`is ${fusedKernels.perVariable} kernels per variable per update (tf.profile), against the composed update`, async () => {
     const [fw, cw] = [makeVariables(11), makeVariables(11)];
     const fused = new AdamW(fw);
     const reference = composed(() => new AdamW(cw));
@@ -206,7 +226,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
       }
       // eslint-disable-next-line no-console
       console.log(`    AdamW kernels per update of ${SHAPES.length} variables: fused ${f.length} [${f}], composed ${c.length}`);
-      if (f.length !== 2 * SHAPES.length) throw new Error(`fused update ran [${f}]`);
+      if (f.length !== fusedKernels.perVariable * SHAPES.length) throw new Error(`fused update ran [${f}]`);
       if (c.length < 10 * SHAPES.length) throw new Error(`composed update ran only [${c}]`);
     } finally {
       fused.dispose();
@@ -215,7 +235,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
     }
   });
 
-  it("one update of a CausalLM's variables: two kernels per variable (tf.profile), against the composed update", async () => {
+  it(`one update of a CausalLM's variables: ${fusedKernels.perVariable} kernels per variable (tf.profile), against the composed update`, async () => {
     const lm = CausalLM.create({ ...smallPreset('tiny', 'gta', 512), seed: 5 });
     const variables = lm.model.trainableWeights.map((w) => w.read() as tf.Variable);
     const grads = variables.map((v, i) => randomTensor(v.shape, 300 + i, 0.01));
@@ -240,7 +260,7 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
       }
       // eslint-disable-next-line no-console
       console.log(`    AdamW kernels per update of smallPreset('tiny', 'gta') (${variables.length} variables): fused ${f}, composed ${c}`);
-      if (f !== 2 * variables.length) throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
+      if (f !== fusedKernels.perVariable * variables.length) throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
     } finally {
       fused.dispose();
       reference.dispose();
@@ -248,4 +268,28 @@ describeBackends('AdamW: fused update (kernels/webgpu) against the composed one'
       lm.dispose();
     }
   });
+
+  if (backend === 'webgl') {
+    it('compiles no new shader program after the first step (lr, bias corrections and scale are uniforms)', () => {
+      const w = makeVariables(13);
+      const opt = new AdamW(w);
+      try {
+        // The first steps compile each program once per shape (scale as a number, then as a tensor).
+        run(opt, 1, 0.7);
+        run(opt, 1, 'tensor', 2);
+        const before = compiledPrograms();
+        for (let step = 3; step <= 6; step++) {
+          const grads = gradsAt(step);
+          const scale = clipScale(grads, 1);
+          opt.apply(grads, 1e-2 / step, step % 2 === 0 ? scale : 0.9 - 0.1 * step);
+          tf.dispose([...grads, scale]);
+        }
+        const after = compiledPrograms();
+        if (after !== before) throw new Error(`4 more steps with new lr, bias corrections and scales compiled ${after - before} programs`);
+      } finally {
+        opt.dispose();
+        tf.dispose(w);
+      }
+    });
+  }
 });

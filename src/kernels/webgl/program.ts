@@ -19,11 +19,18 @@ export interface WebGLProgram {
   /** Packed programs read and write 4 values per texel (`vec4 getXAtOutCoords()`, `setOutput(vec4)`). */
   packedInputs?: boolean;
   packedOutput?: boolean;
+  /**
+   * Uniforms declared before `userCode` (`uniform float name;`), set at each run from the values passed to
+   * `runWebGLProgram`, in this order. Values that change per call belong here, not in `userCode`: the
+   * program cache is keyed by `userCode`, so a baked constant compiles a new shader per value.
+   */
+  customUniforms?: Array<{ name: string; type: 'float' | 'int' | 'vec2' | 'vec3' | 'vec4' | 'ivec2' | 'ivec3' | 'ivec4' }>;
 }
 
 /** The backend methods our kernels call. */
 export interface WebGLBackendLike {
-  runWebGLProgram(program: WebGLProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  /** `customUniformValues`: one array per entry of `program.customUniforms`, in order. */
+  runWebGLProgram(program: WebGLProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, customUniformValues?: number[][]): tf.TensorInfo;
   disposeIntermediateTensorInfo(info: tf.TensorInfo): void;
 }
 
