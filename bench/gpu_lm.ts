@@ -8,22 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CausalLM } from '../src/models/causal_lm.js';
 import { COMPARE_PRESETS, variantConfig, type VariantName } from '../src/train/presets.js';
 import { train } from '../src/train/trainer.js';
-import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
-import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
-
-/** 'fused': the backend's fused kernels where it has them (the default); 'composed': composed tfjs ops only. */
-export type KernelPath = 'fused' | 'composed';
-
-async function withPath<T>(path: KernelPath, fn: () => Promise<T>): Promise<T> {
-  const before = [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] as const;
-  ATTENTION_DEFAULTS.implementation = path === 'fused' ? 'auto' : 'composed';
-  TRAINING_KERNELS.implementation = path === 'fused' ? 'auto' : 'composed';
-  try {
-    return await fn();
-  } finally {
-    [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] = before;
-  }
-}
+import { withKernelPath, type KernelPath } from '../src/ops/kernel_path.js';
 
 /** Vocabulary of the character tokenizer on the built-in Moby-Dick (about this size). */
 const VOCAB = 96;
@@ -139,7 +124,7 @@ export async function measureLMTraining(steps: number, log: (line: string) => vo
   const out: LMTrainingResult[] = [];
   for (const v of ['gta', 'gqa'] as const) {
     for (const path of ['fused', 'composed'] as const) {
-      const r = { ...(await withPath(path, () => measureVariant(v, steps))), path };
+      const r = { ...(await withKernelPath(path, () => measureVariant(v, steps))), path };
       log(
         `[${tf.getBackend()}] LM training ${v} ${path}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
           `${r.kernelsPerStep} kernels per step (${r.dispatchingKernelsPerStep} dispatching), ${r.kernelsForward} per forward pass; losses ${r.losses

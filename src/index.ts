@@ -82,6 +82,7 @@ export {
   usesFusedKernel,
   usesFusedTrainingKernels,
 } from './ops/capabilities.js';
+export { withKernelPath, type KernelPath } from './ops/kernel_path.js';
 export { rmsNorm } from './ops/rms_norm.js';
 export { useBestBackend, setBackendStrict, loadBackend, defaultBackendOrder, IS_NODE, type BackendChoice } from './backend.js';
 export {

@@ -9,8 +9,8 @@
 import { expect } from 'chai';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { smallPreset } from '../../src/models/config.js';
-import { ATTENTION_DEFAULTS } from '../../src/ops/attention_core.js';
-import { hasFusedAttention, hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel } from '../../src/ops/capabilities.js';
+import { withKernelPath, type KernelPath } from '../../src/ops/kernel_path.js';
+import { hasFusedAttention, hasFusedTrainingKernels, usesFusedKernel } from '../../src/ops/capabilities.js';
 import { CROSS_ENTROPY_KERNELS } from '../../src/kernels/webgpu/cross_entropy.js';
 import { RMS_NORM_KERNELS } from '../../src/kernels/webgpu/rms_norm.js';
 import { SWIGLU_KERNELS } from '../../src/kernels/webgpu/swiglu.js';
@@ -21,22 +21,9 @@ const V = 13;
 const STEPS = 4;
 const stream = Int32Array.from({ length: 1200 }, (_, i) => (i * 7 + ((i * i) % 5)) % V);
 
-type Path = 'fused' | 'composed';
-
-async function withPath<T>(path: Path, fn: () => Promise<T>): Promise<T> {
-  const before = [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] as const;
-  ATTENTION_DEFAULTS.implementation = path === 'fused' ? 'auto' : 'composed';
-  TRAINING_KERNELS.implementation = path === 'fused' ? 'auto' : 'composed';
-  try {
-    return await fn();
-  } finally {
-    [ATTENTION_DEFAULTS.implementation, TRAINING_KERNELS.implementation] = before;
-  }
-}
-
 /** Losses of STEPS training steps of a fresh seeded model, and the kernels of one more step (tf.profile). */
-async function run(kind: 'gta' | 'gqa' | 'mla', path: Path, profile: boolean): Promise<{ losses: number[]; kernels: number }> {
-  return withPath(path, async () => {
+async function run(kind: 'gta' | 'gqa' | 'mla', path: KernelPath, profile: boolean): Promise<{ losses: number[]; kernels: number }> {
+  return withKernelPath(path, async () => {
     const lm = CausalLM.create({ ...smallPreset('tiny', kind, V), seed: 3 });
     try {
       const options = {
