@@ -120,7 +120,11 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
         const auto = valueAndGrad((a) => applyRotaryFactors(a, f), x, dy);
         const composed = valueAndGrad((a) => composedRotaryFactors(a, f), x, dy);
         auto.forEach((t, i) => checkError(`auto = composed [${i}]`, normRelativeError(t.dataSync(), composed[i].dataSync()), 0));
-        expectThrows(() => fusedRope(x, f.cos, f.sinSigned), /fused RoPE: the fused kernel needs the webgpu or webgl backend/, new RegExp(backend));
+        expectThrows(
+          () => fusedRope(x, f.cos, f.sinSigned),
+          /fused RoPE: the fused kernel needs the webgpu or webgl backend/,
+          new RegExp(backend),
+        );
       });
     });
     return;
