@@ -224,7 +224,6 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
       } finally {
         TRAINING_KERNELS.implementation = before;
       }
-      // eslint-disable-next-line no-console
       console.log(`    AdamW kernels per update of ${SHAPES.length} variables: fused ${f.length} [${f}], composed ${c.length}`);
       if (f.length !== fusedKernels.perVariable * SHAPES.length) throw new Error(`fused update ran [${f}]`);
       if (c.length < 10 * SHAPES.length) throw new Error(`composed update ran only [${c}]`);
@@ -258,9 +257,9 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
       } finally {
         TRAINING_KERNELS.implementation = before;
       }
-      // eslint-disable-next-line no-console
       console.log(`    AdamW kernels per update of smallPreset('tiny', 'gta') (${variables.length} variables): fused ${f}, composed ${c}`);
-      if (f !== fusedKernels.perVariable * variables.length) throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
+      if (f !== fusedKernels.perVariable * variables.length)
+        throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
     } finally {
       fused.dispose();
       reference.dispose();

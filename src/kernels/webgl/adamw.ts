@@ -146,12 +146,17 @@ export function fusedAdamWStepWebGL(
   scale: tf.Tensor | null,
   options: WebGLAdamWStepOptions,
 ): { m: tf.Tensor; v: tf.Tensor; weight: tf.Tensor } {
-  for (const [name, x] of [['m', m], ['v', v], ['grad', grad]] as const) {
+  for (const [name, x] of [
+    ['m', m],
+    ['v', v],
+    ['grad', grad],
+  ] as const) {
     if (!tf.util.arraysEqual(x.shape, weight.shape)) {
       throw new ValueError(`fused AdamW (webgl): ${name} has shape [${x.shape}], the weight [${weight.shape}]; they must be equal.`);
     }
   }
-  if (scale !== null && scale.rank !== 0) throw new ValueError(`fused AdamW (webgl): scale must be a scalar of rank 0, got shape [${scale.shape}].`);
+  if (scale !== null && scale.rank !== 0)
+    throw new ValueError(`fused AdamW (webgl): scale must be a scalar of rank 0, got shape [${scale.shape}].`);
   registerWebGLAdamWKernels();
   const engine = tf.engine();
   const moment = (name: string, x: tf.Tensor, beta: number): tf.Tensor => {

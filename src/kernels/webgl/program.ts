@@ -30,7 +30,12 @@ export interface WebGLProgram {
 /** The backend methods our kernels call. */
 export interface WebGLBackendLike {
   /** `customUniformValues`: one array per entry of `program.customUniforms`, in order. */
-  runWebGLProgram(program: WebGLProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, customUniformValues?: number[][]): tf.TensorInfo;
+  runWebGLProgram(
+    program: WebGLProgram,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    customUniformValues?: number[][],
+  ): tf.TensorInfo;
   disposeIntermediateTensorInfo(info: tf.TensorInfo): void;
 }
 
