@@ -1,6 +1,6 @@
 /**
  * The page's training loop for one model, built from the package's browser-safe pieces: `Batcher`
- * (seeded random windows), `sparseCrossEntropyFromLogits`, `clipByGlobalNorm`, `AdamW` and `warmupCosine`,
+ * (seeded random windows), `RotaryStep`, `sparseCrossEntropyFromLogits`, `clipScale`, `AdamW` and `warmupCosine`,
  * the same steps as `train()` in src/train/trainer.ts. One call of `trainStep()` is one optimizer step; the
  * page awaits `tf.nextFrame()` between steps so the UI stays responsive.
  */
@@ -9,8 +9,9 @@ import {
   AdamW,
   Batcher,
   CausalLM,
-  clipByGlobalNorm,
+  clipScale,
   evaluate,
+  RotaryStep,
   sparseCrossEntropyFromLogits,
   warmupCosine,
   type VariantName,
@@ -63,18 +64,28 @@ export class TrainingRun {
       totalSteps: o.steps,
     });
     const { inputs, targets } = this.batcher.next();
-    const { value, grads } = tf.variableGrads(
-      () => sparseCrossEntropyFromLogits(targets, this.lm.model.apply(inputs, { training: true }) as tf.Tensor),
-      this.variables,
-    );
+    // RoPE factors built once for every block of the step, as train() does.
+    const rope = new RotaryStep({ start: 0, length: o.sequenceLength });
+    let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      result = tf.variableGrads(
+        () => sparseCrossEntropyFromLogits(targets, this.lm.model.apply(inputs, { training: true, rope }) as tf.Tensor),
+        this.variables,
+      );
+    } finally {
+      rope.dispose();
+    }
+    const { value, grads } = result;
     const ordered = this.variables.map((v) => grads[v.name]);
-    const clipped = clipByGlobalNorm(ordered, 1);
-    this.optimizer.apply(clipped.grads, lr);
+    // Clipping to global norm 1 with the factor computed on the GPU and applied inside the update: no read
+    // of the norm stalls the step between the backward pass and the update.
+    const scale = clipScale(ordered, 1);
+    this.optimizer.apply(ordered, lr, scale);
     const loss = (await value.data())[0];
     // Reading the last variable the optimizer wrote waits for the whole step (GPU work is queued in order),
     // so the step time is not carried into the next model's step.
     await this.variables[this.variables.length - 1].data();
-    tf.dispose([value, inputs, targets, ...clipped.grads, ...ordered]);
+    tf.dispose([value, inputs, targets, scale, ...ordered]);
     if (!Number.isFinite(loss)) throw new Error(`${this.variant}: the loss became ${loss} at step ${this.step}; lower the learning rate.`);
     this.stepMs.push(performance.now() - t0);
     this.step += 1;

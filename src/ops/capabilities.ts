@@ -9,6 +9,8 @@ import { registerWebGLAdamWKernels } from '../kernels/webgl/adamw.js';
 import { registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
 import { registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
 import { registerRmsNormKernels } from '../kernels/webgpu/rms_norm.js';
+import { registerRopeKernel } from '../kernels/webgpu/rope.js';
+import { registerSquaredNorm } from '../kernels/webgpu/squared_norm.js';
 
 const active = (): string => tf.getBackend();
 
@@ -100,10 +102,11 @@ export function usesFusedTrainingKernels(): boolean {
 /**
  * Whether the fused training kernel `name` (e.g. `SWIGLU_KERNELS.forward`) is used now: `TRAINING_KERNELS`
  * is 'auto' and, once our kernels are registered, the active backend has `name`. SwiGLU, the cross-entropy
- * loss and RMSNorm exist for webgpu and webgl (src/kernels/webgl: on WebGL each tfjs kernel costs about a
- * millisecond of dispatch, so fewer kernels is faster); AdamW for both under different names (webgpu's
- * two kernels over packed moments through `usesFusedTrainingKernels()`, webgl's three over separate m and v,
- * `WEBGL_ADAMW_KERNELS`); RoPE and the embedding gradient only for webgpu (`usesFusedTrainingKernels()`).
+ * loss, RMSNorm, RoPE and the squared global norm exist for webgpu and webgl under the same names
+ * (src/kernels/webgl: on WebGL each tfjs kernel costs about a millisecond of dispatch, so fewer kernels is
+ * faster); AdamW for both under different names (webgpu's two kernels over packed moments through
+ * `usesFusedTrainingKernels()`, webgl's three over separate m and v, `WEBGL_ADAMW_KERNELS`); the embedding
+ * gradient only for webgpu (`usesFusedTrainingKernels()`).
  */
 export function usesFusedKernel(name: string): boolean {
   if (TRAINING_KERNELS.implementation !== 'auto') return false;
@@ -120,5 +123,7 @@ function registerFusedKernels(): void {
   registerCrossEntropy();
   registerRmsNormKernels();
   registerWebGLAdamWKernels();
+  registerRopeKernel();
+  registerSquaredNorm();
   registered = true;
 }

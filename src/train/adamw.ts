@@ -256,8 +256,8 @@ function addNChunked(xs: tf.Tensor[]): tf.Tensor {
 
 /**
  * The squared global L2 norm of `grads` (the sum of every element's square) as a scalar tensor; nothing is
- * read. On webgpu (unless `TRAINING_KERNELS` asks for the composed path) one fused dispatch per 7 tensors
- * (src/kernels/webgpu/squared_norm.ts) instead of a square and a sum per tensor.
+ * read. On webgpu and webgl (unless `TRAINING_KERNELS` asks for the composed path) one fused kernel per 7
+ * tensors (src/kernels/webgpu/squared_norm.ts, webgl/squared_norm.ts) instead of a square and a sum per tensor.
  */
 export function globalNormSquared(grads: tf.Tensor[]): tf.Scalar {
   if (grads.length === 0) return tf.scalar(0);

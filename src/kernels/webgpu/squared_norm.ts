@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
+import { registerWebGLSquaredNorm } from '../webgl/squared_norm.js';
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 /** The registered kernel's name. */
@@ -92,8 +93,9 @@ function kernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.T
   return backend.runWebGPUProgram(program, inputs, 'float32', uniforms);
 }
 
-/** Registers the kernel for the webgpu backend (once). */
+/** Registers the kernel for the webgpu backend and (src/kernels/webgl/squared_norm.ts) for webgl (once). */
 export function registerSquaredNorm(): void {
+  registerWebGLSquaredNorm();
   if (tf.getKernel(SQUARED_NORM_KERNEL, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: SQUARED_NORM_KERNEL, backendName: 'webgpu', kernelFunc: kernel as tf.KernelFunc });
 }
@@ -108,14 +110,14 @@ export function fusedSquaredNormUnsupported(xs: tf.Tensor[]): string | null {
 /**
  * The sum of the squares of every element of `xs` as a scalar, through `GtaSquaredNormPartials` (one
  * dispatch per MAX_INPUTS tensors) and one concat and sum: nothing is read back. Call only where the
- * active backend has the kernel (webgpu) and `fusedSquaredNormUnsupported(xs)` is null.
+ * active backend has the kernel (webgpu, webgl) and `fusedSquaredNormUnsupported(xs)` is null.
  */
 export function fusedSquaredNorm(xs: tf.Tensor[]): tf.Scalar {
   const why = fusedSquaredNormUnsupported(xs);
   if (why !== null) throw new ValueError(`fused squared norm: ${why}.`);
   registerSquaredNorm();
   if (tf.getKernel(SQUARED_NORM_KERNEL, tf.getBackend()) === undefined)
-    throw new ValueError(`fused squared norm: the kernel needs the webgpu backend (active backend is ${tf.getBackend()}).`);
+    throw new ValueError(`fused squared norm: the kernel needs the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
   const nonEmpty = xs.filter((x) => x.size > 0);
   if (nonEmpty.length === 0) return tf.scalar(0);
   return tf.tidy(() => {
