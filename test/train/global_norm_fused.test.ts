@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { fusedSquaredNorm, MAX_INPUTS, registerSquaredNorm, SQUARED_NORM_KERNEL } from '../../src/kernels/webgpu/squared_norm.js';
+import type { WebGLBackendLike } from '../../src/kernels/webgl/program.js';
 import { usesFusedKernel } from '../../src/ops/capabilities.js';
 import { globalNormSquared } from '../../src/train/adamw.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
@@ -83,6 +84,44 @@ describeBackends(
       expect((await zero.data())[0]).to.equal(0);
       tf.dispose([big, small, got, empty, zero]);
     });
+
+    it('sums tensors that other ops left packed, with odd axes (slices of larger tensors, products, batched sums)', async () => {
+      const xs = tf.tidy(() => {
+        const big = tf.add(randomTensor([6, 14], 7, 1), 1); // nonzero everywhere, also where a slice's padding could read
+        const a = randomTensor([5, 9], 8, 1);
+        const b = randomTensor([9, 13], 9, 1);
+        return [
+          tf.slice(big, [0, 0], [5, 13]),
+          tf.matMul(a, b),
+          tf.add(randomTensor([3, 5, 7], 10, 1), randomTensor([3, 5, 7], 11, 1)),
+          tf.slice(tf.add(randomTensor([14], 12, 1), 2), [1], [11]),
+        ];
+      });
+      const got = fusedSquaredNorm(xs);
+      const ref = await reference(xs);
+      checkError('packed, odd axes', Math.abs((await got.data())[0] - ref) / ref, TOL);
+      tf.dispose([got, ...xs]);
+    });
+
+    if (backend === 'webgl') {
+      it('webgl: ignores what a packed texture holds outside the tensor (padding texels of odd axes)', async () => {
+        // A packed program that writes 3 into all four values of every texel, the padding included.
+        const webgl = tf.backend() as unknown as WebGLBackendLike;
+        const filled = (shape: number[]) => {
+          const userCode = 'void main() { setOutput(vec4(3.0)); }';
+          const info = webgl.runWebGLProgram(
+            { variableNames: [], outputShape: shape, userCode, packedInputs: true, packedOutput: true },
+            [],
+            'float32',
+          );
+          return tf.engine().makeTensorFromTensorInfo(info);
+        };
+        const xs = [filled([5, 13]), filled([3, 5, 7]), filled([1, 9])];
+        const got = fusedSquaredNorm(xs);
+        expect((await got.data())[0]).to.equal(9 * (5 * 13 + 3 * 5 * 7 + 9));
+        tf.dispose([got, ...xs]);
+      });
+    }
 
     it('refuses int32 tensors by name; globalNormSquared takes the composed path for them', async () => {
       const xs = [tf.tensor1d([1, 2], 'int32'), tf.tensor1d([0.5])];
