@@ -3,7 +3,7 @@
  * on webgpu and webgl, values
  * <= 1e-5 and gradients wrt x and the gain <= 1e-4 norm-relative for odd row lengths, rank 2 and 3, with and
  * without gain, through tf.grads and through tf.variableGrads of the layer; kernels per call under
- * tf.profile. On every other backend the capability is false and rmsNorm is exactly the composed ops.
+ * tf.profile; on webgl, no pack or unpack program for packed inputs. On every other backend the capability is false and rmsNorm is exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
@@ -49,6 +49,10 @@ const CASES: Array<{ shape: number[]; gain: boolean }> = [
   { shape: [300, 128], gain: true }, // more rows than one dgain chunk (256)
   { shape: [3, 1000], gain: true },
   { shape: [2, 2, 1000], gain: false },
+  { shape: [3, 5, 33], gain: true }, // odd rows per batch, odd row length: the packed texels' padding
+  { shape: [2, 7, 9], gain: false },
+  { shape: [4, 1, 5], gain: true }, // one row per batch
+  { shape: [9], gain: true }, // a vector
 ];
 
 /** The backends with fused RMSNorm kernels. */
@@ -155,6 +159,45 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
       tf.dispose([x, gain, dy]);
     }
   });
+
+  if (backend === 'webgl') {
+    it('runs no pack or unpack program for packed x, dy and gain (webgl packed kernels)', async () => {
+      const [b, r, d] = [2, 5, 33];
+      const x = tf.tidy(() => tf.matMul(randomTensor([b, r, 6], 51), randomTensor([b, 6, d], 52)));
+      const dy = tf.tidy(() => tf.matMul(randomTensor([b, r, 6], 53), randomTensor([b, 6, d], 54)));
+      const gain = tf.tidy(() => tf.add(randomTensor([d], 55, 0.5), 1));
+      const webgl = tf.backend() as unknown as { runWebGLProgram: (...args: unknown[]) => unknown };
+      const original = webgl.runWebGLProgram;
+      const programs: string[] = [];
+      let results: tf.Tensor[] = [];
+      try {
+        await Promise.all([x.data(), dy.data(), gain.data()]);
+        webgl.runWebGLProgram = function (this: unknown, ...args: unknown[]) {
+          programs.push((args[0] as { constructor: { name: string } }).constructor.name);
+          return original.apply(webgl, args);
+        };
+        results = valueAndGrads(x, gain, dy);
+      } finally {
+        webgl.runWebGLProgram = original;
+      }
+      try {
+        const hidden = programs.filter((name) => name === 'PackProgram' || name === 'UnpackProgram');
+        console.log(`      RMSNorm on packed [${b}, ${r}, ${d}] forward+backward: ${programs.length} programs [${programs}]`);
+        if (hidden.length > 0) throw new Error(`ran ${hidden.length} pack/unpack programs: [${programs}]`);
+        // Two programs per kernel: the forward twice (y alone, then under tf.grads), gradInput, gradGain.
+        if (programs.length !== 8) throw new Error(`expected the fused kernels' 8 programs, ran [${programs}]`);
+        const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
+        try {
+          for (let i = 0; i < results.length; i++)
+            checkError(`packed inputs [${i}]`, normRelativeError(await results[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
+        } finally {
+          tf.dispose(composed);
+        }
+      } finally {
+        tf.dispose([x, dy, gain, ...results]);
+      }
+    });
+  }
 
   it('falls back to the composed ops for rows longer than the backend maximum and refuses bad inputs in the fused entry', async () => {
     const maxDim = backend === 'webgl' ? WEBGL_RMS_NORM_MAX_DIM : RMS_NORM_MAX_DIM;
