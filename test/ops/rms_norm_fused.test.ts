@@ -1,9 +1,10 @@
 /**
  * The fused RMSNorm kernels (src/kernels/webgpu/rms_norm.ts, webgl/rms_norm.ts) against the composed ops:
- * on webgpu and webgl, values
- * <= 1e-5 and gradients wrt x and the gain <= 1e-4 norm-relative for odd row lengths, rank 2 and 3, with and
- * without gain, through tf.grads and through tf.variableGrads of the layer; kernels per call under
- * tf.profile; on webgl, no pack or unpack program for packed inputs. On every other backend the capability is false and rmsNorm is exactly the composed ops.
+ * on webgpu and webgl, values <= 1e-5 and gradients wrt x and the gain <= 1e-4 norm-relative for odd row
+ * lengths and odd row counts, rank 1, 2 and 3, with and without gain, through tf.grads and through
+ * tf.variableGrads of the layer; kernels per call under tf.profile; on webgl, no pack or unpack program
+ * (only the kernels' own) for packed inputs. On every other backend the capability is false and rmsNorm is
+ * exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
@@ -169,7 +170,7 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
       const webgl = tf.backend() as unknown as { runWebGLProgram: (...args: unknown[]) => unknown };
       const original = webgl.runWebGLProgram;
       const programs: string[] = [];
-      let results: tf.Tensor[] = [];
+      let results: tf.Tensor[] | undefined;
       try {
         await Promise.all([x.data(), dy.data(), gain.data()]);
         webgl.runWebGLProgram = function (this: unknown, ...args: unknown[]) {
@@ -188,13 +189,17 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
         if (programs.length !== 8) throw new Error(`expected the fused kernels' 8 programs, ran [${programs}]`);
         const composed = withImplementation('composed', () => valueAndGrads(x, gain, dy));
         try {
-          for (let i = 0; i < results.length; i++)
-            checkError(`packed inputs [${i}]`, normRelativeError(await results[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
+          for (let i = 0; i < results!.length; i++)
+            checkError(
+              `packed inputs [${i}]`,
+              normRelativeError(await results![i].data(), await composed[i].data()),
+              i === 0 ? OUTPUT_TOL : GRAD_TOL,
+            );
         } finally {
           tf.dispose(composed);
         }
       } finally {
-        tf.dispose([x, dy, gain, ...results]);
+        tf.dispose([x, dy, gain, ...(results ?? [])]);
       }
     });
   }

@@ -87,10 +87,7 @@ function elementProgram(mode: 'forward' | 'gradInput', view: number[], hasGain: 
   const d = view[2];
   const variableNames = mode === 'forward' ? ['X', 'S'] : ['X', 'DY', 'S'];
   if (hasGain) variableNames.push('G');
-  const value =
-    mode === 'forward'
-      ? 'x * rr * g'
-      : `rr * g * getDYAtOutCoords() - x * rr * rr * rr * s.yyww / ${float(d)}`;
+  const value = mode === 'forward' ? 'x * rr * g' : `rr * g * getDYAtOutCoords() - x * rr * rr * rr * s.yyww / ${float(d)}`;
   const userCode = `
 void main() {
   ivec3 rc = getOutputCoords();
