@@ -6,6 +6,8 @@
  *
  * then, with the device tool: carry [".gpu"], command
  *   bash .gpu/on-device.sh .gpu/gpu.mjs bench --out $OUT/bench | tee $OUT/log
+ * It also writes specs.mjs beside it: the fused-kernel specs under mocha (bench/gpu_specs.ts),
+ *   bash .gpu/on-device.sh .gpu/specs.mjs [--grep PATTERN]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
@@ -31,17 +33,20 @@ function commit(): string {
 
 mkdirSync(dirname(OUT), { recursive: true });
 const build = { versions: versions(), commit: commit(), builtAt: new Date().toISOString() };
-await esbuild.build({
-  entryPoints: [join(ROOT, 'bench/gpu_entry.ts')],
+const common: esbuild.BuildOptions = {
   bundle: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  outfile: OUT,
   logLevel: 'warning',
   banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
   define: { __GPU_BUILD__: JSON.stringify(build) },
   // Not used on the device: the browser runners (--browser), tfjs-node, and Dawn's package (DAWN_NODE instead).
   external: ['playwright-core', 'esbuild', '@tensorflow/tfjs-node', 'webgpu'],
-});
+};
+await esbuild.build({ ...common, entryPoints: [join(ROOT, 'bench/gpu_entry.ts')], outfile: OUT });
 console.log(`wrote ${OUT} (${(statSync(OUT).size / 2 ** 20).toFixed(1)} MiB; commit ${build.commit})`);
+// The fused-kernel specs under mocha (bench/gpu_specs.ts), next to the entry.
+const SPECS_OUT = join(dirname(OUT), 'specs.mjs');
+await esbuild.build({ ...common, entryPoints: [join(ROOT, 'bench/gpu_specs.ts')], outfile: SPECS_OUT });
+console.log(`wrote ${SPECS_OUT} (${(statSync(SPECS_OUT).size / 2 ** 20).toFixed(1)} MiB)`);

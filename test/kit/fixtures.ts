@@ -1,7 +1,8 @@
 /**
  * Reads a file from `test/fixtures/` in Node and in the browser suite.
  *
- * Node: reads it from disk. Browser (scripts/browser-tests.mjs): fetches it from the test server,
+ * Node: reads it from disk, from the directory in `TFJS_GTA_FIXTURES` when set (bundled specs, whose
+ * `import.meta.url` is the bundle's, set it: bench/gpu_specs.ts). Browser (scripts/browser-tests.mjs): fetches it from the test server,
  * which serves `test/fixtures/` under `/fixtures/` (override the base with `globalThis.__FIXTURES_URL__`).
  */
 import { IS_NODE } from '../../src/backend.js';
@@ -11,7 +12,8 @@ export async function readFixtureText(name: string): Promise<string> {
   if (IS_NODE) {
     // node:fs is marked external in the browser bundle; this branch never runs there.
     const { readFile } = await import('node:fs/promises');
-    return readFile(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
+    const dir = process.env.TFJS_GTA_FIXTURES;
+    return readFile(dir ? `${dir}/${name}` : new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
   }
   const base = (globalThis as { __FIXTURES_URL__?: string }).__FIXTURES_URL__ ?? '/fixtures/';
   const url = new URL(name, new URL(base, globalThis.location.href));
