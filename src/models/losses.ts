@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
-import { usesFusedKernel } from '../ops/capabilities.js';
+import { readsSynchronously, usesFusedKernel } from '../ops/capabilities.js';
 import { CROSS_ENTROPY_KERNELS, fusedMeanCrossEntropy, fusedRowCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
 
 /** Whether the fused cross-entropy kernels are used now (webgpu, webgl; `TRAINING_KERNELS` 'auto'). */
@@ -64,8 +64,13 @@ function checkedIds(targets: tf.Tensor, logits: tf.Tensor): tf.Tensor1D {
   return tf.cast(tf.reshape(targets, [-1]), 'int32') as tf.Tensor1D;
 }
 
-/** Throws unless every value of `targets` is an integer in [0, v). */
+/**
+ * Throws unless every value of `targets` is an integer in [0, v). Where the backend cannot read values
+ * synchronously (webgpu in Node) the values are not checked: there the fused kernels give NaN for the rows
+ * of ids outside [0, v), and `train` checks its token streams before it starts.
+ */
 function checkIdValues(targets: tf.Tensor, v: number, owner: string): void {
+  if (!readsSynchronously()) return;
   const values = targets.dataSync();
   for (let i = 0; i < values.length; i++) {
     const id = values[i];
@@ -82,7 +87,8 @@ function checkIdValues(targets: tf.Tensor, v: number, owner: string): void {
  * `model.compile({loss})`): `yTrue` holds integer token ids shaped `[B, T]` (or `[B, T, 1]`), `yPred`
  * holds logits `[B, T, V]`; returns the per-token losses `[B, T]` in nats (fit and evaluate average
  * them). Ids that are not integers in `[0, V)` and other target shapes are a `ValueError` naming the
- * rule (the ids are read back once per batch to check them). With `model.fit()` use
+ * rule (the ids are read back once per batch to check them; not on webgpu in Node, which cannot read
+ * synchronously: there such ids give NaN losses). With `model.fit()` use
  * `compileForSparseTargets`: plain `compile({loss})` makes `fit` check targets against `[B, T, V]`.
  * On webgpu and webgl (`usesFusedCrossEntropy()`) the losses come from the fused kernels of
  * src/kernels/webgpu/cross_entropy.ts (webgl/cross_entropy.ts).

@@ -175,15 +175,15 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
     }
   });
 
-  it('falls back for unequal shapes and refuses bad inputs in the fused entry', () => {
-    tf.tidy(() => {
-      const g = randomTensor([2, 3], 41);
-      const row = randomTensor([3], 42);
-      const broadcast = swiGLU(g, row); // composed ops broadcast; the fused kernel does not
-      const expected = tf.mul(tf.mul(g, tf.sigmoid(g)), row);
-      checkError('broadcast fallback', normRelativeError(broadcast.dataSync(), expected.dataSync()), OUTPUT_TOL);
-      expectThrows(() => fusedSwiGLU(g, row), /fused SwiGLU: gate \[2,3\] and up \[3\] must have the same shape/);
-      expectThrows(() => fusedSwiGLU(tf.zeros([2, 3], 'int32'), g), /gate and up must be float32/);
-    });
+  it('falls back for unequal shapes and refuses bad inputs in the fused entry', async () => {
+    const g = randomTensor([2, 3], 41);
+    const row = randomTensor([3], 42);
+    // The composed ops broadcast; the fused kernel does not.
+    const [broadcast, expected] = tf.tidy(() => [swiGLU(g, row), tf.mul(tf.mul(g, tf.sigmoid(g)), row)]);
+    checkError('broadcast fallback', normRelativeError(await broadcast.data(), await expected.data()), OUTPUT_TOL);
+    const ints = tf.zeros([2, 3], 'int32');
+    expectThrows(() => fusedSwiGLU(g, row), /fused SwiGLU: gate \[2,3\] and up \[3\] must have the same shape/);
+    expectThrows(() => fusedSwiGLU(ints, g), /gate and up must be float32/);
+    tf.dispose([g, row, broadcast, expected, ints]);
   });
 });
