@@ -13,21 +13,9 @@ import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs';
 import { setBackendStrict } from '../src/backend.js';
 import { normRelativeError } from '../src/conformance/reference_vectors.js';
-import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
+import { withKernelPath, type KernelPath } from '../src/ops/kernel_path.js';
 import { applyRotaryFactors, rotaryFactorsRange } from '../src/ops/rope.js';
 import { embeddingLookup } from '../src/layers/token_embedding.js';
-
-type Impl = 'auto' | 'composed';
-
-function withImpl<T>(impl: Impl, fn: () => T): T {
-  const before = TRAINING_KERNELS.implementation;
-  TRAINING_KERNELS.implementation = impl;
-  try {
-    return fn();
-  } finally {
-    TRAINING_KERNELS.implementation = before;
-  }
-}
 
 interface Case {
   name: string;
@@ -40,9 +28,9 @@ function valueAndGrads(c: Case): tf.Tensor[] {
   return tf.tidy(() => [c.f(...c.inputs), ...tf.grads((...xs: tf.Tensor[]) => c.f(...xs))(c.inputs, c.dy)]);
 }
 
-async function timeMs(c: Case, impl: Impl, reps: number): Promise<number> {
+async function timeMs(c: Case, path: KernelPath, reps: number): Promise<number> {
   for (let i = 0; i < 3; i++) {
-    const r = withImpl(impl, () => valueAndGrads(c));
+    const r = withKernelPath(path, () => valueAndGrads(c));
     await r[r.length - 1].data();
     tf.dispose(r);
   }
@@ -50,7 +38,7 @@ async function timeMs(c: Case, impl: Impl, reps: number): Promise<number> {
   let last: tf.Tensor[] = [];
   for (let i = 0; i < reps; i++) {
     tf.dispose(last);
-    last = withImpl(impl, () => valueAndGrads(c));
+    last = withKernelPath(path, () => valueAndGrads(c));
   }
   await last[last.length - 1].data();
   const ms = (performance.now() - t0) / reps;
@@ -92,7 +80,7 @@ async function main(): Promise<void> {
   let worst = 0;
   for (const c of cases()) {
     const fused = valueAndGrads(c);
-    const composed = withImpl('composed', () => valueAndGrads(c));
+    const composed = withKernelPath('composed', () => valueAndGrads(c));
     const errs: string[] = [];
     for (let i = 0; i < fused.length; i++) {
       const e = normRelativeError(await fused[i].data(), await composed[i].data());
@@ -103,7 +91,7 @@ async function main(): Promise<void> {
     tf.dispose([...fused, ...composed]);
     const big = c.inputs[0].size > 1e7;
     const reps = big ? 10 : 50;
-    const fusedMs = await timeMs(c, 'auto', reps);
+    const fusedMs = await timeMs(c, 'fused', reps);
     const composedMs = await timeMs(c, 'composed', reps);
     console.log(
       `${c.name}: ${errs.join(', ')}; fwd+bwd fused ${fusedMs.toFixed(3)} ms, composed ${composedMs.toFixed(3)} ms (${(composedMs / fusedMs).toFixed(1)}x)`,
