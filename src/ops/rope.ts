@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
 import { broadcastsSlowly, usesFusedKernel } from './capabilities.js';
-import { fusedRope, fusedRopeUnsupported, registerRopeKernel, ROPE_KERNEL } from '../kernels/webgpu/rope.js';
+import { fusedRope, fusedRopeUnsupported, ROPE_KERNEL } from '../kernels/webgpu/rope.js';
 import { ValueError } from '../utils/errors.js';
 
 /**
@@ -318,7 +318,6 @@ export function rotaryFactorsAt(dim: number, base: number, scalingFactor: number
  * elsewhere `composedRotaryFactors`.
  */
 export function applyRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Tensor {
-  registerRopeKernel(); // so that the registry can answer for the active backend
   if (usesFusedKernel(ROPE_KERNEL) && fusedRopeUnsupported(x, factors.cos, factors.sinSigned) === null) {
     return fusedRope(x, factors.cos, factors.sinSigned); // one kernel forward, one backward
   }

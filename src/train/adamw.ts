@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fusedAdamWStepWebGL, WEBGL_ADAMW_KERNELS } from '../kernels/webgl/adamw.js';
 import { fusedAdamWStep } from '../kernels/webgpu/adamw.js';
-import { fusedSquaredNorm, fusedSquaredNormUnsupported, registerSquaredNorm, SQUARED_NORM_KERNEL } from '../kernels/webgpu/squared_norm.js';
+import { fusedSquaredNorm, fusedSquaredNormUnsupported, SQUARED_NORM_KERNEL } from '../kernels/webgpu/squared_norm.js';
 import { usesFusedKernel, usesFusedTrainingKernels } from '../ops/capabilities.js';
 import { ValueError } from '../utils/errors.js';
 
@@ -261,7 +261,6 @@ function addNChunked(xs: tf.Tensor[]): tf.Tensor {
  */
 export function globalNormSquared(grads: tf.Tensor[]): tf.Scalar {
   if (grads.length === 0) return tf.scalar(0);
-  registerSquaredNorm();
   if (usesFusedKernel(SQUARED_NORM_KERNEL) && fusedSquaredNormUnsupported(grads) === null) return fusedSquaredNorm(grads);
   return tf.tidy(() => addNChunked(grads.map((g) => tf.sum(tf.square(g.dtype === 'float32' ? g : tf.cast(g, 'float32'))))) as tf.Scalar);
 }
