@@ -13,10 +13,15 @@
  *
  * A cache is immutable: a cached call returns a new cache and leaves the one passed in untouched,
  * so the caller disposes the old one when it no longer needs it.
+ *
+ * On backends with a fused decode (webgpu), one-token steps keep the tensors in a shared cache arena
+ * (src/cache/cache_arena.ts) and append in place; such a cache (`fromArena`) builds its `entries` on first
+ * use, as copies of its own positions, and frees the arena with the last cache that holds it.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../utils/errors.js';
 import type { AttentionKind } from '../mechanisms/kinds.js';
+import type { CacheArena } from './cache_arena.js';
 
 export type { AttentionKind } from '../mechanisms/kinds.js';
 
@@ -31,13 +36,15 @@ export class AttentionCache {
   readonly kind: AttentionKind;
   /** Identity of the layer that owns the cache (its unique name). */
   readonly owner: string;
-  /** Named cache tensors. */
-  readonly entries: Readonly<Record<string, CacheEntry>>;
   /** `[B, S]` 1 for real tokens, 0 for padding; null when every cached token is real. */
   readonly keyMask: tf.Tensor2D | null;
   /** Number of cached positions (also the RoPE position of the next token). */
   readonly length: number;
   readonly batchSize: number;
+  /** The arena holding this cache's positions (fused decode), or null for exact tensors. */
+  readonly arena: CacheArena | null;
+  private exact: Record<string, CacheEntry> | null;
+  private readonly seqAxes: Record<string, number>;
   private disposed = false;
 
   constructor(kind: AttentionKind, owner: string, entries: Record<string, CacheEntry>, keyMask: tf.Tensor2D | null) {
@@ -45,10 +52,12 @@ export class AttentionCache {
     if (first === undefined) throw new ValueError('AttentionCache: at least one cache tensor is required.');
     this.kind = kind;
     this.owner = owner;
-    this.entries = entries;
+    this.exact = entries;
     this.keyMask = keyMask;
+    this.arena = null;
     this.length = first.tensor.shape[first.seqAxis];
     this.batchSize = first.tensor.shape[0];
+    this.seqAxes = Object.fromEntries(Object.entries(entries).map(([name, e]) => [name, e.seqAxis]));
     for (const [name, entry] of Object.entries(entries)) {
       if (entry.tensor.shape[entry.seqAxis] !== this.length || entry.tensor.shape[0] !== this.batchSize) {
         throw new ValueError(
@@ -59,15 +68,52 @@ export class AttentionCache {
     }
   }
 
+  /**
+   * A cache of the first `length` positions of `arena` (every region `[B, H, S, D]`, sequence axis 2), with no
+   * padding mask. It holds the arena until disposed.
+   */
+  static fromArena(kind: AttentionKind, owner: string, arena: CacheArena, length: number): AttentionCache {
+    if (!Number.isInteger(length) || length < 1 || length > arena.filled) {
+      throw new ValueError(`AttentionCache.fromArena: length must be an integer in [1, ${arena.filled}] (positions filled), got ${length}.`);
+    }
+    const cache = Object.create(AttentionCache.prototype) as AttentionCache;
+    const fields = cache as unknown as Record<string, unknown>;
+    Object.assign(fields, {
+      kind,
+      owner,
+      keyMask: null,
+      length,
+      batchSize: arena.batch,
+      arena,
+      exact: null,
+      seqAxes: Object.fromEntries(arena.spec.regions.map((r) => [r.name, 2])),
+      disposed: false,
+    });
+    arena.retain();
+    return cache;
+  }
+
+  /** Named cache tensors (for an arena cache: copies of its positions, made on first use, freed with the cache). */
+  get entries(): Readonly<Record<string, CacheEntry>> {
+    if (this.exact === null) {
+      if (this.disposed) throw new ValueError('AttentionCache: the cache has been disposed.');
+      const arena = this.arena!;
+      const made: Record<string, CacheEntry> = {};
+      for (const r of arena.spec.regions) made[r.name] = { tensor: tf.keep(arena.slice(r.name, this.length)), seqAxis: 2 };
+      this.exact = made;
+    }
+    return this.exact;
+  }
+
   /** The cache tensor called `name`. */
   get(name: string): tf.Tensor {
-    const entry = this.entries[name];
-    if (entry === undefined) throw new ValueError(`AttentionCache: no tensor named ${JSON.stringify(name)}.`);
-    return entry.tensor;
+    if (!(name in this.seqAxes)) throw new ValueError(`AttentionCache: no tensor named ${JSON.stringify(name)}.`);
+    return this.entries[name].tensor;
   }
 
   /** Elements stored per token per sequence (the analytic "KV cache elements per token"). */
   elementsPerToken(): number {
+    if (this.arena !== null && this.exact === null) return this.arena.elementsPerToken();
     let total = 0;
     for (const entry of Object.values(this.entries)) {
       total += entry.tensor.size / Math.max(1, entry.tensor.shape[0] * entry.tensor.shape[entry.seqAxis]);
@@ -75,11 +121,18 @@ export class AttentionCache {
     return total;
   }
 
-  /** Bytes held by the cache tensors (float32), excluding the small padding mask. */
+  /** Bytes of the cached positions (float32), excluding the small padding mask; the same with or without an arena. */
   bytes(): number {
-    let total = 0;
-    for (const entry of Object.values(this.entries)) total += entry.tensor.size * 4;
-    return total;
+    return this.batchSize * this.length * this.elementsPerToken() * 4;
+  }
+
+  /**
+   * Bytes of GPU or CPU memory this cache keeps alive: `bytes()` for exact tensors; for an arena cache the whole
+   * arena (its spare capacity and query scratch too, shared with the other caches of the same arena).
+   */
+  allocatedBytes(): number {
+    if (this.arena === null) return this.bytes();
+    return this.arena.tensor.size * 4 + (this.exact === null ? 0 : this.bytes());
   }
 
   /** Bytes per cached token per sequence. */
@@ -91,9 +144,10 @@ export class AttentionCache {
     return this.disposed;
   }
 
-  /** All tensors of the cache (for `tf.keep`/`tf.dispose`). */
+  /** All tensors of the cache (for `tf.keep`; free them with `dispose()`, since an arena may be shared). */
   tensors(): tf.Tensor[] {
-    const list = Object.values(this.entries).map((e) => e.tensor);
+    const list = this.exact === null ? [] : Object.values(this.exact).map((e) => e.tensor);
+    if (this.arena !== null) list.push(this.arena.tensor);
     if (this.keyMask) list.push(this.keyMask);
     return list;
   }
@@ -101,6 +155,8 @@ export class AttentionCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    tf.dispose(this.tensors());
+    tf.dispose(this.exact === null ? [] : Object.values(this.exact).map((e) => e.tensor));
+    if (this.keyMask) this.keyMask.dispose();
+    this.arena?.release();
   }
 }

@@ -7,7 +7,10 @@
  *   arrive as Keras masks (`kwargs.mask`), as a second input `[B, S]`, or as an attention mask
  *   `[B, T, S]` (second input or `kwargs.attentionMask`). With `returnAttentionScores` (eager only)
  *   it returns `[output, scores]`.
- * - `callWithCache(x, {cache})`: eager incremental decoding; returns the output and a new cache.
+ * - `callWithCache(x, {cache})`: eager incremental decoding; returns the output and a new cache. On backends
+ *   with a fused decode (webgpu), a one-token step of a mechanism that has one (`decodeArenaSpec`) appends
+ *   to a cache arena in place and runs `fusedDecodeStep` (a handful of kernels); any other call, or a step
+ *   that needs masks, positions, scores or the composed path, runs `forward`.
  *
  * Both take `rope`, a `RotaryStep` a model builds once per step for all its layers; without one the layer
  * builds its own factors. Projections and kept derived weights are in `projections.ts`, the Keras weight
@@ -18,6 +21,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
+import { arenaCapacity, arenaLayout, ArenaSpec, CacheArena } from '../cache/cache_arena.js';
+import { ATTENTION_DEFAULTS } from '../ops/attention_core.js';
+import { hasFusedAttention, maxStorageBufferBytes } from '../ops/capabilities.js';
+import { ArenaCopy, packArena } from '../kernels/webgpu/decode_step.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { attentionMaskBias, checkMaskValues, combineBiases, paddingBias } from '../ops/masks.js';
@@ -160,6 +167,24 @@ export abstract class AttentionLayer extends ProjectionLayer {
   /** Number of attention maps (score matrices) per token pair: heads for GQA/MLA, query groups for GTA. */
   abstract numAttentionMaps(): number;
 
+  /**
+   * What the mechanism keeps in a cache arena for the fused decode (its cache tensors `[B, H, S, D]` and
+   * its query), or null when it has no fused decode (the default) or its dims do not fit the kernel.
+   */
+  protected decodeArenaSpec(): ArenaSpec | null {
+    return null;
+  }
+
+  /**
+   * The fused one-token step (`decodeArenaSpec` non-null): `x [B, 1, D]` after `position` cached tokens held
+   * in `arena`; appends the token's cache entries to `arena` in place and returns the output `[B, 1, D]`.
+   * `rope` gives the factors of the step's position for a dim.
+   */
+  protected fusedDecodeStep(x: tf.Tensor3D, arena: CacheArena, position: number, rope: (dim: number) => RotaryFactors): tf.Tensor3D {
+    void [x, arena, position, rope];
+    throw new ValueError(`${this.getClassName()}: no fused decode step.`);
+  }
+
   // ---------------------------------------------------------------- Keras API
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -213,8 +238,10 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (cache !== null) this.checkCache(cache, parsed.x.shape[0]);
     const t = parsed.x.shape[1];
     const decode = t === 1;
-    type Out = { output: tf.Tensor; scores: tf.Tensor | null; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
     const inference = !recordingGradients();
+    const spec = decode && inference && cache !== null ? this.fusedDecodeSpec(parsed, options, cache) : null;
+    if (spec !== null) return this.callFusedDecode(parsed.x, cache!, spec, options);
+    type Out = { output: tf.Tensor; scores: tf.Tensor | null; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
     const out = tf.tidy(() => {
       const { result, keyMask } = this.run(parsed, options, cache, decode, inference);
       const kept: Out = { output: result.output, scores: result.scores, cache: result.cache, keyMask };
@@ -231,6 +258,62 @@ export abstract class AttentionLayer extends ProjectionLayer {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * The arena spec when this one-token inference step takes the fused decode: the backend has it and the
+   * attention is not set to 'composed'; no padding or attention mask, no per-row positions, no scores; the
+   * arena fits one storage buffer of the device. Otherwise null (the step runs `forward`).
+   */
+  private fusedDecodeSpec(parsed: ParsedInputs, opts: CachedCallOptions, cache: AttentionCache): ArenaSpec | null {
+    if (ATTENTION_DEFAULTS.implementation === 'composed' || !hasFusedAttention()) return null;
+    if (parsed.attentionMask !== null || parsed.paddingMask !== null || cache.keyMask !== null) return null;
+    if ((opts.positions ?? null) !== null || opts.returnAttentionScores === true || opts.training === true) return null;
+    const spec = this.decodeArenaSpec();
+    if (spec === null) return null;
+    const capacity = cache.arena?.appendsInPlace(cache.length) ? cache.arena.capacity : arenaCapacity(cache.length + 1);
+    return arenaLayout(spec, cache.batchSize, capacity).elements * 4 <= maxStorageBufferBytes() ? spec : null;
+  }
+
+  /** The fused one-token step: in place when `cache` is its arena's newest, else into a new arena first. */
+  private callFusedDecode(x: tf.Tensor3D, cache: AttentionCache, spec: ArenaSpec, options: CachedCallOptions): CachedCallResult {
+    const position = cache.length;
+    const shared = this.sharedRotaryStep(options.rope, position, 1, null);
+    const step = shared ?? new RotaryStep({ start: position, length: 1, positions: null });
+    let created: CacheArena | null = null;
+    try {
+      let arena = cache.arena;
+      if (arena === null || !arena.appendsInPlace(position)) arena = created = this.newArena(cache, spec);
+      const target = arena;
+      const rope = (dim: number): RotaryFactors => step.factors(dim, this.ropeMaxWavelength, this.ropeScalingFactor, 1);
+      const output = tf.tidy(() => this.fusedDecodeStep(x, target, position, rope));
+      arena.filled = position + 1;
+      const next = AttentionCache.fromArena(this.kind, `${this.name}#${this.cacheOwner}`, arena, position + 1);
+      created = null;
+      return { output, cache: next };
+    } finally {
+      created?.release();
+      if (shared === null) step.dispose();
+    }
+  }
+
+  /** A new arena with room to grow, holding `cache`'s positions (copied from its tensors or its arena). */
+  private newArena(cache: AttentionCache, spec: ArenaSpec): CacheArena {
+    const rows = cache.length;
+    const capacity = arenaCapacity(rows + 1);
+    const layout = arenaLayout(spec, cache.batchSize, capacity);
+    const old = cache.arena;
+    const sources = old === null ? spec.regions.map((r) => cache.get(r.name)) : [old.tensor];
+    const copies: ArenaCopy[] = spec.regions.map((r, i) => ({
+      source: old === null ? i : 0,
+      sourceOffset: old === null ? 0 : old.regions[r.name].offset,
+      sourceCapacity: old === null ? rows : old.capacity,
+      offset: layout.regions[r.name].offset,
+      heads: r.heads,
+      dim: r.dim,
+    }));
+    const tensor = tf.keep(packArena(sources, { batch: cache.batchSize, rows, capacity, elements: layout.elements, copies }));
+    return new CacheArena(tensor, spec, cache.batchSize, capacity, rows);
+  }
 
   private run(
     parsed: ParsedInputs,

@@ -19,6 +19,9 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
 import { project } from '../ops/dense.js';
+import type { RotaryFactors } from '../ops/rope.js';
+import type { ArenaSpec, CacheArena } from '../cache/cache_arena.js';
+import { decodeAttention, fusedDecodeUnsupported } from '../kernels/webgpu/decode_step.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
@@ -146,6 +149,73 @@ export class GroupedQueryAttention extends AttentionLayer {
 
   protected cacheAxes(): Record<string, number> {
     return { key: 2, value: 2 };
+  }
+
+  protected override decodeArenaSpec(): ArenaSpec | null {
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    if (fusedDecodeUnsupported(hq, hkv, hkv, dh, dh) !== null) return null;
+    return {
+      regions: [
+        { name: 'key', heads: hkv, dim: dh },
+        { name: 'value', heads: hkv, dim: dh },
+      ],
+      query: { heads: hq, dim: dh },
+    };
+  }
+
+  /**
+   * The fused decode step (webgpu): `[q | k | v] = x [Wq/sqrt(Dh) | Wk | Wv] (+ b)` as one product, then one
+   * kernel writes RoPE(k) and v into the cache arena at `position` and attends RoPE(q) over it, then the output
+   * projection. Kernels: BatchMatMul, GtaDecodeAttention, Reshape, BatchMatMul (+ Add for the output bias).
+   */
+  protected override fusedDecodeStep(
+    x: tf.Tensor3D,
+    arena: CacheArena,
+    position: number,
+    rope: (dim: number) => RotaryFactors,
+  ): tf.Tensor3D {
+    const [b, , d] = x.shape;
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    const scale = 1 / Math.sqrt(dh);
+    const kernels = [this.queryKernel!, this.keyKernel!, this.valueKernel!];
+    // [1, D, N], N = (Hq + 2 Hkv) Dh, the score scale folded into the query columns; kept between steps.
+    const kernel = this.keptWeight('decode/qkv', kernels, () =>
+      tf.reshape(tf.concat([tf.mul(read(this.queryKernel)!, scale), read(this.keyKernel)!, read(this.valueKernel)!], 1), [1, d, -1]),
+    );
+    const biases = [this.queryBias, this.keyBias, this.valueBias];
+    const bias = this.useBias
+      ? this.keptWeight('decode/qkv-bias', biases, () =>
+          tf.concat([tf.mul(read(this.queryBias)!, scale), read(this.keyBias)!, read(this.valueBias)!], 0),
+        ) // [N]
+      : null;
+    const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
+    const { key, value } = arena.regions;
+    const segment = (column: number, heads: number, r: { offset: number }, query: boolean, rotate: boolean) => ({
+      column,
+      heads,
+      dim: dh,
+      rope: rotate && this.useRope,
+      offset: r.offset,
+      capacity: query ? 1 : arena.capacity,
+      query,
+    });
+    const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena.tensor, {
+      batch: b,
+      width: (hq + 2 * hkv) * dh,
+      position,
+      segments: [
+        segment(0, hq, arena.query, true, true),
+        segment(hq * dh, hkv, key, false, true),
+        segment((hq + hkv) * dh, hkv, value, false, false),
+      ],
+      query: 0,
+      key: 1,
+      value: 2,
+      scale: 1,
+    }); // [B, Hq, 1, Dh]
+    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, hq * dh, d]));
+    const out = tf.matMul(tf.reshape(o, [b, 1, hq * dh]), wo) as tf.Tensor3D; // [B, 1, Hq*Dh] @ [1, Hq*Dh, D] -> [B, 1, D]
+    return this.outputBias === null ? out : tf.add(out, read(this.outputBias)!);
   }
 
   kvCacheElementsPerToken(): number {

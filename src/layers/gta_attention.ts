@@ -30,6 +30,9 @@ import { groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
+import type { RotaryFactors } from '../ops/rope.js';
+import type { ArenaSpec, CacheArena } from '../cache/cache_arena.js';
+import { decodeAttention, fusedDecodeUnsupported, gatedLatentDecode } from '../kernels/webgpu/decode_step.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
@@ -216,6 +219,71 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
 
   protected cacheAxes(): Record<string, number> {
     return { key: 2, latent: 2 };
+  }
+
+  protected override decodeArenaSpec(): ArenaSpec | null {
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
+    if (fusedDecodeUnsupported(hq, hk, hc, dh, dl) !== null) return null;
+    return {
+      regions: [
+        { name: 'key', heads: hk, dim: dh },
+        { name: 'latent', heads: hc, dim: dl },
+      ],
+      query: { heads: hq, dim: dh },
+    };
+  }
+
+  /**
+   * The fused decode step (webgpu): `[q | k | c | g] = x [Wq/sqrt(Dh) | Wk | Wc | Wg] (+ b)` as one product;
+   * one kernel writes RoPE(k) and the latent c into the cache arena at `position` and attends each map's
+   * RoPE(q) over them (o [B, Hq, 1, Dl]); one kernel applies the decoder and the gate,
+   * `sigmoid(g) * concat_g(o_g (R + Delta_g))`; then the output projection. Kernels: BatchMatMul,
+   * GtaDecodeAttention, GtaGatedLatentDecode, BatchMatMul.
+   */
+  protected override fusedDecodeStep(
+    x: tf.Tensor3D,
+    arena: CacheArena,
+    position: number,
+    rope: (dim: number) => RotaryFactors,
+  ): tf.Tensor3D {
+    const [b, , d] = x.shape;
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
+    const w = this.width;
+    const scale = 1 / Math.sqrt(dh);
+    const kernels = [this.queryKernel, this.keyKernel, this.valueKernel, this.gateKernel];
+    // [1, D, N], N = Hq Dh + Hk Dh + Hc Dl + W, the score scale folded into the query columns; kept between steps.
+    const kernel = this.keptWeight('decode/qkcg', kernels, () =>
+      tf.reshape(tf.concat([tf.mul(read(this.queryKernel)!, scale), ...kernels.slice(1).map((k) => read(k)!)], 1), [1, d, -1]),
+    );
+    const biases = [this.queryBias, this.keyBias, this.valueBias, this.gateBias];
+    const bias = this.useBias
+      ? this.keptWeight('decode/qkcg-bias', biases, () =>
+          tf.concat([tf.mul(read(this.queryBias)!, scale), ...biases.slice(1).map((v) => read(v)!)], 0),
+        ) // [N]
+      : null;
+    const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
+    const { key, latent } = arena.regions;
+    const o = decodeAttention(rows, bias, rope(dh), arena.tensor, {
+      batch: b,
+      width: (hq + hk) * dh + hc * dl + w,
+      position,
+      segments: [
+        { column: 0, heads: hq, dim: dh, rope: true, offset: arena.query.offset, capacity: 1, query: true },
+        { column: hq * dh, heads: hk, dim: dh, rope: true, offset: key.offset, capacity: arena.capacity, query: false },
+        { column: (hq + hk) * dh, heads: hc, dim: dl, rope: false, offset: latent.offset, capacity: arena.capacity, query: false },
+      ],
+      query: 0,
+      key: 1,
+      value: 2,
+      scale: 1,
+    }); // [B, Hq, 1, Dl]
+    // R + Delta per map: [Hq, Dl, r*Dl] (R = [I ... I]); kept between steps.
+    const blocks = this.keptWeight('decode/decoder-blocks', [this.decoderKernel], () =>
+      tf.add(read(this.decoderKernel)!, tf.tile(tf.eye(dl), [1, r])),
+    ) as tf.Tensor3D;
+    const u = gatedLatentDecode(o, rows, bias, blocks, (hq + hk) * dh + hc * dl); // [B, 1, W]
+    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, w, d]));
+    return tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

@@ -60,7 +60,11 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * `make` must return a new tensor, never a weight itself, and must be differentiable.
    */
   protected derivedWeight(ctx: ProjectionContext, key: string, sources: Array<tf.LayerVariable | null>, make: () => tf.Tensor): tf.Tensor {
-    if (!ctx.inference) return make();
+    return ctx.inference ? this.keptWeight(key, sources, make) : make();
+  }
+
+  /** `derivedWeight` for a call known to be an inference call (the fused decode step): always kept. */
+  protected keptWeight(key: string, sources: Array<tf.LayerVariable | null>, make: () => tf.Tensor): tf.Tensor {
     const ids = sources.map((v) => (v === null ? null : (v.read() as unknown as { dataId: object }).dataId));
     const have = this.derived.get(key);
     if (have !== undefined && have.ids.every((id, i) => id === ids[i])) return have.tensor;

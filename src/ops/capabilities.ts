@@ -127,3 +127,13 @@ function registerFusedKernels(): void {
   registerSquaredNorm();
   registered = true;
 }
+
+/**
+ * The largest storage buffer a kernel of the active backend may bind, in bytes: the webgpu device's
+ * `maxStorageBufferBindingSize` (WebGPU's default is 128 MiB; tfjs asks the adapter for its own), else
+ * unbounded. A cache arena of the fused decode must fit in one.
+ */
+export function maxStorageBufferBytes(): number {
+  const device = (tf.backend() as { device?: { limits?: { maxStorageBufferBindingSize?: number } } }).device;
+  return device?.limits?.maxStorageBufferBindingSize ?? Number.POSITIVE_INFINITY;
+}

@@ -132,18 +132,26 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   const { bias, extraQuery, extraKey } = args.inputs;
   const [query, key, value] = [args.inputs.query!, args.inputs.key!, args.inputs.value!];
   const shapes = shapesOf(args.inputs, attrs.scale, attrs.causalOffset);
+  const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []), ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
+  return runFlashAttention(backend, shapes, inputs, attrs.withLse);
+}
+
+/**
+ * Runs the forward program on `inputs` (query, key, value, [bias], [extraQuery, extraKey], as
+ * FlashAttentionProgram reads them) for `shapes`: one dispatch, or the key splits and their combine.
+ */
+export function runFlashAttention(backend: WebGPUBackendLike, shapes: FlashShapes, inputs: tf.TensorInfo[], withLse: boolean): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
   const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
-  const inputs: tf.TensorInfo[] = [query, key, value, ...(bias ? [bias] : []), ...(extraQuery && extraKey ? [extraQuery, extraKey] : [])];
   const { splits, chunk } = keySplits(shapes, tile);
   if (splits === 1) {
-    const program = new FlashAttentionProgram(shapes, tile, 1, chunk, attrs.withLse ? 'lse' : 'final');
+    const program = new FlashAttentionProgram(shapes, tile, 1, chunk, withLse ? 'lse' : 'final');
     return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
   }
   const partialProgram = new FlashAttentionProgram(shapes, tile, splits, chunk, 'partial');
   const partial = backend.runWebGPUProgram(partialProgram, inputs, 'float32', partialProgram.uniformValues());
-  const combine = new AttentionCombineProgram([b, nQ, t, attrs.withLse ? dv + 1 : dv], splits, dv, attrs.withLse);
+  const combine = new AttentionCombineProgram([b, nQ, t, withLse ? dv + 1 : dv], splits, dv, withLse);
   const out = backend.runWebGPUProgram(combine, [partial], 'float32', combine.uniformValues());
   backend.disposeData(partial.dataId);
   return out;

@@ -1,0 +1,380 @@
+/**
+ * Fused decode for webgpu: one token per sequence attends over a cache that grows in place (a cache
+ * arena, src/cache/cache_arena.ts), instead of projections split into heads, RoPE, a concatenation of the
+ * whole cache and the attention as separate kernels.
+ *
+ * Notation: B batch, L cached positions before the step, C arena capacity, N width of the projected row
+ * (every projection of the token side by side, e.g. GQA's `[q | k | v]`), Hq query heads (maps), Dq their
+ * dim, and per arena region H heads of D values.
+ *
+ * Kernels (registered for webgpu on first use):
+ *   GtaCacheArenaPack    sources -> arena [elements]     copies the first L positions of each region from
+ *                                                         exact cache tensors [B, H, L, D] or an older arena
+ *                                                         into a new arena (one dispatch)
+ *   GtaDecodeAttention   rows [B, 1, N], [bias [N]], [cos, sinSigned [Dr]], arena -> out [B, Hq, 1, Dv]
+ *       1. in place: each segment of the row (q and k with RoPE at position L, v or the latent without)
+ *          is written to its region, the cache regions at position L, the query to the scratch (one dispatch);
+ *       2. attention of the query over the arena's first L + 1 keys and values (flash_attention.ts with
+ *          views: one dispatch, or two with the keys split, flash-decoding).
+ *   GtaGatedLatentDecode o [B, Hq, 1, Dl], rows [B, 1, N], blocks [Hq, Dl, r*Dl] -> u [B, 1, W]
+ *       GTA's value decoder and gate for one token: u_w = sigmoid(rows[gate + w]) * sum_j o[g, j] blocks[g, j, w - g*r*Dl]
+ *       with g = floor(w / (r*Dl)), blocks = R + Delta (one dispatch; the composed path: a product with the
+ *       block-diagonal decoder, a slice, a sigmoid and a multiply).
+ * The in-place write makes the arena an output of a program and never an input of the same program; the
+ * attention reads it afterwards, in queue order.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../../utils/errors.js';
+import { chooseTiling, foldedHeads, type FlashShapes } from './flash_attention.js';
+import { runFlashAttention } from './fused_attention.js';
+import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+
+export const ARENA_PACK_KERNEL = 'GtaCacheArenaPack';
+export const DECODE_ATTENTION_KERNEL = 'GtaDecodeAttention';
+
+const WORKGROUP = 64;
+
+/** One region copied by the pack kernel: `[B, heads, L, dim]` from source `source` to the new arena. */
+export interface ArenaCopy {
+  /** Index of the source tensor. */
+  source: number;
+  sourceOffset: number;
+  /** Row capacity of the source (L for an exact cache tensor). */
+  sourceCapacity: number;
+  offset: number;
+  heads: number;
+  dim: number;
+}
+
+interface PackAttrs {
+  batch: number;
+  rows: number;
+  capacity: number;
+  elements: number;
+  copies: ArenaCopy[];
+}
+
+/** One invocation per copied element. Offsets, capacities and L are uniforms; heads and dims are constants. */
+class ArenaPackProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  uniforms: string;
+  private readonly values: ProgramUniform[];
+
+  constructor(
+    private readonly attrs: PackAttrs,
+    sources: number,
+  ) {
+    const { batch, rows, capacity, copies } = attrs;
+    this.variableNames = Array.from({ length: sources }, (_, i) => `S${i}`);
+    this.outputShape = [attrs.elements];
+    const count = copies.reduce((n, c) => n + batch * c.heads * rows * c.dim, 0);
+    this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
+    this.shaderKey = `gtaArenaPack_${batch}_${copies.map((c) => `${c.source}:${c.heads}x${c.dim}`).join('_')}`;
+    this.uniforms = 'count : i32, rows : i32, capacity : i32,' + copies.map((_, i) => ` so${i} : i32, sc${i} : i32, do${i} : i32,`).join('');
+    const ints = [count, rows, capacity, ...copies.flatMap((c) => [c.sourceOffset, c.sourceCapacity, c.offset])];
+    this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
+  }
+
+  uniformValues(): ProgramUniform[] {
+    return this.values;
+  }
+
+  getUserCode(): string {
+    const { batch, copies } = this.attrs;
+    const body = copies
+      .map(
+        (c, i) => `
+  {
+    let n = ${batch * c.heads} * L * ${c.dim};
+    if (i < n) {
+      let d = i % ${c.dim};
+      let r = i / ${c.dim};
+      let p = r % L;
+      let bh = r / L;
+      result[uniforms.do${i} + (bh * uniforms.capacity + p) * ${c.dim} + d] = S${c.source}[uniforms.so${i} + (bh * uniforms.sc${i} + p) * ${c.dim} + d];
+      return;
+    }
+    i = i - n;
+  }`,
+      )
+      .join('');
+    return `
+fn main(index : i32) {
+  if (index >= uniforms.count) { return; }
+  let L = uniforms.rows;
+  var i = index;${body}
+}
+`;
+  }
+}
+
+function packKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const attrs = args.attrs as unknown as PackAttrs;
+  const sources = Object.keys(args.inputs)
+    .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
+    .map((k) => args.inputs[k]!);
+  const program = new ArenaPackProgram(attrs, sources.length);
+  return backend.runWebGPUProgram(program, sources, 'float32', program.uniformValues());
+}
+
+/** One segment of the projected row written to the arena: columns `column..column + heads*dim`. */
+export interface DecodeSegment {
+  column: number;
+  heads: number;
+  dim: number;
+  /** Rotate with the step's RoPE factors (dim must equal theirs). */
+  rope: boolean;
+  /** Element offset of the destination region and its row capacity (1 for the query scratch). */
+  offset: number;
+  capacity: number;
+  /** Whether this is the query (written at row 0 of the scratch) rather than a cache region (row L). */
+  query: boolean;
+}
+
+/** Attributes of GtaDecodeAttention. */
+export interface DecodeAttentionAttrs {
+  batch: number;
+  /** Width N of the projected row. */
+  width: number;
+  /** Cached positions L before the step. */
+  position: number;
+  segments: DecodeSegment[];
+  /** Attention: the query segment, the key and value segments (indices into `segments`), and the scale. */
+  query: number;
+  key: number;
+  value: number;
+  scale: number;
+}
+
+/** Writes the row's segments into the arena in place: one invocation per written element. */
+class DecodeAppendProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  uniforms: string;
+  private readonly values: ProgramUniform[];
+
+  constructor(
+    private readonly attrs: DecodeAttentionAttrs,
+    arenaElements: number,
+    private readonly bias: boolean,
+    rope: boolean,
+  ) {
+    const { batch, segments } = attrs;
+    this.variableNames = ['R', ...(bias ? ['Bias'] : []), ...(rope ? ['Cs', 'Sn'] : [])];
+    this.outputShape = [arenaElements];
+    const count = segments.reduce((n, s) => n + batch * s.heads * s.dim, 0);
+    this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
+    this.shaderKey =
+      `gtaDecodeAppend_${batch}_${attrs.width}_${bias}_` + segments.map((s) => `${s.column}:${s.heads}x${s.dim}${s.rope ? 'r' : ''}`).join('_');
+    this.uniforms = 'count : i32, position : i32,' + segments.map((_, i) => ` off${i} : i32, cap${i} : i32,`).join('');
+    const ints = [count, attrs.position, ...segments.flatMap((s) => [s.offset, s.capacity])];
+    this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
+  }
+
+  uniformValues(): ProgramUniform[] {
+    return this.values;
+  }
+
+  getUserCode(): string {
+    const { batch, width, segments } = this.attrs;
+    const body = segments
+      .map((s, i) => {
+        const half = s.dim / 2;
+        const at = (j: string) => (this.bias ? `(R[src + ${j}] + Bias[col + ${j}])` : `R[src + ${j}]`);
+        const value = s.rope ? `${at('d')} * Cs[d] + ${at(`select(d - ${half}, d + ${half}, d < ${half})`)} * Sn[d]` : at('d');
+        return `
+  {
+    let n = ${batch * s.heads * s.dim};
+    if (i < n) {
+      let d = i % ${s.dim};
+      let bh = i / ${s.dim};
+      let h = bh % ${s.heads};
+      let b = bh / ${s.heads};
+      let col = ${s.column} + h * ${s.dim};
+      let src = b * ${width} + col;
+      result[uniforms.off${i} + (bh * uniforms.cap${i} + ${s.query ? '0' : 'uniforms.position'}) * ${s.dim} + d] = ${value};
+      return;
+    }
+    i = i - n;
+  }`;
+      })
+      .join('');
+    return `
+fn main(index : i32) {
+  if (index >= uniforms.count) { return; }
+  var i = index;${body}
+}
+`;
+  }
+}
+
+function decodeAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const attrs = args.attrs as unknown as DecodeAttentionAttrs;
+  const { rows, bias, cos, sinSigned, arena } = args.inputs;
+  const rope = cos !== undefined && sinSigned !== undefined;
+  const append = new DecodeAppendProgram(attrs, arena!.shape[0], bias !== undefined, rope);
+  const appendInputs = [rows!, ...(bias ? [bias] : []), ...(rope ? [cos, sinSigned] : [])];
+  backend.runWebGPUProgram(append, appendInputs, 'float32', append.uniformValues(), arena!);
+  const [q, k, v] = [attrs.segments[attrs.query], attrs.segments[attrs.key], attrs.segments[attrs.value]];
+  const shapes: FlashShapes = {
+    b: attrs.batch,
+    nQ: q.heads,
+    t: 1,
+    s: attrs.position + 1,
+    nK: k.heads,
+    nV: v.heads,
+    nE: k.heads,
+    dk: q.dim,
+    de: 0,
+    dv: v.dim,
+    biasStrides: null,
+    causalOffset: null,
+    scale: attrs.scale,
+    views: { query: q.offset, key: k.offset, value: v.offset, keyCapacity: k.capacity },
+  };
+  return runFlashAttention(backend, shapes, [arena!, arena!, arena!], false);
+}
+
+export const GATED_DECODE_KERNEL = 'GtaGatedLatentDecode';
+
+interface GatedDecodeAttrs {
+  /** Width N of the projected row, and the column of its first gate value. */
+  width: number;
+  gateColumn: number;
+}
+
+/** One invocation per output element u[b, w]. */
+class GatedDecodeProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0, 1, 2] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  size = true;
+
+  constructor(
+    private readonly b: number,
+    private readonly hq: number,
+    private readonly dl: number,
+    private readonly group: number,
+    private readonly attrs: GatedDecodeAttrs,
+    private readonly bias: boolean,
+  ) {
+    this.variableNames = bias ? ['O', 'R', 'F', 'Bias'] : ['O', 'R', 'F'];
+    this.outputShape = [b, 1, hq * group];
+    this.dispatch = [Math.ceil((b * hq * group) / WORKGROUP), 1, 1];
+    this.shaderKey = `gtaGatedDecode_${hq}_${dl}_${group}_${attrs.width}_${attrs.gateColumn}_${bias}`;
+  }
+
+  getUserCode(): string {
+    const { hq, dl, group } = this;
+    const w = hq * group;
+    return `
+fn main(index : i32) {
+  if (index >= uniforms.size) { return; }
+  let c = index % ${w};
+  let b = index / ${w};
+  let g = c / ${group};
+  let col = c % ${group};
+  var u = 0.0;
+  for (var j = 0; j < ${dl}; j++) {
+    u += O[(b * ${hq} + g) * ${dl} + j] * F[(g * ${dl} + j) * ${group} + col];
+  }
+  let gate = R[b * ${this.attrs.width} + ${this.attrs.gateColumn} + c]${this.bias ? ` + Bias[${this.attrs.gateColumn} + c]` : ''};
+  result[index] = u / (1.0 + exp(-gate));
+}
+`;
+  }
+}
+
+function gatedDecodeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const { latents, rows, blocks, bias } = args.inputs;
+  const [b, hq, , dl] = latents!.shape;
+  const program = new GatedDecodeProgram(b, hq, dl, blocks!.shape[2], args.attrs as unknown as GatedDecodeAttrs, bias !== undefined);
+  return backend.runWebGPUProgram(program, [latents!, rows!, blocks!, ...(bias ? [bias] : [])], 'float32');
+}
+
+/**
+ * GTA's decoder and gate for one token per sequence: `sigmoid(gate) * concat_g(o_g blocks_g)`, from the
+ * attention's latents `o [B, Hq, 1, Dl]`, the projected row `[B, 1, N]` (plus `bias [N]`) whose columns
+ * `gateColumn..` hold the gate's pre-activations, and the folded decoder blocks `[Hq, Dl, r*Dl]`: `[B, 1, Hq*r*Dl]`.
+ */
+export function gatedLatentDecode(
+  latents: tf.Tensor4D,
+  rows: tf.Tensor,
+  bias: tf.Tensor | null,
+  blocks: tf.Tensor3D,
+  gateColumn: number,
+): tf.Tensor3D {
+  registerDecodeKernels();
+  const attrs: GatedDecodeAttrs = { width: rows.shape[rows.rank - 1], gateColumn };
+  const inputs: tf.NamedTensorMap = { latents, rows, blocks };
+  if (bias !== null) inputs.bias = bias;
+  return tf.engine().runKernel(GATED_DECODE_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+/** Registers the kernels for the webgpu backend (once). */
+export function registerDecodeKernels(): void {
+  if (tf.getKernel(DECODE_ATTENTION_KERNEL, 'webgpu') !== undefined) return;
+  tf.registerKernel({ kernelName: ARENA_PACK_KERNEL, backendName: 'webgpu', kernelFunc: packKernel as unknown as tf.KernelFunc });
+  tf.registerKernel({ kernelName: DECODE_ATTENTION_KERNEL, backendName: 'webgpu', kernelFunc: decodeAttentionKernel as unknown as tf.KernelFunc });
+  tf.registerKernel({ kernelName: GATED_DECODE_KERNEL, backendName: 'webgpu', kernelFunc: gatedDecodeKernel as unknown as tf.KernelFunc });
+}
+
+/** Why the fused decode cannot take these dims, or null when it can. */
+export function fusedDecodeUnsupported(queryHeads: number, keyHeads: number, valueHeads: number, dk: number, dv: number): string | null {
+  if (queryHeads % keyHeads !== 0 || queryHeads % valueHeads !== 0) return 'query heads must be a multiple of key and value heads';
+  const rf = foldedHeads({ nQ: queryHeads, nK: keyHeads, nV: valueHeads, nE: keyHeads, de: 0 } as FlashShapes);
+  if (chooseTiling(dk, dv, rf) === null) return `query/key dim ${dk} with value dim ${dv} does not fit in workgroup memory`;
+  return null;
+}
+
+/**
+ * A new arena `[elements]` holding the first `rows` positions of each copy's region (one dispatch). `sources`
+ * are exact cache tensors `[B, H, rows, D]` or an older arena.
+ */
+export function packArena(sources: tf.Tensor[], attrs: PackAttrs): tf.Tensor1D {
+  registerDecodeKernels();
+  if (attrs.copies.some((c) => c.source < 0 || c.source >= sources.length)) throw new ValueError('packArena: a copy names a missing source.');
+  const inputs: tf.NamedTensorMap = {};
+  sources.forEach((s, i) => (inputs[`s${i}`] = s));
+  if (attrs.rows === 0) return tf.zeros([attrs.elements]);
+  return tf.engine().runKernel(ARENA_PACK_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor1D;
+}
+
+/**
+ * One decode step's attention on webgpu: writes the row's segments (plus `bias [N]`, then rotated where the
+ * segment asks) into `arena` in place (the cache regions
+ * at position `attrs.position`), then attends the query over the first position + 1 keys: `[B, Hq, 1, Dv]`.
+ * Inference only (no gradient).
+ */
+export function decodeAttention(
+  rows: tf.Tensor,
+  bias: tf.Tensor | null,
+  factors: { cos: tf.Tensor; sinSigned: tf.Tensor } | null,
+  arena: tf.Tensor1D,
+  attrs: DecodeAttentionAttrs,
+): tf.Tensor4D {
+  registerDecodeKernels();
+  if (attrs.segments.some((s) => s.rope) && factors === null) throw new ValueError('decodeAttention: segments with RoPE need the factors.');
+  const inputs: tf.NamedTensorMap = { rows, arena };
+  if (bias !== null) inputs.bias = bias;
+  if (factors !== null) {
+    inputs.cos = factors.cos;
+    inputs.sinSigned = factors.sinSigned;
+  }
+  return tf.engine().runKernel(DECODE_ATTENTION_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+}
