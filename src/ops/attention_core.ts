@@ -19,6 +19,11 @@
  * src/kernels/webgpu/fused_attention.ts and docs/KERNELS.md) and neither probabilities nor dropout are
  * asked for, the whole computation is one kernel (two for split decode). Its gradient is, for now, the
  * composed path's gradient (recomputed under a tape in `tf.customGrad`). `implementation` forces either path.
+ *
+ * Fused score path (webgl, `hasFusedAttentionSoftmax`): the composed path keeps its products, but unless the
+ * implementation is 'composed', the UNSCALED folded scores go through one kernel that applies the scale, the
+ * bias, the causal mask and the softmax (src/kernels/webgl/attention_softmax.ts), so the Mul of q, the bias
+ * Adds, the causal bias and tfjs's softmax kernels disappear; probabilities, dropout and blocks are as before.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -27,8 +32,9 @@ import {
   fusedAttentionGradUnsupported,
   fusedAttentionUnsupported,
 } from '../kernels/webgpu/fused_attention.js';
+import { maskedSoftmax, maskedSoftmaxUnsupported } from '../kernels/webgl/attention_softmax.js';
 import { ValueError } from '../utils/errors.js';
-import { hasFusedAttention } from './capabilities.js';
+import { hasFusedAttention, hasFusedAttentionSoftmax } from './capabilities.js';
 import { batchedMatMul } from './matmul.js';
 import { causalBias } from './masks.js';
 
@@ -60,7 +66,8 @@ export interface GroupedAttentionOptions {
   /**
    * 'auto' (default): the fused kernel when the backend has one (`hasFusedAttention()`), `returnProbs` is
    * false and no dropout is active; else the composed ops. 'composed' always composes; 'fused' requires
-   * the fused kernel and throws a `ValueError` saying why when it cannot be used.
+   * the fused kernel and throws a `ValueError` saying why when it cannot be used. On webgl (no fused kernel),
+   * 'auto' composes with the fused score kernel (`hasFusedAttentionSoftmax()`) and 'composed' without it.
    */
   implementation?: AttentionImplementation;
 }
@@ -114,29 +121,20 @@ function foldedScores(q: tf.Tensor, k: tf.Tensor): tf.Tensor {
 }
 
 /**
- * One block: queries `q [B, nQ, Tq, Dk]` over keys `[B, nK, Sk, Dk]`, bias `[B|1, 1, Tq|1, Sk]`, optional
- * extra pair `{query [B, nQ, Tq, De], key [B, nE, Sk, De]}`.
+ * Whether the call's softmax takes the fused score kernel (webgl): the implementation is not 'composed', the
+ * backend has it and the kernel takes scores `[B, nK, (nQ/nK)*T, S]` with this bias.
  */
-function attendBlock(
-  q: tf.Tensor,
-  key: tf.Tensor,
-  value: tf.Tensor,
-  bias: tf.Tensor | null | undefined,
-  causalFrom: number | null,
-  extra: { query: tf.Tensor; key: tf.Tensor } | null | undefined,
-  options: GroupedAttentionOptions,
-  wantProbs: boolean,
-): { output: tf.Tensor; probs: tf.Tensor | null } {
-  const [b, nQ, t] = q.shape;
+function takesFusedSoftmax(implementation: AttentionImplementation, query: tf.Tensor, key: tf.Tensor, bias: tf.Tensor | null): boolean {
+  if (implementation === 'composed' || !hasFusedAttentionSoftmax()) return false;
+  const [b, nQ, t] = query.shape;
   const [, nK, s] = key.shape;
-  const [, nV, , dv] = value.shape;
-  const rk = nQ / nK;
-  const rv = nQ / nV;
-  let scores = foldedScores(q, key); // [B, nK, rk*T, S]
-  if (extra) {
-    const more = foldedScores(extra.query, extra.key); // [B, nE, (nQ/nE)*T, S]
-    scores = tf.add(scores, more.shape[1] === nK ? more : tf.reshape(more, [b, nK, rk * t, s])); // rows (head, t) in both
-  }
+  return maskedSoftmaxUnsupported([b, nK, (nQ / nK) * t, s], bias, t) === null;
+}
+
+/** The folded scores `[B, nK, rk*T, S]` plus the bias and the causal bias (MASK_VALUE after `causalFrom + t`). */
+function addBiases(scores: tf.Tensor, bias: tf.Tensor | null | undefined, causalFrom: number | null, t: number): tf.Tensor {
+  const [b, nK, rows, s] = scores.shape;
+  const rk = rows / t;
   for (const m of [bias, causalFrom === null ? null : causalBias(t, s, causalFrom)]) {
     if (!m) continue;
     if (rk === 1 || (m.rank === 4 && m.shape[2] === 1)) {
@@ -151,7 +149,40 @@ function attendBlock(
       scores = tf.reshape(tf.add(tf.reshape(scores, [b, nK, rk, t, s]), tf.reshape(m, [mb, 1, 1, mt, ms])), [b, nK, rk * t, s]);
     }
   }
-  const probs = tf.softmax(scores); // [B, nK, rk*T, S]
+  return scores;
+}
+
+/**
+ * One block: queries `q [B, nQ, Tq, Dk]` over keys `[B, nK, Sk, Dk]`, bias `[B|1, 1, Tq|1, Sk]`, optional
+ * extra pair `{query [B, nQ, Tq, De], key [B, nE, Sk, De]}`. With `softmaxScale` (a number: the fused score
+ * kernel, webgl) q and the extra query come unscaled and the kernel scales, masks and normalises; null:
+ * they come scaled and the composed ops add the biases and take the softmax.
+ */
+function attendBlock(
+  q: tf.Tensor,
+  key: tf.Tensor,
+  value: tf.Tensor,
+  bias: tf.Tensor | null | undefined,
+  causalFrom: number | null,
+  extra: { query: tf.Tensor; key: tf.Tensor } | null | undefined,
+  options: GroupedAttentionOptions,
+  wantProbs: boolean,
+  softmaxScale: number | null,
+): { output: tf.Tensor; probs: tf.Tensor | null } {
+  const [b, nQ, t] = q.shape;
+  const [, nK, s] = key.shape;
+  const [, nV, , dv] = value.shape;
+  const rk = nQ / nK;
+  const rv = nQ / nV;
+  let scores = foldedScores(q, key); // [B, nK, rk*T, S]
+  if (extra) {
+    const more = foldedScores(extra.query, extra.key); // [B, nE, (nQ/nE)*T, S]
+    scores = tf.add(scores, more.shape[1] === nK ? more : tf.reshape(more, [b, nK, rk * t, s])); // rows (head, t) in both
+  }
+  const probs =
+    softmaxScale === null
+      ? tf.softmax(addBiases(scores, bias, causalFrom, t)) // [B, nK, rk*T, S]
+      : maskedSoftmax(scores as tf.Tensor4D, bias ?? null, { scale: softmaxScale, causalOffset: causalFrom, t }); // [B, nK, rk*T, S]
   let weights: tf.Tensor = probs;
   if (options.dropoutRate && options.dropoutRate > 0) {
     weights = tf.dropout(probs, options.dropoutRate, undefined, options.dropoutSeed); // same elements, same order as [B, nQ, T, S]
@@ -286,16 +317,19 @@ export function groupedAttention(
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
-  const q = options.scale === 1 ? query : tf.mul(query, options.scale);
+  // The fused score kernel (webgl) scales the scores itself: q and the extra query stay unscaled.
+  const softmaxScale = takesFusedSoftmax(implementation, query, key, options.bias ?? null) ? options.scale : null;
+  const scaleQueries = options.scale !== 1 && softmaxScale === null;
+  const q = scaleQueries ? tf.mul(query, options.scale) : query;
   const wantProbs = options.returnProbs !== false;
   const dropping = (options.dropoutRate ?? 0) > 0;
   const offset = options.causalOffset ?? null;
   const rows = wantProbs || dropping ? t : blockRows(b, nQ, nK, t, s, offset !== null);
   const extra = options.extra
-    ? { query: options.scale === 1 ? options.extra.query : tf.mul(options.extra.query, options.scale), key: options.extra.key }
+    ? { query: scaleQueries ? tf.mul(options.extra.query, options.scale) : options.extra.query, key: options.extra.key }
     : null;
   if (rows >= t) {
-    const r = attendBlock(q, key, value, options.bias, offset, extra, options, wantProbs);
+    const r = attendBlock(q, key, value, options.bias, offset, extra, options, wantProbs, softmaxScale);
     return { output: r.output as tf.Tensor4D, probs: r.probs as tf.Tensor4D | null };
   }
   const bias = options.bias ?? null;
@@ -323,7 +357,9 @@ export function groupedAttention(
     }
     // Each block in its own scope, so that its scores and probabilities are freed before the next block.
     // [B, nQ, Tb, Dv]
-    outputs.push(tf.tidy(() => attendBlock(qb, kb, vb, biasb, offset === null ? null : offset + t0, extrab, options, false).output));
+    outputs.push(
+      tf.tidy(() => attendBlock(qb, kb, vb, biasb, offset === null ? null : offset + t0, extrab, options, false, softmaxScale).output),
+    );
   }
   return { output: tf.concat(outputs, 2) as tf.Tensor4D, probs: null }; // [B, nQ, T, Dv]
 }

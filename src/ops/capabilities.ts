@@ -79,6 +79,16 @@ export function hasFusedAttention(): boolean {
 }
 
 /**
+ * Whether the active backend has the fused score path of attention (webgl: scale, bias, causal mask and
+ * softmax of the folded scores in one kernel, src/kernels/webgl/attention_softmax.ts, where the composed
+ * path runs a Mul, one or two Adds, a causal bias upload and tfjs's five-kernel softmax; each tfjs kernel
+ * costs about a millisecond on SwiftShader).
+ */
+export function hasFusedAttentionSoftmax(): boolean {
+  return active() === 'webgl';
+}
+
+/**
  * Which path the fused training kernels' callers take (RMSNorm, SwiGLU, the cross-entropy loss and AdamW):
  * 'auto' takes the fused kernel where `hasFusedTrainingKernels()`; 'composed' always takes the composed
  * tfjs ops (the reference path; tests and benchmarks set it to compare the two, and restore it).
