@@ -25,6 +25,8 @@ export interface FusedBenchRow {
   medianMs: number;
   samples: number;
   kernels: number;
+  /** The profiled unit's kernels by name: count, and GPU time in ms where the backend times kernels. */
+  kernelNames: Record<string, { count: number; ms: number }>;
   tflops: number;
 }
 
@@ -39,6 +41,8 @@ function cells(): CellSpec[] {
       out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
     for (const s of [1024, 4096])
       out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
+    // Where the cache reads matter: GQA's cache is 1 GiB per layer here (2 KiB per token and sequence).
+    out.push({ name: `${impl} decode B=32 S=16384`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 32, t: 1, s: 16384, steps: 32 });
   }
   out.push({
     name: 'mla-abs decode B=8 S=4096',
@@ -76,14 +80,23 @@ function flopsOf(cell: CellSpec): number {
   ).flops;
 }
 
-async function measure(cell: CellSpec, runs: number): Promise<{ ms: number; samples: number; kernels: number }> {
+async function measure(
+  cell: CellSpec,
+  runs: number,
+): Promise<{
+  ms: number;
+  samples: number;
+  kernels: number;
+  kernelNames: Record<string, { count: number; ms: number }>;
+  cacheBytes: number | undefined;
+}> {
   const c = await makeCase(cell);
   try {
     const info = await c.profile();
     await c.warmup?.();
     const samples: number[] = [];
     for (let i = 0; i < runs; i++) samples.push(...(await c.run()));
-    return { ms: median(samples), samples: samples.length, kernels: info.kernels };
+    return { ms: median(samples), samples: samples.length, kernels: info.kernels, kernelNames: info.byKernel, cacheBytes: c.cacheBytes };
   } finally {
     c.dispose();
   }
@@ -110,11 +123,15 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
             medianMs: r.ms,
             samples: r.samples,
             kernels: r.kernels,
+            kernelNames: r.kernelNames,
             tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12,
           };
           rows.push(row);
           log(
-            `${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s`,
+            `${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s` +
+              `${r.cacheBytes ? `, cache ${(r.cacheBytes / 2 ** 20).toFixed(1)} MiB` : ''}; ${Object.entries(r.kernelNames)
+                .map(([k, n]) => `${k} ${n.count}${n.ms > 0 ? ` (${n.ms} ms)` : ''}`)
+                .join(', ')}`,
           );
         } catch (e) {
           log(`${cell.name} [${mode}]: FAILED ${(e as Error).message}`);
