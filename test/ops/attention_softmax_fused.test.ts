@@ -58,6 +58,11 @@ const CASES: Case[] = [
   { ...base, name: 'MLA-like extra pair nE=1, causal', nK: 4, nV: 4, t: 3, s: 7, causalOffset: 4, extra: { nE: 1, de: 4 } },
   { ...base, name: 'every key of a batch padded, causal (the composed weights)', t: 3, s: 7, causalOffset: 4, bias: 'allPadded' },
   { ...base, name: 'scale 1, padding', t: 3, s: 7, scale: 1, bias: 'padding' },
+  { ...base, name: 'MHA, odd rows (T=5) and keys (S=9), attention mask, causal', nK: 4, nV: 4, t: 5, s: 9, causalOffset: 4, bias: 'mask' },
+  { ...base, name: 'MHA, odd rows, [T,S] bias', nK: 4, nV: 4, t: 3, s: 5, bias: 'ts' },
+  { ...base, name: 'decode T=1 S=9, GQA, padding', t: 1, s: 9, causalOffset: 8, bias: 'padding' },
+  { ...base, name: 'decode T=1 S=9, MHA (one row per head)', nK: 4, nV: 4, t: 1, s: 9, causalOffset: 8 },
+  { ...base, name: 'long rows S=4096 (the most keys taken), T=2, causal', b: 1, nQ: 2, nK: 1, nV: 1, t: 2, s: 4096, causalOffset: 4094 },
 ];
 
 /** Seeded inputs of case `c`. */

@@ -2,23 +2,27 @@
  * The fused score path of attention on webgl: scale, bias, causal mask and softmax of the folded scores in
  * one tfjs kernel (two fragment programs), and its gradient in one more, instead of the composed path's
  * Mul (of q), Add(s) of the biases, the causal bias built per call and tfjs's softmax (max, sub, exp, sum,
- * div). On WebGL each tfjs kernel costs about a millisecond of dispatch (SwiftShader), so these elementwise
- * steps dominated small models.
+ * div, with the unpack and pack programs between them). On WebGL each program costs about a millisecond
+ * (SwiftShader), so these elementwise steps dominated small models.
  *
  * Notation: scores `[B, nK, R, S]` are the UNSCALED folded products `q k^T` (R = rk T rows per key head,
- * ordered (head in group, t), so t = row % T); N = B nK R rows. The bias is any shape attendBlock accepts,
- * `[B|1, 1, T|1, S|1]` or `[T|1, S|1]`, viewed as the canonical `[Bb Tb, Sb]` (a free view) and resolved
- * in the shader by which of its axes broadcast. The masked score of row n, key s:
- *   x = scale * scores[n, s] + bias[b, t, s] + (s > causalOffset + t ? MASK_VALUE : 0)
+ * ordered (head in group, t), so t = r % T), viewed as `[G, R, S]` (G = B nK). The bias is any shape
+ * attendBlock accepts, `[B|1, 1, T|1, S|1]` or `[T|1, S|1]`, viewed as `[Bb, Tb, Sb]` and resolved in the
+ * shader by which of its axes broadcast. The masked score of row r of group g (batch g / nK), key s:
+ *   x = scale * scores[g, r, s] + bias[b, t, s] + (s > causalOffset + t ? MASK_VALUE : 0)
  * exactly the composed path's sum (a finite MASK_VALUE: a row with every key hidden gets the same uniform
  * weights over its least-masked keys as the composed softmax).
- *   GtaMaskedSoftmax      (scores, bias?) -> probs `[B, nK, R, S]`: a statistics program `[N, 2]` (texel
- *                         (n, 0) the row max m, (n, 1) the sum of exp(x - m); each loops over the S keys),
- *                         then one texel per probability, exp(x - m) / sum (tfjs's softmax arithmetic)
- *   GtaMaskedSoftmaxGrad  (probs, dy) -> dscores: a row program `[N]` with sum_s(dy p), then one texel per
- *                         element, scale * p * (dy - sum_s(dy p))
- * `scale` and `causalOffset` are uniforms (a decode step's offset changes every call; tfjs caches programs
- * by their code). Rows longer than `WEBGL_MASKED_SOFTMAX_MAX_KEYS` are refused by `maskedSoftmaxUnsupported`.
+ *   GtaMaskedSoftmax      (scores, bias?) -> probs `[B, nK, R, S]`: a statistics program `[G, R, 2]` (per
+ *                         row the max m and the sum of exp(x - m); each texel loops twice over the keys of
+ *                         two rows), then exp(x - m) / sum (tfjs's softmax arithmetic)
+ *   GtaMaskedSoftmaxGrad  (probs, dy) -> dscores: a row program `[G, R, 2]` with sum_s(dy p), then
+ *                         scale * p * (dy - sum_s(dy p))
+ * Every program is packed like tfjs's matMul (a texel holds rows r, r + 1 and keys c, c + 1 as `.x (r, c)`,
+ * `.y (r, c+1)`, `.z (r+1, c)`, `.w (r+1, c+1)`), so the scores from the product and the probabilities for
+ * the value product need no pack or unpack program, and the views are free (the last two axes are kept).
+ * Padding past an odd R or S is never summed and is written as zeros. `scale` and `causalOffset` are
+ * uniforms (a decode step's offset changes every call; tfjs caches programs by their code). Rows longer
+ * than `WEBGL_MASKED_SOFTMAX_MAX_KEYS` are refused by `maskedSoftmaxUnsupported`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { MASK_VALUE } from '../../ops/masks.js';
@@ -36,8 +40,8 @@ interface BiasView {
   fullB: boolean;
   fullT: boolean;
   fullS: boolean;
-  /** The view's shape `[Bb Tb, Sb]`. */
-  shape: [number, number];
+  /** The view's shape `[Bb, Tb, Sb]`. */
+  shape: [number, number, number];
 }
 
 /** A GLSL float literal. */
@@ -54,12 +58,7 @@ function biasViewOf(scoresShape: number[], biasShape: number[], t: number): Bias
   for (let i = 0; i < 3; i++) {
     if (dims[i] !== 1 && dims[i] !== full[i]) return `the bias [${biasShape}] does not broadcast to [${b}, ., ${t}, ${s}]`;
   }
-  return {
-    fullB: dims[0] !== 1,
-    fullT: dims[1] !== 1,
-    fullS: dims[2] !== 1,
-    shape: [dims[0] * dims[1], dims[2]],
-  };
+  return { fullB: dims[0] !== 1, fullT: dims[1] !== 1, fullS: dims[2] !== 1, shape: dims };
 }
 
 /**
@@ -83,17 +82,37 @@ export function maskedSoftmaxUnsupported(scoresShape: number[], bias: tf.Tensor 
   return typeof view === 'string' ? view : null;
 }
 
-/** GLSL: `maskedScore(row, s)`, the scaled, biased and causally masked score (see the file's notation). */
-function maskedScoreCode(scoresShape: number[], t: number, view: BiasView | null): string {
-  const [, nK, r] = scoresShape;
-  const lines = [`  int t = row - (row / ${t}) * ${t};`, '  float x = getScores(row, s) * gtaScale;'];
+/**
+ * GLSL: `maskedScores(g, r, c)`, the masked scores (see the file's notation) of one texel of the packed
+ * `[G, R, S]` scores view (G = B nK): rows r, r + 1 (r even) and keys c, c + 1 (c even) as `.x (r, c)`,
+ * `.y (r, c+1)`, `.z (r+1, c)`, `.w (r+1, c+1)`. Entries past an odd R or S are padding (any value).
+ */
+function maskedScoresCode(scoresShape: number[], t: number, view: BiasView | null): string {
+  const nK = scoresShape[1];
+  const lines = ['  vec4 x = getScores(g, r, c) * gtaScale;', `  int t0 = imod(r, ${t});`, `  int t1 = imod(r + 1, ${t});`];
+  let helper = '';
   if (view !== null) {
-    const bRow = view.fullB ? `(row / ${nK * r}) * ${view.fullT ? t : 1}` : '0';
-    const tRow = view.fullT ? 't' : '0';
-    lines.push(`  x += getBias(${bRow} + ${tRow}, ${view.fullS ? 's' : '0'});`);
+    // The bias at (row tb of batch bb, keys c, c + 1) is half of a packed texel: .xy on even rows, .zw on odd.
+    helper = `
+vec2 biasPair(int bb, int tb, int c) {
+  vec4 v = getBias(bb, tb, ${view.fullS ? 'c' : '0'});
+  vec2 p = imod(tb, 2) == 0 ? v.xy : v.zw;
+  return ${view.fullS ? 'p' : 'p.xx'};
+}
+`;
+    const bb = view.fullB ? `g / ${nK}` : '0';
+    lines.push(`  x += vec4(biasPair(${bb}, ${view.fullT ? 't0' : '0'}, c), biasPair(${bb}, ${view.fullT ? 't1' : '0'}, c));`);
   }
-  lines.push(`  if (s > gtaCausalOffset + t) x += ${float(MASK_VALUE)};`, '  return x;');
-  return `float maskedScore(int row, int s) {\n${lines.join('\n')}\n}`;
+  lines.push(
+    '  ivec4 keys = ivec4(c, c + 1, c, c + 1);',
+    '  ivec4 last = ivec4(gtaCausalOffset + t0, gtaCausalOffset + t0, gtaCausalOffset + t1, gtaCausalOffset + t1);',
+    `  x += vec4(greaterThan(keys, last)) * ${float(MASK_VALUE)};`,
+    '  return x;',
+  );
+  return `${helper}
+vec4 maskedScores(int g, int r, int c) {
+${lines.join('\n')}
+}`;
 }
 
 const UNIFORMS: WebGLProgram['customUniforms'] = [
@@ -101,39 +120,56 @@ const UNIFORMS: WebGLProgram['customUniforms'] = [
   { name: 'gtaCausalOffset', type: 'int' },
 ];
 
+/** `[G, R, S]`: the packed view of scores `[B, nK, R, S]` (free: the last two axes are kept). */
+const groupedView = (shape: number[]): number[] => [shape[0] * shape[1], shape[2], shape[3]];
+
+/** Row statistics, packed `[G, R, 2]`: texel (g, r, 0) holds `(m_r, sum_r, m_r+1, sum_r+1)`. */
 function statsProgram(scoresShape: number[], t: number, view: BiasView | null): WebGLProgram {
-  const n = sizeOf(scoresShape.slice(0, 3));
+  const [g, r] = groupedView(scoresShape);
   const s = scoresShape[3];
   const userCode = `
-${maskedScoreCode(scoresShape, t, view)}
+${maskedScoresCode(scoresShape, t, view)}
 void main() {
-  ivec2 c = getOutputCoords();
-  float m = maskedScore(c.x, 0);
-  for (int s = 1; s < ${s}; s++) { m = max(m, maskedScore(c.x, s)); }
-  if (c.y == 0) {
-    setOutput(m);
-    return;
+  ivec3 o = getOutputCoords();
+  vec4 x = maskedScores(o.x, o.y, 0);
+  vec2 m = x.xz;
+  for (int c = 0; c < ${s}; c += 2) {
+    x = maskedScores(o.x, o.y, c);
+    m = max(m, x.xz);
+    if (c + 1 < ${s}) m = max(m, x.yw);
   }
-  float sum = 0.0;
-  for (int s = 0; s < ${s}; s++) { sum += exp(maskedScore(c.x, s) - m); }
-  setOutput(sum);
+  vec2 sum = vec2(0.0);
+  for (int c = 0; c < ${s}; c += 2) {
+    vec4 e = exp(maskedScores(o.x, o.y, c) - m.xxyy);
+    sum += e.xz;
+    if (c + 1 < ${s}) sum += e.yw;
+  }
+  setOutput(vec4(m.x, sum.x, m.y, sum.y));
 }
 `;
   const variableNames = view === null ? ['Scores'] : ['Scores', 'Bias'];
-  return { variableNames, outputShape: [n, 2], userCode, customUniforms: UNIFORMS };
+  return { variableNames, outputShape: [g, r, 2], userCode, customUniforms: UNIFORMS, packedInputs: true, packedOutput: true };
 }
 
+/** GLSL: zeroes the padding of an output texel at (rows o.y, o.y + 1; columns o.z, o.z + 1) of `[G, R, S]`. */
+const zeroPadding = (r: number, s: number): string => `
+  if (o.z + 1 >= ${s}) v.yw = vec2(0.0);
+  if (o.y + 1 >= ${r}) v.zw = vec2(0.0);`;
+
+/** The probabilities, packed `[G, R, S]`: exp(x - m) / sum, four per texel. */
 function probsProgram(scoresShape: number[], t: number, view: BiasView | null): WebGLProgram {
-  const n = sizeOf(scoresShape.slice(0, 3));
+  const shape = groupedView(scoresShape);
   const userCode = `
-${maskedScoreCode(scoresShape, t, view)}
+${maskedScoresCode(scoresShape, t, view)}
 void main() {
-  ivec2 c = getOutputCoords();
-  setOutput(exp(maskedScore(c.x, c.y) - getStats(c.x, 0)) / getStats(c.x, 1));
+  ivec3 o = getOutputCoords();
+  vec4 st = getStats(o.x, o.y, 0);
+  vec4 v = exp(maskedScores(o.x, o.y, o.z) - st.xxzz) / st.yyww;${zeroPadding(shape[1], shape[2])}
+  setOutput(v);
 }
 `;
   const variableNames = view === null ? ['Scores', 'Stats'] : ['Scores', 'Bias', 'Stats'];
-  return { variableNames, outputShape: [n, scoresShape[3]], userCode, customUniforms: UNIFORMS };
+  return { variableNames, outputShape: shape, userCode, customUniforms: UNIFORMS, packedInputs: true, packedOutput: true };
 }
 
 interface ForwardAttrs {
@@ -147,11 +183,11 @@ function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
   const { scale, causalOffset, t } = args.attrs as unknown as ForwardAttrs;
   const { scores, bias } = args.inputs as { scores: tf.TensorInfo; bias?: tf.TensorInfo };
   const shape = scores.shape;
-  const s = shape[3];
   const view = bias ? (biasViewOf(shape, bias.shape, t) as BiasView) : null;
   // Not causal: an offset that hides no key (s <= S - 1 < S + t).
-  const uniforms = [[scale], [causalOffset === null ? s : causalOffset]];
-  const views = [reshapeInfo(backend, scores, [sizeOf(shape) / s, s]), ...(bias && view ? [reshapeInfo(backend, bias, view.shape)] : [])];
+  const uniforms = [[scale], [causalOffset === null ? shape[3] : causalOffset]];
+  const views = [reshapeInfo(backend, scores, groupedView(shape))];
+  if (bias && view) views.push(reshapeInfo(backend, bias, view.shape));
   const stats = backend.runWebGLProgram(statsProgram(shape, t, view), views, 'float32', uniforms);
   const probs = backend.runWebGLProgram(probsProgram(shape, t, view), [...views, stats], 'float32', uniforms);
   [...views, stats].forEach((v) => backend.disposeIntermediateTensorInfo(v));
@@ -160,38 +196,45 @@ function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
   return out;
 }
 
-function rowDotProgram(n: number, s: number): WebGLProgram {
+/** sum_s(dy p) per row, packed `[G, R, 2]`: texel (g, r, 0) holds `(dot_r, 0, dot_r+1, 0)`. */
+function rowDotProgram(shape: number[]): WebGLProgram {
+  const [g, r, s] = shape;
   const userCode = `
 void main() {
-  int row = getOutputCoords();
-  float acc = 0.0;
-  for (int s = 0; s < ${s}; s++) { acc += getP(row, s) * getDy(row, s); }
-  setOutput(acc);
+  ivec3 o = getOutputCoords();
+  vec2 acc = vec2(0.0);
+  for (int c = 0; c < ${s}; c += 2) {
+    vec4 pd = getP(o.x, o.y, c) * getDy(o.x, o.y, c);
+    acc += pd.xz;
+    if (c + 1 < ${s}) acc += pd.yw;
+  }
+  setOutput(vec4(acc.x, 0.0, acc.y, 0.0));
 }
 `;
-  return { variableNames: ['P', 'Dy'], outputShape: [n], userCode };
+  return { variableNames: ['P', 'Dy'], outputShape: [g, r, 2], userCode, packedInputs: true, packedOutput: true };
 }
 
-function gradProgram(n: number, s: number): WebGLProgram {
+/** scale * p * (dy - sum_s(dy p)), packed `[G, R, S]`. */
+function gradProgram(shape: number[]): WebGLProgram {
   const userCode = `
 void main() {
-  ivec2 c = getOutputCoords();
-  float p = getP(c.x, c.y);
-  setOutput(gtaScale * p * (getDy(c.x, c.y) - getRowDot(c.x)));
+  ivec3 o = getOutputCoords();
+  vec4 v = gtaScale * getP(o.x, o.y, o.z) * (getDy(o.x, o.y, o.z) - getRowDot(o.x, o.y, 0).xxzz);${zeroPadding(shape[1], shape[2])}
+  setOutput(v);
 }
 `;
-  return { variableNames: ['P', 'Dy', 'RowDot'], outputShape: [n, s], userCode, customUniforms: [{ name: 'gtaScale', type: 'float' }] };
+  const customUniforms: WebGLProgram['customUniforms'] = [{ name: 'gtaScale', type: 'float' }];
+  return { variableNames: ['P', 'Dy', 'RowDot'], outputShape: shape, userCode, customUniforms, packedInputs: true, packedOutput: true };
 }
 
 function gradKernel(args: WebGLKernelArgs): tf.TensorInfo {
   const backend = args.backend as WebGLBackendLike;
   const { scale } = args.attrs as unknown as { scale: number };
   const { probs, dy } = args.inputs as { probs: tf.TensorInfo; dy: tf.TensorInfo };
-  const s = probs.shape[probs.shape.length - 1];
-  const n = sizeOf(probs.shape) / s;
-  const views = [reshapeInfo(backend, probs, [n, s]), reshapeInfo(backend, dy, [n, s])];
-  const rowDot = backend.runWebGLProgram(rowDotProgram(n, s), views, 'float32');
-  const grad = backend.runWebGLProgram(gradProgram(n, s), [...views, rowDot], 'float32', [[scale]]);
+  const shape = groupedView(probs.shape);
+  const views = [reshapeInfo(backend, probs, shape), reshapeInfo(backend, dy, shape)];
+  const rowDot = backend.runWebGLProgram(rowDotProgram(shape), views, 'float32');
+  const grad = backend.runWebGLProgram(gradProgram(shape), [...views, rowDot], 'float32', [[scale]]);
   [...views, rowDot].forEach((v) => backend.disposeIntermediateTensorInfo(v));
   const out = reshapeInfo(backend, grad, probs.shape);
   backend.disposeIntermediateTensorInfo(grad);
