@@ -104,7 +104,8 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
       tuning: { type: 'string' },
     },
   });
-  if (values.tuning !== undefined) Object.assign(FUSED_ATTENTION_TUNING, JSON.parse(values.tuning) as Partial<typeof FUSED_ATTENTION_TUNING>);
+  if (values.tuning !== undefined)
+    Object.assign(FUSED_ATTENTION_TUNING, JSON.parse(values.tuning) as Partial<typeof FUSED_ATTENTION_TUNING>);
   try {
     await setBackendStrict('webgpu');
   } catch (e) {

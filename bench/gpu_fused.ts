@@ -42,7 +42,18 @@ function cells(): CellSpec[] {
     for (const s of [1024, 4096])
       out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
     // Where the cache reads matter: GQA's cache is 1 GiB per layer here (2 KiB per token and sequence).
-    out.push({ name: `${impl} decode B=32 S=16384`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 32, t: 1, s: 16384, steps: 32 });
+    out.push({
+      name: `${impl} decode B=32 S=16384`,
+      group: 'L1',
+      level: 'L1',
+      phase: 'decode',
+      impl,
+      d: D,
+      batch: 32,
+      t: 1,
+      s: 16384,
+      steps: 32,
+    });
   }
   out.push({
     name: 'mla-abs decode B=8 S=4096',

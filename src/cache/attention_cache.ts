@@ -74,7 +74,9 @@ export class AttentionCache {
    */
   static fromArena(kind: AttentionKind, owner: string, arena: CacheArena, length: number): AttentionCache {
     if (!Number.isInteger(length) || length < 1 || length > arena.filled) {
-      throw new ValueError(`AttentionCache.fromArena: length must be an integer in [1, ${arena.filled}] (positions filled), got ${length}.`);
+      throw new ValueError(
+        `AttentionCache.fromArena: length must be an integer in [1, ${arena.filled}] (positions filled), got ${length}.`,
+      );
     }
     const cache = Object.create(AttentionCache.prototype) as AttentionCache;
     const fields = cache as unknown as Record<string, unknown>;

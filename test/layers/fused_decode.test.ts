@@ -15,6 +15,8 @@ import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
+import { decodeBlock, decodeRows, decodeSplits } from '../../src/kernels/webgpu/flash_decode.js';
+import type { ArenaSpec } from '../../src/cache/cache_arena.js';
 import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
 import { checkError } from '../kit/fused.js';
 import { randomizeWeights } from '../kit/layers.js';
@@ -37,6 +39,11 @@ const CASES: Case[] = [
   {
     name: 'MHA without RoPE, no biases',
     make: () => new GroupedQueryAttention({ headDim: 4, numQueryHeads: 2, numKeyValueHeads: 2, useRope: false, useBias: false }),
+    entries: ['key', 'value'],
+  },
+  {
+    name: 'MQA with 32 query heads (more rows than flash_decode.ts takes: the general forward program)',
+    make: () => new GroupedQueryAttention({ headDim: 4, numQueryHeads: 32, numKeyValueHeads: 1, useCausalMask: true }),
     entries: ['key', 'value'],
   },
   {
@@ -127,6 +134,41 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
         for (const name of c.entries) await expectSame(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name));
       } finally {
         CACHE_ARENA_TUNING.step = before;
+        prompt.dispose();
+        for (const cache of caches) cache.dispose();
+        layer.dispose();
+      }
+    });
+  }
+
+  for (const c of [CASES[0], CASES[3]]) {
+    it(`after a 300-token prefill (keys split over workgroups): ${c.name}`, async () => {
+      const layer = makeLayer(c, 50);
+      const prompt = randomTensor([2, 300, D], 51);
+      const caches: AttentionCache[] = [];
+      const spec = (layer as unknown as { decodeArenaSpec(): ArenaSpec }).decodeArenaSpec();
+      const [k, v] = spec.regions;
+      const heads = { b: 2, nQ: spec.query.heads, nK: k.heads, nV: v.heads, s: 301, dk: spec.query.dim, dv: v.dim, scale: 1 };
+      const shapes = { ...heads, views: { query: 0, key: 0, value: 0, keyCapacity: 301 } };
+      const { splits } = decodeSplits(shapes, decodeBlock(decodeRows(shapes), shapes.dk)!);
+      if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
+      try {
+        let fused = withKernelPath('composed', () => layer.callWithCache(prompt));
+        let composed = withKernelPath('composed', () => layer.callWithCache(prompt));
+        caches.push(fused.cache, composed.cache);
+        tf.dispose([fused.output, composed.output]);
+        for (let s = 0; s < 3; s++) {
+          const x = randomTensor([2, 1, D], 60 + s);
+          const f = layer.callWithCache(x, { cache: fused.cache });
+          const r = withKernelPath('composed', () => layer.callWithCache(x, { cache: composed.cache }));
+          caches.push(f.cache, r.cache);
+          x.dispose();
+          await expectSame(`${c.name} step ${s}: output`, f.output, r.output);
+          tf.dispose([f.output, r.output]);
+          fused = f;
+          composed = r;
+        }
+      } finally {
         prompt.dispose();
         for (const cache of caches) cache.dispose();
         layer.dispose();

@@ -14,8 +14,9 @@
  *   GtaDecodeAttention   rows [B, 1, N], [bias [N]], [cos, sinSigned [Dr]], arena -> out [B, Hq, 1, Dv]
  *       1. in place: each segment of the row (q and k with RoPE at position L, v or the latent without)
  *          is written to its region, the cache regions at position L, the query to the scratch (one dispatch);
- *       2. attention of the query over the arena's first L + 1 keys and values (flash_attention.ts with
- *          views: one dispatch, or two with the keys split, flash-decoding).
+ *       2. attention of the query over the arena's first L + 1 keys and values (flash_decode.ts: one dispatch,
+ *          or two with the keys split; flash_attention.ts with views where more than 16 query heads share a
+ *          key head or the dims do not fit).
  *   GtaGatedLatentDecode o [B, Hq, 1, Dl], rows [B, 1, N], blocks [Hq, Dl, r*Dl] -> u [B, 1, W]
  *       GTA's value decoder and gate for one token: u_w = sigmoid(rows[gate + w]) * sum_j o[g, j] blocks[g, j, w - g*r*Dl]
  *       with g = floor(w / (r*Dl)), blocks = R + Delta (one dispatch; the composed path: a product with the
@@ -27,6 +28,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
 import { chooseTiling, foldedHeads, type FlashShapes } from './flash_attention.js';
 import { runFlashAttention } from './fused_attention.js';
+import { AttentionCombineProgram } from './attention_combine.js';
+import { decodeBlock, decodeRows, decodeSplits, FlashDecodeProgram, type FlashDecodeShapes } from './flash_decode.js';
 import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
 
 export const ARENA_PACK_KERNEL = 'GtaCacheArenaPack';
@@ -75,7 +78,8 @@ class ArenaPackProgram implements WebGPUProgram {
     const count = copies.reduce((n, c) => n + batch * c.heads * rows * c.dim, 0);
     this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
     this.shaderKey = `gtaArenaPack_${batch}_${copies.map((c) => `${c.source}:${c.heads}x${c.dim}`).join('_')}`;
-    this.uniforms = 'count : i32, rows : i32, capacity : i32,' + copies.map((_, i) => ` so${i} : i32, sc${i} : i32, do${i} : i32,`).join('');
+    this.uniforms =
+      'count : i32, rows : i32, capacity : i32,' + copies.map((_, i) => ` so${i} : i32, sc${i} : i32, do${i} : i32,`).join('');
     const ints = [count, rows, capacity, ...copies.flatMap((c) => [c.sourceOffset, c.sourceCapacity, c.offset])];
     this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
   }
@@ -175,7 +179,8 @@ class DecodeAppendProgram implements WebGPUProgram {
     const count = segments.reduce((n, s) => n + batch * s.heads * s.dim, 0);
     this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
     this.shaderKey =
-      `gtaDecodeAppend_${batch}_${attrs.width}_${bias}_` + segments.map((s) => `${s.column}:${s.heads}x${s.dim}${s.rope ? 'r' : ''}`).join('_');
+      `gtaDecodeAppend_${batch}_${attrs.width}_${bias}_` +
+      segments.map((s) => `${s.column}:${s.heads}x${s.dim}${s.rope ? 'r' : ''}`).join('_');
     this.uniforms = 'count : i32, position : i32,' + segments.map((_, i) => ` off${i} : i32, cap${i} : i32,`).join('');
     const ints = [count, attrs.position, ...segments.flatMap((s) => [s.offset, s.capacity])];
     this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
@@ -227,11 +232,27 @@ function decodeAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: u
   const appendInputs = [rows!, ...(bias ? [bias] : []), ...(rope ? [cos, sinSigned] : [])];
   backend.runWebGPUProgram(append, appendInputs, 'float32', append.uniformValues(), arena!);
   const [q, k, v] = [attrs.segments[attrs.query], attrs.segments[attrs.key], attrs.segments[attrs.value]];
+  const views = { query: q.offset, key: k.offset, value: v.offset, keyCapacity: k.capacity };
+  const s = attrs.position + 1;
+  const decode: FlashDecodeShapes = {
+    b: attrs.batch,
+    nQ: q.heads,
+    nK: k.heads,
+    nV: v.heads,
+    s,
+    dk: q.dim,
+    dv: v.dim,
+    scale: attrs.scale,
+    views,
+  };
+  const block = decodeBlock(decodeRows(decode), q.dim);
+  if (block !== null) return runFlashDecode(backend, decode, block, arena!);
+  // Rows or dims the decode program does not take: the general forward program with views.
   const shapes: FlashShapes = {
     b: attrs.batch,
     nQ: q.heads,
     t: 1,
-    s: attrs.position + 1,
+    s,
     nK: k.heads,
     nV: v.heads,
     nE: k.heads,
@@ -241,9 +262,21 @@ function decodeAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: u
     biasStrides: null,
     causalOffset: null,
     scale: attrs.scale,
-    views: { query: q.offset, key: k.offset, value: v.offset, keyCapacity: k.capacity },
+    views,
   };
   return runFlashAttention(backend, shapes, [arena!, arena!, arena!], false);
+}
+
+/** flash_decode.ts's program over `source` (q, k and v all views of it), and the combine of its splits. */
+function runFlashDecode(backend: WebGPUBackendLike, shapes: FlashDecodeShapes, block: number, source: tf.TensorInfo): tf.TensorInfo {
+  const { splits, chunk } = decodeSplits(shapes, block);
+  const program = new FlashDecodeProgram(shapes, block, splits, chunk);
+  const out = backend.runWebGPUProgram(program, [source, source, source], 'float32', program.uniformValues());
+  if (splits === 1) return out;
+  const combine = new AttentionCombineProgram([shapes.b, shapes.nQ, 1, shapes.dv], splits, shapes.dv, false);
+  const merged = backend.runWebGPUProgram(combine, [out], 'float32', combine.uniformValues());
+  backend.disposeData(out.dataId);
+  return merged;
 }
 
 export const GATED_DECODE_KERNEL = 'GtaGatedLatentDecode';
@@ -330,7 +363,11 @@ export function gatedLatentDecode(
 export function registerDecodeKernels(): void {
   if (tf.getKernel(DECODE_ATTENTION_KERNEL, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: ARENA_PACK_KERNEL, backendName: 'webgpu', kernelFunc: packKernel as unknown as tf.KernelFunc });
-  tf.registerKernel({ kernelName: DECODE_ATTENTION_KERNEL, backendName: 'webgpu', kernelFunc: decodeAttentionKernel as unknown as tf.KernelFunc });
+  tf.registerKernel({
+    kernelName: DECODE_ATTENTION_KERNEL,
+    backendName: 'webgpu',
+    kernelFunc: decodeAttentionKernel as unknown as tf.KernelFunc,
+  });
   tf.registerKernel({ kernelName: GATED_DECODE_KERNEL, backendName: 'webgpu', kernelFunc: gatedDecodeKernel as unknown as tf.KernelFunc });
 }
 
@@ -348,7 +385,8 @@ export function fusedDecodeUnsupported(queryHeads: number, keyHeads: number, val
  */
 export function packArena(sources: tf.Tensor[], attrs: PackAttrs): tf.Tensor1D {
   registerDecodeKernels();
-  if (attrs.copies.some((c) => c.source < 0 || c.source >= sources.length)) throw new ValueError('packArena: a copy names a missing source.');
+  if (attrs.copies.some((c) => c.source < 0 || c.source >= sources.length))
+    throw new ValueError('packArena: a copy names a missing source.');
   const inputs: tf.NamedTensorMap = {};
   sources.forEach((s, i) => (inputs[`s${i}`] = s));
   if (attrs.rows === 0) return tf.zeros([attrs.elements]);

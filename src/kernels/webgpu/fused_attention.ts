@@ -140,7 +140,12 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
  * Runs the forward program on `inputs` (query, key, value, [bias], [extraQuery, extraKey], as
  * FlashAttentionProgram reads them) for `shapes`: one dispatch, or the key splits and their combine.
  */
-export function runFlashAttention(backend: WebGPUBackendLike, shapes: FlashShapes, inputs: tf.TensorInfo[], withLse: boolean): tf.TensorInfo {
+export function runFlashAttention(
+  backend: WebGPUBackendLike,
+  shapes: FlashShapes,
+  inputs: tf.TensorInfo[],
+  withLse: boolean,
+): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
   const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);

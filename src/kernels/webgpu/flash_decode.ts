@@ -1,0 +1,229 @@
+/**
+ * Attention of one query token per sequence over a long cache (flash-decoding) for webgpu: the attention part
+ * of GtaDecodeAttention (decode_step.ts). flash_attention.ts serves any T; for T = 1 its tiles of 16-24 keys
+ * staged in workgroup memory leave most of each workgroup waiting at barriers. Here each invocation owns one
+ * key of a block (as many keys as invocations) and scores it against every query row of the workgroup, and
+ * the value product reads the block's values straight from memory, coalesced along the value dim.
+ *
+ * Notation: B batch, nQ query heads, nK key heads, nV value heads, S keys, Dk key dim, Dv value dim,
+ * R = the query heads that share their key and value heads (folded rows, at most MAX_ROWS), G = nQ / R head
+ * groups, KB keys per block (= invocations per workgroup), P splits of the keys.
+ *
+ * A workgroup takes (batch, group, split). Per block of KB keys:
+ *   1. invocation j scores key j against the R scaled queries (staged once in workgroup memory): s[r][j];
+ *   2. invocations r < R fold the block into row r's running max m_r (and the rescale factor of its sum and
+ *      outputs); every invocation turns the scores into p = exp(s - m_r);
+ *   3. each invocation updates its output columns (r, d): acc = acc * alpha_r + sum_j p[r][j] v[j][d], and
+ *      invocations r < R their sums l_r.
+ * Outputs: one split: `[B, nQ, 1, Dv]` normalised; several: `[B, nQ, 1, P * (Dv + 2)]` (per split the
+ * unnormalised output, m, l), merged by attention_combine.ts. Keys and values may be views into one buffer
+ * (a cache arena): offsets and the keys' row capacity are uniforms.
+ */
+import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import { WORKGROUP_FLOATS } from './flash_attention.js';
+
+/** Most folded query rows per workgroup (each invocation keeps one score per row in registers). */
+export const MAX_ROWS = 16;
+
+/** Shapes of one decode attention call. */
+export interface FlashDecodeShapes {
+  b: number;
+  nQ: number;
+  nK: number;
+  nV: number;
+  s: number;
+  dk: number;
+  dv: number;
+  scale: number;
+  /** Element offsets of q `[B, nQ, 1, Dk]`, k `[B, nK, SC, Dk]` and v `[B, nV, SC, Dv]`, and SC. */
+  views: { query: number; key: number; value: number; keyCapacity: number };
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** Folded rows R for these heads. */
+export function decodeRows(shapes: Pick<FlashDecodeShapes, 'nQ' | 'nK' | 'nV'>): number {
+  return gcd(shapes.nQ / shapes.nK, shapes.nQ / shapes.nV);
+}
+
+/** Keys per block (= invocations per workgroup) that fit workgroup memory for R rows, or null (then flash_attention.ts). */
+export function decodeBlock(rows: number, dk: number): number | null {
+  if (rows > MAX_ROWS) return null;
+  for (const kb of [128, 64, 32]) if (rows * dk + rows * kb + 3 * rows <= WORKGROUP_FLOATS) return kb;
+  return null;
+}
+
+/** Splits tuning (internal; exported for tests and experiments). */
+export const FLASH_DECODE_TUNING = {
+  /** Split the keys until about this many workgroups run. */
+  targetWorkgroups: 1024,
+  /** Fewest keys per split, in blocks. */
+  minBlocksPerSplit: 1,
+};
+
+/** Splits of the keys and keys per split (a multiple of the block). */
+export function decodeSplits(shapes: FlashDecodeShapes, block: number): { splits: number; chunk: number } {
+  const workgroups = shapes.b * (shapes.nQ / decodeRows(shapes));
+  const blocks = Math.max(1, Math.ceil(shapes.s / block));
+  const wanted = Math.ceil(FLASH_DECODE_TUNING.targetWorkgroups / workgroups);
+  const splits = Math.max(1, Math.min(wanted, Math.floor(blocks / FLASH_DECODE_TUNING.minBlocksPerSplit)));
+  const chunk = Math.ceil(blocks / splits) * block;
+  return { splits: Math.ceil(shapes.s / chunk), chunk };
+}
+
+export class FlashDecodeProgram implements WebGPUProgram {
+  variableNames = ['Q', 'K', 'V'];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms =
+    'S : i32, nQ : i32, nK : i32, nV : i32, rk : i32, rv : i32, groups : i32, splits : i32, chunk : i32, total : i32, ' +
+    'qBase : i32, kBase : i32, vBase : i32, SC : i32, scale : f32,';
+  private readonly values: ProgramUniform[];
+  private readonly rows: number;
+
+  constructor(
+    private readonly shp: FlashDecodeShapes,
+    private readonly block: number,
+    private readonly splits: number,
+    chunk: number,
+  ) {
+    const { b, nQ, nK, nV, dv } = shp;
+    this.rows = decodeRows(shp);
+    const groups = nQ / this.rows;
+    const total = b * groups * splits;
+    this.outputShape = splits === 1 ? [b, nQ, 1, dv] : [b, nQ, 1, splits * (dv + 2)];
+    this.workgroupSize = [block, 1, 1];
+    this.dispatch = [total, 1, 1];
+    this.shaderKey = `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${dv}_${splits === 1 ? 'final' : 'partial'}`;
+    const ints = [shp.s, nQ, nK, nV, nQ / nK, nQ / nV, groups, splits, chunk, total];
+    const { query, key, value, keyCapacity } = shp.views;
+    this.values = [...ints, query, key, value, keyCapacity].map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
+    this.values.push({ type: 'float32', data: [shp.scale] });
+  }
+
+  uniformValues(): ProgramUniform[] {
+    return this.values;
+  }
+
+  getUserCode(): string {
+    const R = this.rows;
+    const KB = this.block;
+    const { dk, dv } = this.shp;
+    const acc = Math.ceil((R * dv) / KB);
+    const write =
+      this.splits === 1
+        ? `
+      let inv = select(0.0, 1.0 / lrow[r], lrow[r] > 0.0);
+      result[(b * uniforms.nQ + head) * DV + d] = acc[i] * inv;`
+        : `
+      let base = ((b * uniforms.nQ + head) * uniforms.splits + split) * (DV + 2);
+      result[base + d] = acc[i];
+      if (d == 0) { result[base + DV] = mrow[r]; result[base + DV + 1] = lrow[r]; }`;
+    return `
+const R = ${R};
+const KB = ${KB};
+const DK = ${dk};
+const DV = ${dv};
+const ACC = ${acc};
+const NEG = -3.0e38;
+
+var<workgroup> qs : array<f32, ${R * dk}>;
+var<workgroup> ps : array<f32, ${R * KB}>;
+var<workgroup> mrow : array<f32, R>;
+var<workgroup> lrow : array<f32, R>;
+var<workgroup> arow : array<f32, R>;
+var<workgroup> blockCount : i32;
+
+fn main(index : i32) {
+  let li = i32(localIndex);
+  let wgIndex = ${LINEAR_WORKGROUP};
+  let valid = wgIndex < uniforms.total;
+  var w = min(wgIndex, uniforms.total - 1);
+  let split = w % uniforms.splits;
+  w = w / uniforms.splits;
+  let g = w % uniforms.groups;
+  let b = w / uniforms.groups;
+  let firstHead = g * R;
+  let kh = firstHead / uniforms.rk;
+  let vh = firstHead / uniforms.rv;
+  let keyStart = split * uniforms.chunk;
+  let keyEnd = select(keyStart, min(uniforms.S, keyStart + uniforms.chunk), valid);
+  let kRows = uniforms.kBase + (b * uniforms.nK + kh) * uniforms.SC * DK;
+  let vRows = uniforms.vBase + (b * uniforms.nV + vh) * uniforms.SC * DV;
+
+  for (var i = li; i < R * DK; i += KB) {
+    qs[i] = Q[uniforms.qBase + (b * uniforms.nQ + firstHead) * DK + i] * uniforms.scale;
+  }
+  if (li < R) { mrow[li] = NEG; lrow[li] = 0.0; }
+  if (li == 0) { blockCount = (keyEnd - keyStart + KB - 1) / KB; }
+  var acc : array<f32, ACC>;
+  // (a barrier, and a value the compiler knows is the same in every invocation: the loop holds barriers)
+  let blocks = workgroupUniformLoad(&blockCount);
+
+  for (var blk = 0; blk < blocks; blk++) {
+    let k0 = keyStart + blk * KB;
+    // 1. one key per invocation, scored against every row
+    let key = k0 + li;
+    var s : array<f32, R>;
+    if (key < keyEnd) {
+      let kp = kRows + key * DK;
+      for (var d = 0; d < DK; d++) {
+        let kd = K[kp + d];
+        for (var r = 0; r < R; r++) { s[r] += qs[r * DK + d] * kd; }
+      }
+      for (var r = 0; r < R; r++) { ps[r * KB + li] = s[r]; }
+    } else {
+      for (var r = 0; r < R; r++) { ps[r * KB + li] = NEG; }
+    }
+    workgroupBarrier();
+    // 2. running max per row, and the probabilities of the block
+    if (li < R) {
+      var bm = NEG;
+      for (var j = 0; j < KB; j++) { bm = max(bm, ps[li * KB + j]); }
+      let mNew = max(mrow[li], bm);
+      arow[li] = exp(mrow[li] - mNew);
+      mrow[li] = mNew;
+    }
+    workgroupBarrier();
+    for (var i = li; i < R * KB; i += KB) {
+      let x = ps[i];
+      ps[i] = select(0.0, exp(x - mrow[i / KB]), x > -1.0e37);
+    }
+    workgroupBarrier();
+    // 3. outputs and sums
+    let n = min(KB, keyEnd - k0);
+    for (var i = 0; i < ACC; i++) {
+      let o = li + i * KB;
+      if (o < R * DV) {
+        let r = o / DV;
+        let d = o % DV;
+        var a = acc[i] * arow[r];
+        for (var j = 0; j < n; j++) { a += ps[r * KB + j] * V[vRows + (k0 + j) * DV + d]; }
+        acc[i] = a;
+      }
+    }
+    if (li < R) {
+      var l = lrow[li] * arow[li];
+      for (var j = 0; j < n; j++) { l += ps[li * KB + j]; }
+      lrow[li] = l;
+    }
+    workgroupBarrier();
+  }
+
+  if (valid) {
+    for (var i = 0; i < ACC; i++) {
+      let o = li + i * KB;
+      if (o < R * DV) {
+        let r = o / DV;
+        let d = o % DV;
+        let head = firstHead + r;${write}
+      }
+    }
+  }
+}
+`;
+  }
+}
