@@ -60,6 +60,12 @@ const CASES: Case[] = [
       }),
     entries: ['key', 'latent'],
   },
+  {
+    name: 'GTA with a 192-wide latent (more value columns than invocations)',
+    make: () =>
+      new GroupedHeadLatentAttention({ numHeads: 48, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 192 }),
+    entries: ['key', 'latent'],
+  },
 ];
 
 async function values(t: tf.Tensor): Promise<Float32Array> {

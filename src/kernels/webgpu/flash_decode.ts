@@ -13,8 +13,10 @@
  *   1. invocation j scores key j against the R scaled queries (staged once in workgroup memory): s[r][j];
  *   2. invocations r < R fold the block into row r's running max m_r (and the rescale factor of its sum and
  *      outputs); every invocation turns the scores into p = exp(s - m_r);
- *   3. each invocation updates its output columns (r, d): acc = acc * alpha_r + sum_j p[r][j] v[j][d], and
- *      invocations r < R their sums l_r.
+ *   3. each invocation owns value columns d (and every row r of them) and a share of the block's keys (the
+ *      H = KB / Dv invocations of a column take every H-th key): acc[r][d] = acc * alpha_r + sum_j p[r][j] v[j][d],
+ *      loading each value once for all R rows, four keys at a time; invocations r < R update their sums l_r.
+ *      After the last block the H parts of each column are added through workgroup memory.
  * Outputs: one split: `[B, nQ, 1, Dv]` normalised; several: `[B, nQ, 1, P * (Dv + 2)]` (per split the
  * unnormalised output, m, l), merged by attention_combine.ts. Keys and values may be views into one buffer
  * (a cache arena): offsets and the keys' row capacity are uniforms.
@@ -112,22 +114,43 @@ export class FlashDecodeProgram implements WebGPUProgram {
     const R = this.rows;
     const KB = this.block;
     const { dk, dv } = this.shp;
-    const acc = Math.ceil((R * dv) / KB);
+    // Value columns per invocation (CC) and invocations per column (H, which split the keys of a block).
+    const cc = dv > KB ? Math.ceil(dv / KB) : 1;
+    const h = dv > KB ? 1 : Math.floor(KB / dv);
     const write =
       this.splits === 1
         ? `
-      let inv = select(0.0, 1.0 / lrow[r], lrow[r] > 0.0);
-      result[(b * uniforms.nQ + head) * DV + d] = acc[i] * inv;`
+          let inv = select(0.0, 1.0 / lrow[r], lrow[r] > 0.0);
+          result[(b * uniforms.nQ + head) * DV + d] = a * inv;`
         : `
-      let base = ((b * uniforms.nQ + head) * uniforms.splits + split) * (DV + 2);
-      result[base + d] = acc[i];
-      if (d == 0) { result[base + DV] = mrow[r]; result[base + DV + 1] = lrow[r]; }`;
+          let base = ((b * uniforms.nQ + head) * uniforms.splits + split) * (DV + 2);
+          result[base + d] = a;
+          if (d == 0) { result[base + DV] = mrow[r]; result[base + DV + 1] = lrow[r]; }`;
+    const keyLoop =
+      dk % 4 === 0
+        ? `
+      for (var d = 0; d < DK; d += 4) {
+        let y0 = K[kp + d];
+        let y1 = K[kp + d + 1];
+        let y2 = K[kp + d + 2];
+        let y3 = K[kp + d + 3];
+        for (var r = 0; r < R; r++) {
+          let q = r * DK + d;
+          s[r] += qs[q] * y0 + qs[q + 1] * y1 + qs[q + 2] * y2 + qs[q + 3] * y3;
+        }
+      }`
+        : `
+      for (var d = 0; d < DK; d++) {
+        let kd = K[kp + d];
+        for (var r = 0; r < R; r++) { s[r] += qs[r * DK + d] * kd; }
+      }`;
     return `
 const R = ${R};
 const KB = ${KB};
 const DK = ${dk};
 const DV = ${dv};
-const ACC = ${acc};
+const CC = ${cc};
+const H = ${h};
 const NEG = -3.0e38;
 
 var<workgroup> qs : array<f32, ${R * dk}>;
@@ -159,7 +182,11 @@ fn main(index : i32) {
   }
   if (li < R) { mrow[li] = NEG; lrow[li] = 0.0; }
   if (li == 0) { blockCount = (keyEnd - keyStart + KB - 1) / KB; }
-  var acc : array<f32, ACC>;
+  // This invocation's value columns d0 + c*KB (c < CC) and its share of each block's keys (h, h + H, ...).
+  let h = select(li / DV, 0, DV > KB);
+  let d0 = select(li % DV, li, DV > KB);
+  let owns = h < H;
+  var acc : array<f32, ${R * cc}>;
   // (a barrier, and a value the compiler knows is the same in every invocation: the loop holds barriers)
   let blocks = workgroupUniformLoad(&blockCount);
 
@@ -169,11 +196,7 @@ fn main(index : i32) {
     let key = k0 + li;
     var s : array<f32, R>;
     if (key < keyEnd) {
-      let kp = kRows + key * DK;
-      for (var d = 0; d < DK; d++) {
-        let kd = K[kp + d];
-        for (var r = 0; r < R; r++) { s[r] += qs[r * DK + d] * kd; }
-      }
+      let kp = kRows + key * DK;${keyLoop}
       for (var r = 0; r < R; r++) { ps[r * KB + li] = s[r]; }
     } else {
       for (var r = 0; r < R; r++) { ps[r * KB + li] = NEG; }
@@ -193,33 +216,70 @@ fn main(index : i32) {
       ps[i] = select(0.0, exp(x - mrow[i / KB]), x > -1.0e37);
     }
     workgroupBarrier();
-    // 3. outputs and sums
+    // 3. outputs (this invocation's columns, its share of the keys) and sums
     let n = min(KB, keyEnd - k0);
-    for (var i = 0; i < ACC; i++) {
-      let o = li + i * KB;
-      if (o < R * DV) {
-        let r = o / DV;
-        let d = o % DV;
-        var a = acc[i] * arow[r];
-        for (var j = 0; j < n; j++) { a += ps[r * KB + j] * V[vRows + (k0 + j) * DV + d]; }
-        acc[i] = a;
+    if (owns) {
+      for (var i = 0; i < R * CC; i++) { acc[i] = acc[i] * arow[i / CC]; }
+      var j = h;
+      for (; j + 3 * H < n; j += 4 * H) {
+        let v0 = vRows + (k0 + j) * DV;
+        let v1 = v0 + H * DV;
+        let v2 = v1 + H * DV;
+        let v3 = v2 + H * DV;
+        for (var c = 0; c < CC; c++) {
+          let d = d0 + c * KB;
+          if (d < DV) {
+            let x0 = V[v0 + d];
+            let x1 = V[v1 + d];
+            let x2 = V[v2 + d];
+            let x3 = V[v3 + d];
+            for (var r = 0; r < R; r++) {
+              let pr = r * KB + j;
+              acc[r * CC + c] += ps[pr] * x0 + ps[pr + H] * x1 + ps[pr + 2 * H] * x2 + ps[pr + 3 * H] * x3;
+            }
+          }
+        }
+      }
+      for (; j < n; j += H) {
+        let v0 = vRows + (k0 + j) * DV;
+        for (var c = 0; c < CC; c++) {
+          let d = d0 + c * KB;
+          if (d < DV) {
+            let x0 = V[v0 + d];
+            for (var r = 0; r < R; r++) { acc[r * CC + c] += ps[r * KB + j] * x0; }
+          }
+        }
       }
     }
     if (li < R) {
       var l = lrow[li] * arow[li];
-      for (var j = 0; j < n; j++) { l += ps[li * KB + j]; }
+      for (var jj = 0; jj < n; jj++) { l += ps[li * KB + jj]; }
       lrow[li] = l;
     }
     workgroupBarrier();
   }
 
-  if (valid) {
-    for (var i = 0; i < ACC; i++) {
-      let o = li + i * KB;
-      if (o < R * DV) {
-        let r = o / DV;
-        let d = o % DV;
-        let head = firstHead + r;${write}
+  // Invocations that shared a column (H > 1) add up their parts, through ps.
+  if (owns && H > 1) {
+    for (var r = 0; r < R; r++) { ps[(h * R + r) * DV + d0] = acc[r]; }
+  }
+  workgroupBarrier();
+  if (owns && h == 0 && H > 1) {
+    for (var r = 0; r < R; r++) {
+      var t = 0.0;
+      for (var k = 0; k < H; k++) { t += ps[(k * R + r) * DV + d0]; }
+      acc[r] = t;
+    }
+  }
+
+  if (valid && owns && h == 0) {
+    for (var r = 0; r < R; r++) {
+      for (var c = 0; c < CC; c++) {
+        let d = d0 + c * KB;
+        if (d < DV) {
+          let head = firstHead + r;
+          let a = acc[r * CC + c];${write}
+        }
       }
     }
   }
