@@ -42,7 +42,7 @@ const CASES: Case[] = [
     entries: ['key', 'value'],
   },
   {
-    name: 'MQA with 32 query heads (more rows than flash_decode.ts takes: the general forward program)',
+    name: 'MQA with 32 query heads (rows split over two workgroups)',
     make: () => new GroupedQueryAttention({ headDim: 4, numQueryHeads: 32, numKeyValueHeads: 1, useCausalMask: true }),
     entries: ['key', 'value'],
   },
@@ -156,7 +156,8 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
       const [k, v] = spec.regions;
       const heads = { b: 2, nQ: spec.query.heads, nK: k.heads, nV: v.heads, s: 301, dk: spec.query.dim, dv: v.dim, scale: 1 };
       const shapes = { ...heads, views: { query: 0, key: 0, value: 0, keyCapacity: 301 } };
-      const { splits } = decodeSplits(shapes, decodeBlock(decodeRows(shapes), shapes.dk)!);
+      const rows = decodeRows(shapes)!;
+      const { splits } = decodeSplits(shapes, rows, decodeBlock(rows, shapes.dk)!);
       if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
       try {
         let fused = withKernelPath('composed', () => layer.callWithCache(prompt));

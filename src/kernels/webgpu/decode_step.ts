@@ -15,8 +15,7 @@
  *       1. in place: each segment of the row (q and k with RoPE at position L, v or the latent without)
  *          is written to its region, the cache regions at position L, the query to the scratch (one dispatch);
  *       2. attention of the query over the arena's first L + 1 keys and values (flash_decode.ts: one dispatch,
- *          or two with the keys split; flash_attention.ts with views where more than 16 query heads share a
- *          key head or the dims do not fit).
+ *          or two with the keys split).
  *   GtaGatedLatentDecode o [B, Hq, 1, Dl], rows [B, 1, N], blocks [Hq, Dl, r*Dl] -> u [B, 1, W]
  *       GTA's value decoder and gate for one token: u_w = sigmoid(rows[gate + w]) * sum_j o[g, j] blocks[g, j, w - g*r*Dl]
  *       with g = floor(w / (r*Dl)), blocks = R + Delta (one dispatch; the composed path: a product with the
@@ -26,8 +25,6 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import { chooseTiling, foldedHeads, type FlashShapes } from './flash_attention.js';
-import { runFlashAttention } from './fused_attention.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { decodeBlock, decodeRows, decodeSplits, FlashDecodeProgram, type FlashDecodeShapes } from './flash_decode.js';
 import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
@@ -245,32 +242,21 @@ function decodeAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: u
     scale: attrs.scale,
     views,
   };
-  const block = decodeBlock(decodeRows(decode), q.dim);
-  if (block !== null) return runFlashDecode(backend, decode, block, arena!);
-  // Rows or dims the decode program does not take: the general forward program with views.
-  const shapes: FlashShapes = {
-    b: attrs.batch,
-    nQ: q.heads,
-    t: 1,
-    s,
-    nK: k.heads,
-    nV: v.heads,
-    nE: k.heads,
-    dk: q.dim,
-    de: 0,
-    dv: v.dim,
-    biasStrides: null,
-    causalOffset: null,
-    scale: attrs.scale,
-    views,
-  };
-  return runFlashAttention(backend, shapes, [arena!, arena!, arena!], false);
+  const folded = decodeRows(decode);
+  if (folded === null) throw new ValueError(`${DECODE_ATTENTION_KERNEL}: a query row of ${q.dim} values does not fit workgroup memory.`);
+  return runFlashDecode(backend, decode, folded, decodeBlock(folded, q.dim)!, arena!);
 }
 
 /** flash_decode.ts's program over `source` (q, k and v all views of it), and the combine of its splits. */
-function runFlashDecode(backend: WebGPUBackendLike, shapes: FlashDecodeShapes, block: number, source: tf.TensorInfo): tf.TensorInfo {
-  const { splits, chunk } = decodeSplits(shapes, block);
-  const program = new FlashDecodeProgram(shapes, block, splits, chunk);
+function runFlashDecode(
+  backend: WebGPUBackendLike,
+  shapes: FlashDecodeShapes,
+  rows: number,
+  block: number,
+  source: tf.TensorInfo,
+): tf.TensorInfo {
+  const { splits, chunk } = decodeSplits(shapes, rows, block);
+  const program = new FlashDecodeProgram(shapes, rows, block, splits, chunk);
   const out = backend.runWebGPUProgram(program, [source, source, source], 'float32', program.uniformValues());
   if (splits === 1) return out;
   const combine = new AttentionCombineProgram([shapes.b, shapes.nQ, 1, shapes.dv], splits, shapes.dv, false);
@@ -374,8 +360,9 @@ export function registerDecodeKernels(): void {
 /** Why the fused decode cannot take these dims, or null when it can. */
 export function fusedDecodeUnsupported(queryHeads: number, keyHeads: number, valueHeads: number, dk: number, dv: number): string | null {
   if (queryHeads % keyHeads !== 0 || queryHeads % valueHeads !== 0) return 'query heads must be a multiple of key and value heads';
-  const rf = foldedHeads({ nQ: queryHeads, nK: keyHeads, nV: valueHeads, nE: keyHeads, de: 0 } as FlashShapes);
-  if (chooseTiling(dk, dv, rf) === null) return `query/key dim ${dk} with value dim ${dv} does not fit in workgroup memory`;
+  if (dk < 1 || dv < 1) return 'dims must be positive';
+  if (decodeRows({ nQ: queryHeads, nK: keyHeads, nV: valueHeads, dk }) === null)
+    return `a query row of ${dk} values does not fit in workgroup memory`;
   return null;
 }
 

@@ -58,12 +58,6 @@ export interface FlashShapes {
   biasStrides: [number, number, number] | null;
   causalOffset: number | null;
   scale: number;
-  /**
-   * Where q, k and v lie when they are regions of one flat buffer (a decode cache arena, src/cache/cache_arena.ts)
-   * rather than tensors of their own: element offsets of each and the keys' row capacity (k is `[B, nK, SC, Dk]`
-   * and v `[B, nV, SC, Dv]` at their offsets, of which the first S rows are read). Absent: offsets 0, SC = S.
-   */
-  views?: { query: number; key: number; value: number; keyCapacity: number };
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -105,7 +99,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
   uniforms =
     'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
     'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, ' +
-    'biasB : i32, biasT : i32, biasS : i32, qBase : i32, kBase : i32, vBase : i32, SC : i32, scale : f32,';
+    'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
   private readonly uniformData: ProgramUniform[];
 
   constructor(
@@ -150,10 +144,6 @@ export class FlashAttentionProgram implements WebGPUProgram {
       biasB,
       biasT,
       biasS,
-      shp.views?.query ?? 0,
-      shp.views?.key ?? 0,
-      shp.views?.value ?? 0,
-      shp.views?.keyCapacity ?? shp.s,
     ];
     this.uniformData = [...ints.map((x): ProgramUniform => ({ type: 'int32', data: [x] })), { type: 'float32', data: [shp.scale] }];
   }
@@ -172,14 +162,14 @@ export class FlashAttentionProgram implements WebGPUProgram {
     const acc = Math.ceil(dv / lanes);
     const loadQuery =
       de > 0
-        ? `if (d < DK) { x = Q[uniforms.qBase + ((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d]; }
+        ? `if (d < DK) { x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d]; }
       else { x = EQ[((b * uniforms.nQ + h) * uniforms.T + tt) * DE + d - DK]; }`
-        : 'x = Q[uniforms.qBase + ((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d];';
+        : 'x = Q[((b * uniforms.nQ + h) * uniforms.T + tt) * DK + d];';
     const loadKey =
       de > 0
-        ? `if (d < DK) { x = K[uniforms.kBase + ((b * uniforms.nK + kh) * uniforms.SC + key) * DK + d]; }
+        ? `if (d < DK) { x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d]; }
         else { x = EK[((b * uniforms.nE + eh) * uniforms.S + key) * DE + d - DK]; }`
-        : 'x = K[uniforms.kBase + ((b * uniforms.nK + kh) * uniforms.SC + key) * DK + d];';
+        : 'x = K[((b * uniforms.nK + kh) * uniforms.S + key) * DK + d];';
     const extraDot =
       de > 0
         ? `
@@ -296,7 +286,7 @@ fn main(index : i32) {
     for (var i = li; i < BC * DV; i += WG) {
       let key = k0 + i / DV;
       var x = 0.0;
-      if (key < keyEnd) { x = V[uniforms.vBase + ((b * uniforms.nV + vh) * uniforms.SC + key) * DV + i % DV]; }
+      if (key < keyEnd) { x = V[((b * uniforms.nV + vh) * uniforms.S + key) * DV + i % DV]; }
       vs[i] = x;
     }
     workgroupBarrier();

@@ -6,8 +6,9 @@
  * the value product reads the block's values straight from memory, coalesced along the value dim.
  *
  * Notation: B batch, nQ query heads, nK key heads, nV value heads, S keys, Dk key dim, Dv value dim,
- * R = the query heads that share their key and value heads (folded rows, at most MAX_ROWS), G = nQ / R head
- * groups, KB keys per block (= invocations per workgroup), P splits of the keys.
+ * R = query heads that share their key and value heads (folded rows: all of them, or a divisor when more than
+ * MAX_ROWS share or their queries do not fit workgroup memory), G = nQ / R head groups, KB keys per block
+ * (= invocations per workgroup), P splits of the keys.
  *
  * A workgroup takes (batch, group, split). Per block of KB keys:
  *   1. invocation j scores key j against the R scaled queries (staged once in workgroup memory): s[r][j];
@@ -43,12 +44,17 @@ export interface FlashDecodeShapes {
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
-/** Folded rows R for these heads. */
-export function decodeRows(shapes: Pick<FlashDecodeShapes, 'nQ' | 'nK' | 'nV'>): number {
-  return gcd(shapes.nQ / shapes.nK, shapes.nQ / shapes.nV);
+/**
+ * Rows R of a workgroup: the largest divisor of gcd(nQ/nK, nQ/nV) (the query heads sharing their key and value
+ * heads) that is at most MAX_ROWS and fits workgroup memory with the key dim; null when not even one row fits.
+ */
+export function decodeRows(shapes: Pick<FlashDecodeShapes, 'nQ' | 'nK' | 'nV' | 'dk'>): number | null {
+  const shared = gcd(shapes.nQ / shapes.nK, shapes.nQ / shapes.nV);
+  for (let r = Math.min(shared, MAX_ROWS); r >= 1; r--) if (shared % r === 0 && decodeBlock(r, shapes.dk) !== null) return r;
+  return null;
 }
 
-/** Keys per block (= invocations per workgroup) that fit workgroup memory for R rows, or null (then flash_attention.ts). */
+/** Keys per block (= invocations per workgroup) that fit workgroup memory for R rows, or null. */
 export function decodeBlock(rows: number, dk: number): number | null {
   if (rows > MAX_ROWS) return null;
   for (const kb of [128, 64, 32]) if (rows * dk + rows * kb + 3 * rows <= WORKGROUP_FLOATS) return kb;
@@ -64,8 +70,8 @@ export const FLASH_DECODE_TUNING = {
 };
 
 /** Splits of the keys and keys per split (a multiple of the block). */
-export function decodeSplits(shapes: FlashDecodeShapes, block: number): { splits: number; chunk: number } {
-  const workgroups = shapes.b * (shapes.nQ / decodeRows(shapes));
+export function decodeSplits(shapes: FlashDecodeShapes, rows: number, block: number): { splits: number; chunk: number } {
+  const workgroups = shapes.b * (shapes.nQ / rows);
   const blocks = Math.max(1, Math.ceil(shapes.s / block));
   const wanted = Math.ceil(FLASH_DECODE_TUNING.targetWorkgroups / workgroups);
   const splits = Math.max(1, Math.min(wanted, Math.floor(blocks / FLASH_DECODE_TUNING.minBlocksPerSplit)));
@@ -84,16 +90,15 @@ export class FlashDecodeProgram implements WebGPUProgram {
     'S : i32, nQ : i32, nK : i32, nV : i32, rk : i32, rv : i32, groups : i32, splits : i32, chunk : i32, total : i32, ' +
     'qBase : i32, kBase : i32, vBase : i32, SC : i32, scale : f32,';
   private readonly values: ProgramUniform[];
-  private readonly rows: number;
 
   constructor(
     private readonly shp: FlashDecodeShapes,
+    private readonly rows: number,
     private readonly block: number,
     private readonly splits: number,
     chunk: number,
   ) {
     const { b, nQ, nK, nV, dv } = shp;
-    this.rows = decodeRows(shp);
     const groups = nQ / this.rows;
     const total = b * groups * splits;
     this.outputShape = splits === 1 ? [b, nQ, 1, dv] : [b, nQ, 1, splits * (dv + 2)];
