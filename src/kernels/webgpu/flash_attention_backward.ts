@@ -13,9 +13,11 @@
  * (the extra pair's columns follow Dk in dq and dk). Two programs:
  *   query:    one workgroup per (batch, head group, block of BR folded rows), visiting the keys in tiles:
  *             dQ [B, nQ, T, DQ]
- *   keyValue: one workgroup per (batch, head group, block of BC keys), visiting the group's rows in tiles:
- *             dKV [B, G, S, DQ + Dv], the key (and extra key) gradient then the value gradient of the keys
- *             as seen from one head group; fused_attention.ts sums the groups that share a key or value head.
+ *   keyValue: one workgroup per (batch, head group, block of BC keys, split of the rows), visiting its rows in
+ *             tiles: dKV [P, B, G, S, DQ + Dv], the key (and extra key) gradient then the value gradient of the
+ *             keys as seen from one head group and one split of its rows (P = 1 unless the workgroups would not
+ *             fill the GPU, `rowSplits`); fused_attention.ts sums the splits and the groups that share a key or
+ *             value head.
  * Inputs: Q [B, nQ, T, Dk], K [B, nK, S, Dk], V [B, nV, S, Dv], optional EQ [B, nQ, T, De], EK [B, nE, S, De],
  * OL [B, nQ, T, Dv + 1] (the forward's output with the log-sum-exp last) and DY [B, nQ, T, Dv].
  * No bias input: a call with a bias takes the composed path's gradient (src/ops/attention_core.ts), which
@@ -165,14 +167,36 @@ fn scoreGrad(r : i32, j : i32, lse : f32, delta : f32) -> vec2<f32> {
 }
 
 const UNIFORMS =
-  'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
-  'groups : i32, blocks : i32, offset : i32, total : i32, scale : f32,';
+  'B : i32, T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
+  'groups : i32, blocks : i32, offset : i32, total : i32, rowSplits : i32, rowChunk : i32, scale : f32,';
 
-function uniformValues(shp: FlashShapes, blocks: number, total: number): ProgramUniform[] {
+function uniformValues(shp: FlashShapes, blocks: number, total: number, rowSplits = 1, rowChunk = 0): ProgramUniform[] {
   const { t, s, nQ, nK, nV, nE, de } = shp;
   const rf = foldedHeads(shp);
-  const ints = [t, s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, nQ / rf, blocks, shp.causalOffset ?? 0, total];
+  const ints = [shp.b, t, s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, nQ / rf, blocks, shp.causalOffset ?? 0, total];
+  ints.push(rowSplits, rowChunk);
   return [...ints.map((x): ProgramUniform => ({ type: 'int32', data: [x] })), { type: 'float32', data: [shp.scale] }];
+}
+
+/** Tuning of the keyValue program's row splits (internal; exported for tests and experiments). */
+export const BACKWARD_TUNING = {
+  /** Split the rows over workgroups until about this many run (the H200 has 132 SMs). */
+  targetWorkgroups: 528,
+  /** Most splits. */
+  maxSplits: 16,
+};
+
+/**
+ * Splits of the keyValue program's row tiles when its (batch, group, key block) workgroups would not fill the
+ * GPU (few head groups, e.g. GTA's one key head): each split visits `chunk` row tiles and writes its partial
+ * dK and dV; fused_attention.ts sums the splits.
+ */
+export function rowSplits(workgroups: number, rowTiles: number): { splits: number; chunk: number } {
+  const { targetWorkgroups, maxSplits } = BACKWARD_TUNING;
+  const wanted = Math.min(Math.ceil(targetWorkgroups / workgroups), maxSplits, rowTiles);
+  if (wanted <= 1) return { splits: 1, chunk: rowTiles };
+  const chunk = Math.ceil(rowTiles / wanted);
+  return { splits: Math.ceil(rowTiles / chunk), chunk };
 }
 
 function inputNames(shp: FlashShapes): string[] {
@@ -305,15 +329,17 @@ export class FlashAttentionKeyValueGradProgram implements WebGPUProgram {
     private readonly tile: BackwardTiling,
   ) {
     const { b, nQ, s, dk, de, dv } = shp;
-    const groups = nQ / foldedHeads(shp);
+    const rf = foldedHeads(shp);
+    const groups = nQ / rf;
     const blocks = Math.ceil(s / tile.keys);
-    const total = b * groups * blocks;
+    const { splits, chunk } = rowSplits(b * groups * blocks, Math.ceil((rf * shp.t) / tile.rows));
+    const total = b * groups * blocks * splits;
     this.variableNames = inputNames(shp);
-    this.outputShape = [b, groups, s, dk + de + dv];
+    this.outputShape = [splits, b, groups, s, dk + de + dv];
     this.workgroupSize = [tile.keys * tile.lanes, 1, 1];
     this.dispatch = [total, 1, 1];
     this.shaderKey = `gtaFlashAttentionDkv_${tile.rows}_${tile.keys}_${tile.lanes}_${dk}_${de}_${dv}_${shp.causalOffset === null ? '' : 'causal'}`;
-    this.values = uniformValues(shp, blocks, total);
+    this.values = uniformValues(shp, blocks, total, splits, chunk);
   }
 
   /** Uniform values in the order of `uniforms`. */
@@ -332,6 +358,7 @@ var<workgroup> stats : array<f32, ${2 * rows}>;
 var<workgroup> pp : array<f32, ${rows * keys}>;
 var<workgroup> dss : array<f32, ${rows * keys}>;
 var<workgroup> skipTile : i32;
+var<workgroup> tileRange : array<i32, 2>;
 
 fn main(index : i32) {
   let li = i32(localIndex);
@@ -340,6 +367,8 @@ fn main(index : i32) {
   let wgIndex = ${LINEAR_WORKGROUP};
   let valid = wgIndex < uniforms.total;
   var w = min(wgIndex, uniforms.total - 1);
+  let rowSplit = w % uniforms.rowSplits;
+  w = w / uniforms.rowSplits;
   let block = w % uniforms.blocks;
   w = w / uniforms.blocks;
   let g = w % uniforms.groups;
@@ -354,8 +383,15 @@ fn main(index : i32) {
 
   var dk : array<f32, ACCK>;
   var dv : array<f32, ACCV>;
-  let rowTiles = (groupRows + BR - 1) / BR;
-  for (var tile = 0; tile < rowTiles; tile++) {
+  // This workgroup's share of the row tiles (all of them unless the rows are split over workgroups), through
+  // workgroup memory so that the compiler sees the loop bounds uniform (the loop holds barriers).
+  if (li == 0) {
+    tileRange[0] = rowSplit * uniforms.rowChunk;
+    tileRange[1] = min((groupRows + BR - 1) / BR, tileRange[0] + uniforms.rowChunk);
+  }
+  let firstTile = workgroupUniformLoad(&tileRange[0]);
+  let rowTiles = workgroupUniformLoad(&tileRange[1]);
+  for (var tile = firstTile; tile < rowTiles; tile++) {
     let firstRow = tile * BR;
     workgroupBarrier(); // the last tile's reads of skipTile and the staged rows are done
     ${
@@ -409,7 +445,7 @@ fn main(index : i32) {
     workgroupBarrier();
   }
   if (keyValid) {
-    let out = ((b * uniforms.groups + g) * uniforms.S + key) * (DQ + DV);
+    let out = (((rowSplit * uniforms.B + b) * uniforms.groups + g) * uniforms.S + key) * (DQ + DV);
     for (var i = 0; i < ACCK; i++) {
       let d = lane + i * LANES;
       if (d < DQ) { result[out + d] = dk[i]; }

@@ -229,7 +229,11 @@ export function fusedAttentionBackward(
     inputs.extraKey = extra.key;
   }
   const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset, withLse: true };
-  const [dQ, dKV] = tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D[];
+  const [dQ, parts] = tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  // [P, B, G, S, DQ + Dv]: the splits of the rows summed (one split: a free reshape).
+  const [splits, pb, pg, ps, pw] = parts.shape;
+  const dKV = (splits === 1 ? tf.reshape(parts, [pb, pg, ps, pw]) : tf.sum(parts, 0)) as tf.Tensor4D;
+  parts.dispose();
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
