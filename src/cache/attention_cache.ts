@@ -47,13 +47,41 @@ export class AttentionCache {
   private readonly seqAxes: Record<string, number>;
   private disposed = false;
 
-  constructor(kind: AttentionKind, owner: string, entries: Record<string, CacheEntry>, keyMask: tf.Tensor2D | null) {
-    const first = Object.values(entries)[0];
-    if (first === undefined) throw new ValueError('AttentionCache: at least one cache tensor is required.');
+  /**
+   * A cache of exact tensors `entries` (each with its sequence axis), or, with `view`, of the first `view.length`
+   * positions of a cache arena (pass `{}` as `entries`; every region `[B, H, S, D]`, sequence axis 2; no padding
+   * mask), which it holds until disposed (`fromArena`).
+   */
+  constructor(
+    kind: AttentionKind,
+    owner: string,
+    entries: Record<string, CacheEntry>,
+    keyMask: tf.Tensor2D | null,
+    view?: { arena: CacheArena; length: number },
+  ) {
     this.kind = kind;
     this.owner = owner;
-    this.exact = entries;
     this.keyMask = keyMask;
+    if (view !== undefined) {
+      const { arena, length } = view;
+      if (Object.keys(entries).length > 0 || keyMask !== null)
+        throw new ValueError('AttentionCache: a cache of an arena takes no tensors of its own and no padding mask.');
+      if (!Number.isInteger(length) || length < 1 || length > arena.filled) {
+        throw new ValueError(
+          `AttentionCache: length must be an integer in [1, ${arena.filled}] (the arena's filled positions), got ${length}.`,
+        );
+      }
+      this.arena = arena;
+      this.exact = null;
+      this.length = length;
+      this.batchSize = arena.batch;
+      this.seqAxes = Object.fromEntries(arena.spec.regions.map((r) => [r.name, 2]));
+      arena.retain();
+      return;
+    }
+    const first = Object.values(entries)[0];
+    if (first === undefined) throw new ValueError('AttentionCache: at least one cache tensor is required.');
+    this.exact = entries;
     this.arena = null;
     this.length = first.tensor.shape[first.seqAxis];
     this.batchSize = first.tensor.shape[0];
@@ -68,31 +96,9 @@ export class AttentionCache {
     }
   }
 
-  /**
-   * A cache of the first `length` positions of `arena` (every region `[B, H, S, D]`, sequence axis 2), with no
-   * padding mask. It holds the arena until disposed.
-   */
+  /** A cache of the first `length` positions of `arena`, which it holds until disposed. */
   static fromArena(kind: AttentionKind, owner: string, arena: CacheArena, length: number): AttentionCache {
-    if (!Number.isInteger(length) || length < 1 || length > arena.filled) {
-      throw new ValueError(
-        `AttentionCache.fromArena: length must be an integer in [1, ${arena.filled}] (positions filled), got ${length}.`,
-      );
-    }
-    const cache = Object.create(AttentionCache.prototype) as AttentionCache;
-    const fields = cache as unknown as Record<string, unknown>;
-    Object.assign(fields, {
-      kind,
-      owner,
-      keyMask: null,
-      length,
-      batchSize: arena.batch,
-      arena,
-      exact: null,
-      seqAxes: Object.fromEntries(arena.spec.regions.map((r) => [r.name, 2])),
-      disposed: false,
-    });
-    arena.retain();
-    return cache;
+    return new AttentionCache(kind, owner, {}, null, { arena, length });
   }
 
   /** Named cache tensors (for an arena cache: copies of its positions, made on first use, freed with the cache). */
