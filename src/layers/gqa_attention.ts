@@ -175,44 +175,17 @@ export class GroupedQueryAttention extends AttentionLayer {
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
     const [b, , d] = x.shape;
-    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    const { numQueryHeads: hq, headDim: dh } = this;
     const scale = 1 / Math.sqrt(dh);
-    const kernels = [this.queryKernel!, this.keyKernel!, this.valueKernel!];
     // [1, D, N], N = (Hq + 2 Hkv) Dh, the score scale folded into the query columns; kept between steps.
-    const kernel = this.keptWeight('decode/qkv', kernels, () =>
-      tf.reshape(tf.concat([tf.mul(read(this.queryKernel)!, scale), read(this.keyKernel)!, read(this.valueKernel)!], 1), [1, d, -1]),
+    const { kernel, bias } = this.keptDecodeProjection(
+      'decode/qkv',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null,
+      scale,
     );
-    const biases = [this.queryBias, this.keyBias, this.valueBias];
-    const bias = this.useBias
-      ? this.keptWeight('decode/qkv-bias', biases, () =>
-          tf.concat([tf.mul(read(this.queryBias)!, scale), read(this.keyBias)!, read(this.valueBias)!], 0),
-        ) // [N]
-      : null;
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
-    const { key, value } = arena.regions;
-    const segment = (column: number, heads: number, r: { offset: number }, query: boolean, rotate: boolean) => ({
-      column,
-      heads,
-      dim: dh,
-      rope: rotate && this.useRope,
-      offset: r.offset,
-      capacity: query ? 1 : arena.capacity,
-      query,
-    });
-    const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena.tensor, {
-      batch: b,
-      width: (hq + 2 * hkv) * dh,
-      position,
-      segments: [
-        segment(0, hq, arena.query, true, true),
-        segment(hq * dh, hkv, key, false, true),
-        segment((hq + hkv) * dh, hkv, value, false, false),
-      ],
-      query: 0,
-      key: 1,
-      value: 2,
-      scale: 1,
-    }); // [B, Hq, 1, Dh]
+    const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena, position); // [B, Hq, 1, Dh]
     const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, hq * dh, d]));
     const out = tf.matMul(tf.reshape(o, [b, 1, hq * dh]), wo) as tf.Tensor3D; // [B, 1, Hq*Dh] @ [1, Hq*Dh, D] -> [B, 1, D]
     return this.outputBias === null ? out : tf.add(out, read(this.outputBias)!);

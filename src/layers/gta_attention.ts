@@ -246,37 +246,19 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     position: number,
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
-    const [b, , d] = x.shape;
+    const d = x.shape[2];
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
     const w = this.width;
     const scale = 1 / Math.sqrt(dh);
-    const kernels = [this.queryKernel, this.keyKernel, this.valueKernel, this.gateKernel];
     // [1, D, N], N = Hq Dh + Hk Dh + Hc Dl + W, the score scale folded into the query columns; kept between steps.
-    const kernel = this.keptWeight('decode/qkcg', kernels, () =>
-      tf.reshape(tf.concat([tf.mul(read(this.queryKernel)!, scale), ...kernels.slice(1).map((k) => read(k)!)], 1), [1, d, -1]),
+    const { kernel, bias } = this.keptDecodeProjection(
+      'decode/qkcg',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null,
+      scale,
     );
-    const biases = [this.queryBias, this.keyBias, this.valueBias, this.gateBias];
-    const bias = this.useBias
-      ? this.keptWeight('decode/qkcg-bias', biases, () =>
-          tf.concat([tf.mul(read(this.queryBias)!, scale), ...biases.slice(1).map((v) => read(v)!)], 0),
-        ) // [N]
-      : null;
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
-    const { key, latent } = arena.regions;
-    const o = decodeAttention(rows, bias, rope(dh), arena.tensor, {
-      batch: b,
-      width: (hq + hk) * dh + hc * dl + w,
-      position,
-      segments: [
-        { column: 0, heads: hq, dim: dh, rope: true, offset: arena.query.offset, capacity: 1, query: true },
-        { column: hq * dh, heads: hk, dim: dh, rope: true, offset: key.offset, capacity: arena.capacity, query: false },
-        { column: (hq + hk) * dh, heads: hc, dim: dl, rope: false, offset: latent.offset, capacity: arena.capacity, query: false },
-      ],
-      query: 0,
-      key: 1,
-      value: 2,
-      scale: 1,
-    }); // [B, Hq, 1, Dl]
+    const o = decodeAttention(rows, bias, rope(dh), arena, position); // [B, Hq, 1, Dl]
     // R + Delta per map: [Hq, Dl, r*Dl] (R = [I ... I]); kept between steps.
     const blocks = this.keptWeight('decode/decoder-blocks', [this.decoderKernel], () =>
       tf.add(read(this.decoderKernel)!, tf.tile(tf.eye(dl), [1, r])),

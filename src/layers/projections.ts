@@ -75,6 +75,29 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
   }
 
   /**
+   * For the fused decode step (an inference call): the projections `kernels` side by side as one kept
+   * `[1, D, N]` weight, the first (the query) times `scale`, and their biases the same way (`[N]`), or null when
+   * `biases` is null.
+   */
+  protected keptDecodeProjection(
+    key: string,
+    kernels: tf.LayerVariable[],
+    biases: tf.LayerVariable[] | null,
+    scale: number,
+  ): { kernel: tf.Tensor; bias: tf.Tensor | null } {
+    const joined = (parts: tf.LayerVariable[], axis: number) =>
+      tf.concat(
+        parts.map((v, i) => (i === 0 ? tf.mul(read(v)!, scale) : read(v)!)),
+        axis,
+      );
+    const d = kernels[0].shape[0]!;
+    return {
+      kernel: this.keptWeight(`${key}/kernel`, kernels, () => tf.reshape(joined(kernels, 1), [1, d, -1])),
+      bias: biases === null ? null : this.keptWeight(`${key}/bias`, biases, () => joined(biases, 0)),
+    };
+  }
+
+  /**
    * A flat projection kernel `[D, heads*dim]` and its bias (`[heads*dim]` or null), times `scale`; the scaled
    * copies are kept between inference calls (`derivedWeight`). With `scale` 1 the weights themselves.
    */

@@ -24,6 +24,7 @@
  * attention reads it afterwards, in queue order.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { CacheArena } from '../../cache/cache_arena.js';
 import { ValueError } from '../../utils/errors.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { decodeBlock, decodeRows, decodeSplits, FlashDecodeProgram, type FlashDecodeShapes } from './flash_decode.js';
@@ -125,7 +126,7 @@ function packKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
 }
 
 /** One segment of the projected row written to the arena: columns `column..column + heads*dim`. */
-export interface DecodeSegment {
+interface DecodeSegment {
   column: number;
   heads: number;
   dim: number;
@@ -139,7 +140,7 @@ export interface DecodeSegment {
 }
 
 /** Attributes of GtaDecodeAttention. */
-export interface DecodeAttentionAttrs {
+interface DecodeAttentionAttrs {
   batch: number;
   /** Width N of the projected row. */
   width: number;
@@ -381,21 +382,50 @@ export function packArena(sources: tf.Tensor[], attrs: PackAttrs): tf.Tensor1D {
 }
 
 /**
- * One decode step's attention on webgpu: writes the row's segments (plus `bias [N]`, then rotated where the
- * segment asks) into `arena` in place (the cache regions
- * at position `attrs.position`), then attends the query over the first position + 1 keys: `[B, Hq, 1, Dv]`.
- * Inference only (no gradient).
+ * One decode step's attention on webgpu over `arena` after `position` cached positions. `rows [B, 1, N]` (plus
+ * `bias [N]`) holds, from column 0 and in this order, the query (`arena.query`'s heads and dim, scaled by the
+ * score scale already) and one part per cache region of the arena's spec (further columns, e.g. GTA's gate,
+ * are not read). The query and the first region (the keys) are rotated with `factors`, when given; the parts
+ * are written into `arena` in place (the regions at `position`), then the query attends over the first
+ * position + 1 keys and values (the last region): `[B, Hq, 1, Dv]`. Inference only (no gradient).
  */
 export function decodeAttention(
   rows: tf.Tensor,
   bias: tf.Tensor | null,
   factors: { cos: tf.Tensor; sinSigned: tf.Tensor } | null,
-  arena: tf.Tensor1D,
-  attrs: DecodeAttentionAttrs,
+  arena: CacheArena,
+  position: number,
 ): tf.Tensor4D {
   registerDecodeKernels();
-  if (attrs.segments.some((s) => s.rope) && factors === null) throw new ValueError('decodeAttention: segments with RoPE need the factors.');
-  const inputs: tf.NamedTensorMap = { rows, arena };
+  const parts = [
+    { ...arena.query, capacity: 1, query: true },
+    ...arena.spec.regions.map((r) => ({ ...arena.regions[r.name], capacity: arena.capacity, query: false })),
+  ];
+  let column = 0;
+  const segments: DecodeSegment[] = parts.map((p, i) => {
+    const segment = {
+      column,
+      heads: p.heads,
+      dim: p.dim,
+      rope: factors !== null && i < 2,
+      offset: p.offset,
+      capacity: p.capacity,
+      query: p.query,
+    };
+    column += p.heads * p.dim;
+    return segment;
+  });
+  const attrs: DecodeAttentionAttrs = {
+    batch: arena.batch,
+    width: rows.shape[rows.rank - 1],
+    position,
+    segments,
+    query: 0,
+    key: 1,
+    value: segments.length - 1,
+    scale: 1,
+  };
+  const inputs: tf.NamedTensorMap = { rows, arena: arena.tensor };
   if (bias !== null) inputs.bias = bias;
   if (factors !== null) {
     inputs.cos = factors.cos;
