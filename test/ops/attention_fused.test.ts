@@ -5,7 +5,13 @@
  * false and implementation 'fused' is a ValueError.
  */
 import * as tf from '@tensorflow/tfjs';
-import { FUSED_ATTENTION_GRAD_KERNEL, FUSED_ATTENTION_KERNEL, fusedAttentionForward } from '../../src/kernels/webgpu/fused_attention.js';
+import {
+  FUSED_ATTENTION_GRAD_KERNEL,
+  FUSED_ATTENTION_KERNEL,
+  FUSED_ATTENTION_TUNING,
+  forwardProgramKind,
+  fusedAttentionForward,
+} from '../../src/kernels/webgpu/fused_attention.js';
 import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention } from '../../src/ops/capabilities.js';
 import { parseReferenceFile, runReferenceCaseAsync } from '../../src/conformance/reference_vectors.js';
@@ -59,6 +65,38 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
       checkError(`${c.name}: output`, e.output, OUTPUT_TOL);
       for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name}: grad ${name}`, g, GRAD_TOL);
       if (c.grads && Object.keys(e.grads).length < 3) throw new Error('gradients were not compared');
+    });
+  }
+
+  // The 'rows:' cases take the row-per-invocation program; the same cases through the tile program
+  // (flash_attention.ts, forced) keep that one checked on long inputs too.
+  for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
+    it(`takes the row program, and the tile program agrees too: ${c.name}`, async () => {
+      const shapes = {
+        b: c.b,
+        nQ: c.nQ,
+        t: c.t,
+        s: c.s,
+        nK: c.nK,
+        nV: c.nV,
+        nE: c.extra?.nE ?? c.nK,
+        dk: c.dk,
+        de: c.extra?.de ?? 0,
+        dv: c.dv,
+        biasStrides: null,
+        causalOffset: c.causalOffset,
+        scale: c.scale,
+      };
+      if (forwardProgramKind(shapes) !== 'rows') throw new Error(`expected the row program for ${c.name}`);
+      FUSED_ATTENTION_TUNING.rowProgram = false;
+      try {
+        if (forwardProgramKind(shapes) !== 'tiles') throw new Error('rowProgram = false did not force the tile program');
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (tile program): output`, e.output, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (tile program): grad ${name}`, g, GRAD_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.rowProgram = true;
+      }
     });
   }
 

@@ -230,6 +230,41 @@ export const FUSED_CASES: FusedCase[] = [
     extra: null,
     grads: false,
   },
+  // Long enough for the row-per-invocation program (flash_attention_rows.ts: 64 folded rows per workgroup).
+  {
+    // (cache offset 3: every row sees a key that the padding leaves; a row with every key blocked has no
+    // defined result, and the paths differ there: the composed one spreads it over all S keys)
+    name: 'rows: GTA-like Dv=24 != Dk=16, padding bias, causal T=70 after 3 cached keys',
+    b: 2,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 70,
+    s: 73,
+    dk: 16,
+    dv: 24,
+    scale: 0.25,
+    causalOffset: 3,
+    bias: 'padding',
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'rows: MLA-like extra pair De=8, mask bias, T=66 S=71 (a partial second row block)',
+    b: 1,
+    nQ: 2,
+    nK: 2,
+    nV: 2,
+    t: 66,
+    s: 71,
+    dk: 16,
+    dv: 16,
+    scale: 0.2,
+    causalOffset: null,
+    bias: 'mask',
+    extra: { nE: 1, de: 8 },
+    grads: true,
+  },
 ];
 
 /** Inputs of one case (seeded). */

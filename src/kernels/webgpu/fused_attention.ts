@@ -17,7 +17,8 @@ import { ValueError } from '../../utils/errors.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { chooseTiling, FlashAttentionProgram, foldedHeads, type FlashShapes, type FlashTiling } from './flash_attention.js';
 import { chooseBackwardTiling, FlashAttentionKeyValueGradProgram, FlashAttentionQueryGradProgram } from './flash_attention_backward.js';
-import type { WebGPUBackendLike } from './program.js';
+import { chooseRowTiling, FlashAttentionRowsProgram } from './flash_attention_rows.js';
+import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
 
 /** The registered kernel's name. */
 export const FUSED_ATTENTION_KERNEL = 'GtaFusedAttention';
@@ -32,6 +33,14 @@ export const FUSED_ATTENTION_TUNING = {
   minKeysPerSplit: 64,
   /** Most splits. */
   maxSplits: 64,
+  /**
+   * Take the row-per-invocation program (flash_attention_rows.ts) where it applies: Dk + De and Dv
+   * multiples of 4 and at most 128, and at least one workgroup of folded rows. False forces
+   * flash_attention.ts everywhere (the specs run both).
+   */
+  rowProgram: true,
+  /** Rows (invocations) per workgroup of the row program. */
+  rowsPerWorkgroup: 64,
 };
 
 /** Attributes of the kernel. */
@@ -137,6 +146,16 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
 }
 
 /**
+ * Which forward program runs for `shapes`: 'rows' (flash_attention_rows.ts: one folded row per invocation,
+ * for at least a workgroup of folded rows with dims it keeps in registers) or 'tiles' (flash_attention.ts).
+ */
+export function forwardProgramKind(shapes: FlashShapes): 'rows' | 'tiles' {
+  const { rowProgram, rowsPerWorkgroup } = FUSED_ATTENTION_TUNING;
+  const enoughRows = foldedHeads(shapes) * shapes.t >= rowsPerWorkgroup;
+  return rowProgram && enoughRows && chooseRowTiling(shapes.dk, shapes.de, shapes.dv, rowsPerWorkgroup) !== null ? 'rows' : 'tiles';
+}
+
+/**
  * Runs the forward program on `inputs` (query, key, value, [bias], [extraQuery, extraKey], as
  * FlashAttentionProgram reads them) for `shapes`: one dispatch, or the key splits and their combine.
  */
@@ -147,14 +166,17 @@ export function runFlashAttention(
   withLse: boolean,
 ): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
-  const tile = chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
+  const rowTile = forwardProgramKind(shapes) === 'rows' ? chooseRowTiling(dk, shapes.de, dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
+  const tile = rowTile ?? chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
   const { splits, chunk } = keySplits(shapes, tile);
+  const program = (mode: 'final' | 'lse' | 'partial'): WebGPUProgram & { uniformValues(): ProgramUniform[] } =>
+    rowTile ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode) : new FlashAttentionProgram(shapes, tile, splits, chunk, mode);
   if (splits === 1) {
-    const program = new FlashAttentionProgram(shapes, tile, 1, chunk, withLse ? 'lse' : 'final');
-    return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
+    const single = program(withLse ? 'lse' : 'final');
+    return backend.runWebGPUProgram(single, inputs, 'float32', single.uniformValues());
   }
-  const partialProgram = new FlashAttentionProgram(shapes, tile, splits, chunk, 'partial');
+  const partialProgram = program('partial');
   const partial = backend.runWebGPUProgram(partialProgram, inputs, 'float32', partialProgram.uniformValues());
   const combine = new AttentionCombineProgram([b, nQ, t, withLse ? dv + 1 : dv], splits, dv, withLse);
   const out = backend.runWebGPUProgram(combine, [partial], 'float32', combine.uniformValues());
