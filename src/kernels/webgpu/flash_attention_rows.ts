@@ -96,16 +96,20 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     // The query and the output live in registers: one named vec4 per 4 columns (q0.., o0..), unrolled
     // here with constant names, so that no compiler has to prove a dynamically indexed array stays in registers.
     const unroll = (n: number, line: (c: number) => string) => Array.from({ length: n }, (_, c) => line(c)).join('\n    ');
-    const vec4At = (buf: string, base: string) => `vec4<f32>(${buf}[${base}], ${buf}[${base} + 1], ${buf}[${base} + 2], ${buf}[${base} + 3])`;
-    const queryAt = (c: number) =>
-      4 * c < dk ? vec4At('Q', `qb + ${4 * c}`) : vec4At('EQ', `qe + ${4 * c - dk}`);
+    const vec4At = (buf: string, base: string) =>
+      `vec4<f32>(${buf}[${base}], ${buf}[${base} + 1], ${buf}[${base} + 2], ${buf}[${base} + 3])`;
+    const queryAt = (c: number) => (4 * c < dk ? vec4At('Q', `qb + ${4 * c}`) : vec4At('EQ', `qe + ${4 * c - dk}`));
     const keyTile =
       de > 0
         ? `if (d < DK) { x = ${vec4At('K', '((b * uniforms.nK + kh) * uniforms.S + key) * DK + d')}; }
         else { x = ${vec4At('EK', '((b * uniforms.nE + eh) * uniforms.S + key) * DE + d - DK')}; }`
         : `x = ${vec4At('K', '((b * uniforms.nK + kh) * uniforms.S + key) * DK + d')};`;
     const outputs = (scale: string) =>
-      unroll(dv4, (c) => `{ let o = o${c}${scale}; result[at + ${4 * c}] = o.x; result[at + ${4 * c + 1}] = o.y; result[at + ${4 * c + 2}] = o.z; result[at + ${4 * c + 3}] = o.w; }`);
+      unroll(
+        dv4,
+        (c) =>
+          `{ let o = o${c}${scale}; result[at + ${4 * c}] = o.x; result[at + ${4 * c + 1}] = o.y; result[at + ${4 * c + 2}] = o.z; result[at + ${4 * c + 3}] = o.w; }`,
+      );
     const write =
       this.mode === 'partial'
         ? `

@@ -166,12 +166,15 @@ export function runFlashAttention(
   withLse: boolean,
 ): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
-  const rowTile = forwardProgramKind(shapes) === 'rows' ? chooseRowTiling(dk, shapes.de, dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
+  const rowTile =
+    forwardProgramKind(shapes) === 'rows' ? chooseRowTiling(dk, shapes.de, dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
   const tile = rowTile ?? chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
   const { splits, chunk } = keySplits(shapes, tile);
   const program = (mode: 'final' | 'lse' | 'partial'): WebGPUProgram & { uniformValues(): ProgramUniform[] } =>
-    rowTile ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode) : new FlashAttentionProgram(shapes, tile, splits, chunk, mode);
+    rowTile
+      ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode)
+      : new FlashAttentionProgram(shapes, tile, splits, chunk, mode);
   if (splits === 1) {
     const single = program(withLse ? 'lse' : 'final');
     return backend.runWebGPUProgram(single, inputs, 'float32', single.uniformValues());
