@@ -9,6 +9,7 @@ import {
   FUSED_ATTENTION_GRAD_KERNEL,
   FUSED_ATTENTION_KERNEL,
   FUSED_ATTENTION_TUNING,
+  backwardProgramKind,
   forwardProgramKind,
   fusedAttentionForward,
 } from '../../src/kernels/webgpu/fused_attention.js';
@@ -68,8 +69,9 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     });
   }
 
-  // The 'rows:' cases take the row-per-invocation program; the same cases through the tile program
-  // (flash_attention.ts, forced) keep that one checked on long inputs too.
+  // The 'rows:' cases take the row-per-invocation programs (forward and backward); the same cases through
+  // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
+  // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
     it(`takes the row program, and the tile program agrees too: ${c.name}`, async () => {
       const shapes = {
@@ -87,10 +89,13 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         causalOffset: c.causalOffset,
         scale: c.scale,
       };
-      if (forwardProgramKind(shapes) !== 'rows') throw new Error(`expected the row program for ${c.name}`);
+      // (with a bias, the gradient is the composed path's: only the forward is fused)
+      if (forwardProgramKind(shapes) !== 'rows' || (c.bias === null && backwardProgramKind(shapes) !== 'rows'))
+        throw new Error(`expected the row programs for ${c.name}`);
       FUSED_ATTENTION_TUNING.rowProgram = false;
       try {
-        if (forwardProgramKind(shapes) !== 'tiles') throw new Error('rowProgram = false did not force the tile program');
+        if (forwardProgramKind(shapes) !== 'tiles' || backwardProgramKind(shapes) !== 'tiles')
+          throw new Error('rowProgram = false did not force the tile programs');
         const e = await compareFusedCase(c);
         checkError(`${c.name} (tile program): output`, e.output, OUTPUT_TOL);
         for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (tile program): grad ${name}`, g, GRAD_TOL);

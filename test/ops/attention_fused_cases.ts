@@ -230,7 +230,8 @@ export const FUSED_CASES: FusedCase[] = [
     extra: null,
     grads: false,
   },
-  // Long enough for the row-per-invocation program (flash_attention_rows.ts: 64 folded rows per workgroup).
+  // Long enough for the row-per-invocation programs (flash_attention_rows.ts, flash_attention_backward_rows.ts:
+  // 128 folded rows per workgroup).
   {
     // (cache offset 3: every row sees a key that the padding leaves; a row with every key blocked has no
     // defined result, and the paths differ there: the composed one spreads it over all S keys)
@@ -250,18 +251,35 @@ export const FUSED_CASES: FusedCase[] = [
     grads: true,
   },
   {
-    name: 'rows: MLA-like extra pair De=8, mask bias, T=66 S=71 (a partial second row block)',
+    // No bias: the gradients are the fused backward's (a bias takes the composed gradient).
+    name: 'rows: GTA-like Dv=24 != Dk=16, causal prefill T=S=70',
+    b: 2,
+    nQ: 4,
+    nK: 1,
+    nV: 1,
+    t: 70,
+    s: 70,
+    dk: 16,
+    dv: 24,
+    scale: 0.25,
+    causalOffset: 0,
+    bias: null,
+    extra: null,
+    grads: true,
+  },
+  {
+    name: 'rows: MLA-like extra pair De=8, T=130 S=135 (a partial second row block)',
     b: 1,
     nQ: 2,
     nK: 2,
     nV: 2,
-    t: 66,
-    s: 71,
+    t: 130,
+    s: 135,
     dk: 16,
     dv: 16,
     scale: 0.2,
     causalOffset: null,
-    bias: 'mask',
+    bias: null,
     extra: { nE: 1, de: 8 },
     grads: true,
   },

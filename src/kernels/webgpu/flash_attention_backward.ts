@@ -166,11 +166,13 @@ fn scoreGrad(r : i32, j : i32, lse : f32, delta : f32) -> vec2<f32> {
 `;
 }
 
-const UNIFORMS =
+/** The uniforms of the backward programs (here and in flash_attention_backward_rows.ts). */
+export const UNIFORMS =
   'B : i32, T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
   'groups : i32, blocks : i32, offset : i32, total : i32, rowSplits : i32, rowChunk : i32, scale : f32,';
 
-function uniformValues(shp: FlashShapes, blocks: number, total: number, rowSplits = 1, rowChunk = 0): ProgramUniform[] {
+/** Values of `UNIFORMS` for `blocks` blocks and `total` workgroups (and the keyValue program's row splits). */
+export function uniformValues(shp: FlashShapes, blocks: number, total: number, rowSplits = 1, rowChunk = 0): ProgramUniform[] {
   const { t, s, nQ, nK, nV, nE, de } = shp;
   const rf = foldedHeads(shp);
   const ints = [shp.b, t, s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, nQ / rf, blocks, shp.causalOffset ?? 0, total];
@@ -199,7 +201,8 @@ export function rowSplits(workgroups: number, rowTiles: number): { splits: numbe
   return { splits: Math.ceil(rowTiles / chunk), chunk };
 }
 
-function inputNames(shp: FlashShapes): string[] {
+/** Input names of the backward programs, in the order fused_attention.ts passes them. */
+export function inputNames(shp: FlashShapes): string[] {
   return ['Q', 'K', 'V', ...(shp.de > 0 ? ['EQ', 'EK'] : []), 'OL', 'DY'];
 }
 

@@ -17,6 +17,11 @@ import { ValueError } from '../../utils/errors.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { chooseTiling, FlashAttentionProgram, foldedHeads, type FlashShapes, type FlashTiling } from './flash_attention.js';
 import { chooseBackwardTiling, FlashAttentionKeyValueGradProgram, FlashAttentionQueryGradProgram } from './flash_attention_backward.js';
+import {
+  FlashAttentionKeyValueGradRowsProgram,
+  FlashAttentionQueryGradRowsProgram,
+  rowBackwardFits,
+} from './flash_attention_backward_rows.js';
 import { chooseRowTiling, FlashAttentionRowsProgram } from './flash_attention_rows.js';
 import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
 
@@ -34,13 +39,13 @@ export const FUSED_ATTENTION_TUNING = {
   /** Most splits. */
   maxSplits: 64,
   /**
-   * Take the row-per-invocation program (flash_attention_rows.ts) where it applies: Dk + De and Dv
-   * multiples of 4 and at most 128, and at least one workgroup of folded rows. False forces
-   * flash_attention.ts everywhere (the specs run both).
+   * Take the row-per-invocation programs (flash_attention_rows.ts, flash_attention_backward_rows.ts) where
+   * they apply: Dk, De and Dv multiples of 4 that fit their registers, and at least one workgroup of folded
+   * rows. False forces flash_attention.ts and flash_attention_backward.ts everywhere (the specs run both).
    */
   rowProgram: true,
-  /** Rows (invocations) per workgroup of the row program. */
-  rowsPerWorkgroup: 64,
+  /** Rows (invocations) per workgroup of the row programs (forward and backward; keys per workgroup in dK/dV). */
+  rowsPerWorkgroup: 128,
 };
 
 /** Attributes of the kernel. */
@@ -194,6 +199,15 @@ function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend
   const { query, key, value, extraQuery, extraKey, packed, dy } = args.inputs;
   const shapes = shapesOf(args.inputs, attrs.scale, attrs.causalOffset);
   const inputs = [query!, key!, value!, ...(extraQuery && extraKey ? [extraQuery, extraKey] : []), packed!, dy!];
+  if (backwardProgramKind(shapes) === 'rows') {
+    const rows = FUSED_ATTENTION_TUNING.rowsPerWorkgroup;
+    const queryRows = new FlashAttentionQueryGradRowsProgram(shapes, rows);
+    const keyRows = new FlashAttentionKeyValueGradRowsProgram(shapes, rows);
+    return [
+      backend.runWebGPUProgram(queryRows, inputs, 'float32', queryRows.uniformValues()),
+      backend.runWebGPUProgram(keyRows, inputs, 'float32', keyRows.uniformValues()),
+    ];
+  }
   const dq = shapes.dk + shapes.de;
   const queryTile = chooseBackwardTiling(dq, shapes.dv, 'query');
   const keyTile = chooseBackwardTiling(dq, shapes.dv, 'keyValue');
@@ -204,6 +218,17 @@ function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend
     backend.runWebGPUProgram(queryProgram, inputs, 'float32', queryProgram.uniformValues()),
     backend.runWebGPUProgram(keyProgram, inputs, 'float32', keyProgram.uniformValues()),
   ];
+}
+
+/**
+ * Which backward programs run for `shapes`: 'rows' (flash_attention_backward_rows.ts, when the row program
+ * is on, there is at least a workgroup of folded rows and the dims fit its registers) or 'tiles'
+ * (flash_attention_backward.ts).
+ */
+export function backwardProgramKind(shapes: FlashShapes): 'rows' | 'tiles' {
+  const { rowProgram, rowsPerWorkgroup } = FUSED_ATTENTION_TUNING;
+  const enoughRows = foldedHeads(shapes) * shapes.t >= rowsPerWorkgroup;
+  return rowProgram && enoughRows && rowBackwardFits(shapes.dk, shapes.de, shapes.dv) ? 'rows' : 'tiles';
 }
 
 /** Registers the kernels for the webgpu backend (once). */
