@@ -13,6 +13,7 @@ import {
   forwardProgramKind,
   fusedAttentionForward,
 } from '../../src/kernels/webgpu/fused_attention.js';
+import { keyValueHalves } from '../../src/kernels/webgpu/flash_attention_backward_rows.js';
 import { groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention } from '../../src/ops/capabilities.js';
 import { parseReferenceFile, runReferenceCaseAsync } from '../../src/conformance/reference_vectors.js';
@@ -92,6 +93,8 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
       // (with a bias, the gradient is the composed path's: only the forward is fused)
       if (forwardProgramKind(shapes) !== 'rows' || (c.bias === null && backwardProgramKind(shapes) !== 'rows'))
         throw new Error(`expected the row programs for ${c.name}`);
+      const halves = keyValueHalves(shapes.dk, shapes.de, shapes.dv).length;
+      if (halves !== (c.name.includes('two dispatches') ? 2 : 1)) throw new Error(`dK/dV in ${halves} dispatches for ${c.name}`);
       FUSED_ATTENTION_TUNING.rowProgram = false;
       try {
         if (forwardProgramKind(shapes) !== 'tiles' || backwardProgramKind(shapes) !== 'tiles')

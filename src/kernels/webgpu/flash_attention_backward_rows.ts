@@ -11,24 +11,35 @@
  *           Output dQ [B, nQ, T, DQ].
  * keyValue: a workgroup takes R keys of one (batch, head group) and one split of the rows, with 2R
  *           invocations: the first R accumulate the keys' dk, the other R their dv, in the same registers (each
- *           keeps a key, its value and one accumulator: DQ + Dv + max(DQ, Dv) floats). Rows are staged in
+ *           keeps a key, its value and one accumulator: DQ + Dv + max(DQ, Dv) floats). Where that is too many
+ *           registers (GTA's 128-wide latent), the halves run as two dispatches of R invocations ('key', then
+ *           'value' writing the same output in place). Rows are staged in
  *           tiles of BR (scaled query, dO, lse, delta). Output dKV [P, B, G, S, DQ + Dv].
  * Hidden pairs (causal, or a row without keys: lse = -inf) get p = 0 by a select, not a branch.
  *
- * Limits: Dk, De, Dv multiples of 4 and DQ + Dv + max(DQ, Dv) <= ROWS_BACKWARD_MAX_REGISTERS (fused_attention.ts takes
+ * Limits: Dk, De, Dv multiples of 4 and 2 DQ + Dv <= ROWS_BACKWARD_MAX_REGISTERS (fused_attention.ts takes
  * flash_attention_backward.ts otherwise).
  */
 import { foldedHeads, type FlashShapes, WORKGROUP_FLOATS } from './flash_attention.js';
 import { inputNames, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
 
-/** Most floats an invocation keeps in registers (DQ + Dv + max(DQ, Dv), both programs). */
+/** Most floats an invocation keeps in registers (2 DQ + Dv in dQ and in dK). */
 export const ROWS_BACKWARD_MAX_REGISTERS = 256;
 
 /** Whether the row backward takes these dims. */
 export function rowBackwardFits(dk: number, de: number, dv: number): boolean {
+  return dk % 4 === 0 && de % 4 === 0 && dv % 4 === 0 && 2 * (dk + de) + dv <= ROWS_BACKWARD_MAX_REGISTERS;
+}
+
+/**
+ * The dK/dV program's halves: 'both' in one dispatch (2R invocations) where a key, its value and one
+ * accumulator of max(DQ, Dv) fit ROWS_BACKWARD_MAX_REGISTERS, otherwise 'key' then 'value' as two dispatches
+ * into the same output.
+ */
+export function keyValueHalves(dk: number, de: number, dv: number): Array<'both' | 'key' | 'value'> {
   const dq = dk + de;
-  return dk % 4 === 0 && de % 4 === 0 && dv % 4 === 0 && dq + dv + Math.max(dq, dv) <= ROWS_BACKWARD_MAX_REGISTERS;
+  return dq + dv + Math.max(dq, dv) <= ROWS_BACKWARD_MAX_REGISTERS ? ['both'] : ['key', 'value'];
 }
 
 /** Largest power of two <= 64 of items of `width` floats that fit in workgroup memory with `reserve` floats kept. */
@@ -234,6 +245,7 @@ export class FlashAttentionKeyValueGradRowsProgram extends RowBackwardProgram {
   constructor(
     shp: FlashShapes,
     private readonly rows: number,
+    private readonly half: 'both' | 'key' | 'value',
   ) {
     super(shp);
     const { b, nQ, s, t, dk, de, dv } = shp;
@@ -244,10 +256,17 @@ export class FlashAttentionKeyValueGradRowsProgram extends RowBackwardProgram {
     const { splits, chunk } = rowSplits(b * groups * blocks, Math.ceil((rf * t) / this.tileRows));
     const total = b * groups * blocks * splits;
     this.outputShape = [splits, b, groups, s, dk + de + dv];
-    this.workgroupSize = [2 * rows, 1, 1];
+    this.workgroupSize = [half === 'both' ? 2 * rows : rows, 1, 1];
     this.dispatch = [total, 1, 1];
-    this.shaderKey = `gtaFlashAttentionDkvRows_${rows}_${this.tileRows}_${dk}_${de}_${dv}_${shp.causalOffset === null ? '' : 'causal'}`;
+    this.shaderKey = `gtaFlashAttentionDkvRows_${half}_${rows}_${this.tileRows}_${dk}_${de}_${dv}_${shp.causalOffset === null ? '' : 'causal'}`;
     this.values = uniformValues(shp, blocks, total, splits, chunk);
+  }
+
+  /** WGSL running `value` in the value half and `key` in the key half (both, or the one this dispatch is). */
+  private branch(value: string, key: string): string {
+    if (this.half === 'value') return value;
+    if (this.half === 'key') return key;
+    return `if (valueHalf) {\n      ${value}\n    } else {\n      ${key}\n    }`;
   }
 
   getUserCode(): string {
@@ -265,8 +284,15 @@ export class FlashAttentionKeyValueGradRowsProgram extends RowBackwardProgram {
         (c) =>
           `{ let o = ${name}${c}; result[at + ${from} + ${4 * c}] = o.x; result[at + ${from} + ${4 * c + 1}] = o.y; result[at + ${from} + ${4 * c + 2}] = o.z; result[at + ${from} + ${4 * c + 3}] = o.w; }`,
       );
+    const valueStep = unroll(dv4, (c) => `a${c} = a${c} + p * gs[gr + ${c}];`);
+    const keyStep = `let ds = p * (${dotSum(
+      dv4,
+      (c) => `gs[gr + ${c}]`,
+      (c) => `v${c}`,
+    )} - st.y);
+        ${unroll(dq4, (c) => `a${c} = a${c} + ds * qs[qr + ${c}];`)}`;
     return `${constants(this.shp, this.rows, this.tileRows)}
-const WG = 2 * R;
+const WG = ${this.half === 'both' ? '2 * R' : 'R'};
 var<workgroup> qs : array<vec4<f32>, ${this.tileRows * dq4}>;
 var<workgroup> gs : array<vec4<f32>, ${this.tileRows * dv4}>;
 var<workgroup> stats : array<vec2<f32>, ${this.tileRows}>;
@@ -275,7 +301,7 @@ var<workgroup> tileRange : array<i32, 2>;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  let valueHalf = li >= R;
+  ${this.half === 'both' ? 'let valueHalf = li >= R;' : ''}
   let wgIndex = ${LINEAR_WORKGROUP};
   let valid = wgIndex < uniforms.total;
   var w = min(wgIndex, uniforms.total - 1);
@@ -299,8 +325,8 @@ fn main(index : i32) {
   // This invocation's key and value (unscaled), and one accumulator: dk (first R) or dv (the other R), so
   // that no invocation keeps both.
   ${unroll(dq4, (c) => `let k${c} = ${keyAt.replace(/\bd\b/g, String(4 * c))};`)}
-  ${unroll(dv4, (c) => `let v${c} = ${vec4At('V', `((b * uniforms.nV + vh) * uniforms.S + key) * DV + ${4 * c}`)};`)}
-  ${unroll(Math.max(dq4, dv4), (c) => `var a${c} = vec4<f32>(0.0);`)}
+  ${this.half === 'value' ? '_ = V[0]; // (V stays in the bind group layout that WebGPU derives from the shader)' : unroll(dv4, (c) => `let v${c} = ${vec4At('V', `((b * uniforms.nV + vh) * uniforms.S + key) * DV + ${4 * c}`)};`)}
+  ${unroll(this.half === 'key' ? dq4 : this.half === 'value' ? dv4 : Math.max(dq4, dv4), (c) => `var a${c} = vec4<f32>(0.0);`)}
 
   if (li == 0) {
     tileRange[0] = rowSplit * uniforms.rowChunk;
@@ -366,25 +392,12 @@ fn main(index : i32) {
         (c) => `qs[qr + ${c}]`,
         (c) => `k${c}`,
       )} - st.x), visible);
-      if (valueHalf) {
-        ${unroll(dv4, (c) => `a${c} = a${c} + p * gs[gr + ${c}];`)}
-      } else {
-        let ds = p * (${dotSum(
-          dv4,
-          (c) => `gs[gr + ${c}]`,
-          (c) => `v${c}`,
-        )} - st.y);
-        ${unroll(dq4, (c) => `a${c} = a${c} + ds * qs[qr + ${c}];`)}
-      }
+      ${this.branch(valueStep, keyStep)}
     }
   }
   if (keyValid) {
     let at = (((rowSplit * uniforms.B + b) * uniforms.groups + g) * uniforms.S + key) * (DQ + DV);
-    if (valueHalf) {
-      ${store('a', 'DQ', dv4)}
-    } else {
-      ${store('a', '0', dq4)}
-    }
+    ${this.branch(store('a', 'DQ', dv4), store('a', '0', dq4))}
   }
 }
 `;

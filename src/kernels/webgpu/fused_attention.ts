@@ -20,6 +20,7 @@ import { chooseBackwardTiling, FlashAttentionKeyValueGradProgram, FlashAttention
 import {
   FlashAttentionKeyValueGradRowsProgram,
   FlashAttentionQueryGradRowsProgram,
+  keyValueHalves,
   rowBackwardFits,
 } from './flash_attention_backward_rows.js';
 import { chooseRowTiling, FlashAttentionRowsProgram } from './flash_attention_rows.js';
@@ -202,11 +203,14 @@ function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend
   if (backwardProgramKind(shapes) === 'rows') {
     const rows = FUSED_ATTENTION_TUNING.rowsPerWorkgroup;
     const queryRows = new FlashAttentionQueryGradRowsProgram(shapes, rows);
-    const keyRows = new FlashAttentionKeyValueGradRowsProgram(shapes, rows);
-    return [
-      backend.runWebGPUProgram(queryRows, inputs, 'float32', queryRows.uniformValues()),
-      backend.runWebGPUProgram(keyRows, inputs, 'float32', keyRows.uniformValues()),
-    ];
+    const dQ = backend.runWebGPUProgram(queryRows, inputs, 'float32', queryRows.uniformValues());
+    // dK and dV in one dispatch, or two into the same output where one would need too many registers.
+    let dKV: tf.TensorInfo | undefined;
+    for (const half of keyValueHalves(shapes.dk, shapes.de, shapes.dv)) {
+      const program = new FlashAttentionKeyValueGradRowsProgram(shapes, rows, half);
+      dKV = backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues(), dKV);
+    }
+    return [dQ, dKV!];
   }
   const dq = shapes.dk + shapes.de;
   const queryTile = chooseBackwardTiling(dq, shapes.dv, 'query');
