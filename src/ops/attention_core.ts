@@ -44,7 +44,7 @@ export type AttentionImplementation = 'auto' | 'composed' | 'fused';
 export interface GroupedAttentionOptions {
   /** Multiplies the scores (applied to the queries, which is cheaper and equal up to rounding); 1 = none. */
   scale: number;
-  /** Additive bias broadcastable to `[B, nQ, T, S]`: `[B|1, 1, T|1, S]` (padding and attention masks). */
+  /** Additive bias broadcastable to `[B, nQ, T, S]`: `[B|1, 1, T|1, S]` (padding and attention masks) or `[T, S]`. */
   bias?: tf.Tensor | null;
   /** Dropout on the attention probabilities (training only). */
   dropoutRate?: number;
@@ -341,7 +341,10 @@ export function groupedAttention(
     const kb = keys === s ? key : tf.slice(key, [0, 0, 0, 0], [b, nK, keys, dk]); // [B, nK, Sb, Dk]
     const vb = keys === s ? value : tf.slice(value, [0, 0, 0, 0], [b, nV, keys, dv]); // [B, nV, Sb, Dv]
     let biasb: tf.Tensor | null = null;
-    if (bias !== null) {
+    if (bias !== null && bias.rank === 2) {
+      const [bt, bs] = bias.shape;
+      biasb = tf.slice(bias, [bt === 1 ? 0 : t0, 0], [bt === 1 ? 1 : tb, bs === 1 ? 1 : keys]); // [Tb|1, Sb|1]
+    } else if (bias !== null) {
       const [bb, , bt, bs] = bias.shape;
       const rowsOf = bt === 1 ? [0, 1] : [t0, tb];
       biasb = tf.slice(bias, [0, 0, rowsOf[0], 0], [bb, 1, rowsOf[1], bs === 1 ? 1 : keys]); // [B|1, 1, Tb|1, Sb]

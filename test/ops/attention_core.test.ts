@@ -53,6 +53,23 @@ describeBackends('groupedAttention (ops/attention_core)', ({ tol }) => {
     });
   });
 
+  it('blocked attention with a [T, S] bias equals one block (the blocks slice its rows and keys)', () => {
+    tf.tidy(() => {
+      const mask = tf.mul(tf.cast(tf.less(tf.randomUniform([t, s], 0, 1, 'float32', 16), 0.25), 'float32'), -1e9);
+      const options: GroupedAttentionOptions = {
+        scale: 0.3,
+        causalOffset: cache,
+        returnProbs: false,
+        bias: mask,
+        implementation: 'composed',
+      };
+      const whole = groupedAttention(q(), k(), v(), options).output;
+      const blocked = withSmallBlocks(() => groupedAttention(q(), k(), v(), options).output);
+      expectShape(blocked, [b, nQ, t, dv]);
+      expectClose(blocked, whole, tol.same, 'blocked output, [T, S] bias');
+    });
+  });
+
   it('blocked attention equals the same attention with an explicit causal bias', () => {
     tf.tidy(() => {
       const viaOffset = withSmallBlocks(
