@@ -22,6 +22,7 @@
  */
 import { foldedHeads, type FlashShapes, WORKGROUP_FLOATS } from './flash_attention.js';
 import { inputNames, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
+import { rowQueryAt, unrolled, vec4At } from './flash_attention_rows.js';
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
 
 /** Most floats an invocation keeps in registers (2 DQ + Dv in dQ and in dK). */
@@ -49,16 +50,14 @@ function tileOf(width: number, reserve: number): number {
   return n;
 }
 
-const unroll = (n: number, line: (c: number) => string): string => Array.from({ length: n }, (_, c) => line(c)).join('\n  ');
-const vec4At = (buf: string, base: string): string =>
-  `vec4<f32>(${buf}[${base}], ${buf}[${base} + 1], ${buf}[${base} + 2], ${buf}[${base} + 3])`;
+const unroll = (n: number, line: (c: number) => string): string => unrolled(n, line, '\n  ');
 const dotSum = (n: number, a: (c: number) => string, b: (c: number) => string): string =>
   Array.from({ length: n }, (_, c) => `dot(${a(c)}, ${b(c)})`).join(' + ');
 
 /** WGSL reading 4 columns from column d of a query row (Q, then EQ after Dk) or of a key (K, then EK). */
 function loaders(shp: FlashShapes): { query: (c: number) => string; keyAt: string } {
   const { dk, de } = shp;
-  const query = (c: number) => (4 * c < dk ? vec4At('Q', `qb + ${4 * c}`) : vec4At('EQ', `qe + ${4 * c - dk}`));
+  const query = rowQueryAt(dk);
   const keyAt =
     de > 0
       ? `select(${vec4At('EK', '((b * uniforms.nE + eh) * uniforms.S + key) * DE + max(d - DK, 0)')},

@@ -40,6 +40,21 @@ export function chooseRowTiling(dk: number, de: number, dv: number, rows: number
   return { rows, keys, lanes: 1 };
 }
 
+/** WGSL: `line(c)` for c = 0..n-1, joined by `separator` (unrolled with constant names and indices). */
+export function unrolled(n: number, line: (c: number) => string, separator: string): string {
+  return Array.from({ length: n }, (_, c) => line(c)).join(separator);
+}
+
+/** WGSL: the vec4 of `buf[base .. base + 3]` (inputs are bound as scalar arrays). */
+export function vec4At(buf: string, base: string): string {
+  return `vec4<f32>(${buf}[${base}], ${buf}[${base} + 1], ${buf}[${base} + 2], ${buf}[${base} + 3])`;
+}
+
+/** WGSL: columns 4c..4c+3 of a query row, from Q at `qb` (c < Dk/4) or from EQ at `qe` after them. */
+export function rowQueryAt(dk: number): (c: number) => string {
+  return (c) => (4 * c < dk ? vec4At('Q', `qb + ${4 * c}`) : vec4At('EQ', `qe + ${4 * c - dk}`));
+}
+
 /** The row-per-invocation forward program: one workgroup per (batch, head group, block of rows, split of keys). */
 export class FlashAttentionRowsProgram implements WebGPUProgram {
   variableNames: string[];
@@ -95,10 +110,8 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     const dv4 = dv / 4;
     // The query and the output live in registers: one named vec4 per 4 columns (q0.., o0..), unrolled
     // here with constant names, so that no compiler has to prove a dynamically indexed array stays in registers.
-    const unroll = (n: number, line: (c: number) => string) => Array.from({ length: n }, (_, c) => line(c)).join('\n    ');
-    const vec4At = (buf: string, base: string) =>
-      `vec4<f32>(${buf}[${base}], ${buf}[${base} + 1], ${buf}[${base} + 2], ${buf}[${base} + 3])`;
-    const queryAt = (c: number) => (4 * c < dk ? vec4At('Q', `qb + ${4 * c}`) : vec4At('EQ', `qe + ${4 * c - dk}`));
+    const unroll = (n: number, line: (c: number) => string) => unrolled(n, line, '\n    ');
+    const queryAt = rowQueryAt(dk);
     const keyTile =
       de > 0
         ? `if (d < DK) { x = ${vec4At('K', '((b * uniforms.nK + kh) * uniforms.S + key) * DK + d')}; }

@@ -151,14 +151,22 @@ function fusedAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: un
   return runFlashAttention(backend, shapes, inputs, attrs.withLse);
 }
 
+/** Whether the row programs are on and `shapes` has at least a workgroup of folded rows for them. */
+function rowProgramApplies(shapes: FlashShapes): boolean {
+  return FUSED_ATTENTION_TUNING.rowProgram && foldedHeads(shapes) * shapes.t >= FUSED_ATTENTION_TUNING.rowsPerWorkgroup;
+}
+
+/** The row program's tiling for `shapes` (flash_attention_rows.ts), or null where the tile program runs. */
+function rowTiling(shapes: FlashShapes): FlashTiling | null {
+  return rowProgramApplies(shapes) ? chooseRowTiling(shapes.dk, shapes.de, shapes.dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
+}
+
 /**
  * Which forward program runs for `shapes`: 'rows' (flash_attention_rows.ts: one folded row per invocation,
  * for at least a workgroup of folded rows with dims it keeps in registers) or 'tiles' (flash_attention.ts).
  */
 export function forwardProgramKind(shapes: FlashShapes): 'rows' | 'tiles' {
-  const { rowProgram, rowsPerWorkgroup } = FUSED_ATTENTION_TUNING;
-  const enoughRows = foldedHeads(shapes) * shapes.t >= rowsPerWorkgroup;
-  return rowProgram && enoughRows && chooseRowTiling(shapes.dk, shapes.de, shapes.dv, rowsPerWorkgroup) !== null ? 'rows' : 'tiles';
+  return rowTiling(shapes) !== null ? 'rows' : 'tiles';
 }
 
 /**
@@ -172,8 +180,7 @@ export function runFlashAttention(
   withLse: boolean,
 ): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
-  const rowTile =
-    forwardProgramKind(shapes) === 'rows' ? chooseRowTiling(dk, shapes.de, dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
+  const rowTile = rowTiling(shapes);
   const tile = rowTile ?? chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
   const { splits, chunk } = keySplits(shapes, tile);
@@ -230,9 +237,7 @@ function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend
  * (flash_attention_backward.ts).
  */
 export function backwardProgramKind(shapes: FlashShapes): 'rows' | 'tiles' {
-  const { rowProgram, rowsPerWorkgroup } = FUSED_ATTENTION_TUNING;
-  const enoughRows = foldedHeads(shapes) * shapes.t >= rowsPerWorkgroup;
-  return rowProgram && enoughRows && rowBackwardFits(shapes.dk, shapes.de, shapes.dv) ? 'rows' : 'tiles';
+  return rowProgramApplies(shapes) && rowBackwardFits(shapes.dk, shapes.de, shapes.dv) ? 'rows' : 'tiles';
 }
 
 /** Registers the kernels for the webgpu backend (once). */
