@@ -27,7 +27,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { groupedAttention } from '../ops/attention_core.js';
-import { groupMatMul, project } from '../ops/dense.js';
+import { project } from '../ops/dense.js';
+import { gatedValueDecoder } from '../ops/gated_decoder.js';
 import { matMul2d } from '../ops/matmul.js';
 import { InitializerIdentifier, serializeIdentifier } from '../utils/serialization.js';
 import type { RotaryFactors } from '../ops/rope.js';
@@ -143,18 +144,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
    * The value decoder on per-map latents `rows [Hq, N, Dl]` -> `[Hq, N, r*Dl]`: `tile_r(o) + o Delta`.
    * Training differentiates through Delta and uses that form.
    */
-  private decodeValues(rows: tf.Tensor3D): tf.Tensor3D {
-    const delta = read(this.decoderKernel)! as tf.Tensor3D; // [Hq, Dl, r*Dl]
-    const tiled = tf.tile(rows, [1, 1, this.expandRate]); // [Hq, N, Dl] -> [Hq, N, r*Dl] (block copies [o, o])
-    return tf.add(tiled, groupMatMul(rows, delta)); // + [Hq, N, Dl] @ [Hq, Dl, r*Dl] -> [Hq, N, r*Dl]
-  }
-
-  /**
-   * Decoding folds the fixed tiling into Delta (W_eff = R + Delta, R = [I ... I]) and lays the Hq per-map
-   * matrices on the diagonal of one `[Hq*Dl, W]` matrix, so decoding a token's Hq latents is a single 2-D
-   * product `[B, Hq*Dl] @ [Hq*Dl, W]` (the zero blocks add exact zeros). Kept between inference calls
-   * until Delta's value changes (`derivedWeight`); under a gradient tape it is rebuilt, differentiably.
-   */
   private foldedDecoderWeight(ctx: ForwardContext): tf.Tensor {
     return this.derivedWeight(ctx, 'value_decoder/folded', [this.decoderKernel], () => {
       const { numQueryHeads: hq, valueDim: dl, expandRate: r } = this;
@@ -203,17 +192,16 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
       dropoutRate: ctx.training ? this.dropout : 0,
       dropoutSeed: ctx.dropoutSeed,
     }); // o: [B, Hq, T, Dl], probs: [B, Hq, T, S]
-    let u: tf.Tensor;
+    let gated: tf.Tensor;
     if (ctx.decode) {
       // [B, Hq, 1, Dl] -> [B, Hq*Dl] @ [Hq*Dl, W] -> [B, W] (group-major)
-      u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight(ctx));
+      const u = matMul2d(tf.reshape(o, [b, hq * dl]), this.foldedDecoderWeight(ctx));
+      gated = tf.mul(tf.sigmoid(g2), u); // sigmoid([N, W]) * [N, W]
     } else {
-      const rows = tf.reshape(tf.transpose(o, [1, 0, 2, 3]), [hq, b * t, dl]) as tf.Tensor3D; // [B, Hq, T, Dl] -> [Hq, B*T, Dl]
-      const decoded = this.decodeValues(rows); // [Hq, B*T, Dl] -> [Hq, B*T, r*Dl]
-      // [Hq, B, T, r*Dl] -> [B, T, Hq, r*Dl] -> [N, W] (group-major)
-      u = tf.reshape(tf.transpose(tf.reshape(decoded, [hq, b, t, this.expandRate * dl]), [1, 2, 0, 3]), [b * t, w]);
+      // sigmoid(g2) * (o expanded by R + Delta per group): [B, Hq, T, Dl] -> [N, W] (group-major)
+      gated = gatedValueDecoder(o as tf.Tensor4D, g2 as tf.Tensor2D, read(this.decoderKernel)! as tf.Tensor3D);
     }
-    const out = project(tf.mul(tf.sigmoid(g2), u), read(this.outputKernel)!); // sigmoid([N, W]) * [N, W] @ [W, D] -> [N, D]
+    const out = project(gated, read(this.outputKernel)!); // [N, W] @ [W, D] -> [N, D]
     return { output: tf.reshape(out, [b, t, d]), scores: probs, cache: { key: k, latent: c } }; // [N, D] -> [B, T, D]
   }
 

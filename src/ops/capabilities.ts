@@ -11,6 +11,7 @@ import { registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
 import { registerRmsNormKernels } from '../kernels/webgpu/rms_norm.js';
 import { registerRopeKernel } from '../kernels/webgpu/rope.js';
 import { registerSquaredNorm } from '../kernels/webgpu/squared_norm.js';
+import { registerGatedDecoderKernels } from '../kernels/webgpu/gated_decoder.js';
 
 const active = (): string => tf.getBackend();
 
@@ -135,6 +136,7 @@ function registerFusedKernels(): void {
   registerWebGLAdamWKernels();
   registerRopeKernel();
   registerSquaredNorm();
+  registerGatedDecoderKernels();
   registered = true;
 }
 
