@@ -159,7 +159,6 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
   protected forward(x: tf.Tensor3D, ctx: ForwardContext): ForwardResult {
     const [b, t, d] = x.shape;
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl } = this;
-    const w = this.width;
     // Inference calls fold the score scale Dh^-1/2 into the kept query kernel.
     const scale = 1 / Math.sqrt(dh);
     const qScale = ctx.inference ? scale : 1;
