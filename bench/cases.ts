@@ -435,8 +435,9 @@ function matmulCase(cell: CellSpec): Case {
   const w = tf.randomNormal([cell.d, cell.d], 0, 1, 'float32', 21);
   const unit = async () => {
     const c = tf.matMul(a, w); // [M, D] @ [D, D] -> [M, D]
-    await c.data();
-    c.dispose();
+    const read = cell.readOne === true ? tf.slice(c, [0, 0], [1, 1]) : c; // one element: waits for the whole product
+    await read.data();
+    tf.dispose([c, read]);
   };
   return unitCase([], unit, () => tf.dispose([a, w]));
 }

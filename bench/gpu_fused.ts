@@ -3,7 +3,8 @@
  *
  * - `fusedBench`: one attention layer (bench/variants.ts, D = 1024, head dim 64) per cell, prefill B=1
  *   T=1024/4096 and decode B=8 S=1024/4096 (one token per step, 32 steps per run), each cell once with
- *   `ATTENTION_DEFAULTS.implementation = 'composed'` and once with 'fused'; medians of the runs, kernels per
+ *   `ATTENTION_DEFAULTS.implementation = 'composed'` and `TRAINING_KERNELS.implementation = 'composed'` (GTA's
+ *   gated value decoder) and once with 'fused' and 'auto'; medians of the runs, kernels per
  *   unit (tf.profile: registered kernels; the fused kernel counts once even when it splits the keys into
  *   two dispatches), and the matMul reference [4096]^3 for the FLOP rate.
  * - `fusedCheck`: the equality cases of test/ops/attention_fused_cases.ts (outputs <= 1e-5, gradients <=
@@ -11,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
+import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
 import { compareFusedCase, FUSED_CASES } from '../test/ops/attention_fused_cases.js';
 import { makeCase } from './cases.js';
 import type { CellSpec } from './matrix.js';
@@ -35,6 +37,20 @@ const D = 1024;
 function cells(): CellSpec[] {
   const out: CellSpec[] = [
     { name: 'matmul 4096^3', group: 'ref', level: 'L1', phase: 'prefill', impl: 'matmul', d: 4096, batch: 1, t: 1, s: 0, m: 4096 },
+    // The same product with one element read back: the 64 MiB read above dominated that cell on some VMs.
+    {
+      name: 'matmul 4096^3 read 1',
+      group: 'ref',
+      level: 'L1',
+      phase: 'prefill',
+      impl: 'matmul',
+      d: 4096,
+      batch: 1,
+      t: 1,
+      s: 0,
+      m: 4096,
+      readOne: true,
+    },
   ];
   for (const impl of ['gqa', 'gta'] as const) {
     for (const t of [1024, 4096])
@@ -117,6 +133,7 @@ async function measure(
 export async function fusedBench(runs: number, filter: string | null, log: (line: string) => void): Promise<FusedBenchRow[]> {
   const rows: FusedBenchRow[] = [];
   const saved = ATTENTION_DEFAULTS.implementation;
+  const savedTraining = TRAINING_KERNELS.implementation;
   try {
     for (const cell of cells()) {
       if (filter !== null && cell.impl !== 'matmul' && !cell.name.includes(filter)) continue;
@@ -124,6 +141,8 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
       for (const mode of modes) {
         // Training goes through customGrad (fused forward, composed backward recomputed under the tape).
         ATTENTION_DEFAULTS.implementation = mode === 'fused' ? 'fused' : 'composed';
+        // GTA's gated value decoder is one of the fused training kernels (src/ops/gated_decoder.ts).
+        TRAINING_KERNELS.implementation = mode === 'fused' ? 'auto' : 'composed';
         try {
           const r = await measure(cell, runs);
           const row: FusedBenchRow = {
@@ -151,6 +170,7 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
     }
   } finally {
     ATTENTION_DEFAULTS.implementation = saved;
+    TRAINING_KERNELS.implementation = savedTraining;
   }
   return rows;
 }

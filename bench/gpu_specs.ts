@@ -29,6 +29,7 @@ const SPECS: Array<() => Promise<unknown>> = [
   () => import('../test/train/global_norm_fused.test.js'),
   () => import('../test/train/fused_training.test.js'),
   () => import('../test/layers/fused_decode.test.js'),
+  () => import('../test/ops/gated_decoder_fused.test.js'),
 ];
 
 async function main(): Promise<number> {

@@ -32,6 +32,11 @@ export interface CellSpec {
   steps?: number;
   /** matMul reference rows (M of [M, D] x [D, D]) or read reference size in MiB. */
   m?: number;
+  /**
+   * matMul reference only: read back one element of the product instead of all of it (the product still
+   * runs in full), so that the time is the kernel's and not the transfer's.
+   */
+  readOne?: boolean;
   /** Set when the cell is not run. */
   skip?: string;
 }
