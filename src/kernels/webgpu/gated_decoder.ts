@@ -12,8 +12,11 @@
  * group-major: col = g C + c), G the gate logits, dy the output gradient, s = sigmoid(G), e = dy s.
  *   forward      o [B, Hq, T, Dl], G [N, W], Delta [Hq, Dl, C] -> y [N, W]          one dispatch
  *   gradGate     o, G, Delta, dy                               -> dG = dy u s (1 - s) one dispatch
- *   gradInput    G, Delta, dy                                  -> do [B, Hq, T, Dl]  one dispatch
+ *   gradInput    G, Delta^T [Hq, C, Dl], dy                    -> do [B, Hq, T, Dl]  one dispatch
  *                do[b, g, t, j] = sum_c e[n, g C + c] (Delta[g, j, c] + [c mod Dl = j])
+ *                (Delta comes transposed, one small extra kernel: neighbouring invocations differ in j, and
+ *                reading Delta [Hq, Dl, C] itself across them strided by C took 6.7 ms of the H200 at
+ *                B=4 T=512 W=1024)
  *   gradDecoder  o, G, dy                                      -> dDelta [Hq, Dl, C] one dispatch
  *                dDelta[g, j, c] = sum_n o[b, g, t, j] e[n, g C + c]
  * One invocation per output element. The composed ops this replaces (src/ops/gated_decoder.ts) run about
@@ -41,7 +44,7 @@ const WORKGROUP = 64;
 export const GATED_DECODER_INPUTS: Readonly<Record<GatedDecoderMode, readonly string[]>> = {
   forward: ['O', 'G', 'DELTA'],
   gradGate: ['O', 'G', 'DELTA', 'DY'],
-  gradInput: ['G', 'DELTA', 'DY'],
+  gradInput: ['G', 'DELTAT', 'DY'],
   gradDecoder: ['O', 'G', 'DY'],
 };
 
@@ -94,11 +97,11 @@ const BODY: Record<GatedDecoderMode, string> = {
   let t = bgt % uniforms.t; let bg = bgt / uniforms.t;
   let g = bg % uniforms.hq; let b = bg / uniforms.hq;
   let row = (b * uniforms.t + t) * W + g * uniforms.c;
-  let drow = (g * uniforms.dl + j) * uniforms.c;
+  let dcol = g * uniforms.c * uniforms.dl + j;
   var acc = 0.0;
   for (var c = 0; c < uniforms.c; c = c + 1) {
     let e = DY[row + c] / (1.0 + exp(-G[row + c]));
-    acc = acc + e * (DELTA[drow + c] + select(0.0, 1.0, c % uniforms.dl == j));
+    acc = acc + e * (DELTAT[dcol + c * uniforms.dl] + select(0.0, 1.0, c % uniforms.dl == j));
   }
   result[index] = acc;`,
   gradDecoder: `
@@ -193,7 +196,7 @@ const run = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecod
 /**
  * `sigmoid(gate) * u` with `u` the latent rows `o` expanded by `R + delta`, [N, W] group-major, through the
  * fused webgpu or webgl kernels, with the fused backward under `tf.customGrad` (three dispatches: the gate,
- * the latent rows and the decoder). Throws a `ValueError` for inputs the kernels do not take
+ * the latent rows and the decoder; and a transpose of `delta`). Throws a `ValueError` for inputs the kernels do not take
  * (`fusedGatedDecoderUnsupported`); callers check first and fall back to the composed ops.
  */
 export function fusedGatedDecoder(o: tf.Tensor4D, gate: tf.Tensor2D, delta: tf.Tensor3D): tf.Tensor2D {
@@ -211,7 +214,7 @@ export function fusedGatedDecoder(o: tf.Tensor4D, gate: tf.Tensor2D, delta: tf.T
       gradFunc: (DY: tf.Tensor, saved: tf.Tensor[]) => {
         const [so, sg, sd] = saved;
         return [
-          run('gradInput', { G: sg, DELTA: sd, DY }, dims),
+          run('gradInput', { G: sg, DELTAT: tf.transpose(sd, [0, 2, 1]), DY }, dims), // Delta^T [Hq, C, Dl]
           run('gradGate', { O: so, G: sg, DELTA: sd, DY }, dims),
           run('gradDecoder', { O: so, G: sg, DY }, dims),
         ];
