@@ -74,7 +74,7 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
   // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
   // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
-    it(`takes the row program, and the tile program agrees too: ${c.name}`, async () => {
+    it(`takes the row program, and the tile program and 16-row workgroups agree too: ${c.name}`, async () => {
       const shapes = {
         b: c.b,
         nQ: c.nQ,
@@ -104,6 +104,18 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (tile program): grad ${name}`, g, GRAD_TOL);
       } finally {
         FUSED_ATTENTION_TUNING.rowProgram = true;
+      }
+      // Workgroups of 16 rows: fewer invocations than the dK/dV program's staged tile of query rows, whose
+      // statistics are then staged over several passes of the workgroup.
+      const rows = FUSED_ATTENTION_TUNING.rowsPerWorkgroup;
+      FUSED_ATTENTION_TUNING.rowsPerWorkgroup = 16;
+      try {
+        if (forwardProgramKind(shapes) !== 'rows') throw new Error('rowsPerWorkgroup = 16 did not keep the row programs');
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (16 rows per workgroup): output`, e.output, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (16 rows per workgroup): grad ${name}`, g, GRAD_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.rowsPerWorkgroup = rows;
       }
     });
   }

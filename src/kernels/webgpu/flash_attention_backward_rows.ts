@@ -367,8 +367,8 @@ fn main(index : i32) {
       }
       gs[i] = x;
     }
-    if (li < TILE) {
-      let fr = firstRow + li;
+    for (var i = li; i < TILE; i += WG) {
+      let fr = firstRow + i;
       var st = vec2<f32>(NEG, 0.0);
       if (valid && fr < groupRows) {
         let row = (b * uniforms.nQ + firstHead + fr / T) * T + fr % T;
@@ -377,7 +377,7 @@ fn main(index : i32) {
         for (var d = 0; d < DV; d++) { delta += DY[row * DV + d] * OL[ob + d]; }
         st = vec2<f32>(OL[ob + DV], delta);
       }
-      stats[li] = st;
+      stats[i] = st;
     }
     workgroupBarrier();
     for (var rr = 0; rr < TILE; rr++) {
