@@ -117,7 +117,8 @@ export function usesFusedTrainingKernels(): boolean {
  * (src/kernels/webgl: on WebGL each tfjs kernel costs about a millisecond of dispatch, so fewer kernels is
  * faster); AdamW for both under different names (webgpu's two kernels over packed moments through
  * `usesFusedTrainingKernels()`, webgl's three over separate m and v, `WEBGL_ADAMW_KERNELS`); the embedding
- * gradient only for webgpu (`usesFusedTrainingKernels()`).
+ * gradient only for webgpu (`usesFusedTrainingKernels()`). GTA's gated value decoder (src/ops/gated_decoder.ts)
+ * follows the same switch on both.
  */
 export function usesFusedKernel(name: string): boolean {
   if (TRAINING_KERNELS.implementation !== 'auto') return false;
