@@ -24,6 +24,7 @@ const CASES: Array<[number, number, number, number, number]> = [
   [3, 4, 7, 8, 4],
   [2, 4, 33, 16, 2],
   [1, 2, 70, 24, 3],
+  [1, 4, 4100, 16, 16], // [N, W] = [4100, 1024]: more than 65,535 workgroups of 64 (a 2-D dispatch on webgpu)
 ];
 
 function inputs([b, hq, t, dl, r]: [number, number, number, number, number], seed: number) {
