@@ -10,7 +10,7 @@ import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedKernel, usesFusedTr
 import { SwiGLUFeedForward, swiGLU } from '../../src/layers/swiglu_mlp.js';
 import { RMSNormalization } from '../../src/layers/rms_normalization.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
-import { checkError } from '../kit/fused.js';
+import { checkError, checkLayerValueAndGrads, layerValueAndGrads } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -29,14 +29,6 @@ async function composedPath<T>(fn: () => T | Promise<T>): Promise<T> {
 /** Output and gradients (wrt gate and up) of `swiGLU` for an output gradient `dh`. */
 function valueAndGrads(g: tf.Tensor, u: tf.Tensor, dh: tf.Tensor): tf.Tensor[] {
   return tf.tidy(() => [swiGLU(g, u), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => swiGLU(a, b))([g, u], dh)]);
-}
-
-/** The layer's output and the gradients of `sum(y * w)` wrt its weights, in weight order. */
-function layerValueAndGrads(layer: SwiGLUFeedForward, x: tf.Tensor, w: tf.Tensor): tf.Tensor[] {
-  if (!layer.built) tf.dispose(layer.apply(x) as tf.Tensor);
-  const vars = layer.trainableWeights.map((v) => v.read() as tf.Variable);
-  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x) as tf.Tensor, w)) as tf.Scalar, vars);
-  return [value, ...vars.map((v) => grads[v.name])];
 }
 
 /** Registered kernel names `fn` runs, less `Identity` (tfjs's clone of a saved tensor: no dispatch on webgpu). */
@@ -116,11 +108,7 @@ describeBackends('fused SwiGLU (kernels/webgpu, kernels/webgl) against the compo
       const fused = layerValueAndGrads(layer, x, w);
       const composed = await composedPath(() => layerValueAndGrads(layer, x, w));
       try {
-        if (fused.length !== layer.trainableWeights.length + 1) throw new Error('missing gradients');
-        for (let i = 0; i < fused.length; i++) {
-          const what = i === 0 ? 'loss' : `grad ${layer.trainableWeights[i - 1].name}`;
-          checkError(`layer ${what}`, normRelativeError(await fused[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
-        }
+        await checkLayerValueAndGrads(layer, fused, composed, OUTPUT_TOL, GRAD_TOL);
       } finally {
         tf.dispose([x, w, ...fused, ...composed]);
         layer.dispose();

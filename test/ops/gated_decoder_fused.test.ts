@@ -11,7 +11,7 @@ import { usesFusedKernel } from '../../src/ops/capabilities.js';
 import { composedGatedValueDecoder, gatedValueDecoder } from '../../src/ops/gated_decoder.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { describeBackends, expectThrows, it, normRelativeError, randomTensor } from '../kit/index.js';
-import { checkError, withImplementation, withImplementationAsync } from '../kit/fused.js';
+import { checkError, checkLayerValueAndGrads, layerValueAndGrads, withImplementation, withImplementationAsync } from '../kit/fused.js';
 
 const OUTPUT_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -55,14 +55,6 @@ async function kernelNames(backend: string, fn: () => tf.Tensor | tf.Tensor[]): 
 }
 
 const GTA = { numHeads: 8, headDim: 8, numQueryHeads: 4, numKeyHeads: 2, numValueHeads: 1, valueDim: 8, seed: 9 };
-
-/** The layer's output and the gradients of `sum(y * w)` wrt its weights, in weight order. */
-function layerValueAndGrads(layer: GroupedHeadLatentAttention, x: tf.Tensor, w: tf.Tensor): tf.Tensor[] {
-  if (!layer.built) tf.dispose(layer.apply(x) as tf.Tensor);
-  const vars = layer.trainableWeights.map((v) => v.read() as tf.Variable);
-  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, { training: true }) as tf.Tensor, w)) as tf.Scalar, vars);
-  return [value, ...vars.map((v) => grads[v.name])];
-}
 
 describeBackends('GTA gated value decoder (ops/gated_decoder): fused kernels against the composed ops', ({ backend }) => {
   if (!FUSED_BACKENDS.includes(backend)) {
@@ -141,14 +133,10 @@ describeBackends('GTA gated value decoder (ops/gated_decoder): fused kernels aga
       const layer = new GroupedHeadLatentAttention({ ...GTA, useBias, useCausalMask: true });
       const x = randomTensor([2, 9, 24], 21, 2);
       const w = randomTensor([2, 9, 24], 22);
-      const fused = layerValueAndGrads(layer, x, w);
-      const composed = withImplementation('composed', () => layerValueAndGrads(layer, x, w));
+      const fused = layerValueAndGrads(layer, x, w, { training: true });
+      const composed = withImplementation('composed', () => layerValueAndGrads(layer, x, w, { training: true }));
       try {
-        if (fused.length !== layer.trainableWeights.length + 1) throw new Error('missing gradients');
-        for (let i = 0; i < fused.length; i++) {
-          const what = i === 0 ? 'loss' : `grad ${layer.trainableWeights[i - 1].name}`;
-          checkError(`layer ${what}`, normRelativeError(await fused[i].data(), await composed[i].data()), i === 0 ? OUTPUT_TOL : GRAD_TOL);
-        }
+        await checkLayerValueAndGrads(layer, fused, composed, OUTPUT_TOL, GRAD_TOL);
       } finally {
         tf.dispose([x, w, ...fused, ...composed]);
         layer.dispose();
