@@ -115,8 +115,9 @@ export function usesFusedTrainingKernels(): boolean {
  * is 'auto' and, once our kernels are registered, the active backend has `name`. SwiGLU, the cross-entropy
  * loss, RMSNorm, RoPE and the squared global norm exist for webgpu and webgl under the same names
  * (src/kernels/webgl: on WebGL each tfjs kernel costs about a millisecond of dispatch, so fewer kernels is
- * faster); AdamW for both under different names (webgpu's two kernels over packed moments through
- * `usesFusedTrainingKernels()`, webgl's three over separate m and v, `WEBGL_ADAMW_KERNELS`); the embedding
+ * faster); AdamW for both under different names (webgpu's kernel per group of variables over packed moments
+ * plus one per weight, through `usesFusedTrainingKernels()`; webgl's three per variable over separate m and v,
+ * `WEBGL_ADAMW_KERNELS`); the embedding
  * gradient only for webgpu (`usesFusedTrainingKernels()`). GTA's gated value decoder (src/ops/gated_decoder.ts)
  * follows the same switch on both.
  */

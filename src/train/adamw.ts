@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedAdamWStepWebGL, WEBGL_ADAMW_KERNELS } from '../kernels/webgl/adamw.js';
-import { fusedAdamWStep } from '../kernels/webgpu/adamw.js';
+import { fusedAdamWGroupStep, momentGroups } from '../kernels/webgpu/adamw.js';
 import { fusedSquaredNorm, fusedSquaredNormUnsupported, SQUARED_NORM_KERNEL } from '../kernels/webgpu/squared_norm.js';
 import { usesFusedKernel, usesFusedTrainingKernels } from '../ops/capabilities.js';
 import { ValueError } from '../utils/errors.js';
@@ -25,9 +25,10 @@ export interface AdamWState {
 }
 
 /**
- * AdamW over `variables`. On webgpu (`usesFusedTrainingKernels()`) each variable's update is two fused
- * dispatches (src/kernels/webgpu/adamw.ts) and its moments are kept together as one state `[2, ...shape]`;
- * on webgl (`usesFusedKernel(WEBGL_ADAMW_KERNELS.weight)`) it is three fused kernels
+ * AdamW over `variables`. On webgpu (`usesFusedTrainingKernels()`) the variables form groups of up to five
+ * (`momentGroups`, src/kernels/webgpu/adamw.ts): one fused dispatch updates a group's moments, kept together
+ * in one flat state (m_i then v_i for each variable i of the group), and one more per variable writes its
+ * weight; on webgl (`usesFusedKernel(WEBGL_ADAMW_KERNELS.weight)`) it is three fused kernels
  * (src/kernels/webgl/adamw.ts) over separate m and v; elsewhere the composed tfjs ops update separate m
  * and v. The layout follows the path taken at each step; `getState`/`setState` use separate m and v
  * everywhere, so checkpoints move between backends.
@@ -41,8 +42,10 @@ export class AdamW {
   /** Separate moments (composed path), or null while the state is packed. */
   private m: tf.Variable[] | null = null;
   private v: tf.Variable[] | null = null;
-  /** Packed moments `[2, ...shape]` (fused path), or null while they are separate. */
+  /** Packed moments, one flat state per group of `groups` (fused path), or null while they are separate. */
   private packed: tf.Variable[] | null = null;
+  /** The webgpu groups: variable indices of each packed state. */
+  private readonly groups: number[][];
   private t = 0;
 
   constructor(variables: tf.Variable[], options: AdamWOptions = {}) {
@@ -51,8 +54,9 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.95;
     this.epsilon = options.epsilon ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.1;
+    this.groups = momentGroups(variables.map((x) => x.size));
     if (usesFusedTrainingKernels()) {
-      this.packed = variables.map((x) => tf.tidy(() => tf.variable(tf.zeros([2, ...x.shape]), false)));
+      this.packed = this.groups.map((g) => tf.tidy(() => tf.variable(tf.zeros([this.groupSize(g)]), false)));
     } else {
       this.m = variables.map(zerosVariable);
       this.v = variables.map(zerosVariable);
@@ -119,14 +123,20 @@ export class AdamW {
     const scale = typeof gradScale === 'number' ? null : gradScale;
     const moments = { beta1: this.beta1, beta2: this.beta2, gradScale: typeof gradScale === 'number' ? gradScale : 1 };
     tf.tidy(() => {
-      this.variables.forEach((w, i) => {
-        const decay = this.weightDecay > 0 && w.rank >= 2 ? this.weightDecay : 0;
-        const grad = grads[i].dtype === 'float32' ? grads[i] : tf.cast(grads[i], 'float32');
-        const next = fusedAdamWStep(w, states[i], grad, scale, moments, { lr, c1, c2, epsilon: this.epsilon, decay });
-        states[i].assign(next.state);
-        w.assign(next.weight);
+      this.groups.forEach((group, k) => {
+        const weights = group.map((i) => this.variables[i]);
+        const groupGrads = group.map((i) => (grads[i].dtype === 'float32' ? grads[i] : tf.cast(grads[i], 'float32')));
+        const decays = weights.map((w) => (this.weightDecay > 0 && w.rank >= 2 ? this.weightDecay : 0));
+        const next = fusedAdamWGroupStep(weights, states[k], groupGrads, scale, moments, { lr, c1, c2, epsilon: this.epsilon }, decays);
+        states[k].assign(next.state);
+        weights.forEach((w, j) => w.assign(next.weights[j]));
       });
     });
+  }
+
+  /** State elements of a group: m and v of each of its variables. */
+  private groupSize(group: number[]): number {
+    return group.reduce((acc, i) => acc + 2 * this.variables[i].size, 0);
   }
 
   /** The webgl fused update: three kernels per variable over separate moments (the composed path's layout). */
@@ -148,33 +158,55 @@ export class AdamW {
     });
   }
 
-  /** Moves separate moments into packed states `[2, ...shape]` (once, when the fused path starts). */
+  /** Moves separate moments into packed group states (once, when the fused path starts). */
   private pack(): void {
     if (this.packed !== null) return;
     const [ms, vs] = [this.m!, this.v!];
-    this.packed = this.variables.map((_, i) => tf.tidy(() => tf.variable(tf.stack([ms[i], vs[i]]), false)));
+    this.packed = this.groups.map((group) =>
+      tf.tidy(() => tf.variable(tf.concat(group.flatMap((i) => [tf.reshape(ms[i], [-1]), tf.reshape(vs[i], [-1])])), false)),
+    );
     tf.dispose([...ms, ...vs]);
     this.m = this.v = null;
   }
 
-  /** Moves packed states into separate moments (once, when the composed path starts). */
+  /** Moves packed group states into separate moments (once, when the composed path starts). */
   private unpack(): void {
     if (this.packed === null) return;
     const states = this.packed;
-    const halves = states.map((s) => tf.tidy(() => tf.unstack(s).map((x) => tf.variable(x, false))));
-    this.m = halves.map((h) => h[0]);
-    this.v = halves.map((h) => h[1]);
+    this.m = [];
+    this.v = [];
+    this.groups.forEach((group, k) => {
+      let offset = 0;
+      for (const i of group) {
+        const w = this.variables[i];
+        const [m, v] = tf.tidy(() =>
+          [0, 1].map((half) => tf.variable(tf.reshape(tf.slice(states[k], [offset + half * w.size], [w.size]), w.shape), false)),
+        );
+        this.m![i] = m;
+        this.v![i] = v;
+        offset += 2 * w.size;
+      }
+    });
     tf.dispose(states);
     this.packed = null;
   }
 
-  /** Separate m and v arrays from the values read in `stateTensors()` order (copies from packed states). */
-  private static split(values: Float32Array[], separate: boolean, count: number): { m: Float32Array[]; v: Float32Array[] } {
+  /** Separate m and v arrays of every variable from the values read in `stateTensors()` order. */
+  private split(values: Float32Array[], separate: boolean): { m: Float32Array[]; v: Float32Array[] } {
+    const count = this.variables.length;
     if (separate) return { m: values.slice(0, count), v: values.slice(count) };
-    return {
-      m: values.map((x) => x.slice(0, x.length / 2)),
-      v: values.map((x) => x.slice(x.length / 2)),
-    };
+    const m: Float32Array[] = [];
+    const v: Float32Array[] = [];
+    this.groups.forEach((group, k) => {
+      let offset = 0;
+      for (const i of group) {
+        const n = this.variables[i].size;
+        m[i] = values[k].slice(offset, offset + n);
+        v[i] = values[k].slice(offset + n, offset + 2 * n);
+        offset += 2 * n;
+      }
+    });
+    return { m, v };
   }
 
   private stateTensors(): tf.Tensor[] {
@@ -184,7 +216,7 @@ export class AdamW {
   /** A copy of the state, read synchronously (not possible on webgpu in Node: use `getStateAsync`). */
   getState(): AdamWState {
     const values = this.stateTensors().map((x) => x.dataSync() as Float32Array);
-    return { step: this.t, ...AdamW.split(values, this.packed === null, this.variables.length) };
+    return { step: this.t, ...this.split(values, this.packed === null) };
   }
 
   /** `getState` with asynchronous reads (works on every backend). */
@@ -192,7 +224,7 @@ export class AdamW {
     const step = this.t;
     const separate = this.packed === null;
     const values = await Promise.all(this.stateTensors().map((x) => x.data() as Promise<Float32Array>));
-    return { step, ...AdamW.split(values, separate, this.variables.length) };
+    return { step, ...this.split(values, separate) };
   }
 
   setState(state: AdamWState): void {
@@ -206,17 +238,23 @@ export class AdamW {
     });
     this.t = state.step;
     tf.tidy(() => {
-      this.variables.forEach((w, i) => {
-        if (this.packed !== null) {
-          const both = new Float32Array(2 * w.size);
-          both.set(state.m[i]);
-          both.set(state.v[i], w.size);
-          this.packed[i].assign(tf.tensor(both, [2, ...w.shape]));
-        } else {
+      if (this.packed !== null) {
+        this.groups.forEach((group, k) => {
+          const flat = new Float32Array(this.groupSize(group));
+          let offset = 0;
+          for (const i of group) {
+            flat.set(state.m[i], offset);
+            flat.set(state.v[i], offset + state.m[i].length);
+            offset += 2 * state.m[i].length;
+          }
+          this.packed![k].assign(tf.tensor(flat, [flat.length]));
+        });
+      } else {
+        this.variables.forEach((w, i) => {
           this.m![i].assign(tf.tensor(state.m[i], w.shape));
           this.v![i].assign(tf.tensor(state.v[i], w.shape));
-        }
-      });
+        });
+      }
     });
   }
 

@@ -1,7 +1,8 @@
 /**
- * AdamW's fused update against the composed one, on webgpu (src/kernels/webgpu/adamw.ts: two kernels per
- * variable, moments packed) and on webgl (src/kernels/webgl/adamw.ts: three kernels per variable, separate
- * moments): 5 steps on 4 variables of odd shapes (rank 1, 2 and 3), with and without weight decay, with a
+ * AdamW's fused update against the composed one, on webgpu (src/kernels/webgpu/adamw.ts: one kernel per
+ * group of up to five variables for the moments, packed, and one per variable for the weight) and on webgl
+ * (src/kernels/webgl/adamw.ts: three kernels per variable, separate moments): 5 steps on 7 variables of odd
+ * shapes (rank 1, 2 and 3; two groups on webgpu), with and without weight decay, with a
  * clip scale < 1 (a number or a scalar tensor), give weights and moments <= 1e-5 norm-relative; the
  * state's round trip through getState/setState across both paths; kernels per update under tf.profile;
  * on webgl, no new shader program after the first step (lr and the bias corrections are uniforms). On
@@ -10,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { WEBGL_ADAMW_KERNELS } from '../../src/kernels/webgl/adamw.js';
-import { ADAMW_KERNELS } from '../../src/kernels/webgpu/adamw.js';
+import { ADAMW_KERNELS, MOMENTS_GROUP_MAX_ELEMENTS, MOMENTS_GROUP_SIZE, momentGroups } from '../../src/kernels/webgpu/adamw.js';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { smallPreset } from '../../src/models/config.js';
 import { hasFusedTrainingKernels, TRAINING_KERNELS, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
@@ -19,7 +20,7 @@ import { describeBackends, expectThrows, it, normRelativeError, randomTensor } f
 import { checkError } from '../kit/fused.js';
 
 const TOL = 1e-5;
-const SHAPES = [[37], [5, 13], [129, 3], [3, 5, 7]];
+const SHAPES = [[37], [5, 13], [129, 3], [3, 5, 7], [11], [2, 2], [64, 9]];
 
 function makeVariables(seed: number): tf.Variable[] {
   return SHAPES.map((s, i) => tf.tidy(() => tf.variable(randomTensor(s, seed + i), true)));
@@ -61,10 +62,20 @@ async function compareWeights(what: string, a: tf.Variable[], b: tf.Variable[], 
   for (let i = 0; i < a.length; i++) checkError(`${what}: w${i}`, normRelativeError(await a[i].data(), await b[i].data()), tol);
 }
 
-/** The fused kernels of `backend`: how many run per variable, and the one that writes the weight; null where none. */
-function fusedKernelsOf(backend: string): { perVariable: number; weight: string } | null {
-  if (backend === 'webgpu') return { perVariable: 2, weight: ADAMW_KERNELS.weight };
-  if (backend === 'webgl') return { perVariable: 3, weight: WEBGL_ADAMW_KERNELS.weight };
+/**
+ * The fused kernels of `backend`: how many one update of variables of `sizes` elements runs, in words, and the
+ * one that writes the weight; null where none.
+ */
+function fusedKernelsOf(backend: string): { count(sizes: number[]): number; rule: string; weight: string } | null {
+  if (backend === 'webgpu') {
+    return {
+      count: (sizes) => sizes.length + momentGroups(sizes).length,
+      rule: 'one kernel per variable and one per group of up to five',
+      weight: ADAMW_KERNELS.weight,
+    };
+  }
+  if (backend === 'webgl')
+    return { count: (sizes) => 3 * sizes.length, rule: 'three kernels per variable', weight: WEBGL_ADAMW_KERNELS.weight };
   return null;
 }
 
@@ -108,7 +119,7 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
       expectThrows(() => opt.apply(grads, 1e-2, Number.NaN), /gradScale must be a finite number >= 0/);
       expectThrows(() => opt.apply(grads, Number.POSITIVE_INFINITY), /lr must be a finite number/);
       expectThrows(() => opt.apply([grads[1], grads[0], ...grads.slice(2)], 1e-2), /gradient 0 has shape \[5,13\].*must match/);
-      expectThrows(() => opt.apply(grads.slice(1), 1e-2), /got 3 gradients for 4 variables/);
+      expectThrows(() => opt.apply(grads.slice(1), 1e-2), /got 6 gradients for 7 variables/);
       // Same size and rank, other shape: refused too (the fused kernels would read it element by element).
       expectThrows(() => opt.apply([grads[0], transposed, ...grads.slice(2)], 1e-2), /gradient 1 has shape \[13,5\].*must match/);
       if (opt.iterations !== 0) throw new Error(`a refused update counted as step ${opt.iterations}`);
@@ -116,6 +127,29 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
       opt.dispose();
       tf.dispose([...w, ...grads, transposed]);
     }
+  });
+
+  it('groups variables for the webgpu moments kernel: consecutive, at most 5, a large state alone', () => {
+    const within = (sizes: number[], expected: number[][]) => {
+      const got = momentGroups(sizes);
+      if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`momentGroups([${sizes}]) gave ${JSON.stringify(got)}`);
+    };
+    if (MOMENTS_GROUP_SIZE !== 5) throw new Error(`MOMENTS_GROUP_SIZE is ${MOMENTS_GROUP_SIZE}: 8 storage buffers hold 5 gradients`);
+    within([], []);
+    within([3], [[0]]);
+    within(
+      [1, 2, 3, 4, 5, 6, 7],
+      [
+        [0, 1, 2, 3, 4],
+        [5, 6],
+      ],
+    );
+    const half = MOMENTS_GROUP_MAX_ELEMENTS / 2; // one variable of `half` elements fills a group's state
+    within([half, 1], [[0], [1]]);
+    within([1, half - 1, 1], [[0, 1], [2]]); // exactly full, then a new group
+    within([1, half], [[0], [1]]);
+    within([4, 2 * half, 4], [[0], [1], [2]]); // larger than a group: alone
+    within([half / 2, half / 2, 1], [[0, 1], [2]]);
   });
 
   if (fusedKernels === null) {
@@ -202,7 +236,7 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
     }
   });
 
-  it(`is ${fusedKernels.perVariable} kernels per variable per update (tf.profile), against the composed update`, async () => {
+  it(`an update is ${fusedKernels.rule} (tf.profile), against the composed update`, async () => {
     const [fw, cw] = [makeVariables(11), makeVariables(11)];
     const fused = new AdamW(fw);
     const reference = composed(() => new AdamW(cw));
@@ -225,7 +259,7 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
         TRAINING_KERNELS.implementation = before;
       }
       console.log(`    AdamW kernels per update of ${SHAPES.length} variables: fused ${f.length} [${f}], composed ${c.length}`);
-      if (f.length !== fusedKernels.perVariable * SHAPES.length) throw new Error(`fused update ran [${f}]`);
+      if (f.length !== fusedKernels.count(SHAPES.map((x) => tf.util.sizeFromShape(x)))) throw new Error(`fused update ran [${f}]`);
       if (c.length < 10 * SHAPES.length) throw new Error(`composed update ran only [${c}]`);
     } finally {
       fused.dispose();
@@ -234,7 +268,7 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
     }
   });
 
-  it(`one update of a CausalLM's variables: ${fusedKernels.perVariable} kernels per variable (tf.profile), against the composed update`, async () => {
+  it(`one update of a CausalLM's variables: ${fusedKernels.rule} (tf.profile), against the composed update`, async () => {
     const lm = CausalLM.create({ ...smallPreset('tiny', 'gta', 512), seed: 5 });
     const variables = lm.model.trainableWeights.map((w) => w.read() as tf.Variable);
     const grads = variables.map((v, i) => randomTensor(v.shape, 300 + i, 0.01));
@@ -258,7 +292,7 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
         TRAINING_KERNELS.implementation = before;
       }
       console.log(`    AdamW kernels per update of smallPreset('tiny', 'gta') (${variables.length} variables): fused ${f}, composed ${c}`);
-      if (f !== fusedKernels.perVariable * variables.length)
+      if (f !== fusedKernels.count(variables.map((v) => v.size)))
         throw new Error(`fused update ran ${f} kernels for ${variables.length} variables`);
     } finally {
       fused.dispose();
