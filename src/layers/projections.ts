@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { broadcastsSlowly, fusedProjectionMaxRows, slicesCheaply } from '../ops/capabilities.js';
-import { RotaryFactors, applyRotaryFactors } from '../ops/rope.js';
+import { RotaryFactors, applyRotaryFactors, applyRotaryFactorsToHeads } from '../ops/rope.js';
 import { project } from '../ops/dense.js';
 import { matMul2d } from '../ops/matmul.js';
 import { KerasWeightsLayer } from './keras_args.js';
@@ -128,8 +128,8 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
     }
     // Where broadcasting is slow, repeat the factors per head.
     const factors = ctx.rotary(dim, broadcastsSlowly() ? heads : 1);
-    const roped = applyRotaryFactors(tf.reshape(y, [b, t, heads, dim]), factors); // [N, heads*dim] -> [B, T, heads, dim]
-    return tf.transpose(roped, [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, heads, dim] -> [B, heads, T, dim]
+    // [N, heads*dim] -> [B, T, heads, dim] -> rotated, heads first: [B, heads, T, dim]
+    return applyRotaryFactorsToHeads(tf.reshape(y, [b, t, heads, dim]) as tf.Tensor4D, factors);
   }
 
   /**

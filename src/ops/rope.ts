@@ -15,7 +15,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { matMul2d, useTwoDimProducts } from './matmul.js';
 import { broadcastsSlowly, usesFusedKernel } from './capabilities.js';
-import { fusedRope, fusedRopeUnsupported, ROPE_KERNEL } from '../kernels/webgpu/rope.js';
+import {
+  fusedRope,
+  fusedRopeToHeads,
+  fusedRopeToHeadsUnsupported,
+  fusedRopeUnsupported,
+  ROPE_HEADS_KERNEL,
+  ROPE_KERNEL,
+} from '../kernels/webgpu/rope.js';
 import { ValueError } from '../utils/errors.js';
 
 /**
@@ -322,6 +329,18 @@ export function applyRotaryFactors(x: tf.Tensor, factors: RotaryFactors): tf.Ten
     return fusedRope(x, factors.cos, factors.sinSigned); // one kernel forward, one backward
   }
   return composedRotaryFactors(x, factors);
+}
+
+/**
+ * `applyRotaryFactors` for x `[B, T, H, d]` (heads of a projection), returned heads first, `[B, H, T, d]`: on
+ * webgpu one fused kernel writes the rotation in that layout (and one more its gradient), elsewhere the
+ * rotation is followed by a transpose.
+ */
+export function applyRotaryFactorsToHeads(x: tf.Tensor4D, factors: RotaryFactors): tf.Tensor4D {
+  if (usesFusedKernel(ROPE_HEADS_KERNEL) && fusedRopeToHeadsUnsupported(x, factors.cos, factors.sinSigned) === null) {
+    return fusedRopeToHeads(x, factors.cos, factors.sinSigned); // [B, T, H, d] -> [B, H, T, d], one kernel
+  }
+  return tf.transpose(applyRotaryFactors(x, factors), [0, 2, 1, 3]) as tf.Tensor4D; // [B, T, H, d] -> [B, H, T, d]
 }
 
 /**

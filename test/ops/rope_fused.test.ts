@@ -6,15 +6,18 @@
  * angles, the `RotaryStep` path as the projections use it (q and k rotated together, the step disposed before
  * the backward), a GQA layer trained through tf.variableGrads, and `fusedRope` with arbitrary (non-RoPE)
  * factors in every view layout of the webgl program (rank 1 to 6, factors broadcast or not over the rows);
- * kernels per call under tf.profile. On every other backend the kernel is absent and applyRotaryFactors is
- * exactly the composed ops.
+ * kernels per call under tf.profile. The heads-first variant (`applyRotaryFactorsToHeads`, x `[B, T, H, d]` ->
+ * `[B, H, T, d]`) is one `GtaRopeHeads` kernel each way on webgpu and equals the rotation plus a transpose
+ * (the composed path, and webgl's fused RoPE plus a Transpose). On every other backend the kernels are absent
+ * and applyRotaryFactors is exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedRope, registerRopeKernel, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
+import { fusedRope, fusedRopeToHeads, registerRopeKernel, ROPE_HEADS_KERNEL, ROPE_KERNEL } from '../../src/kernels/webgpu/rope.js';
 import { hasFusedTrainingKernels, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import {
   applyRotary,
   applyRotaryFactors,
+  applyRotaryFactorsToHeads,
   composedRotaryFactors,
   RotaryStep,
   rotaryFactorsAt,
@@ -125,6 +128,14 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
           /fused RoPE: the fused kernel needs the webgpu or webgl backend/,
           new RegExp(backend),
         );
+        const heads = valueAndGrad((a) => applyRotaryFactorsToHeads(a as tf.Tensor4D, f), x, tf.transpose(dy, [0, 2, 1, 3]));
+        checkError(
+          'heads first = transposed composed',
+          normRelativeError(heads[0].dataSync(), tf.transpose(composed[0], [0, 2, 1, 3]).dataSync()),
+          0,
+        );
+        checkError('heads first: grad = composed', normRelativeError(heads[1].dataSync(), composed[1].dataSync()), 0);
+        expectThrows(() => fusedRopeToHeads(x as tf.Tensor4D, f.cos, f.sinSigned), /needs the webgpu backend/);
       });
     });
     return;
@@ -175,6 +186,31 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
         if (names.join() !== ROPE_KERNEL) throw new Error(`${c.name}: ran [${names}], expected [${ROPE_KERNEL}]`);
       } finally {
         tf.dispose([x, dy, f.cos, f.sinSigned, ...fused, ...composed, ...direct]);
+      }
+    });
+  }
+
+  for (const c of CASES) {
+    it(`heads first (x [B, T, H, d] -> [B, H, T, d]), fused = composed: ${c.name}`, async () => {
+      const f = c.factors();
+      const x = randomTensor(c.x, 15, 2) as tf.Tensor4D;
+      const dy = randomTensor([c.x[0], c.x[2], c.x[1], c.x[3]], 17);
+      const rotate = (a: tf.Tensor) => applyRotaryFactorsToHeads(a as tf.Tensor4D, f);
+      const fused = valueAndGrad(rotate, x, dy);
+      const composed = withImplementation('composed', () => valueAndGrad(rotate, x, dy));
+      try {
+        if (fused[0].shape.join() !== [c.x[0], c.x[2], c.x[1], c.x[3]].join()) throw new Error(`output shape [${fused[0].shape}]`);
+        checkError(`${c.name}: heads first, output`, normRelativeError(await fused[0].data(), await composed[0].data()), OUTPUT_TOL);
+        checkError(`${c.name}: heads first, grad x`, normRelativeError(await fused[1].data(), await composed[1].data()), GRAD_TOL);
+        const expected = backend === 'webgpu' ? [ROPE_HEADS_KERNEL] : [ROPE_KERNEL, 'Transpose'];
+        const names = await kernelNames(backend, () => rotate(x));
+        if (names.join() !== expected.join()) throw new Error(`${c.name}: ran [${names}], expected [${expected}]`);
+        const both = await kernelNames(backend, () => tf.grad(rotate)(x, dy));
+        const expectedBoth = backend === 'webgpu' ? [ROPE_HEADS_KERNEL, ROPE_HEADS_KERNEL] : [...expected, 'Transpose', ROPE_KERNEL];
+        if (both.join() !== expectedBoth.join())
+          throw new Error(`${c.name}: forward and backward ran [${both}], expected [${expectedBoth}]`);
+      } finally {
+        tf.dispose([x, dy, f.cos, f.sinSigned, ...fused, ...composed]);
       }
     });
   }
@@ -251,7 +287,8 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
         checkError(`GQA grad ${name}`, normRelativeError(await fused.grads[name].data(), await composed.grads[name].data()), GRAD_TOL);
       }
       const names = await kernelNames(backend, () => layer.apply(x) as tf.Tensor);
-      if (!names.includes(ROPE_KERNEL)) throw new Error(`the layer did not run ${ROPE_KERNEL}: [${names}]`);
+      const rope = backend === 'webgpu' ? ROPE_HEADS_KERNEL : ROPE_KERNEL; // projections rotate heads first on webgpu
+      if (!names.includes(rope)) throw new Error(`the layer did not run ${rope}: [${names}]`);
     } finally {
       tf.dispose([x, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
       layer.dispose();

@@ -12,6 +12,10 @@
  * the sine negated); it reads s at the partner index, so it is exact for any factors. The factors are
  * constants of the step: no gradient flows to them.
  *
+ * `GtaRopeHeads` (webgpu only) is the same rotation for x `[B, T, H, d]` (the projections' layout) with the
+ * output written heads first, `[B, H, T, d]` (the attention's layout), in place of a following Transpose;
+ * its backward reads dy `[B, H, T, d]` and writes dx `[B, T, H, d]`. The factors broadcast over x as above.
+ *
  * Work split: one invocation per element. The broadcast of the factors is resolved in the shader: x's
  * leading axes are grouped (adjacent axes on which the factors are all broadcast, or all full, merge) into
  * at most MAX_GROUPS groups, passed as uniforms with the factors' row stride of each group (0 = broadcast).
@@ -23,6 +27,15 @@ import { registerWebGLRopeKernel } from '../webgl/rope.js';
 
 /** Registered kernel name (the forward and, with `transpose`, the backward). */
 export const ROPE_KERNEL = 'GtaRope';
+
+/** Registered kernel name of the heads-first variant (webgpu only): x `[B, T, H, d]` -> `[B, H, T, d]`. */
+export const ROPE_HEADS_KERNEL = 'GtaRopeHeads';
+
+/**
+ * Where the program reads and writes: `same` layout; `toHeads` reads x `[B, T, H, d]` and writes `[B, H, T, d]`
+ * (forward); `fromHeads` reads dy `[B, H, T, d]` and writes dx `[B, T, H, d]` (backward).
+ */
+type Layout = 'same' | 'toHeads' | 'fromHeads';
 
 /** Groups of leading axes the shader resolves; factor layouts needing more fall back to the composed ops. */
 const MAX_GROUPS = 4;
@@ -82,28 +95,76 @@ class RopeProgram implements WebGPUProgram {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
   size = true;
-  uniforms = 'd : i32, n1 : i32, n2 : i32, n3 : i32, f0 : i32, f1 : i32, f2 : i32, f3 : i32,';
+  uniforms: string;
 
+  /** `xShape`: the shape in x's layout (`[B, T, H, d]` for the heads layouts), which the factors' `groups` describe. */
   constructor(
-    shape: number[],
+    private readonly xShape: number[],
     private readonly groups: Groups,
     private readonly transpose: boolean,
+    private readonly layout: Layout = 'same',
   ) {
+    const [b, t, h, d] = xShape;
+    const shape = layout === 'toHeads' ? [b, h, t, d] : xShape;
     this.outputShape = shape;
     this.dispatchLayout = { x: shape.map((_, i) => i) };
     this.dispatch = [Math.ceil(shape.reduce((a, x) => a * x, 1) / WORKGROUP), 1, 1];
-    this.shaderKey = `gtaRope_${transpose}`;
+    this.shaderKey = layout === 'same' ? `gtaRope_${transpose}` : `gtaRope_${transpose}_${layout}`;
+    this.uniforms = `d : i32, n1 : i32, n2 : i32, n3 : i32, f0 : i32, f1 : i32, f2 : i32, f3 : i32,${layout === 'same' ? '' : ' t : i32, h : i32,'}`;
   }
 
   /** The uniform values of this run. */
   uniformValues(): ProgramUniform[] {
-    const d = this.outputShape[this.outputShape.length - 1];
+    const d = this.xShape[this.xShape.length - 1];
     const { sizes, strides } = this.groups;
-    return [d, sizes[1], sizes[2], sizes[3], ...strides].map((v) => ({ type: 'int32', data: [v] }));
+    const heads = this.layout === 'same' ? [] : [this.xShape[1], this.xShape[2]];
+    return [d, sizes[1], sizes[2], sizes[3], ...strides, ...heads].map((v) => ({ type: 'int32', data: [v] }));
+  }
+
+  /** WGSL: `xRow` (the row in x's layout, which picks the factors) and `inRow` (the row of the input X). */
+  private rows(): string {
+    if (this.layout === 'toHeads') {
+      // output row (b, h, t) of [B, H, T] <- x row (b, t, h) of [B, T, H]
+      return `let oRow = index / d;
+  let tt = oRow % uniforms.t;
+  let bh = oRow / uniforms.t;
+  let xRow = ((bh / uniforms.h) * uniforms.t + tt) * uniforms.h + bh % uniforms.h;
+  let inRow = xRow;`;
+    }
+    if (this.layout === 'fromHeads') {
+      // output row (b, t, h) of [B, T, H] <- dy row (b, h, t) of [B, H, T]
+      return `let xRow = index / d;
+  let hh = xRow % uniforms.h;
+  let bt = xRow / uniforms.h;
+  let inRow = ((bt / uniforms.t) * uniforms.h + hh) * uniforms.t + bt % uniforms.t;`;
+    }
+    return `let xRow = index / d;
+  let inRow = xRow;`;
   }
 
   getUserCode(): string {
     const sine = this.transpose ? 'S[fRow * d + p]' : 'S[fRow * d + j]';
+    if (this.layout !== 'same') {
+      return `
+fn main(index : i32) {
+  if (index >= uniforms.size) { return; }
+  let d = uniforms.d;
+  let half = d / 2;
+  let j = index % d;
+  ${this.rows()}
+  var row = xRow;
+  let i3 = row % uniforms.n3;
+  row = row / uniforms.n3;
+  let i2 = row % uniforms.n2;
+  row = row / uniforms.n2;
+  let i1 = row % uniforms.n1;
+  let i0 = row / uniforms.n1;
+  let fRow = i0 * uniforms.f0 + i1 * uniforms.f1 + i2 * uniforms.f2 + i3 * uniforms.f3;
+  let p = select(j - half, j + half, j < half);
+  result[index] = X[inRow * d + j] * C[fRow * d + j] + X[inRow * d + p] * ${sine};
+}
+`;
+    }
     return `
 fn main(index : i32) {
   if (index >= uniforms.size) { return; }
@@ -135,11 +196,26 @@ function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
 }
 
-/** Registers the kernel for the webgpu backend and its webgl version (src/kernels/webgl/rope.ts), once. */
+/** `GtaRopeHeads`: x `[B, T, H, d]` -> `[B, H, T, d]`, or with `transpose` dy `[B, H, T, d]` -> dx `[B, T, H, d]`. */
+function ropeHeadsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as WebGPUBackendLike;
+  const { x, cos, sinSigned } = args.inputs;
+  const transpose = (args.attrs as unknown as RopeAttrs).transpose;
+  const [b, first, second, d] = x!.shape;
+  const xShape = transpose ? [b, second, first, d] : x!.shape; // dy is [B, H, T, d]
+  const groups = groupAxes(xShape, cos!.shape);
+  if (groups === null || x!.shape.length !== 4)
+    throw new ValueError(`${ROPE_HEADS_KERNEL}: factors [${cos!.shape}] do not broadcast over x [${xShape}] in the fused layout.`);
+  const program = new RopeProgram(xShape, groups, transpose, transpose ? 'fromHeads' : 'toHeads');
+  return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
+}
+
+/** Registers the kernels for the webgpu backend and the webgl version of `GtaRope` (src/kernels/webgl/rope.ts), once. */
 export function registerRopeKernel(): void {
   registerWebGLRopeKernel();
   if (tf.getKernel(ROPE_KERNEL, 'webgpu') !== undefined) return;
   tf.registerKernel({ kernelName: ROPE_KERNEL, backendName: 'webgpu', kernelFunc: ropeKernel as unknown as tf.KernelFunc });
+  tf.registerKernel({ kernelName: ROPE_HEADS_KERNEL, backendName: 'webgpu', kernelFunc: ropeHeadsKernel as unknown as tf.KernelFunc });
 }
 
 /** Why the fused kernel cannot take these inputs, or null when it can. */
@@ -156,8 +232,38 @@ export function fusedRopeUnsupported(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf
   return null;
 }
 
-const run = (inputs: tf.NamedTensorMap, transpose: boolean): tf.Tensor =>
-  tf.engine().runKernel(ROPE_KERNEL, inputs, { transpose } as unknown as tf.NamedAttrMap) as tf.Tensor;
+const run = (inputs: tf.NamedTensorMap, transpose: boolean, kernel = ROPE_KERNEL): tf.Tensor =>
+  tf.engine().runKernel(kernel, inputs, { transpose } as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+/** Why `fusedRopeToHeads` cannot take these inputs, or null when it can. */
+export function fusedRopeToHeadsUnsupported(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): string | null {
+  if (x.rank !== 4) return `x must be [B, T, H, d] (got rank ${x.rank})`;
+  return fusedRopeUnsupported(x, cos, sinSigned);
+}
+
+/**
+ * `transpose(x * cos + swapHalves(x) * sinSigned, [0, 2, 1, 3])` for x `[B, T, H, d]`: the rotation written
+ * heads first, `[B, H, T, d]`, in one webgpu dispatch, with the transposed rotation written back in x's layout
+ * (one dispatch) as its gradient under `tf.customGrad`; the factors get no gradient. Throws a `ValueError`
+ * for inputs the kernel does not take (`fusedRopeToHeadsUnsupported`) or on a backend without the kernel
+ * (it exists for webgpu only).
+ */
+export function fusedRopeToHeads(x: tf.Tensor4D, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor4D {
+  const why = fusedRopeToHeadsUnsupported(x, cos, sinSigned);
+  if (why !== null) throw new ValueError(`fused RoPE (heads first): ${why}.`);
+  registerRopeKernel();
+  if (tf.getKernel(ROPE_HEADS_KERNEL, tf.getBackend()) === undefined)
+    throw new ValueError(`fused RoPE (heads first): the kernel needs the webgpu backend (active backend is ${tf.getBackend()}).`);
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    save([cos, sinSigned]); // shared, not copied: the backward outlives a RotaryStep disposed after the forward
+    return {
+      value: run({ x: xs, cos, sinSigned }, false, ROPE_HEADS_KERNEL), // [B, T, H, d] -> [B, H, T, d]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true, ROPE_HEADS_KERNEL), // [B, H, T, d] -> [B, T, H, d]
+    };
+  });
+  return f(x) as tf.Tensor4D;
+}
 
 /**
  * `x * cos + swapHalves(x) * sinSigned` through the fused webgpu kernel (one dispatch), with the transposed
