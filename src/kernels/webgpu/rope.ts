@@ -259,7 +259,8 @@ export function fusedRopeToHeads(x: tf.Tensor4D, cos: tf.Tensor, sinSigned: tf.T
     save([cos, sinSigned]); // shared, not copied: the backward outlives a RotaryStep disposed after the forward
     return {
       value: run({ x: xs, cos, sinSigned }, false, ROPE_HEADS_KERNEL), // [B, T, H, d] -> [B, H, T, d]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true, ROPE_HEADS_KERNEL), // [B, H, T, d] -> [B, T, H, d]
+      // dy [B, H, T, d] -> dx [B, T, H, d]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true, ROPE_HEADS_KERNEL),
     };
   });
   return f(x) as tf.Tensor4D;
