@@ -144,8 +144,7 @@ class RopeProgram implements WebGPUProgram {
 
   getUserCode(): string {
     const sine = this.transpose ? 'S[fRow * d + p]' : 'S[fRow * d + j]';
-    if (this.layout !== 'same') {
-      return `
+    return `
 fn main(index : i32) {
   if (index >= uniforms.size) { return; }
   let d = uniforms.d;
@@ -162,25 +161,6 @@ fn main(index : i32) {
   let fRow = i0 * uniforms.f0 + i1 * uniforms.f1 + i2 * uniforms.f2 + i3 * uniforms.f3;
   let p = select(j - half, j + half, j < half);
   result[index] = X[inRow * d + j] * C[fRow * d + j] + X[inRow * d + p] * ${sine};
-}
-`;
-    }
-    return `
-fn main(index : i32) {
-  if (index >= uniforms.size) { return; }
-  let d = uniforms.d;
-  let half = d / 2;
-  let j = index % d;
-  var row = index / d;
-  let i3 = row % uniforms.n3;
-  row = row / uniforms.n3;
-  let i2 = row % uniforms.n2;
-  row = row / uniforms.n2;
-  let i1 = row % uniforms.n1;
-  let i0 = row / uniforms.n1;
-  let fRow = i0 * uniforms.f0 + i1 * uniforms.f1 + i2 * uniforms.f2 + i3 * uniforms.f3;
-  let p = select(j - half, j + half, j < half);
-  result[index] = X[index] * C[fRow * d + j] + X[index - j + p] * ${sine};
 }
 `;
   }
@@ -232,8 +212,25 @@ export function fusedRopeUnsupported(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf
   return null;
 }
 
-const run = (inputs: tf.NamedTensorMap, transpose: boolean, kernel = ROPE_KERNEL): tf.Tensor =>
+const run = (kernel: string, inputs: tf.NamedTensorMap, transpose: boolean): tf.Tensor =>
   tf.engine().runKernel(kernel, inputs, { transpose } as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+/**
+ * `kernel` (`GtaRope` or `GtaRopeHeads`) on x forward, and with `transpose` on dy as x's gradient, under
+ * `tf.customGrad`; the factors get no gradient.
+ */
+function rotationWithGradient(kernel: string, x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    // Saved (shared, not copied) so that the backward outlives a RotaryStep disposed after the forward.
+    save([cos, sinSigned]);
+    return {
+      value: run(kernel, { x: xs, cos, sinSigned }, false),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(kernel, { x: dy, cos: saved[0], sinSigned: saved[1] }, true),
+    };
+  });
+  return f(x);
+}
 
 /** Why `fusedRopeToHeads` cannot take these inputs, or null when it can. */
 export function fusedRopeToHeadsUnsupported(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): string | null {
@@ -254,16 +251,7 @@ export function fusedRopeToHeads(x: tf.Tensor4D, cos: tf.Tensor, sinSigned: tf.T
   registerRopeKernel();
   if (tf.getKernel(ROPE_HEADS_KERNEL, tf.getBackend()) === undefined)
     throw new ValueError(`fused RoPE (heads first): the kernel needs the webgpu backend (active backend is ${tf.getBackend()}).`);
-  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
-    save([cos, sinSigned]); // shared, not copied: the backward outlives a RotaryStep disposed after the forward
-    return {
-      value: run({ x: xs, cos, sinSigned }, false, ROPE_HEADS_KERNEL), // [B, T, H, d] -> [B, H, T, d]
-      // dy [B, H, T, d] -> dx [B, T, H, d]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true, ROPE_HEADS_KERNEL),
-    };
-  });
-  return f(x) as tf.Tensor4D;
+  return rotationWithGradient(ROPE_HEADS_KERNEL, x, cos, sinSigned) as tf.Tensor4D; // [B, T, H, d] -> [B, H, T, d]
 }
 
 /**
@@ -279,14 +267,5 @@ export function fusedRope(x: tf.Tensor, cos: tf.Tensor, sinSigned: tf.Tensor): t
   registerRopeKernel();
   if (tf.getKernel(ROPE_KERNEL, tf.getBackend()) === undefined)
     throw new ValueError(`fused RoPE: the fused kernel needs the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
-  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
-    // Saved (shared, not copied) so that the backward outlives a RotaryStep disposed after the forward.
-    save([cos, sinSigned]);
-    return {
-      value: run({ x: xs, cos, sinSigned }, false),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run({ x: dy, cos: saved[0], sinSigned: saved[1] }, true),
-    };
-  });
-  return f(x);
+  return rotationWithGradient(ROPE_KERNEL, x, cos, sinSigned);
 }
