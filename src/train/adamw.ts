@@ -46,6 +46,10 @@ export class AdamW {
   private packed: tf.Variable[] | null = null;
   /** The webgpu groups: variable indices of each packed state. */
   private readonly groups: number[][];
+  /** Each variable's packed state (group index) and where its block (m, then v) starts in it. */
+  private readonly blocks: Array<{ group: number; offset: number }>;
+  /** Elements of each group's state: m and v of each of its variables. */
+  private readonly groupSizes: number[];
   private t = 0;
 
   constructor(variables: tf.Variable[], options: AdamWOptions = {}) {
@@ -55,8 +59,17 @@ export class AdamW {
     this.epsilon = options.epsilon ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.1;
     this.groups = momentGroups(variables.map((x) => x.size));
+    this.blocks = [];
+    this.groupSizes = this.groups.map((group, k) => {
+      let offset = 0;
+      for (const i of group) {
+        this.blocks[i] = { group: k, offset };
+        offset += 2 * variables[i].size;
+      }
+      return offset;
+    });
     if (usesFusedTrainingKernels()) {
-      this.packed = this.groups.map((g) => tf.tidy(() => tf.variable(tf.zeros([this.groupSize(g)]), false)));
+      this.packed = this.groupSizes.map((n) => tf.tidy(() => tf.variable(tf.zeros([n]), false)));
     } else {
       this.m = variables.map(zerosVariable);
       this.v = variables.map(zerosVariable);
@@ -134,11 +147,6 @@ export class AdamW {
     });
   }
 
-  /** State elements of a group: m and v of each of its variables. */
-  private groupSize(group: number[]): number {
-    return group.reduce((acc, i) => acc + 2 * this.variables[i].size, 0);
-  }
-
   /** The webgl fused update: three kernels per variable over separate moments (the composed path's layout). */
   private applyFusedWebGL(grads: tf.Tensor[], lr: number, gradScale: number | tf.Tensor, c1: number, c2: number): void {
     this.unpack();
@@ -173,20 +181,12 @@ export class AdamW {
   private unpack(): void {
     if (this.packed === null) return;
     const states = this.packed;
-    this.m = [];
-    this.v = [];
-    this.groups.forEach((group, k) => {
-      let offset = 0;
-      for (const i of group) {
-        const w = this.variables[i];
-        const [m, v] = tf.tidy(() =>
-          [0, 1].map((half) => tf.variable(tf.reshape(tf.slice(states[k], [offset + half * w.size], [w.size]), w.shape), false)),
-        );
-        this.m![i] = m;
-        this.v![i] = v;
-        offset += 2 * w.size;
-      }
-    });
+    const half = (w: tf.Variable, i: number, which: 0 | 1) => {
+      const { group, offset } = this.blocks[i];
+      return tf.tidy(() => tf.variable(tf.reshape(tf.slice(states[group], [offset + which * w.size], [w.size]), w.shape), false));
+    };
+    this.m = this.variables.map((w, i) => half(w, i, 0));
+    this.v = this.variables.map((w, i) => half(w, i, 1));
     tf.dispose(states);
     this.packed = null;
   }
@@ -195,18 +195,12 @@ export class AdamW {
   private split(values: Float32Array[], separate: boolean): { m: Float32Array[]; v: Float32Array[] } {
     const count = this.variables.length;
     if (separate) return { m: values.slice(0, count), v: values.slice(count) };
-    const m: Float32Array[] = [];
-    const v: Float32Array[] = [];
-    this.groups.forEach((group, k) => {
-      let offset = 0;
-      for (const i of group) {
-        const n = this.variables[i].size;
-        m[i] = values[k].slice(offset, offset + n);
-        v[i] = values[k].slice(offset + n, offset + 2 * n);
-        offset += 2 * n;
-      }
-    });
-    return { m, v };
+    const half = (i: number, which: 0 | 1) => {
+      const { group, offset } = this.blocks[i];
+      const n = this.variables[i].size;
+      return values[group].slice(offset + which * n, offset + (which + 1) * n);
+    };
+    return { m: this.variables.map((_, i) => half(i, 0)), v: this.variables.map((_, i) => half(i, 1)) };
   }
 
   private stateTensors(): tf.Tensor[] {
@@ -239,16 +233,13 @@ export class AdamW {
     this.t = state.step;
     tf.tidy(() => {
       if (this.packed !== null) {
-        this.groups.forEach((group, k) => {
-          const flat = new Float32Array(this.groupSize(group));
-          let offset = 0;
-          for (const i of group) {
-            flat.set(state.m[i], offset);
-            flat.set(state.v[i], offset + state.m[i].length);
-            offset += 2 * state.m[i].length;
-          }
-          this.packed![k].assign(tf.tensor(flat, [flat.length]));
+        const flats = this.groupSizes.map((n) => new Float32Array(n));
+        this.variables.forEach((w, i) => {
+          const { group, offset } = this.blocks[i];
+          flats[group].set(state.m[i], offset);
+          flats[group].set(state.v[i], offset + w.size);
         });
+        flats.forEach((flat, k) => this.packed![k].assign(tf.tensor(flat, [flat.length])));
       } else {
         this.variables.forEach((w, i) => {
           this.m![i].assign(tf.tensor(state.m[i], w.shape));
