@@ -49,8 +49,8 @@ export class AttentionCache {
 
   /**
    * A cache of exact tensors `entries` (each with its sequence axis), or, with `view`, of the first `view.length`
-   * positions of a cache arena (pass `{}` as `entries`; every region `[B, H, S, D]`, sequence axis 2; no padding
-   * mask), which it holds until disposed (`fromArena`).
+   * positions of a cache arena (pass `{}` as `entries`; each region `[B, H, S, D]` on sequence axis 2 or `[B, S, D]`
+   * on axis 1, as the arena's spec says; no padding mask), which it holds until disposed (`fromArena`).
    */
   constructor(
     kind: AttentionKind,
@@ -75,7 +75,7 @@ export class AttentionCache {
       this.exact = null;
       this.length = length;
       this.batchSize = arena.batch;
-      this.seqAxes = Object.fromEntries(arena.spec.regions.map((r) => [r.name, 2]));
+      this.seqAxes = Object.fromEntries(arena.spec.regions.map((r) => [r.name, arena.seqAxis(r.name)]));
       arena.retain();
       return;
     }
@@ -107,7 +107,8 @@ export class AttentionCache {
       if (this.disposed) throw new ValueError('AttentionCache: the cache has been disposed.');
       const arena = this.arena!;
       const made: Record<string, CacheEntry> = {};
-      for (const r of arena.spec.regions) made[r.name] = { tensor: tf.keep(arena.slice(r.name, this.length)), seqAxis: 2 };
+      for (const r of arena.spec.regions)
+        made[r.name] = { tensor: tf.keep(arena.slice(r.name, this.length)), seqAxis: arena.seqAxis(r.name) };
       this.exact = made;
     }
     return this.exact;

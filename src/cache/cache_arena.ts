@@ -28,8 +28,11 @@ export interface ArenaRegion {
 
 /** What a mechanism keeps in an arena: its cache tensors (in order) and its query. */
 export interface ArenaSpec {
-  /** Cache tensors by name, `[B, heads, S, dim]` each (sequence axis 2). */
-  regions: Array<{ name: string; heads: number; dim: number }>;
+  /**
+   * Cache tensors by name, `[B, heads, S, dim]` each (sequence axis 2), or with `seqAxis: 1` and one head
+   * `[B, S, dim]` (MLA's latent and RoPE key; the same memory layout).
+   */
+  regions: Array<{ name: string; heads: number; dim: number; seqAxis?: 1 | 2 }>;
   /** The rotated query of one step, `[B, heads, 1, dim]`. */
   query: { heads: number; dim: number };
 }
@@ -101,14 +104,21 @@ export class CacheArena {
     return this.spec.regions.reduce((n, r) => n + r.heads * r.dim, 0);
   }
 
-  /** The first `length` positions of region `name` as a new tensor `[B, H, length, D]`. */
-  slice(name: string, length: number): tf.Tensor4D {
+  /** Sequence axis of region `name`'s cache tensor (2, or 1 for a `[B, S, D]` region). */
+  seqAxis(name: string): 1 | 2 {
+    return this.spec.regions.find((r) => r.name === name)?.seqAxis ?? 2;
+  }
+
+  /** The first `length` positions of region `name` as a new tensor `[B, H, length, D]` (`[B, length, D]` on sequence axis 1). */
+  slice(name: string, length: number): tf.Tensor {
     const r = this.regions[name];
     if (r === undefined) throw new ValueError(`CacheArena: no region named ${JSON.stringify(name)}.`);
+    const flat = this.seqAxis(name) === 1;
     return tf.tidy(() => {
       const region = tf.slice(this.tensor, [r.offset], [this.batch * r.heads * this.capacity * r.dim]);
       const shaped = tf.reshape(region, [this.batch, r.heads, this.capacity, r.dim]);
-      return tf.slice(shaped, [0, 0, 0, 0], [this.batch, r.heads, length, r.dim]) as tf.Tensor4D;
+      const rows = tf.slice(shaped, [0, 0, 0, 0], [this.batch, r.heads, length, r.dim]);
+      return flat ? tf.reshape(rows, [this.batch, length, r.dim]) : rows;
     });
   }
 

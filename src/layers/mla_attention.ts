@@ -23,6 +23,10 @@
  *   q~_i = q_nope_i W_UK_i^T (Dc);  o~_i = softmax([q~_i ; q_rope_i] [c ; k_rope]^T / sqrt(Dqk)) c;  o_i = o~_i W_UV_i
  */
 import * as tf from '@tensorflow/tfjs';
+import type { ArenaSpec, CacheArena } from '../cache/cache_arena.js';
+import { latentUpDecode } from '../kernels/webgpu/decode_step.js';
+import { mlaDecodeAttention, mlaDecodeUnsupported } from '../kernels/webgpu/mla_decode.js';
+import type { RotaryFactors } from '../ops/rope.js';
 import * as check from '../utils/errors.js';
 import { GroupedAttentionOptions, groupedAttention } from '../ops/attention_core.js';
 import { groupMatMul, project } from '../ops/dense.js';
@@ -219,16 +223,18 @@ export class MultiHeadLatentAttention extends AttentionLayer {
    * changes (`derivedWeight`); under a gradient tape they are split in the call, differentiably.
    */
   private absorbedWeights(ctx: ForwardContext): { uk: tf.Tensor3D; uv: tf.Tensor3D } {
-    const { kvLoraRank: dc, numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv } = this;
-    const part = (index: 0 | 1) => (): tf.Tensor => {
-      const perHead = tf.reshape(read(this.kvBKernel)!, [dc, h, dn + dv]); // [Dc, H*(Dn+Dv)] -> [Dc, H, Dn+Dv]
-      const piece = tf.split(perHead, [dn, dv], -1)[index]; // [Dc, H, Dn] or [Dc, H, Dv]
-      return tf.transpose(piece, index === 0 ? [1, 2, 0] : [1, 0, 2]); // W_UK [H, Dn, Dc] or W_UV [H, Dc, Dv]
-    };
     return {
-      uk: this.derivedWeight(ctx, 'key_value_b/uk', [this.kvBKernel], part(0)) as tf.Tensor3D,
-      uv: this.derivedWeight(ctx, 'key_value_b/uv', [this.kvBKernel], part(1)) as tf.Tensor3D,
+      uk: this.derivedWeight(ctx, 'key_value_b/uk', [this.kvBKernel], () => this.absorbedPart(0)) as tf.Tensor3D,
+      uv: this.derivedWeight(ctx, 'key_value_b/uv', [this.kvBKernel], () => this.absorbedPart(1)) as tf.Tensor3D,
     };
+  }
+
+  /** W_UK `[H, Dn, Dc]` (index 0) or W_UV `[H, Dc, Dv]` (index 1), split from Wkvb. */
+  private absorbedPart(index: 0 | 1): tf.Tensor {
+    const { kvLoraRank: dc, numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv } = this;
+    const perHead = tf.reshape(read(this.kvBKernel)!, [dc, h, dn + dv]); // [Dc, H*(Dn+Dv)] -> [Dc, H, Dn+Dv]
+    const piece = tf.split(perHead, [dn, dv], -1)[index]; // [Dc, H, Dn] or [Dc, H, Dv]
+    return tf.transpose(piece, index === 0 ? [1, 2, 0] : [1, 0, 2]); // W_UK [H, Dn, Dc] or W_UV [H, Dc, Dv]
   }
 
   /**
@@ -264,6 +270,70 @@ export class MultiHeadLatentAttention extends AttentionLayer {
 
   protected cacheAxes(): Record<string, number> {
     return { latent: 1, keyRope: 1 };
+  }
+
+  protected override decodeArenaSpec(): ArenaSpec | null {
+    const { numHeads: h, kvLoraRank: dc, qkRopeHeadDim: dr } = this;
+    if (!this.absorbForDecode || mlaDecodeUnsupported(h, dc, dr) !== null) return null;
+    return {
+      regions: [
+        { name: 'latent', heads: 1, dim: dc, seqAxis: 1 },
+        { name: 'keyRope', heads: 1, dim: dr, seqAxis: 1 },
+      ],
+      query: { heads: h, dim: dc + dr },
+    };
+  }
+
+  /**
+   * The fused absorbed decode step (webgpu). Without query compression `[q | c_raw ; k_rope_raw] = x [Wq | Wkva]`
+   * is one product; with it, `x [Wqa | Wkva]`, then the query's RMSNorm and `Wqb`. One kernel (mla_decode.ts)
+   * writes c = RMSNorm(c_raw) and RoPE(k_rope) into the cache arena at `position`, absorbs W_UK into each
+   * head's query and attends in latent space (o~ [B, H, 1, Dc]); one applies W_UV per head; then the output
+   * projection. Kernels without query compression or biases: BatchMatMul, GtaMlaDecodeAttention,
+   * GtaLatentUpDecode, BatchMatMul.
+   */
+  protected override fusedDecodeStep(
+    x: tf.Tensor3D,
+    arena: CacheArena,
+    position: number,
+    rope: (dim: number) => RotaryFactors,
+  ): tf.Tensor3D {
+    const [b, , d] = x.shape;
+    const { numHeads: h, qkRopeHeadDim: dr, vHeadDim: dv } = this;
+    const hq = h * this.qkHeadDim;
+    const first = this.qLoraRank === null ? this.queryKernel! : this.queryAKernel!;
+    // [1, D, N]: N = H*Dqk + Dc+Dr, or Dq + Dc+Dr with query compression; kept between steps.
+    const { kernel } = this.keptDecodeProjection('decode/q+kva', [first, this.kvAKernel!], null, 1);
+    const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
+    let queries = rows;
+    if (this.qLoraRank !== null) {
+      const dq = this.qLoraRank;
+      let cq = tf.slice(rows, [0, 0, 0], [b, 1, dq]); // [B, 1, Dq]
+      if (this.queryABias !== null) cq = tf.add(cq, read(this.queryABias)!);
+      const wqb = this.keptWeight('decode/query_b', [this.queryBKernel], () => tf.reshape(read(this.queryBKernel)!, [1, dq, hq]));
+      queries = tf.matMul(rmsNorm(cq, read(this.queryANorm), this.rmsNormEpsilon), wqb); // [B, 1, Dq] @ [1, Dq, H*Dqk]
+    }
+    const o = mlaDecodeAttention(
+      {
+        queries,
+        queryColumn: 0,
+        rows,
+        rowColumn: this.qLoraRank ?? hq,
+        bias: read(this.kvABias),
+        factors: rope(dr),
+        gain: read(this.kvANorm)!,
+        epsilon: this.rmsNormEpsilon,
+        uk: this.keptWeight('key_value_b/uk', [this.kvBKernel], () => this.absorbedPart(0)),
+      },
+      arena,
+      position,
+      1 / Math.sqrt(this.qkHeadDim),
+    ); // [B, H, 1, Dc]
+    const uv = this.keptWeight('key_value_b/uv', [this.kvBKernel], () => this.absorbedPart(1)) as tf.Tensor3D; // [H, Dc, Dv]
+    const heads = latentUpDecode(o, uv); // [B, H, 1, Dc] x [H, Dc, Dv] -> [B, 1, H*Dv]
+    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, h * dv, d]));
+    const out = tf.matMul(heads, wo) as tf.Tensor3D; // [B, 1, H*Dv] @ [1, H*Dv, D] -> [B, 1, D]
+    return this.outputBias === null ? out : tf.add(out, read(this.outputBias)!);
   }
 
   kvCacheElementsPerToken(): number {

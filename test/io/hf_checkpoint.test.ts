@@ -1,20 +1,35 @@
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
+import { MLA_DECODE_KERNEL } from '../../src/kernels/webgpu/mla_decode.js';
 import { causalLMConfigFromHF, causalLMFromHF } from '../../src/io/hf_checkpoint.js';
 import { parseSafetensors, parseTensorJSON } from '../../src/io/safetensors.js';
 import { parseReferenceModelFile, runReferenceModelCase } from '../../src/conformance/reference_models.js';
 import { describeBackends, expectThrows, it } from '../kit/index.js';
+import { readFixtureBytes, readFixtureText } from '../kit/fixtures.js';
 
-const modelsUrl = new URL('../fixtures/models/models.json', import.meta.url);
-const file = parseReferenceModelFile(readFileSync(modelsUrl, 'utf8'));
-const weightsOf = (name: string) => parseSafetensors(readFileSync(new URL(`../fixtures/models/${name}`, import.meta.url)));
+// Read through the kit, so that the browser suite runs these too: on webgpu the greedy continuation goes
+// through each mechanism's fused decode step.
+const file = parseReferenceModelFile(await readFixtureText('models/models.json'));
+const files = new Map(
+  await Promise.all(file.cases.map(async (c) => [c.weights_file, await readFixtureBytes(`models/${c.weights_file}`)] as const)),
+);
+const weightsOf = (name: string) => parseSafetensors(files.get(name)!);
 
-describeBackends('reference models (safetensors import, logits, cached greedy decoding)', ({ tol }) => {
+/** The fused decode kernel each mechanism's one-token steps run on webgpu. */
+const DECODE_KERNELS: Record<string, string> = { gta: DECODE_ATTENTION_KERNEL, gqa: DECODE_ATTENTION_KERNEL, mla: MLA_DECODE_KERNEL };
+
+describeBackends('reference models (safetensors import, logits, cached greedy decoding)', ({ backend, tol }) => {
   for (const c of file.cases) {
     it(`${c.name} (${c.mechanism}) matches the reference logits and greedy continuation`, async () => {
-      const r = await runReferenceModelCase(c, weightsOf(c.weights_file));
-      expect(r.logitsError).to.be.at.most(Math.max(1e-4, tol.output));
-      expect(r.continuation).to.deep.equal(c.greedy.continuation);
+      let r: Awaited<ReturnType<typeof runReferenceModelCase>> | null = null;
+      const profile = await tf.profile(async () => {
+        r = await runReferenceModelCase(c, weightsOf(c.weights_file));
+      });
+      const result = r!;
+      expect(result.logitsError).to.be.at.most(Math.max(1e-4, tol.output));
+      expect(result.continuation).to.deep.equal(c.greedy.continuation);
+      if (backend === 'webgpu') expect(profile.kernelNames, 'kernels of the run').to.include(DECODE_KERNELS[c.mechanism]);
     });
   }
 

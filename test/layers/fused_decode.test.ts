@@ -13,6 +13,8 @@ import { AttentionLayer } from '../../src/layers/attention_base.js';
 import { buildLayer } from '../../src/layers/layer_utils.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
+import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
+import { MLA_DECODE_KERNEL } from '../../src/kernels/webgpu/mla_decode.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
 import { decodeBlock, decodeRows, decodeSplits } from '../../src/kernels/webgpu/flash_decode.js';
@@ -28,6 +30,9 @@ interface Case {
   name: string;
   make: () => AttentionLayer;
   entries: string[];
+  /** The fused attention kernel a step runs, and the most kernels a step may run (tf.profile). */
+  kernel?: string;
+  maxKernels?: number;
 }
 
 const CASES: Case[] = [
@@ -65,6 +70,45 @@ const CASES: Case[] = [
     make: () =>
       new GroupedHeadLatentAttention({ numHeads: 48, headDim: 4, numQueryHeads: 1, numKeyHeads: 1, numValueHeads: 1, valueDim: 192 }),
     entries: ['key', 'latent'],
+  },
+  {
+    name: 'MLA absorbed (biases)',
+    make: () =>
+      new MultiHeadLatentAttention({
+        numHeads: 4,
+        kvLoraRank: 8,
+        qkNopeHeadDim: 4,
+        qkRopeHeadDim: 4,
+        vHeadDim: 4,
+        useBias: true,
+        useCausalMask: true,
+      }),
+    entries: ['latent', 'keyRope'],
+    kernel: MLA_DECODE_KERNEL,
+  },
+  {
+    name: 'MLA with query compression and odd dims (biases)',
+    make: () =>
+      new MultiHeadLatentAttention({
+        numHeads: 3,
+        qLoraRank: 5,
+        kvLoraRank: 11,
+        qkNopeHeadDim: 3,
+        qkRopeHeadDim: 2,
+        vHeadDim: 5,
+        useBias: true,
+      }),
+    entries: ['latent', 'keyRope'],
+    kernel: MLA_DECODE_KERNEL,
+    // the query's own product, its bias and RMSNorm, and the slice of its rows come on top
+    maxKernels: 10,
+  },
+  {
+    name: 'MLA with 32 heads (two workgroups of rows per sequence) and a 64-wide latent',
+    make: () =>
+      new MultiHeadLatentAttention({ numHeads: 32, kvLoraRank: 64, qkNopeHeadDim: 4, qkRopeHeadDim: 8, vHeadDim: 4, useCausalMask: true }),
+    entries: ['latent', 'keyRope'],
+    kernel: MLA_DECODE_KERNEL,
   },
 ];
 
@@ -147,7 +191,7 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
     });
   }
 
-  for (const c of [CASES[0], CASES[3]]) {
+  for (const c of [CASES[0], CASES[3], CASES[5]]) {
     it(`after a 300-token prefill (keys split over workgroups): ${c.name}`, async () => {
       const layer = makeLayer(c, 50);
       const prompt = randomTensor([2, 300, D], 51);
@@ -221,7 +265,9 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
   });
 
   for (const [i, c] of CASES.entries()) {
-    it(`one step dispatches at most 5 kernels, one of them ${DECODE_ATTENTION_KERNEL}: ${c.name}`, async () => {
+    const kernel = c.kernel ?? DECODE_ATTENTION_KERNEL;
+    const most = c.maxKernels ?? 5;
+    it(`one step dispatches at most ${most} kernels, one of them ${kernel}: ${c.name}`, async () => {
       const layer = makeLayer(c, 40 + i);
       const prompt = randomTensor([2, 4, D], 41);
       const x = randomTensor([2, 1, D], 42);
@@ -234,7 +280,7 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           return step.output;
         });
         const names = profile.kernels.map((k) => k.name);
-        if (names.length > 5 || !names.includes(DECODE_ATTENTION_KERNEL) || names.includes('Concat'))
+        if (names.length > most || !names.includes(kernel) || names.includes('Concat'))
           throw new Error(`kernels of one step: ${names.join(', ')}`);
       } finally {
         tf.dispose([prompt, x, p.output, warm.output]);

@@ -248,8 +248,8 @@ function decodeAttentionKernel(args: { inputs: tf.NamedTensorInfoMap; backend: u
   return runFlashDecode(backend, decode, folded, decodeBlock(folded, q.dim)!, arena!);
 }
 
-/** flash_decode.ts's program over `source` (q, k and v all views of it), and the combine of its splits. */
-function runFlashDecode(
+/** flash_decode.ts's program over `source` (q, k, v and any extra key all views of it), and the combine of its splits. */
+export function runFlashDecode(
   backend: WebGPUBackendLike,
   shapes: FlashDecodeShapes,
   rows: number,
@@ -258,7 +258,8 @@ function runFlashDecode(
 ): tf.TensorInfo {
   const { splits, chunk } = decodeSplits(shapes, rows, block);
   const program = new FlashDecodeProgram(shapes, rows, block, splits, chunk);
-  const out = backend.runWebGPUProgram(program, [source, source, source], 'float32', program.uniformValues());
+  const views = program.variableNames.map(() => source);
+  const out = backend.runWebGPUProgram(program, views, 'float32', program.uniformValues());
   if (splits === 1) return out;
   const combine = new AttentionCombineProgram([shapes.b, shapes.nQ, 1, shapes.dv], splits, shapes.dv, false);
   const merged = backend.runWebGPUProgram(combine, [out], 'float32', combine.uniformValues());
@@ -267,14 +268,16 @@ function runFlashDecode(
 }
 
 export const GATED_DECODE_KERNEL = 'GtaGatedLatentDecode';
+/** The same product without the gate (MLA's W_UV per head): `[B, H, 1, Dc]` x `[H, Dc, Dv]` -> `[B, 1, H*Dv]`. */
+export const LATENT_UP_DECODE_KERNEL = 'GtaLatentUpDecode';
 
 interface GatedDecodeAttrs {
-  /** Width N of the projected row, and the column of its first gate value. */
+  /** Width N of the projected row, and the column of its first gate value (-1: no gate). */
   width: number;
   gateColumn: number;
 }
 
-/** One invocation per output element u[b, w]. */
+/** One invocation per output element u[b, w]; without a gate (gateColumn -1) u itself. */
 class GatedDecodeProgram implements WebGPUProgram {
   variableNames: string[];
   outputShape: number[];
@@ -292,7 +295,8 @@ class GatedDecodeProgram implements WebGPUProgram {
     private readonly attrs: GatedDecodeAttrs,
     private readonly bias: boolean,
   ) {
-    this.variableNames = bias ? ['O', 'R', 'F', 'Bias'] : ['O', 'R', 'F'];
+    const gated = attrs.gateColumn >= 0;
+    this.variableNames = !gated ? ['O', 'F'] : bias ? ['O', 'R', 'F', 'Bias'] : ['O', 'R', 'F'];
     this.outputShape = [b, 1, hq * group];
     this.dispatch = [Math.ceil((b * hq * group) / WORKGROUP), 1, 1];
     this.shaderKey = `gtaGatedDecode_${hq}_${dl}_${group}_${attrs.width}_${attrs.gateColumn}_${bias}`;
@@ -301,6 +305,8 @@ class GatedDecodeProgram implements WebGPUProgram {
   getUserCode(): string {
     const { hq, dl, group } = this;
     const w = hq * group;
+    const gate = `R[b * ${this.attrs.width} + ${this.attrs.gateColumn} + c]${this.bias ? ` + Bias[${this.attrs.gateColumn} + c]` : ''}`;
+    const write = this.attrs.gateColumn >= 0 ? `result[index] = u / (1.0 + exp(-(${gate})));` : 'result[index] = u;';
     return `
 fn main(index : i32) {
   if (index >= uniforms.size) { return; }
@@ -312,8 +318,7 @@ fn main(index : i32) {
   for (var j = 0; j < ${dl}; j++) {
     u += O[(b * ${hq} + g) * ${dl} + j] * F[(g * ${dl} + j) * ${group} + col];
   }
-  let gate = R[b * ${this.attrs.width} + ${this.attrs.gateColumn} + c]${this.bias ? ` + Bias[${this.attrs.gateColumn} + c]` : ''};
-  result[index] = u / (1.0 + exp(-gate));
+  ${write}
 }
 `;
   }
@@ -324,7 +329,8 @@ function gatedDecodeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unkno
   const { latents, rows, blocks, bias } = args.inputs;
   const [b, hq, , dl] = latents!.shape;
   const program = new GatedDecodeProgram(b, hq, dl, blocks!.shape[2], args.attrs as unknown as GatedDecodeAttrs, bias !== undefined);
-  return backend.runWebGPUProgram(program, [latents!, rows!, blocks!, ...(bias ? [bias] : [])], 'float32');
+  const inputs = rows === undefined ? [latents!, blocks!] : [latents!, rows, blocks!, ...(bias ? [bias] : [])];
+  return backend.runWebGPUProgram(program, inputs, 'float32');
 }
 
 /**
@@ -346,6 +352,16 @@ export function gatedLatentDecode(
   return tf.engine().runKernel(GATED_DECODE_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
 }
 
+/**
+ * Per head `o_h blocks_h` side by side for one token per sequence: latents `o [B, H, 1, Dl]` and blocks
+ * `[H, Dl, Dv]` -> `[B, 1, H*Dv]` (one dispatch; MLA's W_UV after its absorbed decode).
+ */
+export function latentUpDecode(latents: tf.Tensor4D, blocks: tf.Tensor3D): tf.Tensor3D {
+  registerDecodeKernels();
+  const attrs: GatedDecodeAttrs = { width: 0, gateColumn: -1 };
+  return tf.engine().runKernel(LATENT_UP_DECODE_KERNEL, { latents, blocks }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
 /** Registers the kernels for the webgpu backend (once). */
 export function registerDecodeKernels(): void {
   if (tf.getKernel(DECODE_ATTENTION_KERNEL, 'webgpu') !== undefined) return;
@@ -356,6 +372,11 @@ export function registerDecodeKernels(): void {
     kernelFunc: decodeAttentionKernel as unknown as tf.KernelFunc,
   });
   tf.registerKernel({ kernelName: GATED_DECODE_KERNEL, backendName: 'webgpu', kernelFunc: gatedDecodeKernel as unknown as tf.KernelFunc });
+  tf.registerKernel({
+    kernelName: LATENT_UP_DECODE_KERNEL,
+    backendName: 'webgpu',
+    kernelFunc: gatedDecodeKernel as unknown as tf.KernelFunc,
+  });
 }
 
 /** Why the fused decode cannot take these dims, or null when it can. */

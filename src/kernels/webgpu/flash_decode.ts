@@ -21,6 +21,10 @@
  * Outputs: one split: `[B, nQ, 1, Dv]` normalised; several: `[B, nQ, 1, P * (Dv + 2)]` (per split the
  * unnormalised output, m, l), merged by attention_combine.ts. Keys and values may be views into one buffer
  * (a cache arena): offsets and the keys' row capacity are uniforms.
+ *
+ * An extra key part (MLA's absorbed decode: De > 0): the query rows hold Dk + De values and each key's score
+ * adds the dot product of the last De with a second key view `[B, nK, SC, De]` (the shared RoPE key), so the
+ * key never has to be stored concatenated.
  */
 import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
 import { WORKGROUP_FLOATS } from './flash_attention.js';
@@ -38,8 +42,13 @@ export interface FlashDecodeShapes {
   dk: number;
   dv: number;
   scale: number;
-  /** Element offsets of q `[B, nQ, 1, Dk]`, k `[B, nK, SC, Dk]` and v `[B, nV, SC, Dv]`, and SC. */
-  views: { query: number; key: number; value: number; keyCapacity: number };
+  /**
+   * Element offsets of q `[B, nQ, 1, Dk + De]`, k `[B, nK, SC, Dk]`, v `[B, nV, SC, Dv]` and the extra key
+   * `[B, nK, SC, De]` (when De > 0), and SC.
+   */
+  views: { query: number; key: number; value: number; keyCapacity: number; extraKey?: number };
+  /** De, the dim of the extra key part (default 0: none). */
+  de?: number;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -80,7 +89,7 @@ export function decodeSplits(shapes: FlashDecodeShapes, rows: number, block: num
 }
 
 export class FlashDecodeProgram implements WebGPUProgram {
-  variableNames = ['Q', 'K', 'V'];
+  variableNames: string[];
   outputShape: number[];
   shaderKey: string;
   dispatchLayout = { x: [0] };
@@ -88,7 +97,7 @@ export class FlashDecodeProgram implements WebGPUProgram {
   workgroupSize: [number, number, number];
   uniforms =
     'S : i32, nQ : i32, nK : i32, nV : i32, rk : i32, rv : i32, groups : i32, splits : i32, chunk : i32, total : i32, ' +
-    'qBase : i32, kBase : i32, vBase : i32, SC : i32, scale : f32,';
+    'qBase : i32, kBase : i32, vBase : i32, SC : i32, eBase : i32, scale : f32,';
   private readonly values: ProgramUniform[];
 
   constructor(
@@ -99,15 +108,16 @@ export class FlashDecodeProgram implements WebGPUProgram {
     chunk: number,
   ) {
     const { b, nQ, nK, nV, dv } = shp;
+    this.variableNames = (shp.de ?? 0) > 0 ? ['Q', 'K', 'V', 'E'] : ['Q', 'K', 'V'];
     const groups = nQ / this.rows;
     const total = b * groups * splits;
     this.outputShape = splits === 1 ? [b, nQ, 1, dv] : [b, nQ, 1, splits * (dv + 2)];
     this.workgroupSize = [block, 1, 1];
     this.dispatch = [total, 1, 1];
-    this.shaderKey = `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${dv}_${splits === 1 ? 'final' : 'partial'}`;
+    this.shaderKey = `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${shp.de ?? 0}_${dv}_${splits === 1 ? 'final' : 'partial'}`;
     const ints = [shp.s, nQ, nK, nV, nQ / nK, nQ / nV, groups, splits, chunk, total];
-    const { query, key, value, keyCapacity } = shp.views;
-    this.values = [...ints, query, key, value, keyCapacity].map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
+    const { query, key, value, keyCapacity, extraKey } = shp.views;
+    this.values = [...ints, query, key, value, keyCapacity, extraKey ?? 0].map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
     this.values.push({ type: 'float32', data: [shp.scale] });
   }
 
@@ -119,6 +129,7 @@ export class FlashDecodeProgram implements WebGPUProgram {
     const R = this.rows;
     const KB = this.block;
     const { dk, dv } = this.shp;
+    const de = this.shp.de ?? 0;
     // Value columns per invocation (CC) and invocations per column (H, which split the keys of a block).
     const cc = dv > KB ? Math.ceil(dv / KB) : 1;
     const h = dv > KB ? 1 : Math.floor(KB / dv);
@@ -140,25 +151,36 @@ export class FlashDecodeProgram implements WebGPUProgram {
         let y2 = K[kp + d + 2];
         let y3 = K[kp + d + 3];
         for (var r = 0; r < R; r++) {
-          let q = r * DK + d;
+          let q = r * DQ + d;
           s[r] += qs[q] * y0 + qs[q + 1] * y1 + qs[q + 2] * y2 + qs[q + 3] * y3;
         }
       }`
         : `
       for (var d = 0; d < DK; d++) {
         let kd = K[kp + d];
-        for (var r = 0; r < R; r++) { s[r] += qs[r * DK + d] * kd; }
+        for (var r = 0; r < R; r++) { s[r] += qs[r * DQ + d] * kd; }
+      }`;
+    const extraLoop =
+      de === 0
+        ? ''
+        : `
+      let ep = eRows + key * DE;
+      for (var d = 0; d < DE; d++) {
+        let ed = E[ep + d];
+        for (var r = 0; r < R; r++) { s[r] += qs[r * DQ + DK + d] * ed; }
       }`;
     return `
 const R = ${R};
 const KB = ${KB};
 const DK = ${dk};
+const DE = ${de};
+const DQ = DK + DE;
 const DV = ${dv};
 const CC = ${cc};
 const H = ${h};
 const NEG = -3.0e38;
 
-var<workgroup> qs : array<f32, ${R * dk}>;
+var<workgroup> qs : array<f32, ${R * (dk + de)}>;
 var<workgroup> ps : array<f32, ${R * KB}>;
 var<workgroup> mrow : array<f32, R>;
 var<workgroup> lrow : array<f32, R>;
@@ -180,10 +202,15 @@ fn main(index : i32) {
   let keyStart = split * uniforms.chunk;
   let keyEnd = select(keyStart, min(uniforms.S, keyStart + uniforms.chunk), valid);
   let kRows = uniforms.kBase + (b * uniforms.nK + kh) * uniforms.SC * DK;
-  let vRows = uniforms.vBase + (b * uniforms.nV + vh) * uniforms.SC * DV;
+  let vRows = uniforms.vBase + (b * uniforms.nV + vh) * uniforms.SC * DV;${
+    de === 0
+      ? ''
+      : `
+  let eRows = uniforms.eBase + (b * uniforms.nK + kh) * uniforms.SC * DE;`
+  }
 
-  for (var i = li; i < R * DK; i += KB) {
-    qs[i] = Q[uniforms.qBase + (b * uniforms.nQ + firstHead) * DK + i] * uniforms.scale;
+  for (var i = li; i < R * DQ; i += KB) {
+    qs[i] = Q[uniforms.qBase + (b * uniforms.nQ + firstHead) * DQ + i] * uniforms.scale;
   }
   if (li < R) { mrow[li] = NEG; lrow[li] = 0.0; }
   if (li == 0) { blockCount = (keyEnd - keyStart + KB - 1) / KB; }
@@ -201,7 +228,7 @@ fn main(index : i32) {
     let key = k0 + li;
     var s : array<f32, R>;
     if (key < keyEnd) {
-      let kp = kRows + key * DK;${keyLoop}
+      let kp = kRows + key * DK;${keyLoop}${extraLoop}
       for (var r = 0; r < R; r++) { ps[r * KB + li] = s[r]; }
     } else {
       for (var r = 0; r < R; r++) { ps[r * KB + li] = NEG; }
