@@ -10,7 +10,7 @@
  *   bash .gpu/on-device.sh .gpu/gpu.mjs conformance-models FILE... --backend webgpu
  *   bash .gpu/on-device.sh .gpu/gpu.mjs cli ARGS...          the tfjs-gta command line (train, compare, ...)
  *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-check          fused attention = composed (test/ops/attention_fused_cases.ts)
- *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-bench --out DIR [--runs N] [--filter P] [--tuning JSON]
+ *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-bench --out DIR [--runs N] [--filter P] [--tuning JSON] [--decode-tuning JSON]
  *       fused against composed attention, layer prefill/decode/training at D=1024 (bench/gpu_fused.ts; DIR/fused.json)
  */
 // Order matters: the preload provides navigator.gpu before the webgpu backend package is evaluated.
@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { FUSED_ATTENTION_TUNING } from '../src/kernels/webgpu/fused_attention.js';
+import { FLASH_DECODE_TUNING } from '../src/kernels/webgpu/flash_decode.js';
 import { setBackendStrict } from '../src/backend.js';
 import { backendFlags } from './flags.js';
 import { machineInfo, type Versions } from './machine.js';
@@ -102,10 +103,14 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
       filter: { type: 'string' },
       // JSON fields of FUSED_ATTENTION_TUNING to try (e.g. '{"targetWorkgroups":1024}'), recorded in fused.json.
       tuning: { type: 'string' },
+      // JSON fields of FLASH_DECODE_TUNING (the decode kernel's key splits), recorded in fused.json.
+      'decode-tuning': { type: 'string' },
     },
   });
   if (values.tuning !== undefined)
     Object.assign(FUSED_ATTENTION_TUNING, JSON.parse(values.tuning) as Partial<typeof FUSED_ATTENTION_TUNING>);
+  if (values['decode-tuning'] !== undefined)
+    Object.assign(FLASH_DECODE_TUNING, JSON.parse(values['decode-tuning']) as Partial<typeof FLASH_DECODE_TUNING>);
   try {
     await setBackendStrict('webgpu');
   } catch (e) {
@@ -118,7 +123,7 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
   const flags = await backendFlags('webgpu');
   console.log(`webgpu: ${JSON.stringify(flags)}`);
   const rows = await fusedBench(Number(values.runs), values.filter ?? null, (line) => console.log(line));
-  const tuning = { ...FUSED_ATTENTION_TUNING };
+  const tuning = { ...FUSED_ATTENTION_TUNING, decode: { ...FLASH_DECODE_TUNING } };
   console.log(`fused attention tuning: ${JSON.stringify(tuning)}`);
   writeFileSync(join(out, 'fused.json'), JSON.stringify({ build: __GPU_BUILD__, machine: machineInfo(), flags, tuning, rows }, null, 2));
   console.log(`wrote ${join(out, 'fused.json')}`);

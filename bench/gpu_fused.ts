@@ -72,6 +72,18 @@ function cells(): CellSpec[] {
     });
   }
   out.push({
+    name: 'mla-abs decode B=32 S=16384',
+    group: 'L1',
+    level: 'L1',
+    phase: 'decode',
+    impl: 'mla-abs',
+    d: D,
+    batch: 32,
+    t: 1,
+    s: 16384,
+    steps: 32,
+  });
+  out.push({
     name: 'mla-abs decode B=8 S=4096',
     group: 'L1',
     level: 'L1',
