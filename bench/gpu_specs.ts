@@ -30,6 +30,7 @@ const SPECS: Array<() => Promise<unknown>> = [
   () => import('../test/train/fused_training.test.js'),
   () => import('../test/layers/fused_decode.test.js'),
   () => import('../test/ops/gated_decoder_fused.test.js'),
+  () => import('../test/io/hf_checkpoint.test.js'),
 ];
 
 async function main(): Promise<number> {
