@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
 import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
+import { FLASH_DECODE_TUNING } from '../src/kernels/webgpu/flash_decode.js';
 import { compareFusedCase, FUSED_CASES } from '../test/ops/attention_fused_cases.js';
 import { makeCase } from './cases.js';
 import type { CellSpec } from './matrix.js';
@@ -30,6 +31,8 @@ export interface FusedBenchRow {
   /** The profiled unit's kernels by name: count, and GPU time in ms where the backend times kernels. */
   kernelNames: Record<string, { count: number; ms: number }>;
   tflops: number;
+  /** The FLASH_DECODE_TUNING fields this row ran with (decode cells of a sweep), or absent. */
+  decodeTuning?: Partial<typeof FLASH_DECODE_TUNING>;
 }
 
 const D = 1024;
@@ -141,8 +144,17 @@ async function measure(
   }
 }
 
-/** Runs the cells (names matching `filter`, when given) with both implementations; `log` gets one line per row. */
-export async function fusedBench(runs: number, filter: string | null, log: (line: string) => void): Promise<FusedBenchRow[]> {
+/**
+ * Runs the cells (names matching `filter`, when given) with both implementations; `log` gets one line per row.
+ * `decodeSweep`: FLASH_DECODE_TUNING variants, each run as a fused row of every decode cell (in this process,
+ * so that they compare on one VM), the settings restored after each.
+ */
+export async function fusedBench(
+  runs: number,
+  filter: string | null,
+  log: (line: string) => void,
+  decodeSweep: Array<Partial<typeof FLASH_DECODE_TUNING>> = [],
+): Promise<FusedBenchRow[]> {
   const rows: FusedBenchRow[] = [];
   const saved = ATTENTION_DEFAULTS.implementation;
   const savedTraining = TRAINING_KERNELS.implementation;
@@ -150,7 +162,13 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
     for (const cell of cells()) {
       if (filter !== null && cell.impl !== 'matmul' && !cell.name.includes(filter)) continue;
       const modes = cell.impl === 'matmul' ? (['-'] as const) : (['composed', 'fused'] as const);
-      for (const mode of modes) {
+      const variants: Array<Partial<typeof FLASH_DECODE_TUNING> | null> =
+        cell.phase === 'decode' && decodeSweep.length > 0 ? decodeSweep : [null];
+      type Run = ['composed' | 'fused' | '-', Partial<typeof FLASH_DECODE_TUNING> | null];
+      const runsOf: Run[] = modes.flatMap((mode): Run[] => (mode === 'fused' ? variants.map((v): Run => [mode, v]) : [[mode, null]]));
+      for (const [mode, variant] of runsOf) {
+        const savedDecode = { ...FLASH_DECODE_TUNING };
+        if (variant !== null) Object.assign(FLASH_DECODE_TUNING, variant);
         // Training goes through customGrad (fused forward, composed backward recomputed under the tape).
         ATTENTION_DEFAULTS.implementation = mode === 'fused' ? 'fused' : 'composed';
         // GTA's gated value decoder is one of the fused training kernels (src/ops/gated_decoder.ts).
@@ -168,15 +186,18 @@ export async function fusedBench(runs: number, filter: string | null, log: (line
             kernelNames: r.kernelNames,
             tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12,
           };
+          if (variant !== null) row.decodeTuning = variant;
           rows.push(row);
           log(
-            `${cell.name} [${mode}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s` +
+            `${cell.name} [${mode}${variant !== null ? ` ${JSON.stringify(variant)}` : ''}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s` +
               `${r.cacheBytes ? `, cache ${(r.cacheBytes / 2 ** 20).toFixed(1)} MiB` : ''}; ${Object.entries(r.kernelNames)
                 .map(([k, n]) => `${k} ${n.count}${n.ms > 0 ? ` (${n.ms} ms)` : ''}`)
                 .join(', ')}`,
           );
         } catch (e) {
           log(`${cell.name} [${mode}]: FAILED ${(e as Error).message}`);
+        } finally {
+          Object.assign(FLASH_DECODE_TUNING, savedDecode);
         }
       }
     }
