@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { FUSED_ATTENTION_TUNING } from '../src/kernels/webgpu/fused_attention.js';
 import { FLASH_DECODE_TUNING } from '../src/kernels/webgpu/flash_decode.js';
 import { setBackendStrict } from '../src/backend.js';
+import { maxStorageBufferBytes } from '../src/ops/capabilities.js';
 import { backendFlags } from './flags.js';
 import { machineInfo, type Versions } from './machine.js';
 import { assemble, writeOutputs } from './report.js';
@@ -124,7 +125,7 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
   const out = resolve(values.out!);
   mkdirSync(out, { recursive: true });
   const flags = await backendFlags('webgpu');
-  console.log(`webgpu: ${JSON.stringify(flags)}`);
+  console.log(`webgpu: ${JSON.stringify(flags)}; maxStorageBufferBindingSize ${maxStorageBufferBytes()} bytes`);
   const sweep =
     values['decode-sweep'] === undefined ? [] : (JSON.parse(values['decode-sweep']) as Array<Partial<typeof FLASH_DECODE_TUNING>>);
   const rows = await fusedBench(Number(values.runs), values.filter ?? null, (line) => console.log(line), sweep);

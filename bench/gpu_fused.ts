@@ -60,6 +60,20 @@ function cells(): CellSpec[] {
       out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
     for (const s of [1024, 4096])
       out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
+    // The largest cell tried: GQA's cache is 2 GiB and its arena (room for half as many positions again) 3 GiB;
+    // where that exceeds the device's storage-buffer limit the fused row falls back to the composed step.
+    out.push({
+      name: `${impl} decode B=64 S=16384`,
+      group: 'L1',
+      level: 'L1',
+      phase: 'decode',
+      impl,
+      d: D,
+      batch: 64,
+      t: 1,
+      s: 16384,
+      steps: 32,
+    });
     // Where the cache reads matter: GQA's cache is 1 GiB per layer here (2 KiB per token and sequence).
     out.push({
       name: `${impl} decode B=32 S=16384`,
