@@ -17,7 +17,7 @@ import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
 import { MLA_DECODE_KERNEL } from '../../src/kernels/webgpu/mla_decode.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
-import { decodeBlock, decodeRows, decodeSplits, FLASH_DECODE_TUNING } from '../../src/kernels/webgpu/flash_decode.js';
+import { decodeBlock, decodeRows, decodeSplits } from '../../src/kernels/webgpu/flash_decode.js';
 import type { ArenaSpec } from '../../src/cache/cache_arena.js';
 import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
 import { checkError } from '../kit/fused.js';
@@ -25,8 +25,6 @@ import { randomizeWeights } from '../kit/layers.js';
 
 const D = 16;
 const TOL = 1e-5;
-/** The decode program's reduction that is not the default (each is tested). */
-const otherReduction: 'serial' | 'tree' = FLASH_DECODE_TUNING.reduction === 'tree' ? 'serial' : 'tree';
 
 interface Case {
   name: string;
@@ -153,16 +151,9 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
     return;
   }
 
-  // Every case with the default reduction of the decode program; three of them with the other one as well.
-  const runs = [
-    ...CASES.map((c, i) => ({ c, i, reduction: null })),
-    ...[0, 4, 7].map((i) => ({ c: CASES[i], i, reduction: otherReduction })),
-  ];
-  for (const { c, i, reduction } of runs) {
-    it(`fused = composed over 12 steps, growing the arena${reduction ? ` (${reduction} reduction)` : ''}: ${c.name}`, async () => {
+  for (const [i, c] of CASES.entries()) {
+    it(`fused = composed over 12 steps, growing the arena: ${c.name}`, async () => {
       const before = CACHE_ARENA_TUNING.step;
-      const tuning = FLASH_DECODE_TUNING.reduction;
-      FLASH_DECODE_TUNING.reduction = reduction ?? tuning;
       CACHE_ARENA_TUNING.step = 4; // capacity 8 after a 3-token prefill, then 16: two growths in 12 steps
       const layer = makeLayer(c, 10 + i);
       const prompt = randomTensor([2, 3, D], 20 + i);
@@ -193,7 +184,6 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
         for (const name of c.entries) await expectSame(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name));
       } finally {
         CACHE_ARENA_TUNING.step = before;
-        FLASH_DECODE_TUNING.reduction = tuning;
         prompt.dispose();
         for (const cache of caches) cache.dispose();
         layer.dispose();
@@ -201,9 +191,8 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
     });
   }
 
-  for (const [c, reduction] of [CASES[0], CASES[3], CASES[5]].flatMap((c) => [[c, null] as const, [c, otherReduction] as const])) {
-    it(`after a 300-token prefill (keys split over workgroups${reduction ? `, ${reduction} reduction` : ''}): ${c.name}`, async () => {
-      const tuning = FLASH_DECODE_TUNING.reduction;
+  for (const c of [CASES[0], CASES[3], CASES[5]]) {
+    it(`after a 300-token prefill (keys split over workgroups): ${c.name}`, async () => {
       const layer = makeLayer(c, 50);
       const prompt = randomTensor([2, 300, D], 51);
       const caches: AttentionCache[] = [];
@@ -215,7 +204,6 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
       const { splits } = decodeSplits(shapes, rows, decodeBlock(rows, shapes.dk)!);
       if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
       try {
-        FLASH_DECODE_TUNING.reduction = reduction ?? tuning;
         let fused = withKernelPath('composed', () => layer.callWithCache(prompt));
         let composed = withKernelPath('composed', () => layer.callWithCache(prompt));
         caches.push(fused.cache, composed.cache);
@@ -232,7 +220,6 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           composed = r;
         }
       } finally {
-        FLASH_DECODE_TUNING.reduction = tuning;
         prompt.dispose();
         for (const cache of caches) cache.dispose();
         layer.dispose();

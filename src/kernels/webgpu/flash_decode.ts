@@ -76,12 +76,6 @@ export const FLASH_DECODE_TUNING = {
   targetWorkgroups: 1024,
   /** Fewest keys per split, in blocks. */
   minBlocksPerSplit: 1,
-  /**
-   * How a block's row maxima and the rows' sums are found: 'serial' (invocations r < R walk the block's KB
-   * scores) or 'tree' (every invocation takes part in a halving reduction of the maxima; sums are kept per
-   * invocation and reduced once after the last block).
-   */
-  reduction: 'serial' as 'serial' | 'tree',
 };
 
 /** Splits of the keys and keys per split (a multiple of the block). */
@@ -105,8 +99,6 @@ export class FlashDecodeProgram implements WebGPUProgram {
     'S : i32, nQ : i32, nK : i32, nV : i32, rk : i32, rv : i32, groups : i32, splits : i32, chunk : i32, total : i32, ' +
     'qBase : i32, kBase : i32, vBase : i32, SC : i32, eBase : i32, scale : f32,';
   private readonly values: ProgramUniform[];
-  /** FLASH_DECODE_TUNING.reduction at construction. */
-  private readonly tree: boolean;
 
   constructor(
     private readonly shp: FlashDecodeShapes,
@@ -122,10 +114,7 @@ export class FlashDecodeProgram implements WebGPUProgram {
     this.outputShape = splits === 1 ? [b, nQ, 1, dv] : [b, nQ, 1, splits * (dv + 2)];
     this.workgroupSize = [block, 1, 1];
     this.dispatch = [total, 1, 1];
-    this.tree = FLASH_DECODE_TUNING.reduction === 'tree';
-    this.shaderKey =
-      `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${shp.de ?? 0}_${dv}_${splits === 1 ? 'final' : 'partial'}` +
-      (this.tree ? '_tree' : '');
+    this.shaderKey = `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${shp.de ?? 0}_${dv}_${splits === 1 ? 'final' : 'partial'}`;
     const ints = [shp.s, nQ, nK, nV, nQ / nK, nQ / nV, groups, splits, chunk, total];
     const { query, key, value, keyCapacity, extraKey } = shp.views;
     this.values = [...ints, query, key, value, keyCapacity, extraKey ?? 0].map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
@@ -153,68 +142,6 @@ export class FlashDecodeProgram implements WebGPUProgram {
           let base = ((b * uniforms.nQ + head) * uniforms.splits + split) * (DV + 2);
           result[base + d] = a;
           if (d == 0) { result[base + DV] = mrow[r]; result[base + DV + 1] = lrow[r]; }`;
-    // 'tree': a halving reduction of ps[r * KB + j] over j (max or +) into ps[r * KB], one barrier per step.
-    const halving = (op: (a: string, b: string) => string): string => {
-      const steps: string[] = [];
-      for (let stride = KB / 2; stride >= 1; stride /= 2) {
-        steps.push(`
-    for (var i = li; i < R * ${stride}; i += KB) {
-      let at = (i / ${stride}) * KB + i % ${stride};
-      ps[at] = ${op('ps[at]', `ps[at + ${stride}]`)};
-    }
-    workgroupBarrier();`);
-      }
-      return steps.join('');
-    };
-    const probabilities = this.tree
-      ? `
-    // 2. running max per row (a halving reduction), and the probabilities of the block from the scores kept in s
-    ${halving((a, b) => `max(${a}, ${b})`)}
-    if (li < R) {
-      let mNew = max(mrow[li], ps[li * KB]);
-      arow[li] = exp(mrow[li] - mNew);
-      mrow[li] = mNew;
-    }
-    workgroupBarrier();
-    for (var r = 0; r < R; r++) {
-      let p = select(0.0, exp(s[r] - mrow[r]), s[r] > -1.0e37);
-      ps[r * KB + li] = p;
-      lpart[r] = lpart[r] * arow[r] + p;
-    }
-    workgroupBarrier();`
-      : `
-    // 2. running max per row, and the probabilities of the block
-    if (li < R) {
-      var bm = NEG;
-      for (var j = 0; j < KB; j++) { bm = max(bm, ps[li * KB + j]); }
-      let mNew = max(mrow[li], bm);
-      arow[li] = exp(mrow[li] - mNew);
-      mrow[li] = mNew;
-    }
-    workgroupBarrier();
-    for (var i = li; i < R * KB; i += KB) {
-      let x = ps[i];
-      ps[i] = select(0.0, exp(x - mrow[i / KB]), x > -1.0e37);
-    }
-    workgroupBarrier();`;
-    const blockSums = this.tree
-      ? ''
-      : `
-    if (li < R) {
-      var l = lrow[li] * arow[li];
-      for (var jj = 0; jj < n; jj++) { l += ps[li * KB + jj]; }
-      lrow[li] = l;
-    }`;
-    const finalSums = this.tree
-      ? `
-  // The rows' sums: each invocation's part (its keys), added up by a halving reduction.
-  for (var r = 0; r < R; r++) { ps[r * KB + li] = lpart[r]; }
-  workgroupBarrier();
-  ${halving((a, b) => `${a} + ${b}`)}
-  if (li < R) { lrow[li] = ps[li * KB]; }
-  workgroupBarrier();
-`
-      : '';
     const keyLoop =
       dk % 4 === 0
         ? `
@@ -292,7 +219,6 @@ fn main(index : i32) {
   let d0 = select(li % DV, li, DV > KB);
   let owns = h < H;
   var acc : array<f32, ${R * cc}>;
-  var lpart : array<f32, R>;
   // (a barrier, and a value the compiler knows is the same in every invocation: the loop holds barriers)
   let blocks = workgroupUniformLoad(&blockCount);
 
@@ -305,9 +231,23 @@ fn main(index : i32) {
       let kp = kRows + key * DK;${keyLoop}${extraLoop}
       for (var r = 0; r < R; r++) { ps[r * KB + li] = s[r]; }
     } else {
-      for (var r = 0; r < R; r++) { s[r] = NEG; ps[r * KB + li] = NEG; }
+      for (var r = 0; r < R; r++) { ps[r * KB + li] = NEG; }
     }
-    workgroupBarrier();${probabilities}
+    workgroupBarrier();
+    // 2. running max per row, and the probabilities of the block
+    if (li < R) {
+      var bm = NEG;
+      for (var j = 0; j < KB; j++) { bm = max(bm, ps[li * KB + j]); }
+      let mNew = max(mrow[li], bm);
+      arow[li] = exp(mrow[li] - mNew);
+      mrow[li] = mNew;
+    }
+    workgroupBarrier();
+    for (var i = li; i < R * KB; i += KB) {
+      let x = ps[i];
+      ps[i] = select(0.0, exp(x - mrow[i / KB]), x > -1.0e37);
+    }
+    workgroupBarrier();
     // 3. outputs (this invocation's columns, its share of the keys) and sums
     let n = min(KB, keyEnd - k0);
     if (owns) {
@@ -343,10 +283,14 @@ fn main(index : i32) {
         }
       }
     }
-${blockSums}
+    if (li < R) {
+      var l = lrow[li] * arow[li];
+      for (var jj = 0; jj < n; jj++) { l += ps[li * KB + jj]; }
+      lrow[li] = l;
+    }
     workgroupBarrier();
   }
-${finalSums}
+
   // Invocations that shared a column (H > 1) add up their parts, through ps.
   if (owns && H > 1) {
     for (var r = 0; r < R; r++) { ps[(h * R + r) * DV + d0] = acc[r]; }
