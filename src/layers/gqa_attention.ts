@@ -174,7 +174,7 @@ export class GroupedQueryAttention extends AttentionLayer {
     position: number,
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
-    const [b, , d] = x.shape;
+    const b = x.shape[0];
     const { numQueryHeads: hq, headDim: dh } = this;
     const scale = 1 / Math.sqrt(dh);
     // [1, D, N], N = (Hq + 2 Hkv) Dh, the score scale folded into the query columns; kept between steps.
@@ -186,9 +186,7 @@ export class GroupedQueryAttention extends AttentionLayer {
     );
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
     const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena, position); // [B, Hq, 1, Dh]
-    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, hq * dh, d]));
-    const out = tf.matMul(tf.reshape(o, [b, 1, hq * dh]), wo) as tf.Tensor3D; // [B, 1, Hq*Dh] @ [1, Hq*Dh, D] -> [B, 1, D]
-    return this.outputBias === null ? out : tf.add(out, read(this.outputBias)!);
+    return this.decodeOutput(tf.reshape(o, [b, 1, hq * dh]), this.outputKernel!, this.outputBias); // [B, 1, Hq*Dh] -> [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

@@ -233,9 +233,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     position: number,
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
-    const d = x.shape[2];
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
-    const w = this.width;
     const scale = 1 / Math.sqrt(dh);
     // [1, D, N], N = Hq Dh + Hk Dh + Hc Dl + W, the score scale folded into the query columns; kept between steps.
     const { kernel, bias } = this.keptDecodeProjection(
@@ -251,8 +249,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
       tf.add(read(this.decoderKernel)!, tf.tile(tf.eye(dl), [1, r])),
     ) as tf.Tensor3D;
     const u = gatedLatentDecode(o, rows, bias, blocks, (hq + hk) * dh + hc * dl); // [B, 1, W]
-    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, w, d]));
-    return tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
+    return this.decodeOutput(u, this.outputKernel!, null); // [B, 1, W] -> [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

@@ -298,8 +298,8 @@ export class MultiHeadLatentAttention extends AttentionLayer {
     position: number,
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
-    const [b, , d] = x.shape;
-    const { numHeads: h, qkRopeHeadDim: dr, vHeadDim: dv } = this;
+    const b = x.shape[0];
+    const { numHeads: h, qkRopeHeadDim: dr } = this;
     const hq = h * this.qkHeadDim;
     const first = this.qLoraRank === null ? this.queryKernel! : this.queryAKernel!;
     // [1, D, N]: N = H*Dqk + Dc+Dr, or Dq + Dc+Dr with query compression; kept between steps.
@@ -331,9 +331,7 @@ export class MultiHeadLatentAttention extends AttentionLayer {
     ); // [B, H, 1, Dc]
     const uv = this.keptWeight('key_value_b/uv', [this.kvBKernel], () => this.absorbedPart(1)) as tf.Tensor3D; // [H, Dc, Dv]
     const heads = latentUpDecode(o, uv); // [B, H, 1, Dc] x [H, Dc, Dv] -> [B, 1, H*Dv]
-    const wo = this.keptWeight('decode/output', [this.outputKernel], () => tf.reshape(read(this.outputKernel)!, [1, h * dv, d]));
-    const out = tf.matMul(heads, wo) as tf.Tensor3D; // [B, 1, H*Dv] @ [1, H*Dv, D] -> [B, 1, D]
-    return this.outputBias === null ? out : tf.add(out, read(this.outputBias)!);
+    return this.decodeOutput(heads, this.outputKernel!, this.outputBias); // [B, 1, H*Dv] -> [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

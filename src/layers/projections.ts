@@ -98,6 +98,17 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
   }
 
   /**
+   * The fused decode step's output projection: `u [B, 1, W] @ kernel [W, D] (+ bias)` -> `[B, 1, D]`, the kernel
+   * kept as `[1, W, D]` between steps.
+   */
+  protected decodeOutput(u: tf.Tensor, kernel: tf.LayerVariable, bias: tf.LayerVariable | null): tf.Tensor3D {
+    const d = kernel.shape[kernel.shape.length - 1]!;
+    const wo = this.keptWeight('decode/output', [kernel], () => tf.reshape(read(kernel)!, [1, -1, d]));
+    const out = tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
+    return bias === null ? out : tf.add(out, read(bias)!);
+  }
+
+  /**
    * A flat projection kernel `[D, heads*dim]` and its bias (`[heads*dim]` or null), times `scale`; the scaled
    * copies are kept between inference calls (`derivedWeight`). With `scale` 1 the weights themselves.
    */

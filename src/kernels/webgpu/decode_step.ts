@@ -28,7 +28,7 @@ import type { CacheArena } from '../../cache/cache_arena.js';
 import { ValueError } from '../../utils/errors.js';
 import { AttentionCombineProgram } from './attention_combine.js';
 import { decodeBlock, decodeRows, decodeSplits, FlashDecodeProgram, type FlashDecodeShapes } from './flash_decode.js';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { CountedProgram, type NamedUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 
 export const ARENA_PACK_KERNEL = 'GtaCacheArenaPack';
 export const DECODE_ATTENTION_KERNEL = 'GtaDecodeAttention';
@@ -56,34 +56,28 @@ interface PackAttrs {
 }
 
 /** One invocation per copied element. Offsets, capacities and L are uniforms; heads and dims are constants. */
-class ArenaPackProgram implements WebGPUProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  uniforms: string;
-  private readonly values: ProgramUniform[];
-
+class ArenaPackProgram extends CountedProgram {
   constructor(
     private readonly attrs: PackAttrs,
     sources: number,
   ) {
     const { batch, rows, capacity, copies } = attrs;
-    this.variableNames = Array.from({ length: sources }, (_, i) => `S${i}`);
-    this.outputShape = [attrs.elements];
     const count = copies.reduce((n, c) => n + batch * c.heads * rows * c.dim, 0);
-    this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
-    this.shaderKey = `gtaArenaPack_${batch}_${copies.map((c) => `${c.source}:${c.heads}x${c.dim}`).join('_')}`;
-    this.uniforms =
-      'count : i32, rows : i32, capacity : i32,' + copies.map((_, i) => ` so${i} : i32, sc${i} : i32, do${i} : i32,`).join('');
-    const ints = [count, rows, capacity, ...copies.flatMap((c) => [c.sourceOffset, c.sourceCapacity, c.offset])];
-    this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
-  }
-
-  uniformValues(): ProgramUniform[] {
-    return this.values;
+    super(
+      Array.from({ length: sources }, (_, i) => `S${i}`),
+      [attrs.elements],
+      `gtaArenaPack_${batch}_${copies.map((c) => `${c.source}:${c.heads}x${c.dim}`).join('_')}`,
+      count,
+      [
+        ['rows', 'i32', rows],
+        ['capacity', 'i32', capacity],
+        ...copies.flatMap((c, i): NamedUniform[] => [
+          [`so${i}`, 'i32', c.sourceOffset],
+          [`sc${i}`, 'i32', c.sourceCapacity],
+          [`do${i}`, 'i32', c.offset],
+        ]),
+      ],
+    );
   }
 
   getUserCode(): string {
@@ -155,16 +149,7 @@ interface DecodeAttentionAttrs {
 }
 
 /** Writes the row's segments into the arena in place: one invocation per written element. */
-class DecodeAppendProgram implements WebGPUProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  uniforms: string;
-  private readonly values: ProgramUniform[];
-
+class DecodeAppendProgram extends CountedProgram {
   constructor(
     private readonly attrs: DecodeAttentionAttrs,
     arenaElements: number,
@@ -172,20 +157,20 @@ class DecodeAppendProgram implements WebGPUProgram {
     rope: boolean,
   ) {
     const { batch, segments } = attrs;
-    this.variableNames = ['R', ...(bias ? ['Bias'] : []), ...(rope ? ['Cs', 'Sn'] : [])];
-    this.outputShape = [arenaElements];
-    const count = segments.reduce((n, s) => n + batch * s.heads * s.dim, 0);
-    this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
-    this.shaderKey =
+    super(
+      ['R', ...(bias ? ['Bias'] : []), ...(rope ? ['Cs', 'Sn'] : [])],
+      [arenaElements],
       `gtaDecodeAppend_${batch}_${attrs.width}_${bias}_` +
-      segments.map((s) => `${s.column}:${s.heads}x${s.dim}${s.rope ? 'r' : ''}`).join('_');
-    this.uniforms = 'count : i32, position : i32,' + segments.map((_, i) => ` off${i} : i32, cap${i} : i32,`).join('');
-    const ints = [count, attrs.position, ...segments.flatMap((s) => [s.offset, s.capacity])];
-    this.values = ints.map((x) => ({ type: 'int32', data: [x] }));
-  }
-
-  uniformValues(): ProgramUniform[] {
-    return this.values;
+        segments.map((s) => `${s.column}:${s.heads}x${s.dim}${s.rope ? 'r' : ''}`).join('_'),
+      segments.reduce((n, s) => n + batch * s.heads * s.dim, 0),
+      [
+        ['position', 'i32', attrs.position],
+        ...segments.flatMap((s, i): NamedUniform[] => [
+          [`off${i}`, 'i32', s.offset],
+          [`cap${i}`, 'i32', s.capacity],
+        ]),
+      ],
+    );
   }
 
   getUserCode(): string {

@@ -25,11 +25,9 @@ import type { CacheArena } from '../../cache/cache_arena.js';
 import { ValueError } from '../../utils/errors.js';
 import { runFlashDecode } from './decode_step.js';
 import { decodeBlock, decodeRows, type FlashDecodeShapes } from './flash_decode.js';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { CountedProgram, type WebGPUBackendLike } from './program.js';
 
 export const MLA_DECODE_KERNEL = 'GtaMlaDecodeAttention';
-
-const WORKGROUP = 64;
 
 /** Attributes of GtaMlaDecodeAttention. */
 interface MlaDecodeAttrs {
@@ -55,35 +53,27 @@ interface MlaDecodeAttrs {
 }
 
 /** Writes the step's latent, RoPE key and absorbed query into the arena: one invocation per value. */
-class MlaDecodeAppendProgram implements WebGPUProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  uniforms = 'count : i32, position : i32, capacity : i32, latent : i32, keyRope : i32, query : i32, epsilon : f32,';
-  private readonly values: ProgramUniform[];
-
+class MlaDecodeAppendProgram extends CountedProgram {
   constructor(
     private readonly attrs: MlaDecodeAttrs,
     arenaElements: number,
     private readonly bias: boolean,
   ) {
-    const { batch, heads, dr, dc } = attrs;
-    this.variableNames = ['Q', 'A', 'Cs', 'Sn', 'Gain', 'Uk', ...(bias ? ['Bias'] : [])];
-    this.outputShape = [arenaElements];
-    const count = batch * (dc + dr) + batch * heads * (dr + dc);
-    this.dispatch = [Math.max(1, Math.ceil(count / WORKGROUP)), 1, 1];
-    const { dn, queryWidth, queryColumn, rowWidth, rowColumn } = attrs;
-    this.shaderKey = `gtaMlaDecodeAppend_${batch}_${heads}_${dn}_${dr}_${dc}_${queryWidth}_${queryColumn}_${rowWidth}_${rowColumn}_${bias}`;
-    const ints = [count, attrs.position, attrs.capacity, attrs.latent, attrs.keyRope, attrs.query];
-    this.values = ints.map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
-    this.values.push({ type: 'float32', data: [attrs.epsilon] });
-  }
-
-  uniformValues(): ProgramUniform[] {
-    return this.values;
+    const { batch, heads, dn, dr, dc, queryWidth, queryColumn, rowWidth, rowColumn } = attrs;
+    super(
+      ['Q', 'A', 'Cs', 'Sn', 'Gain', 'Uk', ...(bias ? ['Bias'] : [])],
+      [arenaElements],
+      `gtaMlaDecodeAppend_${batch}_${heads}_${dn}_${dr}_${dc}_${queryWidth}_${queryColumn}_${rowWidth}_${rowColumn}_${bias}`,
+      batch * (dc + dr) + batch * heads * (dr + dc),
+      [
+        ['position', 'i32', attrs.position],
+        ['capacity', 'i32', attrs.capacity],
+        ['latent', 'i32', attrs.latent],
+        ['keyRope', 'i32', attrs.keyRope],
+        ['query', 'i32', attrs.query],
+        ['epsilon', 'f32', attrs.epsilon],
+      ],
+    );
   }
 
   getUserCode(): string {

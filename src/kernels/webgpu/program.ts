@@ -47,3 +47,41 @@ export interface WebGPUBackendLike {
 
 /** WGSL: the linear index of this workgroup in a 1-D dispatch that tfjs may have reshaped to 2-D or 3-D. */
 export const LINEAR_WORKGROUP = 'i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x)';
+
+/** One uniform of a `CountedProgram`: its WGSL name, type and value. */
+export type NamedUniform = [name: string, type: 'i32' | 'f32', value: number];
+
+/** Invocations per workgroup of a `CountedProgram`. */
+export const COUNTED_WORKGROUP = 64;
+
+/**
+ * A 1-D program with one invocation per element of `count`, in workgroups of COUNTED_WORKGROUP. `count` is the
+ * first uniform (`uniforms.count`; the WGSL starts with `if (index >= uniforms.count) { return; }`), followed by
+ * `uniforms` in order. Subclasses give the inputs, output, pipeline key and WGSL.
+ */
+export abstract class CountedProgram implements WebGPUProgram {
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [COUNTED_WORKGROUP, 1, 1];
+  uniforms: string;
+  private readonly values: ProgramUniform[];
+
+  constructor(
+    public variableNames: string[],
+    public outputShape: number[],
+    public shaderKey: string,
+    count: number,
+    uniforms: NamedUniform[],
+  ) {
+    const all: NamedUniform[] = [['count', 'i32', count], ...uniforms];
+    this.dispatch = [Math.max(1, Math.ceil(count / COUNTED_WORKGROUP)), 1, 1];
+    this.uniforms = all.map(([name, type]) => `${name} : ${type},`).join(' ');
+    this.values = all.map(([, type, value]) => ({ type: type === 'i32' ? 'int32' : 'float32', data: [value] }));
+  }
+
+  uniformValues(): ProgramUniform[] {
+    return this.values;
+  }
+
+  abstract getUserCode(): string;
+}
