@@ -22,6 +22,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  AdamW,
   AttentionCache,
   AttentionLayer,
   CausalLM,
@@ -208,12 +209,19 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
   const notes: string[] = [];
   if (cell.phase === 'prefill') {
     const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 1);
+    // The output read: all of it, or one element (`readOne`; the queue runs in order, so that read waits for
+    // every kernel of the call).
+    const read = async (output: tf.Tensor) => {
+      const one = cell.readOne === true ? tf.slice(output, [0, 0, 0], [1, 1, 1]) : output;
+      await one.data();
+      if (one !== output) one.dispose();
+    };
     const c: Case = {
       notes,
       async run() {
         const t0 = now();
         const r = layer.callWithCache(x);
-        await r.output.data();
+        await read(r.output);
         c.cacheBytes ??= r.cache.bytes();
         r.output.dispose();
         r.cache.dispose();
@@ -222,7 +230,7 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
       profile: () =>
         profiled(async () => {
           const r = layer.callWithCache(x);
-          await r.output.data();
+          await read(r.output);
           r.output.dispose();
           r.cache.dispose();
         }),
@@ -258,16 +266,31 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
       },
     );
   }
-  // train: MSE to a random target, Adam over the layer's weights
+  // train: MSE to a random target, Adam (tfjs's, or the package's AdamW: `cell.optimizer`) over the layer's weights
   const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 3);
   const target = tf.randomNormal([b, t, d], 0, 1, 'float32', 4);
-  const optimizer = tf.train.adam(1e-4);
   const vars = trainableVariables(layer.trainableWeights);
-  const unit = trainStep(
-    optimizer,
-    () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
-    vars,
-  );
+  const loss = () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
+  if (cell.optimizer === 'adamw') {
+    const adamw = new AdamW(vars, { weightDecay: 0 });
+    const unit = async () => {
+      const { value, grads } = tf.variableGrads(loss, vars);
+      adamw.apply(
+        vars.map((v) => grads[v.name]),
+        1e-4,
+      );
+      tf.dispose(Object.values(grads));
+      await value.data();
+      value.dispose();
+    };
+    return unitCase(notes, unit, () => {
+      tf.dispose([x, target]);
+      adamw.dispose();
+      layer.dispose();
+    });
+  }
+  const optimizer = tf.train.adam(1e-4);
+  const unit = trainStep(optimizer, loss, vars);
   return unitCase(notes, unit, () => {
     x.dispose();
     target.dispose();

@@ -2,7 +2,8 @@
  * Fused against composed attention on webgpu (the GPU entry's `fused-bench` and `fused-check` tools):
  *
  * - `fusedBench`: one attention layer (bench/variants.ts, D = 1024, head dim 64) per cell, prefill B=1
- *   T=1024/4096 and decode B=8 S=1024/4096 (one token per step, 32 steps per run), each cell once with
+ *   T=1024/4096 (and T=4096 with one output element read), training B=4 T=512 (tfjs's Adam, and the package's
+ *   AdamW) and decode B=8 S=1024/4096 (one token per step, 32 steps per run), each cell once with
  *   `ATTENTION_DEFAULTS.implementation = 'composed'` and `TRAINING_KERNELS.implementation = 'composed'` (GTA's
  *   gated value decoder) and once with 'fused' and 'auto'; medians of the runs, kernels per
  *   unit (tf.profile: registered kernels; the fused kernel counts once even when it splits the keys into
@@ -58,6 +59,20 @@ function cells(): CellSpec[] {
   for (const impl of ['gqa', 'gta'] as const) {
     for (const t of [1024, 4096])
       out.push({ name: `${impl} prefill B=1 T=${t}`, group: 'L1', level: 'L1', phase: 'prefill', impl, d: D, batch: 1, t, s: 0 });
+    // The same prefill with one element of the output read, as 'matmul 4096^3 read 1' reads its product: the
+    // FLOP rates of the two then compare kernels with kernels (the 16 MiB read above costs the transfer's time).
+    out.push({
+      name: `${impl} prefill B=1 T=4096 read 1`,
+      group: 'L1',
+      level: 'L1',
+      phase: 'prefill',
+      impl,
+      d: D,
+      batch: 1,
+      t: 4096,
+      s: 0,
+      readOne: true,
+    });
     for (const s of [1024, 4096])
       out.push({ name: `${impl} decode B=8 S=${s}`, group: 'L1', level: 'L1', phase: 'decode', impl, d: D, batch: 8, t: 1, s, steps: 32 });
     // The largest cell tried: GQA's cache is 2 GiB and its arena (room for half as many positions again) 3 GiB;
@@ -112,8 +127,22 @@ function cells(): CellSpec[] {
     s: 4096,
     steps: 32,
   });
-  out.push({ name: 'gqa train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gqa', d: D, batch: 4, t: 512, s: 0 });
-  out.push({ name: 'gta train B=4 T=512', group: 'L1', level: 'L1', phase: 'train', impl: 'gta', d: D, batch: 4, t: 512, s: 0 });
+  for (const impl of ['gqa', 'gta'] as const) {
+    out.push({ name: `${impl} train B=4 T=512`, group: 'L1', level: 'L1', phase: 'train', impl, d: D, batch: 4, t: 512, s: 0 });
+    // With the package's AdamW: its update is one of the fused training kernels (composed in the composed row).
+    out.push({
+      name: `${impl} train B=4 T=512 adamw`,
+      group: 'L1',
+      level: 'L1',
+      phase: 'train',
+      impl,
+      d: D,
+      batch: 4,
+      t: 512,
+      s: 0,
+      optimizer: 'adamw',
+    });
+  }
   return out;
 }
 

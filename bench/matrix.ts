@@ -33,10 +33,16 @@ export interface CellSpec {
   /** matMul reference rows (M of [M, D] x [D, D]) or read reference size in MiB. */
   m?: number;
   /**
-   * matMul reference only: read back one element of the product instead of all of it (the product still
-   * runs in full), so that the time is the kernel's and not the transfer's.
+   * matMul reference and L1 prefill: read back one element of the result instead of all of it (everything
+   * still runs in full, as the queue runs in order), so that the time is the kernels' and not the transfer's.
    */
   readOne?: boolean;
+  /**
+   * L1 training: the optimizer. 'tfjs-adam' (the default) is `tf.train.adam`; 'adamw' is the package's
+   * AdamW (src/train/adamw.ts, weight decay 0), whose update is fused on webgpu and webgl unless
+   * `TRAINING_KERNELS` asks for the composed path.
+   */
+  optimizer?: 'tfjs-adam' | 'adamw';
   /** Set when the cell is not run. */
   skip?: string;
 }
