@@ -14,19 +14,24 @@
  *   gradGate     o, G, Delta, dy                               -> dG = dy u s (1 - s) one dispatch
  *   gradInput    G, Delta^T [Hq, C, Dl], dy                    -> do [B, Hq, T, Dl]  one dispatch
  *                do[b, g, t, j] = sum_c e[n, g C + c] (Delta[g, j, c] + [c mod Dl = j])
- *                (Delta comes transposed, one small extra kernel: neighbouring invocations differ in j, and
- *                reading Delta [Hq, Dl, C] itself across them strided by C took 6.7 ms of the H200 at
- *                B=4 T=512 W=1024)
+ *                (Delta comes transposed, one small extra kernel, so that its tile loads are contiguous)
  *   gradDecoder  o, G, dy                                      -> dDelta [Hq, Dl, C] one dispatch
  *                dDelta[g, j, c] = sum_n o[b, g, t, j] e[n, g C + c]
- * One invocation per output element (tfjs spreads more than 65,535 workgroups over a 2-D dispatch and
- * gives `main` the flat index). The composed ops this replaces (src/ops/gated_decoder.ts) run 10 kernels
- * forward (transposes and reshapes between the [B, Hq, T, Dl] and [N, W] layouts, the tile of R, the
- * batched product, the add, the sigmoid and the gate product) and 32 with the backward (tf.profile).
+ * Each kernel is group g's matrix product with its own operands and epilogue (`PRODUCT`): o_g Delta_g
+ * (forward, gradGate; the epilogue adds R's copy of o and applies the gate), e_g Delta_g^T (gradInput; the
+ * epilogue adds R's part, a sum of r values of e) and o_g^T e_g (gradDecoder, a sum over the N rows). One
+ * workgroup computes a 32 x 32 block of one group's product, staging 32 x 16 tiles of both operands in
+ * workgroup memory; each of its 64 invocations keeps 4 x 4 sums in registers. Until 2026-12-03 each output
+ * element was one invocation with its own loop over K, which read both operands from memory for every
+ * multiply-add: on the H200 at B=4, T=512, W=1024 (GTA's bench layer) the forward took about 1 ms and the
+ * three gradients about 6 ms, more than the composed ops' batched products.
+ * The composed ops this replaces (src/ops/gated_decoder.ts) run 10 kernels forward (transposes and reshapes
+ * between the [B, Hq, T, Dl] and [N, W] layouts, the tile of R, the batched product, the add, the sigmoid and
+ * the gate product) and 32 with the backward (tf.profile).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import type { ProgramUniform, WebGPUBackendLike, WebGPUProgram } from './program.js';
+import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 import { registerWebGLGatedDecoderKernels } from '../webgl/gated_decoder.js';
 
 /** Registered kernel names (webgpu and webgl). */
@@ -39,7 +44,10 @@ export const GATED_DECODER_KERNELS = {
 
 export type GatedDecoderMode = keyof typeof GATED_DECODER_KERNELS;
 
-const WORKGROUP = 64;
+/** Output tile of one workgroup (TILE x TILE), its 8 x 8 invocations (4 x 4 outputs each), and the K step. */
+const TILE = 32;
+const STEP = 16;
+const INVOCATIONS = 64;
 
 /** The inputs each kernel takes, in order (the names the webgl programs use too). */
 export const GATED_DECODER_INPUTS: Readonly<Record<GatedDecoderMode, readonly string[]>> = {
@@ -70,89 +78,164 @@ export function gatedDecoderOutputShape(mode: GatedDecoderMode, d: GatedDecoderD
   return [d.b * d.t, d.hq * d.c];
 }
 
-/** WGSL: `u` of output element (n, g, c): the latent row's copy plus its product with Delta. */
-const EXPANDED = `
-  let orow = ((b * uniforms.hq + g) * uniforms.t + t) * uniforms.dl;
-  let drow = g * uniforms.dl * uniforms.c + c;
-  var u = O[orow + c % uniforms.dl];
-  for (var j = 0; j < uniforms.dl; j = j + 1) {
-    u = u + O[orow + j] * DELTA[drow + j * uniforms.c];
-  }`;
+/** Each kernel as group g's product A_g [M, K] B_g [K, P] (the rows of A and the columns of B per group). */
+function productSizes(mode: GatedDecoderMode, d: GatedDecoderDims): { m: number; p: number; k: number } {
+  const n = d.b * d.t;
+  if (mode === 'gradInput') return { m: n, p: d.dl, k: d.c }; // e_g [N, C] Delta_g^T [C, Dl]
+  if (mode === 'gradDecoder') return { m: d.dl, p: d.c, k: n }; // o_g^T [Dl, N] e_g [N, C]
+  return { m: n, p: d.c, k: d.dl }; // o_g [N, Dl] Delta_g [Dl, C]
+}
 
-const BODY: Record<GatedDecoderMode, string> = {
-  forward: `
-  let n = index / W; let col = index - n * W;
-  let g = col / uniforms.c; let c = col - g * uniforms.c;
-  let b = n / uniforms.t; let t = n - b * uniforms.t;
-  ${EXPANDED}
-  result[index] = u / (1.0 + exp(-G[index]));`,
-  gradGate: `
-  let n = index / W; let col = index - n * W;
-  let g = col / uniforms.c; let c = col - g * uniforms.c;
-  let b = n / uniforms.t; let t = n - b * uniforms.t;
-  ${EXPANDED}
-  let s = 1.0 / (1.0 + exp(-G[index]));
-  result[index] = DY[index] * u * s * (1.0 - s);`,
-  gradInput: `
-  let j = index % uniforms.dl; let bgt = index / uniforms.dl;
-  let t = bgt % uniforms.t; let bg = bgt / uniforms.t;
-  let g = bg % uniforms.hq; let b = bg / uniforms.hq;
-  let row = (b * uniforms.t + t) * W + g * uniforms.c;
-  let dcol = g * uniforms.c * uniforms.dl + j;
-  var acc = 0.0;
-  for (var c = 0; c < uniforms.c; c = c + 1) {
-    let e = DY[row + c] / (1.0 + exp(-G[row + c]));
-    acc = acc + e * (DELTAT[dcol + c * uniforms.dl] + select(0.0, 1.0, c % uniforms.dl == j));
-  }
-  result[index] = acc;`,
-  gradDecoder: `
-  let c = index % uniforms.c; let gj = index / uniforms.c;
-  let j = gj % uniforms.dl; let g = gj / uniforms.dl;
-  let col = g * uniforms.c + c;
-  var acc = 0.0;
-  for (var b = 0; b < uniforms.b; b = b + 1) {
-    for (var t = 0; t < uniforms.t; t = t + 1) {
-      let at = (b * uniforms.t + t) * W + col;
-      let e = DY[at] / (1.0 + exp(-G[at]));
-      acc = acc + O[((b * uniforms.hq + g) * uniforms.t + t) * uniforms.dl + j] * e;
-    }
-  }
-  result[index] = acc;`,
+/**
+ * WGSL per kernel: `a(g, m, k)` and `b(g, k, p)`, the product's operands (0 outside them is the caller's
+ * check), whether A's tile is loaded with m (not k) as the fast axis (so that neighbouring invocations read
+ * neighbouring addresses), and the epilogue that writes output (m, p) of group g from the sum `acc`.
+ * Helpers: oAt(g, n, j) the index of o[b, g, t, j] for row n = b T + t; e(at) = dy s at flat [N, W] index `at`.
+ */
+const PRODUCT: Record<GatedDecoderMode, { a: string; b: string; aRowsFast: boolean; epilogue: string }> = {
+  forward: {
+    a: 'O[oAt(g, m, k)]',
+    b: 'DELTA[(g * uniforms.dl + k) * uniforms.c + p]',
+    aRowsFast: false,
+    epilogue: `
+      let at = m * W + g * uniforms.c + p;
+      result[at] = (acc + O[oAt(g, m, p % uniforms.dl)]) / (1.0 + exp(-G[at]));`,
+  },
+  gradGate: {
+    a: 'O[oAt(g, m, k)]',
+    b: 'DELTA[(g * uniforms.dl + k) * uniforms.c + p]',
+    aRowsFast: false,
+    epilogue: `
+      let at = m * W + g * uniforms.c + p;
+      let s = 1.0 / (1.0 + exp(-G[at]));
+      result[at] = DY[at] * (acc + O[oAt(g, m, p % uniforms.dl)]) * s * (1.0 - s);`,
+  },
+  gradInput: {
+    a: 'e(m * W + g * uniforms.c + k)',
+    b: 'DELTAT[(g * uniforms.c + k) * uniforms.dl + p]',
+    aRowsFast: false,
+    // R's part: the identity blocks add e at columns p, p + Dl, ... of the group.
+    epilogue: `
+      var sum = acc;
+      for (var q = p; q < uniforms.c; q = q + uniforms.dl) { sum = sum + e(m * W + g * uniforms.c + q); }
+      result[oAt(g, m, p)] = sum;`,
+  },
+  gradDecoder: {
+    a: 'O[oAt(g, k, m)]',
+    b: 'e(k * W + g * uniforms.c + p)',
+    aRowsFast: true,
+    epilogue: `
+      result[(g * uniforms.dl + m) * uniforms.c + p] = acc;`,
+  },
 };
 
-/** One invocation per output element of `mode`; the sizes are uniforms (one pipeline for every shape). */
+/**
+ * One workgroup per (group, TILE x TILE block of the product's output): per STEP of K it stages A's and B's
+ * tiles in workgroup memory, and each invocation accumulates 4 x 4 outputs (rows ty + 8 i, columns tx + 8 j).
+ * The sizes are uniforms (one pipeline per kernel for every shape).
+ */
 class GatedDecoderProgram implements WebGPUProgram {
   variableNames: string[];
   outputShape: number[];
   shaderKey: string;
-  dispatchLayout: { x: number[] };
+  dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
-  uniforms = 'b : i32, hq : i32, t : i32, dl : i32, c : i32,';
-  size = true;
+  workgroupSize: [number, number, number] = [INVOCATIONS, 1, 1];
+  uniforms = 'b : i32, hq : i32, t : i32, dl : i32, c : i32, m : i32, p : i32, k : i32, mTiles : i32, pTiles : i32, total : i32,';
+  private readonly values: number[];
 
   constructor(
     private readonly mode: GatedDecoderMode,
-    private readonly dims: GatedDecoderDims,
+    dims: GatedDecoderDims,
   ) {
     this.variableNames = [...GATED_DECODER_INPUTS[mode]];
     this.outputShape = gatedDecoderOutputShape(mode, dims);
-    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(this.outputShape.reduce((a, x) => a * x, 1) / WORKGROUP), 1, 1];
-    this.shaderKey = `gtaGatedDecoder_${mode}`;
+    const { m, p, k } = productSizes(mode, dims);
+    const mTiles = Math.ceil(m / TILE);
+    const pTiles = Math.ceil(p / TILE);
+    const total = dims.hq * mTiles * pTiles;
+    this.dispatch = [total, 1, 1];
+    this.shaderKey = `gtaGatedDecoderTiled_${mode}`;
+    this.values = [dims.b, dims.hq, dims.t, dims.dl, dims.c, m, p, k, mTiles, pTiles, total];
   }
 
   uniformValues(): ProgramUniform[] {
-    const { b, hq, t, dl, c } = this.dims;
-    return [b, hq, t, dl, c].map((v) => ({ type: 'int32' as const, data: [v] }));
+    return this.values.map((v) => ({ type: 'int32' as const, data: [v] }));
   }
 
   getUserCode(): string {
+    const prod = PRODUCT[this.mode];
+    const uses = GATED_DECODER_INPUTS[this.mode];
+    // A's tile element i: (row, k) with k fast, or with the row fast (gradDecoder: o is contiguous in j).
+    const aIndex = prod.aRowsFast ? 'let r = i % TILE; let kk = i / TILE;' : 'let kk = i % STEP; let r = i / STEP;';
+    // The 4 x 4 sums live in 16 named registers (s0_0 .. s3_3), unrolled here, as are their updates and stores.
+    const cells = (line: (i: number, j: number) => string, sep = '\n    ') =>
+      [0, 1, 2, 3].flatMap((i) => [0, 1, 2, 3].map((j) => line(i, j))).join(sep);
     return `
+const TILE = ${TILE};
+const STEP = ${STEP};
+
+var<workgroup> tileA : array<f32, ${TILE * STEP}>;
+var<workgroup> tileB : array<f32, ${STEP * TILE}>;
+
+fn oAt(g : i32, n : i32, j : i32) -> i32 {
+  let b = n / uniforms.t;
+  return ((b * uniforms.hq + g) * uniforms.t + n - b * uniforms.t) * uniforms.dl + j;
+}
+${uses.includes('DY') ? 'fn e(at : i32) -> f32 { return DY[at] / (1.0 + exp(-G[at])); }' : ''}
+
 fn main(index : i32) {
-  if (index >= uniforms.size) { return; }
+  let li = i32(localIndex);
   let W = uniforms.hq * uniforms.c;
-  ${BODY[this.mode]}
+  let wg = ${LINEAR_WORKGROUP};
+  let valid = wg < uniforms.total;
+  var w = min(wg, uniforms.total - 1);
+  let pt = w % uniforms.pTiles;
+  w = w / uniforms.pTiles;
+  let mt = w % uniforms.mTiles;
+  let g = w / uniforms.mTiles;
+  let m0 = mt * TILE;
+  let p0 = pt * TILE;
+  let tx = li % 8;
+  let ty = li / 8;
+  ${cells((i, j) => `var s${i}_${j} = 0.0;`, ' ')}
+  for (var k0 = 0; k0 < uniforms.k; k0 = k0 + STEP) {
+    for (var i = li; i < TILE * STEP; i = i + ${INVOCATIONS}) {
+      ${aIndex}
+      let m = m0 + r;
+      let k = k0 + kk;
+      var x = 0.0;
+      if (m < uniforms.m && k < uniforms.k) { x = ${prod.a}; }
+      tileA[r * STEP + kk] = x;
+    }
+    for (var i = li; i < STEP * TILE; i = i + ${INVOCATIONS}) {
+      let c = i % TILE;
+      let kk = i / TILE;
+      let p = p0 + c;
+      let k = k0 + kk;
+      var x = 0.0;
+      if (p < uniforms.p && k < uniforms.k) { x = ${prod.b}; }
+      tileB[kk * TILE + c] = x;
+    }
+    workgroupBarrier();
+    for (var kk = 0; kk < STEP; kk++) {
+      ${[0, 1, 2, 3].map((i) => `let a${i} = tileA[(ty + ${8 * i}) * STEP + kk];`).join(' ')}
+      ${[0, 1, 2, 3].map((j) => `let b${j} = tileB[kk * TILE + tx + ${8 * j}];`).join(' ')}
+      ${cells((i, j) => `s${i}_${j} = s${i}_${j} + a${i} * b${j};`, ' ')}
+    }
+    workgroupBarrier();
+  }
+  if (!valid) { return; }
+  ${cells(
+    (i, j) => `{
+    let m = m0 + ty + ${8 * i};
+    let p = p0 + tx + ${8 * j};
+    if (m < uniforms.m && p < uniforms.p) {
+      let acc = s${i}_${j};${prod.epilogue}
+    }
+  }`,
+    '\n  ',
+  )}
 }
 `;
   }
