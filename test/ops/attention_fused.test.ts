@@ -74,7 +74,7 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
   // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
   // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
-    it(`takes the row program, and the tile program and 16-row workgroups agree too: ${c.name}`, async () => {
+    it(`takes the row program, and the tile program, 16-row workgroups and larger tiles agree too: ${c.name}`, async () => {
       const shapes = {
         b: c.b,
         nQ: c.nQ,
@@ -116,6 +116,17 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (16 rows per workgroup): grad ${name}`, g, GRAD_TOL);
       } finally {
         FUSED_ATTENTION_TUNING.rowsPerWorkgroup = rows;
+      }
+      // Tiles as large as the device's workgroup memory allows (48 KiB on the H200, where the specs run too):
+      // four times the keys (forward, dQ) or rows (dK/dV) per barrier of the default 16 KiB.
+      const bytes = FUSED_ATTENTION_TUNING.rowWorkgroupBytes;
+      FUSED_ATTENTION_TUNING.rowWorkgroupBytes = 65536;
+      try {
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (device's workgroup memory): output`, e.output, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (device's workgroup memory): grad ${name}`, g, GRAD_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.rowWorkgroupBytes = bytes;
       }
     });
   }

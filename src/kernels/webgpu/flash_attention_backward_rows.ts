@@ -43,10 +43,10 @@ export function keyValueHalves(dk: number, de: number, dv: number): Array<'both'
   return dq + dv + Math.max(dq, dv) <= ROWS_BACKWARD_MAX_REGISTERS ? ['both'] : ['key', 'value'];
 }
 
-/** Largest power of two <= 64 of items of `width` floats that fit in workgroup memory with `reserve` floats kept. */
-function tileOf(width: number, reserve: number): number {
+/** Largest power of two <= 64 of items of `width` floats that fit in `floats` of workgroup memory with `reserve` kept. */
+function tileOf(width: number, reserve: number, floats: number): number {
   let n = 64;
-  while (n > 1 && n * width > WORKGROUP_FLOATS - reserve) n /= 2;
+  while (n > 1 && n * width > floats - reserve) n /= 2;
   return n;
 }
 
@@ -114,13 +114,14 @@ export class FlashAttentionQueryGradRowsProgram extends RowBackwardProgram {
   constructor(
     shp: FlashShapes,
     private readonly rows: number,
+    floats = WORKGROUP_FLOATS,
   ) {
     super(shp);
     const { b, nQ, t, dk, de, dv } = shp;
     const rf = foldedHeads(shp);
     const blocks = Math.ceil((rf * t) / rows);
     const total = b * (nQ / rf) * blocks;
-    this.keys = tileOf(dk + de + dv, 4);
+    this.keys = tileOf(dk + de + dv, 4, floats);
     this.outputShape = [b, nQ, t, dk + de];
     this.workgroupSize = [rows, 1, 1];
     this.dispatch = [total, 1, 1];
@@ -245,13 +246,14 @@ export class FlashAttentionKeyValueGradRowsProgram extends RowBackwardProgram {
     shp: FlashShapes,
     private readonly rows: number,
     private readonly half: 'both' | 'key' | 'value',
+    floats = WORKGROUP_FLOATS,
   ) {
     super(shp);
     const { b, nQ, s, t, dk, de, dv } = shp;
     const rf = foldedHeads(shp);
     const groups = nQ / rf;
     const blocks = Math.ceil(s / rows);
-    this.tileRows = tileOf(dk + de + dv + 2, 8);
+    this.tileRows = tileOf(dk + de + dv + 2, 8, floats);
     const { splits, chunk } = rowSplits(b * groups * blocks, Math.ceil((rf * t) / this.tileRows));
     const total = b * groups * blocks * splits;
     this.outputShape = [splits, b, groups, s, dk + de + dv];

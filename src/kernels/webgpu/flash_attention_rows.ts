@@ -29,14 +29,14 @@ export const ROWS_MAX_DIM = 128;
 
 /**
  * Tiling of the row-per-invocation program with `rows` rows per workgroup for query/key dims `dk` + `de`
- * and value dim `dv`, or null when it does not apply.
+ * and value dim `dv`, with `floats` floats of workgroup memory, or null when it does not apply.
  */
-export function chooseRowTiling(dk: number, de: number, dv: number, rows: number): FlashTiling | null {
+export function chooseRowTiling(dk: number, de: number, dv: number, rows: number, floats = WORKGROUP_FLOATS): FlashTiling | null {
   const dq = dk + de;
   if (dk % 4 !== 0 || de % 4 !== 0 || dv % 4 !== 0 || dq > ROWS_MAX_DIM || dv > ROWS_MAX_DIM) return null;
   // Keys and values of one tile in workgroup memory, leaving a few floats for the tile count.
   let keys = 64;
-  while (keys > 4 && keys * (dq + dv) > WORKGROUP_FLOATS - 4) keys /= 2;
+  while (keys > 4 && keys * (dq + dv) > floats - 4) keys /= 2;
   return { rows, keys, lanes: 1 };
 }
 

@@ -47,7 +47,18 @@ export const FUSED_ATTENTION_TUNING = {
   rowProgram: true,
   /** Rows (invocations) per workgroup of the row programs (forward and backward; keys per workgroup in dK/dV). */
   rowsPerWorkgroup: 128,
+  /**
+   * Workgroup memory the row programs may use for their tiles of keys (forward, dQ) or rows (dK/dV), in bytes;
+   * the device's `maxComputeWorkgroupStorageSize` caps it. 16384 is WebGPU's guaranteed minimum.
+   */
+  rowWorkgroupBytes: 16384,
 };
+
+/** Floats of workgroup memory for the row programs' tiles on `backend` (FUSED_ATTENTION_TUNING.rowWorkgroupBytes, capped). */
+function rowTileFloats(backend: WebGPUBackendLike): number {
+  const limit = backend.device?.limits.maxComputeWorkgroupStorageSize ?? 16384;
+  return Math.floor(Math.min(FUSED_ATTENTION_TUNING.rowWorkgroupBytes, limit) / 4);
+}
 
 /** Attributes of the kernel. */
 interface FusedAttentionAttrs {
@@ -157,8 +168,10 @@ function rowProgramApplies(shapes: FlashShapes): boolean {
 }
 
 /** The row program's tiling for `shapes` (flash_attention_rows.ts), or null where the tile program runs. */
-function rowTiling(shapes: FlashShapes): FlashTiling | null {
-  return rowProgramApplies(shapes) ? chooseRowTiling(shapes.dk, shapes.de, shapes.dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup) : null;
+function rowTiling(shapes: FlashShapes, floats?: number): FlashTiling | null {
+  return rowProgramApplies(shapes)
+    ? chooseRowTiling(shapes.dk, shapes.de, shapes.dv, FUSED_ATTENTION_TUNING.rowsPerWorkgroup, floats)
+    : null;
 }
 
 /**
@@ -180,7 +193,7 @@ export function runFlashAttention(
   withLse: boolean,
 ): tf.TensorInfo {
   const { b, nQ, t, dk, dv } = shapes;
-  const rowTile = rowTiling(shapes);
+  const rowTile = rowTiling(shapes, rowTileFloats(backend));
   const tile = rowTile ?? chooseTiling(dk + shapes.de, dv, foldedHeads(shapes) * t);
   if (tile === null) throw new ValueError(`fused attention: dims Dk+De=${dk + shapes.de}, Dv=${dv} do not fit in workgroup memory`);
   const { splits, chunk } = keySplits(shapes, tile);
@@ -209,12 +222,13 @@ function fusedAttentionGradKernel(args: { inputs: tf.NamedTensorInfoMap; backend
   const inputs = [query!, key!, value!, ...(extraQuery && extraKey ? [extraQuery, extraKey] : []), packed!, dy!];
   if (backwardProgramKind(shapes) === 'rows') {
     const rows = FUSED_ATTENTION_TUNING.rowsPerWorkgroup;
-    const queryRows = new FlashAttentionQueryGradRowsProgram(shapes, rows);
+    const floats = rowTileFloats(backend);
+    const queryRows = new FlashAttentionQueryGradRowsProgram(shapes, rows, floats);
     const dQ = backend.runWebGPUProgram(queryRows, inputs, 'float32', queryRows.uniformValues());
     // dK and dV in one dispatch, or two into the same output where one would need too many registers.
     let dKV: tf.TensorInfo | undefined;
     for (const half of keyValueHalves(shapes.dk, shapes.de, shapes.dv)) {
-      const program = new FlashAttentionKeyValueGradRowsProgram(shapes, rows, half);
+      const program = new FlashAttentionKeyValueGradRowsProgram(shapes, rows, half, floats);
       dKV = backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues(), dKV);
     }
     return [dQ, dKV!];

@@ -42,7 +42,7 @@ export interface WebGPUBackendLike {
     output?: tf.TensorInfo,
   ): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
-  device?: { limits: { maxComputeWorkgroupsPerDimension: number } };
+  device?: { limits: { maxComputeWorkgroupsPerDimension: number; maxComputeWorkgroupStorageSize?: number } };
 }
 
 /** WGSL: the linear index of this workgroup in a 1-D dispatch that tfjs may have reshaped to 2-D or 3-D. */
