@@ -121,9 +121,13 @@ export class SwiGLUFeedForward extends tf.layers.Layer {
       throw new ValueError(`${SwiGLUFeedForward.className}: expected last dimension ${this.dim}, got input shape [${x.shape}].`);
     }
     return tf.tidy(() => {
-      const g = project(x, this.gate!.read(), this.gateBias?.read()); // [..., D] @ [D, I] -> [..., I]
-      const u = project(x, this.up!.read(), this.upBias?.read()); // [..., D] @ [D, I] -> [..., I]
-      let y = project(swiGLU(g, u), this.down!.read(), this.downBias?.read()); // [..., I] @ [I, D] -> [..., D]
+      // Rows flattened once for the three products (one reshape in and one out, not one around each).
+      const lead = x.shape.slice(0, -1);
+      const rows = x.rank === 2 ? x : tf.reshape(x, [-1, this.dim]); // [..., D] -> [N, D]
+      const g = project(rows, this.gate!.read(), this.gateBias?.read()); // [N, D] @ [D, I] -> [N, I]
+      const u = project(rows, this.up!.read(), this.upBias?.read()); // [N, D] @ [D, I] -> [N, I]
+      const down = project(swiGLU(g, u), this.down!.read(), this.downBias?.read()); // [N, I] @ [I, D] -> [N, D]
+      let y = x.rank === 2 ? down : tf.reshape(down, [...lead, this.dim]); // [..., D]
       if (kwargs.training === true && this.dropout > 0) {
         const seed = this.seed === null ? undefined : this.seed + 104729 * (1 + this.dropoutCalls++);
         y = tf.dropout(y, this.dropout, undefined, seed);
