@@ -74,7 +74,7 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
   // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
   // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
-    it(`takes the row program, and the tile program, 16-row workgroups and larger tiles agree too: ${c.name}`, async () => {
+    it(`takes the row program, and the tile program, 16-row workgroups, larger tiles and the other key step agree too: ${c.name}`, async () => {
       const shapes = {
         b: c.b,
         nQ: c.nQ,
@@ -127,6 +127,15 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (device's workgroup memory): grad ${name}`, g, GRAD_TOL);
       } finally {
         FUSED_ATTENTION_TUNING.rowWorkgroupBytes = bytes;
+      }
+      // Four keys per step of the forward's inner loop (the rest of each tile one at a time).
+      const batch = FUSED_ATTENTION_TUNING.rowKeyBatch;
+      FUSED_ATTENTION_TUNING.rowKeyBatch = batch === 4 ? 1 : 4;
+      try {
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (rowKeyBatch ${FUSED_ATTENTION_TUNING.rowKeyBatch}): output`, e.output, OUTPUT_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.rowKeyBatch = batch;
       }
     });
   }

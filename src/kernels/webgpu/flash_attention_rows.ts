@@ -75,6 +75,7 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     splits: number,
     chunk: number,
     private readonly mode: 'final' | 'lse' | 'partial',
+    private readonly keyBatch: 1 | 4 = 1,
   ) {
     const { b, nQ, t, nK, nV, nE, de, dv } = shp;
     const rf = foldedHeads(shp);
@@ -88,7 +89,7 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     this.workgroupSize = [tile.rows, 1, 1];
     this.dispatch = [total, 1, 1];
     this.shaderKey =
-      `gtaFlashAttentionRows_${tile.rows}_${tile.keys}_${shp.dk}_${de}_${dv}_${mode}` +
+      `gtaFlashAttentionRows_${tile.rows}_${tile.keys}_${keyBatch}_${shp.dk}_${de}_${dv}_${mode}` +
       `_${shp.biasStrides ? 'bias' : ''}_${shp.causalOffset === null ? '' : 'causal'}`;
     const [biasB, biasT, biasS] = shp.biasStrides ?? [0, 0, 0];
     const ints = [t, shp.s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, groups, rowBlocks, splits, chunk];
@@ -136,6 +137,30 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     let at = row * width;
     ${outputs(' * inv')}
     ${this.mode === 'lse' ? 'result[at + DV] = select(NEG, m + log(l), l > 0.0);' : ''}`;
+    // Key j's score: the dot product of the row's scaled query with the staged key, plus the bias.
+    const score = (j: string) =>
+      Array.from({ length: dq4 }, (_, c) => `dot(q${c}, ks[(${j}) * DQ4 + ${c}])`).join(' + ') +
+      (hasBias ? ` + Bias[b * uniforms.biasB + t * uniforms.biasT + (k0 + ${j}) * uniforms.biasS]` : '');
+    // keyBatch 4: four keys per step (four independent dot products, one maximum and at most one rescale
+    // for the four), then the single-key loop for the rest of the tile.
+    const batched =
+      this.keyBatch === 4
+        ? `
+    while (j + 4 <= jEnd) {
+      ${unroll(4, (i) => `let s${i} = ${score(`j + ${i}`)};`)}
+      let top = max(max(s0, s1), max(s2, s3));
+      if (top > m) {
+        let alpha = exp(m - top);
+        l = l * alpha;
+        ${unroll(dv4, (c) => `o${c} = o${c} * alpha;`)}
+        m = top;
+      }
+      ${unroll(4, (i) => `let p${i} = exp(s${i} - m);`)}
+      l = l + ((p0 + p1) + (p2 + p3));
+      ${unroll(dv4, (c) => `o${c} = o${c} + p0 * vs[j * DV4 + ${c}] + p1 * vs[(j + 1) * DV4 + ${c}] + p2 * vs[(j + 2) * DV4 + ${c}] + p3 * vs[(j + 3) * DV4 + ${c}];`)}
+      j = j + 4;
+    }`
+        : '';
     return `
 const ROWS = ${rows};
 const BC = ${keys};
@@ -218,10 +243,9 @@ fn main(index : i32) {
     }
     workgroupBarrier();
     let jEnd = min(BC, limit - k0 + 1);
-    for (var j = 0; j < jEnd; j++) {
-      let kj = j * DQ4;
-      var s = ${Array.from({ length: dq4 }, (_, c) => `dot(q${c}, ks[kj + ${c}])`).join(' + ')};
-      ${hasBias ? 's = s + Bias[b * uniforms.biasB + t * uniforms.biasT + (k0 + j) * uniforms.biasS];' : ''}
+    var j = 0;${batched}
+    for (; j < jEnd; j++) {
+      let s = ${score('j')};
       // Online softmax, one key at a time: the output is rescaled only when the maximum rises.
       if (s > m) {
         let alpha = exp(m - s);

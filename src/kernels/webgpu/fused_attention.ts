@@ -52,6 +52,11 @@ export const FUSED_ATTENTION_TUNING = {
    * the device's `maxComputeWorkgroupStorageSize` caps it. 16384 is WebGPU's guaranteed minimum.
    */
   rowWorkgroupBytes: 16384,
+  /**
+   * Keys per step of the forward row program's inner loop: 1, or 4 (four independent scores, one maximum and
+   * at most one rescale of the output per four keys).
+   */
+  rowKeyBatch: 1 as 1 | 4,
 };
 
 /** Floats of workgroup memory for the row programs' tiles on `backend` (FUSED_ATTENTION_TUNING.rowWorkgroupBytes, capped). */
@@ -199,7 +204,7 @@ export function runFlashAttention(
   const { splits, chunk } = keySplits(shapes, tile);
   const program = (mode: 'final' | 'lse' | 'partial'): WebGPUProgram & { uniformValues(): ProgramUniform[] } =>
     rowTile
-      ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode)
+      ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode, FUSED_ATTENTION_TUNING.rowKeyBatch)
       : new FlashAttentionProgram(shapes, tile, splits, chunk, mode);
   if (splits === 1) {
     const single = program(withLse ? 'lse' : 'final');
