@@ -19,7 +19,9 @@
  *                dDelta[g, j, c] = sum_n o[b, g, t, j] e[n, g C + c]
  * Each kernel is group g's matrix product with its own operands and epilogue (`PRODUCT`): o_g Delta_g
  * (forward, gradGate; the epilogue adds R's copy of o and applies the gate), e_g Delta_g^T (gradInput; the
- * epilogue adds R's part, a sum of r values of e) and o_g^T e_g (gradDecoder, a sum over the N rows). One
+ * epilogue adds R's part, a sum of r values of e) and o_g^T e_g (gradDecoder, a sum over the N rows, split
+ * over workgroups when its few output blocks would leave the GPU idle, then a second dispatch adds the
+ * splits' partial products). One
  * workgroup computes a 32 x 32 block of one group's product, staging 32 x 16 tiles of both operands in
  * workgroup memory; each of its 64 invocations keeps 4 x 4 sums in registers. Until 2026-12-03 each output
  * element was one invocation with its own loop over K, which read both operands from memory for every
@@ -31,7 +33,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { CountedProgram, LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
 import { registerWebGLGatedDecoderKernels } from '../webgl/gated_decoder.js';
 
 /** Registered kernel names (webgpu and webgl). */
@@ -125,7 +127,7 @@ const PRODUCT: Record<GatedDecoderMode, { a: string; b: string; aRowsFast: boole
     b: 'e(k * W + g * uniforms.c + p)',
     aRowsFast: true,
     epilogue: `
-      result[(g * uniforms.dl + m) * uniforms.c + p] = acc;`,
+      result[(split * uniforms.hq + g) * uniforms.dl * uniforms.c + m * uniforms.c + p] = acc;`,
   },
 };
 
@@ -141,22 +143,28 @@ class GatedDecoderProgram implements WebGPUProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [INVOCATIONS, 1, 1];
-  uniforms = 'b : i32, hq : i32, t : i32, dl : i32, c : i32, m : i32, p : i32, k : i32, mTiles : i32, pTiles : i32, total : i32,';
+  uniforms =
+    'b : i32, hq : i32, t : i32, dl : i32, c : i32, m : i32, p : i32, k : i32, mTiles : i32, pTiles : i32, ' +
+    'splits : i32, chunk : i32, total : i32,';
   private readonly values: number[];
 
+  /** `splits` > 1: each workgroup sums one chunk of K and writes its own partial product ([splits, ...output]). */
   constructor(
     private readonly mode: GatedDecoderMode,
     dims: GatedDecoderDims,
+    splits = 1,
   ) {
     this.variableNames = [...GATED_DECODER_INPUTS[mode]];
-    this.outputShape = gatedDecoderOutputShape(mode, dims);
+    const shape = gatedDecoderOutputShape(mode, dims);
+    this.outputShape = splits > 1 ? [splits, ...shape] : shape;
     const { m, p, k } = productSizes(mode, dims);
     const mTiles = Math.ceil(m / TILE);
     const pTiles = Math.ceil(p / TILE);
-    const total = dims.hq * mTiles * pTiles;
+    const chunk = Math.ceil(k / splits / STEP) * STEP;
+    const total = dims.hq * mTiles * pTiles * splits;
     this.dispatch = [total, 1, 1];
     this.shaderKey = `gtaGatedDecoderTiled_${mode}`;
-    this.values = [dims.b, dims.hq, dims.t, dims.dl, dims.c, m, p, k, mTiles, pTiles, total];
+    this.values = [dims.b, dims.hq, dims.t, dims.dl, dims.c, m, p, k, mTiles, pTiles, splits, chunk, total];
   }
 
   uniformValues(): ProgramUniform[] {
@@ -190,6 +198,8 @@ fn main(index : i32) {
   let wg = ${LINEAR_WORKGROUP};
   let valid = wg < uniforms.total;
   var w = min(wg, uniforms.total - 1);
+  let split = w % uniforms.splits;
+  w = w / uniforms.splits;
   let pt = w % uniforms.pTiles;
   w = w / uniforms.pTiles;
   let mt = w % uniforms.mTiles;
@@ -199,13 +209,18 @@ fn main(index : i32) {
   let tx = li % 8;
   let ty = li / 8;
   ${cells((i, j) => `var s${i}_${j} = 0.0;`, ' ')}
-  for (var k0 = 0; k0 < uniforms.k; k0 = k0 + STEP) {
+  let kStart = split * uniforms.chunk;
+  let kEnd = min(uniforms.k, kStart + uniforms.chunk);
+  // A uniform trip count (chunk / STEP, the same in every workgroup) keeps the barriers in uniform control
+  // flow; steps past kEnd stage zeros.
+  for (var step = 0; step < uniforms.chunk / STEP; step++) {
+    let k0 = kStart + step * STEP;
     for (var i = li; i < TILE * STEP; i = i + ${INVOCATIONS}) {
       ${aIndex}
       let m = m0 + r;
       let k = k0 + kk;
       var x = 0.0;
-      if (m < uniforms.m && k < uniforms.k) { x = ${prod.a}; }
+      if (m < uniforms.m && k < kEnd) { x = ${prod.a}; }
       tileA[r * STEP + kk] = x;
     }
     for (var i = li; i < STEP * TILE; i = i + ${INVOCATIONS}) {
@@ -214,7 +229,7 @@ fn main(index : i32) {
       let p = p0 + c;
       let k = k0 + kk;
       var x = 0.0;
-      if (p < uniforms.p && k < uniforms.k) { x = ${prod.b}; }
+      if (p < uniforms.p && k < kEnd) { x = ${prod.b}; }
       tileB[kk * TILE + c] = x;
     }
     workgroupBarrier();
@@ -241,13 +256,50 @@ fn main(index : i32) {
   }
 }
 
+/** Sum of `splits` partial results of `count` elements each: `[splits, count]` -> `[count]`. */
+class SplitSumProgram extends CountedProgram {
+  constructor(outputShape: number[], count: number, splits: number) {
+    super(['Partial'], outputShape, 'gtaGatedDecoderSplitSum', count, [['splits', 'i32', splits]]);
+  }
+
+  getUserCode(): string {
+    return `
+fn main(index : i32) {
+  if (index >= uniforms.count) { return; }
+  var acc = 0.0;
+  for (var s = 0; s < uniforms.splits; s++) { acc = acc + Partial[s * uniforms.count + index]; }
+  result[index] = acc;
+}
+`;
+  }
+}
+
+/**
+ * Splits of K for the decoder's gradient, whose K is the N rows and whose output is small: enough that
+ * about SPLIT_TARGET workgroups run, with at least 8 steps of K each.
+ */
+const SPLIT_TARGET = 1024;
+function gradDecoderSplits(dims: GatedDecoderDims): number {
+  const { m, p, k } = productSizes('gradDecoder', dims);
+  const blocks = dims.hq * Math.ceil(m / TILE) * Math.ceil(p / TILE);
+  return Math.max(1, Math.min(Math.ceil(SPLIT_TARGET / blocks), Math.floor(k / (8 * STEP))));
+}
+
 function kernel(mode: GatedDecoderMode) {
   return (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
     const backend = args.backend as WebGPUBackendLike;
     const named = args.inputs as Record<string, tf.TensorInfo>;
-    const program = new GatedDecoderProgram(mode, args.attrs as unknown as GatedDecoderDims);
+    const dims = args.attrs as unknown as GatedDecoderDims;
+    const splits = mode === 'gradDecoder' ? gradDecoderSplits(dims) : 1;
+    const program = new GatedDecoderProgram(mode, dims, splits);
     const inputs = GATED_DECODER_INPUTS[mode].map((name) => named[name]);
-    return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
+    const out = backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
+    if (splits === 1) return out;
+    const shape = gatedDecoderOutputShape(mode, dims);
+    const sum = new SplitSumProgram(shape, dims.hq * dims.dl * dims.c, splits);
+    const total = backend.runWebGPUProgram(sum, [out], 'float32', sum.uniformValues());
+    backend.disposeData(out.dataId);
+    return total;
   };
 }
 
