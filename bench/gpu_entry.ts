@@ -11,7 +11,7 @@
  *   bash .gpu/on-device.sh .gpu/gpu.mjs cli ARGS...          the tfjs-gta command line (train, compare, ...)
  *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-check          fused attention = composed (test/ops/attention_fused_cases.ts)
  *   bash .gpu/on-device.sh .gpu/gpu.mjs fused-bench --out DIR [--runs N] [--filter P] [--tuning JSON] [--decode-tuning JSON]
- *       [--decode-sweep JSON-ARRAY]
+ *       [--decode-sweep JSON-ARRAY] [--sweep JSON-ARRAY]
  *       fused against composed attention, layer prefill/decode/training at D=1024 (bench/gpu_fused.ts; DIR/fused.json)
  */
 // Order matters: the preload provides navigator.gpu before the webgpu backend package is evaluated.
@@ -109,6 +109,9 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
       'decode-tuning': { type: 'string' },
       // A JSON array of FLASH_DECODE_TUNING variants: each decode cell runs fused once per variant (one process).
       'decode-sweep': { type: 'string' },
+      // A JSON array of FUSED_ATTENTION_TUNING variants: prefill and training cells run fused only, once per
+      // variant, round by round (one process).
+      sweep: { type: 'string' },
     },
   });
   if (values.tuning !== undefined)
@@ -128,7 +131,8 @@ async function fusedTool(tool: string, argv: string[]): Promise<number> {
   console.log(`webgpu: ${JSON.stringify(flags)}; maxStorageBufferBindingSize ${maxStorageBufferBytes()} bytes`);
   const sweep =
     values['decode-sweep'] === undefined ? [] : (JSON.parse(values['decode-sweep']) as Array<Partial<typeof FLASH_DECODE_TUNING>>);
-  const rows = await fusedBench(Number(values.runs), values.filter ?? null, (line) => console.log(line), sweep);
+  const tuningSweep = values.sweep === undefined ? [] : (JSON.parse(values.sweep) as Array<Partial<typeof FUSED_ATTENTION_TUNING>>);
+  const rows = await fusedBench(Number(values.runs), values.filter ?? null, (line) => console.log(line), sweep, tuningSweep);
   const tuning = { ...FUSED_ATTENTION_TUNING, decode: { ...FLASH_DECODE_TUNING } };
   console.log(`fused attention tuning: ${JSON.stringify(tuning)}`);
   writeFileSync(join(out, 'fused.json'), JSON.stringify({ build: __GPU_BUILD__, machine: machineInfo(), flags, tuning, rows }, null, 2));

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_DEFAULTS } from '../src/ops/attention_core.js';
 import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
 import { FLASH_DECODE_TUNING } from '../src/kernels/webgpu/flash_decode.js';
+import { FUSED_ATTENTION_TUNING } from '../src/kernels/webgpu/fused_attention.js';
 import { compareFusedCase, FUSED_CASES } from '../test/ops/attention_fused_cases.js';
 import { makeCase } from './cases.js';
 import type { CellSpec } from './matrix.js';
@@ -34,6 +35,8 @@ export interface FusedBenchRow {
   tflops: number;
   /** The FLASH_DECODE_TUNING fields this row ran with (decode cells of a sweep), or absent. */
   decodeTuning?: Partial<typeof FLASH_DECODE_TUNING>;
+  /** The FUSED_ATTENTION_TUNING fields this row ran with (prefill and training cells of a sweep), or absent. */
+  tuning?: Partial<typeof FUSED_ATTENTION_TUNING>;
 }
 
 const D = 1024;
@@ -187,16 +190,62 @@ async function measure(
   }
 }
 
+/** The fused rows of a prefill or training cell under each of `sweep`'s FUSED_ATTENTION_TUNING variants. */
+async function sweepCell(cell: CellSpec, runs: number, sweep: Array<Partial<typeof FUSED_ATTENTION_TUNING>>, log: (line: string) => void) {
+  const saved = { ...FUSED_ATTENTION_TUNING };
+  const samples: number[][] = sweep.map(() => []);
+  const info: Array<Awaited<ReturnType<typeof measure>> | null> = sweep.map(() => null);
+  try {
+    // Round by round, each variant one run in turn, so that a drift of the machine's speed within the process
+    // (seen on the H200 VMs) falls on every variant alike.
+    for (let round = 0; round < runs; round++) {
+      for (let v = 0; v < sweep.length; v++) {
+        Object.assign(FUSED_ATTENTION_TUNING, saved, sweep[v]);
+        const r = await measure(cell, 1);
+        info[v] ??= r;
+        samples[v].push(r.ms);
+      }
+    }
+  } finally {
+    Object.assign(FUSED_ATTENTION_TUNING, saved);
+  }
+  return sweep.map((variant, v): FusedBenchRow => {
+    const ms = median(samples[v]);
+    const row: FusedBenchRow = {
+      cell: cell.name,
+      impl: cell.impl as FusedBenchRow['impl'],
+      phase: cell.phase,
+      implementation: 'fused',
+      medianMs: ms,
+      samples: samples[v].length,
+      kernels: info[v]!.kernels,
+      kernelNames: info[v]!.kernelNames,
+      tflops: flopsOf(cell) / (ms * 1e-3) / 1e12,
+      tuning: variant,
+    };
+    log(
+      `${cell.name} [fused ${JSON.stringify(variant)}]: ${ms.toFixed(3)} ms (median of ${samples[v].length}: ${samples[v].map((x) => x.toFixed(2)).join(', ')}), ` +
+        `${row.tflops.toFixed(3)} TFLOP/s; ${Object.entries(row.kernelNames)
+          .filter(([k]) => k.startsWith('GtaFusedAttention'))
+          .map(([k, n]) => `${k} ${n.ms} ms`)
+          .join(', ')}`,
+    );
+    return row;
+  });
+}
+
 /**
  * Runs the cells (names matching `filter`, when given) with both implementations; `log` gets one line per row.
  * `decodeSweep`: FLASH_DECODE_TUNING variants, each run as a fused row of every decode cell (in this process,
- * so that they compare on one VM), the settings restored after each.
+ * so that they compare on one VM), the settings restored after each. `sweep`: FUSED_ATTENTION_TUNING variants
+ * for the prefill and training cells, fused rows only, run round by round (one run of each variant in turn).
  */
 export async function fusedBench(
   runs: number,
   filter: string | null,
   log: (line: string) => void,
   decodeSweep: Array<Partial<typeof FLASH_DECODE_TUNING>> = [],
+  sweep: Array<Partial<typeof FUSED_ATTENTION_TUNING>> = [],
 ): Promise<FusedBenchRow[]> {
   const rows: FusedBenchRow[] = [];
   const saved = ATTENTION_DEFAULTS.implementation;
@@ -204,6 +253,12 @@ export async function fusedBench(
   try {
     for (const cell of cells()) {
       if (filter !== null && cell.impl !== 'matmul' && !cell.name.includes(filter)) continue;
+      if (sweep.length > 0 && cell.phase !== 'decode' && cell.impl !== 'matmul') {
+        ATTENTION_DEFAULTS.implementation = 'fused';
+        TRAINING_KERNELS.implementation = 'auto';
+        rows.push(...(await sweepCell(cell, runs, sweep, log)));
+        continue;
+      }
       const modes = cell.impl === 'matmul' ? (['-'] as const) : (['composed', 'fused'] as const);
       const variants: Array<Partial<typeof FLASH_DECODE_TUNING> | null> =
         cell.phase === 'decode' && decodeSweep.length > 0 ? decodeSweep : [null];
