@@ -22,10 +22,10 @@
  * epilogue adds R's part, a sum of r values of e) and o_g^T e_g (gradDecoder, a sum over the N rows, split
  * over workgroups when its few output blocks would leave the GPU idle, then a second dispatch adds the
  * splits' partial products). One workgroup computes a 32 x 32 block of one group's product, staging
- * 32 x 16 tiles of both operands in workgroup memory; each of its 64 invocations keeps 4 x 4 sums in registers. Until 2026-12-03 each output
- * element was one invocation with its own loop over K, which read both operands from memory for every
- * multiply-add: on the H200 at B=4, T=512, W=1024 (GTA's bench layer) the forward took about 1 ms and the
- * three gradients about 6 ms, more than the composed ops' batched products.
+ * 32 x 16 tiles of both operands in workgroup memory; each of its 64 invocations keeps 4 x 4 sums in
+ * registers. Until 2026-12-03 each output element was one invocation with its own loop over K, which read
+ * both operands from memory for every multiply-add: on the H200 at B=4, T=512, W=1024 (GTA's bench layer)
+ * the forward took about 1 ms and the three gradients about 6 ms, more than the composed ops' products.
  * The composed ops this replaces (src/ops/gated_decoder.ts) run 10 kernels forward (transposes and reshapes
  * between the [B, Hq, T, Dl] and [N, W] layouts, the tile of R, the batched product, the add, the sigmoid and
  * the gate product) and 32 with the backward (tf.profile).
