@@ -27,7 +27,30 @@
  * (they are skipped, as the composed path's causal blocks skip them); the bias is added to the scaled
  * scores, so padding with MASK_VALUE behaves exactly as in the composed path.
  */
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
+
+/** WGSL: the coordinates of a workgroup over (key split, row block, head group, batch), fastest first. */
+export const ROW_BLOCK_COORDS = workgroupCoords(
+  [
+    ['split', 'uniforms.splits'],
+    ['block', 'uniforms.rowBlocks'],
+    ['g', 'uniforms.groups'],
+  ],
+  'b',
+);
+
+/**
+ * WGSL: head group g's extent. `groupRows` folded rows (rf query heads of T rows each), its first query head, and
+ * the key, value and extra-key heads that the group reads (query head i reads key head floor(i / rk), ...).
+ */
+export const GROUP_HEADS = [
+  'let T = uniforms.T;',
+  'let groupRows = uniforms.rf * T;',
+  'let firstHead = g * uniforms.rf;',
+  'let kh = firstHead / uniforms.rk;',
+  'let vh = firstHead / uniforms.rv;',
+  'let eh = firstHead / uniforms.re;',
+].join('\n  ');
 
 /** Workgroup memory available to one workgroup, in floats (WebGPU's default limit is 16 KiB). */
 export const WORKGROUP_FLOATS = 4096;
@@ -88,6 +111,12 @@ export function chooseTiling(dq: number, dv: number, rowsPerGroup: number): Flas
   return null;
 }
 
+/** The uniforms of both forward programs (this file's and flash_attention_rows.ts's), in order. */
+export const FORWARD_UNIFORMS =
+  'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
+  'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, ' +
+  'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
+
 /** The fused forward program: one workgroup per (batch, head group, block of rows, split of keys). */
 export class FlashAttentionProgram implements WebGPUProgram {
   variableNames: string[];
@@ -96,10 +125,7 @@ export class FlashAttentionProgram implements WebGPUProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  uniforms =
-    'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
-    'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, ' +
-    'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
+  uniforms = FORWARD_UNIFORMS;
   private readonly uniformData: ProgramUniform[];
 
   constructor(
@@ -217,21 +243,8 @@ fn main(index : i32) {
   let li = i32(localIndex);
   let r = li / LANES;
   let lane = li % LANES;
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let split = w % uniforms.splits;
-  w = w / uniforms.splits;
-  let block = w % uniforms.rowBlocks;
-  w = w / uniforms.rowBlocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
-  let kh = firstHead / uniforms.rk;
-  let vh = firstHead / uniforms.rv;
-  let eh = firstHead / uniforms.re;
+  ${ROW_BLOCK_COORDS}
+  ${GROUP_HEADS}
   let firstRow = block * BR;
   let fr = firstRow + r;
   let rowValid = valid && fr < groupRows;

@@ -24,8 +24,18 @@
  * also gives the bias its gradient.
  */
 import type { FlashShapes } from './flash_attention.js';
-import { foldedHeads, WORKGROUP_FLOATS } from './flash_attention.js';
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import { foldedHeads, GROUP_HEADS, WORKGROUP_FLOATS } from './flash_attention.js';
+import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
+
+/** WGSL: the coordinates of a workgroup over (row split, key block, head group, batch), fastest first. */
+export const KEY_BLOCK_COORDS = workgroupCoords(
+  [
+    ['rowSplit', 'uniforms.rowSplits'],
+    ['block', 'uniforms.blocks'],
+    ['g', 'uniforms.groups'],
+  ],
+  'b',
+);
 
 /** Tile sizes of one backward program: rows and keys per tile, invocations per row (query) or key (keyValue). */
 export interface BackwardTiling {
@@ -250,16 +260,14 @@ fn main(index : i32) {
   let li = i32(localIndex);
   let r = li / LANES;
   let lane = li % LANES;
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let block = w % uniforms.blocks;
-  w = w / uniforms.blocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
+  ${workgroupCoords(
+    [
+      ['block', 'uniforms.blocks'],
+      ['g', 'uniforms.groups'],
+    ],
+    'b',
+  )}
+  ${GROUP_HEADS}
   let firstRow = block * BR;
   let fr = firstRow + r;
   let rowValid = valid && fr < groupRows;
@@ -367,22 +375,12 @@ fn main(index : i32) {
   let li = i32(localIndex);
   let j = li / LANES;
   let lane = li % LANES;
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let rowSplit = w % uniforms.rowSplits;
-  w = w / uniforms.rowSplits;
-  let block = w % uniforms.blocks;
-  w = w / uniforms.blocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
+  ${KEY_BLOCK_COORDS}
+  ${GROUP_HEADS}
   let keyStart = block * BC;
   let key = keyStart + j;
   let keyValid = valid && key < uniforms.S;
-  stageKeys(li, b, firstHead / uniforms.rk, firstHead / uniforms.rv, firstHead / uniforms.re, keyStart, uniforms.S);
+  stageKeys(li, b, kh, vh, eh, keyStart, uniforms.S);
 
   var dk : array<f32, ACCK>;
   var dv : array<f32, ACCV>;

@@ -20,10 +20,10 @@
  * Limits: Dk, De, Dv multiples of 4 and 2 DQ + Dv <= ROWS_BACKWARD_MAX_REGISTERS (fused_attention.ts takes
  * flash_attention_backward.ts otherwise).
  */
-import { foldedHeads, type FlashShapes, WORKGROUP_FLOATS } from './flash_attention.js';
-import { inputNames, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
+import { foldedHeads, type FlashShapes, GROUP_HEADS, WORKGROUP_FLOATS } from './flash_attention.js';
+import { inputNames, KEY_BLOCK_COORDS, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
 import { rowQueryAt, unrolled, vec4At } from './flash_attention_rows.js';
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
 
 /** Most floats an invocation keeps in registers (2 DQ + Dv in dQ and in dK). */
 export const ROWS_BACKWARD_MAX_REGISTERS = 256;
@@ -140,19 +140,14 @@ var<workgroup> tileCount : i32;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let block = w % uniforms.blocks;
-  w = w / uniforms.blocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
-  let kh = firstHead / uniforms.rk;
-  let vh = firstHead / uniforms.rv;
-  let eh = firstHead / uniforms.re;
+  ${workgroupCoords(
+    [
+      ['block', 'uniforms.blocks'],
+      ['g', 'uniforms.groups'],
+    ],
+    'b',
+  )}
+  ${GROUP_HEADS}
   let firstRow = block * R;
   let fr = firstRow + li;
   let rowValid = valid && fr < groupRows;
@@ -303,21 +298,8 @@ var<workgroup> tileRange : array<i32, 2>;
 fn main(index : i32) {
   let li = i32(localIndex);
   ${this.half === 'both' ? 'let valueHalf = li >= R;' : ''}
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let rowSplit = w % uniforms.rowSplits;
-  w = w / uniforms.rowSplits;
-  let block = w % uniforms.blocks;
-  w = w / uniforms.blocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
-  let kh = firstHead / uniforms.rk;
-  let vh = firstHead / uniforms.rv;
-  let eh = firstHead / uniforms.re;
+  ${KEY_BLOCK_COORDS}
+  ${GROUP_HEADS}
   let keyStart = block * R;
   let key = min(keyStart + li % R, uniforms.S - 1);
   let keyValid = valid && keyStart + li % R < uniforms.S;

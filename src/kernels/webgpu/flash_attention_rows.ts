@@ -21,8 +21,16 @@
  * Outputs and masking: exactly as flash_attention.ts ('final', 'lse', 'partial'), with the same uniforms,
  * so that attention_combine.ts merges its splits.
  */
-import { foldedHeads, type FlashShapes, type FlashTiling, WORKGROUP_FLOATS } from './flash_attention.js';
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import {
+  foldedHeads,
+  FORWARD_UNIFORMS,
+  type FlashShapes,
+  type FlashTiling,
+  GROUP_HEADS,
+  ROW_BLOCK_COORDS,
+  WORKGROUP_FLOATS,
+} from './flash_attention.js';
+import type { ProgramUniform, WebGPUProgram } from './program.js';
 
 /** Largest DQ and Dv this program keeps in registers. */
 export const ROWS_MAX_DIM = 128;
@@ -63,10 +71,7 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  uniforms =
-    'T : i32, S : i32, nQ : i32, nK : i32, nV : i32, nE : i32, rk : i32, rv : i32, re : i32, rf : i32, ' +
-    'groups : i32, rowBlocks : i32, splits : i32, chunk : i32, offset : i32, total : i32, ' +
-    'biasB : i32, biasT : i32, biasS : i32, scale : f32,';
+  uniforms = FORWARD_UNIFORMS;
   private readonly uniformData: ProgramUniform[];
 
   constructor(
@@ -177,21 +182,8 @@ var<workgroup> tileCount : i32;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let split = w % uniforms.splits;
-  w = w / uniforms.splits;
-  let block = w % uniforms.rowBlocks;
-  w = w / uniforms.rowBlocks;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
-  let T = uniforms.T;
-  let groupRows = uniforms.rf * T;
-  let firstHead = g * uniforms.rf;
-  let kh = firstHead / uniforms.rk;
-  let vh = firstHead / uniforms.rv;
-  let eh = firstHead / uniforms.re;
+  ${ROW_BLOCK_COORDS}
+  ${GROUP_HEADS}
   let firstRow = block * ROWS;
   let fr = firstRow + li;
   let rowValid = valid && fr < groupRows;

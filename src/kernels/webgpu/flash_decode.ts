@@ -26,7 +26,7 @@
  * adds the dot product of the last De with a second key view `[B, nK, SC, De]` (the shared RoPE key), so the
  * key never has to be stored concatenated.
  */
-import { LINEAR_WORKGROUP, type ProgramUniform, type WebGPUProgram } from './program.js';
+import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
 import { WORKGROUP_FLOATS } from './flash_attention.js';
 
 /** Most folded query rows per workgroup (each invocation keeps one score per row in registers). */
@@ -189,13 +189,13 @@ var<workgroup> blockCount : i32;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  let wgIndex = ${LINEAR_WORKGROUP};
-  let valid = wgIndex < uniforms.total;
-  var w = min(wgIndex, uniforms.total - 1);
-  let split = w % uniforms.splits;
-  w = w / uniforms.splits;
-  let g = w % uniforms.groups;
-  let b = w / uniforms.groups;
+  ${workgroupCoords(
+    [
+      ['split', 'uniforms.splits'],
+      ['g', 'uniforms.groups'],
+    ],
+    'b',
+  )}
   let firstHead = g * R;
   let kh = firstHead / uniforms.rk;
   let vh = firstHead / uniforms.rv;

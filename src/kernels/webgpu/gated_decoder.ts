@@ -32,7 +32,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import { CountedProgram, LINEAR_WORKGROUP, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram } from './program.js';
+import { CountedProgram, type ProgramUniform, type WebGPUBackendLike, type WebGPUProgram, workgroupCoords } from './program.js';
 import { registerWebGLGatedDecoderKernels } from '../webgl/gated_decoder.js';
 
 /** Registered kernel names (webgpu and webgl). */
@@ -194,15 +194,14 @@ ${uses.includes('DY') ? 'fn e(at : i32) -> f32 { return DY[at] / (1.0 + exp(-G[a
 fn main(index : i32) {
   let li = i32(localIndex);
   let W = uniforms.hq * uniforms.c;
-  let wg = ${LINEAR_WORKGROUP};
-  let valid = wg < uniforms.total;
-  var w = min(wg, uniforms.total - 1);
-  let split = w % uniforms.splits;
-  w = w / uniforms.splits;
-  let pt = w % uniforms.pTiles;
-  w = w / uniforms.pTiles;
-  let mt = w % uniforms.mTiles;
-  let g = w / uniforms.mTiles;
+  ${workgroupCoords(
+    [
+      ['split', 'uniforms.splits'],
+      ['pt', 'uniforms.pTiles'],
+      ['mt', 'uniforms.mTiles'],
+    ],
+    'g',
+  )}
   let m0 = mt * TILE;
   let p0 = pt * TILE;
   let tx = li % 8;

@@ -48,6 +48,24 @@ export interface WebGPUBackendLike {
 /** WGSL: the linear index of this workgroup in a 1-D dispatch that tfjs may have reshaped to 2-D or 3-D. */
 export const LINEAR_WORKGROUP = 'i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x)';
 
+/**
+ * WGSL: this workgroup's coordinates in a 1-D dispatch of `uniforms.total` workgroups, which tfjs may have
+ * rounded up and reshaped. Declares `valid` (false for the workgroups past the total) and one `let` per axis,
+ * split in mixed radix from the fastest axis: `axes` are `[name, radix]` pairs (the radix a WGSL expression,
+ * usually a uniform), and `slowest` takes what is left. The workgroups past the total take the last one's
+ * coordinates, so that they reach every barrier the real ones reach and read in bounds; they must not write.
+ */
+export function workgroupCoords(axes: ReadonlyArray<readonly [name: string, radix: string]>, slowest: string): string {
+  const lines = [
+    `let wgIndex = ${LINEAR_WORKGROUP};`,
+    'let valid = wgIndex < uniforms.total;',
+    'var w = min(wgIndex, uniforms.total - 1);',
+  ];
+  for (const [name, radix] of axes) lines.push(`let ${name} = w % ${radix};`, `w = w / ${radix};`);
+  lines.push(`let ${slowest} = w;`);
+  return lines.join('\n  ');
+}
+
 /** One uniform of a `CountedProgram`: its WGSL name, type and value. */
 export type NamedUniform = [name: string, type: 'i32' | 'f32', value: number];
 
