@@ -47,6 +47,11 @@ export interface ProfileInfo {
 export interface Case {
   /** One timed run; returns its samples (ms). */
   run(): Promise<number[]>;
+  /**
+   * Decode cases: of each sample of the last run, the time until the step returned, before the read (the
+   * JavaScript side of a step: ops, programs, uniforms, the cache's bookkeeping; the GPU runs behind it).
+   */
+  enqueueSamples?(): number[];
   /** One untimed unit under tf.profile (also serves as the first warm-up). */
   profile(): Promise<ProfileInfo>;
   /** One more untimed unit (decode: two steps) before timing. */
@@ -147,10 +152,12 @@ function decodeCase<C>(
   disposeCache: (c: C) => void,
   release: () => void,
 ): Case {
+  let enqueue: number[] = [];
   return {
     notes,
     cacheBytes,
-    run: () => decodeRun(start, cell.steps ?? 32, step, disposeCache),
+    run: () => decodeRun(start, cell.steps ?? 32, step, disposeCache, (enqueue = [])),
+    enqueueSamples: () => enqueue,
     warmup: async () => {
       await decodeRun(start, warmupSteps(cell), step, disposeCache);
     },
@@ -184,12 +191,14 @@ async function decodeRun<C>(
   steps: number,
   step: (cache: C) => { out: tf.Tensor; next: C },
   disposeCache: (c: C) => void,
+  enqueue: number[] = [],
 ): Promise<number[]> {
   const samples: number[] = [];
   let cache = start;
   for (let i = 0; i < steps; i++) {
     const t0 = now();
     const { out, next } = step(cache);
+    enqueue.push(now() - t0);
     await out.data();
     out.dispose();
     if (cache !== start) disposeCache(cache);

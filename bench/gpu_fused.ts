@@ -33,6 +33,8 @@ export interface FusedBenchRow {
   /** The profiled unit's kernels by name: count, and GPU time in ms where the backend times kernels. */
   kernelNames: Record<string, { count: number; ms: number }>;
   tflops: number;
+  /** Decode cells: the median time until a step returned, before its read (`Case.enqueueSamples`). */
+  enqueueMs?: number;
   /** The FLASH_DECODE_TUNING fields this row ran with (decode cells of a sweep), or absent. */
   decodeTuning?: Partial<typeof FLASH_DECODE_TUNING>;
   /** The FUSED_ATTENTION_TUNING fields this row ran with (prefill and training cells of a sweep), or absent. */
@@ -177,14 +179,27 @@ async function measure(
   kernels: number;
   kernelNames: Record<string, { count: number; ms: number }>;
   cacheBytes: number | undefined;
+  enqueueMs: number | undefined;
 }> {
   const c = await makeCase(cell);
   try {
     const info = await c.profile();
     await c.warmup?.();
     const samples: number[] = [];
-    for (let i = 0; i < runs; i++) samples.push(...(await c.run()));
-    return { ms: median(samples), samples: samples.length, kernels: info.kernels, kernelNames: info.byKernel, cacheBytes: c.cacheBytes };
+    const enqueue: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      samples.push(...(await c.run()));
+      enqueue.push(...(c.enqueueSamples?.() ?? []));
+    }
+    const enqueueMs = enqueue.length > 0 ? median(enqueue) : undefined;
+    return {
+      ms: median(samples),
+      samples: samples.length,
+      kernels: info.kernels,
+      kernelNames: info.byKernel,
+      cacheBytes: c.cacheBytes,
+      enqueueMs,
+    };
   } finally {
     c.dispose();
   }
@@ -296,9 +311,10 @@ export async function fusedBench(
             tflops: flopsOf(cell) / (r.ms * 1e-3) / 1e12,
           };
           if (variant !== null) row.decodeTuning = variant;
+          if (r.enqueueMs !== undefined) row.enqueueMs = r.enqueueMs;
           rows.push(row);
           log(
-            `${cell.name} [${mode}${variant !== null ? ` ${JSON.stringify(variant)}` : ''}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s` +
+            `${cell.name} [${mode}${variant !== null ? ` ${JSON.stringify(variant)}` : ''}]: ${r.ms.toFixed(3)} ms (median of ${r.samples}${r.enqueueMs !== undefined ? `; enqueued in ${r.enqueueMs.toFixed(3)}` : ''}), ${r.kernels} kernels, ${row.tflops.toFixed(3)} TFLOP/s` +
               `${r.cacheBytes ? `, cache ${(r.cacheBytes / 2 ** 20).toFixed(1)} MiB` : ''}; ${Object.entries(r.kernelNames)
                 .map(([k, n]) => `${k} ${n.count}${n.ms > 0 ? ` (${n.ms} ms)` : ''}`)
                 .join(', ')}`,
