@@ -17,7 +17,7 @@ import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
 import { MLA_DECODE_KERNEL } from '../../src/kernels/webgpu/mla_decode.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
-import { decodeBlock, decodeRows, decodeSplits } from '../../src/kernels/webgpu/flash_decode.js';
+import { decodeBlock, decodeRows, decodeSplits, FLASH_DECODE_TUNING, FlashDecodeProgram } from '../../src/kernels/webgpu/flash_decode.js';
 import type { ArenaSpec } from '../../src/cache/cache_arena.js';
 import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
 import { checkError } from '../kit/fused.js';
@@ -191,8 +191,11 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
     });
   }
 
-  for (const c of [CASES[0], CASES[3], CASES[5]]) {
-    it(`after a 300-token prefill (keys split over workgroups): ${c.name}`, async () => {
+  for (const [c, vectorKeys] of [CASES[0], CASES[3], CASES[5]].flatMap((c) => [[c, false] as const, [c, true] as const])) {
+    const how = vectorKeys ? ', keys read as vec4s (FLASH_DECODE_TUNING.vectorKeys)' : '';
+    it(`after a 300-token prefill (keys split over workgroups${how}): ${c.name}`, async () => {
+      const before = FLASH_DECODE_TUNING.vectorKeys;
+      FLASH_DECODE_TUNING.vectorKeys = vectorKeys;
       const layer = makeLayer(c, 50);
       const prompt = randomTensor([2, 300, D], 51);
       const caches: AttentionCache[] = [];
@@ -201,8 +204,12 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
       const heads = { b: 2, nQ: spec.query.heads, nK: k.heads, nV: v.heads, s: 301, dk: spec.query.dim, dv: v.dim, scale: 1 };
       const shapes = { ...heads, views: { query: 0, key: 0, value: 0, keyCapacity: 301 } };
       const rows = decodeRows(shapes)!;
-      const { splits } = decodeSplits(shapes, rows, decodeBlock(rows, shapes.dk)!);
+      const block = decodeBlock(rows, shapes.dk)!;
+      const { splits, chunk } = decodeSplits(shapes, rows, block);
       if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
+      const program = new FlashDecodeProgram(shapes, rows, block, splits, chunk);
+      if (program.shaderKey.endsWith('_vk') !== vectorKeys)
+        throw new Error(`vectorKeys ${vectorKeys}, but the program is ${program.shaderKey}`);
       try {
         let fused = withKernelPath('composed', () => layer.callWithCache(prompt));
         let composed = withKernelPath('composed', () => layer.callWithCache(prompt));
@@ -220,6 +227,7 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           composed = r;
         }
       } finally {
+        FLASH_DECODE_TUNING.vectorKeys = before;
         prompt.dispose();
         for (const cache of caches) cache.dispose();
         layer.dispose();

@@ -74,7 +74,7 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
   // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
   // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
-    it(`takes the row program, and the tile program, 16-row workgroups, larger tiles and the other key step agree too: ${c.name}`, async () => {
+    it(`takes the row program, and the tile program, 16-row workgroups, larger tiles, the other key step and the other row-block order agree too: ${c.name}`, async () => {
       const shapes = {
         b: c.b,
         nQ: c.nQ,
@@ -136,6 +136,16 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         checkError(`${c.name} (rowKeyBatch ${FUSED_ATTENTION_TUNING.rowKeyBatch}): output`, e.output, OUTPUT_TOL);
       } finally {
         FUSED_ATTENTION_TUNING.rowKeyBatch = batch;
+      }
+      // The forward's row blocks in the other order (last rows first, or first rows first).
+      const late = FUSED_ATTENTION_TUNING.lateRowsFirst;
+      FUSED_ATTENTION_TUNING.lateRowsFirst = !late;
+      try {
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (lateRowsFirst ${!late}): output`, e.output, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (lateRowsFirst ${!late}): grad ${name}`, g, GRAD_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.lateRowsFirst = late;
       }
     });
   }

@@ -29,15 +29,22 @@
  */
 import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
 
-/** WGSL: the coordinates of a workgroup over (key split, row block, head group, batch), fastest first. */
-export const ROW_BLOCK_COORDS = workgroupCoords(
-  [
-    ['split', 'uniforms.splits'],
-    ['block', 'uniforms.rowBlocks'],
-    ['g', 'uniforms.groups'],
-  ],
-  'b',
-);
+/**
+ * WGSL: the coordinates of a workgroup over (key split, row block, head group, batch), fastest first. With
+ * `lateRowsFirst` the row blocks run last to first: under a causal mask the last rows see the most keys, so
+ * starting them first leaves the short blocks for the end of the dispatch.
+ */
+export function rowBlockCoords(lateRowsFirst = false): string {
+  const coords = workgroupCoords(
+    [
+      ['split', 'uniforms.splits'],
+      [lateRowsFirst ? 'wgBlock' : 'block', 'uniforms.rowBlocks'],
+      ['g', 'uniforms.groups'],
+    ],
+    'b',
+  );
+  return lateRowsFirst ? `${coords}\n  let block = uniforms.rowBlocks - 1 - wgBlock;` : coords;
+}
 
 /**
  * WGSL: head group g's extent. `groupRows` folded rows (rf query heads of T rows each), its first query head, and
@@ -243,7 +250,7 @@ fn main(index : i32) {
   let li = i32(localIndex);
   let r = li / LANES;
   let lane = li % LANES;
-  ${ROW_BLOCK_COORDS}
+  ${rowBlockCoords()}
   ${GROUP_HEADS}
   let firstRow = block * BR;
   let fr = firstRow + r;

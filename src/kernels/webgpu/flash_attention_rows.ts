@@ -27,7 +27,7 @@ import {
   type FlashShapes,
   type FlashTiling,
   GROUP_HEADS,
-  ROW_BLOCK_COORDS,
+  rowBlockCoords,
   WORKGROUP_FLOATS,
 } from './flash_attention.js';
 import type { ProgramUniform, WebGPUProgram } from './program.js';
@@ -81,6 +81,7 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     chunk: number,
     private readonly mode: 'final' | 'lse' | 'partial',
     private readonly keyBatch: 1 | 4 = 1,
+    private readonly lateRowsFirst = false,
   ) {
     const { b, nQ, t, nK, nV, nE, de, dv } = shp;
     const rf = foldedHeads(shp);
@@ -95,7 +96,7 @@ export class FlashAttentionRowsProgram implements WebGPUProgram {
     this.dispatch = [total, 1, 1];
     this.shaderKey =
       `gtaFlashAttentionRows_${tile.rows}_${tile.keys}_${keyBatch}_${shp.dk}_${de}_${dv}_${mode}` +
-      `_${shp.biasStrides ? 'bias' : ''}_${shp.causalOffset === null ? '' : 'causal'}`;
+      `_${shp.biasStrides ? 'bias' : ''}_${shp.causalOffset === null ? '' : 'causal'}${lateRowsFirst ? '_late' : ''}`;
     const [biasB, biasT, biasS] = shp.biasStrides ?? [0, 0, 0];
     const ints = [t, shp.s, nQ, nK, nV, nE, nQ / nK, nQ / nV, de > 0 ? nQ / nE : 1, rf, groups, rowBlocks, splits, chunk];
     ints.push(shp.causalOffset ?? 0, total, biasB, biasT, biasS);
@@ -182,7 +183,7 @@ var<workgroup> tileCount : i32;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  ${ROW_BLOCK_COORDS}
+  ${rowBlockCoords(this.lateRowsFirst)}
   ${GROUP_HEADS}
   let firstRow = block * ROWS;
   let fr = firstRow + li;

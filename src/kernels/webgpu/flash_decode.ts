@@ -76,6 +76,12 @@ export const FLASH_DECODE_TUNING = {
   targetWorkgroups: 1024,
   /** Fewest keys per split, in blocks. */
   minBlocksPerSplit: 1,
+  /**
+   * Read each key as vec4s (one load of 16 bytes instead of four of 4) where Dk and the keys' offset are
+   * multiples of 4. An experiment: each invocation reads its own key row, so the loads of an invocation group
+   * are strided by the row (Dk floats), and fewer, wider loads may use the fetched memory better.
+   */
+  vectorKeys: false,
 };
 
 /** Splits of the keys and keys per split (a multiple of the block). */
@@ -95,10 +101,13 @@ export class FlashDecodeProgram implements WebGPUProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
+  variableComponents?: number[];
   uniforms =
     'S : i32, nQ : i32, nK : i32, nV : i32, rk : i32, rv : i32, groups : i32, splits : i32, chunk : i32, total : i32, ' +
     'qBase : i32, kBase : i32, vBase : i32, SC : i32, eBase : i32, scale : f32,';
   private readonly values: ProgramUniform[];
+  /** Keys read as vec4s (FLASH_DECODE_TUNING.vectorKeys, where the dims and offset allow). */
+  private readonly vectorKeys: boolean;
 
   constructor(
     private readonly shp: FlashDecodeShapes,
@@ -114,7 +123,11 @@ export class FlashDecodeProgram implements WebGPUProgram {
     this.outputShape = splits === 1 ? [b, nQ, 1, dv] : [b, nQ, 1, splits * (dv + 2)];
     this.workgroupSize = [block, 1, 1];
     this.dispatch = [total, 1, 1];
-    this.shaderKey = `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${shp.de ?? 0}_${dv}_${splits === 1 ? 'final' : 'partial'}`;
+    this.vectorKeys = FLASH_DECODE_TUNING.vectorKeys && shp.dk % 4 === 0 && shp.views.key % 4 === 0;
+    if (this.vectorKeys) this.variableComponents = this.variableNames.map((name) => (name === 'K' ? 4 : 1));
+    this.shaderKey =
+      `gtaFlashDecode_${this.rows}_${block}_${shp.dk}_${shp.de ?? 0}_${dv}_${splits === 1 ? 'final' : 'partial'}` +
+      `${this.vectorKeys ? '_vk' : ''}`;
     const ints = [shp.s, nQ, nK, nV, nQ / nK, nQ / nV, groups, splits, chunk, total];
     const { query, key, value, keyCapacity, extraKey } = shp.views;
     this.values = [...ints, query, key, value, keyCapacity, extraKey ?? 0].map((x): ProgramUniform => ({ type: 'int32', data: [x] }));
@@ -142,8 +155,16 @@ export class FlashDecodeProgram implements WebGPUProgram {
           let base = ((b * uniforms.nQ + head) * uniforms.splits + split) * (DV + 2);
           result[base + d] = a;
           if (d == 0) { result[base + DV] = mrow[r]; result[base + DV + 1] = lrow[r]; }`;
-    const keyLoop =
-      dk % 4 === 0
+    const keyLoop = this.vectorKeys
+      ? `
+      for (var d = 0; d < DK; d += 4) {
+        let y = K[(kp + d) / 4];
+        for (var r = 0; r < R; r++) {
+          let q = r * DQ + d;
+          s[r] += qs[q] * y.x + qs[q + 1] * y.y + qs[q + 2] * y.z + qs[q + 3] * y.w;
+        }
+      }`
+      : dk % 4 === 0
         ? `
       for (var d = 0; d < DK; d += 4) {
         let y0 = K[kp + d];

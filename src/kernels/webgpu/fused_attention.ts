@@ -57,6 +57,8 @@ export const FUSED_ATTENTION_TUNING = {
    * at most one rescale of the output per four keys).
    */
   rowKeyBatch: 1 as 1 | 4,
+  /** The forward row program's row blocks in reverse order, last rows first (see `rowBlockCoords`). */
+  lateRowsFirst: false,
 };
 
 /** Floats of workgroup memory for the row programs' tiles on `backend` (FUSED_ATTENTION_TUNING.rowWorkgroupBytes, capped). */
@@ -204,7 +206,15 @@ export function runFlashAttention(
   const { splits, chunk } = keySplits(shapes, tile);
   const program = (mode: 'final' | 'lse' | 'partial'): WebGPUProgram & { uniformValues(): ProgramUniform[] } =>
     rowTile
-      ? new FlashAttentionRowsProgram(shapes, rowTile, splits, chunk, mode, FUSED_ATTENTION_TUNING.rowKeyBatch)
+      ? new FlashAttentionRowsProgram(
+          shapes,
+          rowTile,
+          splits,
+          chunk,
+          mode,
+          FUSED_ATTENTION_TUNING.rowKeyBatch,
+          FUSED_ATTENTION_TUNING.lateRowsFirst,
+        )
       : new FlashAttentionProgram(shapes, tile, splits, chunk, mode);
   if (splits === 1) {
     const single = program(withLse ? 'lse' : 'final');
