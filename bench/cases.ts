@@ -279,7 +279,12 @@ function l1Case(cell: CellSpec, impl: OurImpl): Case {
   const x = tf.randomNormal([b, t, d], 0, 1, 'float32', 3);
   const target = tf.randomNormal([b, t, d], 0, 1, 'float32', 4);
   const vars = trainableVariables(layer.trainableWeights);
-  const loss = () => tf.losses.meanSquaredError(target, layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
+  const loss = () => {
+    const y = layer.apply(x, { training: true }) as tf.Tensor;
+    if (cell.lossReduction !== 'rows') return tf.losses.meanSquaredError(target, y) as tf.Scalar;
+    // the same mean, as a Sum over each row's D values and then one over the B T rows
+    return tf.div(tf.sum(tf.sum(tf.reshape(tf.squaredDifference(y, target), [b * t, d]), 1)), b * t * d) as tf.Scalar;
+  };
   if (cell.optimizer === 'adamw') {
     const adamw = new AdamW(vars, { weightDecay: 0 });
     const unit = async () => {

@@ -147,6 +147,21 @@ function cells(): CellSpec[] {
       s: 0,
       optimizer: 'adamw',
     });
+    // The same with the loss's mean reduced row by row first (CellSpec.lossReduction): tfjs's one-workgroup Sum
+    // of all 2M values is a fixed cost of both paths that the layer does not cause.
+    out.push({
+      name: `${impl} train B=4 T=512 adamw, loss by rows`,
+      group: 'L1',
+      level: 'L1',
+      phase: 'train',
+      impl,
+      d: D,
+      batch: 4,
+      t: 512,
+      s: 0,
+      optimizer: 'adamw',
+      lossReduction: 'rows',
+    });
   }
   return out;
 }

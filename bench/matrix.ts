@@ -43,6 +43,12 @@ export interface CellSpec {
    * `TRAINING_KERNELS` asks for the composed path.
    */
   optimizer?: 'tfjs-adam' | 'adamw';
+  /**
+   * L1 training: the loss's reduction. 'mean' (the default) is `tf.losses.meanSquaredError`, whose mean is one
+   * Sum of all B T D values (on webgpu tfjs reduces into one value with one workgroup: 2 ms and more on the
+   * H200 for 2M values). 'rows' computes the same mean in two Sums: over each row's D values, then over the rows.
+   */
+  lossReduction?: 'mean' | 'rows';
   /** Set when the cell is not run. */
   skip?: string;
 }
