@@ -133,35 +133,13 @@ function cells(): CellSpec[] {
     steps: 32,
   });
   for (const impl of ['gqa', 'gta'] as const) {
-    out.push({ name: `${impl} train B=4 T=512`, group: 'L1', level: 'L1', phase: 'train', impl, d: D, batch: 4, t: 512, s: 0 });
+    const train = { group: 'L1', level: 'L1', phase: 'train', impl, d: D, batch: 4, t: 512, s: 0 } as const;
+    out.push({ name: `${impl} train B=4 T=512`, ...train });
     // With the package's AdamW: its update is one of the fused training kernels (composed in the composed row).
-    out.push({
-      name: `${impl} train B=4 T=512 adamw`,
-      group: 'L1',
-      level: 'L1',
-      phase: 'train',
-      impl,
-      d: D,
-      batch: 4,
-      t: 512,
-      s: 0,
-      optimizer: 'adamw',
-    });
+    out.push({ name: `${impl} train B=4 T=512 adamw`, ...train, optimizer: 'adamw' });
     // The same with the loss's mean reduced row by row first (CellSpec.lossReduction): tfjs's one-workgroup Sum
     // of all 2M values is a fixed cost of both paths that the layer does not cause.
-    out.push({
-      name: `${impl} train B=4 T=512 adamw, loss by rows`,
-      group: 'L1',
-      level: 'L1',
-      phase: 'train',
-      impl,
-      d: D,
-      batch: 4,
-      t: 512,
-      s: 0,
-      optimizer: 'adamw',
-      lossReduction: 'rows',
-    });
+    out.push({ name: `${impl} train B=4 T=512 adamw, loss by rows`, ...train, optimizer: 'adamw', lossReduction: 'rows' });
   }
   return out;
 }
