@@ -203,12 +203,23 @@ async function measure(
  * variant gets one case, built, profiled and warmed up under its settings once; the settings are read per call,
  * so each timed run sets its variant's first.
  */
-async function sweepCell(cell: CellSpec, runs: number, sweep: Array<Partial<typeof FUSED_ATTENTION_TUNING>>, log: (line: string) => void) {
+async function sweepCell(
+  cell: CellSpec,
+  runs: number,
+  sweep: Array<Partial<typeof FUSED_ATTENTION_TUNING>>,
+  log: (line: string) => void,
+  reference: CellSpec | null = null,
+) {
   const saved = { ...FUSED_ATTENTION_TUNING };
   const samples: number[][] = sweep.map(() => []);
   const info: Array<{ kernels: number; byKernel: Record<string, { count: number; ms: number }> }> = [];
   const cases: Array<Awaited<ReturnType<typeof makeCase>>> = [];
+  // The matMul reference, timed once in every round too, so that the FLOP-rate ratio compares runs of one round.
+  const ref = reference === null ? null : await makeCase(reference);
+  const refSamples: number[] = [];
   try {
+    await ref?.profile();
+    await ref?.warmup?.();
     for (const variant of sweep) {
       Object.assign(FUSED_ATTENTION_TUNING, saved, variant);
       const c = await makeCase(cell);
@@ -219,6 +230,7 @@ async function sweepCell(cell: CellSpec, runs: number, sweep: Array<Partial<type
     // Round by round, each variant one run in turn, so that a drift of the machine's speed within the process
     // (seen on the H200 VMs) falls on every variant alike.
     for (let round = 0; round < runs; round++) {
+      if (ref !== null) refSamples.push(median(await ref.run()));
       for (let v = 0; v < sweep.length; v++) {
         Object.assign(FUSED_ATTENTION_TUNING, saved, sweep[v]);
         samples[v].push(median(await cases[v].run()));
@@ -227,37 +239,62 @@ async function sweepCell(cell: CellSpec, runs: number, sweep: Array<Partial<type
   } finally {
     Object.assign(FUSED_ATTENTION_TUNING, saved);
     for (const c of cases) c.dispose();
+    ref?.dispose();
   }
-  return sweep.map((variant, v): FusedBenchRow => {
-    const ms = median(samples[v]);
-    const row: FusedBenchRow = {
-      cell: cell.name,
-      impl: cell.impl as FusedBenchRow['impl'],
-      phase: cell.phase,
-      implementation: 'fused',
+  const refRows: FusedBenchRow[] = [];
+  if (reference !== null && refSamples.length > 0) {
+    const ms = median(refSamples);
+    const tflops = flopsOf(reference) / (ms * 1e-3) / 1e12;
+    refRows.push({
+      cell: `${reference.name}, in the rounds of ${cell.name}`,
+      impl: 'matmul',
+      phase: reference.phase,
+      implementation: '-',
       medianMs: ms,
-      samples: samples[v].length,
-      kernels: info[v].kernels,
-      kernelNames: info[v].byKernel,
-      tflops: flopsOf(cell) / (ms * 1e-3) / 1e12,
-      tuning: variant,
-    };
+      samples: refSamples.length,
+      kernels: 0,
+      kernelNames: {},
+      tflops,
+    });
     log(
-      `${cell.name} [fused ${JSON.stringify(variant)}]: ${ms.toFixed(3)} ms (median of ${samples[v].length}: ${samples[v].map((x) => x.toFixed(2)).join(', ')}), ` +
-        `${row.tflops.toFixed(3)} TFLOP/s; ${Object.entries(row.kernelNames)
-          .filter(([k]) => k.startsWith('GtaFusedAttention'))
-          .map(([k, n]) => `${k} ${n.ms} ms`)
-          .join(', ')}`,
+      `${reference.name}, in the rounds of ${cell.name}: ${ms.toFixed(3)} ms (median of ${refSamples.length}: ` +
+        `${refSamples.map((x) => x.toFixed(2)).join(', ')}), ${tflops.toFixed(3)} TFLOP/s`,
     );
-    return row;
-  });
+  }
+  return [
+    ...refRows,
+    ...sweep.map((variant, v): FusedBenchRow => {
+      const ms = median(samples[v]);
+      const row: FusedBenchRow = {
+        cell: cell.name,
+        impl: cell.impl as FusedBenchRow['impl'],
+        phase: cell.phase,
+        implementation: 'fused',
+        medianMs: ms,
+        samples: samples[v].length,
+        kernels: info[v].kernels,
+        kernelNames: info[v].byKernel,
+        tflops: flopsOf(cell) / (ms * 1e-3) / 1e12,
+        tuning: variant,
+      };
+      log(
+        `${cell.name} [fused ${JSON.stringify(variant)}]: ${ms.toFixed(3)} ms (median of ${samples[v].length}: ${samples[v].map((x) => x.toFixed(2)).join(', ')}), ` +
+          `${row.tflops.toFixed(3)} TFLOP/s; ${Object.entries(row.kernelNames)
+            .filter(([k]) => k.startsWith('GtaFusedAttention'))
+            .map(([k, n]) => `${k} ${n.ms} ms`)
+            .join(', ')}`,
+      );
+      return row;
+    }),
+  ];
 }
 
 /**
  * Runs the cells (names matching `filter`, when given) with both implementations; `log` gets one line per row.
  * `decodeSweep`: FLASH_DECODE_TUNING variants, each run as a fused row of every decode cell (in this process,
  * so that they compare on one VM), the settings restored after each. `sweep`: FUSED_ATTENTION_TUNING variants
- * for the prefill and training cells, fused rows only, run round by round (one run of each variant in turn).
+ * for the prefill and training cells, fused rows only, run round by round (one run of each variant in turn; the
+ * prefill cells that read one element also time the matMul reference that reads one element in each round).
  */
 export async function fusedBench(
   runs: number,
@@ -275,7 +312,9 @@ export async function fusedBench(
       if (sweep.length > 0 && cell.phase !== 'decode' && cell.impl !== 'matmul') {
         ATTENTION_DEFAULTS.implementation = 'fused';
         TRAINING_KERNELS.implementation = 'auto';
-        rows.push(...(await sweepCell(cell, runs, sweep, log)));
+        // prefill cells that read one element have the matMul reference that does the same timed in their rounds
+        const reference = cell.readOne ? (cells().find((c) => c.impl === 'matmul' && c.readOne) ?? null) : null;
+        rows.push(...(await sweepCell(cell, runs, sweep, log, reference)));
         continue;
       }
       const modes = cell.impl === 'matmul' ? (['-'] as const) : (['composed', 'fused'] as const);
