@@ -79,8 +79,8 @@ export const FLASH_DECODE_TUNING = {
   /**
    * Read each key as vec4s (one load of 16 bytes instead of four of 4) where Dk and the keys' offset are
    * multiples of 4 (each invocation reads its own key row, so the loads of an invocation group are strided by
-   * the row). On the H200 the step at B=32 S=16384 was 11-15% faster this way in 9 of 10 comparisons within
-   * one process (docs/benchmarks/2026-12-03-decode-prefill-splits-h200.md); false reads four scalars.
+   * the row). On the H200 the step at B=32 S=16384 was faster this way in 8 of 9 comparisons (by 12-15%, once by
+   * 1%, where one process alternated them) (docs/benchmarks/2026-12-03-decode-prefill-splits-h200.md); false reads four scalars.
    */
   vectorKeys: true,
 };
