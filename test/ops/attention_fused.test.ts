@@ -10,6 +10,7 @@ import {
   FUSED_ATTENTION_KERNEL,
   FUSED_ATTENTION_TUNING,
   backwardProgramKind,
+  forwardKeySplits,
   forwardProgramKind,
   fusedAttentionForward,
 } from '../../src/kernels/webgpu/fused_attention.js';
@@ -70,26 +71,29 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
     });
   }
 
+  /** The kernel's shapes of a case (to ask which program and how many key splits it takes). */
+  const flashShapesOf = (c: (typeof FUSED_CASES)[number]) => ({
+    b: c.b,
+    nQ: c.nQ,
+    t: c.t,
+    s: c.s,
+    nK: c.nK,
+    nV: c.nV,
+    nE: c.extra?.nE ?? c.nK,
+    dk: c.dk,
+    de: c.extra?.de ?? 0,
+    dv: c.dv,
+    biasStrides: null,
+    causalOffset: c.causalOffset,
+    scale: c.scale,
+  });
+
   // The 'rows:' cases take the row-per-invocation programs (forward and backward); the same cases through
   // the tile programs (flash_attention.ts and flash_attention_backward.ts, forced) keep those checked on long
   // inputs too.
   for (const c of FUSED_CASES.filter((x) => x.name.startsWith('rows:'))) {
-    it(`takes the row program, and the tile program, 16-row workgroups, larger tiles, the other key step and the other row-block order agree too: ${c.name}`, async () => {
-      const shapes = {
-        b: c.b,
-        nQ: c.nQ,
-        t: c.t,
-        s: c.s,
-        nK: c.nK,
-        nV: c.nV,
-        nE: c.extra?.nE ?? c.nK,
-        dk: c.dk,
-        de: c.extra?.de ?? 0,
-        dv: c.dv,
-        biasStrides: null,
-        causalOffset: c.causalOffset,
-        scale: c.scale,
-      };
+    it(`takes the row program, and the tile program, 16-row workgroups, larger tiles and the other key step agree too: ${c.name}`, async () => {
+      const shapes = flashShapesOf(c);
       // (with a bias, the gradient is the composed path's: only the forward is fused)
       if (forwardProgramKind(shapes) !== 'rows' || (c.bias === null && backwardProgramKind(shapes) !== 'rows'))
         throw new Error(`expected the row programs for ${c.name}`);
@@ -136,6 +140,24 @@ describeBackends('fused attention (kernels/webgpu) against the composed path', (
         checkError(`${c.name} (rowKeyBatch ${FUSED_ATTENTION_TUNING.rowKeyBatch}): output`, e.output, OUTPUT_TOL);
       } finally {
         FUSED_ATTENTION_TUNING.rowKeyBatch = batch;
+      }
+    });
+
+    it(`long-range key splits and the other row-block order agree too: ${c.name}`, async () => {
+      const shapes = flashShapesOf(c);
+      // Long-range splits forced on these short cases: at least 16 keys per split, up to 64 times the workgroups.
+      const longTarget = FUSED_ATTENTION_TUNING.longTargetWorkgroups;
+      const longMin = FUSED_ATTENTION_TUNING.longMinKeysPerSplit;
+      FUSED_ATTENTION_TUNING.longTargetWorkgroups = 64 * FUSED_ATTENTION_TUNING.targetWorkgroups;
+      FUSED_ATTENTION_TUNING.longMinKeysPerSplit = 16;
+      try {
+        if (forwardKeySplits(shapes) < 2) throw new Error(`long-range splits: ${forwardKeySplits(shapes)} split`);
+        const e = await compareFusedCase(c);
+        checkError(`${c.name} (long-range splits): output`, e.output, OUTPUT_TOL);
+        for (const [name, g] of Object.entries(e.grads)) checkError(`${c.name} (long-range splits): grad ${name}`, g, GRAD_TOL);
+      } finally {
+        FUSED_ATTENTION_TUNING.longTargetWorkgroups = longTarget;
+        FUSED_ATTENTION_TUNING.longMinKeysPerSplit = longMin;
       }
       // The forward's row blocks in the other order (last rows first, or first rows first).
       const late = FUSED_ATTENTION_TUNING.lateRowsFirst;

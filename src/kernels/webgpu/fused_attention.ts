@@ -37,6 +37,13 @@ export const FUSED_ATTENTION_TUNING = {
   targetWorkgroups: 264,
   /** Fewest keys per split. */
   minKeysPerSplit: 64,
+  /**
+   * Long key ranges (prefill): split further, until about this many workgroups run, as long as each split keeps
+   * at least `longMinKeysPerSplit` keys (0: off). More, shorter workgroups even out a causal mask's uneven rows.
+   */
+  longTargetWorkgroups: 0,
+  /** Fewest keys per split of `longTargetWorkgroups`. */
+  longMinKeysPerSplit: 1024,
   /** Most splits. */
   maxSplits: 64,
   /**
@@ -123,9 +130,13 @@ export function fusedAttentionUnsupported(
 export function keySplits(shapes: FlashShapes, tile: FlashTiling): { splits: number; chunk: number } {
   const rf = foldedHeads(shapes);
   const workgroups = shapes.b * (shapes.nQ / rf) * Math.ceil((rf * shapes.t) / tile.rows);
-  const { targetWorkgroups, minKeysPerSplit, maxSplits } = FUSED_ATTENTION_TUNING;
-  const splits = Math.min(Math.ceil(targetWorkgroups / workgroups), Math.floor(shapes.s / minKeysPerSplit), maxSplits);
-  if (workgroups >= targetWorkgroups || splits <= 1) return { splits: 1, chunk: Math.max(shapes.s, 1) };
+  const { targetWorkgroups, minKeysPerSplit, maxSplits, longTargetWorkgroups, longMinKeysPerSplit } = FUSED_ATTENTION_TUNING;
+  const fill =
+    workgroups >= targetWorkgroups ? 1 : Math.min(Math.ceil(targetWorkgroups / workgroups), Math.floor(shapes.s / minKeysPerSplit));
+  const long =
+    longTargetWorkgroups > 0 ? Math.min(Math.ceil(longTargetWorkgroups / workgroups), Math.floor(shapes.s / longMinKeysPerSplit)) : 1;
+  const splits = Math.min(Math.max(fill, long), maxSplits);
+  if (splits <= 1) return { splits: 1, chunk: Math.max(shapes.s, 1) };
   const chunk = Math.ceil(Math.ceil(shapes.s / splits) / tile.keys) * tile.keys;
   return { splits: Math.ceil(shapes.s / chunk), chunk };
 }
@@ -187,6 +198,12 @@ function rowTiling(shapes: FlashShapes, floats?: number): FlashTiling | null {
  */
 export function forwardProgramKind(shapes: FlashShapes): 'rows' | 'tiles' {
   return rowTiling(shapes) !== null ? 'rows' : 'tiles';
+}
+
+/** The key splits that the forward runs for `shapes` with the current tuning (under WebGPU's 16 KiB of tiles). */
+export function forwardKeySplits(shapes: FlashShapes): number {
+  const tile = rowTiling(shapes) ?? chooseTiling(shapes.dk + shapes.de, shapes.dv, foldedHeads(shapes) * shapes.t);
+  return tile === null ? 1 : keySplits(shapes, tile).splits;
 }
 
 /**
