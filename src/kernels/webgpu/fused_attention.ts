@@ -40,10 +40,13 @@ export const FUSED_ATTENTION_TUNING = {
   /**
    * Long key ranges (prefill): split further, until about this many workgroups run, as long as each split keeps
    * at least `longMinKeysPerSplit` keys (0: off). More, shorter workgroups even out a causal mask's uneven rows.
+   * On the H200, GQA's prefill at T = 4096 (512 workgroups unsplit, 5 splits here) was faster in 33 of 34 rounds
+   * over four runs, by 14-17%; GTA's (128 workgroups, 3 splits by `targetWorkgroups`, 8 here) unchanged
+   * (docs/benchmarks/2026-12-03-decode-prefill-splits-h200.md). Training at T = 512 is not affected.
    */
-  longTargetWorkgroups: 0,
+  longTargetWorkgroups: 2112,
   /** Fewest keys per split of `longTargetWorkgroups`. */
-  longMinKeysPerSplit: 1024,
+  longMinKeysPerSplit: 512,
   /** Most splits. */
   maxSplits: 64,
   /**
