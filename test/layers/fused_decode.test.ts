@@ -206,11 +206,11 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
       const rows = decodeRows(shapes)!;
       const block = decodeBlock(rows, shapes.dk)!;
       const { splits, chunk } = decodeSplits(shapes, rows, block);
-      if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
-      const program = new FlashDecodeProgram(shapes, rows, block, splits, chunk);
-      if (program.shaderKey.endsWith('_vk') !== vectorKeys)
-        throw new Error(`vectorKeys ${vectorKeys}, but the program is ${program.shaderKey}`);
       try {
+        if (splits < 2) throw new Error(`the keys are not split (${splits} split): this case would not test the combine`);
+        const program = new FlashDecodeProgram(shapes, rows, block, splits, chunk);
+        if (program.shaderKey.endsWith('_vk') !== vectorKeys)
+          throw new Error(`vectorKeys ${vectorKeys}, but the program is ${program.shaderKey}`);
         let fused = withKernelPath('composed', () => layer.callWithCache(prompt));
         let composed = withKernelPath('composed', () => layer.callWithCache(prompt));
         caches.push(fused.cache, composed.cache);
