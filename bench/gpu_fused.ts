@@ -17,7 +17,7 @@ import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
 import { FLASH_DECODE_TUNING } from '../src/kernels/webgpu/flash_decode.js';
 import { FUSED_ATTENTION_TUNING } from '../src/kernels/webgpu/fused_attention.js';
 import { compareFusedCase, FUSED_CASES } from '../test/ops/attention_fused_cases.js';
-import { makeCase } from './cases.js';
+import { type Case, makeCase, type ProfileInfo } from './cases.js';
 import type { CellSpec } from './matrix.js';
 import { l1Analytic, specFor, type OurImpl } from './variants.js';
 
@@ -212,8 +212,8 @@ async function sweepCell(
 ) {
   const saved = { ...FUSED_ATTENTION_TUNING };
   const samples: number[][] = sweep.map(() => []);
-  const info: Array<{ kernels: number; byKernel: Record<string, { count: number; ms: number }> }> = [];
-  const cases: Array<Awaited<ReturnType<typeof makeCase>>> = [];
+  const info: ProfileInfo[] = [];
+  const cases: Case[] = [];
   // The matMul reference, timed once in every round too, so that the FLOP-rate ratio compares runs of one round.
   const ref = reference === null ? null : await makeCase(reference);
   const refSamples: number[] = [];
@@ -307,13 +307,14 @@ export async function fusedBench(
   const saved = ATTENTION_DEFAULTS.implementation;
   const savedTraining = TRAINING_KERNELS.implementation;
   try {
-    for (const cell of cells()) {
+    const all = cells();
+    for (const cell of all) {
       if (filter !== null && cell.impl !== 'matmul' && !cell.name.includes(filter)) continue;
       if (sweep.length > 0 && cell.phase !== 'decode' && cell.impl !== 'matmul') {
         ATTENTION_DEFAULTS.implementation = 'fused';
         TRAINING_KERNELS.implementation = 'auto';
         // prefill cells that read one element have the matMul reference that does the same timed in their rounds
-        const reference = cell.readOne ? (cells().find((c) => c.impl === 'matmul' && c.readOne) ?? null) : null;
+        const reference = cell.readOne ? (all.find((c) => c.impl === 'matmul' && c.readOne) ?? null) : null;
         rows.push(...(await sweepCell(cell, runs, sweep, log, reference)));
         continue;
       }

@@ -27,6 +27,15 @@ import type { FlashShapes } from './flash_attention.js';
 import { foldedHeads, GROUP_HEADS, WORKGROUP_FLOATS } from './flash_attention.js';
 import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
 
+/** WGSL: the coordinates of a dQ workgroup over (row block, head group, batch), fastest first. */
+export const ROW_BLOCK_COORDS = workgroupCoords(
+  [
+    ['block', 'uniforms.blocks'],
+    ['g', 'uniforms.groups'],
+  ],
+  'b',
+);
+
 /** WGSL: the coordinates of a workgroup over (row split, key block, head group, batch), fastest first. */
 export const KEY_BLOCK_COORDS = workgroupCoords(
   [
@@ -260,13 +269,7 @@ fn main(index : i32) {
   let li = i32(localIndex);
   let r = li / LANES;
   let lane = li % LANES;
-  ${workgroupCoords(
-    [
-      ['block', 'uniforms.blocks'],
-      ['g', 'uniforms.groups'],
-    ],
-    'b',
-  )}
+  ${ROW_BLOCK_COORDS}
   ${GROUP_HEADS}
   let firstRow = block * BR;
   let fr = firstRow + r;

@@ -21,9 +21,9 @@
  * flash_attention_backward.ts otherwise).
  */
 import { foldedHeads, type FlashShapes, GROUP_HEADS, WORKGROUP_FLOATS } from './flash_attention.js';
-import { inputNames, KEY_BLOCK_COORDS, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
+import { inputNames, KEY_BLOCK_COORDS, ROW_BLOCK_COORDS, rowSplits, UNIFORMS, uniformValues } from './flash_attention_backward.js';
 import { rowQueryAt, unrolled, vec4At } from './flash_attention_rows.js';
-import { type ProgramUniform, type WebGPUProgram, workgroupCoords } from './program.js';
+import type { ProgramUniform, WebGPUProgram } from './program.js';
 
 /** Most floats an invocation keeps in registers (2 DQ + Dv in dQ and in dK). */
 export const ROWS_BACKWARD_MAX_REGISTERS = 256;
@@ -140,13 +140,7 @@ var<workgroup> tileCount : i32;
 
 fn main(index : i32) {
   let li = i32(localIndex);
-  ${workgroupCoords(
-    [
-      ['block', 'uniforms.blocks'],
-      ['g', 'uniforms.groups'],
-    ],
-    'b',
-  )}
+  ${ROW_BLOCK_COORDS}
   ${GROUP_HEADS}
   let firstRow = block * R;
   let fr = firstRow + li;
