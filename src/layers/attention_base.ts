@@ -9,8 +9,9 @@
  *   it returns `[output, scores]`.
  * - `callWithCache(x, {cache})`: eager incremental decoding; returns the output and a new cache. On backends
  *   with a fused decode (webgpu), a one-token step of a mechanism that has one (`decodeArenaSpec`) appends
- *   to a cache arena in place and runs `fusedDecodeStep` (a handful of kernels); any other call, or a step
- *   that needs masks, positions, scores or the composed path, runs `forward`.
+ *   to a cache arena in place and runs `fusedDecodeStep` (a handful of kernels); on webgl such a step runs
+ *   `webglDecodeStep` (a handful of programs over the cache's tensors); any other call, or a step that needs
+ *   masks, positions, scores or the composed path, runs `forward`.
  *
  * Both take `rope`, a `RotaryStep` a model builds once per step for all its layers; without one the layer
  * builds its own factors. Projections and kept derived weights are in `projections.ts`, the Keras weight
@@ -23,12 +24,14 @@ import { ATTENTION_DROPOUT_SEED_STRIDE } from '../utils/seeds.js';
 import { AttentionCache, AttentionKind, CacheEntry } from '../cache/attention_cache.js';
 import { arenaCapacity, arenaLayout, ArenaSpec, CacheArena } from '../cache/cache_arena.js';
 import { ATTENTION_DEFAULTS } from '../ops/attention_core.js';
-import { hasFusedAttention, maxStorageBufferBytes } from '../ops/capabilities.js';
+import { hasFusedAttention, hasWebGLDecodeStep, maxStorageBufferBytes } from '../ops/capabilities.js';
+import { WEBGL_MASKED_SOFTMAX_MAX_KEYS } from '../kernels/webgl/attention_softmax.js';
+import { ropeUniform } from '../kernels/webgl/decode_step.js';
 import { ArenaCopy, packArena } from '../kernels/webgpu/decode_step.js';
 import * as check from '../utils/errors.js';
 import { ValueError } from '../utils/errors.js';
 import { attentionMaskBias, checkMaskValues, combineBiases, paddingBias } from '../ops/masks.js';
-import { RotaryFactors, RotaryStep } from '../ops/rope.js';
+import { RotaryFactors, RotaryStep, rotaryFactorValues } from '../ops/rope.js';
 import { LAYER_ARG_KEYS, WEIGHT_ARG_KEYS, WeightArgs } from './keras_args.js';
 import { Kwargs, buildLayer } from './layer_utils.js';
 import { ProjectionContext, ProjectionLayer } from './projections.js';
@@ -185,6 +188,21 @@ export abstract class AttentionLayer extends ProjectionLayer {
     throw new ValueError(`${this.getClassName()}: no fused decode step.`);
   }
 
+  /**
+   * The decode step on webgl (src/kernels/webgl/decode_step.ts), inside a tidy: `x [B, 1, D]` after the tokens held
+   * in `cache`'s tensors; returns the output `[B, 1, D]` and the grown cache tensors by name, or null (before
+   * computing anything) when the mechanism has no such step or its dims do not fit the kernels (the default).
+   * `rope` gives the RoPE uniform of the step's position for a dim (`ropeUniform`).
+   */
+  protected webglDecodeStep(
+    x: tf.Tensor3D,
+    cache: AttentionCache,
+    rope: (dim: number) => number[],
+  ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
+    void [x, cache, rope];
+    return null;
+  }
+
   // ---------------------------------------------------------------- Keras API
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -243,6 +261,15 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (spec !== null) return this.callFusedDecode(parsed.x, cache!, spec, options);
     type Out = { output: tf.Tensor; scores: tf.Tensor | null; cache: Record<string, tf.Tensor>; keyMask: tf.Tensor | null };
     const out = tf.tidy(() => {
+      if (decode && inference && cache !== null && this.takesWebGLDecode(parsed, options, cache)) {
+        const position = cache.length;
+        const rope = (dim: number): number[] => {
+          const f = rotaryFactorValues(dim, this.ropeMaxWavelength, this.ropeScalingFactor, position);
+          return ropeUniform(f.cos, f.sinSigned, dim);
+        };
+        const step = this.webglDecodeStep(parsed.x, cache, rope);
+        if (step !== null) return { output: step.output, scores: null, cache: step.cache, keyMask: null } as unknown as tf.TensorContainer;
+      }
       const { result, keyMask } = this.run(parsed, options, cache, decode, inference);
       const kept: Out = { output: result.output, scores: result.scores, cache: result.cache, keyMask };
       return kept as unknown as tf.TensorContainer;
@@ -272,6 +299,18 @@ export abstract class AttentionLayer extends ProjectionLayer {
     if (spec === null) return null;
     const capacity = cache.arena?.appendsInPlace(cache.length) ? cache.arena.capacity : arenaCapacity(cache.length + 1);
     return arenaLayout(spec, cache.batchSize, capacity).elements * 4 <= maxStorageBufferBytes() ? spec : null;
+  }
+
+  /**
+   * Whether this one-token inference step may take the webgl decode step: the backend has it and the attention
+   * is not set to 'composed'; no padding or attention mask, no per-row positions, no scores, not training; the
+   * cache is held as tensors and the step's keys fit the softmax kernel (`WEBGL_MASKED_SOFTMAX_MAX_KEYS`).
+   */
+  private takesWebGLDecode(parsed: ParsedInputs, opts: CachedCallOptions, cache: AttentionCache): boolean {
+    if (ATTENTION_DEFAULTS.implementation === 'composed' || !hasWebGLDecodeStep()) return false;
+    if (parsed.attentionMask !== null || parsed.paddingMask !== null || cache.keyMask !== null || cache.arena !== null) return false;
+    if ((opts.positions ?? null) !== null || opts.returnAttentionScores === true || opts.training === true) return false;
+    return cache.length + 1 <= WEBGL_MASKED_SOFTMAX_MAX_KEYS;
   }
 
   /** The fused one-token step: in place when `cache` is its arena's newest, else into a new arena first. */

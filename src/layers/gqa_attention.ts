@@ -22,6 +22,9 @@ import { project } from '../ops/dense.js';
 import type { RotaryFactors } from '../ops/rope.js';
 import type { ArenaSpec, CacheArena } from '../cache/cache_arena.js';
 import { decodeAttention, fusedDecodeUnsupported } from '../kernels/webgpu/decode_step.js';
+import { decodeAppend, decodeScores, webglDecodeUnsupported } from '../kernels/webgl/decode_step.js';
+import { maskedSoftmaxValues } from '../kernels/webgl/attention_softmax.js';
+import type { AttentionCache } from '../cache/attention_cache.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
@@ -187,6 +190,33 @@ export class GroupedQueryAttention extends AttentionLayer {
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
     const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena, position); // [B, Hq, 1, Dh]
     return this.decodeOutput(tf.reshape(o, [b, 1, hq * dh]), this.outputKernel!, this.outputBias); // [B, 1, Hq*Dh] -> [B, 1, D]
+  }
+
+  /**
+   * The decode step on webgl: `[q | k | v] = x [Wq/sqrt(Dh) | Wk | Wv] + b` as one product (the bias added by its
+   * kernel), RoPE(k) and v appended to the cached keys and values, RoPE(q)'s scores against the keys, their softmax
+   * with the values, the output projection: 6 programs (src/kernels/webgl/decode_step.ts).
+   */
+  protected override webglDecodeStep(
+    x: tf.Tensor3D,
+    cache: AttentionCache,
+    rope: (dim: number) => number[],
+  ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
+    const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
+    if (webglDecodeUnsupported(hq, hkv, hkv, dh, dh, this.useRope) !== null) return null;
+    const { kernel, bias } = this.keptDecodeProjection(
+      'decode/qkv',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null,
+      1 / Math.sqrt(dh),
+    );
+    const rows = this.decodeRows(x, 'decode/qkv', kernel, bias, this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : []); // [B, 1, N]
+    const r = this.useRope ? rope(dh) : null;
+    const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, r); // [B, Hkv, S, Dh]
+    const value = decodeAppend(cache.get('value') as tf.Tensor4D, rows, (hq + hkv) * dh, null); // [B, Hkv, S, Dh]
+    const scores = decodeScores(rows, key, hq, r); // [B, Hkv, Hq/Hkv, S], scaled
+    const o = maskedSoftmaxValues(scores, value, null, { scale: 1, causalOffset: null, t: 1, flat: true }); // [B, 1, Hq*Dh]
+    return { output: this.decodeOutput(o, this.outputKernel!, this.outputBias, true), cache: { key, value } }; // [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

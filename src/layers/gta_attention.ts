@@ -34,6 +34,9 @@ import { InitializerIdentifier, serializeIdentifier } from '../utils/serializati
 import type { RotaryFactors } from '../ops/rope.js';
 import type { ArenaSpec, CacheArena } from '../cache/cache_arena.js';
 import { decodeAttention, fusedDecodeUnsupported, gatedLatentDecode } from '../kernels/webgpu/decode_step.js';
+import { decodeAppend, decodeGatedLatent, decodeScores, webglDecodeUnsupported } from '../kernels/webgl/decode_step.js';
+import { maskedSoftmaxValues } from '../kernels/webgl/attention_softmax.js';
+import type { AttentionCache } from '../cache/attention_cache.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
 
@@ -250,6 +253,48 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     ) as tf.Tensor3D;
     const u = gatedLatentDecode(o, rows, bias, blocks, (hq + hk) * dh + hc * dl); // [B, 1, W]
     return this.decodeOutput(u, this.outputKernel!, null); // [B, 1, W] -> [B, 1, D]
+  }
+
+  /**
+   * The decode step on webgl: `[q | k | c | g] = x [Wq/sqrt(Dh) | Wk | Wc | Wg] + b` as one product, RoPE(k) and the
+   * latent c appended to the cached keys and latents, each map's RoPE(q) scored against its key head, the softmax
+   * with the latents, the decoder and gate `sigmoid(g) * concat_g(o_g (R + Delta_g))`, the output projection:
+   * 7 programs (src/kernels/webgl/decode_step.ts).
+   */
+  protected override webglDecodeStep(
+    x: tf.Tensor3D,
+    cache: AttentionCache,
+    rope: (dim: number) => number[],
+  ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
+    const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
+    if (webglDecodeUnsupported(hq, hk, hc, dh, dl, true) !== null) return null;
+    const { kernel, bias } = this.keptDecodeProjection(
+      'decode/qkcg',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null,
+      1 / Math.sqrt(dh),
+    );
+    const rows = this.decodeRows(
+      x,
+      'decode/qkcg',
+      kernel,
+      bias,
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : [],
+    ); // [B, 1, N]
+    const factors = rope(dh);
+    const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, factors); // [B, Hk, S, Dh]
+    const latent = decodeAppend(cache.get('latent') as tf.Tensor4D, rows, (hq + hk) * dh, null); // [B, Hc, S, Dl]
+    const b = x.shape[0];
+    const s = key.shape[2];
+    let scores = decodeScores(rows, key, hq, factors); // [B, Hk, Hq/Hk, S], scaled
+    if (hk !== hc) scores = tf.reshape(scores, [b, hc, hq / hc, s]); // maps (rows) regrouped per latent head
+    const o = maskedSoftmaxValues(scores, latent, null, { scale: 1, causalOffset: null, t: 1, flat: true }); // [B, 1, Hq*Dl]
+    // R + Delta per map: [Hq, Dl, r*Dl] (R = [I ... I]); kept between steps.
+    const blocks = this.keptWeight('decode/decoder-blocks', [this.decoderKernel], () =>
+      tf.add(read(this.decoderKernel)!, tf.tile(tf.eye(dl), [1, r])),
+    ) as tf.Tensor3D;
+    const u = decodeGatedLatent(o, rows, blocks, (hq + hk) * dh + hc * dl); // [B, 1, W]
+    return { output: this.decodeOutput(u, this.outputKernel!, null), cache: { key, latent } }; // [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

@@ -98,13 +98,27 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
   }
 
   /**
+   * The webgl decode step's projection of the token `x [B, 1, D]` to its row `[B, 1, N]`: `x @ kernel + bias` as one
+   * product whose kernel adds the bias (`keptDecodeProjection`'s weights). The bias is kept as a `[1, N]` product's
+   * output, which WebGL holds packed like the product takes it (a bias held unpacked is packed again every call).
+   */
+  protected decodeRows(x: tf.Tensor3D, key: string, kernel: tf.Tensor, bias: tf.Tensor | null, sources: tf.LayerVariable[]): tf.Tensor3D {
+    if (bias === null) return tf.matMul(x, kernel) as tf.Tensor3D; // [B, 1, D] @ [1, D, N] -> [B, 1, N]
+    const n = bias.shape[0];
+    const packed = this.keptWeight(`${key}/bias-packed`, sources, () => tf.matMul(tf.ones([1, 1]), tf.reshape(bias, [1, n]))); // [1, N]
+    return tf.fused.matMul({ a: x, b: kernel, bias: packed }) as tf.Tensor3D; // [B, 1, D] @ [1, D, N] + [1, N] -> [B, 1, N]
+  }
+
+  /**
    * The fused decode step's output projection: `u [B, 1, W] @ kernel [W, D] (+ bias)` -> `[B, 1, D]`, the kernel
    * kept as `[1, W, D]` between steps.
    */
-  protected decodeOutput(u: tf.Tensor, kernel: tf.LayerVariable, bias: tf.LayerVariable | null): tf.Tensor3D {
+  protected decodeOutput(u: tf.Tensor, kernel: tf.LayerVariable, bias: tf.LayerVariable | null, fuseBias = false): tf.Tensor3D {
     const d = kernel.shape[kernel.shape.length - 1]!;
     const wo = this.keptWeight('decode/output', [kernel], () => tf.reshape(read(kernel)!, [1, -1, d]));
-    const out = tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
+    // [B, 1, W] @ [1, W, D] -> [B, 1, D]; with `fuseBias` the bias is added by the product's own kernel.
+    if (fuseBias && bias !== null) return tf.fused.matMul({ a: u, b: wo, bias: read(bias)! }) as tf.Tensor3D;
+    const out = tf.matMul(u, wo) as tf.Tensor3D;
     return bias === null ? out : tf.add(out, read(bias)!);
   }
 

@@ -24,6 +24,8 @@
  * implementation is 'composed', the UNSCALED folded scores go through one kernel that applies the scale, the
  * bias, the causal mask and the softmax (src/kernels/webgl/attention_softmax.ts), so the Mul of q, the bias
  * Adds, the causal bias and tfjs's softmax kernels disappear; probabilities, dropout and blocks are as before.
+ * Inference calls of a few queries (decode) that want neither probabilities nor dropout go one step further: one
+ * kernel takes the scores and the values and gives the output (no probabilities tensor, no value product).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -32,7 +34,12 @@ import {
   fusedAttentionGradUnsupported,
   fusedAttentionUnsupported,
 } from '../kernels/webgpu/fused_attention.js';
-import { maskedSoftmax, maskedSoftmaxUnsupported } from '../kernels/webgl/attention_softmax.js';
+import {
+  maskedSoftmax,
+  maskedSoftmaxUnsupported,
+  maskedSoftmaxValues,
+  maskedSoftmaxValuesUnsupported,
+} from '../kernels/webgl/attention_softmax.js';
 import { ValueError } from '../utils/errors.js';
 import { hasFusedAttention, hasFusedAttentionSoftmax } from './capabilities.js';
 import { batchedMatMul } from './matmul.js';
@@ -179,13 +186,24 @@ function attendBlock(
     const more = foldedScores(extra.query, extra.key); // [B, nE, (nQ/nE)*T, S]
     scores = tf.add(scores, more.shape[1] === nK ? more : tf.reshape(more, [b, nK, rk * t, s])); // rows (head, t) in both
   }
+  const dropoutRate = options.dropoutRate ?? 0;
+  if (softmaxScale !== null && !wantProbs && dropoutRate === 0) {
+    // Few queries at inference (decode, webgl): the softmax and the value product in one kernel.
+    const byValueHead = [b, nV, rv * t, s];
+    if (maskedSoftmaxValuesUnsupported(byValueHead, value.shape, bias ?? null, t) === null) {
+      const sv = rv === rk ? scores : tf.reshape(scores, byValueHead); // [B, nK, rk*T, S] -> [B, nV, rv*T, S]
+      const softmax = { scale: softmaxScale, causalOffset: causalFrom, t };
+      const out = maskedSoftmaxValues(sv as tf.Tensor4D, value as tf.Tensor4D, bias ?? null, softmax); // [B, nV, rv*T, Dv]
+      return { output: rv === 1 ? out : tf.reshape(out, [b, nQ, t, dv]), probs: null }; // -> [B, nQ, T, Dv]
+    }
+  }
   const probs =
     softmaxScale === null
       ? tf.softmax(addBiases(scores, bias, causalFrom, t)) // [B, nK, rk*T, S]
       : maskedSoftmax(scores as tf.Tensor4D, bias ?? null, { scale: softmaxScale, causalOffset: causalFrom, t }); // [B, nK, rk*T, S]
   let weights: tf.Tensor = probs;
-  if (options.dropoutRate && options.dropoutRate > 0) {
-    weights = tf.dropout(probs, options.dropoutRate, undefined, options.dropoutSeed); // same elements, same order as [B, nQ, T, S]
+  if (dropoutRate > 0) {
+    weights = tf.dropout(probs, dropoutRate, undefined, options.dropoutSeed); // same elements, same order as [B, nQ, T, S]
   }
   const pf = rv === rk ? weights : tf.reshape(weights, [b, nV, rv * t, s]); // [B, nK, rk*T, S] -> [B, nV, rv*T, S]
   const out = batchedMatMul(pf, value); // [B, nV, rv*T, S] @ [B, nV, S, Dv] -> [B, nV, rv*T, Dv]

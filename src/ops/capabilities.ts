@@ -90,6 +90,15 @@ export function hasFusedAttentionSoftmax(): boolean {
 }
 
 /**
+ * Whether the active backend has the decode step of src/kernels/webgl/decode_step.ts (webgl: a one-token step of
+ * GQA/MHA/MQA or GTA in 6-7 programs over the cache's tensors, where the composed path runs 18-20, each costing
+ * about a millisecond on SwiftShader).
+ */
+export function hasWebGLDecodeStep(): boolean {
+  return active() === 'webgl';
+}
+
+/**
  * Which path the fused training kernels' callers take (RMSNorm, SwiGLU, the cross-entropy loss and AdamW):
  * 'auto' takes the fused kernel where `hasFusedTrainingKernels()`; 'composed' always takes the composed
  * tfjs ops (the reference path; tests and benchmarks set it to compare the two, and restore it).

@@ -275,6 +275,17 @@ function signedSin(table: Table, dim: number): Float32Array {
   return table.sinSigned;
 }
 
+/** The values of `rotaryFactorsRange(dim, base, scalingFactor, position, 1)` (cos and signed sin, `[dim]` each), on the CPU. */
+export function rotaryFactorValues(
+  dim: number,
+  base: number,
+  scalingFactor: number,
+  position: number,
+): { cos: Float32Array; sinSigned: Float32Array } {
+  const rows = rowsRange(dim, base, scalingFactor, position, 1, true);
+  return { cos: rows.cos, sinSigned: rows.sin };
+}
+
 /**
  * Factors `[1, T, heads, d]` for the consecutive positions `start..start+T-1`, made directly from the
  * table. `heads` > 1 repeats each row per head, for backends whose broadcasting multiply is slow (cpu:

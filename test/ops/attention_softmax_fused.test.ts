@@ -4,7 +4,8 @@
  * 'composed'): outputs <= 1e-5 and gradients of q, k, v (and the bias) <= 1e-4 norm-relative for causal
  * masks with and without a cache offset, padding, attention-mask and [T, S] biases, folded GQA heads, MQA,
  * odd sizes, MLA's extra pair, blocks of query rows, fully masked rows, returned probabilities and dropout;
- * kernels per call under tf.profile; refusals. On every other backend the capability is false and 'auto'
+ * the output both outside a tape (few queries: `GtaMaskedSoftmaxValues`, the softmax and the value product in
+ * one kernel) and under one (`GtaMaskedSoftmax` and a product); kernels per call under tf.profile; refusals. On every other backend the capability is false and 'auto'
  * equals 'composed' exactly.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +13,10 @@ import {
   MASKED_SOFTMAX_KERNELS,
   maskedSoftmax,
   maskedSoftmaxUnsupported,
+  maskedSoftmaxValues,
+  maskedSoftmaxValuesUnsupported,
   WEBGL_MASKED_SOFTMAX_MAX_KEYS,
+  WEBGL_SOFTMAX_VALUES_MAX_QUERIES,
 } from '../../src/kernels/webgl/attention_softmax.js';
 import { BLOCKING, groupedAttention, type GroupedAttentionOptions } from '../../src/ops/attention_core.js';
 import { hasFusedAttention, hasFusedAttentionSoftmax } from '../../src/ops/capabilities.js';
@@ -126,11 +130,23 @@ async function compare(c: Case): Promise<Record<string, number>> {
     const errors: Record<string, number> = { output: await errorOf(auto, composed) };
     const w = tf.randomUniform(auto.shape, -1, 1, 'float32', 7);
     kept.push(w);
+    // Under a tape the forward is GtaMaskedSoftmax and a product; outside it, with few queries, it is
+    // GtaMaskedSoftmaxValues: the output is compared on both.
+    let taped: tf.Tensor | null = null;
     const grads = (implementation: 'auto' | 'composed') =>
-      tf.tidy(() => tf.grads((...ys: tf.Tensor[]) => tf.sum(tf.mul(attend(c, implementation, ys).output, w)))(xs));
+      tf.tidy(() =>
+        tf.grads((...ys: tf.Tensor[]) => {
+          const out = attend(c, implementation, ys).output;
+          if (implementation === 'auto') taped = tf.keep(tf.clone(out));
+          return tf.sum(tf.mul(out, w));
+        })(xs),
+      );
     const ga = grads('auto');
     const gc = grads('composed');
     kept.push(...ga, ...gc);
+    if (taped === null) throw new Error('the taped forward did not run');
+    kept.push(taped);
+    errors.outputUnderTape = await errorOf(taped, composed);
     for (let i = 0; i < names.length; i++) errors[names[i]] = await errorOf(ga[i], gc[i]);
     return errors;
   } finally {
@@ -174,6 +190,10 @@ describeBackends('fused attention scores on webgl (GtaMaskedSoftmax) against the
           () => maskedSoftmax(tf.zeros([1, 1, 2, 3]), null, { scale: 1, causalOffset: null, t: 2 }),
           /maskedSoftmax: no GtaMaskedSoftmax kernel/,
         );
+        expectThrows(
+          () => maskedSoftmaxValues(tf.zeros([1, 1, 2, 3]), tf.zeros([1, 1, 3, 4]), null, { scale: 1, causalOffset: null, t: 2 }),
+          /maskedSoftmaxValues: no GtaMaskedSoftmax kernel/,
+        );
       });
     });
     return;
@@ -187,8 +207,11 @@ describeBackends('fused attention scores on webgl (GtaMaskedSoftmax) against the
     it(`auto = composed: ${c.name}`, async () => {
       const errors = await compare(c);
       checkError(`${c.name}: output`, errors.output, OUTPUT_TOL);
-      for (const [name, e] of Object.entries(errors)) if (name !== 'output') checkError(`${c.name}: grad ${name}`, e, GRAD_TOL);
-      if (Object.keys(errors).length < 4) throw new Error('gradients were not compared');
+      checkError(`${c.name}: output under a tape`, errors.outputUnderTape, OUTPUT_TOL);
+      for (const [name, e] of Object.entries(errors)) {
+        if (!name.startsWith('output')) checkError(`${c.name}: grad ${name}`, e, GRAD_TOL);
+      }
+      if (Object.keys(errors).length < 5) throw new Error('gradients were not compared');
     });
   }
 
@@ -225,8 +248,11 @@ describeBackends('fused attention scores on webgl (GtaMaskedSoftmax) against the
     const xs = inputsOf(c);
     try {
       const names = await kernelNames(backend, () => attend(c, 'auto', xs).output);
-      const blocks = names.filter((n) => n === MASKED_SOFTMAX_KERNELS.forward).length;
-      if (blocks !== 3) throw new Error(`expected 3 blocks of the fused kernel, ran [${names}]`);
+      // Blocks of 16, 16 and 5 rows; the last has few enough queries for GtaMaskedSoftmaxValues.
+      const count = (n: string) => names.filter((x) => x === n).length;
+      if (count(MASKED_SOFTMAX_KERNELS.forward) !== 2 || count(MASKED_SOFTMAX_KERNELS.withValues) !== 1) {
+        throw new Error(`expected 3 blocks of the fused kernels, ran [${names}]`);
+      }
       const [auto, composed] = tf.tidy(() => [attend(c, 'auto', xs).output, attend(c, 'composed', xs).output]);
       const e = await errorOf(auto, composed);
       tf.dispose([auto, composed]);
@@ -257,6 +283,73 @@ describeBackends('fused attention scores on webgl (GtaMaskedSoftmax) against the
     } finally {
       tf.dispose(xs);
     }
+  });
+
+  it('a decode step (T=1) at inference runs GtaMaskedSoftmaxValues and one product, under a tape the softmax kernel and two', async () => {
+    for (const c of [CASES[15], { ...CASES[9], name: 'GTA-like decode', t: 1, causalOffset: 8 }, CASES[10]]) {
+      const xs = inputsOf(c);
+      try {
+        const inference = await kernelNames(backend, () => attend(c, 'auto', xs).output);
+        const composed = await kernelNames(backend, () => attend(c, 'composed', xs).output);
+        const taped = await kernelNames(backend, () => tf.grads((...ys: tf.Tensor[]) => tf.sum(attend(c, 'auto', ys).output))(xs));
+        console.log(`${c.name}: inference [${inference}], composed [${composed}]`);
+        const count = (names: string[], n: string) => names.filter((x) => x === n).length;
+        const products = c.extra ? 2 : 1; // the scores (and the extra pair's scores)
+        if (count(inference, MASKED_SOFTMAX_KERNELS.withValues) !== 1 || count(inference, 'BatchMatMul') !== products) {
+          throw new Error(`${c.name}: inference ran [${inference}]`);
+        }
+        if (inference.includes(MASKED_SOFTMAX_KERNELS.forward)) throw new Error(`${c.name}: inference also ran the softmax kernel`);
+        if (!(inference.length < composed.length))
+          throw new Error(`${c.name}: ${inference.length} kernels against composed ${composed.length}`);
+        if (taped.includes(MASKED_SOFTMAX_KERNELS.withValues) || !taped.includes(MASKED_SOFTMAX_KERNELS.forward)) {
+          throw new Error(`${c.name}: under a tape ran [${taped}]`);
+        }
+      } finally {
+        tf.dispose(xs);
+      }
+    }
+    // More queries than WEBGL_SOFTMAX_VALUES_MAX_QUERIES: the softmax kernel and the value product.
+    const c: Case = { ...base, name: 'T past the limit', t: WEBGL_SOFTMAX_VALUES_MAX_QUERIES + 1, s: 12 };
+    const xs = inputsOf(c);
+    try {
+      const names = await kernelNames(backend, () => attend(c, 'auto', xs).output);
+      if (names.includes(MASKED_SOFTMAX_KERNELS.withValues) || !names.includes(MASKED_SOFTMAX_KERNELS.forward)) {
+        throw new Error(`T = ${c.t} ran [${names}]`);
+      }
+    } finally {
+      tf.dispose(xs);
+    }
+  });
+
+  it('maskedSoftmaxValues refuses what it does not take, naming the rule', () => {
+    const cases: Array<[number[], number[], number, RegExp]> = [
+      [[1, 2, 4, 5], [1, 2, 6, 8], 4, /the values must be \[1, 2, 5, Dv\] for scores \[1,2,4,5\], got \[1,2,6,8\]/],
+      [[1, 2, 4, 5], [1, 1, 5, 8], 4, /the values must be \[1, 2, 5, Dv\]/],
+      [[1, 2, 18, 5], [1, 2, 5, 8], 9, new RegExp(`T = 9 queries exceed ${WEBGL_SOFTMAX_VALUES_MAX_QUERIES}`)],
+      [[1, 2, 4, 5], [1, 2, 5, 8], 3, /must be a multiple of T = 3/],
+    ];
+    for (const [scores, values, t, pattern] of cases) {
+      const why = maskedSoftmaxValuesUnsupported(scores, values, null, t);
+      if (why === null || !pattern.test(why)) throw new Error(`[${scores}], [${values}], T=${t}: ${why}`);
+      tf.tidy(() => {
+        const run = () =>
+          maskedSoftmaxValues(tf.zeros(scores) as unknown as tf.Tensor4D, tf.zeros(values) as unknown as tf.Tensor4D, null, {
+            scale: 1,
+            causalOffset: null,
+            t,
+          });
+        expectThrows(run, pattern);
+        expectThrows(run, /^maskedSoftmaxValues: /);
+      });
+    }
+    let taped: string | null = null;
+    tf.tidy(() => {
+      tf.grads((x: tf.Tensor) => {
+        taped = maskedSoftmaxValuesUnsupported([1, 2, 4, 5], [1, 2, 5, 8], null, 4);
+        return tf.sum(x);
+      })([tf.zeros([2])]);
+    });
+    if (taped === null || !/a gradient tape is recording/.test(taped)) throw new Error(`under a tape: ${taped}`);
   });
 
   it('refuses inputs it does not take (the composed path runs them), and maskedSoftmax throws a ValueError naming the rule', async () => {

@@ -17,6 +17,11 @@
  *                         two rows), then exp(x - m) / sum (tfjs's softmax arithmetic)
  *   GtaMaskedSoftmaxGrad  (probs, dy) -> dscores: a row program `[G, R, 2]` with sum_s(dy p), then
  *                         scale * p * (dy - sum_s(dy p))
+ *   GtaMaskedSoftmaxValues (scores, value `[B, nV, S, Dv]`, bias?) -> `softmax(x) v`, `[B, nV, R, Dv]`, one
+ *                         program, for inference calls of few queries (decode): the scores come folded per
+ *                         VALUE head (`[B, nV, rv T, S]`, G = B nV) and each output texel (rows r, r + 1;
+ *                         value dims d, d + 1) walks its rows' keys twice: the maxima, then exp(x - m), their
+ *                         sums and the weighted values. No probabilities tensor and no value product.
  * Every program is packed like tfjs's matMul (a texel holds rows r, r + 1 and keys c, c + 1 as `.x (r, c)`,
  * `.y (r, c+1)`, `.z (r+1, c)`, `.w (r+1, c+1)`), so the scores from the product and the probabilities for
  * the value product need no pack or unpack program, and the views are free (the last two axes are kept).
@@ -30,10 +35,21 @@ import { ValueError } from '../../utils/errors.js';
 import { reshapeInfo, sizeOf, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
 
 /** The kernel names. */
-export const MASKED_SOFTMAX_KERNELS = { forward: 'GtaMaskedSoftmax', grad: 'GtaMaskedSoftmaxGrad' } as const;
+export const MASKED_SOFTMAX_KERNELS = {
+  forward: 'GtaMaskedSoftmax',
+  grad: 'GtaMaskedSoftmaxGrad',
+  withValues: 'GtaMaskedSoftmaxValues',
+} as const;
 
 /** Most keys per row the kernel takes: each statistics texel walks its row (three times S reads per row). */
 export const WEBGL_MASKED_SOFTMAX_MAX_KEYS = 4096;
+
+/**
+ * Most query positions T per call for which `GtaMaskedSoftmaxValues` replaces the softmax and the value product
+ * (decode steps and short appends): each of its texels recomputes its two rows' weights, Dv / 2 times per
+ * row in all, which costs less than two more programs only while the rows are few.
+ */
+export const WEBGL_SOFTMAX_VALUES_MAX_QUERIES = 8;
 
 /** Which axes of the canonical bias view `[Bb, Tb, Sb]` are full (not broadcast). */
 interface BiasView {
@@ -172,6 +188,64 @@ void main() {
   return { variableNames, outputShape: shape, userCode, customUniforms: UNIFORMS, packedInputs: true, packedOutput: true };
 }
 
+/**
+ * The attention output `sum_s exp(x_s - m) v_s / sum_s exp(x_s - m)` per row (m the row's maximum), packed
+ * `[G, R, Dv]` (G = B nV): per texel two rows and two value dims. With `flat` (T = 1) the output is `[B, 1, nV R Dv]`
+ * (heads side by side, the layout the output projection takes) and a texel holds one row's two dims. The number
+ * of keys is the uniform `gtaKeys`, so that a decode step's growing cache reuses one compiled shader.
+ */
+function valuesProgram(scoresShape: number[], dv: number, t: number, view: BiasView | null, flat: boolean): WebGLProgram {
+  const [g, r] = groupedView(scoresShape);
+  // Flat: the texel's value group, row pair and dim from its column; `pick` keeps the texel's own row.
+  const coords = flat
+    ? `
+  ivec3 f = getOutputCoords();
+  int perGroup = ${r * dv};
+  int row = imod(f.z, perGroup) / ${dv};
+  ivec3 o = ivec3(f.x * ${scoresShape[1]} + f.z / perGroup, row - imod(row, 2), imod(f.z, ${dv}));
+  bool odd = imod(row, 2) == 1;`
+    : `
+  ivec3 o = getOutputCoords();`;
+  const pick = flat ? '\n  x = odd ? x.zwzw : x.xyxy;' : '';
+  const result = flat
+    ? `
+  vec4 v = vec4(acc.xy / sum.x, 0.0, 0.0);`
+    : `
+  vec4 v = acc / sum.xxyy;${zeroPadding(r, dv)}`;
+  const userCode = `
+${maskedScoresCode(scoresShape, t, view)}
+void main() {${coords}
+  vec4 x = maskedScores(o.x, o.y, 0);${pick}
+  vec2 m = x.xz;
+  for (int c = 0; c < gtaKeys; c += 2) {
+    x = maskedScores(o.x, o.y, c);${pick}
+    m = max(m, x.xz);
+    if (c + 1 < gtaKeys) m = max(m, x.yw);
+  }
+  vec2 sum = vec2(0.0);
+  vec4 acc = vec4(0.0);
+  for (int c = 0; c < gtaKeys; c += 2) {
+    x = maskedScores(o.x, o.y, c);${pick}
+    vec4 e = exp(x - m.xxyy);
+    // w: value rows c, c + 1 at dims d, d + 1 (.xy, .zw); past an odd S both the weight and the value are 0.
+    vec4 w = getValue(o.x, c, o.z);
+    if (c + 1 >= gtaKeys) {
+      e.yw = vec2(0.0);
+      w.zw = vec2(0.0);
+    }
+    sum += e.xz + e.yw;
+    acc.xy += e.x * w.xy + e.y * w.zw;
+    acc.zw += e.z * w.xy + e.w * w.zw;
+  }${result}
+  setOutput(v);
+}
+`;
+  const variableNames = view === null ? ['Scores', 'Value'] : ['Scores', 'Value', 'Bias'];
+  const outputShape = flat ? [scoresShape[0], 1, scoresShape[1] * r * dv] : [g, r, dv];
+  const customUniforms = [...UNIFORMS!, { name: 'gtaKeys', type: 'int' as const }];
+  return { variableNames, outputShape, userCode, customUniforms, packedInputs: true, packedOutput: true, enableShapeUniforms: true };
+}
+
 interface ForwardAttrs {
   scale: number;
   causalOffset: number | null;
@@ -194,6 +268,24 @@ function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
   const out = reshapeInfo(backend, probs, shape);
   backend.disposeIntermediateTensorInfo(probs);
   return out;
+}
+
+function valuesKernel(args: WebGLKernelArgs): tf.TensorInfo {
+  const backend = args.backend as WebGLBackendLike;
+  const { scale, causalOffset, t, flat } = args.attrs as unknown as ForwardAttrs & { flat: boolean };
+  const { scores, value, bias } = args.inputs as { scores: tf.TensorInfo; value: tf.TensorInfo; bias?: tf.TensorInfo };
+  const shape = scores.shape; // [B, nV, R, S]
+  const dv = value.shape[3];
+  const view = bias ? (biasViewOf(shape, bias.shape, t) as BiasView) : null;
+  const uniforms = [[scale], [causalOffset === null ? shape[3] : causalOffset], [shape[3]]];
+  const views = [reshapeInfo(backend, scores, groupedView(shape)), reshapeInfo(backend, value, groupedView(value.shape))];
+  if (bias && view) views.push(reshapeInfo(backend, bias, view.shape));
+  const out = backend.runWebGLProgram(valuesProgram(shape, dv, t, view, flat), views, 'float32', uniforms);
+  views.forEach((v) => backend.disposeIntermediateTensorInfo(v));
+  if (flat) return out;
+  const shaped = reshapeInfo(backend, out, [shape[0], shape[1], shape[2], dv]);
+  backend.disposeIntermediateTensorInfo(out);
+  return shaped;
 }
 
 /** sum_s(dy p) per row, packed `[G, R, 2]`: texel (g, r, 0) holds `(dot_r, 0, dot_r+1, 0)`. */
@@ -246,6 +338,7 @@ export function registerWebGLMaskedSoftmax(): void {
   if (tf.getKernel(MASKED_SOFTMAX_KERNELS.forward, 'webgl') !== undefined) return;
   tf.registerKernel({ kernelName: MASKED_SOFTMAX_KERNELS.forward, backendName: 'webgl', kernelFunc: forwardKernel as tf.KernelFunc });
   tf.registerKernel({ kernelName: MASKED_SOFTMAX_KERNELS.grad, backendName: 'webgl', kernelFunc: gradKernel as tf.KernelFunc });
+  tf.registerKernel({ kernelName: MASKED_SOFTMAX_KERNELS.withValues, backendName: 'webgl', kernelFunc: valuesKernel as tf.KernelFunc });
 }
 
 /** `u [B, nK, rk T, S]` summed over the axes along which `biasShape` broadcasts, shaped like the bias. */
@@ -295,4 +388,63 @@ export function maskedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor | null, optio
     };
   });
   return (bias ? run(scores, bias) : run(scores)) as tf.Tensor4D;
+}
+
+/**
+ * Why `maskedSoftmaxValues` cannot take scores of `scoresShape` `[B, nV, R, S]` (folded per value head) with
+ * values of `valueShape` and `bias`, or null when it can: what `maskedSoftmaxUnsupported` asks, values
+ * `[B, nV, S, Dv]`, T at most `WEBGL_SOFTMAX_VALUES_MAX_QUERIES`, and no gradient tape recording (the kernel has
+ * no gradient; training takes `maskedSoftmax` and a product).
+ */
+export function maskedSoftmaxValuesUnsupported(
+  scoresShape: number[],
+  valueShape: number[],
+  bias: tf.Tensor | null,
+  t: number,
+): string | null {
+  const why = maskedSoftmaxUnsupported(scoresShape, bias, t);
+  if (why !== null) return why;
+  const [b, nV, , s] = scoresShape;
+  if (valueShape.length !== 4 || valueShape[0] !== b || valueShape[1] !== nV || valueShape[2] !== s || valueShape[3] < 1) {
+    return `the values must be [${b}, ${nV}, ${s}, Dv] for scores [${scoresShape}], got [${valueShape}]`;
+  }
+  if (t > WEBGL_SOFTMAX_VALUES_MAX_QUERIES) return `T = ${t} queries exceed ${WEBGL_SOFTMAX_VALUES_MAX_QUERIES}`;
+  if (tf.engine().isTapeOn()) return 'a gradient tape is recording (the kernel has no gradient)';
+  return null;
+}
+
+/**
+ * `softmax(scale * scores + bias + causal) value` for the unscaled scores folded per value head
+ * `[B, nV, rv T, S]` and values `[B, nV, S, Dv]`: the attention output `[B, nV, rv T, Dv]` in one kernel
+ * (`GtaMaskedSoftmaxValues`), for inference calls of at most `WEBGL_SOFTMAX_VALUES_MAX_QUERIES` queries. Throws
+ * a `ValueError` for inputs `maskedSoftmaxValuesUnsupported` refuses.
+ */
+export function maskedSoftmaxValues(
+  scores: tf.Tensor4D,
+  value: tf.Tensor4D,
+  bias: tf.Tensor | null,
+  options: MaskedSoftmaxOptions,
+): tf.Tensor4D;
+/** With `flat` (T = 1, Dv even): the output side by side per head, `[B, 1, nV rv Dv]`, as the output projection takes it. */
+export function maskedSoftmaxValues(
+  scores: tf.Tensor4D,
+  value: tf.Tensor4D,
+  bias: tf.Tensor | null,
+  options: MaskedSoftmaxOptions & { flat: true },
+): tf.Tensor3D;
+export function maskedSoftmaxValues(
+  scores: tf.Tensor4D,
+  value: tf.Tensor4D,
+  bias: tf.Tensor | null,
+  options: MaskedSoftmaxOptions & { flat?: boolean },
+): tf.Tensor {
+  let why = maskedSoftmaxValuesUnsupported(scores.shape, value.shape, bias, options.t);
+  const flat = options.flat === true;
+  if (why === null && flat && (options.t !== 1 || value.shape[3] % 2 !== 0)) {
+    why = `a flat output needs T = 1 and an even Dv, got T = ${options.t}, Dv = ${value.shape[3]}`;
+  }
+  if (why !== null) throw new ValueError(`maskedSoftmaxValues: ${why}.`);
+  const attrs = { scale: options.scale, causalOffset: options.causalOffset, t: options.t, flat } as unknown as tf.NamedAttrMap;
+  const inputs: tf.NamedTensorMap = bias ? { scores, value, bias } : { scores, value };
+  return tf.engine().runKernel(MASKED_SOFTMAX_KERNELS.withValues, inputs, attrs);
 }

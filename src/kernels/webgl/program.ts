@@ -20,11 +20,21 @@ export interface WebGLProgram {
   packedInputs?: boolean;
   packedOutput?: boolean;
   /**
+   * Shapes as uniforms: the compiled program is then cached by the inputs' ranks rather than their shapes, so that
+   * a shape that changes per call (a decode step's growing cache) does not compile a new shader per call.
+   */
+  enableShapeUniforms?: boolean;
+  /**
    * Uniforms declared before `userCode` (`uniform float name;`), set at each run from the values passed to
    * `runWebGLProgram`, in this order. Values that change per call belong here, not in `userCode`: the
    * program cache is keyed by `userCode`, so a baked constant compiles a new shader per value.
    */
-  customUniforms?: Array<{ name: string; type: 'float' | 'int' | 'vec2' | 'vec3' | 'vec4' | 'ivec2' | 'ivec3' | 'ivec4' }>;
+  customUniforms?: Array<{
+    name: string;
+    type: 'float' | 'int' | 'vec2' | 'vec3' | 'vec4' | 'ivec2' | 'ivec3' | 'ivec4';
+    /** An array of this many entries (`uniform vec4 name[n];`), set from a flat list of their values. */
+    arrayIndex?: number;
+  }>;
 }
 
 /** The backend methods our kernels call. */
