@@ -151,7 +151,7 @@ describeBackends('decode step on webgl (kernels/webgl/decode_step.ts)', ({ backe
               programs > c.programs
             ) {
               throw new Error(
-                `a step ran ${programs} programs, kernels [${names}]; expected at most ${c.programs} with the decode kernels`,
+                `a step ran ${programs} programs [${seen}], kernels [${names}]; expected at most ${c.programs} with the decode kernels`,
               );
             }
           }

@@ -5,8 +5,8 @@
  * masks with and without a cache offset, padding, attention-mask and [T, S] biases, folded GQA heads, MQA,
  * odd sizes, MLA's extra pair, blocks of query rows, fully masked rows, returned probabilities and dropout;
  * the output both outside a tape (few queries: `GtaMaskedSoftmaxValues`, the softmax and the value product in
- * one kernel) and under one (`GtaMaskedSoftmax` and a product); kernels per call under tf.profile; refusals. On every other backend the capability is false and 'auto'
- * equals 'composed' exactly.
+ * one kernel) and under one (`GtaMaskedSoftmax` and a product); kernels per call under tf.profile; refusals.
+ * On every other backend the capability is false and 'auto' equals 'composed' exactly.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
