@@ -26,7 +26,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ValueError } from '../../utils/errors.js';
-import { reshapeInfo, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
+import { runReshaped, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
 
 /** The kernel names. */
 export const WEBGL_DECODE_KERNELS = {
@@ -61,7 +61,22 @@ vec2 rowPair(int b, int base, int d) {
 }`;
 }
 
-const ropeUniforms = (dim: number): NonNullable<WebGLProgram['customUniforms']> => [{ name: 'gtaRope', type: 'vec4', arrayIndex: dim / 4 }];
+/**
+ * A packed program with shape uniforms whose custom uniforms are the int `size` (a size that grows per step) and,
+ * with `rope`, `gtaRope` for D = `dim`.
+ */
+function stepProgram(
+  variableNames: string[],
+  outputShape: number[],
+  userCode: string,
+  size: string,
+  rope: boolean,
+  dim: number,
+): WebGLProgram {
+  const customUniforms: NonNullable<WebGLProgram['customUniforms']> = [{ name: size, type: 'int' }];
+  if (rope) customUniforms.push({ name: 'gtaRope', type: 'vec4', arrayIndex: dim / 4 });
+  return { variableNames, outputShape, userCode, customUniforms, packedInputs: true, packedOutput: true, enableShapeUniforms: true };
+}
 
 interface AppendAttrs {
   offset: number;
@@ -86,17 +101,7 @@ void main() {
   setOutput(v);
 }
 `;
-  const customUniforms: NonNullable<WebGLProgram['customUniforms']> = [{ name: 'gtaLength', type: 'int' }];
-  if (a.rope !== null) customUniforms.push(...ropeUniforms(dim));
-  return {
-    variableNames: ['Cache', 'Rows'],
-    outputShape: [b * heads, length + 1, dim],
-    userCode,
-    customUniforms,
-    packedInputs: true,
-    packedOutput: true,
-    enableShapeUniforms: true,
-  };
+  return stepProgram(['Cache', 'Rows'], [b * heads, length + 1, dim], userCode, 'gtaLength', a.rope !== null, dim);
 }
 
 function appendKernel(args: WebGLKernelArgs): tf.TensorInfo {
@@ -104,13 +109,8 @@ function appendKernel(args: WebGLKernelArgs): tf.TensorInfo {
   const a = args.attrs as unknown as AppendAttrs;
   const { cache, rows } = args.inputs as { cache: tf.TensorInfo; rows: tf.TensorInfo };
   const [b, h, l, d] = cache.shape;
-  const view = reshapeInfo(backend, cache, [b * h, l, d]);
   const uniforms = a.rope === null ? [[l]] : [[l], a.rope];
-  const out = backend.runWebGLProgram(appendProgram(a, l, b), [view, rows], 'float32', uniforms);
-  backend.disposeIntermediateTensorInfo(view);
-  const shaped = reshapeInfo(backend, out, [b, h, l + 1, d]);
-  backend.disposeIntermediateTensorInfo(out);
-  return shaped;
+  return runReshaped(backend, appendProgram(a, l, b), [cache, rows], [[b * h, l, d], rows.shape], [b, h, l + 1, d], uniforms);
 }
 
 interface ScoresAttrs {
@@ -141,17 +141,7 @@ void main() {
   setOutput(acc);
 }
 `;
-  const customUniforms: NonNullable<WebGLProgram['customUniforms']> = [{ name: 'gtaKeys', type: 'int' }];
-  if (a.rope !== null) customUniforms.push(...ropeUniforms(dim));
-  return {
-    variableNames: ['Rows', 'Keys'],
-    outputShape: [b * keyHeads, rk, s],
-    userCode,
-    customUniforms,
-    packedInputs: true,
-    packedOutput: true,
-    enableShapeUniforms: true,
-  };
+  return stepProgram(['Rows', 'Keys'], [b * keyHeads, rk, s], userCode, 'gtaKeys', a.rope !== null, dim);
 }
 
 function scoresKernel(args: WebGLKernelArgs): tf.TensorInfo {
@@ -159,13 +149,9 @@ function scoresKernel(args: WebGLKernelArgs): tf.TensorInfo {
   const a = args.attrs as unknown as ScoresAttrs;
   const { rows, keys } = args.inputs as { rows: tf.TensorInfo; keys: tf.TensorInfo };
   const [b, hk, s, d] = keys.shape;
-  const view = reshapeInfo(backend, keys, [b * hk, s, d]);
   const uniforms = a.rope === null ? [[s]] : [[s], a.rope];
-  const out = backend.runWebGLProgram(scoresProgram(a, hk, b, s), [rows, view], 'float32', uniforms);
-  backend.disposeIntermediateTensorInfo(view);
-  const shaped = reshapeInfo(backend, out, [b, hk, a.queryHeads / hk, s]);
-  backend.disposeIntermediateTensorInfo(out);
-  return shaped;
+  const outShape = [b, hk, a.queryHeads / hk, s];
+  return runReshaped(backend, scoresProgram(a, hk, b, s), [rows, keys], [rows.shape, [b * hk, s, d]], outShape, uniforms);
 }
 
 interface GatedAttrs {

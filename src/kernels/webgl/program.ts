@@ -69,7 +69,8 @@ export function reshapeInfo(backend: WebGLBackendLike, info: tf.TensorInfo, shap
 
 /**
  * Runs `program` on `inputs`, each first viewed with the matching shape in `shapes`, and returns its
- * output viewed with `outShape`; every intermediate view is disposed.
+ * output viewed with `outShape`; every intermediate view is disposed. `uniforms`: the values of the
+ * program's `customUniforms`, in order.
  */
 export function runReshaped(
   backend: WebGLBackendLike,
@@ -77,9 +78,10 @@ export function runReshaped(
   inputs: tf.TensorInfo[],
   shapes: number[][],
   outShape: number[],
+  uniforms?: number[][],
 ): tf.TensorInfo {
   const views = inputs.map((info, i) => reshapeInfo(backend, info, shapes[i]));
-  const out = backend.runWebGLProgram(program, views, 'float32');
+  const out = backend.runWebGLProgram(program, views, 'float32', uniforms);
   views.forEach((v) => backend.disposeIntermediateTensorInfo(v));
   if (tf.util.arraysEqual(out.shape, outShape)) return out;
   const shaped = reshapeInfo(backend, out, outShape);
