@@ -4,7 +4,7 @@
  * Weight decay applies to matrices (rank >= 2: kernels, embeddings), not to norm gains or biases.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedAdamWStepWebGL, WEBGL_ADAMW_KERNELS } from '../kernels/webgl/adamw.js';
+import { fusedAdamWStepWebGL, packedScaleWebGL, WEBGL_ADAMW_KERNELS } from '../kernels/webgl/adamw.js';
 import { fusedAdamWGroupStep, momentGroups } from '../kernels/webgpu/adamw.js';
 import { fusedSquaredNorm, fusedSquaredNormUnsupported, SQUARED_NORM_KERNEL } from '../kernels/webgpu/squared_norm.js';
 import { usesFusedKernel, usesFusedTrainingKernels } from '../ops/capabilities.js';
@@ -153,7 +153,8 @@ export class AdamW {
     const [ms, vs] = [this.m!, this.v!];
     const hyper = { beta1: this.beta1, beta2: this.beta2, lr, c1, c2, epsilon: this.epsilon };
     tf.tidy(() => {
-      const scale = typeof gradScale === 'number' ? null : gradScale.rank === 0 ? gradScale : tf.reshape(gradScale, []);
+      // The scale packed once for every variable's moment kernels (packed programs).
+      const scale = typeof gradScale === 'number' ? null : packedScaleWebGL(gradScale.rank === 0 ? gradScale : tf.reshape(gradScale, []));
       const scaleValue = typeof gradScale === 'number' ? gradScale : 1;
       this.variables.forEach((w, i) => {
         const decay = this.weightDecay > 0 && w.rank >= 2 ? this.weightDecay : 0;

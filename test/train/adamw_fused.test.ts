@@ -303,6 +303,46 @@ describeBackends('AdamW: fused update (kernels/webgpu, kernels/webgl) against th
   });
 
   if (backend === 'webgl') {
+    it('packs a scale tensor once per update: three programs per variable (and one more), no pack program per moment', async () => {
+      const w = makeVariables(17);
+      const opt = new AdamW(w);
+      const gl = tf.backend() as unknown as { runWebGLProgram: (...args: unknown[]) => unknown };
+      const run = gl.runWebGLProgram;
+      // Gradients made by packed programs, as a backward pass leaves them; the scale from clipScale (unpacked)
+      // and from a packed program.
+      const raw = gradsAt(1);
+      const grads = raw.map((g) => tf.tidy(() => tf.add(g, tf.zerosLike(g))));
+      tf.dispose(raw);
+      const scales: Array<[string, tf.Tensor, number]> = [
+        ['clipScale', clipScale(grads, 1), 1],
+        ['packed', tf.tidy(() => tf.reshape(tf.mul(tf.ones([1]), 0.7), [])), 0],
+      ];
+      try {
+        await Promise.all([...grads, ...scales.map((x) => x[1])].map((t) => t.data()));
+        for (const [what, scale, extra] of scales) {
+          opt.apply(grads, 1e-2, scale); // compiles the programs
+          const names: string[] = [];
+          gl.runWebGLProgram = (...args: unknown[]) => {
+            names.push((args[0] as { constructor: { name: string } }).constructor.name);
+            return run.apply(gl, args);
+          };
+          try {
+            opt.apply(grads, 1e-2, scale);
+          } finally {
+            gl.runWebGLProgram = run;
+          }
+          const packs = names.filter((n) => n === 'PackProgram' || n === 'UnpackProgram').length;
+          if (names.length !== 3 * SHAPES.length + extra || packs !== 0) {
+            throw new Error(`${what} scale: an update of ${SHAPES.length} variables ran ${names.length} programs [${names}]`);
+          }
+        }
+      } finally {
+        gl.runWebGLProgram = run;
+        opt.dispose();
+        tf.dispose([...w, ...grads, ...scales.map((x) => x[1])]);
+      }
+    });
+
     it('compiles no new shader program after the first step (lr, bias corrections and scale are uniforms)', () => {
       const w = makeVariables(13);
       const opt = new AdamW(w);

@@ -13,7 +13,8 @@
  * The arithmetic follows the composed update of src/train/adamw.ts operation by operation. Every number
  * that changes between steps (lr, c1, c2, s) is a uniform: tfjs caches compiled programs by `userCode`
  * and input shapes, so a constant baked into the code would compile a new shader at every step. At most
- * two programs per kernel and shape: scale as a uniform or a tensor; weight decay or none.
+ * two programs per kernel and shape: scale as a uniform or a tensor; weight decay or none. A scale tensor is
+ * packed once per step (`GtaAdamWPackScale`, `packedScaleWebGL`) for all the variables' moment kernels.
  * The names differ from the webgpu kernels' (src/kernels/webgpu/adamw.ts), whose moments are packed
  * together in one state `[2, ...shape]`.
  */
@@ -26,6 +27,7 @@ export const WEBGL_ADAMW_KERNELS = {
   firstMoment: 'GtaAdamWFirstMoment',
   secondMoment: 'GtaAdamWSecondMoment',
   weight: 'GtaAdamWWeightMV',
+  packScale: 'GtaAdamWPackScale',
 } as const;
 
 /** Attributes of `GtaAdamWFirstMoment` (beta = b1) and `GtaAdamWSecondMoment` (beta = b2). */
@@ -109,13 +111,30 @@ function weightKernel(args: WebGLKernelArgs): tf.TensorInfo {
   return backend.runWebGLProgram(weightProgram(weight!.shape, decays), [weight!, m!, v!], 'float32', values);
 }
 
-/** Registers the three kernels for the webgl backend (once). */
+/**
+ * The scale `[]` copied into a packed texture: the moment programs read their inputs packed, and tfjs packs an
+ * unpacked input again at every program that reads it (two per variable and step, one program each).
+ */
+function packScaleKernel(args: WebGLKernelArgs): tf.TensorInfo {
+  const backend = args.backend as WebGLBackendLike;
+  const program: WebGLProgram = {
+    variableNames: ['S'],
+    outputShape: [],
+    userCode: 'void main() {\n  setOutput(vec4(getS(), 0.0, 0.0, 0.0));\n}\n',
+    packedInputs: false,
+    packedOutput: true,
+  };
+  return backend.runWebGLProgram(program, [args.inputs.scale!], 'float32');
+}
+
+/** Registers the four kernels for the webgl backend (once). */
 export function registerWebGLAdamWKernels(): void {
   if (tf.getKernel(WEBGL_ADAMW_KERNELS.weight, 'webgl') !== undefined) return;
   const kernels: [string, tf.KernelFunc][] = [
     [WEBGL_ADAMW_KERNELS.firstMoment, momentKernel(true) as tf.KernelFunc],
     [WEBGL_ADAMW_KERNELS.secondMoment, momentKernel(false) as tf.KernelFunc],
     [WEBGL_ADAMW_KERNELS.weight, weightKernel as tf.KernelFunc],
+    [WEBGL_ADAMW_KERNELS.packScale, packScaleKernel as tf.KernelFunc],
   ];
   for (const [kernelName, kernelFunc] of kernels) tf.registerKernel({ kernelName, backendName: 'webgl', kernelFunc });
 }
@@ -170,4 +189,19 @@ export function fusedAdamWStepWebGL(
   const attrs = { lr, c1, c2, epsilon, decay } as unknown as tf.NamedAttrMap;
   const newWeight = engine.runKernel(WEBGL_ADAMW_KERNELS.weight, { weight, m: newM, v: newV }, attrs) as tf.Tensor;
   return { m: newM, v: newV, weight: newWeight };
+}
+
+/**
+ * The gradients' scale (a scalar tensor) held packed, for every `fusedAdamWStepWebGL` of one step: one program
+ * per step instead of a pack of the scale for each moment of each variable. A scale already packed is returned
+ * as it is.
+ */
+export function packedScaleWebGL(scale: tf.Tensor): tf.Tensor {
+  if (scale.rank !== 0) throw new ValueError(`fused AdamW (webgl): scale must be a scalar of rank 0, got shape [${scale.shape}].`);
+  const held = (tf.backend() as unknown as { texData?: { get(id: object): { isPacked?: boolean } | undefined } }).texData?.get(
+    scale.dataId,
+  );
+  if (held?.isPacked === true) return scale; // already packed (made by a packed program)
+  registerWebGLAdamWKernels();
+  return tf.engine().runKernel(WEBGL_ADAMW_KERNELS.packScale, { scale }) as tf.Tensor;
 }
