@@ -51,6 +51,15 @@ export function fusedProjectionMaxRows(): number {
 }
 
 /**
+ * Column sums of a matrix (a bias's gradient) are cheaper as a product with a row of ones than as tfjs's Sum
+ * (webgl: Sum reads unpacked textures, so a packed gradient is unpacked, summed and packed again for the
+ * optimizer, three programs where the product is one and stays packed).
+ */
+export function sumsRowsByProduct(): boolean {
+  return active() === 'webgl';
+}
+
+/**
  * Whether values can be read back synchronously (`dataSync`). tfjs's webgpu backend in Node cannot (it
  * needs OffscreenCanvas); there, checks that read tensor values are skipped and reads are async.
  */
