@@ -169,7 +169,7 @@ export class GroupedQueryAttention extends AttentionLayer {
   /**
    * The fused decode step (webgpu): `[q | k | v] = x [Wq/sqrt(Dh) | Wk | Wv] (+ b)` as one product, then one
    * kernel writes RoPE(k) and v into the cache arena at `position` and attends RoPE(q) over it, then the output
-   * projection. Kernels: BatchMatMul, GtaDecodeAttention, Reshape, BatchMatMul (_FusedMatMul with the output bias).
+   * projection. Kernels: BatchMatMul, GtaDecodeAttention, Reshape, BatchMatMul (+ Add for the output bias).
    */
   protected override fusedDecodeStep(
     x: tf.Tensor3D,
@@ -216,7 +216,7 @@ export class GroupedQueryAttention extends AttentionLayer {
     const value = decodeAppend(cache.get('value') as tf.Tensor4D, rows, (hq + hkv) * dh, null); // [B, Hkv, S, Dh]
     const scores = decodeScores(rows, key, hq, r); // [B, Hkv, Hq/Hkv, S], scaled
     const o = maskedSoftmaxValues(scores, value, null, { scale: 1, causalOffset: null, t: 1, flat: true }); // [B, 1, Hq*Dh]
-    return { output: this.decodeOutput(o, this.outputKernel!, this.outputBias), cache: { key, value } }; // [B, 1, D]
+    return { output: this.decodeOutput(o, this.outputKernel!, this.outputBias, true), cache: { key, value } }; // [B, 1, D]
   }
 
   kvCacheElementsPerToken(): number {

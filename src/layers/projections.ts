@@ -113,11 +113,14 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * The fused decode step's output projection: `u [B, 1, W] @ kernel [W, D] (+ bias)` -> `[B, 1, D]`, the kernel
    * kept as `[1, W, D]` between steps.
    */
-  protected decodeOutput(u: tf.Tensor, kernel: tf.LayerVariable, bias: tf.LayerVariable | null): tf.Tensor3D {
+  protected decodeOutput(u: tf.Tensor, kernel: tf.LayerVariable, bias: tf.LayerVariable | null, fuseBias = false): tf.Tensor3D {
     const d = kernel.shape[kernel.shape.length - 1]!;
     const wo = this.keptWeight('decode/output', [kernel], () => tf.reshape(read(kernel)!, [1, -1, d]));
-    if (bias === null) return tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
-    return tf.fused.matMul({ a: u, b: wo, bias: read(bias)! }) as tf.Tensor3D; // the same, the bias added by the product's kernel
+    // With `fuseBias` (webgl: one program fewer) the product's kernel adds the bias; tf.fused.matMul's reshapes are
+    // free views but count as kernels under tf.profile, so webgpu's step keeps a product and an Add.
+    if (fuseBias && bias !== null) return tf.fused.matMul({ a: u, b: wo, bias: read(bias)! }) as tf.Tensor3D; // [B, 1, D]
+    const out = tf.matMul(u, wo) as tf.Tensor3D; // [B, 1, W] @ [1, W, D] -> [B, 1, D]
+    return bias === null ? out : tf.add(out, read(bias)!);
   }
 
   /**
