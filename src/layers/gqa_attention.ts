@@ -204,13 +204,14 @@ export class GroupedQueryAttention extends AttentionLayer {
   ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
     const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
     if (webglDecodeUnsupported(hq, hkv, hkv, dh, dh, this.useRope) !== null) return null;
+    const biases = this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null;
     const { kernel, bias } = this.keptDecodeProjection(
       'decode/qkv',
       [this.queryKernel!, this.keyKernel!, this.valueKernel!],
-      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null,
+      biases,
       1 / Math.sqrt(dh),
     );
-    const rows = this.decodeRows(x, 'decode/qkv', kernel, bias, this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : []); // [B, 1, N]
+    const rows = this.decodeRows(x, 'decode/qkv', kernel, bias, biases ?? []); // [B, 1, N]
     const r = this.useRope ? rope(dh) : null;
     const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, r); // [B, Hkv, S, Dh]
     const value = decodeAppend(cache.get('value') as tf.Tensor4D, rows, (hq + hkv) * dh, null); // [B, Hkv, S, Dh]

@@ -268,19 +268,14 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
   ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
     if (webglDecodeUnsupported(hq, hk, hc, dh, dl, true) !== null) return null;
+    const biases = this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null;
     const { kernel, bias } = this.keptDecodeProjection(
       'decode/qkcg',
       [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
-      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null,
+      biases,
       1 / Math.sqrt(dh),
     );
-    const rows = this.decodeRows(
-      x,
-      'decode/qkcg',
-      kernel,
-      bias,
-      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : [],
-    ); // [B, 1, N]
+    const rows = this.decodeRows(x, 'decode/qkcg', kernel, bias, biases ?? []); // [B, 1, N]
     const factors = rope(dh);
     const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, factors); // [B, Hk, S, Dh]
     const latent = decodeAppend(cache.get('latent') as tf.Tensor4D, rows, (hq + hk) * dh, null); // [B, Hc, S, Dl]
