@@ -9,6 +9,12 @@ export function checkError(what: string, err: number, tol: number): void {
   if (!(err <= tol)) throw new Error(`${what}: norm-relative error ${err.toExponential(3)} exceeds ${tol}`);
 }
 
+/** Fails unless `a` and `b` have one shape and `a` is within `tol` (norm-relative) of `b`. */
+export async function expectSameTensor(what: string, a: tf.Tensor, b: tf.Tensor, tol: number): Promise<void> {
+  if (a.shape.join() !== b.shape.join()) throw new Error(`${what}: shape [${a.shape}] against [${b.shape}]`);
+  checkError(what, normRelativeError((await a.data()) as Float32Array, (await b.data()) as Float32Array), tol);
+}
+
 /** Runs `fn` with `TRAINING_KERNELS.implementation` set, restoring it afterwards. */
 export function withImplementation<T>(implementation: 'auto' | 'composed', fn: () => T): T {
   const before = TRAINING_KERNELS.implementation;

@@ -1,6 +1,7 @@
 /** Small layer configurations used across specs, one per mechanism. */
 import * as tf from '@tensorflow/tfjs';
 import { AttentionLayer } from '../../src/layers/attention_base.js';
+import { buildLayer } from '../../src/layers/layer_utils.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
@@ -54,6 +55,14 @@ export function weightValue(layer: tf.layers.Layer, suffix: string): Float32Arra
   const w = layer.weights.find((v) => v.name.endsWith(suffix));
   if (!w) throw new Error(`no weight ending in ${suffix}: ${layer.weights.map((v) => v.name).join(', ')}`);
   return w.read().dataSync() as Float32Array;
+}
+
+/** `make()` built for inputs of width `width`, its weights seeded random values (`randomizeWeights`). */
+export function builtRandomLayer<L extends tf.layers.Layer>(make: () => L, width: number, seed: number): L {
+  const layer = make();
+  buildLayer(layer, [1, 1, width]);
+  randomizeWeights(layer, seed);
+  return layer;
 }
 
 /** Overwrites every weight with seeded random values of the given scale (biases and gains too). */

@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs';
 import { AttentionCache } from '../../src/cache/attention_cache.js';
 import { CACHE_ARENA_TUNING } from '../../src/cache/cache_arena.js';
 import { AttentionLayer } from '../../src/layers/attention_base.js';
-import { buildLayer } from '../../src/layers/layer_utils.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { MultiHeadLatentAttention } from '../../src/layers/mla_attention.js';
@@ -19,9 +18,9 @@ import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { DECODE_ATTENTION_KERNEL } from '../../src/kernels/webgpu/decode_step.js';
 import { decodeBlock, decodeRows, decodeSplits, FLASH_DECODE_TUNING, FlashDecodeProgram } from '../../src/kernels/webgpu/flash_decode.js';
 import type { ArenaSpec } from '../../src/cache/cache_arena.js';
-import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
-import { checkError } from '../kit/fused.js';
-import { randomizeWeights } from '../kit/layers.js';
+import { describeBackends, it, randomTensor } from '../kit/index.js';
+import { expectSameTensor } from '../kit/fused.js';
+import { builtRandomLayer } from '../kit/layers.js';
 
 const D = 16;
 const TOL = 1e-5;
@@ -112,21 +111,9 @@ const CASES: Case[] = [
   },
 ];
 
-async function values(t: tf.Tensor): Promise<Float32Array> {
-  return (await t.data()) as Float32Array;
-}
-
-async function expectSame(what: string, a: tf.Tensor, b: tf.Tensor, tol = TOL): Promise<void> {
-  if (a.shape.join() !== b.shape.join()) throw new Error(`${what}: shape [${a.shape}] against [${b.shape}]`);
-  checkError(what, normRelativeError(await values(a), await values(b)), tol);
-}
-
 /** A built layer with random weights (a seed per case). */
 function makeLayer(c: Case, seed: number): AttentionLayer {
-  const layer = c.make();
-  buildLayer(layer, [1, 1, D]);
-  randomizeWeights(layer, seed);
-  return layer;
+  return builtRandomLayer(c.make, D, seed);
 }
 
 describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({ backend }) => {
@@ -173,7 +160,7 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           if (f.cache.arena === null) throw new Error(`step ${s}: the fused step made no cache arena`);
           if (r.cache.arena !== null) throw new Error(`step ${s}: the composed step made a cache arena`);
           capacities.add(f.cache.arena.capacity);
-          await expectSame(`${c.name} step ${s}: output`, f.output, r.output);
+          await expectSameTensor(`${c.name} step ${s}: output`, f.output, r.output, TOL);
           if (f.cache.length !== 4 + s || f.cache.bytes() !== r.cache.bytes())
             throw new Error(`step ${s}: length ${f.cache.length}, bytes ${f.cache.bytes()} (composed ${r.cache.bytes()})`);
           tf.dispose([f.output, r.output]);
@@ -181,7 +168,8 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           composed = r;
         }
         if (capacities.size < 2) throw new Error(`the arena never grew (capacities ${[...capacities]})`);
-        for (const name of c.entries) await expectSame(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name));
+        for (const name of c.entries)
+          await expectSameTensor(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name), TOL);
       } finally {
         CACHE_ARENA_TUNING.step = before;
         prompt.dispose();
@@ -221,7 +209,7 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
           const r = withKernelPath('composed', () => layer.callWithCache(x, { cache: composed.cache }));
           caches.push(f.cache, r.cache);
           x.dispose();
-          await expectSame(`${c.name} step ${s}: output`, f.output, r.output);
+          await expectSameTensor(`${c.name} step ${s}: output`, f.output, r.output, TOL);
           tf.dispose([f.output, r.output]);
           fused = f;
           composed = r;
@@ -249,11 +237,11 @@ describeBackends('fused decode step with an in-place cache (kernels/webgpu)', ({
       if (b.cache.arena !== a.cache.arena) throw new Error('the step from the newest cache did not append in place');
       if (c.cache.arena === a.cache.arena) throw new Error('the step from an older cache wrote into the shared arena');
       if (d.cache.arena !== a.cache.arena) throw new Error('the step from the newest cache (b) did not append in place');
-      await expectSame('a.key after later steps', a.cache.get('key'), keyA, 0);
+      await expectSameTensor('a.key after later steps', a.cache.get('key'), keyA, 0);
       // b and c started from a with different tokens; c took x1 as d's last token did, after another history.
       const composedC = withKernelPath('composed', () => layer.callWithCache(x1, { cache: a.cache }));
-      await expectSame('branch c = composed', c.output, composedC.output);
-      await expectSame('branch c cache', c.cache.get('value'), composedC.cache.get('value'));
+      await expectSameTensor('branch c = composed', c.output, composedC.output, TOL);
+      await expectSameTensor('branch c cache', c.cache.get('value'), composedC.cache.get('value'), TOL);
       tf.dispose(composedC.output);
       composedC.cache.dispose();
       if (a.cache.length !== 6 || b.cache.length !== 7 || c.cache.length !== 7 || d.cache.length !== 8)

@@ -9,16 +9,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { AttentionCache } from '../../src/cache/attention_cache.js';
 import { AttentionLayer } from '../../src/layers/attention_base.js';
-import { buildLayer } from '../../src/layers/layer_utils.js';
 import { GroupedQueryAttention } from '../../src/layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../../src/layers/gta_attention.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { hasWebGLDecodeStep } from '../../src/ops/capabilities.js';
 import { MASKED_SOFTMAX_KERNELS } from '../../src/kernels/webgl/attention_softmax.js';
 import { WEBGL_DECODE_KERNELS, webglDecodeUnsupported } from '../../src/kernels/webgl/decode_step.js';
-import { describeBackends, it, normRelativeError, randomTensor } from '../kit/index.js';
-import { checkError } from '../kit/fused.js';
-import { randomizeWeights } from '../kit/layers.js';
+import { describeBackends, it, randomTensor } from '../kit/index.js';
+import { expectSameTensor } from '../kit/fused.js';
+import { builtRandomLayer } from '../kit/layers.js';
 
 const D = 16;
 const TOL = 1e-5;
@@ -66,16 +65,9 @@ const CASES: Case[] = [
   { name: 'GTA with two key heads over one latent head', make: () => gta(2, false), entries: ['key', 'latent'], programs: 8 },
 ];
 
-async function expectSame(what: string, a: tf.Tensor, b: tf.Tensor): Promise<void> {
-  if (a.shape.join() !== b.shape.join()) throw new Error(`${what}: shape [${a.shape}] against [${b.shape}]`);
-  checkError(what, normRelativeError((await a.data()) as Float32Array, (await b.data()) as Float32Array), TOL);
-}
-
+/** A built layer with random weights (a seed per case). */
 function makeLayer(c: Case, seed: number): AttentionLayer {
-  const layer = c.make();
-  buildLayer(layer, [1, 1, D]);
-  randomizeWeights(layer, seed);
-  return layer;
+  return builtRandomLayer(c.make, D, seed);
 }
 
 /**
@@ -159,14 +151,15 @@ describeBackends('decode step on webgl (kernels/webgl/decode_step.ts)', ({ backe
           const r = withKernelPath('composed', () => layer.callWithCache(x, { cache: composed.cache }));
           caches.push(f.cache, r.cache);
           x.dispose();
-          await expectSame(`${c.name} step ${s}: output`, f.output, r.output);
+          await expectSameTensor(`${c.name} step ${s}: output`, f.output, r.output, TOL);
           if (f.cache.length !== 4 + s || f.cache.bytes() !== r.cache.bytes())
             throw new Error(`step ${s}: length ${f.cache.length}, bytes ${f.cache.bytes()} (composed ${r.cache.bytes()})`);
           tf.dispose([f.output, r.output]);
           fused = f;
           composed = r;
         }
-        for (const name of c.entries) await expectSame(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name));
+        for (const name of c.entries)
+          await expectSameTensor(`${c.name}: cache ${name}`, fused.cache.get(name), composed.cache.get(name), TOL);
       } finally {
         prompt.dispose();
         for (const cache of caches) cache.dispose();
@@ -192,7 +185,7 @@ describeBackends('decode step on webgl (kernels/webgl/decode_step.ts)', ({ backe
       if (names.includes(WEBGL_DECODE_KERNELS.append)) throw new Error(`ran [${names}]`);
       const f = layer.callWithCache(x, { cache: first.cache });
       const r = withKernelPath('composed', () => layer.callWithCache(x, { cache: first.cache }));
-      await expectSame('head dim 6: output', f.output, r.output);
+      await expectSameTensor('head dim 6: output', f.output, r.output, TOL);
       tf.dispose([f.output, r.output]);
       f.cache.dispose();
       r.cache.dispose();
