@@ -292,9 +292,7 @@ export abstract class AttentionLayer extends ProjectionLayer {
    * arena fits one storage buffer of the device. Otherwise null (the step runs `forward`).
    */
   private fusedDecodeSpec(parsed: ParsedInputs, opts: CachedCallOptions, cache: AttentionCache): ArenaSpec | null {
-    if (ATTENTION_DEFAULTS.implementation === 'composed' || !hasFusedAttention()) return null;
-    if (parsed.attentionMask !== null || parsed.paddingMask !== null || cache.keyMask !== null) return null;
-    if ((opts.positions ?? null) !== null || opts.returnAttentionScores === true || opts.training === true) return null;
+    if (!hasFusedAttention() || !this.decodeStepAllowed(parsed, opts, cache)) return null;
     const spec = this.decodeArenaSpec();
     if (spec === null) return null;
     const capacity = cache.arena?.appendsInPlace(cache.length) ? cache.arena.capacity : arenaCapacity(cache.length + 1);
@@ -307,10 +305,19 @@ export abstract class AttentionLayer extends ProjectionLayer {
    * cache is held as tensors and the step's keys fit the softmax kernel (`WEBGL_MASKED_SOFTMAX_MAX_KEYS`).
    */
   private takesWebGLDecode(parsed: ParsedInputs, opts: CachedCallOptions, cache: AttentionCache): boolean {
-    if (ATTENTION_DEFAULTS.implementation === 'composed' || !hasWebGLDecodeStep()) return false;
-    if (parsed.attentionMask !== null || parsed.paddingMask !== null || cache.keyMask !== null || cache.arena !== null) return false;
-    if ((opts.positions ?? null) !== null || opts.returnAttentionScores === true || opts.training === true) return false;
-    return cache.length + 1 <= WEBGL_MASKED_SOFTMAX_MAX_KEYS;
+    if (!hasWebGLDecodeStep() || !this.decodeStepAllowed(parsed, opts, cache)) return false;
+    return cache.arena === null && cache.length + 1 <= WEBGL_MASKED_SOFTMAX_MAX_KEYS;
+  }
+
+  /**
+   * What both decode steps (webgpu's and webgl's) ask of a one-token inference call: the attention is not set to
+   * 'composed'; no padding or attention mask (in the call or kept in the cache), no per-row positions, no scores,
+   * not training.
+   */
+  private decodeStepAllowed(parsed: ParsedInputs, opts: CachedCallOptions, cache: AttentionCache): boolean {
+    if (ATTENTION_DEFAULTS.implementation === 'composed') return false;
+    if (parsed.attentionMask !== null || parsed.paddingMask !== null || cache.keyMask !== null) return false;
+    return (opts.positions ?? null) === null && opts.returnAttentionScores !== true && opts.training !== true;
   }
 
   /** The fused one-token step: in place when `cache` is its arena's newest, else into a new arena first. */

@@ -27,6 +27,7 @@ import { maskedSoftmaxValues } from '../kernels/webgl/attention_softmax.js';
 import type { AttentionCache } from '../cache/attention_cache.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
+import type { DecodeProjection } from './projections.js';
 
 export interface GroupedQueryAttentionArgs extends AttentionBaseArgs {
   /** Size of each attention head (Keras `head_dim`). Must be even when `useRope` (RoPE rotates pairs). */
@@ -166,6 +167,16 @@ export class GroupedQueryAttention extends AttentionLayer {
     };
   }
 
+  /** Both decode steps' `[1, D, N]` weight, N = (Hq + 2 Hkv) Dh, the score scale folded into the query columns; kept between steps. */
+  private decodeProjection(): DecodeProjection {
+    return this.keptDecodeProjection(
+      'decode/qkv',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null,
+      1 / Math.sqrt(this.headDim),
+    );
+  }
+
   /**
    * The fused decode step (webgpu): `[q | k | v] = x [Wq/sqrt(Dh) | Wk | Wv] (+ b)` as one product, then one
    * kernel writes RoPE(k) and v into the cache arena at `position` and attends RoPE(q) over it, then the output
@@ -179,14 +190,7 @@ export class GroupedQueryAttention extends AttentionLayer {
   ): tf.Tensor3D {
     const b = x.shape[0];
     const { numQueryHeads: hq, headDim: dh } = this;
-    const scale = 1 / Math.sqrt(dh);
-    // [1, D, N], N = (Hq + 2 Hkv) Dh, the score scale folded into the query columns; kept between steps.
-    const { kernel, bias } = this.keptDecodeProjection(
-      'decode/qkv',
-      [this.queryKernel!, this.keyKernel!, this.valueKernel!],
-      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null,
-      scale,
-    );
+    const { kernel, bias } = this.decodeProjection();
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
     const o = decodeAttention(rows, bias, this.useRope ? rope(dh) : null, arena, position); // [B, Hq, 1, Dh]
     return this.decodeOutput(tf.reshape(o, [b, 1, hq * dh]), this.outputKernel!, this.outputBias); // [B, 1, Hq*Dh] -> [B, 1, D]
@@ -204,14 +208,7 @@ export class GroupedQueryAttention extends AttentionLayer {
   ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
     const { numQueryHeads: hq, numKeyValueHeads: hkv, headDim: dh } = this;
     if (webglDecodeUnsupported(hq, hkv, hkv, dh, dh, this.useRope) !== null) return null;
-    const biases = this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!] : null;
-    const { kernel, bias } = this.keptDecodeProjection(
-      'decode/qkv',
-      [this.queryKernel!, this.keyKernel!, this.valueKernel!],
-      biases,
-      1 / Math.sqrt(dh),
-    );
-    const rows = this.decodeRows(x, 'decode/qkv', kernel, bias, biases ?? []); // [B, 1, N]
+    const rows = this.decodeRows(x, this.decodeProjection()); // [B, 1, N]
     const r = this.useRope ? rope(dh) : null;
     const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, r); // [B, Hkv, S, Dh]
     const value = decodeAppend(cache.get('value') as tf.Tensor4D, rows, (hq + hkv) * dh, null); // [B, Hkv, S, Dh]

@@ -39,6 +39,7 @@ import { maskedSoftmaxValues } from '../kernels/webgl/attention_softmax.js';
 import type { AttentionCache } from '../cache/attention_cache.js';
 import { AttentionBaseArgs, AttentionLayer, BASE_ARG_KEYS, ForwardContext, ForwardResult } from './attention_base.js';
 import { read } from './layer_utils.js';
+import type { DecodeProjection } from './projections.js';
 
 export interface GroupedHeadLatentAttentionArgs extends AttentionBaseArgs {
   /** Output heads (`num_attention_heads`); with `headDim` sets the gate/output width W. */
@@ -224,6 +225,19 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
   }
 
   /**
+   * Both decode steps' `[1, D, N]` weight, N = Hq Dh + Hk Dh + Hc Dl + W, the score scale folded into the query
+   * columns; kept between steps.
+   */
+  private decodeProjection(): DecodeProjection {
+    return this.keptDecodeProjection(
+      'decode/qkcg',
+      [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
+      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null,
+      1 / Math.sqrt(this.headDim),
+    );
+  }
+
+  /**
    * The fused decode step (webgpu): `[q | k | c | g] = x [Wq/sqrt(Dh) | Wk | Wc | Wg] (+ b)` as one product;
    * one kernel writes RoPE(k) and the latent c into the cache arena at `position` and attends each map's
    * RoPE(q) over them (o [B, Hq, 1, Dl]); one kernel applies the decoder and the gate,
@@ -237,14 +251,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
     rope: (dim: number) => RotaryFactors,
   ): tf.Tensor3D {
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
-    const scale = 1 / Math.sqrt(dh);
-    // [1, D, N], N = Hq Dh + Hk Dh + Hc Dl + W, the score scale folded into the query columns; kept between steps.
-    const { kernel, bias } = this.keptDecodeProjection(
-      'decode/qkcg',
-      [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
-      this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null,
-      scale,
-    );
+    const { kernel, bias } = this.decodeProjection();
     const rows = tf.matMul(x, kernel); // [B, 1, D] @ [1, D, N] -> [B, 1, N]
     const o = decodeAttention(rows, bias, rope(dh), arena, position); // [B, Hq, 1, Dl]
     // R + Delta per map: [Hq, Dl, r*Dl] (R = [I ... I]); kept between steps.
@@ -268,14 +275,7 @@ export class GroupedHeadLatentAttention extends AttentionLayer {
   ): { output: tf.Tensor3D; cache: Record<string, tf.Tensor> } | null {
     const { numQueryHeads: hq, numKeyHeads: hk, numValueHeads: hc, headDim: dh, valueDim: dl, expandRate: r } = this;
     if (webglDecodeUnsupported(hq, hk, hc, dh, dl, true) !== null) return null;
-    const biases = this.useBias ? [this.queryBias!, this.keyBias!, this.valueBias!, this.gateBias!] : null;
-    const { kernel, bias } = this.keptDecodeProjection(
-      'decode/qkcg',
-      [this.queryKernel!, this.keyKernel!, this.valueKernel!, this.gateKernel!],
-      biases,
-      1 / Math.sqrt(dh),
-    );
-    const rows = this.decodeRows(x, 'decode/qkcg', kernel, bias, biases ?? []); // [B, 1, N]
+    const rows = this.decodeRows(x, this.decodeProjection()); // [B, 1, N]
     const factors = rope(dh);
     const key = decodeAppend(cache.get('key') as tf.Tensor4D, rows, hq * dh, factors); // [B, Hk, S, Dh]
     const latent = decodeAppend(cache.get('latent') as tf.Tensor4D, rows, (hq + hk) * dh, null); // [B, Hc, S, Dl]

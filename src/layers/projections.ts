@@ -47,6 +47,15 @@ export interface ProjectionVariables {
   bias: tf.LayerVariable | null;
 }
 
+/** The decode steps' joined projection (`keptDecodeProjection`): its key, kept weight `[1, D, N]` and bias `[N]`. */
+export interface DecodeProjection {
+  key: string;
+  kernel: tf.Tensor;
+  bias: tf.Tensor | null;
+  /** The bias variables it joins (null without biases). */
+  biases: tf.LayerVariable[] | null;
+}
+
 /** A layer that projects its input to heads and owns the tensors it derives from its weights. */
 export abstract class ProjectionLayer extends KerasWeightsLayer {
   /** Tensors derived from weights for inference calls, with the data ids of the weights they came from. */
@@ -84,7 +93,7 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
     kernels: tf.LayerVariable[],
     biases: tf.LayerVariable[] | null,
     scale: number,
-  ): { kernel: tf.Tensor; bias: tf.Tensor | null } {
+  ): DecodeProjection {
     const joined = (parts: tf.LayerVariable[], axis: number) =>
       tf.concat(
         parts.map((v, i) => (i === 0 ? tf.mul(read(v)!, scale) : read(v)!)),
@@ -92,8 +101,10 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
       );
     const d = kernels[0].shape[0]!;
     return {
+      key,
       kernel: this.keptWeight(`${key}/kernel`, kernels, () => tf.reshape(joined(kernels, 1), [1, d, -1])),
       bias: biases === null ? null : this.keptWeight(`${key}/bias`, biases, () => joined(biases, 0)),
+      biases,
     };
   }
 
@@ -102,10 +113,11 @@ export abstract class ProjectionLayer extends KerasWeightsLayer {
    * product whose kernel adds the bias (`keptDecodeProjection`'s weights). The bias is kept as a `[1, N]` product's
    * output, which WebGL holds packed like the product takes it (a bias held unpacked is packed again every call).
    */
-  protected decodeRows(x: tf.Tensor3D, key: string, kernel: tf.Tensor, bias: tf.Tensor | null, sources: tf.LayerVariable[]): tf.Tensor3D {
+  protected decodeRows(x: tf.Tensor3D, projection: DecodeProjection): tf.Tensor3D {
+    const { key, kernel, bias, biases } = projection;
     if (bias === null) return tf.matMul(x, kernel) as tf.Tensor3D; // [B, 1, D] @ [1, D, N] -> [B, 1, N]
     const n = bias.shape[0];
-    const packed = this.keptWeight(`${key}/bias-packed`, sources, () => tf.matMul(tf.ones([1, 1]), tf.reshape(bias, [1, n]))); // [1, N]
+    const packed = this.keptWeight(`${key}/bias-packed`, biases!, () => tf.matMul(tf.ones([1, 1]), tf.reshape(bias, [1, n]))); // [1, N]
     return tf.fused.matMul({ a: x, b: kernel, bias: packed }) as tf.Tensor3D; // [B, 1, D] @ [1, D, N] + [1, N] -> [B, 1, N]
   }
 
