@@ -252,16 +252,26 @@ interface ForwardAttrs {
   t: number;
 }
 
-function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
+/**
+ * What both forward kernels take from their arguments: the scores' shape, the bias view, the `[G, R, S]` view of
+ * the scores and the canonical view of the bias (dispose both), and the uniforms `gtaScale`, `gtaCausalOffset`.
+ */
+function scoreInputs(args: WebGLKernelArgs) {
   const backend = args.backend as WebGLBackendLike;
-  const { scale, causalOffset, t } = args.attrs as unknown as ForwardAttrs;
+  const attrs = args.attrs as unknown as ForwardAttrs;
   const { scores, bias } = args.inputs as { scores: tf.TensorInfo; bias?: tf.TensorInfo };
   const shape = scores.shape;
-  const view = bias ? (biasViewOf(shape, bias.shape, t) as BiasView) : null;
+  const view = bias ? (biasViewOf(shape, bias.shape, attrs.t) as BiasView) : null;
   // Not causal: an offset that hides no key (s <= S - 1 < S + t).
-  const uniforms = [[scale], [causalOffset === null ? shape[3] : causalOffset]];
-  const views = [reshapeInfo(backend, scores, groupedView(shape))];
-  if (bias && view) views.push(reshapeInfo(backend, bias, view.shape));
+  const uniforms = [[attrs.scale], [attrs.causalOffset === null ? shape[3] : attrs.causalOffset]];
+  const scoresView = reshapeInfo(backend, scores, groupedView(shape));
+  const biasViews = bias && view ? [reshapeInfo(backend, bias, view.shape)] : [];
+  return { backend, t: attrs.t, shape, view, scoresView, biasViews, uniforms };
+}
+
+function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
+  const { backend, t, shape, view, scoresView, biasViews, uniforms } = scoreInputs(args);
+  const views = [scoresView, ...biasViews];
   const stats = backend.runWebGLProgram(statsProgram(shape, t, view), views, 'float32', uniforms);
   const probs = backend.runWebGLProgram(probsProgram(shape, t, view), [...views, stats], 'float32', uniforms);
   [...views, stats].forEach((v) => backend.disposeIntermediateTensorInfo(v));
@@ -271,16 +281,12 @@ function forwardKernel(args: WebGLKernelArgs): tf.TensorInfo {
 }
 
 function valuesKernel(args: WebGLKernelArgs): tf.TensorInfo {
-  const backend = args.backend as WebGLBackendLike;
-  const { scale, causalOffset, t, flat } = args.attrs as unknown as ForwardAttrs & { flat: boolean };
-  const { scores, value, bias } = args.inputs as { scores: tf.TensorInfo; value: tf.TensorInfo; bias?: tf.TensorInfo };
-  const shape = scores.shape; // [B, nV, R, S]
+  const { backend, t, shape, view, scoresView, biasViews, uniforms } = scoreInputs(args); // shape [B, nV, R, S]
+  const { flat } = args.attrs as unknown as { flat: boolean };
+  const value = args.inputs.value as tf.TensorInfo;
   const dv = value.shape[3];
-  const view = bias ? (biasViewOf(shape, bias.shape, t) as BiasView) : null;
-  const uniforms = [[scale], [causalOffset === null ? shape[3] : causalOffset], [shape[3]]];
-  const views = [reshapeInfo(backend, scores, groupedView(shape)), reshapeInfo(backend, value, groupedView(value.shape))];
-  if (bias && view) views.push(reshapeInfo(backend, bias, view.shape));
-  const out = backend.runWebGLProgram(valuesProgram(shape, dv, t, view, flat), views, 'float32', uniforms);
+  const views = [scoresView, reshapeInfo(backend, value, groupedView(value.shape)), ...biasViews];
+  const out = backend.runWebGLProgram(valuesProgram(shape, dv, t, view, flat), views, 'float32', [...uniforms, [shape[3]]]);
   views.forEach((v) => backend.disposeIntermediateTensorInfo(v));
   if (flat) return out;
   const shaped = reshapeInfo(backend, out, [shape[0], shape[1], shape[2], dv]);
