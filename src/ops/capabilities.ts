@@ -111,8 +111,10 @@ export function hasWebGLDecodeStep(): boolean {
  * Which path the fused training kernels' callers take (RMSNorm, SwiGLU, the cross-entropy loss and AdamW):
  * 'auto' takes the fused kernel where `hasFusedTrainingKernels()`; 'composed' always takes the composed
  * tfjs ops (the reference path; tests and benchmarks set it to compare the two, and restore it).
+ * `wholeStep`: with 'auto' on webgpu, `train` computes a step's loss and gradients without a tape
+ * (src/train/gpu_step.ts); false keeps the tape over the same fused kernels (tests compare the two).
  */
-export const TRAINING_KERNELS: { implementation: 'auto' | 'composed' } = { implementation: 'auto' };
+export const TRAINING_KERNELS: { implementation: 'auto' | 'composed'; wholeStep: boolean } = { implementation: 'auto', wholeStep: true };
 
 /**
  * Whether the active backend has our fused training kernels (src/kernels/webgpu: RMSNorm, SwiGLU, the

@@ -15,6 +15,7 @@ import type { TokenIds } from '../data/ids.js';
 import { AdamW, AdamWState, clipFactor, globalNormSquared } from './adamw.js';
 import { warmupCosine } from './schedule.js';
 import { evaluateAsync } from './evaluate.js';
+import { gpuLossAndGradients, gpuStepUnsupported } from './gpu_step.js';
 
 /** The training state a checkpoint holds besides the model and the optimizer moments. */
 export interface TrainerCheckpointState {
@@ -191,25 +192,32 @@ async function optimizerStep(
   lr: number,
   gradClip: number,
 ): Promise<{ loss: number; norm: number; applied: boolean }> {
-  let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
+  let value: tf.Scalar;
+  let ordered: tf.Tensor[];
   const rope = new RotaryStep({ start: 0, length: batch.inputs.shape[1] as number }); // RoPE factors built once for all blocks
   try {
-    result = tf.variableGrads(
-      () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true, rope }) as tf.Tensor),
-      variables,
-    );
+    if (gpuStepUnsupported(lm, batch.inputs) === null) {
+      // webgpu: the whole step as direct kernel calls, no tape (src/train/gpu_step.ts)
+      ({ loss: value, grads: ordered } = gpuLossAndGradients(lm, batch.inputs, batch.targets, rope, variables));
+    } else {
+      const result = tf.variableGrads(
+        () => sparseCrossEntropyFromLogits(batch.targets, lm.model.apply(batch.inputs, { training: true, rope }) as tf.Tensor),
+        variables,
+      );
+      value = result.value;
+      ordered = variables.map((v) => result.grads[v.name]);
+    }
   } finally {
     rope.dispose();
     tf.dispose([batch.inputs, batch.targets]);
   }
-  const ordered = variables.map((v) => result.grads[v.name]);
   try {
-    const { loss, norm } = await readLossAndNorm(result.value, ordered);
+    const { loss, norm } = await readLossAndNorm(value, ordered);
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) return { loss, norm, applied: false };
     optimizer.apply(ordered, lr, clipFactor(norm, gradClip)); // the clipping scale is applied inside the update
     return { loss, norm, applied: true };
   } finally {
-    tf.dispose([result.value, ...ordered]);
+    tf.dispose([value, ...ordered]);
   }
 }
 
