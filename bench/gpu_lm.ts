@@ -9,14 +9,19 @@ import { CausalLM } from '../src/models/causal_lm.js';
 import { COMPARE_PRESETS, variantConfig, type VariantName } from '../src/train/presets.js';
 import { train } from '../src/train/trainer.js';
 import { withKernelPath, type KernelPath } from '../src/ops/kernel_path.js';
+import { TRAINING_KERNELS } from '../src/ops/capabilities.js';
 
 /** Vocabulary of the character tokenizer on the built-in Moby-Dick (about this size). */
 const VOCAB = 96;
 
 export interface LMTrainingResult {
   variant: VariantName;
-  /** Fused kernels (where the backend has them) or composed ops only. */
-  path: KernelPath;
+  /**
+   * 'fused': the fused kernels, and on webgpu the GPU training step (no tape, src/train/gpu_step.ts);
+   * 'fused-tape': the same kernels under a gradient tape (`TRAINING_KERNELS.wholeStep` false; the path before
+   * the GPU step); 'composed': composed ops only.
+   */
+  path: KernelPath | 'fused-tape';
   /** Training loss of each step (the same seed and data for both paths). */
   losses: number[];
   preset: { hiddenSize: number; numLayers: number; numHeads: number; batchSize: number; sequenceLength: number };
@@ -119,14 +124,21 @@ async function measureVariant(variant: VariantName, steps: number): Promise<LMTr
 }
 
 /**
- * Measures GTA and GQA on the default preset, each with the fused kernels and with composed ops only (same
- * seed and data, so the two loss curves should agree); `log` receives one line per run.
+ * Measures GTA and GQA on the default preset, each on the GPU step, under a tape over the fused kernels and with
+ * composed ops only (same seed and data, so the loss curves should agree); `log` receives one line per run.
  */
 export async function measureLMTraining(steps: number, log: (line: string) => void): Promise<LMTrainingResult[]> {
   const out: LMTrainingResult[] = [];
   for (const v of ['gta', 'gqa'] as const) {
-    for (const path of ['fused', 'composed'] as const) {
-      const r = { ...(await withKernelPath(path, () => measureVariant(v, steps))), path };
+    for (const path of ['fused', 'fused-tape', 'composed'] as const) {
+      TRAINING_KERNELS.wholeStep = path !== 'fused-tape';
+      let measured: LMTrainingResult;
+      try {
+        measured = await withKernelPath(path === 'composed' ? 'composed' : 'fused', () => measureVariant(v, steps));
+      } finally {
+        TRAINING_KERNELS.wholeStep = true;
+      }
+      const r = { ...measured, path };
       log(
         `[${tf.getBackend()}] LM training ${v} ${path}: ${r.tokensPerSecondMedian} tokens/s (median step ${r.medianStepMs} ms), ` +
           `${r.kernelsPerStep} kernels per step (${r.dispatchingKernelsPerStep} dispatching), ${r.kernelsForward} per forward pass; losses ${r.losses
