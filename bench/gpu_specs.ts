@@ -28,6 +28,7 @@ const SPECS: Array<() => Promise<unknown>> = [
   () => import('../test/train/adamw_fused.test.js'),
   () => import('../test/train/global_norm_fused.test.js'),
   () => import('../test/train/fused_training.test.js'),
+  () => import('../test/train/gpu_step.test.js'),
   () => import('../test/layers/fused_decode.test.js'),
   () => import('../test/ops/gated_decoder_fused.test.js'),
   () => import('../test/io/hf_checkpoint.test.js'),
