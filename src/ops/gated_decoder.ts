@@ -10,7 +10,7 @@
  *
  * Where the fused kernels are used (`usesFusedKernel('GtaGatedDecoder')`: webgpu and webgl, unless
  * `TRAINING_KERNELS.implementation` is 'composed'), float32 inputs of these shapes run the kernels of
- * src/kernels/webgpu/gated_decoder.ts or webgl/gated_decoder.ts (one kernel forward; three backward and a transpose of Delta);
+ * src/kernels/webgpu/gated_decoder.ts or webgl/gated_decoder.ts (one kernel forward; three backward);
  * everything else runs the composed ops below.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -296,6 +296,17 @@ export function globalNormSquared(grads: tf.Tensor[]): tf.Scalar {
 }
 
 /**
+ * `globalNormSquared` as partial sums (1-D tensors whose elements add up to the squared norm), for a caller that
+ * reads them anyway (the trainer reads them with the loss): on the fused path the outputs of
+ * `GtaSquaredNormPartials`, without the concat and sum kernels; elsewhere the one sum as `[1]`.
+ */
+export function globalNormSquaredParts(grads: tf.Tensor[]): tf.Tensor1D[] {
+  if (grads.length > 0 && usesFusedKernel(SQUARED_NORM_KERNEL) && fusedSquaredNormUnsupported(grads) === null)
+    return fusedSquaredNorm(grads, false);
+  return [tf.tidy(() => tf.reshape(globalNormSquared(grads), [1])) as tf.Tensor1D];
+}
+
+/**
  * Gradients whose global norm is `norm` (already read), scaled to `maxNorm` when the norm exceeds it; new
  * tensors either way (copies when nothing is scaled). `maxNorm` <= 0 or a non-finite norm leaves them as they are.
  */

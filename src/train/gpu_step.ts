@@ -32,7 +32,7 @@ import { SwiGLUFeedForward } from '../layers/swiglu_mlp.js';
 import type { RMSNormalization } from '../layers/rms_normalization.js';
 import { RMS_NORM_KERNELS, fusedRmsNormUnsupported, registerRmsNormKernels } from '../kernels/webgpu/rms_norm.js';
 import { SWIGLU_KERNELS, registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
-import { ROPE_HEADS_KERNEL, registerRopeKernel } from '../kernels/webgpu/rope.js';
+import { ROPE_HEADS_KERNEL, type HeadsAttrs, registerRopeKernel } from '../kernels/webgpu/rope.js';
 import { CROSS_ENTROPY_KERNELS, registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
 import { EMBEDDING_GRAD_KERNEL, fusedEmbeddingGradUnsupported, registerEmbeddingGradKernel } from '../kernels/webgpu/embedding_grad.js';
 import {
@@ -43,10 +43,11 @@ import {
   registerGatedDecoderKernels,
 } from '../kernels/webgpu/gated_decoder.js';
 import {
-  fusedAttentionBackward,
-  fusedAttentionForward,
+  FUSED_ATTENTION_KERNEL,
+  fusedAttentionBackwardParts,
   fusedAttentionGradUnsupported,
   fusedAttentionUnsupported,
+  registerFusedAttention,
 } from '../kernels/webgpu/fused_attention.js';
 
 type Var = tf.LayerVariable;
@@ -251,33 +252,68 @@ const rmsNorm = (x: tf.Tensor, n: Norm) =>
     .engine()
     .runKernel(RMS_NORM_KERNELS.forward, { x, gain: read(n.gain) }, { epsilon: n.epsilon } as unknown as tf.NamedAttrMap) as tf.Tensor;
 
-/** RMSNorm's backward: dx (plus `residual`, the gradient reaching x around the norm) and dgain. */
-function rmsNormBackward(x: tf.Tensor, dy: tf.Tensor, n: Norm, residual: tf.Tensor, grads: Grads): tf.Tensor {
+/** RMSNorm's backward: dgain, and dx plus `residual` (the gradient reaching x around the norm) in one pass. */
+function rmsNormBackward(x: tf.Tensor, dy: tf.Tensor, n: Norm, residual: tf.Tensor | null, grads: Grads): tf.Tensor {
   const attrs = { epsilon: n.epsilon } as unknown as tf.NamedAttrMap;
   grads.set(n.gain, tf.engine().runKernel(RMS_NORM_KERNELS.gradGain, { x, dy }, attrs) as tf.Tensor);
-  const dx = tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, { x, dy, gain: read(n.gain) }, attrs) as tf.Tensor;
-  return tf.add(residual, dx);
+  const inputs: tf.NamedTensorMap = { x, dy, gain: read(n.gain) };
+  if (residual !== null) inputs.residual = residual;
+  return tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, inputs, attrs) as tf.Tensor;
 }
 
-/** `[N, H*d]` rows -> `[B, H, T, d]` heads, rotated by RoPE when `factors` are given. */
-function toHeads(rows: tf.Tensor, b: number, t: number, heads: number, d: number, factors: tf.Tensor[] | null): tf.Tensor4D {
-  const x = tf.reshape(rows, [b, t, heads, d]); // [N, H*d] -> [B, T, H, d]
-  if (factors === null) return tf.transpose(x, [0, 2, 1, 3]) as tf.Tensor4D; // -> [B, H, T, d]
-  const [cos, sinSigned] = factors;
-  return tf.engine().runKernel(ROPE_HEADS_KERNEL, { x, cos, sinSigned }, { transpose: false } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+/** `GtaRopeHeads` (`HeadsAttrs`): RoPE with `factors`, or only the move of the heads without. */
+function heads(x: tf.Tensor, factors: tf.Tensor[] | null, attrs: HeadsAttrs): tf.Tensor {
+  const inputs: tf.NamedTensorMap = factors === null ? { x } : { x, cos: factors[0], sinSigned: factors[1] };
+  const all = { ...attrs, rotate: factors !== null } as unknown as tf.NamedAttrMap;
+  return tf.engine().runKernel(ROPE_HEADS_KERNEL, inputs, all) as tf.Tensor;
 }
 
-/** `toHeads`' backward: `[B, H, T, d]` -> `[N, H*d]` (the transposed rotation when rotated). */
-function fromHeads(dy: tf.Tensor4D, factors: tf.Tensor[] | null): tf.Tensor {
-  const [b, h, t, d] = dy.shape;
-  let x: tf.Tensor;
-  if (factors === null)
-    x = tf.transpose(dy, [0, 2, 1, 3]); // [B, H, T, d] -> [B, T, H, d]
-  else {
-    const [cos, sinSigned] = factors;
-    x = tf.engine().runKernel(ROPE_HEADS_KERNEL, { x: dy, cos, sinSigned }, { transpose: true } as unknown as tf.NamedAttrMap) as tf.Tensor;
-  }
-  return tf.reshape(x, [b * t, h * d]); // -> [N, H*d]
+/** `[N, H*d]` rows -> `[B, H, T, d]` heads, rotated by RoPE when `factors` are given: one kernel. */
+function toHeads(rows: tf.Tensor, b: number, t: number, h: number, d: number, factors: tf.Tensor[] | null): tf.Tensor4D {
+  return heads(rows, factors, { transpose: false, view: [b, t, h, d] }) as tf.Tensor4D;
+}
+
+/**
+ * `toHeads`' backward: `[B, H, T, d]` -> `[N, H*d]` (the transposed rotation when rotated): one kernel. `columns`
+ * reads the heads from a wider `[B, H, T, W]` (`[offset, d]` of its last axis).
+ */
+function fromHeads(dy: tf.Tensor, factors: tf.Tensor[] | null, columns?: [number, number]): tf.Tensor {
+  return heads(dy, factors, { transpose: true, flat: true, ...(columns ? { columns } : {}) });
+}
+
+/** The attention forward kernel alone: its packed output `[B, nQ, T, Dv + 1]` (each row's output, then its log-sum-exp). */
+function attendPacked(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number): tf.Tensor4D {
+  const attrs = { scale, causalOffset: 0, withLse: true } as unknown as tf.NamedAttrMap;
+  return tf.engine().runKernel(FUSED_ATTENTION_KERNEL, { query: q, key: k, value: v }, attrs) as tf.Tensor4D;
+}
+
+/**
+ * The attention backward from its output gradient `dOut [B, nQ, T, Dv]`: the rows `[N, H*d]` of dq and dk (RoPE's
+ * transposed rotation applied) and of dv. Where each group of the fused backward is one head, they are read from
+ * its outputs as they are (columns of its key/value sums, their row splits summed while reading); otherwise the
+ * groups sharing a head are summed first.
+ */
+function attentionGradRows(
+  kept: Record<string, tf.Tensor>,
+  dOut: tf.Tensor4D,
+  scale: number,
+  rot: tf.Tensor[] | null,
+): { dq: tf.Tensor; dk: tf.Tensor; dv: tf.Tensor } {
+  const [q, k, v] = [kept.q, kept.k, kept.v] as tf.Tensor4D[];
+  const [nK, nV, dk] = [k.shape[1], v.shape[1], k.shape[3]];
+  const direct = (groups: number) => groups === nK && groups === nV;
+  const parts = fusedAttentionBackwardParts(q, k, v, null, kept.packed as tf.Tensor4D, dOut, { scale, causalOffset: 0 }, false);
+  const { dQ, groups, splits } = parts;
+  let dKV = parts.dKV; // [P, B, G, S, W] (P = splits > 1) or [B, G, S, W]
+  if (splits > 1 && !direct(groups)) dKV = tf.sum(dKV, 0);
+  const summed = splits > 1 && direct(groups) ? splits : 1;
+  const [b, , s, w] = dKV.shape.slice(-4);
+  const rows = (from: number, width: number, count: number, factors: tf.Tensor[] | null): tf.Tensor => {
+    if (groups === count) return heads(dKV, factors, { transpose: true, flat: true, columns: [from, width], splits: summed });
+    const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]); // [B, G, S, width]
+    return fromHeads(tf.sum(tf.reshape(part, [b, count, groups / count, s, width]), 2), factors); // [B, heads, S, width]
+  };
+  return { dq: fromHeads(dQ, rot), dk: rows(0, dk, nK, rot), dv: rows(dk, w - dk, nV, null) };
 }
 
 const gatedDecoder = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecoderDims): tf.Tensor =>
@@ -330,6 +366,7 @@ export function gpuLossAndGradients(
   registerCrossEntropy();
   registerEmbeddingGradKernel();
   registerGatedDecoderKernels();
+  registerFusedAttention();
   const [b, t] = inputs.shape;
   const n = b * t;
   const out = tf.tidy(() => {
@@ -356,28 +393,24 @@ export function gpuLossAndGradients(
     }
     const f = rmsNorm(x, plan.finalNorm);
     const logits = plan.head === null ? product(f, table, { tb: true }) : product(f, read(plan.head)); // [N, V]
-    const flatTargets = tf.reshape(targets, [n]);
+    // The loss kernels read the targets flat: [B, T] serves as [N].
     const classes = { classes: lm.config.vocabSize } as unknown as tf.NamedAttrMap;
-    const rows = tf.engine().runKernel(CROSS_ENTROPY_KERNELS.rows, { logits, targets: flatTargets }, classes) as tf.Tensor; // [N]
+    const rows = tf.engine().runKernel(CROSS_ENTROPY_KERNELS.rows, { logits, targets }, classes) as tf.Tensor; // [N]
     const loss = tf.mean(rows) as tf.Scalar;
 
     // Backward.
     const gradAttrs = { classes: lm.config.vocabSize, dyScale: 1 / n } as unknown as tf.NamedAttrMap;
     const dLogits = tf
       .engine()
-      .runKernel(CROSS_ENTROPY_KERNELS.grad, { logits, targets: flatTargets, loss: rows, dy: tf.scalar(1) }, gradAttrs) as tf.Tensor; // [N, V]
-    let dTableFromHead: tf.Tensor | null = null;
+      .runKernel(CROSS_ENTROPY_KERNELS.grad, { logits, targets, loss: rows, dy: tf.scalar(1) }, gradAttrs) as tf.Tensor; // [N, V]
     let df: tf.Tensor;
     if (plan.head === null) {
-      dTableFromHead = product(dLogits, f, { ta: true }); // [V, N] @ [N, D] -> [V, D]
       df = product(dLogits, table); // [N, V] @ [V, D] -> [N, D]
     } else {
       grads.set(plan.head, product(f, dLogits, { ta: true })); // [D, N] @ [N, V] -> [D, V]
       df = product(dLogits, read(plan.head), { tb: true }); // [N, V] @ [V, D] -> [N, D]
     }
-    const attrs = { epsilon: plan.finalNorm.epsilon } as unknown as tf.NamedAttrMap;
-    grads.set(plan.finalNorm.gain, tf.engine().runKernel(RMS_NORM_KERNELS.gradGain, { x, dy: df }, attrs) as tf.Tensor);
-    let dx = tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, { x, dy: df, gain: read(plan.finalNorm.gain) }, attrs) as tf.Tensor;
+    let dx = rmsNormBackward(x, df, plan.finalNorm, null, grads);
     for (let i = plan.blocks.length - 1; i >= 0; i--) {
       const block = plan.blocks[i];
       const k = tapes[i];
@@ -402,7 +435,8 @@ export function gpuLossAndGradients(
     const dTable = tf
       .engine()
       .runKernel(EMBEDDING_GRAD_KERNEL, { ids, dy: dx }, { vocabSize: lm.config.vocabSize } as unknown as tf.NamedAttrMap) as tf.Tensor;
-    grads.set(plan.table, dTableFromHead === null ? dTable : tf.add(dTable, dTableFromHead));
+    // A tied table is also the head: its gradient as the head, dLogits^T f [V, D], is added by the same product.
+    grads.set(plan.table, plan.head === null ? product(dLogits, f, { ta: true, add: dTable }) : dTable);
     const byVariable = new Map<tf.Variable, tf.Tensor>();
     for (const [v, g] of grads) byVariable.set(v.read() as tf.Variable, g);
     const ordered = variables.map((v) => {
@@ -425,21 +459,23 @@ function attentionForward(
   factors: (r: RopeSpec | null, dim: number) => tf.Tensor[] | null,
 ): { h: tf.Tensor; kept: Record<string, tf.Tensor> } {
   const rot = factors(p.rope, p.dh);
+  const scale = 1 / Math.sqrt(p.dh);
   const q = toHeads(project(a, p.q), b, t, p.hq, p.dh, rot); // [B, Hq, T, Dh]
   const k = toHeads(project(a, p.k), b, t, p.hk, p.dh, rot); // [B, Hk, T, Dh]
-  const options = { scale: 1 / Math.sqrt(p.dh), causalOffset: 0, packed: true };
   if (p.kind === 'gqa') {
     const v = toHeads(project(a, p.v), b, t, p.hk, p.dh, null); // [B, Hk, T, Dh]
-    const { output, packed } = fusedAttentionForward(q, k, v, options); // [B, Hq, T, Dh], [B, Hq, T, Dh + 1]
-    const m = fromHeads(output as tf.Tensor4D, null); // [N, Hq*Dh]
-    return { h: project(m, p.o, x), kept: { q, k, v, packed: packed!, m } }; // x + m Wo (+ bo)
+    const packed = attendPacked(q, k, v, scale); // [B, Hq, T, Dh + 1]
+    const m = fromHeads(packed, null, [0, p.dh]); // the outputs' heads side by side: [N, Hq*Dh]
+    return { h: project(m, p.o, x), kept: { q, k, v, packed, m } }; // x + m Wo (+ bo)
   }
   const c = toHeads(project(a, p.c), b, t, p.hc, p.dl, null); // [B, Hc, T, Dl]
   const g = project(a, p.g); // [N, W]
-  const { output: o, packed } = fusedAttentionForward(q, k, c, options); // [B, Hq, T, Dl], [B, Hq, T, Dl + 1]
+  const packed = attendPacked(q, k, c, scale); // [B, Hq, T, Dl + 1]
   const delta = read(p.decoder);
-  const u = gatedDecoder('forward', { O: o, G: g, DELTA: delta }, gatedDecoderDims(o.shape, delta.shape)); // [N, W]
-  return { h: product(u, read(p.o), { add: x }), kept: { q, k, v: c, packed: packed!, o, g, u } }; // x + u Wo
+  const dims = gatedDecoderDims([b, p.hq, t, p.dl], delta.shape);
+  // o [B, Hq, T, Dl] read as the first Dl columns of each packed row (the decoder kernels take wider rows).
+  const u = gatedDecoder('forward', { O: packed, G: g, DELTA: delta }, dims); // [N, W]
+  return { h: product(u, read(p.o), { add: x }), kept: { q, k, v: c, packed, o: packed, g, u } }; // x + u Wo
 }
 
 /** The attention sublayer backward from `dh` (the gradient of h): the weights' gradients, and that of a. */
@@ -454,30 +490,19 @@ function attentionBackward(
 ): tf.Tensor {
   const kept = k.attention;
   const rot = factors(p.rope, p.dh);
-  const options = { scale: 1 / Math.sqrt(p.dh), causalOffset: 0 };
-  const attend = (dOut: tf.Tensor4D) =>
-    fusedAttentionBackward(
-      kept.q as tf.Tensor4D,
-      kept.k as tf.Tensor4D,
-      kept.v as tf.Tensor4D,
-      null,
-      kept.packed as tf.Tensor4D,
-      dOut,
-      options,
-    );
+  const scale = 1 / Math.sqrt(p.dh);
   if (p.kind === 'gqa') {
     // h = x + m Wo (+ bo); m = the heads of softmax(q k^T / sqrt(Dh)) v side by side.
     grads.set(p.o.kernel, product(kept.m, dh, { ta: true })); // [Hq*Dh, D]
     if (p.o.bias !== null) grads.set(p.o.bias, tf.sum(dh, 0));
     const dm = product(dh, read(p.o.kernel), { tb: true }); // [N, Hq*Dh]
-    const dOut = tf.transpose(tf.reshape(dm, [b, t, p.hq, p.dh]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, Hq, T, Dh]
-    const g = attend(dOut);
+    const g = attentionGradRows(kept, toHeads(dm, b, t, p.hq, p.dh, null), scale, rot);
     return projectionsBackward(
       k.a,
       [
-        [p.q, fromHeads(g.query, rot)],
-        [p.k, fromHeads(g.key, rot)],
-        [p.v, fromHeads(g.value, null)],
+        [p.q, g.dq],
+        [p.k, g.dk],
+        [p.v, g.dv],
       ],
       grads,
     );
@@ -486,18 +511,17 @@ function attentionBackward(
   grads.set(p.o, product(kept.u, dh, { ta: true })); // [W, D]
   const du = product(dh, read(p.o), { tb: true }); // [N, W]
   const delta = read(p.decoder);
-  const dims = gatedDecoderDims(kept.o.shape, delta.shape);
-  const deltaT = tf.transpose(delta, [0, 2, 1]); // [Hq, r*Dl, Dl]
-  const dO = gatedDecoder('gradInput', { G: kept.g, DELTAT: deltaT, DY: du }, dims) as tf.Tensor4D; // [B, Hq, T, Dl]
+  const dims = gatedDecoderDims([b, p.hq, t, p.dl], delta.shape);
+  const dO = gatedDecoder('gradInput', { G: kept.g, DELTA: delta, DY: du }, dims) as tf.Tensor4D; // [B, Hq, T, Dl]
   const dg = gatedDecoder('gradGate', { O: kept.o, G: kept.g, DELTA: delta, DY: du }, dims); // [N, W]
   grads.set(p.decoder, gatedDecoder('gradDecoder', { O: kept.o, G: kept.g, DY: du }, dims)); // [Hq, Dl, r*Dl]
-  const g = attend(dO);
+  const g = attentionGradRows(kept, dO, scale, rot);
   return projectionsBackward(
     k.a,
     [
-      [p.q, fromHeads(g.query, rot)],
-      [p.k, fromHeads(g.key, rot)],
-      [p.c, fromHeads(g.value, null)],
+      [p.q, g.dq],
+      [p.k, g.dk],
+      [p.c, g.dv],
       [p.g, dg],
     ],
     grads,

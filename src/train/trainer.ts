@@ -12,7 +12,7 @@ import { sparseCrossEntropyFromLogits } from '../models/losses.js';
 import { RotaryStep } from '../ops/rope.js';
 import { Batcher, BatcherState } from '../data/dataset.js';
 import type { TokenIds } from '../data/ids.js';
-import { AdamW, AdamWState, clipFactor, globalNormSquared } from './adamw.js';
+import { AdamW, AdamWState, clipFactor, globalNormSquaredParts } from './adamw.js';
 import { warmupCosine } from './schedule.js';
 import { evaluateAsync } from './evaluate.js';
 import { gpuLossAndGradients, gpuStepUnsupported } from './gpu_step.js';
@@ -170,10 +170,11 @@ function checkVocabulary(what: string, ids: ArrayLike<number>, vocabSize: number
  * can do it, webgpu in Node included, and it waits for the device once per step, not twice).
  */
 async function readLossAndNorm(value: tf.Scalar, grads: tf.Tensor[]): Promise<{ loss: number; norm: number }> {
-  const both = tf.tidy(() => tf.stack([value, globalNormSquared(grads)]));
+  // [loss, partial sums of the squared norm...]: the partials are summed here, which saves a kernel per step.
+  const both = tf.tidy(() => tf.concat([tf.reshape(value, [1]), ...globalNormSquaredParts(grads)]));
   try {
-    const [loss, squared] = await both.data();
-    return { loss, norm: Math.sqrt(squared) };
+    const [loss, ...parts] = await both.data();
+    return { loss, norm: Math.sqrt(parts.reduce((a, x) => a + x, 0)) };
   } finally {
     both.dispose();
   }

@@ -7,7 +7,7 @@
  * exactly the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedRmsNorm, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
+import { fusedRmsNorm, registerRmsNormKernels, RMS_NORM_KERNELS, RMS_NORM_MAX_DIM } from '../../src/kernels/webgpu/rms_norm.js';
 import { hasFusedTrainingKernels, usesFusedKernel, usesFusedTrainingKernels } from '../../src/ops/capabilities.js';
 import { WEBGL_RMS_NORM_MAX_DIM } from '../../src/kernels/webgl/rms_norm.js';
 import { composedRmsNorm, rmsNorm } from '../../src/ops/rms_norm.js';
@@ -129,6 +129,36 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
     } finally {
       tf.dispose([x, w, fused.value, composed.value, ...Object.values(fused.grads), ...Object.values(composed.grads)]);
       layer.dispose();
+    }
+  });
+
+  it("webgpu: the input gradient adds a residual gradient in the same pass (the GPU training step's pre-norm blocks)", async () => {
+    if (backend !== 'webgpu') return; // the residual input exists on webgpu only
+    registerRmsNormKernels();
+    const [x, dy, gain, residual] = [
+      randomTensor([6, 40], 61, 2),
+      randomTensor([6, 40], 62),
+      randomTensor([40], 63),
+      randomTensor([6, 40], 64),
+    ];
+    const attrs = { epsilon: 1e-6 } as unknown as tf.NamedAttrMap;
+    const [got, want] = tf.tidy(() => [
+      tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, { x, dy, gain, residual }, attrs) as tf.Tensor,
+      tf.add(residual, tf.grad((a: tf.Tensor) => composedRmsNorm(a, gain, 1e-6))(x, dy)),
+    ]);
+    try {
+      checkError('gradInput + residual', normRelativeError(await got.data(), await want.data()), GRAD_TOL);
+      const bad = tf.zeros([3, 40]);
+      try {
+        expectThrows(
+          () => tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, { x, dy, gain, residual: bad }, attrs),
+          /residual \[3,40\] must have x's shape \[6,40\]/,
+        );
+      } finally {
+        bad.dispose();
+      }
+    } finally {
+      tf.dispose([x, dy, gain, residual, got, want]);
     }
   });
 

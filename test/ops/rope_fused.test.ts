@@ -317,6 +317,49 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
     }
   });
 
+  it('GtaRopeHeads layouts of the GPU training step: a flat view, heads moved without rotation, columns of wider rows, summed splits, flat output', async () => {
+    if (backend !== 'webgpu') return; // the heads-first kernel exists for webgpu only
+    const [b, t, h, d, w, p] = [2, 5, 3, 8, 13, 3];
+    const f = rotaryFactorsRange(d, BASE, 1, 4, t); // [1, T, 1, d]
+    const rows = randomTensor([b * t, h * d], 21, 2); // [N, H*d]
+    const wide = randomTensor([p, b, h, t, w], 22); // [P, B, H, T, W]: columns [3, 3 + d) are dy
+    const run = (x: tf.Tensor, rot: boolean, attrs: Record<string, unknown>) =>
+      tf
+        .engine()
+        .runKernel(ROPE_HEADS_KERNEL, rot ? { x, cos: f.cos, sinSigned: f.sinSigned } : { x }, {
+          ...attrs,
+          rotate: rot,
+        } as never) as tf.Tensor;
+    const out = tf.tidy(() => {
+      const x4 = tf.reshape(rows, [b, t, h, d]);
+      const dy = tf.sum(tf.slice(wide, [0, 0, 0, 0, 3], [p, b, h, t, d]), 0); // [B, H, T, d]
+      const back = (y: tf.Tensor) => tf.reshape(y, [b * t, h * d]); // [B, T, H, d] -> [N, H*d]
+      return [
+        // [got, want] pairs
+        run(rows, true, { transpose: false, view: [b, t, h, d] }),
+        tf.transpose(composedRotaryFactors(x4, f), [0, 2, 1, 3]),
+        run(rows, false, { transpose: false, view: [b, t, h, d] }),
+        tf.transpose(x4, [0, 2, 1, 3]),
+        run(wide, true, { transpose: true, columns: [3, d], splits: p, flat: true }),
+        // the transposed rotation: the gradient of the rotation at dy
+        back(tf.grad((a: tf.Tensor) => tf.transpose(composedRotaryFactors(a, f), [0, 2, 1, 3]))(x4, dy)),
+        run(wide, false, { transpose: true, columns: [3, d], splits: p }),
+        tf.transpose(dy, [0, 2, 1, 3]),
+      ];
+    });
+    try {
+      for (let i = 0; i < out.length; i += 2) {
+        if (out[i].shape.join() !== out[i + 1].shape.join())
+          throw new Error(`case ${i / 2}: shape [${out[i].shape}], want [${out[i + 1].shape}]`);
+        checkError(`heads layout case ${i / 2}`, normRelativeError(await out[i].data(), await out[i + 1].data()), OUTPUT_TOL);
+      }
+      expectThrows(() => run(wide, true, { transpose: true, columns: [8, d], splits: p }), /columns \[8,8\] exceed dy's last axis \(13\)/);
+      expectThrows(() => run(wide, true, { transpose: true, splits: 2 }), /with splits 2, dy must be \[2, B, H, T, W\]/);
+    } finally {
+      tf.dispose([rows, wide, f.cos, f.sinSigned, ...out]);
+    }
+  });
+
   it('falls back to the composed ops for factor layouts it does not take, and refuses bad inputs in the fused entry', async () => {
     // Factors alternating between full and broadcast axes five times: more groups than the shader resolves.
     const shape = [2, 3, 2, 3, 2, 4];

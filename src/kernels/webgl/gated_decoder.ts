@@ -6,7 +6,7 @@
  * input shapes):
  *   forward      y  [N, W]           = sigmoid(G) u,  u = o (R + Delta) per group
  *   gradGate     dG [N, W]           = dy u s (1 - s)
- *   gradInput    do [B, Hq, T, Dl]   = sum_c e (Delta + R),  e = dy s  (Delta given transposed, [Hq, C, Dl])
+ *   gradInput    do [B, Hq, T, Dl]   = sum_c e (Delta + R)^T,  e = dy s
  *   gradDecoder  dDelta [Hq, Dl, C]  = sum_n o e
  */
 import * as tf from '@tensorflow/tfjs';
@@ -22,7 +22,7 @@ const NAMES = {
 const INPUTS: Record<Mode, string[]> = {
   forward: ['O', 'G', 'DELTA'],
   gradGate: ['O', 'G', 'DELTA', 'DY'],
-  gradInput: ['G', 'DELTAT', 'DY'],
+  gradInput: ['G', 'DELTA', 'DY'],
   gradDecoder: ['O', 'G', 'DY'],
 };
 
@@ -64,7 +64,7 @@ function program(mode: Mode, d: Dims): WebGLProgram {
   for (int c = 0; c < ${d.c}; c++) {
     int col = g * ${d.c} + c;
     float e = getDY(n, col) / (1.0 + exp(-getG(n, col)));
-    acc += e * (getDELTAT(g, c, j) + (imod(c, ${d.dl}) == j ? 1.0 : 0.0));
+    acc += e * (getDELTA(g, j, c) + (imod(c, ${d.dl}) == j ? 1.0 : 0.0));
   }
   setOutput(acc);`,
     gradDecoder: `

@@ -316,6 +316,40 @@ export function fusedAttentionGradUnsupported(
 }
 
 /**
+ * The fused backward's two outputs for the same inputs as `fusedAttentionBackward`: `dQ [B, nQ, T, DQ]` (DQ = Dk + De,
+ * the extra query's columns last) and `dKV [B, G, S, DQ + Dv]`, per group of query heads that the kernel folds
+ * together (`groups` of them): the keys' columns (Dk, then De), then the values'. Where `groups` equals a head count,
+ * that head's gradient is its columns of dKV as they are; otherwise the groups sharing a head are summed. The
+ * kernel may split the rows of dKV's sums over P workgroups (`splits`): with `sumSplits` false dKV is then the
+ * `[P, B, G, S, DQ + Dv]` partial sums as the kernel wrote them, for a caller that sums while it reads.
+ */
+export function fusedAttentionBackwardParts(
+  query: tf.Tensor4D,
+  key: tf.Tensor4D,
+  value: tf.Tensor4D,
+  extra: { query: tf.Tensor4D; key: tf.Tensor4D } | null,
+  packed: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  options: { scale: number; causalOffset: number | null },
+  sumSplits = true,
+): { dQ: tf.Tensor4D; dKV: tf.Tensor; groups: number; splits: number } {
+  registerFusedAttention();
+  const inputs: tf.NamedTensorMap = { query, key, value, packed, dy };
+  if (extra) {
+    inputs.extraQuery = extra.query;
+    inputs.extraKey = extra.key;
+  }
+  const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset, withLse: true };
+  const [dQ, parts] = tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  // [P, B, G, S, DQ + Dv]: the splits of the rows summed (one split: a free reshape).
+  const [splits, pb, pg, ps, pw] = parts.shape;
+  if (!sumSplits && splits > 1) return { dQ: dQ as tf.Tensor4D, dKV: parts, groups: pg, splits };
+  const dKV = splits === 1 ? tf.reshape(parts, [pb, pg, ps, pw]) : tf.sum(parts, 0);
+  parts.dispose();
+  return { dQ: dQ as tf.Tensor4D, dKV, groups: pg, splits: 1 };
+}
+
+/**
  * The gradients of the fused attention (no bias) from its inputs, the forward's packed output
  * `[B, nQ, T, Dv + 1]` (output and log-sum-exp, `fusedAttentionForward(..., {packed: true})`) and `dy`
  * `[B, nQ, T, Dv]`: two dispatches (flash_attention_backward.ts), then slices and, where several head groups
@@ -330,40 +364,27 @@ export function fusedAttentionBackward(
   dy: tf.Tensor4D,
   options: { scale: number; causalOffset: number | null },
 ): { query: tf.Tensor4D; key: tf.Tensor4D; value: tf.Tensor4D; extraQuery: tf.Tensor4D | null; extraKey: tf.Tensor4D | null } {
-  registerFusedAttention();
-  const inputs: tf.NamedTensorMap = { query, key, value, packed, dy };
-  if (extra) {
-    inputs.extraQuery = extra.query;
-    inputs.extraKey = extra.key;
-  }
-  const attrs: FusedAttentionAttrs = { scale: options.scale, causalOffset: options.causalOffset, withLse: true };
-  const [dQ, parts] = tf.engine().runKernel(FUSED_ATTENTION_GRAD_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-  // [P, B, G, S, DQ + Dv]: the splits of the rows summed (one split: a free reshape).
-  const [splits, pb, pg, ps, pw] = parts.shape;
-  const dKV = (splits === 1 ? tf.reshape(parts, [pb, pg, ps, pw]) : tf.sum(parts, 0)) as tf.Tensor4D;
-  parts.dispose();
+  const { dQ, dKV, groups } = fusedAttentionBackwardParts(query, key, value, extra, packed, dy, options);
   const [b, nQ, t, dk] = query.shape;
   const [, nK, s] = key.shape;
   const [, nV, , dv] = value.shape;
   const de = extra ? extra.query.shape[3] : 0;
   const nE = extra ? extra.key.shape[1] : nK;
-  const rf = foldedHeads({ nQ, nK, nV, nE, de } as FlashShapes);
-  const groups = nQ / rf;
   // dKV [B, G, S, DQ + Dv]: columns [from, from + width) of the groups that share each of `heads` heads, summed.
   const perHead = (from: number, width: number, heads: number): tf.Tensor4D =>
     tf.tidy(() => {
-      const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]);
+      const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]) as tf.Tensor4D;
       if (groups === heads) return part;
       return tf.sum(tf.reshape(part, [b, heads, groups / heads, s, width]), 2) as tf.Tensor4D; // [B, heads, S, width]
     });
   const out = {
-    query: (de > 0 ? tf.slice(dQ, [0, 0, 0, 0], [b, nQ, t, dk]) : tf.clone(dQ)) as tf.Tensor4D,
+    query: de > 0 ? (tf.slice(dQ, [0, 0, 0, 0], [b, nQ, t, dk]) as tf.Tensor4D) : dQ,
     key: perHead(0, dk, nK),
     value: perHead(dk + de, dv, nV),
     extraQuery: de > 0 ? (tf.slice(dQ, [0, 0, 0, dk], [b, nQ, t, de]) as tf.Tensor4D) : null,
     extraKey: de > 0 ? perHead(dk, de, nE) : null,
   };
-  tf.dispose([dQ, dKV]);
+  tf.dispose(de > 0 ? [dQ, dKV] : [dKV]);
   return out;
 }
 

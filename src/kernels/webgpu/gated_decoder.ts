@@ -12,9 +12,12 @@
  * group-major: col = g C + c), G the gate logits, dy the output gradient, s = sigmoid(G), e = dy s.
  *   forward      o [B, Hq, T, Dl], G [N, W], Delta [Hq, Dl, C] -> y [N, W]          one dispatch
  *   gradGate     o, G, Delta, dy                               -> dG = dy u s (1 - s) one dispatch
- *   gradInput    G, Delta^T [Hq, C, Dl], dy                    -> do [B, Hq, T, Dl]  one dispatch
+ *   gradInput    G, Delta, dy                                  -> do [B, Hq, T, Dl]  one dispatch
  *                do[b, g, t, j] = sum_c e[n, g C + c] (Delta[g, j, c] + [c mod Dl = j])
- *                (Delta comes transposed, one small extra kernel, so that its tile loads are contiguous)
+ *                (Delta is read transposed in place: its tile loads stride over C, but Delta is small; until
+ *                2026-12-03 a Transpose kernel wrote Delta^T first)
+ * o may be read from a tensor with wider rows `[B, Hq, T, Do]`, Do >= Dl (the fused attention's packed output,
+ * whose last column is the log-sum-exp): the kernels read the first Dl of each row (dims still say Dl).
  *   gradDecoder  o, G, dy                                      -> dDelta [Hq, Dl, C] one dispatch
  *                dDelta[g, j, c] = sum_n o[b, g, t, j] e[n, g C + c]
  * Each kernel is group g's matrix product with its own operands and epilogue (`PRODUCT`): o_g Delta_g
@@ -54,7 +57,7 @@ const INVOCATIONS = 64;
 export const GATED_DECODER_INPUTS: Readonly<Record<GatedDecoderMode, readonly string[]>> = {
   forward: ['O', 'G', 'DELTA'],
   gradGate: ['O', 'G', 'DELTA', 'DY'],
-  gradInput: ['G', 'DELTAT', 'DY'],
+  gradInput: ['G', 'DELTA', 'DY'],
   gradDecoder: ['O', 'G', 'DY'],
 };
 
@@ -95,25 +98,25 @@ function productSizes(mode: GatedDecoderMode, d: GatedDecoderDims): { m: number;
  */
 const PRODUCT: Record<GatedDecoderMode, { a: string; b: string; aRowsFast: boolean; epilogue: string }> = {
   forward: {
-    a: 'O[oAt(g, m, k)]',
+    a: 'O[oIn(g, m, k)]',
     b: 'DELTA[(g * uniforms.dl + k) * uniforms.c + p]',
     aRowsFast: false,
     epilogue: `
       let at = m * W + g * uniforms.c + p;
-      result[at] = (acc + O[oAt(g, m, p % uniforms.dl)]) / (1.0 + exp(-G[at]));`,
+      result[at] = (acc + O[oIn(g, m, p % uniforms.dl)]) / (1.0 + exp(-G[at]));`,
   },
   gradGate: {
-    a: 'O[oAt(g, m, k)]',
+    a: 'O[oIn(g, m, k)]',
     b: 'DELTA[(g * uniforms.dl + k) * uniforms.c + p]',
     aRowsFast: false,
     epilogue: `
       let at = m * W + g * uniforms.c + p;
       let s = 1.0 / (1.0 + exp(-G[at]));
-      result[at] = DY[at] * (acc + O[oAt(g, m, p % uniforms.dl)]) * s * (1.0 - s);`,
+      result[at] = DY[at] * (acc + O[oIn(g, m, p % uniforms.dl)]) * s * (1.0 - s);`,
   },
   gradInput: {
     a: 'e(m * W + g * uniforms.c + k)',
-    b: 'DELTAT[(g * uniforms.c + k) * uniforms.dl + p]',
+    b: 'DELTA[(g * uniforms.dl + p) * uniforms.c + k]', // Delta_g^T[k, p]
     aRowsFast: false,
     // R's part: the identity blocks add e at columns p, p + Dl, ... of the group.
     epilogue: `
@@ -122,7 +125,7 @@ const PRODUCT: Record<GatedDecoderMode, { a: string; b: string; aRowsFast: boole
       result[oAt(g, m, p)] = sum;`,
   },
   gradDecoder: {
-    a: 'O[oAt(g, k, m)]',
+    a: 'O[oIn(g, k, m)]',
     b: 'e(k * W + g * uniforms.c + p)',
     aRowsFast: true,
     epilogue: `
@@ -144,7 +147,7 @@ class GatedDecoderProgram implements WebGPUProgram {
   workgroupSize: [number, number, number] = [INVOCATIONS, 1, 1];
   uniforms =
     'b : i32, hq : i32, t : i32, dl : i32, c : i32, m : i32, p : i32, k : i32, mTiles : i32, pTiles : i32, ' +
-    'splits : i32, chunk : i32, total : i32,';
+    'splits : i32, chunk : i32, total : i32, os : i32,';
   private readonly values: number[];
 
   /** `splits` > 1: each workgroup sums one chunk of K and writes its own partial product ([splits, ...output]). */
@@ -152,6 +155,7 @@ class GatedDecoderProgram implements WebGPUProgram {
     private readonly mode: GatedDecoderMode,
     dims: GatedDecoderDims,
     splits = 1,
+    oStride = dims.dl,
   ) {
     this.variableNames = [...GATED_DECODER_INPUTS[mode]];
     const shape = gatedDecoderOutputShape(mode, dims);
@@ -163,7 +167,7 @@ class GatedDecoderProgram implements WebGPUProgram {
     const total = dims.hq * mTiles * pTiles * splits;
     this.dispatch = [total, 1, 1];
     this.shaderKey = `gtaGatedDecoderTiled_${mode}`;
-    this.values = [dims.b, dims.hq, dims.t, dims.dl, dims.c, m, p, k, mTiles, pTiles, splits, chunk, total];
+    this.values = [dims.b, dims.hq, dims.t, dims.dl, dims.c, m, p, k, mTiles, pTiles, splits, chunk, total, oStride];
   }
 
   uniformValues(): ProgramUniform[] {
@@ -188,6 +192,10 @@ var<workgroup> tileB : array<f32, ${STEP * TILE}>;
 fn oAt(g : i32, n : i32, j : i32) -> i32 {
   let b = n / uniforms.t;
   return ((b * uniforms.hq + g) * uniforms.t + n - b * uniforms.t) * uniforms.dl + j;
+}
+fn oIn(g : i32, n : i32, j : i32) -> i32 {
+  let b = n / uniforms.t;
+  return ((b * uniforms.hq + g) * uniforms.t + n - b * uniforms.t) * uniforms.os + j;
 }
 ${uses.includes('DY') ? 'fn e(at : i32) -> f32 { return DY[at] / (1.0 + exp(-G[at])); }' : ''}
 
@@ -289,7 +297,9 @@ function kernel(mode: GatedDecoderMode) {
     const named = args.inputs as Record<string, tf.TensorInfo>;
     const dims = args.attrs as unknown as GatedDecoderDims;
     const splits = mode === 'gradDecoder' ? gradDecoderSplits(dims) : 1;
-    const program = new GatedDecoderProgram(mode, dims, splits);
+    // o's rows may be wider than Dl (the fused attention's packed output, its log-sum-exp last): read Dl of each.
+    const o = named.O;
+    const program = new GatedDecoderProgram(mode, dims, splits, o ? o.shape[o.shape.length - 1] : dims.dl);
     const inputs = GATED_DECODER_INPUTS[mode].map((name) => named[name]);
     const out = backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
     if (splits === 1) return out;
@@ -330,7 +340,7 @@ const run = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecod
 /**
  * `sigmoid(gate) * u` with `u` the latent rows `o` expanded by `R + delta`, [N, W] group-major, through the
  * fused webgpu or webgl kernels, with the fused backward under `tf.customGrad` (three dispatches: the gate,
- * the latent rows and the decoder; and a transpose of `delta`). Throws a `ValueError` for inputs the kernels do not take
+ * the latent rows and the decoder). Throws a `ValueError` for inputs the kernels do not take
  * (`fusedGatedDecoderUnsupported`); callers check first and fall back to the composed ops.
  */
 export function fusedGatedDecoder(o: tf.Tensor4D, gate: tf.Tensor2D, delta: tf.Tensor3D): tf.Tensor2D {
@@ -348,7 +358,7 @@ export function fusedGatedDecoder(o: tf.Tensor4D, gate: tf.Tensor2D, delta: tf.T
       gradFunc: (DY: tf.Tensor, saved: tf.Tensor[]) => {
         const [so, sg, sd] = saved;
         return [
-          run('gradInput', { G: sg, DELTAT: tf.transpose(sd, [0, 2, 1]), DY }, dims), // Delta^T [Hq, C, Dl]
+          run('gradInput', { G: sg, DELTA: sd, DY }, dims),
           run('gradGate', { O: so, G: sg, DELTA: sd, DY }, dims),
           run('gradDecoder', { O: so, G: sg, DY }, dims),
         ];

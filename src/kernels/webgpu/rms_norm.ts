@@ -6,7 +6,8 @@
  * reciprocal RMS, g the gain (all ones when there is none), dy the output gradient.
  *   forward   x [..., D], gain [D] (optional)              -> y [..., D]        one dispatch
  *   dx        x [..., D], dy [..., D], gain [D] (optional) -> dx [..., D]       one dispatch
- *             dx = r g dy - x r^3 / D * sum_row(dy g x)
+ *             dx = r g dy - x r^3 / D * sum_row(dy g x)  (+ residual [..., D], optional on webgpu: the gradient
+ *             that reaches x around the norm in a pre-norm block, added in the same pass)
  *   dgain     x [..., D], dy [..., D]                      -> dgain [D]         two dispatches
  *             partial [P, D] = sum over each block of GAIN_ROWS rows of dy x r  (P = ceil(N / GAIN_ROWS))
  *             dgain = sum_blocks(partial)
@@ -62,12 +63,14 @@ class RmsNormRowProgram implements WebGPUProgram {
     private readonly mode: 'forward' | 'gradInput',
     private readonly hasGain: boolean,
     private readonly eps: number,
+    private readonly hasResidual = false,
   ) {
     this.outputShape = shape;
     this.variableNames = mode === 'forward' ? ['X'] : ['X', 'DY'];
     if (hasGain) this.variableNames.push('G');
+    if (hasResidual) this.variableNames.push('RES');
     this.dispatch = [this.rows(), 1, 1];
-    this.shaderKey = `gtaRmsNorm_${mode}_${hasGain}`;
+    this.shaderKey = `gtaRmsNorm_${mode}_${hasGain}${hasResidual ? '_residual' : ''}`;
   }
 
   private rows(): number {
@@ -91,7 +94,7 @@ class RmsNormRowProgram implements WebGPUProgram {
     const accumulate = forward ? '' : `dotAcc = dotAcc + DY[at + j] * ${gain('j')} * v;`;
     const write = forward
       ? `result[at + j] = X[at + j] * r * ${gain('j')};`
-      : `result[at + j] = r * ${gain('j')} * DY[at + j] - X[at + j] * k;`;
+      : `result[at + j] = r * ${gain('j')} * DY[at + j] - X[at + j] * k${this.hasResidual ? ' + RES[at + j]' : ''};`;
     return `
 var<workgroup> ssq : array<f32, ${ROW_THREADS}>;
 var<workgroup> dots : array<f32, ${ROW_THREADS}>;
@@ -241,9 +244,12 @@ interface RmsNormAttrs {
 function rowKernel(mode: 'forward' | 'gradInput') {
   return (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo => {
     const backend = args.backend as WebGPUBackendLike;
-    const { x, dy, gain } = args.inputs;
-    const program = new RmsNormRowProgram(x!.shape, mode, gain !== undefined, (args.attrs as unknown as RmsNormAttrs).epsilon);
-    const inputs = [x!, ...(dy ? [dy] : []), ...(gain ? [gain] : [])];
+    const { x, dy, gain, residual } = args.inputs;
+    const eps = (args.attrs as unknown as RmsNormAttrs).epsilon;
+    const program = new RmsNormRowProgram(x!.shape, mode, gain !== undefined, eps, residual !== undefined);
+    if (residual && !tf.util.arraysEqual(residual.shape, x!.shape))
+      throw new ValueError(`${RMS_NORM_KERNELS.gradInput}: residual [${residual.shape}] must have x's shape [${x!.shape}].`);
+    const inputs = [x!, ...(dy ? [dy] : []), ...(gain ? [gain] : []), ...(residual ? [residual] : [])];
     return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformValues());
   };
 }

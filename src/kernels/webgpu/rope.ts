@@ -15,6 +15,11 @@
  * `GtaRopeHeads` (webgpu only) is the same rotation for x `[B, T, H, d]` (the projections' layout) with the
  * output written heads first, `[B, H, T, d]` (the attention's layout), in place of a following Transpose;
  * its backward reads dy `[B, H, T, d]` and writes dx `[B, T, H, d]`. The factors broadcast over x as above.
+ * Options for the GPU training step (src/train/gpu_step.ts), which would otherwise reshape and slice around it
+ * (`HeadsAttrs`): `rotate: false` only moves the heads (a transpose, no factors); `view` reads a flat x
+ * `[B T, H d]` as `[B, T, H, d]`; `columns` reads the backward's dy as `d` columns at an offset of each row of a
+ * wider `[B, H, T, W]` (the fused attention's packed outputs); `splits` reads it as the sum of the P slices of a
+ * `[P, B, H, T, W]` (the attention backward's partial sums); `flat` writes the backward's dx as `[B T, H d]`.
  *
  * Work split: one invocation per element. The broadcast of the factors is resolved in the shader: x's
  * leading axes are grouped (adjacent axes on which the factors are all broadcast, or all full, merge) into
@@ -44,6 +49,20 @@ const WORKGROUP = 64;
 
 interface RopeAttrs {
   transpose: boolean;
+}
+
+/** `GtaRopeHeads`' attrs (see the header): all but `transpose` optional. */
+export interface HeadsAttrs extends RopeAttrs {
+  /** Rotate (default) or only move the heads; without rotation the kernel takes x alone. */
+  rotate?: boolean;
+  /** Forward: the `[B, T, H, d]` view of x (of any shape with as many elements). */
+  view?: number[];
+  /** Backward: read `[offset, width]` of dy's last axis, `[B, H, T, W]` -> `[B, H, T, width]`. */
+  columns?: [number, number];
+  /** Backward: write dx as `[B T, H d]`. */
+  flat?: boolean;
+  /** Backward: dy is `[P, B, H, T, W]`, read as the sum over P (P = splits). */
+  splits?: number;
 }
 
 /** x's leading axes as at most MAX_GROUPS groups: sizes and the factors' row strides (0 = broadcast). */
@@ -88,7 +107,7 @@ function groupAxes(xShape: number[], fShape: number[]): Groups | null {
 
 /** One invocation per element of x. */
 class RopeProgram implements WebGPUProgram {
-  variableNames = ['X', 'C', 'S'];
+  variableNames: string[];
   outputShape: number[];
   shaderKey: string;
   dispatchLayout: { x: number[] };
@@ -97,27 +116,39 @@ class RopeProgram implements WebGPUProgram {
   size = true;
   uniforms: string;
 
-  /** `xShape`: the shape in x's layout (`[B, T, H, d]` for the heads layouts), which the factors' `groups` describe. */
+  /**
+   * `xShape`: the shape in x's layout (`[B, T, H, d]` for the heads layouts), which the factors' `groups` describe
+   * (null without rotation); `input` the input's row stride and column offset (heads layouts: `[d, 0]` unless
+   * `columns` says otherwise); `flat` writes the output as 2-D.
+   */
   constructor(
     private readonly xShape: number[],
-    private readonly groups: Groups,
+    private readonly groups: Groups | null,
     private readonly transpose: boolean,
     private readonly layout: Layout = 'same',
+    private readonly input: [number, number] = [xShape[xShape.length - 1], 0],
+    flat = false,
+    private readonly splits = 1,
   ) {
     const [b, t, h, d] = xShape;
     const shape = layout === 'toHeads' ? [b, h, t, d] : xShape;
-    this.outputShape = shape;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
+    this.outputShape = flat ? [b * t, h * d] : shape;
+    this.variableNames = groups === null ? ['X'] : ['X', 'C', 'S'];
+    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
     this.dispatch = [Math.ceil(shape.reduce((a, x) => a * x, 1) / WORKGROUP), 1, 1];
-    this.shaderKey = layout === 'same' ? `gtaRope_${transpose}` : `gtaRope_${transpose}_${layout}`;
-    this.uniforms = `d : i32, n1 : i32, n2 : i32, n3 : i32, f0 : i32, f1 : i32, f2 : i32, f3 : i32,${layout === 'same' ? '' : ' t : i32, h : i32,'}`;
+    const kind = `${transpose}${groups === null ? '_move' : ''}${splits > 1 ? '_splits' : ''}`;
+    this.shaderKey = layout === 'same' ? `gtaRope_${kind}` : `gtaRope_${kind}_${layout}`;
+    const heads = layout === 'same' ? '' : ' t : i32, h : i32, xStride : i32, xOffset : i32, splits : i32, splitStride : i32,';
+    this.uniforms = `d : i32, n1 : i32, n2 : i32, n3 : i32, f0 : i32, f1 : i32, f2 : i32, f3 : i32,${heads}`;
   }
 
   /** The uniform values of this run. */
   uniformValues(): ProgramUniform[] {
     const d = this.xShape[this.xShape.length - 1];
-    const { sizes, strides } = this.groups;
-    const heads = this.layout === 'same' ? [] : [this.xShape[1], this.xShape[2]];
+    const { sizes, strides } = this.groups ?? { sizes: [1, 1, 1, 1], strides: [0, 0, 0, 0] };
+    // One split's elements: the [B, H, T] rows of `xStride` values each.
+    const splitStride = this.xShape[0] * this.xShape[1] * this.xShape[2] * this.input[0];
+    const heads = this.layout === 'same' ? [] : [this.xShape[1], this.xShape[2], ...this.input, this.splits, splitStride];
     return [d, sizes[1], sizes[2], sizes[3], ...strides, ...heads].map((v) => ({ type: 'int32', data: [v] }));
   }
 
@@ -143,8 +174,32 @@ class RopeProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
+    // Where row `inRow` of the input starts: heads layouts read rows of `xStride` at `xOffset`.
+    const start = this.layout === 'same' ? 'inRow * d' : 'inRow * uniforms.xStride + uniforms.xOffset';
+    // x's element at flat index i: with splits, the sum of the P slices' elements.
+    const xAt =
+      this.splits > 1
+        ? `fn xAt(i : i32) -> f32 {
+  var v = 0.0;
+  for (var s = 0; s < uniforms.splits; s++) { v = v + X[s * uniforms.splitStride + i]; }
+  return v;
+}`
+        : 'fn xAt(i : i32) -> f32 { return X[i]; }';
+    if (this.groups === null) {
+      return `
+${xAt}
+fn main(index : i32) {
+  if (index >= uniforms.size) { return; }
+  let d = uniforms.d;
+  let j = index % d;
+  ${this.rows()}
+  result[index] = xAt(${start} + j);
+}
+`;
+    }
     const sine = this.transpose ? 'S[fRow * d + p]' : 'S[fRow * d + j]';
     return `
+${xAt}
 fn main(index : i32) {
   if (index >= uniforms.size) { return; }
   let d = uniforms.d;
@@ -160,7 +215,8 @@ fn main(index : i32) {
   let i0 = row / uniforms.n1;
   let fRow = i0 * uniforms.f0 + i1 * uniforms.f1 + i2 * uniforms.f2 + i3 * uniforms.f3;
   let p = select(j - half, j + half, j < half);
-  result[index] = X[inRow * d + j] * C[fRow * d + j] + X[inRow * d + p] * ${sine};
+  let at = ${start};
+  result[index] = xAt(at + j) * C[fRow * d + j] + xAt(at + p) * ${sine};
 }
 `;
   }
@@ -176,18 +232,40 @@ function ropeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
 }
 
-/** `GtaRopeHeads`: x `[B, T, H, d]` -> `[B, H, T, d]`, or with `transpose` dy `[B, H, T, d]` -> dx `[B, T, H, d]`. */
+/**
+ * `GtaRopeHeads`: x `[B, T, H, d]` -> `[B, H, T, d]`, or with `transpose` dy `[B, H, T, d]` -> dx `[B, T, H, d]`;
+ * `HeadsAttrs` for the other layouts.
+ */
 function ropeHeadsKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
   const backend = args.backend as WebGPUBackendLike;
   const { x, cos, sinSigned } = args.inputs;
-  const transpose = (args.attrs as unknown as RopeAttrs).transpose;
-  const [b, first, second, d] = x!.shape;
-  const xShape = transpose ? [b, second, first, d] : x!.shape; // dy is [B, H, T, d]
-  const groups = groupAxes(xShape, cos!.shape);
-  if (groups === null || x!.shape.length !== 4)
+  const attrs = args.attrs as unknown as HeadsAttrs;
+  const rotate = attrs.rotate !== false;
+  const transpose = attrs.transpose;
+  const splits = transpose ? (attrs.splits ?? 1) : 1;
+  if (splits > 1 && (x!.shape.length !== 5 || x!.shape[0] !== splits))
+    throw new ValueError(`${ROPE_HEADS_KERNEL}: with splits ${splits}, dy must be [${splits}, B, H, T, W] (got [${x!.shape}]).`);
+  const given = transpose ? (splits > 1 ? x!.shape.slice(1) : x!.shape) : (attrs.view ?? x!.shape);
+  const size = given.reduce((a, n) => a * n, 1);
+  if (given.length !== 4 || (!transpose && size !== x!.shape.reduce((a, n) => a * n, 1)))
+    throw new ValueError(`${ROPE_HEADS_KERNEL}: x [${x!.shape}] is not a [B, T, H, d] (or its view [${attrs.view}]).`);
+  const [b, first, second, w] = given;
+  const [offset, d] = transpose && attrs.columns ? attrs.columns : [0, w];
+  if (offset < 0 || offset + d > w) throw new ValueError(`${ROPE_HEADS_KERNEL}: columns [${attrs.columns}] exceed dy's last axis (${w}).`);
+  const xShape = transpose ? [b, second, first, d] : given; // dy is [B, H, T, W]
+  const groups = rotate ? groupAxes(xShape, cos!.shape) : null;
+  if (rotate && groups === null)
     throw new ValueError(`${ROPE_HEADS_KERNEL}: factors [${cos!.shape}] do not broadcast over x [${xShape}] in the fused layout.`);
-  const program = new RopeProgram(xShape, groups, transpose, transpose ? 'fromHeads' : 'toHeads');
-  return backend.runWebGPUProgram(program, [x!, cos!, sinSigned!], 'float32', program.uniformValues());
+  const program = new RopeProgram(
+    xShape,
+    groups,
+    transpose,
+    transpose ? 'fromHeads' : 'toHeads',
+    [w, offset],
+    transpose && attrs.flat === true,
+    splits,
+  );
+  return backend.runWebGPUProgram(program, rotate ? [x!, cos!, sinSigned!] : [x!], 'float32', program.uniformValues());
 }
 
 /** Registers the kernels for the webgpu backend and the webgl version of `GtaRope` (src/kernels/webgl/rope.ts), once. */

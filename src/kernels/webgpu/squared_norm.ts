@@ -112,22 +112,29 @@ export function fusedSquaredNormUnsupported(xs: tf.Tensor[]): string | null {
  * dispatch per MAX_INPUTS tensors) and one concat and sum: nothing is read back. Call only where the
  * active backend has the kernel (webgpu, webgl) and `fusedSquaredNormUnsupported(xs)` is null.
  */
-export function fusedSquaredNorm(xs: tf.Tensor[]): tf.Scalar {
+export function fusedSquaredNorm(xs: tf.Tensor[]): tf.Scalar;
+/** With `total` false: the partial sums (1-D tensors whose sums add up to the result), without the concat and sum. */
+export function fusedSquaredNorm(xs: tf.Tensor[], total: false): tf.Tensor1D[];
+export function fusedSquaredNorm(xs: tf.Tensor[], total = true): tf.Tensor | tf.Tensor1D[] {
   const why = fusedSquaredNormUnsupported(xs);
   if (why !== null) throw new ValueError(`fused squared norm: ${why}.`);
   registerSquaredNorm();
   if (tf.getKernel(SQUARED_NORM_KERNEL, tf.getBackend()) === undefined)
     throw new ValueError(`fused squared norm: the kernel needs the webgpu or webgl backend (active backend is ${tf.getBackend()}).`);
   const nonEmpty = xs.filter((x) => x.size > 0);
-  if (nonEmpty.length === 0) return tf.scalar(0);
-  return tf.tidy(() => {
-    const partials: tf.Tensor[] = [];
+  if (nonEmpty.length === 0) return total ? tf.scalar(0) : [tf.zeros([1])];
+  const partials = tf.tidy(() => {
+    const out: tf.Tensor1D[] = [];
     for (let i = 0; i < nonEmpty.length; i += MAX_INPUTS) {
       const chunk = nonEmpty.slice(i, i + MAX_INPUTS);
       const inputs: tf.NamedTensorMap = {};
       chunk.forEach((x, j) => (inputs[`x${j}`] = x));
-      partials.push(tf.engine().runKernel(SQUARED_NORM_KERNEL, inputs) as tf.Tensor);
+      out.push(tf.engine().runKernel(SQUARED_NORM_KERNEL, inputs) as tf.Tensor1D); // [workgroups]
     }
-    return tf.sum(partials.length === 1 ? partials[0] : tf.concat(partials)) as tf.Scalar;
+    return out;
   });
+  if (!total) return partials;
+  const sum = tf.tidy(() => tf.sum(partials.length === 1 ? partials[0] : tf.concat(partials)) as tf.Scalar);
+  tf.dispose(partials);
+  return sum;
 }
