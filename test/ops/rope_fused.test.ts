@@ -324,12 +324,10 @@ describeBackends('fused RoPE (kernels/webgpu, kernels/webgl) against the compose
     const rows = randomTensor([b * t, h * d], 21, 2); // [N, H*d]
     const wide = randomTensor([p, b, h, t, w], 22); // [P, B, H, T, W]: columns [3, 3 + d) are dy
     const run = (x: tf.Tensor, rot: boolean, attrs: Record<string, unknown>) =>
-      tf
-        .engine()
-        .runKernel(ROPE_HEADS_KERNEL, rot ? { x, cos: f.cos, sinSigned: f.sinSigned } : { x }, {
-          ...attrs,
-          rotate: rot,
-        } as never) as tf.Tensor;
+      tf.engine().runKernel(ROPE_HEADS_KERNEL, rot ? { x, cos: f.cos, sinSigned: f.sinSigned } : { x }, {
+        ...attrs,
+        rotate: rot,
+      } as never) as tf.Tensor;
     const out = tf.tidy(() => {
       const x4 = tf.reshape(rows, [b, t, h, d]);
       const dy = tf.sum(tf.slice(wide, [0, 0, 0, 0, 3], [p, b, h, t, d]), 0); // [B, H, T, d]
