@@ -2,7 +2,8 @@
  * The GPU training step (src/train/gpu_step.ts): on webgpu its loss and every weight's gradient equal those of
  * the composed ops under a tape (loss 1e-5, gradients 1e-4 norm-relative) for GQA with biases and an untied
  * head, MHA without RoPE, MQA, GTA with biases, GTA with two key heads over one latent head; it runs no tape
- * (no Identity copies, no customGrad scopes) and fewer kernels than the tape over the same fused kernels; models
+ * (no Identity copies, no customGrad scopes) and fewer kernels than the tape over the same fused kernels, and a
+ * training step of the default `npm start` model (GTA and GQA) runs at most 300 kernels (issue 16's target); models
  * and settings it does not compute are refused with the reason, and `train` then uses the tape. Elsewhere the
  * step is never available.
  */
@@ -16,6 +17,8 @@ import { RotaryStep } from '../../src/ops/rope.js';
 import { TRAINING_KERNELS } from '../../src/ops/capabilities.js';
 import { withKernelPath } from '../../src/ops/kernel_path.js';
 import { gpuLossAndGradients, gpuStepUnsupported } from '../../src/train/gpu_step.js';
+import { train } from '../../src/train/trainer.js';
+import { COMPARE_PRESETS, variantConfig } from '../../src/train/presets.js';
 import { describeBackends, expectClose, it } from '../kit/index.js';
 
 const V = 19;
@@ -159,6 +162,23 @@ describeBackends('the GPU training step', ({ backend }) => {
     } finally {
       lm.dispose();
       tf.dispose([inputs, targets]);
+    }
+  });
+
+  it("the default `npm start` model's training step runs at most 300 kernels (train's countKernels), GTA and GQA", async () => {
+    const p = COMPARE_PRESETS.default;
+    const ids = Int32Array.from({ length: 4 * p.sequenceLength + 2 }, (_, i) => (i * 5 + ((i * i) % 7)) % 96);
+    for (const variant of ['gta', 'gqa'] as const) {
+      const lm = CausalLM.create(variantConfig(variant, p, 96, 0));
+      try {
+        // One step (the GPU step, the loss and norm read, AdamW); batch 2 to keep SwiftShader quick.
+        const common = { model: lm, train: ids, validation: ids, batchSize: 2, sequenceLength: p.sequenceLength, evalBatches: 1 };
+        const r = await train({ ...common, steps: 1, countKernels: true });
+        console.log(`      kernels per training step of the default model (${variant}): ${r.kernelsPerStep}`);
+        expect(r.kernelsPerStep, variant).to.be.at.most(300);
+      } finally {
+        lm.dispose();
+      }
     }
   });
 
