@@ -132,9 +132,22 @@ describeBackends('fused RMSNorm (kernels/webgpu, kernels/webgl) against the comp
     }
   });
 
-  it("webgpu: the input gradient adds a residual gradient in the same pass (the GPU training step's pre-norm blocks)", async () => {
-    if (backend !== 'webgpu') return; // the residual input exists on webgpu only
+  it("the input gradient adds a residual gradient in the same pass on webgpu (the GPU training step's pre-norm blocks); webgl refuses one", async () => {
     registerRmsNormKernels();
+    if (backend !== 'webgpu') {
+      // webgl's kernel of the same name has no residual input: it refuses one rather than ignoring it.
+      const [x, dy] = [randomTensor([2, 8], 65), randomTensor([2, 8], 66)];
+      try {
+        const attrs = { epsilon: 1e-6 } as unknown as tf.NamedAttrMap;
+        expectThrows(
+          () => tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, { x, dy, residual: dy }, attrs),
+          /residual input is webgpu-only/,
+        );
+      } finally {
+        tf.dispose([x, dy]);
+      }
+      return;
+    }
     const [x, dy, gain, residual] = [
       randomTensor([6, 40], 61, 2),
       randomTensor([6, 40], 62),

@@ -25,6 +25,7 @@
  * callers take the composed ops.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ValueError } from '../../utils/errors.js';
 import { runReshaped, sizeOf, type WebGLBackendLike, type WebGLKernelArgs, type WebGLProgram } from './program.js';
 
 /** The kernel names, shared with the webgpu kernels. */
@@ -125,6 +126,8 @@ function rowKernel(mode: 'forward' | 'gradInput') {
   return (args: WebGLKernelArgs): tf.TensorInfo => {
     const backend = args.backend as WebGLBackendLike;
     const { x, dy, gain } = args.inputs;
+    // The residual input of webgpu's gradInput (the GPU training step) has no webgl program: refuse, never ignore it.
+    if (args.inputs.residual !== undefined) throw new ValueError(`${NAMES.gradInput}: a residual input is webgpu-only.`);
     const { epsilon } = args.attrs as unknown as { epsilon: number };
     const view = viewOf(x!);
     const d = view[2];
