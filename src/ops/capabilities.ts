@@ -150,7 +150,7 @@ export function usesFusedKernel(name: string): boolean {
 let registered = false;
 
 /** Registers our fused training kernels (webgpu and webgl) once, so that the registry can answer for them. */
-function registerFusedKernels(): void {
+export function registerFusedKernels(): void {
   if (registered) return;
   registerSwiGLUKernels();
   registerCrossEntropy();

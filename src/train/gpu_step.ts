@@ -24,29 +24,24 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CausalLM } from '../models/causal_lm.js';
 import type { RotaryStep } from '../ops/rope.js';
-import { TRAINING_KERNELS, hasFusedAttention, usesFusedTrainingKernels } from '../ops/capabilities.js';
+import { TRAINING_KERNELS, hasFusedAttention, registerFusedKernels, usesFusedTrainingKernels } from '../ops/capabilities.js';
 import { ATTENTION_DEFAULTS } from '../ops/attention_core.js';
 import { GroupedQueryAttention } from '../layers/gqa_attention.js';
 import { GroupedHeadLatentAttention } from '../layers/gta_attention.js';
 import { SwiGLUFeedForward } from '../layers/swiglu_mlp.js';
 import type { RMSNormalization } from '../layers/rms_normalization.js';
-import { RMS_NORM_KERNELS, fusedRmsNormUnsupported, registerRmsNormKernels } from '../kernels/webgpu/rms_norm.js';
-import { SWIGLU_KERNELS, registerSwiGLUKernels } from '../kernels/webgpu/swiglu.js';
-import { ROPE_HEADS_KERNEL, type HeadsAttrs, registerRopeKernel } from '../kernels/webgpu/rope.js';
-import { CROSS_ENTROPY_KERNELS, registerCrossEntropy } from '../kernels/webgpu/cross_entropy.js';
+import { RMS_NORM_KERNELS, fusedRmsNormUnsupported, runRmsNorm } from '../kernels/webgpu/rms_norm.js';
+import { runSwiGLU } from '../kernels/webgpu/swiglu.js';
+import { ROPE_HEADS_KERNEL, type HeadsAttrs } from '../kernels/webgpu/rope.js';
+import { CROSS_ENTROPY_KERNELS } from '../kernels/webgpu/cross_entropy.js';
 import { EMBEDDING_GRAD_KERNEL, fusedEmbeddingGradUnsupported, registerEmbeddingGradKernel } from '../kernels/webgpu/embedding_grad.js';
-import {
-  GATED_DECODER_KERNELS,
-  type GatedDecoderDims,
-  type GatedDecoderMode,
-  gatedDecoderDims,
-  registerGatedDecoderKernels,
-} from '../kernels/webgpu/gated_decoder.js';
+import { gatedDecoderDims, runGatedDecoder } from '../kernels/webgpu/gated_decoder.js';
 import {
   FUSED_ATTENTION_KERNEL,
   fusedAttentionBackwardParts,
   fusedAttentionGradUnsupported,
   fusedAttentionUnsupported,
+  headGradients,
   registerFusedAttention,
 } from '../kernels/webgpu/fused_attention.js';
 
@@ -247,18 +242,14 @@ function project(x: tf.Tensor, p: Projection, add: tf.Tensor | null = null): tf.
   return add === null ? y : tf.add(y, add);
 }
 
-const rmsNorm = (x: tf.Tensor, n: Norm) =>
-  tf
-    .engine()
-    .runKernel(RMS_NORM_KERNELS.forward, { x, gain: read(n.gain) }, { epsilon: n.epsilon } as unknown as tf.NamedAttrMap) as tf.Tensor;
+const rmsNorm = (x: tf.Tensor, n: Norm) => runRmsNorm(RMS_NORM_KERNELS.forward, { x, gain: read(n.gain) }, n.epsilon);
 
 /** RMSNorm's backward: dgain, and dx plus `residual` (the gradient reaching x around the norm) in one pass. */
 function rmsNormBackward(x: tf.Tensor, dy: tf.Tensor, n: Norm, residual: tf.Tensor | null, grads: Grads): tf.Tensor {
-  const attrs = { epsilon: n.epsilon } as unknown as tf.NamedAttrMap;
-  grads.set(n.gain, tf.engine().runKernel(RMS_NORM_KERNELS.gradGain, { x, dy }, attrs) as tf.Tensor);
+  grads.set(n.gain, runRmsNorm(RMS_NORM_KERNELS.gradGain, { x, dy }, n.epsilon));
   const inputs: tf.NamedTensorMap = { x, dy, gain: read(n.gain) };
   if (residual !== null) inputs.residual = residual;
-  return tf.engine().runKernel(RMS_NORM_KERNELS.gradInput, inputs, attrs) as tf.Tensor;
+  return runRmsNorm(RMS_NORM_KERNELS.gradInput, inputs, n.epsilon);
 }
 
 /** `GtaRopeHeads` (`HeadsAttrs`): RoPE with `factors`, or only the move of the heads without. */
@@ -307,17 +298,13 @@ function attentionGradRows(
   let dKV = parts.dKV; // [P, B, G, S, W] (P = splits > 1) or [B, G, S, W]
   if (splits > 1 && !direct(groups)) dKV = tf.sum(dKV, 0);
   const summed = splits > 1 && direct(groups) ? splits : 1;
-  const [b, , s, w] = dKV.shape.slice(-4);
+  const w = dKV.shape[dKV.rank - 1];
   const rows = (from: number, width: number, count: number, factors: tf.Tensor[] | null): tf.Tensor => {
     if (groups === count) return heads(dKV, factors, { transpose: true, flat: true, columns: [from, width], splits: summed });
-    const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]); // [B, G, S, width]
-    return fromHeads(tf.sum(tf.reshape(part, [b, count, groups / count, s, width]), 2), factors); // [B, heads, S, width]
+    return fromHeads(headGradients(dKV as tf.Tensor4D, from, width, count), factors); // [B, heads, S, width] -> rows
   };
   return { dq: fromHeads(dQ, rot), dk: rows(0, dk, nK, rot), dv: rows(dk, w - dk, nV, null) };
 }
-
-const gatedDecoder = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecoderDims): tf.Tensor =>
-  tf.engine().runKernel(GATED_DECODER_KERNELS[mode], inputs, dims as unknown as tf.NamedAttrMap) as tf.Tensor;
 
 type Grads = Map<Var, tf.Tensor>;
 
@@ -360,12 +347,8 @@ export function gpuLossAndGradients(
 ): { loss: tf.Scalar; grads: tf.Tensor[] } {
   const plan = stepPlan(lm);
   if (typeof plan === 'string') throw new Error(`gpuLossAndGradients: ${plan} (check gpuStepUnsupported first)`);
-  registerRmsNormKernels();
-  registerSwiGLUKernels();
-  registerRopeKernel();
-  registerCrossEntropy();
+  registerFusedKernels(); // RMSNorm, SwiGLU, RoPE, the loss, the gated decoder, ...
   registerEmbeddingGradKernel();
-  registerGatedDecoderKernels();
   registerFusedAttention();
   const [b, t] = inputs.shape;
   const n = b * t;
@@ -387,7 +370,7 @@ export function gpuLossAndGradients(
       const a2 = rmsNorm(h, block.norm2);
       const gate = project(a2, block.mlp.gate); // [N, I]
       const up = project(a2, block.mlp.up); // [N, I]
-      const s = tf.engine().runKernel(SWIGLU_KERNELS.forward, { g: gate, u: up }) as tf.Tensor; // silu(gate) * up
+      const s = runSwiGLU('forward', { g: gate, u: up }); // silu(gate) * up
       tapes.push({ x, a, h, a2, gate, up, s, attention: kept });
       x = project(s, block.mlp.down, h); // h + s Wd (+ bd): [N, D]
     }
@@ -418,8 +401,8 @@ export function gpuLossAndGradients(
       const ds = product(dx, read(block.mlp.down.kernel), { tb: true }); // [N, D] @ [D, I] -> [N, I]
       grads.set(block.mlp.down.kernel, product(k.s, dx, { ta: true })); // [I, D]
       if (block.mlp.down.bias !== null) grads.set(block.mlp.down.bias, tf.sum(dx, 0));
-      const dGate = tf.engine().runKernel(SWIGLU_KERNELS.gradGate, { g: k.gate, u: k.up, dh: ds }) as tf.Tensor;
-      const dUp = tf.engine().runKernel(SWIGLU_KERNELS.gradUp, { g: k.gate, dh: ds }) as tf.Tensor;
+      const dGate = runSwiGLU('gradGate', { g: k.gate, u: k.up, dh: ds });
+      const dUp = runSwiGLU('gradUp', { g: k.gate, dh: ds });
       const da2 = projectionsBackward(
         k.a2,
         [
@@ -474,7 +457,7 @@ function attentionForward(
   const delta = read(p.decoder);
   const dims = gatedDecoderDims([b, p.hq, t, p.dl], delta.shape);
   // o [B, Hq, T, Dl] read as the first Dl columns of each packed row (the decoder kernels take wider rows).
-  const u = gatedDecoder('forward', { O: packed, G: g, DELTA: delta }, dims); // [N, W]
+  const u = runGatedDecoder('forward', { O: packed, G: g, DELTA: delta }, dims); // [N, W]
   return { h: product(u, read(p.o), { add: x }), kept: { q, k, v: c, packed, o: packed, g, u } }; // x + u Wo
 }
 
@@ -512,9 +495,9 @@ function attentionBackward(
   const du = product(dh, read(p.o), { tb: true }); // [N, W]
   const delta = read(p.decoder);
   const dims = gatedDecoderDims([b, p.hq, t, p.dl], delta.shape);
-  const dO = gatedDecoder('gradInput', { G: kept.g, DELTA: delta, DY: du }, dims) as tf.Tensor4D; // [B, Hq, T, Dl]
-  const dg = gatedDecoder('gradGate', { O: kept.o, G: kept.g, DELTA: delta, DY: du }, dims); // [N, W]
-  grads.set(p.decoder, gatedDecoder('gradDecoder', { O: kept.o, G: kept.g, DY: du }, dims)); // [Hq, Dl, r*Dl]
+  const dO = runGatedDecoder('gradInput', { G: kept.g, DELTA: delta, DY: du }, dims) as tf.Tensor4D; // [B, Hq, T, Dl]
+  const dg = runGatedDecoder('gradGate', { O: kept.o, G: kept.g, DELTA: delta, DY: du }, dims); // [N, W]
+  grads.set(p.decoder, runGatedDecoder('gradDecoder', { O: kept.o, G: kept.g, DY: du }, dims)); // [Hq, Dl, r*Dl]
   const g = attentionGradRows(kept, dO, scale, rot);
   return projectionsBackward(
     k.a,

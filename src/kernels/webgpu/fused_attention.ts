@@ -350,6 +350,19 @@ export function fusedAttentionBackwardParts(
 }
 
 /**
+ * From the fused backward's key/value sums `dKV [B, G, S, DQ + Dv]` (splits summed): columns `[from, from + width)`
+ * per head of `heads`, the G / heads groups that share each head summed: `[B, heads, S, width]`.
+ */
+export function headGradients(dKV: tf.Tensor4D, from: number, width: number, heads: number): tf.Tensor4D {
+  const [b, groups, s] = dKV.shape;
+  return tf.tidy(() => {
+    const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]) as tf.Tensor4D;
+    if (groups === heads) return part;
+    return tf.sum(tf.reshape(part, [b, heads, groups / heads, s, width]), 2) as tf.Tensor4D; // [B, heads, S, width]
+  });
+}
+
+/**
  * The gradients of the fused attention (no bias) from its inputs, the forward's packed output
  * `[B, nQ, T, Dv + 1]` (output and log-sum-exp, `fusedAttentionForward(..., {packed: true})`) and `dy`
  * `[B, nQ, T, Dv]`: two dispatches (flash_attention_backward.ts), then slices and, where several head groups
@@ -364,19 +377,13 @@ export function fusedAttentionBackward(
   dy: tf.Tensor4D,
   options: { scale: number; causalOffset: number | null },
 ): { query: tf.Tensor4D; key: tf.Tensor4D; value: tf.Tensor4D; extraQuery: tf.Tensor4D | null; extraKey: tf.Tensor4D | null } {
-  const { dQ, dKV, groups } = fusedAttentionBackwardParts(query, key, value, extra, packed, dy, options);
+  const { dQ, dKV } = fusedAttentionBackwardParts(query, key, value, extra, packed, dy, options);
   const [b, nQ, t, dk] = query.shape;
-  const [, nK, s] = key.shape;
+  const nK = key.shape[1];
   const [, nV, , dv] = value.shape;
   const de = extra ? extra.query.shape[3] : 0;
   const nE = extra ? extra.key.shape[1] : nK;
-  // dKV [B, G, S, DQ + Dv]: columns [from, from + width) of the groups that share each of `heads` heads, summed.
-  const perHead = (from: number, width: number, heads: number): tf.Tensor4D =>
-    tf.tidy(() => {
-      const part = tf.slice(dKV, [0, 0, 0, from], [b, groups, s, width]) as tf.Tensor4D;
-      if (groups === heads) return part;
-      return tf.sum(tf.reshape(part, [b, heads, groups / heads, s, width]), 2) as tf.Tensor4D; // [B, heads, S, width]
-    });
+  const perHead = (from: number, width: number, heads: number) => headGradients(dKV as tf.Tensor4D, from, width, heads);
   const out = {
     query: de > 0 ? (tf.slice(dQ, [0, 0, 0, 0], [b, nQ, t, dk]) as tf.Tensor4D) : dQ,
     key: perHead(0, dk, nK),

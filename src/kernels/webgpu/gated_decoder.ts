@@ -333,8 +333,8 @@ export function fusedGatedDecoderUnsupported(o: tf.Tensor, gate: tf.Tensor, delt
   return null;
 }
 
-/** Runs kernel `mode`; the sizes travel as attrs (gradInput and gradDecoder lack o or Delta). */
-const run = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecoderDims): tf.Tensor =>
+/** Runs kernel `mode` (no gradient of its own); the sizes travel as attrs (gradInput and gradDecoder lack o or Delta). */
+export const runGatedDecoder = (mode: GatedDecoderMode, inputs: tf.NamedTensorMap, dims: GatedDecoderDims): tf.Tensor =>
   tf.engine().runKernel(GATED_DECODER_KERNELS[mode], inputs, dims as unknown as tf.NamedAttrMap) as tf.Tensor;
 
 /**
@@ -354,13 +354,13 @@ export function fusedGatedDecoder(o: tf.Tensor4D, gate: tf.Tensor2D, delta: tf.T
     save([O, G, DELTA]);
     const dims = gatedDecoderDims(O.shape, DELTA.shape);
     return {
-      value: run('forward', { O, G, DELTA }, dims),
+      value: runGatedDecoder('forward', { O, G, DELTA }, dims),
       gradFunc: (DY: tf.Tensor, saved: tf.Tensor[]) => {
         const [so, sg, sd] = saved;
         return [
-          run('gradInput', { G: sg, DELTA: sd, DY }, dims),
-          run('gradGate', { O: so, G: sg, DELTA: sd, DY }, dims),
-          run('gradDecoder', { O: so, G: sg, DY }, dims),
+          runGatedDecoder('gradInput', { G: sg, DELTA: sd, DY }, dims),
+          runGatedDecoder('gradGate', { O: so, G: sg, DELTA: sd, DY }, dims),
+          runGatedDecoder('gradDecoder', { O: so, G: sg, DY }, dims),
         ];
       },
     };

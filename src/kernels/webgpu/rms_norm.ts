@@ -290,7 +290,8 @@ export function fusedRmsNormUnsupported(x: tf.Tensor, gain: tf.Tensor | null): s
   return null;
 }
 
-function run(name: string, inputs: tf.NamedTensorMap, epsilon: number): tf.Tensor {
+/** Runs the registered kernel `name` (`RMS_NORM_KERNELS`) on `inputs` with `epsilon` (no gradient of its own). */
+export function runRmsNorm(name: string, inputs: tf.NamedTensorMap, epsilon: number): tf.Tensor {
   const attrs: RmsNormAttrs = { epsilon };
   return tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
 }
@@ -311,8 +312,8 @@ export function fusedRmsNorm(x: tf.Tensor, gain: tf.Tensor | null, epsilon: numb
       const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
       save([xs]);
       return {
-        value: run(RMS_NORM_KERNELS.forward, { x: xs }, epsilon),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [run(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy }, epsilon)],
+        value: runRmsNorm(RMS_NORM_KERNELS.forward, { x: xs }, epsilon),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [runRmsNorm(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy }, epsilon)],
       };
     });
     return f(x);
@@ -321,10 +322,10 @@ export function fusedRmsNorm(x: tf.Tensor, gain: tf.Tensor | null, epsilon: numb
     const [xs, g, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     save([xs, g]);
     return {
-      value: run(RMS_NORM_KERNELS.forward, { x: xs, gain: g }, epsilon),
+      value: runRmsNorm(RMS_NORM_KERNELS.forward, { x: xs, gain: g }, epsilon),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-        run(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy, gain: saved[1] }, epsilon),
-        run(RMS_NORM_KERNELS.gradGain, { x: saved[0], dy }, epsilon),
+        runRmsNorm(RMS_NORM_KERNELS.gradInput, { x: saved[0], dy, gain: saved[1] }, epsilon),
+        runRmsNorm(RMS_NORM_KERNELS.gradGain, { x: saved[0], dy }, epsilon),
       ],
     };
   });

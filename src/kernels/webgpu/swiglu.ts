@@ -85,7 +85,9 @@ export function fusedSwiGLUUnsupported(gate: tf.Tensor, up: tf.Tensor): string |
   return null;
 }
 
-const run = (mode: Mode, inputs: tf.NamedTensorMap): tf.Tensor => tf.engine().runKernel(SWIGLU_KERNELS[mode], inputs) as tf.Tensor;
+/** Runs the registered kernel of `mode` on `inputs` (no gradient of its own). */
+export const runSwiGLU = (mode: keyof typeof SWIGLU_KERNELS, inputs: tf.NamedTensorMap): tf.Tensor =>
+  tf.engine().runKernel(SWIGLU_KERNELS[mode], inputs) as tf.Tensor;
 
 /**
  * `silu(gate) * up` through the fused webgpu or webgl kernels, with the fused backward under `tf.customGrad` (two
@@ -102,10 +104,10 @@ export function fusedSwiGLU(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
     const [g, u, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     save([g, u]);
     return {
-      value: run('forward', { g, u }),
+      value: runSwiGLU('forward', { g, u }),
       gradFunc: (dh: tf.Tensor, saved: tf.Tensor[]) => [
-        run('gradGate', { g: saved[0], u: saved[1], dh }),
-        run('gradUp', { g: saved[0], dh }),
+        runSwiGLU('gradGate', { g: saved[0], u: saved[1], dh }),
+        runSwiGLU('gradUp', { g: saved[0], dh }),
       ],
     };
   });
